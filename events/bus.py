@@ -1,0 +1,471 @@
+"""The bus: the only place in flowbus that talks to nats-py.
+
+Everything else publishes events, consumes jobs and reads KV through :class:`Bus`::
+
+    async with await Bus.connect(NatsSettings()) as bus:
+        await bus.publish(CloudEvent.create("com.example.hello", source="/me"))
+
+Every failure is a :class:`~events.errors.FlowbusError` that says what failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError, NoRespondersError, NoServersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext, api
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
+
+from events import subjects
+from events.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent, decode, encode
+from events.errors import BusUnavailable, PublishFailed
+from events.kv import KV, Objects
+from events.layout import Layout, delete_layout, ensure_layout
+from events.settings import NatsSettings
+
+log = logging.getLogger("flowbus.events.bus")
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+
+def msg_id(event: CloudEvent) -> str:
+    """The ``Nats-Msg-Id`` of an event: derived from its identity (source, id)."""
+    return hashlib.blake2b(f"{event.source}\x1f{event.id}".encode(), digest_size=16).hexdigest()
+
+
+def redact(url: str) -> str:
+    """A URL with any password or token replaced, safe to log."""
+    parts = urlsplit(url)
+    if parts.password or parts.username:
+        host = parts.hostname or ""
+        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """JetStream's acknowledgement of one stored message."""
+
+    stream: str
+    seq: int
+    duplicate: bool
+
+
+class Bus:
+    """A connection to NATS with the flowbus layout in place."""
+
+    def __init__(self, nc: NatsClient, settings: NatsSettings, layout: Layout) -> None:
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream(timeout=settings.nats_request_timeout)
+        self.settings = settings
+        self.layout = layout
+        self._closing = False
+
+    # --- connection ---------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls, settings: NatsSettings | None = None, *, ensure: bool = True, name: str = "flowbus"
+    ) -> Bus:
+        """Connect, and create the layout unless ``ensure`` is False.
+
+        Raises :class:`BusUnavailable` naming the servers when none answers.
+        """
+        settings = settings or NatsSettings()
+        servers = ", ".join(redact(u) for u in settings.nats_url)
+        closing: list[Bus] = []  # set once our own close() begins
+
+        async def on_disconnect() -> None:
+            if not (closing and closing[0]._closing):
+                log.warning("disconnected from NATS (%s); reconnecting", servers)
+
+        async def on_reconnect() -> None:
+            log.warning("reconnected to NATS (%s)", servers)
+
+        async def on_error(exc: Exception) -> None:
+            if closing:  # before that, a failed connect is reported once, by us
+                log.warning("NATS connection error (%s): %s", servers, exc)
+
+        options = _connect_options(settings, name, on_disconnect, on_reconnect, on_error)
+        try:
+            nc = await asyncio.wait_for(
+                nats.connect(**options),
+                timeout=settings.nats_connect_timeout * (len(settings.nats_url) + 1) + 1,
+            )
+        except (NoServersError, OSError, TimeoutError, NatsTimeout):
+            raise BusUnavailable(
+                f"cannot reach NATS at {servers}: no server answered; is nats-server "
+                "running there (FLOWBUS_NATS_URL)?"
+            ) from None
+        except nats.errors.Error as exc:
+            raise BusUnavailable(f"NATS at {servers} refused the connection: {exc}") from None
+        nc.options["max_reconnect_attempts"] = -1
+        layout = Layout(settings.namespace)
+        bus = cls(nc, settings, layout)
+        closing.append(bus)
+        if ensure:
+            try:
+                await ensure_layout(bus._js, settings)
+            except (NatsTimeout, NoRespondersError, NoStreamResponseError) as exc:
+                await nc.close()
+                raise BusUnavailable(
+                    f"NATS at {servers} did not answer JetStream requests ({type(exc).__name__}); "
+                    "is JetStream enabled (nats-server -js)?"
+                ) from None
+            except BaseException:
+                await nc.close()
+                raise
+        return bus
+
+    @property
+    def is_connected(self) -> bool:
+        return bool(self._nc.is_connected)
+
+    async def close(self) -> None:
+        """Flush what was published and close the connection.
+
+        Every publish that matters was already acknowledged, so this flushes and
+        closes rather than draining, which would wait on pending pull requests.
+        """
+        if self._nc.is_closed:
+            return
+        self._closing = True
+        try:
+            if self._nc.is_connected:
+                await self._nc.flush(timeout=2)
+        except (NatsTimeout, TimeoutError, ConnectionClosedError):
+            pass
+        await self._nc.close()
+
+    async def __aenter__(self) -> Bus:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # --- publishing ---------------------------------------------------------------
+
+    def encode(self, event: CloudEvent) -> bytes:
+        """Encode ``event`` within the size limit (raises InvalidEvent / EventTooLarge)."""
+        return encode(event, self.settings.event_max_bytes)
+
+    async def publish(self, event: CloudEvent) -> Ack:
+        """Publish one event and wait for JetStream to store it.
+
+        A re-publish of the same (source, id) within the dedup window is stored once
+        (``Ack.duplicate`` is then True).
+        """
+        body = self.encode(event)
+        return await self.publish_raw(
+            subjects.event_subject(self.layout.namespace, event.type),
+            body,
+            {MSG_ID_HEADER: msg_id(event), "Content-Type": STRUCTURED_CONTENT_TYPE},
+        )
+
+    async def publish_many(self, events: Sequence[CloudEvent]) -> list[Ack]:
+        """Publish events pipelined, at most ``publish_max_in_flight`` unacknowledged.
+
+        All events are encoded first, so a bad one publishes none. If NATS fails
+        part-way the error is raised; publishing the same events again is safe,
+        since their message ids deduplicate what was already stored.
+        """
+        bodies = [self.encode(e) for e in events]
+        messages = [
+            (
+                subjects.event_subject(self.layout.namespace, e.type),
+                body,
+                {MSG_ID_HEADER: msg_id(e), "Content-Type": STRUCTURED_CONTENT_TYPE},
+            )
+            for e, body in zip(events, bodies, strict=True)
+        ]
+        return await self.publish_raw_many(messages)
+
+    async def publish_raw(
+        self, subject: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> Ack:
+        """Publish bytes to a JetStream subject and await the ack."""
+        try:
+            ack = await self._js.publish(subject, body, headers=headers)
+        except (NatsTimeout, TimeoutError, NoStreamResponseError, NoRespondersError,
+                ConnectionClosedError) as exc:
+            raise BusUnavailable(
+                f"JetStream did not acknowledge the message on {subject!r} "
+                f"({type(exc).__name__}); NATS is unreachable or overloaded"
+            ) from None
+        except APIError as exc:
+            raise PublishFailed(f"JetStream refused the message on {subject!r}: {exc.description}") from None
+        return Ack(ack.stream, ack.seq, bool(ack.duplicate))
+
+    async def publish_raw_many(
+        self, messages: Sequence[tuple[str, bytes, dict[str, str] | None]]
+    ) -> list[Ack]:
+        """Publish pipelined with a bounded window of unacknowledged messages."""
+        window = self.settings.publish_max_in_flight
+        pending: deque[asyncio.Future[api.PubAck]] = deque()
+        acks: list[Ack] = []
+        try:
+            for subject, body, headers in messages:
+                if len(pending) >= window:
+                    acks.append(_ack(await _await_ack(pending.popleft(), self.settings)))
+                pending.append(await self._js.publish_async(subject, body, headers=headers))
+            while pending:
+                acks.append(_ack(await _await_ack(pending.popleft(), self.settings)))
+        except (NatsTimeout, TimeoutError, NoStreamResponseError, NoRespondersError,
+                ConnectionClosedError) as exc:
+            for future in pending:
+                future.cancel()
+            raise BusUnavailable(
+                f"JetStream acknowledged {len(acks)} of {len(messages)} messages, then "
+                f"failed ({type(exc).__name__}); publishing them again is safe"
+            ) from None
+        except APIError as exc:
+            for future in pending:
+                future.cancel()
+            raise PublishFailed(f"JetStream refused a message: {exc.description}") from None
+        return acks
+
+    # --- consuming ----------------------------------------------------------------
+
+    async def consumer(
+        self,
+        durable: str,
+        *,
+        stream: str | None = None,
+        filter_subjects: Sequence[str] | None = None,
+        ack_wait: float = 30.0,
+        max_deliver: int = -1,
+        max_ack_pending: int = 10_000,
+        deliver_new: bool = False,
+    ) -> Consumer:
+        """A durable pull consumer (created or updated) on ``stream`` (default: events)."""
+        stream = stream or self.layout.events_stream
+        filters = list(filter_subjects or [])
+        config = api.ConsumerConfig(
+            durable_name=durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+            max_ack_pending=max_ack_pending,
+            deliver_policy=api.DeliverPolicy.NEW if deliver_new else api.DeliverPolicy.ALL,
+        )
+        if len(filters) == 1:
+            config.filter_subject = filters[0]
+        elif filters:
+            config.filter_subjects = filters
+        try:
+            await self._js.add_consumer(stream, config)
+            sub = await self._js.pull_subscribe_bind(durable=durable, stream=stream)
+        except (NatsTimeout, NoRespondersError) as exc:
+            raise BusUnavailable(f"could not create consumer {durable} on {stream}: {exc}") from None
+        except APIError as exc:
+            raise PublishFailed(
+                f"JetStream refused consumer {durable} on {stream}: {exc.description}"
+            ) from None
+        return Consumer(self._js, sub, stream, durable)
+
+    async def tail(
+        self, pattern: str = "*", *, since: datetime | None = None
+    ) -> AsyncIterator[CloudEvent]:
+        """Events matching ``pattern`` as they arrive, from ``since`` if given, else new ones."""
+        subjects.check_pattern(pattern)
+        filter_subject = subjects.filter_subject(self.layout.namespace, pattern)
+        config = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.BY_START_TIME if since else api.DeliverPolicy.NEW,
+            opt_start_time=since,
+        )
+        sub = await self._js.subscribe(
+            filter_subject, stream=self.layout.events_stream, ordered_consumer=True, config=config
+        )
+        try:
+            async for msg in sub.messages:
+                event = decode(msg.data)
+                if subjects.type_matches(pattern, event.type):
+                    yield event
+        finally:
+            await sub.unsubscribe()
+
+    # --- KV and objects -----------------------------------------------------------
+
+    async def kv(self, bucket: str) -> KV:
+        """A KV bucket of the layout (e.g. ``bus.layout.flow_runs``)."""
+        return KV(await self._js.key_value(bucket), bucket)
+
+    async def objects(self, bucket: str) -> Objects:
+        """An object store of the layout (e.g. ``bus.layout.results``)."""
+        return Objects(await self._js.object_store(bucket), bucket)
+
+    # --- inspection ---------------------------------------------------------------
+
+    async def streams(self) -> list[api.StreamInfo]:
+        """Info on the layout's streams (events, runs, logs, buckets, object stores)."""
+        wanted = set(self.layout.names().values())
+        infos = []
+        for info in await self._js.streams_info():
+            name = info.config.name or ""
+            if name in wanted or name.removeprefix("KV_") in wanted or name.removeprefix("OBJ_") in wanted:
+                infos.append(info)
+        return infos
+
+    async def consumers(self, stream: str) -> list[api.ConsumerInfo]:
+        return list(await self._js.consumers_info(stream))
+
+    async def destroy_layout(self) -> None:
+        """Delete the whole namespace: every stream, bucket and object store. Irreversible."""
+        await delete_layout(self._js, self.settings)
+
+    async def delete_consumer(self, stream: str, durable: str) -> None:
+        try:
+            await self._js.delete_consumer(stream, durable)
+        except NotFoundError:
+            return
+
+
+def _connect_options(
+    settings: NatsSettings,
+    name: str,
+    on_disconnect: Callable[[], Awaitable[None]],
+    on_reconnect: Callable[[], Awaitable[None]],
+    on_error: Callable[[Exception], Awaitable[None]],
+) -> dict[str, Any]:
+    """nats.connect keyword arguments for ``settings`` (auth, TLS, reconnect)."""
+    options: dict[str, Any] = {
+        "servers": settings.nats_url,
+        "name": name,
+        "connect_timeout": settings.nats_connect_timeout,
+        "allow_reconnect": True,
+        # Try each server twice at start-up; reconnect forever once connected (below).
+        "max_reconnect_attempts": 1,
+        "reconnect_time_wait": 0.5,
+        "disconnected_cb": on_disconnect,
+        "reconnected_cb": on_reconnect,
+        "error_cb": on_error,
+        "pending_size": 64 * 1024 * 1024,
+    }
+    if settings.nats_user:
+        options["user"] = settings.nats_user
+        options["password"] = settings.nats_password
+    if settings.nats_token:
+        options["token"] = settings.nats_token
+    if settings.nats_creds:
+        options["user_credentials"] = settings.nats_creds
+    if settings.nats_tls_ca or settings.nats_tls_cert:
+        context = ssl.create_default_context(cafile=settings.nats_tls_ca)
+        if settings.nats_tls_cert:
+            context.load_cert_chain(settings.nats_tls_cert, settings.nats_tls_key)
+        options["tls"] = context
+    return options
+
+
+async def _await_ack(future: asyncio.Future[api.PubAck], settings: NatsSettings) -> api.PubAck:
+    return await asyncio.wait_for(future, timeout=settings.nats_request_timeout)
+
+
+def _ack(ack: api.PubAck) -> Ack:
+    return Ack(ack.stream, ack.seq, bool(ack.duplicate))
+
+
+class Delivery:
+    """One message fetched from a consumer, with its acknowledgement verbs."""
+
+    __slots__ = ("_event", "_msg")
+
+    def __init__(self, msg: Msg) -> None:
+        self._msg = msg
+        self._event: CloudEvent | None = None
+
+    @property
+    def data(self) -> bytes:
+        return self._msg.data
+
+    @property
+    def subject(self) -> str:
+        return self._msg.subject
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return dict(self._msg.headers or {})
+
+    @property
+    def event(self) -> CloudEvent:
+        """The message decoded as a CloudEvent (InvalidEvent if it is not one)."""
+        if self._event is None:
+            self._event = decode(self._msg.data)
+        return self._event
+
+    @property
+    def num_delivered(self) -> int:
+        return int(self._msg.metadata.num_delivered)
+
+    @property
+    def stream_seq(self) -> int:
+        return int(self._msg.metadata.sequence.stream)
+
+    @property
+    def timestamp(self) -> datetime:
+        return self._msg.metadata.timestamp
+
+    async def ack(self) -> None:
+        """Acknowledge, and wait until JetStream confirmed it (no redelivery after this)."""
+        await self._msg.ack_sync()
+
+    async def nak(self, delay: float | None = None) -> None:
+        """Hand the message back for redelivery, after ``delay`` seconds if given."""
+        await self._msg.nak(delay=delay)
+
+    async def in_progress(self) -> None:
+        """Reset the ack timer: the work goes on (doubles as a heartbeat)."""
+        await self._msg.in_progress()
+
+    async def term(self) -> None:
+        """Never deliver this message again (it can never be processed)."""
+        await self._msg.term()
+
+
+class Consumer:
+    """A durable pull consumer: fetch exactly as many messages as there is room for."""
+
+    def __init__(self, js: JetStreamContext, sub: JetStreamContext.PullSubscription,
+                 stream: str, durable: str) -> None:
+        self._js = js
+        self._sub = sub
+        self.stream = stream
+        self.durable = durable
+
+    async def fetch(self, n: int, max_wait: float = 1.0) -> list[Delivery]:
+        """Up to ``n`` messages, waiting at most ``max_wait`` s for the first; [] if none."""
+        if n <= 0:
+            return []
+        try:
+            msgs = await self._sub.fetch(batch=n, timeout=max_wait)
+        except (NatsTimeout, TimeoutError):
+            return []
+        except ConnectionClosedError as exc:
+            raise BusUnavailable(f"connection closed while fetching from {self.durable}") from exc
+        return [Delivery(m) for m in msgs]
+
+    async def info(self) -> api.ConsumerInfo:
+        return await self._sub.consumer_info()
+
+    async def close(self) -> None:
+        """Stop fetching; the durable consumer and its position stay on the server."""
+        try:
+            await self._sub.unsubscribe()
+        except (ConnectionClosedError, nats.errors.BadSubscriptionError):
+            pass

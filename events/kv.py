@@ -1,0 +1,211 @@
+"""KV buckets with compare-and-set, and object stores, over JetStream.
+
+Records that several processes change (flow runs, leases, concurrency slots) are
+only ever written with :meth:`KV.update`, a read-modify-write loop that retries
+when another writer got there first, so no update is ever lost.
+
+>>> async def mark_late(kv: KV, run_id: str) -> None:
+...     await kv.update_json(run_id, lambda run: {**run, "state": "Late"})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import (
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+    NotFoundError,
+    ObjectNotFoundError,
+)
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+from events.errors import AlreadyExists, BusUnavailable, NotFound, UpdateConflict
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A KV value with the revision a compare-and-set must name."""
+
+    key: str
+    value: bytes
+    revision: int
+
+    def json(self) -> Any:
+        return json.loads(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change seen by :meth:`KV.watch`; ``value`` is None for a delete."""
+
+    key: str
+    value: bytes | None
+    revision: int
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), default=str).encode()
+
+
+class KV:
+    """One KV bucket."""
+
+    def __init__(self, kv: KeyValue, name: str) -> None:
+        self._kv = kv
+        self.name = name
+
+    async def get(self, key: str) -> Entry | None:
+        """The entry at ``key``, or None when absent or deleted."""
+        try:
+            entry = await self._kv.get(key)
+        except (KeyNotFoundError, KeyDeletedError, NotFoundError):
+            return None
+        except NatsTimeout:
+            raise BusUnavailable(f"KV {self.name}: no answer reading {key!r}") from None
+        if entry.value is None or entry.revision is None:
+            return None
+        return Entry(key, entry.value, entry.revision)
+
+    async def get_json(self, key: str) -> Any | None:
+        entry = await self.get(key)
+        return None if entry is None else entry.json()
+
+    async def create(self, key: str, value: bytes) -> int:
+        """Store ``value`` only if ``key`` holds nothing; :class:`AlreadyExists` otherwise."""
+        try:
+            return int(await self._kv.create(key, value))
+        except KeyWrongLastSequenceError:
+            raise AlreadyExists(f"KV {self.name}: key {key!r} already exists") from None
+
+    async def put(self, key: str, value: bytes) -> int:
+        """Store ``value`` unconditionally (for values a single writer owns)."""
+        return int(await self._kv.put(key, value))
+
+    async def put_json(self, key: str, obj: Any) -> int:
+        return await self.put(key, _dumps(obj))
+
+    async def cas(self, key: str, value: bytes, revision: int) -> int:
+        """Store ``value`` if ``key`` is still at ``revision``; :class:`UpdateConflict` if not."""
+        try:
+            return int(await self._kv.update(key, value, last=revision))
+        except KeyWrongLastSequenceError:
+            raise UpdateConflict(
+                f"KV {self.name}: key {key!r} changed since revision {revision}"
+            ) from None
+
+    async def update(
+        self, key: str, fn: Callable[[bytes | None], bytes | None], *, attempts: int = 50
+    ) -> Entry | None:
+        """Read-modify-write ``key`` with compare-and-set, retrying lost races.
+
+        ``fn`` gets the current value (None when absent) and returns the new one, or
+        None to leave the key as it is (the current entry is then returned). It may
+        be called several times, so it must not have side effects.
+        """
+        for attempt in range(attempts):
+            if attempt:
+                # Jittered backoff: racing writers spread out instead of colliding again.
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+            current = await self.get(key)
+            new = fn(None if current is None else current.value)
+            if new is None:
+                return current
+            try:
+                if current is None:
+                    revision = await self.create(key, new)
+                else:
+                    revision = await self.cas(key, new, current.revision)
+            except (AlreadyExists, UpdateConflict):
+                continue
+            return Entry(key, new, revision)
+        raise UpdateConflict(f"KV {self.name}: gave up updating {key!r} after {attempts} races")
+
+    async def update_json(
+        self, key: str, fn: Callable[[Any | None], Any | None], *, attempts: int = 50
+    ) -> Any | None:
+        """:meth:`update` for JSON values; returns the stored object."""
+
+        def step(raw: bytes | None) -> bytes | None:
+            new = fn(None if raw is None else json.loads(raw))
+            return None if new is None else _dumps(new)
+
+        entry = await self.update(key, step, attempts=attempts)
+        return None if entry is None else entry.json()
+
+    async def delete(self, key: str, revision: int | None = None) -> None:
+        """Delete ``key`` (only if still at ``revision``, when given)."""
+        try:
+            await self._kv.delete(key, last=revision)
+        except KeyWrongLastSequenceError:
+            raise UpdateConflict(f"KV {self.name}: key {key!r} changed since {revision}") from None
+
+    async def purge(self, key: str) -> None:
+        await self._kv.purge(key)
+
+    async def keys(self) -> list[str]:
+        """Every live key (empty list for an empty bucket)."""
+        try:
+            return sorted(await self._kv.keys())
+        except NoKeysError:
+            return []
+
+    async def watch(self, keys: str = ">", *, include_history: bool = False) -> AsyncIterator[Change]:
+        """Changes to ``keys`` as they happen (after the current values, unless history)."""
+        watcher = await self._kv.watch(keys, include_history=include_history)
+        try:
+            async for entry in watcher:
+                if entry is None:  # the end of the initial values
+                    continue
+                deleted = entry.operation in ("DEL", "PURGE")
+                yield Change(entry.key, None if deleted else entry.value, int(entry.revision or 0))
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+class Objects:
+    """One object store (results, code bundles)."""
+
+    def __init__(self, store: ObjectStore, name: str) -> None:
+        self._store = store
+        self.name = name
+
+    async def put(self, name: str, data: bytes) -> None:
+        await self._store.put(name, data)
+
+    async def get(self, name: str) -> bytes:
+        """The object's bytes; :class:`NotFound` naming it when absent."""
+        try:
+            result = await self._store.get(name)
+        except (ObjectNotFoundError, NotFoundError):
+            raise NotFound(f"object {name!r} not found in {self.name}") from None
+        return bytes(result.data or b"")
+
+    async def exists(self, name: str) -> bool:
+        try:
+            info = await self._store.get_info(name)
+        except (ObjectNotFoundError, NotFoundError):
+            return False
+        return not info.deleted
+
+    async def delete(self, name: str) -> None:
+        try:
+            await self._store.delete(name)
+        except (ObjectNotFoundError, NotFoundError):
+            raise NotFound(f"object {name!r} not found in {self.name}") from None
+
+    async def names(self) -> list[str]:
+        try:
+            infos = await self._store.list()
+        except NotFoundError:
+            return []
+        return sorted(i.name for i in infos if not i.deleted and i.name)

@@ -1,0 +1,254 @@
+"""The JetStream layout of ARCHITECTURE.md: names, and one function that creates it.
+
+Every part calls :func:`ensure_layout` at start-up; whichever starts first creates
+the streams, KV buckets and object stores, the others find them in place. All
+names derive from the namespace (setting ``FLOWBUS_NAMESPACE``, default
+``flowbus``), so several environments or parallel tests share one NATS:
+
+>>> Layout("flowbus").events_stream, Layout("flowbus").flow_runs
+('FLOWBUS_EVENTS', 'flowbus-flow-runs')
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields
+
+from nats.js import JetStreamContext, api
+from nats.js.errors import APIError, NotFoundError
+
+from events.errors import LayoutConflict
+from events.settings import NatsSettings
+
+log = logging.getLogger("flowbus.events.layout")
+
+_DAY = 86400.0
+STREAM_EXISTS_WITH_OTHER_CONFIG = 10058
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every stream, subject prefix, bucket and object store name for a namespace."""
+
+    namespace: str
+    events_stream: str = field(init=False)
+    runs_stream: str = field(init=False)
+    logs_stream: str = field(init=False)
+    deployments: str = field(init=False)
+    automations: str = field(init=False)
+    variables: str = field(init=False)
+    flow_runs: str = field(init=False)
+    concurrency: str = field(init=False)
+    cache: str = field(init=False)
+    leases: str = field(init=False)
+    trigger_state: str = field(init=False)
+    webhooks: str = field(init=False)
+    api_keys: str = field(init=False)
+    results: str = field(init=False)
+    code: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        stream = self.namespace.upper().replace("-", "_")
+        values = {
+            "events_stream": f"{stream}_EVENTS",
+            "runs_stream": f"{stream}_RUNS",
+            "logs_stream": f"{stream}_LOGS",
+        }
+        for name in ("deployments", "automations", "variables", "concurrency", "cache",
+                     "leases", "webhooks", "results", "code"):
+            values[name] = f"{self.namespace}-{name}"
+        values["flow_runs"] = f"{self.namespace}-flow-runs"
+        values["trigger_state"] = f"{self.namespace}-trigger-state"
+        values["api_keys"] = f"{self.namespace}-api-keys"
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    # Subjects
+    @property
+    def events_prefix(self) -> str:
+        return f"{self.namespace}.events"
+
+    def runs_subject(self, work_pool: str) -> str:
+        return f"{self.namespace}.runs.{work_pool}"
+
+    def logs_subject(self, flow_run_id: str) -> str:
+        return f"{self.namespace}.logs.{flow_run_id}"
+
+    def names(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class _Bucket:
+    name: str
+    history: int = 1
+    ttl: float | None = None
+    description: str = ""
+
+
+def _streams(layout: Layout, settings: NatsSettings) -> list[api.StreamConfig]:
+    # Headers and attributes add to the body: leave room above the event limit.
+    max_msg = settings.event_max_bytes + 64 * 1024
+    return [
+        api.StreamConfig(
+            name=layout.events_stream,
+            description="every event",
+            subjects=[f"{layout.namespace}.events.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            max_age=settings.events_max_age_days * _DAY,
+            duplicate_window=settings.dedup_window_seconds,
+            max_msg_size=max_msg,
+            discard=api.DiscardPolicy.OLD,
+        ),
+        api.StreamConfig(
+            name=layout.runs_stream,
+            description="one job message per flow-run attempt",
+            subjects=[f"{layout.namespace}.runs.>"],
+            retention=api.RetentionPolicy.WORK_QUEUE,
+            storage=api.StorageType.FILE,
+            duplicate_window=settings.dedup_window_seconds,
+            max_msg_size=max_msg,
+        ),
+        api.StreamConfig(
+            name=layout.logs_stream,
+            description="log lines of flow and task runs",
+            subjects=[f"{layout.namespace}.logs.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            max_age=settings.logs_max_age_days * _DAY,
+            max_msg_size=max_msg,
+            discard=api.DiscardPolicy.OLD,
+        ),
+    ]
+
+
+def _buckets(layout: Layout, settings: NatsSettings) -> list[_Bucket]:
+    return [
+        _Bucket(layout.deployments, history=5, description="deployment definitions"),
+        _Bucket(layout.automations, history=5, description="automation definitions"),
+        _Bucket(layout.variables, history=5, description="variables"),
+        _Bucket(layout.flow_runs, history=1, description="current flow-run records"),
+        _Bucket(layout.concurrency, description="concurrency slots as leases"),
+        _Bucket(layout.cache, ttl=30 * _DAY, description="task cache keys"),
+        _Bucket(layout.leases, ttl=settings.lease_ttl_seconds, description="leader leases"),
+        _Bucket(layout.trigger_state, description="trigger windows and sequences"),
+        _Bucket(layout.webhooks, history=5, description="webhook definitions"),
+        _Bucket(layout.api_keys, description="hashed API keys"),
+    ]
+
+
+def _kv_stream(bucket: _Bucket) -> api.StreamConfig:
+    # Mirrors nats-py's create_key_value so its KeyValue class accepts the bucket.
+    return api.StreamConfig(
+        name=f"KV_{bucket.name}",
+        description=bucket.description,
+        subjects=[f"$KV.{bucket.name}.>"],
+        allow_direct=True,
+        allow_rollup_hdrs=True,
+        allow_msg_ttl=True,
+        deny_delete=True,
+        discard=api.DiscardPolicy.NEW,
+        duplicate_window=min(bucket.ttl, 120.0) if bucket.ttl else 120.0,
+        max_age=bucket.ttl,
+        max_msgs_per_subject=bucket.history,
+        storage=api.StorageType.FILE,
+        num_replicas=1,
+    )
+
+
+def _object_stream(name: str, description: str) -> api.StreamConfig:
+    # Mirrors nats-py's create_object_store.
+    return api.StreamConfig(
+        name=f"OBJ_{name}",
+        description=description,
+        subjects=[f"$O.{name}.C.>", f"$O.{name}.M.>"],
+        max_consumers=0,
+        storage=api.StorageType.FILE,
+        num_replicas=1,
+        discard=api.DiscardPolicy.NEW,
+        allow_rollup_hdrs=True,
+        allow_direct=True,
+    )
+
+
+def all_streams(layout: Layout, settings: NatsSettings) -> list[api.StreamConfig]:
+    """Every stream the layout needs, KV buckets and object stores included."""
+    configs = _streams(layout, settings)
+    configs += [_kv_stream(b) for b in _buckets(layout, settings)]
+    configs.append(_object_stream(layout.results, "persisted results and artifacts"))
+    configs.append(_object_stream(layout.code, "deployment code bundles"))
+    return configs
+
+
+async def ensure_layout(js: JetStreamContext, settings: NatsSettings) -> Layout:
+    """Create every stream, bucket and object store of the layout; idempotent.
+
+    An existing stream with another configuration is updated where JetStream
+    allows it; where it does not (retention or storage changed), this raises
+    :class:`LayoutConflict` naming the stream and the fields that differ.
+    """
+    layout = Layout(settings.namespace)
+    for config in all_streams(layout, settings):
+        await _ensure_stream(js, config)
+    return layout
+
+
+async def delete_layout(js: JetStreamContext, settings: NatsSettings) -> None:
+    """Delete every stream, bucket and object store of a namespace (tests, teardown)."""
+    for config in all_streams(Layout(settings.namespace), settings):
+        assert config.name is not None
+        try:
+            await js.delete_stream(config.name)
+        except NotFoundError:
+            continue
+
+
+async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
+    assert config.name is not None
+    try:
+        existing = await js.stream_info(config.name)
+    except NotFoundError:
+        try:
+            await js.add_stream(config)
+            return
+        except APIError as exc:
+            if exc.err_code != STREAM_EXISTS_WITH_OTHER_CONFIG:
+                raise
+            # Another part created it between our look and our create.
+            existing = await js.stream_info(config.name)
+    differing = _differences(existing.config, config)
+    if not differing:
+        return
+    try:
+        await js.update_stream(config)
+        log.info("updated stream %s (%s)", config.name, ", ".join(differing))
+    except APIError as exc:
+        raise LayoutConflict(
+            f"stream {config.name} exists with another configuration ({', '.join(differing)}) "
+            f"that JetStream will not update: {exc.description}. Delete the stream or use "
+            "another FLOWBUS_NAMESPACE."
+        ) from None
+
+
+_COMPARED = (
+    "subjects", "retention", "storage", "max_age", "duplicate_window", "max_msg_size",
+    "max_msgs_per_subject", "discard", "allow_direct", "allow_rollup_hdrs", "deny_delete",
+)
+
+
+def _differences(have: api.StreamConfig, want: api.StreamConfig) -> list[str]:
+    out = []
+    for name in _COMPARED:
+        wanted = getattr(want, name)
+        if wanted is None:
+            continue
+        had = getattr(have, name)
+        if name == "subjects":
+            had, wanted = sorted(had or []), sorted(wanted)
+        elif isinstance(wanted, float) and had is not None:
+            if abs(float(had) - wanted) < 1e-6:
+                continue
+        if had != wanted:
+            out.append(f"{name}: {had!r} -> {wanted!r}")
+    return out

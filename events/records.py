@@ -1,0 +1,129 @@
+"""The records every part reads and writes: deployments, flow runs and their states.
+
+They are stored as JSON in KV buckets (``flowbus-deployments``, ``flowbus-flow-runs``)
+and carried whole in the ``data`` of flowbus's own events, so a trigger or template
+needs no extra lookup. A flow-run record only changes through compare-and-set on
+its KV revision after :func:`events.states.check_transition` accepted the move.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from events.errors import TransitionRejected
+from events.states import STATE_TYPES, StateType, check_transition
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class State(BaseModel):
+    """A state as recorded: type, user-facing name, message, time and extra data."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: StateType
+    name: str
+    message: str | None = None
+    timestamp: datetime = Field(default_factory=utcnow)
+    data: dict[str, Any] = Field(default_factory=dict, description="e.g. result reference, error")
+
+    @classmethod
+    def named(cls, name: str, message: str | None = None, **data: Any) -> State:
+        """A state by its name, its type looked up (``State.named("Late")``)."""
+        if name not in STATE_TYPES:
+            raise ValueError(f"unknown state name {name!r}; known: {', '.join(STATE_TYPES)}")
+        return cls(type=STATE_TYPES[name], name=name, message=message, data=data)
+
+    def is_final(self) -> bool:
+        return self.type in {
+            StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED
+        }
+
+
+class Deployment(BaseModel):
+    """A flow made runnable by events, schedules and API calls."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    name: str = Field(pattern=NAME_PATTERN, description="unique deployment name")
+    flow_name: str = Field(min_length=1, max_length=256, description="the @flow's name")
+    entrypoint: str = Field(
+        default="", max_length=1024, description="'path/file.py:fn' or 'package.module:fn'"
+    )
+    work_pool: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="default parameters")
+    parameter_schema: dict[str, Any] = Field(default_factory=dict, description="JSON schema")
+    triggers: list[dict[str, Any]] = Field(default_factory=list)
+    schedules: list[dict[str, Any]] = Field(default_factory=list)
+    concurrency_limit: int | None = Field(default=None, ge=1)
+    collision_strategy: str = Field(default="ENQUEUE", pattern=r"^(ENQUEUE|CANCEL_NEW)$")
+    tags: list[str] = Field(default_factory=list)
+    version: str | None = None
+    description: str | None = None
+    paused: bool = False
+    code_digest: str | None = Field(default=None, description="bundle in flowbus-code, if any")
+    created: datetime = Field(default_factory=utcnow)
+    updated: datetime = Field(default_factory=utcnow)
+
+
+class FlowRun(BaseModel):
+    """The current record of one flow run (key: ``id`` in ``flowbus-flow-runs``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    flow_name: str
+    deployment_id: str | None = None
+    deployment_name: str | None = None
+    work_pool: str = "default"
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    state: State
+    run_count: int = Field(default=0, ge=0, description="attempts started so far")
+    expected_start_time: datetime = Field(default_factory=utcnow)
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    created: datetime = Field(default_factory=utcnow)
+    updated: datetime = Field(default_factory=utcnow)
+    idempotency_key: str | None = Field(default=None, description="what created it, e.g. trigger+event")
+    triggering_event: dict[str, Any] | None = Field(
+        default=None, description="id, source and type of the event that created it"
+    )
+    parent_task_run_id: str | None = None
+    runner_id: str | None = Field(default=None, description="the runner that holds the run")
+    result_ref: str | None = Field(default=None, description="where the result is persisted")
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_key(cls, value: str) -> str:
+        if not value or any(c in value for c in " .*>\t\n"):
+            raise ValueError(f"flow-run id {value!r} must be non-empty with no spaces, '.', '*' or '>'")
+        return value
+
+    def transition(self, state: State, **changes: Any) -> FlowRun:
+        """A copy in ``state`` (with ``changes``), or :class:`TransitionRejected` saying why."""
+        verdict = check_transition(self.state.name, state.name)
+        if not verdict:
+            raise TransitionRejected(f"flow run {self.id}: {verdict.reason}")
+        return self.model_copy(update={"state": state, "updated": utcnow(), **changes})
+
+
+def flow_run_id_for(*parts: str) -> str:
+    """A deterministic flow-run id from what created it (e.g. trigger id and event identity).
+
+    The same parts always give the same id, so a redelivered event finds the run
+    it already created instead of making a second one.
+    """
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=5))

@@ -1,0 +1,106 @@
+"""Event types as NATS subjects.
+
+An event's ``type`` (``com.github.push``) becomes the subject
+``<namespace>.events.<type>`` so NATS itself filters by name and wildcard. Type
+patterns use ``*`` the way Prefect's ``expect`` does: it matches any run of
+characters, dots included. :func:`filter_subject` gives the narrowest NATS filter
+that still contains every match, and :func:`type_matches` is the exact test.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from events.errors import InvalidEvent
+
+MAX_TYPE_LENGTH = 255
+# A subject token may hold any printable character but the separators and wildcards.
+_TOKEN = r"[^\s.*>\x00-\x1f\x7f]+"
+_TYPE_RE = re.compile(rf"{_TOKEN}(?:\.{_TOKEN})*")
+_NAMESPACE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+def check_type(event_type: str) -> str:
+    """Return ``event_type`` if it can be a subject, else raise :class:`InvalidEvent`."""
+    if not event_type:
+        raise InvalidEvent("type", "must not be empty")
+    if len(event_type) > MAX_TYPE_LENGTH:
+        raise InvalidEvent("type", f"is {len(event_type)} characters, over {MAX_TYPE_LENGTH}")
+    if _TYPE_RE.fullmatch(event_type) is None:
+        raise InvalidEvent(
+            "type",
+            f"{event_type!r} is not a valid event name: use dot-separated words with no "
+            "empty parts, whitespace, control characters, '*' or '>'",
+        )
+    return event_type
+
+
+def check_namespace(namespace: str) -> str:
+    """Return ``namespace`` if it is usable in subjects, stream and bucket names."""
+    if _NAMESPACE_RE.fullmatch(namespace) is None:
+        raise ValueError(
+            f"namespace {namespace!r} must start with a lowercase letter and hold at most "
+            "32 lowercase letters, digits, '-' or '_'"
+        )
+    return namespace
+
+
+def event_subject(namespace: str, event_type: str) -> str:
+    """The subject an event of ``event_type`` is published on."""
+    return f"{namespace}.events.{event_type}"
+
+
+def event_type_of(namespace: str, subject: str) -> str:
+    """The event type carried by an events subject (inverse of :func:`event_subject`)."""
+    prefix = f"{namespace}.events."
+    if not subject.startswith(prefix):
+        raise ValueError(f"subject {subject!r} is not under {prefix!r}")
+    return subject[len(prefix) :]
+
+
+def check_pattern(pattern: str) -> str:
+    """Validate a type pattern: like a type, but ``*`` may stand anywhere in a token."""
+    if pattern == "*":
+        return pattern
+    check_type(pattern.replace("*", "x"))
+    return pattern
+
+
+def filter_subject(namespace: str, pattern: str) -> str:
+    """The narrowest NATS filter subject containing every type ``pattern`` matches.
+
+    Exact names map to themselves. A pattern whose ``*`` fills a whole last token maps
+    to ``>``; otherwise everything from the first token holding ``*`` on becomes ``>``
+    (a superset, since ``*`` in a pattern also spans dots), and the caller refines
+    with :func:`type_matches`.
+
+    >>> filter_subject("flowbus", "com.github.*")
+    'flowbus.events.com.github.>'
+    """
+    check_pattern(pattern)
+    tokens = pattern.split(".")
+    kept: list[str] = []
+    for token in tokens:
+        if "*" in token:
+            kept.append(">")
+            break
+        kept.append(token)
+    return f"{namespace}.events." + ".".join(kept)
+
+
+def is_exact(pattern: str) -> bool:
+    """Whether ``pattern`` names one type (no wildcard)."""
+    return "*" not in pattern
+
+
+@lru_cache(maxsize=4096)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
+
+
+def type_matches(pattern: str, event_type: str) -> bool:
+    """Whether ``event_type`` matches ``pattern`` (``*`` matches any characters)."""
+    if "*" not in pattern:
+        return pattern == event_type
+    return _compiled(pattern).fullmatch(event_type) is not None

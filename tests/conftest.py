@@ -1,0 +1,65 @@
+"""Fixtures shared by the whole suite: one real nats-server, a namespace per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from events.bus import Bus
+from events.embedded import EmbeddedNats
+from events.settings import NatsSettings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No FLOWBUS_* setting of the machine leaks into a test; state goes to a temp home."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("FLOWBUS_")}
+    for key in saved:
+        del os.environ[key]
+    os.environ["FLOWBUS_HOME"] = str(tmp_path_factory.mktemp("flowbus-home"))
+    yield
+    os.environ.pop("FLOWBUS_HOME", None)
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """One real nats-server with JetStream for the session, on a free port."""
+    with EmbeddedNats(tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+def new_namespace() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def nats_settings(nats_server: EmbeddedNats) -> NatsSettings:
+    """Settings pointing at the test server, in a namespace of this test's own."""
+    return NatsSettings(nats_url=[nats_server.url], namespace=new_namespace())
+
+
+@pytest.fixture
+async def bus(nats_settings: NatsSettings) -> AsyncIterator[Bus]:
+    """A connected bus with the layout created; the namespace is deleted afterwards."""
+    bus = await Bus.connect(nats_settings)
+    try:
+        yield bus
+    finally:
+        if bus.is_connected:
+            await bus.destroy_layout()
+        await bus.close()
+
+
+@pytest.fixture
+def flowbus_env(nats_settings: NatsSettings, tmp_path: Path) -> dict[str, str]:
+    """Environment for a flowbus subprocess talking to this test's namespace."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
+    env["FLOWBUS_NATS_URL"] = ",".join(nats_settings.nats_url)
+    env["FLOWBUS_NAMESPACE"] = nats_settings.namespace
+    env["FLOWBUS_HOME"] = str(tmp_path / "home")
+    return env
