@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,8 +18,18 @@ def events() -> None:
 
 
 def _parse_data(text: str | None) -> Any:
+    """JSON from the option, from a file (``@path``) or from standard input (``-``)."""
     if text is None:
         return None
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as file:
+                text = file.read()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {text[1:]!r}: {exc.strerror}",
+                                     param_hint="--data") from None
     try:
         return json.loads(text)
     except ValueError as exc:
@@ -39,7 +50,8 @@ def _parse_extensions(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.argument("event_type", metavar="TYPE")
 @click.option("--source", default="flowbus/cli", show_default=True, help="CloudEvents source")
 @click.option("--subject", default=None, help="the resource the event is about")
-@click.option("--data", "data_text", default=None, help="payload as JSON")
+@click.option("--data", "data_text", default=None,
+              help="payload as JSON; @FILE reads it from a file, - from standard input")
 @click.option("--id", "event_id", default=None, help="event id (default: a new UUID)")
 @click.option("--ext", "extensions", multiple=True, help="extension attribute NAME=VALUE")
 @run_async

@@ -38,4 +38,6 @@ async def status() -> None:
             click.echo(f"no flowbus streams in namespace {settings.namespace!r}; "
                        "start `flowbus dev` or any flowbus service to create them")
             return
-        Console().print(table)
+        console = Console()
+        # Piped output keeps whole names instead of wrapping to 80 columns.
+        Console(width=max(console.width, 160) if not console.is_terminal else None).print(table)

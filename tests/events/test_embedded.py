@@ -1,0 +1,46 @@
+"""The embedded nats-server: found, started, stopped, and its failures shown."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from events.embedded import EmbeddedNats, NatsServerError, find_nats_server
+
+
+def test_the_binary_comes_with_the_package() -> None:
+    assert Path(find_nats_server()).name == "nats-server"
+
+
+def test_starts_with_jetstream_and_stops(tmp_path: Path) -> None:
+    server = EmbeddedNats(tmp_path).start()
+    try:
+        assert server.url.startswith("nats://127.0.0.1:")
+        with socket.create_connection((server.host, server.port), timeout=2) as conn:
+            info = conn.recv(4096)
+        assert info.startswith(b"INFO") and b'"jetstream":true' in info
+    finally:
+        server.stop()
+    with pytest.raises(OSError):
+        socket.create_connection((server.host, server.port), timeout=0.5)
+    assert (tmp_path / "jetstream").is_dir()
+
+
+def test_a_port_in_use_fails_with_the_servers_log(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(NatsServerError) as info:
+            EmbeddedNats(tmp_path, port=port, start_timeout=5).start()
+    message = str(info.value)
+    assert "nats-server" in message and "address already in use" in message.lower()
+
+
+def test_context_manager_cleans_a_temporary_directory() -> None:
+    with EmbeddedNats() as server:
+        data_dir = server.data_dir
+        assert data_dir.is_dir()
+    assert not data_dir.exists()
