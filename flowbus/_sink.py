@@ -1,0 +1,303 @@
+"""Where the engine's events and log records go.
+
+Every flow-run and task-run state change and every run log record is handed to the
+process-wide event sink. With no server the sink is a `NullSink` and the engine skips
+building events altogether (it checks `enabled` first). A transport plugs in with
+`set_event_sink`, typically a `BufferedSink` wrapping its publish function::
+
+    from flowbus._sink import BufferedSink, set_event_sink
+
+    set_event_sink(BufferedSink(publish=my_publish_batch, maxsize=10_000))
+
+Event dicts are CloudEvents 1.0 (structured mode); log dicts are
+``{"flow_run_id", "task_run_id", "name", "level", "message", "timestamp"}``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as _dt
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+SOURCE = "flowbus/sdk"
+
+_log = logging.getLogger("flowbus.sink")
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Receives engine events and log records. Must be thread-safe and must not block long."""
+
+    def emit_event(self, event: dict[str, Any]) -> None: ...
+
+    def emit_log(self, record: dict[str, Any]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NullSink:
+    """Keeps nothing. The engine does not even build events while it is installed."""
+
+    def emit_event(self, event: dict[str, Any]) -> None:
+        pass
+
+    def emit_log(self, record: dict[str, Any]) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class JsonLinesSink:
+    """Appends each event and log record as one JSON line to a file.
+
+    Log records are wrapped as ``{"log": record}`` so one file can hold both kinds.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._lock = threading.Lock()
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def _write(self, item: dict[str, Any]) -> None:
+        line = json.dumps(item, default=str) + "\n"
+        with self._lock:
+            if not self._file.closed:
+                self._file.write(line)
+                self._file.flush()
+
+    def emit_event(self, event: dict[str, Any]) -> None:
+        self._write(event)
+
+    def emit_log(self, record: dict[str, Any]) -> None:
+        self._write({"log": record})
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+_STOP = object()
+
+
+class BufferedSink:
+    """Hands events off the hot path to a background thread that publishes in batches.
+
+    The buffer is bounded by `maxsize`: when it is full, the producer blocks until the
+    publisher catches up (backpressure) and `backpressure_count` goes up by one, so the
+    buffer never grows without bound. `publish` receives a list of event dicts;
+    `publish_logs` (default: `publish`) a list of log dicts. A failing publish is logged
+    and counted in `error_count`; the batch is dropped, the sink carries on.
+
+    Example::
+
+        sink = BufferedSink(publish=lambda batch: print(len(batch)), maxsize=1000)
+        set_event_sink(sink)
+        ...
+        sink.close()  # flushes what is left
+    """
+
+    def __init__(
+        self,
+        publish: Callable[[list[dict[str, Any]]], None],
+        maxsize: int = 10_000,
+        *,
+        publish_logs: Callable[[list[dict[str, Any]]], None] | None = None,
+        batch_size: int = 512,
+    ) -> None:
+        if maxsize <= 0:
+            raise ValueError(f"BufferedSink maxsize must be > 0, got {maxsize}")
+        self.publish = publish
+        self.publish_logs = publish_logs or publish
+        self.maxsize = maxsize
+        self.batch_size = batch_size
+        self.backpressure_count = 0
+        self.error_count = 0
+        self.published_count = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize)
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="flowbus-sink", daemon=True)
+        self._thread.start()
+
+    @property
+    def fill(self) -> int:
+        """How many items wait in the buffer (a metric)."""
+        return self._queue.qsize()
+
+    def _put(self, item: tuple[bool, dict[str, Any]]) -> None:
+        if self._closed:
+            raise RuntimeError("BufferedSink is closed; install a new sink with set_event_sink")
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.backpressure_count += 1
+            self._queue.put(item)
+
+    def emit_event(self, event: dict[str, Any]) -> None:
+        self._put((True, event))
+
+    def emit_log(self, record: dict[str, Any]) -> None:
+        self._put((False, record))
+
+    def _run(self) -> None:
+        q = self._queue
+        while True:
+            first = q.get()
+            batch = [first]
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            stop = False
+            events: list[dict[str, Any]] = []
+            logs: list[dict[str, Any]] = []
+            for item in batch:
+                if item is _STOP:
+                    stop = True
+                elif item[0]:
+                    events.append(item[1])
+                else:
+                    logs.append(item[1])
+            self._publish(self.publish, events)
+            self._publish(self.publish_logs, logs)
+            for _ in batch:
+                q.task_done()
+            if stop:
+                return
+
+    def _publish(self, fn: Callable[[list[dict[str, Any]]], None], items: list[dict[str, Any]]) -> None:
+        if not items:
+            return
+        try:
+            fn(items)
+            self.published_count += len(items)
+        except Exception as exc:  # a broken transport must not kill the publisher thread
+            self.error_count += 1
+            print(f"flowbus: event publish failed, {len(items)} dropped: {exc!r}", file=sys.stderr)
+
+    def flush(self) -> None:
+        """Block until everything handed over so far has been published."""
+        if self._thread.is_alive():
+            self._queue.join()
+
+    def close(self) -> None:
+        """Publish what is left and stop the background thread."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+
+# The sink in use, and whether it is worth building events for. The engine reads
+# `enabled` on every transition, so it is a plain module global.
+_sink: EventSink = NullSink()
+enabled = False
+_configured = False
+_lock = threading.Lock()
+
+
+def set_event_sink(sink: EventSink | None) -> EventSink:
+    """Install `sink` for the whole process (None: the null sink). Returns the previous one.
+
+    The previous sink is not closed; the caller owns it.
+    """
+    global _sink, enabled, _configured
+    with _lock:
+        previous = _sink
+        _sink = sink if sink is not None else NullSink()
+        enabled = not isinstance(_sink, NullSink)
+        _configured = True
+    return previous
+
+
+def get_event_sink() -> EventSink:
+    """The sink in use, configuring it from the environment on first use."""
+    configure_from_env()
+    return _sink
+
+
+def configure_from_env() -> None:
+    """Pick the sink from the environment once: ``FLOWBUS_EVENTS_FILE`` -> `JsonLinesSink`.
+
+    A sink installed with `set_event_sink` always wins.
+    """
+    global _configured
+    if _configured:
+        return
+    with _lock:
+        if _configured:
+            return
+        path = os.environ.get("FLOWBUS_EVENTS_FILE")
+        _configured = True
+    if path:
+        set_event_sink(JsonLinesSink(path))
+        atexit.register(flush_event_sink)
+
+
+def flush_event_sink() -> None:
+    """Flush the current sink (called at the end of every top-level flow run)."""
+    if enabled:
+        _sink.flush()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat()
+
+
+def emit_state_event(kind: str, run_id: str, state_name: str, data: dict[str, Any]) -> None:
+    """Build and emit one ``flowbus.<kind>.<State>`` CloudEvent (kind: flow-run, task-run)."""
+    _sink.emit_event(
+        {
+            "specversion": "1.0",
+            "type": f"flowbus.{kind}.{state_name}",
+            "source": SOURCE,
+            "subject": f"flowbus.{kind}.{run_id}",
+            "id": str(uuid.uuid4()),
+            "time": _now(),
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+    )
+
+
+def emit_event(type: str, subject: str, data: dict[str, Any]) -> None:
+    """Emit any other SDK event (e.g. ``flowbus.artifact.created``)."""
+    if not enabled:
+        return
+    _sink.emit_event(
+        {
+            "specversion": "1.0",
+            "type": type,
+            "source": SOURCE,
+            "subject": subject,
+            "id": str(uuid.uuid4()),
+            "time": _now(),
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+    )
+
+
+def emit_log_record(record: dict[str, Any]) -> None:
+    _sink.emit_log(record)
