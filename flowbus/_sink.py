@@ -134,6 +134,7 @@ class BufferedSink:
         self.published_count = 0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize)
         self._closed = False
+        self._count_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="flowbus-sink", daemon=True)
         self._thread.start()
 
@@ -148,7 +149,8 @@ class BufferedSink:
         try:
             self._queue.put_nowait(item)
         except queue.Full:
-            self.backpressure_count += 1
+            with self._count_lock:
+                self.backpressure_count += 1
             self._queue.put(item)
 
     def emit_event(self, event: dict[str, Any]) -> None:

@@ -75,6 +75,21 @@ class _Formatter(logging.Formatter):
         return super().format(record)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is now (test runners and notebooks swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 _setup_lock = threading.Lock()
 _is_setup = False
 
@@ -92,7 +107,7 @@ def setup_logging() -> None:
             return
         root = logging.getLogger("flowbus")
         root.setLevel(os.environ.get("FLOWBUS_LOGGING_LEVEL", "INFO").upper())
-        console = logging.StreamHandler(sys.stderr)
+        console = _StderrHandler()
         console.setFormatter(_Formatter())
         root.addHandler(console)
         root.addHandler(_SinkHandler())
