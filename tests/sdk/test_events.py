@@ -29,8 +29,8 @@ def test_state_changes_are_cloudevents_with_the_full_run_record(sink) -> None:  
     parent(3)
     assert sink.state_names("flow-run") == ["Pending", "Running", "Completed"]
     assert sink.state_names("task-run") == ["Pending", "Running", "Completed"]
-    flow_done = [e for e in sink.events if e["type"] == "flowbus.flow-run.Completed"][0]
-    task_done = [e for e in sink.events if e["type"] == "flowbus.task-run.Completed"][0]
+    flow_done = next(e for e in sink.events if e["type"] == "flowbus.flow-run.Completed")
+    task_done = next(e for e in sink.events if e["type"] == "flowbus.task-run.Completed")
     assert flow_done["source"] == "flowbus/sdk"
     assert flow_done["specversion"] == "1.0"
     assert flow_done["subject"] == f"flowbus.flow-run.{flow_done['data']['id']}"

@@ -74,7 +74,7 @@ async def test_async_task_timeout() -> None:
 async def test_async_task_that_blocks_the_loop_past_its_timeout_is_not_completed() -> None:
     @task(timeout_seconds=0.05)
     async def blocking() -> str:
-        time.sleep(0.2)
+        time.sleep(0.2)  # noqa: ASYNC251 - deliberately blocks the loop
         return "late"
 
     assert (await blocking(return_state=True)).is_failed()
