@@ -508,10 +508,13 @@ def _flow_attempts(
         _set_flow_state(flow_run, Running() if flow_run.run_count == 1 else Retrying())
         if flow_run.run_count == 1 and flow.on_running:
             yield from _hooks(flow.on_running, flow, flow_run, flow_run.state, logger)
-        with runner:
-            ok, value = yield Call(flow.fn, args, kwargs, flow.timeout_seconds, FlowRunTimeoutError)
+        runner.__enter__()
+        ok, value = yield Call(flow.fn, args, kwargs, flow.timeout_seconds, FlowRunTimeoutError)
+        try:
             if ok:
                 final = _state_from_return(flow, flow_run, value)
+        finally:
+            runner.__exit__(None if ok else type(value), None if ok else value, None)
         if not ok:
             if not isinstance(value, Exception):
                 return _interrupted_state(value), value

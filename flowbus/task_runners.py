@@ -49,7 +49,7 @@ class TaskRunner:
     def __enter__(self) -> TaskRunner:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None = None, *exc_info: object) -> None:
         return None
 
 
@@ -93,9 +93,12 @@ class ThreadPoolTaskRunner(TaskRunner):
         ctx = contextvars.copy_context()
         return FlowbusFuture(self._get_executor().submit(ctx.run, job), job.task_run)
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None = None, *exc_info: object) -> None:
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            # After a timeout the run is over: do not hold its final state hostage to
+            # submitted runs that are still going; they finish in the background.
+            timed_out = exc_type is not None and issubclass(exc_type, TimeoutError)
+            self._executor.shutdown(wait=not timed_out, cancel_futures=timed_out)
             self._executor = None
 
 
@@ -174,12 +177,13 @@ class ProcessPoolTaskRunner(TaskRunner):
 
         return FlowbusFuture(threads.submit(dispatch), job.task_run)
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None = None, *exc_info: object) -> None:
+        wait = exc_type is None or not issubclass(exc_type, TimeoutError)
         if self._threads is not None:
-            self._threads.shutdown(wait=True)
+            self._threads.shutdown(wait=wait, cancel_futures=not wait)
             self._threads = None
         if self._processes is not None:
-            self._processes.shutdown(wait=True)
+            self._processes.shutdown(wait=wait, cancel_futures=not wait)
             self._processes = None
 
 

@@ -180,3 +180,22 @@ async def test_cancelled_async_flow_is_cancelled_and_cancellation_propagates(sin
     with pytest.raises(asyncio.CancelledError):
         await run
     assert seen == ["Cancelled"]
+
+
+def test_flow_timeout_does_not_wait_for_its_still_running_submitted_tasks() -> None:
+    release = threading.Event()
+
+    @task
+    def long_task() -> None:
+        release.wait(3)
+
+    @flow(timeout_seconds=0.2)
+    def f() -> None:
+        long_task.submit().wait()
+
+    start = time.monotonic()
+    state = f(return_state=True)
+    elapsed = time.monotonic() - start
+    release.set()
+    assert state.is_failed()
+    assert elapsed < 2
