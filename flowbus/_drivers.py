@@ -75,6 +75,9 @@ def drive_sync(steps: Steps[T]) -> T:
                 if inspect.isawaitable(value):
                     value = run_coro_sync(value)
                 outcome = (True, value)
+            elif inspect.iscoroutinefunction(request.fn):  # type: ignore[union-attr]
+                # Cancel the coroutine itself at its deadline, on the loop running it.
+                outcome = (True, run_coro_sync(_await_with_timeout(request)))  # type: ignore[arg-type]
             else:
                 outcome = (True, call_with_thread_timeout(request))  # type: ignore[arg-type]
         except BaseException as exc:  # handed to the engine, which decides and re-raises

@@ -39,7 +39,7 @@ from flowbus.exceptions import (
     TaskRunTimeoutError,
     UpstreamTaskError,
 )
-from flowbus.futures import FlowbusFuture, resolve_futures_to_states
+from flowbus.futures import FlowbusFuture, contains_upstream, rebuild, resolve_futures_to_states
 from flowbus.logging import (
     _log_prints,
     enable_log_prints,
@@ -129,11 +129,6 @@ def _hooks(hooks: Iterable[Callable[..., Any]], obj: Any, run: Any, state: State
             raise value
 
 
-def _needs_resolution(value: Any) -> bool:
-    t = type(value)
-    return t is FlowbusFuture or isinstance(value, State | FlowbusFuture | list | tuple | set | dict)
-
-
 def _resolve(value: Any) -> Any:
     if isinstance(value, FlowbusFuture | State):
         state = value.final_state() if isinstance(value, FlowbusFuture) else value
@@ -143,28 +138,25 @@ def _resolve(value: Any) -> Any:
                 f"Upstream task run {name!r} did not reach a 'COMPLETED' state (it is {state!r})."
             )
         return state.result()
-    if isinstance(value, list | tuple | set):
-        if any(_needs_resolution(v) for v in value):
-            return type(value)(_resolve(v) for v in value)
+    if not contains_upstream(value):
         return value
     if isinstance(value, dict):
-        if any(_needs_resolution(v) for v in value.values()):
-            return {k: _resolve(v) for k, v in value.items()}
-        return value
-    return value
+        return {k: _resolve(v) for k, v in value.items()}
+    return rebuild(value, [_resolve(v) for v in value])
 
 
 def resolve_inputs(parameters: dict[str, Any], wait_for: Iterable[Any] | None) -> dict[str, Any]:
     """Parameters with upstream futures/states replaced by their results.
 
     Raises `UpstreamTaskError` if an upstream run (or one in `wait_for`) did not complete.
+    Collections are copied only when they hold a future or a state.
     """
     if wait_for:
         for upstream in wait_for:
             if isinstance(upstream, FlowbusFuture | State):
                 _resolve(upstream)
     for value in parameters.values():
-        if _needs_resolution(value):
+        if contains_upstream(value):
             return {k: _resolve(v) for k, v in parameters.items()}
     return parameters
 
@@ -566,7 +558,7 @@ def _state_from_return(flow: Any, flow_run: FlowRun, value: Any) -> State[Any]:
 def _results_of(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: v.result() if isinstance(v, State) else v for k, v in value.items()}
-    return type(value)(v.result() if isinstance(v, State) else v for v in value)
+    return rebuild(value, [v.result() if isinstance(v, State) else v for v in value])
 
 
 # ---------------------------------------------------------------------- entry points

@@ -216,6 +216,7 @@ class BufferedSink:
 _sink: EventSink = NullSink()
 enabled = False
 _configured = False
+_atexit_registered = False
 _lock = threading.Lock()
 
 
@@ -224,12 +225,16 @@ def set_event_sink(sink: EventSink | None) -> EventSink:
 
     The previous sink is not closed; the caller owns it.
     """
-    global _sink, enabled, _configured
+    global _sink, enabled, _configured, _atexit_registered
     with _lock:
         previous = _sink
         _sink = sink if sink is not None else NullSink()
         enabled = not isinstance(_sink, NullSink)
         _configured = True
+        if enabled and not _atexit_registered:
+            # Publish what is buffered when the process ends normally.
+            atexit.register(flush_event_sink)
+            _atexit_registered = True
     return previous
 
 
@@ -251,10 +256,37 @@ def configure_from_env() -> None:
         if _configured:
             return
         path = os.environ.get("FLOWBUS_EVENTS_FILE")
+        nats_url = os.environ.get("FLOWBUS_NATS_URL")
         _configured = True
+    if nats_url:
+        sink = _nats_sink(nats_url)
+        if sink is not None:
+            set_event_sink(sink)
+            return
     if path:
         set_event_sink(JsonLinesSink(path))
-        atexit.register(flush_event_sink)
+
+
+# The NATS publisher lives with the backbone (`events/`): a module there exposing
+# ``nats_event_sink(url) -> EventSink`` is picked up when FLOWBUS_NATS_URL is set.
+NATS_SINK_FACTORY = "events.sdk_sink:nats_event_sink"
+
+
+def _nats_sink(url: str) -> EventSink | None:
+    import importlib
+
+    module_name, _, attr = NATS_SINK_FACTORY.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        _log.warning(
+            "FLOWBUS_NATS_URL is set but no NATS event sink is available (%s); "
+            "run events stay local.",
+            exc,
+        )
+        return None
+    sink: EventSink = factory(url)
+    return sink
 
 
 def flush_event_sink() -> None:

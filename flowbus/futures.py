@@ -95,12 +95,33 @@ def as_completed(futures: Iterable[FlowbusFuture[R]], timeout: float | None = No
         yield by_inner[inner]
 
 
+def contains_upstream(value: Any, depth: int = 0) -> bool:
+    """Whether `value` is, or holds within three levels of collections, a future or a state."""
+    if isinstance(value, FlowbusFuture | State):
+        return True
+    if depth < 3:
+        if isinstance(value, list | tuple | set | frozenset):
+            return any(contains_upstream(v, depth + 1) for v in value)
+        if isinstance(value, dict):
+            return any(contains_upstream(v, depth + 1) for v in value.values())
+    return False
+
+
+def rebuild(value: Any, items: Iterable[Any]) -> Any:
+    """A collection like `value` holding `items` (keeps named tuples and subclasses)."""
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*items)
+    return type(value)(items)
+
+
 def resolve_futures_to_states(value: Any) -> Any:
-    """`value` with every future replaced by its final state (one level of collections)."""
+    """`value` with every future replaced by its final state; untouched if it holds none."""
     if isinstance(value, FlowbusFuture):
         return value.final_state()
-    if isinstance(value, list | tuple | set):
-        return type(value)(resolve_futures_to_states(v) for v in value)
+    if not contains_upstream(value):
+        return value
+    if isinstance(value, list | tuple | set | frozenset):
+        return rebuild(value, [resolve_futures_to_states(v) for v in value])
     if isinstance(value, dict):
         return {k: resolve_futures_to_states(v) for k, v in value.items()}
     return value

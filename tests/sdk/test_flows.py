@@ -290,3 +290,50 @@ def test_flow_with_varargs_and_keyword_only_parameters() -> None:
         return (a + sum(rest) + sum(extra.values())) * scale
 
     assert f(1, 2, 3, scale=2, z=4) == 20
+
+
+def test_flow_returning_a_named_tuple_keeps_it() -> None:
+    from typing import NamedTuple
+
+    class Pair(NamedTuple):
+        a: int
+        b: int
+
+    @flow
+    def f() -> Pair:
+        return Pair(1, 2)
+
+    assert f() == Pair(1, 2) and isinstance(f(), Pair)
+
+
+def test_task_arguments_without_futures_are_passed_as_is() -> None:
+    received = []
+
+    @task
+    def keep(xs: list[list[int]]) -> None:
+        received.append(xs)
+
+    data = [[1], [2]]
+    keep(data)
+    assert received[0] is data
+
+
+def test_run_flow_of_an_async_flow_with_timeout_cancels_the_coroutine() -> None:
+    import time
+
+    from flowbus._engine import run_flow
+    from flowbus.exceptions import FlowRunTimeoutError
+
+    finished = []
+
+    @flow(timeout_seconds=0.1)
+    async def slow() -> None:
+        await asyncio.sleep(2)
+        finished.append(True)
+
+    start = time.monotonic()
+    state = run_flow(slow)
+    assert time.monotonic() - start < 1.5
+    with pytest.raises(FlowRunTimeoutError):
+        state.result()
+    assert finished == []

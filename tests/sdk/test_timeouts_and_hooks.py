@@ -197,5 +197,6 @@ def test_flow_timeout_does_not_wait_for_its_still_running_submitted_tasks() -> N
     state = f(return_state=True)
     elapsed = time.monotonic() - start
     release.set()
+    time.sleep(0.1)  # let the abandoned task finish while this test still captures its log
     assert state.is_failed()
     assert elapsed < 2
