@@ -18,7 +18,7 @@ Example::
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from flowbus import _engine
@@ -131,24 +131,19 @@ class Flow(Generic[P, R]):
         validator = self._validator or ParameterValidator(self.fn)
         return validator.validate(self._shape.bind((), dict(parameters)))
 
-    @overload
-    def __call__(self: Flow[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]: ...
-
-    @overload
-    def __call__(self: Flow[P, R], *args: P.args, **kwargs: P.kwargs) -> R: ...
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the flow and return its result (a coroutine for an async flow).
 
         Inside another flow this makes a subflow run. ``return_state=True`` returns
         the final `State` instead of the result or the raised error.
         """
-        return_state = kwargs.pop("return_state", False)
-        wait_for = kwargs.pop("wait_for", None)
-        parameters = self._shape.bind(args, kwargs)
+        options: dict[str, Any] = kwargs
+        return_state = bool(options.pop("return_state", False))
+        wait_for = options.pop("wait_for", None)
+        parameters = self._shape.bind(args, options)
         if self.isasync:
-            return _engine.call_flow_async(self, parameters, wait_for, return_state)
-        return _engine.call_flow_sync(self, parameters, wait_for, return_state)
+            return _engine.call_flow_async(self, parameters, wait_for, return_state)  # type: ignore[return-value]
+        return _engine.call_flow_sync(self, parameters, wait_for, return_state)  # type: ignore[no-any-return]
 
     def serve(self, *args: Any, **kwargs: Any) -> None:
         """Serving deployments needs the runner service, which this SDK build does not include."""

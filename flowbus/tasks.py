@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from flowbus import _engine
@@ -176,24 +176,19 @@ class Task(Generic[P, R]):
             raise TypeError(f"Unknown task option(s) {sorted(unknown)}; options: {sorted(self._options)}")
         return Task(self.fn, **{**self._options, **options})
 
-    @overload
-    def __call__(self: Task[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]: ...
-
-    @overload
-    def __call__(self: Task[P, R], *args: P.args, **kwargs: P.kwargs) -> R: ...
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the task inline and return its result (a coroutine for an async task).
 
         ``return_state=True`` returns the final `State` instead; ``wait_for=[...]`` waits
         for upstream runs first.
         """
-        return_state = kwargs.pop("return_state", False)
-        wait_for = kwargs.pop("wait_for", None)
-        parameters = self._shape.bind(args, kwargs)
+        options: dict[str, Any] = kwargs
+        return_state = bool(options.pop("return_state", False))
+        wait_for = options.pop("wait_for", None)
+        parameters = self._shape.bind(args, options)
         if self.isasync:
-            return _engine.call_task_async(self, parameters, wait_for, return_state)
-        return _engine.call_task_sync(self, parameters, wait_for, return_state)
+            return _engine.call_task_async(self, parameters, wait_for, return_state)  # type: ignore[return-value]
+        return _engine.call_task_sync(self, parameters, wait_for, return_state)  # type: ignore[no-any-return]
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> FlowbusFuture[R]:
         """Run the task on the flow's task runner; returns a future at once.
