@@ -63,12 +63,32 @@ def per_task_us(run: Callable[[], Any], n: int, repeats: int) -> float:
     return statistics.median(samples)
 
 
-def measure(name: str, n: int, repeats: int) -> None:
+def measure(name: str, n: int, repeats: int, label: str | None = None) -> None:
     lib = __import__(name)
     inline_flow, submit_flow = build(lib, n)
     inline = per_task_us(inline_flow, n, repeats)
     submit = per_task_us(submit_flow, n, repeats)
-    print(f"{name:8s} inline: {inline:8.1f} us/task   submit: {submit:8.1f} us/task")
+    print(f"{label or name:28s} inline: {inline:8.1f} us/task   submit: {submit:8.1f} us/task")
+
+
+def measure_with_events(n: int, repeats: int) -> None:
+    """The same flows with every state change and log record going through a BufferedSink."""
+    from flowbus._sink import BufferedSink, set_event_sink
+
+    published = 0
+
+    def publish(batch: list[dict[str, Any]]) -> None:
+        nonlocal published
+        published += len(batch)
+
+    sink = BufferedSink(publish, maxsize=10_000)
+    previous = set_event_sink(sink)
+    try:
+        measure("flowbus", n, repeats, "flowbus (events: BufferedSink)")
+    finally:
+        set_event_sink(previous)
+        sink.close()
+    print(f"{'':28s} events published: {published}, producer blocked {sink.backpressure_count} times")
 
 
 def main() -> None:
@@ -83,7 +103,8 @@ def main() -> None:
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {args.tasks} tasks, median of {args.repeats}")
     print(f"import flowbus: {import_time_ms('flowbus', args.repeats):.1f} ms")
-    measure("flowbus", args.tasks, args.repeats)
+    measure("flowbus", args.tasks, args.repeats, "flowbus (no server, null sink)")
+    measure_with_events(args.tasks, args.repeats)
     if importlib.util.find_spec("prefect") is not None:
         print(f"import prefect: {import_time_ms('prefect', args.repeats):.1f} ms")
         measure("prefect", args.tasks, args.repeats)

@@ -16,11 +16,11 @@ Event dicts are CloudEvents 1.0 (structured mode); log dicts are
 from __future__ import annotations
 
 import atexit
+import collections
 import datetime as _dt
 import json
 import logging
 import os
-import queue
 import sys
 import threading
 import uuid
@@ -95,9 +95,6 @@ class JsonLinesSink:
             self._file.close()
 
 
-_STOP = object()
-
-
 class BufferedSink:
     """Hands events off the hot path to a background thread that publishes in batches.
 
@@ -125,6 +122,8 @@ class BufferedSink:
     ) -> None:
         if maxsize <= 0:
             raise ValueError(f"BufferedSink maxsize must be > 0, got {maxsize}")
+        if batch_size <= 0:
+            raise ValueError(f"BufferedSink batch_size must be > 0, got {batch_size}")
         self.publish = publish
         self.publish_logs = publish_logs or publish
         self.maxsize = maxsize
@@ -132,26 +131,34 @@ class BufferedSink:
         self.backpressure_count = 0
         self.error_count = 0
         self.published_count = 0
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize)
+        # A deque under one condition: cheaper than queue.Queue's per-item locking,
+        # and the publisher takes a whole batch per wake-up.
+        self._items: collections.deque[tuple[bool, dict[str, Any]]] = collections.deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._in_flight = 0
+        self._producers_waiting = 0
         self._closed = False
-        self._count_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="flowbus-sink", daemon=True)
         self._thread.start()
 
     @property
     def fill(self) -> int:
         """How many items wait in the buffer (a metric)."""
-        return self._queue.qsize()
+        return len(self._items)
 
     def _put(self, item: tuple[bool, dict[str, Any]]) -> None:
-        if self._closed:
-            raise RuntimeError("BufferedSink is closed; install a new sink with set_event_sink")
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            with self._count_lock:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("BufferedSink is closed; install a new sink with set_event_sink")
+            if len(self._items) >= self.maxsize:
                 self.backpressure_count += 1
-            self._queue.put(item)
+                self._producers_waiting += 1
+                while len(self._items) >= self.maxsize:
+                    self._cond.wait()
+                self._producers_waiting -= 1
+            self._items.append(item)
+            if len(self._items) == 1:
+                self._cond.notify_all()
 
     def emit_event(self, event: dict[str, Any]) -> None:
         self._put((True, event))
@@ -160,31 +167,22 @@ class BufferedSink:
         self._put((False, record))
 
     def _run(self) -> None:
-        q = self._queue
+        items = self._items
         while True:
-            first = q.get()
-            batch = [first]
-            while len(batch) < self.batch_size:
-                try:
-                    batch.append(q.get_nowait())
-                except queue.Empty:
-                    break
-            stop = False
-            events: list[dict[str, Any]] = []
-            logs: list[dict[str, Any]] = []
-            for item in batch:
-                if item is _STOP:
-                    stop = True
-                elif item[0]:
-                    events.append(item[1])
-                else:
-                    logs.append(item[1])
-            self._publish(self.publish, events)
-            self._publish(self.publish_logs, logs)
-            for _ in batch:
-                q.task_done()
-            if stop:
-                return
+            with self._cond:
+                while not items and not self._closed:
+                    self._cond.wait()
+                if not items and self._closed:
+                    return
+                batch = [items.popleft() for _ in range(min(len(items), self.batch_size))]
+                self._in_flight = len(batch)
+                if self._producers_waiting:
+                    self._cond.notify_all()
+            self._publish(self.publish, [item for is_event, item in batch if is_event])
+            self._publish(self.publish_logs, [item for is_event, item in batch if not is_event])
+            with self._cond:
+                self._in_flight = 0
+                self._cond.notify_all()
 
     def _publish(self, fn: Callable[[list[dict[str, Any]]], None], items: list[dict[str, Any]]) -> None:
         if not items:
@@ -198,17 +196,18 @@ class BufferedSink:
 
     def flush(self) -> None:
         """Block until everything handed over so far has been published."""
-        if self._thread.is_alive():
-            self._queue.join()
+        with self._cond:
+            while (self._items or self._in_flight) and self._thread.is_alive():
+                self._cond.wait(0.1)
 
     def close(self) -> None:
         """Publish what is left and stop the background thread."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join()
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
 
 
 # The sink in use, and whether it is worth building events for. The engine reads
