@@ -34,7 +34,6 @@ from flowbus.exceptions import (
     FlowRunTimeoutError,
     ParameterBindError,
     ParameterTypeError,
-    SerializationError,
     UpstreamTaskError,
 )
 from flowbus.futures import rebuild, resolve_futures_to_states
@@ -202,7 +201,7 @@ def _state_from_return(flow: Any, flow_run: FlowRun, value: Any) -> State[Any]:
     if flow.persist_result:
         try:
             return persist_result(flow, value, f"flow-runs/{flow_run.id}", None)
-        except SerializationError as exc:
+        except Exception as exc:  # unserializable, or the store refused it: the run fails
             return Failed(message=str(exc), data=exc)
     return Completed(data=value)
 

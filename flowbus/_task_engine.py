@@ -33,8 +33,6 @@ from flowbus.context import (
     current_tags,
 )
 from flowbus.exceptions import (
-    ParameterBindError,
-    SerializationError,
     TaskRunTimeoutError,
     UpstreamTaskError,
 )
@@ -126,7 +124,7 @@ def _task_attempts(
     except UpstreamTaskError as exc:
         set_task_state(task_run, Pending())
         return Failed(name="NotReady", message=str(exc), data=exc), None
-    except (ParameterBindError, TypeError) as exc:
+    except Exception as exc:  # e.g. a task_run_name that cannot be rendered
         return Failed(message=str(exc), data=exc), None
     task_ctx.parameters = parameters
 
@@ -209,7 +207,7 @@ def _task_result_state(
             else cache_key or task_run.id
         )
         return persist_result(task, value, key, cache_key)
-    except SerializationError as exc:
+    except Exception as exc:  # unserializable, or the store refused it: the run fails
         return Failed(message=str(exc), data=exc)
 
 

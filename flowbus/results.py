@@ -13,8 +13,8 @@ import contextlib
 import datetime as _dt
 import json
 import os
-import re
 import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -39,7 +39,6 @@ def flowbus_home() -> Path:
     return Path(home) if home else Path.home() / ".flowbus"
 
 
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9._=+-][A-Za-z0-9._=+/-]*$")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -70,12 +69,15 @@ class LocalResultStore:
         self.root = Path(root)
 
     def _path(self, key: str) -> Path:
-        if not _SAFE_KEY.match(key) or ".." in key.split("/"):
+        # Any key works: unusual characters are percent-encoded into the file name;
+        # "/" makes sub-directories, but a key may never leave the store's directory.
+        parts = key.split("/")
+        if not key or any(part in ("", ".", "..") for part in parts):
             raise ConfigurationError(
-                f"Result key {key!r} is not usable as a storage key: use letters, digits "
-                "and . _ = + - / (no leading /, no ..)."
+                f"Result key {key!r} is not usable as a storage key: it must be non-empty "
+                "and contain no empty, '.' or '..' path segments."
             )
-        return self.root / key
+        return self.root.joinpath(*(urllib.parse.quote(part, safe="._-=+") for part in parts))
 
     def read(self, key: str) -> bytes | None:
         try:

@@ -254,9 +254,32 @@ def test_local_store_writes_atomically_under_concurrent_readers(tmp_path: Path) 
 
 
 def test_store_rejects_keys_that_escape_its_directory(tmp_path: Path) -> None:
+    store = LocalResultStore(tmp_path / "store")
+    for key in ("../evil", "a/../../b", "", "/abs"):
+        with pytest.raises(ValueError, match="not usable"):
+            store.write(key, b"x")
+    assert not (tmp_path / "evil").exists()
+
+
+def test_store_accepts_any_other_key(tmp_path: Path) -> None:
     store = LocalResultStore(tmp_path)
-    with pytest.raises(ValueError, match="not usable"):
-        store.write("../evil", b"x")
+    store.write("report: 2024/01 final?", b"1")
+    assert store.read("report: 2024/01 final?") == b"1"
+    assert store.read("report: 2024/01 other") is None
+    store.delete("report: 2024/01 final?")
+    assert store.read("report: 2024/01 final?") is None
+
+
+def test_cache_key_fn_may_return_any_string() -> None:
+    calls = []
+
+    @task(cache_key_fn=lambda ctx, params: f"user key: {params['x']}")
+    def t(x: int) -> int:
+        calls.append(x)
+        return x
+
+    assert t(1) == 1 and t(1) == 1
+    assert calls == [1]
 
 
 def test_cache_record_round_trip_and_expiry() -> None:

@@ -91,3 +91,20 @@ def test_import_flowbus_loads_no_heavy_dependencies() -> None:
         timeout=30,
     ).stdout
     assert json.loads(out) == []
+
+
+def test_the_sdk_imports_no_service_package_and_no_transport() -> None:
+    import ast
+
+    forbidden = {"gateway", "orchestrator", "runners", "nats", "aiohttp"}
+    package = Path(flowbus.__file__).parent
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
