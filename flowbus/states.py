@@ -159,7 +159,7 @@ class State(Generic[R]):
     def __repr__(self) -> str:
         parts = []
         if self.message:
-            parts.append(f"message={self.message!r}")
+            parts.append(repr(self.message))
         if self.name != self.type.value.capitalize():
             parts.append(f"type={self.type.value}")
         return f"{self.name}({', '.join(parts)})"
