@@ -119,13 +119,14 @@ def _task_attempts(
     try:
         if task.task_run_name is not None:
             task_run.name = render_run_name(task.task_run_name, task_run.parameters, "task_run_name")
+    except Exception as exc:  # a name template or callable that fails fails the run
         set_task_state(task_run, Pending())
+        return Failed(message=str(exc), data=exc), None
+    set_task_state(task_run, Pending())
+    try:
         parameters = resolve_inputs(task_run.parameters, wait_for)
     except UpstreamTaskError as exc:
-        set_task_state(task_run, Pending())
         return Failed(name="NotReady", message=str(exc), data=exc), None
-    except Exception as exc:  # e.g. a task_run_name that cannot be rendered
-        return Failed(message=str(exc), data=exc), None
     task_ctx.parameters = parameters
 
     cache_key, cached = _check_cache(task, task_run, parameters, flow_ctx, flow_parameters)

@@ -374,3 +374,34 @@ def test_body_returning_a_failed_state_fails_the_task() -> None:
 
     state = t(return_state=True)
     assert state.is_failed() and state.message == "custom"
+
+
+def test_a_task_run_name_that_cannot_be_rendered_fails_the_run(sink) -> None:  # type: ignore[no-untyped-def]
+    @task(task_run_name="run-{missing}")
+    def t(x: int) -> int:
+        return x
+
+    state = t(1, return_state=True)
+    assert state.is_failed() and "missing" in (state.message or "")
+    (names,) = sink.runs("task-run").values()
+    assert names == ["Pending", "Failed"]
+
+
+def test_downstream_of_a_failed_task_emits_pending_then_failed_once(sink) -> None:  # type: ignore[no-untyped-def]
+    @task
+    def bad() -> int:
+        raise RuntimeError
+
+    @task
+    def after(x: int) -> int:
+        return x
+
+    @flow
+    def f() -> None:
+        after(bad(return_state=True), return_state=True)
+
+    f()
+    assert sorted(map(tuple, sink.runs("task-run").values())) == [
+        ("Pending", "NotReady"),
+        ("Pending", "Running", "Failed"),
+    ]
