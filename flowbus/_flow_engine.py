@@ -126,16 +126,23 @@ def flow_run_steps(flow: Any, flow_run: FlowRun, wait_for: Iterable[Any] | None 
 def _flow_attempts(
     flow: Any, flow_run: FlowRun, ctx: FlowRunContext, wait_for: Iterable[Any] | None, logger: Any
 ) -> Steps[tuple[State[Any], BaseException | None]]:
-    try:
-        if not flow_run.name:
+    name_error: Exception | None = None
+    if not flow_run.name:
+        try:
             flow_run.name = (
                 render_run_name(flow.flow_run_name, flow_run.parameters, "flow_run_name")
                 if flow.flow_run_name is not None
                 else random_run_name()
             )
-            logger = flow_run_logger(flow_run)
-        set_flow_state(flow_run, Pending())
-        logger.info("Beginning flow run %r for flow %r", flow_run.name, flow.name)
+        except Exception as exc:  # a name template or callable that fails fails the run
+            flow_run.name, name_error = random_run_name(), exc
+        logger = flow_run_logger(flow_run)
+    set_flow_state(flow_run, Pending())
+    logger.info("Beginning flow run %r for flow %r", flow_run.name, flow.name)
+    if name_error is not None:
+        logger.error("%s", name_error)
+        return Failed(message=str(name_error), data=name_error), None
+    try:
         parameters = resolve_inputs(flow_run.parameters, wait_for)
         if flow._validator is not None:
             parameters = flow._validator.validate(parameters)
@@ -165,8 +172,12 @@ def _flow_attempts(
             final = Failed(message=f"Flow run encountered an exception: {type(value).__name__}: {value}", data=value)
         if final.is_failed() and flow_run.run_count <= flow.retries:
             delay = retry_delay(flow.retry_delay_seconds, flow_run.run_count, flow.retries, None)
-            logger.warning("Retry %d/%d will start %s", flow_run.run_count, flow.retries,
-                           f"in {delay:g} second(s)" if delay else "immediately")
+            logger.warning(
+                "Retry %d/%d will start %s",
+                flow_run.run_count,
+                flow.retries,
+                f"in {delay:g} second(s)" if delay else "immediately",
+            )
             set_flow_state(flow_run, AwaitingRetry(message=final.message))
             if delay > 0:
                 ok, error = yield Sleep(delay)
@@ -183,11 +194,10 @@ def _state_from_return(flow: Any, flow_run: FlowRun, value: Any) -> State[Any]:
     returned futures or states failed, the flow fails; otherwise the result is the
     returned value with futures and states replaced by their results.
     """
-    if isinstance(value, State):
-        return value
     resolved = resolve_futures_to_states(value)
     if isinstance(resolved, State):
-        return resolved
+        # The flow's own copy: a returned task state must not become shared.
+        return State(resolved.type, resolved.name, resolved.message, resolved.data)
     if isinstance(resolved, list | tuple | set | dict):
         items = resolved.values() if isinstance(resolved, dict) else resolved
         states = [s for s in items if isinstance(s, State)]

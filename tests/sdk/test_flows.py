@@ -337,3 +337,28 @@ def test_run_flow_of_an_async_flow_with_timeout_cancels_the_coroutine() -> None:
     with pytest.raises(FlowRunTimeoutError):
         state.result()
     assert finished == []
+
+
+def test_a_flow_run_name_callable_that_raises_fails_the_run() -> None:
+    def broken_name() -> str:
+        raise RuntimeError("no name")
+
+    @flow(flow_run_name=broken_name)
+    def f() -> None:
+        raise AssertionError("the body must not run")
+
+    state = f(return_state=True)
+    assert state.is_failed() and "no name" in (state.message or "")
+
+
+def test_flow_returning_a_task_state_takes_it_as_its_own_final_state() -> None:
+    @task
+    def t() -> int:
+        return 9
+
+    @flow
+    def f():  # type: ignore[no-untyped-def]
+        return t(return_state=True)
+
+    state = f(return_state=True)
+    assert state.is_completed() and state.result() == 9
