@@ -45,6 +45,7 @@ _source_hashes: dict[Any, str] = {}
 
 def source_hash(fn: Callable[..., Any]) -> str:
     """A digest of a function's source (falling back to its bytecode)."""
+    fn = getattr(fn, "__func__", fn)  # one entry per method, not per bound instance
     cached = _source_hashes.get(fn)
     if cached is None:
         try:

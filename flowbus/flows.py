@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -98,6 +99,7 @@ class Flow(Generic[P, R]):
         self.log_prints = log_prints
         self.isasync = inspect.iscoroutinefunction(fn)
         self._shape = CallShape(fn)
+        self._method_shape: CallShape | None = None
         self._validator = ParameterValidator(fn) if validate_parameters else None
         self._options = {
             "name": name, "description": description, "version": version,
@@ -110,6 +112,17 @@ class Flow(Generic[P, R]):
             "on_cancellation": on_cancellation, "on_crashed": on_crashed,
             "on_running": on_running, "log_prints": log_prints,
         }  # fmt: skip
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Flow[P, R]:
+        """Used as a method, the flow binds `self` like the function would."""
+        if instance is None:
+            return self
+        bound = copy.copy(self)
+        bound.fn = self.fn.__get__(instance, owner)
+        if self._method_shape is None:
+            self._method_shape = CallShape(bound.fn)
+        bound._shape = self._method_shape
+        return bound
 
     def with_options(self, **options: Any) -> Flow[P, R]:
         """A copy of this flow with some options changed.

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import inspect
 from collections.abc import Callable, Iterable
@@ -132,6 +133,7 @@ class Task(Generic[P, R]):
         self.on_completion = _listify(on_completion)
         self.on_failure = _listify(on_failure)
         self._shape = CallShape(fn)
+        self._method_shape: CallShape | None = None
         self._init_caching(cache_policy, persist_result)
         # Saved to rebuild the task in `with_options`.
         self._options = {
@@ -163,6 +165,17 @@ class Task(Generic[P, R]):
         self.persist_result = persist_result
         self._persist = persist_result
         self._cache_policy = policy if persist_result else None
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Task[P, R]:
+        """Used as a method, the task binds `self` like the function would."""
+        if instance is None:
+            return self
+        bound = copy.copy(self)
+        bound.fn = self.fn.__get__(instance, owner)
+        if self._method_shape is None:
+            self._method_shape = CallShape(bound.fn)
+        bound._shape = self._method_shape
+        return bound
 
     def with_options(self, **options: Any) -> Task[P, R]:
         """A copy of this task with some options changed.

@@ -362,3 +362,20 @@ def test_flow_returning_a_task_state_takes_it_as_its_own_final_state() -> None:
 
     state = f(return_state=True)
     assert state.is_completed() and state.result() == 9
+
+
+def test_flows_and_tasks_work_as_methods() -> None:
+    class Pipeline:
+        def __init__(self, factor: int) -> None:
+            self.factor = factor
+
+        @task
+        def scale(self, x: int) -> int:
+            return x * self.factor
+
+        @flow
+        def run(self, x: int) -> int:
+            return self.scale(x) + self.scale.submit(x).result()
+
+    assert Pipeline(3).run(2) == 12
+    assert Pipeline(5).run(1) == 10
