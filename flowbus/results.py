@@ -98,17 +98,34 @@ class LocalResultStore:
         return f"LocalResultStore({str(self.root)!r})"
 
 
+# Stores installed by a transport (e.g. the NATS object store and KV); None: local files.
+_result_store: ResultStore | None = None
+_cache_store: ResultStore | None = None
+
+
+def set_default_stores(results: ResultStore | None = None, cache: ResultStore | None = None) -> None:
+    """Install the stores used when a task or flow names none (None: local directories).
+
+    Example (a server-backed process)::
+
+        set_default_stores(results=ObjectStoreResults(...), cache=KvCache(...))
+    """
+    global _result_store, _cache_store
+    _result_store, _cache_store = results, cache
+
+
 def resolve_result_store(value: ResultStore | str | os.PathLike[str] | None) -> ResultStore:
     """The store for a `result_storage` option: a store, a directory, or None (default)."""
     if value is None:
-        return LocalResultStore(flowbus_home() / "results")
+        return _result_store or LocalResultStore(flowbus_home() / "results")
     if isinstance(value, str | os.PathLike):
         return LocalResultStore(value)
     return value
 
 
 def default_cache_store() -> ResultStore:
-    return LocalResultStore(flowbus_home() / "cache")
+    """Where cache records go: the installed cache store, else ``$FLOWBUS_HOME/cache``."""
+    return _cache_store or LocalResultStore(flowbus_home() / "cache")
 
 
 # A cache record is one JSON header line (serializer, expiry) followed by the payload,
@@ -136,4 +153,4 @@ def decode_cache_record(record: bytes) -> tuple[Serializer, bytes] | None:
     return serializer, payload
 
 
-__all__ = ["LocalResultStore", "ResultStore", "flowbus_home", "resolve_result_store"]
+__all__ = ["LocalResultStore", "ResultStore", "flowbus_home", "resolve_result_store", "set_default_stores"]

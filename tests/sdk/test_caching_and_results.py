@@ -324,3 +324,38 @@ def test_cache_hit_across_two_processes(tmp_path: Path, flowbus_home: Path) -> N
     ]
     assert "BODY RAN" in outputs[0] and "RESULT Completed:700" in outputs[0]
     assert "BODY RAN" not in outputs[1] and "RESULT Cached:700" in outputs[1]
+
+
+class DictStore:
+    """A ResultStore kept in a dict: stands in for a server-backed store in this test."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def read(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def write(self, key: str, data: bytes) -> None:
+        self.data[key] = data
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+def test_installed_default_stores_receive_results_and_cache_records(flowbus_home: Path) -> None:
+    from flowbus.results import set_default_stores
+
+    results, cache = DictStore(), DictStore()
+    set_default_stores(results=results, cache=cache)
+    try:
+
+        @task(cache_policy=INPUTS)
+        def t(x: int) -> int:
+            return x + 1
+
+        assert t(1) == 2
+        assert t(1, return_state=True).name == "Cached"
+        assert len(results.data) == 1 and len(cache.data) == 1
+        assert not flowbus_home.exists()
+    finally:
+        set_default_stores()
