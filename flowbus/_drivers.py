@@ -9,11 +9,13 @@ the only code that differs between sync and async runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import ctypes
 import inspect
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
@@ -172,33 +174,32 @@ def call_with_thread_timeout(request: Call) -> Any:
     return box["value"]
 
 
-# One background event loop runs coroutines for sync callers (an async task called
-# from a sync flow, async tasks in worker threads): starting a loop per call is slow.
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_lock = threading.Lock()
+# Each thread that runs async user code from sync code keeps one event loop of its
+# own, reused for every call: a new loop per call is slow, and one loop shared by all
+# threads deadlocks as soon as a coroutine on it blocks waiting for another one.
+_thread_loops = threading.local()
 
 
-def _background_loop() -> asyncio.AbstractEventLoop:
-    global _loop
-    if _loop is None:
-        with _loop_lock:
-            if _loop is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="flowbus-loop", daemon=True).start()
-                _loop = loop
-    return _loop
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    loop: asyncio.AbstractEventLoop | None = getattr(_thread_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _thread_loops.loop = loop
+        # Closed when the thread object goes away (or at exit), never left to the GC.
+        weakref.finalize(threading.current_thread(), loop.close)
+    return loop
 
 
 def run_coro_sync(coro: Any) -> Any:
     """Run an awaitable to completion from sync code, keeping the caller's context."""
     try:
-        running = asyncio.get_running_loop()
+        asyncio.get_running_loop()
     except RuntimeError:
-        running = None
-    ctx = contextvars.copy_context()
-    if running is not None:
+        pass
+    else:
         # Called from inside a running loop (sync code inside async code): that loop
         # cannot be re-entered, so run on a private loop in a helper thread.
+        ctx = contextvars.copy_context()
         box: dict[str, Any] = {}
 
         def target() -> None:
@@ -213,42 +214,17 @@ def run_coro_sync(coro: Any) -> Any:
         if "error" in box:
             raise box["error"]
         return box["value"]
-    loop = _background_loop()
-    result: Any = _ConcurrentFuture()
-
-    def start() -> None:
-        task = loop.create_task(_as_coroutine(coro), context=ctx)
-        task.add_done_callback(result.copy_from)
-
-    loop.call_soon_threadsafe(start)
-    return result.get()
+    loop = _thread_loop()
+    task = loop.create_task(_as_coroutine(coro), context=contextvars.copy_context())
+    try:
+        return loop.run_until_complete(task)
+    except BaseException:
+        if not task.done():  # interrupted from outside (e.g. KeyboardInterrupt)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                loop.run_until_complete(task)
+        raise
 
 
 async def _as_coroutine(awaitable: Any) -> Any:
     return await awaitable
-
-
-class _ConcurrentFuture:
-    """A one-shot cross-thread result (lighter than concurrent.futures for one waiter)."""
-
-    __slots__ = ("_done", "_error", "_value")
-
-    def __init__(self) -> None:
-        self._done = threading.Event()
-        self._value: Any = None
-        self._error: BaseException | None = None
-
-    def copy_from(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            self._error = asyncio.CancelledError()
-        elif task.exception() is not None:
-            self._error = task.exception()
-        else:
-            self._value = task.result()
-        self._done.set()
-
-    def get(self) -> Any:
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        return self._value

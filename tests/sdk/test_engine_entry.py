@@ -49,3 +49,36 @@ async def test_run_flow_async_runs_both_kinds() -> None:
     assert (await run_flow_async(async_flow, {"x": 3})).result() == 6
     state = await run_flow_async(sync_flow, {"x": 1}, flow_run_id="r-2")
     assert state.result()["id"] == "r-2"
+
+
+def test_async_flow_run_from_sync_code_may_block_on_an_async_task_it_submitted() -> None:
+    # The flow's loop and the task's loop must differ, or this would deadlock.
+    @task
+    async def inc(x: int) -> int:
+        return x + 1
+
+    @flow
+    async def blocking_style(x: int) -> int:
+        return inc.submit(x).result()  # a blocking wait inside async code, as users write
+
+    assert run_flow(blocking_style, {"x": 1}, return_state=False) == 2
+
+    @flow
+    def sync_parent() -> int:
+        return run_flow(blocking_style, {"x": 5}, return_state=False)  # type: ignore[no-any-return]
+
+    assert sync_parent() == 6
+
+
+def test_async_flows_run_from_one_thread_reuse_its_event_loop() -> None:
+    import asyncio
+
+    loops = []
+
+    @flow
+    async def which_loop() -> None:
+        loops.append(asyncio.get_running_loop())
+
+    run_flow(which_loop)
+    run_flow(which_loop)
+    assert len(loops) == 2 and loops[0] is loops[1] and not loops[0].is_closed()
