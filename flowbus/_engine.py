@@ -36,7 +36,7 @@ def run_flow(
 
     This is the entry point for runners: the flow run's id, name and deployment come
     from the caller; state and log events go to the event sink. Works for sync and
-    async flows (an async body runs on flowbus's background event loop). With
+    async flows (an async body runs on this thread's reusable event loop). With
     ``return_state=False`` it returns the result or raises the run's error instead.
 
     Example::
