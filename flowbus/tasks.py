@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from flowbus import _engine
@@ -30,6 +30,7 @@ from flowbus.serializers import Serializer, resolve_serializer
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _NOT_SET: Any = object()
 
@@ -203,7 +204,14 @@ class Task(Generic[P, R]):
             return _engine.call_task_async(self, parameters, wait_for, return_state)  # type: ignore[return-value]
         return _engine.call_task_sync(self, parameters, wait_for, return_state)  # type: ignore[no-any-return]
 
-    def submit(self, *args: P.args, **kwargs: P.kwargs) -> FlowbusFuture[R]:
+    # The future of an async task holds what its coroutine returns, not the coroutine.
+    @overload
+    def submit(self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs) -> FlowbusFuture[T]: ...
+
+    @overload
+    def submit(self: Task[P, T], *args: P.args, **kwargs: P.kwargs) -> FlowbusFuture[T]: ...
+
+    def submit(self, *args: Any, **kwargs: Any) -> FlowbusFuture[Any]:
         """Run the task on the flow's task runner; returns a future at once.
 
         Futures among the arguments are waited for in the run and replaced by their results.

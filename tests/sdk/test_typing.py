@@ -37,6 +37,11 @@ USAGE = textwrap.dedent(
         return await fetch("https://example.com")
 
 
+    def use_async_future() -> bytes:
+        future: FlowbusFuture[bytes] = fetch.submit("https://example.com")
+        return future.result()
+
+
     add("not an int")  # the one expected error
     """
 )
