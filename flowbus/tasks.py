@@ -221,7 +221,13 @@ class Task(Generic[P, R]):
         parameters = self._shape.bind(args, kwargs)
         return _engine.submit_task(self, parameters, wait_for)
 
-    def map(self, *args: Any, **kwargs: Any) -> FutureList[R]:
+    @overload
+    def map(self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> FutureList[T]: ...
+
+    @overload
+    def map(self: Task[P, T], *args: Any, **kwargs: Any) -> FutureList[T]: ...
+
+    def map(self, *args: Any, **kwargs: Any) -> FutureList[Any]:
         """Submit one run per element of the iterable arguments (zipped; equal lengths).
 
         Wrap an iterable argument in `unmapped(...)` to pass it whole to every run.
