@@ -1,6 +1,6 @@
 """The two tiny drivers of the engine, and how they call user code.
 
-The engine (`flowbus._engine`) is a generator: it yields a `Call` where user code must
+The engine (`flowbus._task_engine`, `flowbus._flow_engine`) is a generator: it yields a `Call` where user code must
 run and a `Sleep` where it must wait, and receives the outcome as ``(ok, value)``
 (``value`` is the exception when ``ok`` is False). `drive_sync` and `drive_async` are
 the only code that differs between sync and async runs.
