@@ -213,7 +213,7 @@ def test_events_file_from_the_environment(tmp_path: Path, flowbus_home: Path) ->
 
 
 def nats_factory_for_test(url: str) -> Any:
-    from conftest import CollectingSink
+    from .conftest import CollectingSink
 
     sink = CollectingSink()
     sink.url = url  # type: ignore[attr-defined]
