@@ -53,8 +53,9 @@ def test_task_and_flow_calls_are_typed_like_the_function(tmp_path: Path) -> None
     root = Path(flowbus.__file__).parent.parent
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"),
-         "--config-file", "/dev/null", str(source)],
-        env={**os.environ, "MYPYPATH": str(root)},
+         "--config-file", str(root / "pyproject.toml"), str(source)],
+        env={**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "MYPYPATH": str(root)},
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
