@@ -43,6 +43,9 @@ class RunLoggerAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
         return msg, kwargs
 
 
+_traceback_formatter = logging.Formatter()
+
+
 class _SinkHandler(logging.Handler):
     """Hands run log records to the event sink (only those that carry a run id)."""
 
@@ -53,13 +56,17 @@ class _SinkHandler(logging.Handler):
         task_run_id = getattr(record, "task_run_id", None)
         if flow_run_id is None and task_run_id is None:
             return
+        message = record.getMessage()
+        if record.exc_info:
+            # The traceback travels with the line, as it would appear on a console.
+            message = f"{message}\n{_traceback_formatter.formatException(record.exc_info)}"
         _sink.emit_log_record(
             {
                 "flow_run_id": flow_run_id,
                 "task_run_id": task_run_id,
                 "name": record.name,
                 "level": record.levelno,
-                "message": record.getMessage(),
+                "message": message,
                 "timestamp": _dt.datetime.fromtimestamp(record.created, _dt.UTC).isoformat(),
             }
         )

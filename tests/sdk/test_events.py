@@ -237,3 +237,15 @@ def test_flowbus_nats_url_selects_the_backbone_sink_factory(monkeypatch: pytest.
         assert sink.state_names("flow-run") == ["Pending", "Running", "Completed"]  # type: ignore[attr-defined]
     finally:
         set_event_sink(previous)
+
+
+def test_a_failed_task_logs_its_traceback_to_the_sink(sink) -> None:  # type: ignore[no-untyped-def]
+    @task
+    def broken() -> None:
+        raise ZeroDivisionError("division trouble")
+
+    broken(return_state=True)
+    (record,) = [r for r in sink.logs if r["message"].startswith("Task run failed with exception")]
+    assert record["level"] == 40
+    assert "Traceback (most recent call last)" in record["message"]
+    assert "ZeroDivisionError: division trouble" in record["message"]
