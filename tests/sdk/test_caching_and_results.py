@@ -359,3 +359,13 @@ def test_installed_default_stores_receive_results_and_cache_records(flowbus_home
         assert not flowbus_home.exists()
     finally:
         set_default_stores()
+
+
+def test_flowbus_home_defaults_to_dot_flowbus_in_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowbus.results import flowbus_home
+
+    monkeypatch.delenv("FLOWBUS_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert flowbus_home() == tmp_path / ".flowbus"
