@@ -171,6 +171,12 @@ def task_run_logger(task_run: Any) -> RunLoggerAdapter:
     )
 
 
+def get_logger(name: str | None = None) -> logging.Logger:
+    """A flowbus logger outside runs (``flowbus`` or ``flowbus.<name>``), as Prefect's."""
+    setup_logging()
+    return logging.getLogger(f"flowbus.{name}" if name else "flowbus")
+
+
 @contextlib.contextmanager
 def disable_run_logger() -> Iterator[None]:
     """Make `get_run_logger` return a silent logger, even outside a run (for tests)."""
@@ -209,4 +215,4 @@ def enable_log_prints() -> None:
         _print_patched = True
 
 
-__all__ = ["disable_run_logger", "get_run_logger"]
+__all__ = ["disable_run_logger", "get_logger", "get_run_logger"]

@@ -164,3 +164,10 @@ async def test_variables_async() -> None:
     assert await Variable.aget("answer") == 42
     assert await Variable.aunset("answer") is True
     assert await Variable.aget("answer", "gone") == "gone"
+
+
+def test_get_logger_gives_a_flowbus_logger_usable_outside_runs() -> None:
+    from flowbus.logging import get_logger
+
+    assert get_logger().name == "flowbus"
+    assert get_logger("etl").name == "flowbus.etl"
