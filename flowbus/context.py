@@ -20,16 +20,24 @@ from typing import Any
 from flowbus.exceptions import MissingContextError
 from flowbus.states import State
 
+# Events carry parameters on every state change: keep that cheap and bounded for big
+# inputs (a long list, a data frame) while small, JSON-able parameters pass unchanged.
+_MAX_ITEMS = 1000
+_MAX_REPR = 1000
+
 
 def _jsonable(value: Any) -> Any:
-    """A JSON-safe rendering of a parameter value for events (repr for anything else)."""
+    """A JSON-safe rendering of a parameter value for events (a bounded repr otherwise)."""
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if isinstance(value, list | tuple):
+        if len(value) > _MAX_ITEMS:
+            return [_jsonable(v) for v in value[:_MAX_ITEMS]] + [f"... {len(value) - _MAX_ITEMS} more"]
         return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
+    if isinstance(value, dict) and len(value) <= _MAX_ITEMS:
         return {str(k): _jsonable(v) for k, v in value.items()}
-    return repr(value)
+    text = repr(value)
+    return text if len(text) <= _MAX_REPR else text[:_MAX_REPR] + "..."
 
 
 @dataclass(slots=True, eq=False)

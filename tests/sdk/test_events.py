@@ -249,3 +249,18 @@ def test_a_failed_task_logs_its_traceback_to_the_sink(sink) -> None:  # type: ig
     assert record["level"] == 40
     assert "Traceback (most recent call last)" in record["message"]
     assert "ZeroDivisionError: division trouble" in record["message"]
+
+
+def test_big_parameters_are_bounded_in_events(sink) -> None:  # type: ignore[no-untyped-def]
+    class Big:
+        def __repr__(self) -> str:
+            return "x" * 10_000
+
+    @task
+    def t(items: list[int], big: object) -> None:
+        pass
+
+    t(list(range(5000)), Big())
+    params = sink.events[0]["data"]["parameters"]
+    assert len(params["items"]) == 1001 and params["items"][-1] == "... 4000 more"
+    assert len(params["big"]) == 1003
