@@ -200,3 +200,19 @@ def test_flow_timeout_does_not_wait_for_its_still_running_submitted_tasks() -> N
     time.sleep(0.1)  # let the abandoned task finish while this test still captures its log
     assert state.is_failed()
     assert elapsed < 2
+
+
+def test_base_exception_in_a_task_crashes_the_task_and_its_flow(sink) -> None:  # type: ignore[no-untyped-def]
+    @task
+    def t() -> None:
+        raise Interrupt
+
+    @flow
+    def f() -> None:
+        t()
+
+    with pytest.raises(Interrupt):
+        f()
+    ((task_states,), (flow_states,)) = sink.runs("task-run").values(), sink.runs("flow-run").values()
+    assert task_states == ["Pending", "Running", "Crashed"]
+    assert flow_states == ["Pending", "Running", "Crashed"]
