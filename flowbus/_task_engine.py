@@ -1,0 +1,266 @@
+"""The task-run state machine: Pending -> (Cached | Running -> [AwaitingRetry -> Retrying]*) -> final.
+
+A generator (see `flowbus._drivers`) that yields where the task body runs or a retry
+waits, so the same code drives sync and async task runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from flowbus import _sink
+from flowbus._drivers import Call, Sleep, Steps, drive_sync
+from flowbus._params import render_run_name
+from flowbus._run_support import (
+    PENDING_PLACEHOLDER,
+    cache_lookup,
+    interrupted_state,
+    persist_result,
+    resolve_inputs,
+    retry_delay,
+    run_hooks,
+    set_task_state,
+)
+from flowbus.cache_policies import CacheContext
+from flowbus.context import (
+    FlowRunContext,
+    TaskRun,
+    TaskRunContext,
+    _flow_run_ctx,
+    _task_run_ctx,
+    current_tags,
+)
+from flowbus.exceptions import (
+    TaskRunTimeoutError,
+    UpstreamTaskError,
+)
+from flowbus.logging import (
+    _log_prints,
+    enable_log_prints,
+    setup_logging,
+    task_run_logger,
+)
+from flowbus.states import (
+    AwaitingRetry,
+    Cached,
+    Completed,
+    Failed,
+    Pending,
+    Retrying,
+    Running,
+    State,
+    StateType,
+)
+
+
+def new_task_run(task: Any, parameters: dict[str, Any]) -> TaskRun:
+    flow_ctx = _flow_run_ctx.get()
+    run_id = str(uuid.uuid4())
+    extra = current_tags()
+    return TaskRun(
+        id=run_id,
+        name=f"{task.name}-{run_id[:3]}",
+        task_name=task.name,
+        task_key=task.task_key,
+        parameters=parameters,
+        tags=task._tags + tuple(t for t in extra if t not in task._tags) if extra else task._tags,
+        state=PENDING_PLACEHOLDER,
+        flow_run_id=flow_ctx.flow_run.id if flow_ctx is not None else None,
+    )
+
+
+
+def task_run_steps(
+    task: Any,
+    task_run: TaskRun,
+    parameters: dict[str, Any],
+    wait_for: Iterable[Any] | None,
+    flow_parameters: dict[str, Any] | None = None,
+) -> Steps[State[Any]]:
+    """The life of one task run, from Pending to its final state."""
+    flow_ctx = _flow_run_ctx.get()
+    log_prints = task.log_prints if task.log_prints is not None else _log_prints.get()
+    task_ctx = TaskRunContext(task, task_run, parameters, log_prints, flow_ctx)
+    token = _task_run_ctx.set(task_ctx)
+    prints_token = _log_prints.set(log_prints) if task.log_prints is not None else None
+    if log_prints:
+        enable_log_prints()
+    try:
+        final, reraise = yield from _task_attempts(task, task_run, task_ctx, wait_for, flow_ctx, flow_parameters)
+        set_task_state(task_run, final)
+        logger = task_run_logger(task_run)
+        if final.is_failed() or final.is_crashed():
+            logger.error("Finished in state %r", final)
+        else:
+            logger.info("Finished in state %r", final)
+        if final.type is StateType.COMPLETED and task.on_completion:
+            yield from run_hooks(task.on_completion, task, task_run, final, logger)
+        elif final.type is StateType.FAILED and task.on_failure:
+            yield from run_hooks(task.on_failure, task, task_run, final, logger)
+        if reraise is not None:
+            raise reraise
+        return final
+    finally:
+        if prints_token is not None:
+            _log_prints.reset(prints_token)
+        _task_run_ctx.reset(token)
+
+
+def _task_attempts(
+    task: Any,
+    task_run: TaskRun,
+    task_ctx: TaskRunContext,
+    wait_for: Iterable[Any] | None,
+    flow_ctx: FlowRunContext | None,
+    flow_parameters: dict[str, Any] | None,
+) -> Steps[tuple[State[Any], BaseException | None]]:
+    try:
+        if task.task_run_name is not None:
+            task_run.name = render_run_name(task.task_run_name, task_run.parameters, "task_run_name")
+    except Exception as exc:  # a name template or callable that fails fails the run
+        set_task_state(task_run, Pending())
+        return Failed(message=str(exc), data=exc), None
+    set_task_state(task_run, Pending())
+    try:
+        parameters = resolve_inputs(task_run.parameters, wait_for)
+    except UpstreamTaskError as exc:
+        return Failed(name="NotReady", message=str(exc), data=exc), None
+    task_ctx.parameters = parameters
+
+    cache_key, cached = _check_cache(task, task_run, parameters, flow_ctx, flow_parameters)
+    if cached is not None:
+        return cached, None
+
+    args, kwargs = task._shape.to_call(parameters)
+    while True:
+        task_run.run_count += 1
+        set_task_state(task_run, Running() if task_run.run_count == 1 else Retrying())
+        ok, value = yield Call(task.fn, args, kwargs, task.timeout_seconds, TaskRunTimeoutError)
+        if ok:
+            return _task_result_state(task, task_run, value, parameters, cache_key), None
+        if not isinstance(value, Exception):
+            return interrupted_state(value), value
+        failed = Failed(message=f"Task run encountered an exception {type(value).__name__}: {value}", data=value)
+        logger = task_run_logger(task_run)
+        if task_run.run_count <= task.retries and _should_retry(task, task_run, failed, logger):
+            delay = retry_delay(task.retry_delay_seconds, task_run.run_count, task.retries, task.retry_jitter_factor)
+            logger.warning(
+                "Task run failed with exception: %r - Retry %d/%d will start %s",
+                value,
+                task_run.run_count,
+                task.retries,
+                f"in {delay:g} second(s)" if delay else "immediately",
+            )
+            set_task_state(task_run, AwaitingRetry(message=str(value)))
+            if delay > 0:
+                ok, error = yield Sleep(delay)
+                if not ok:
+                    return interrupted_state(error), error
+            continue
+        logger.error("Task run failed with exception: %r", value, exc_info=value)
+        return failed, None
+
+
+def _check_cache(
+    task: Any,
+    task_run: TaskRun,
+    parameters: dict[str, Any],
+    flow_ctx: FlowRunContext | None,
+    flow_parameters: dict[str, Any] | None,
+) -> tuple[str | None, State[Any] | None]:
+    """The run's cache key, and a Cached state when the cache holds a live entry for it."""
+    policy = task._cache_policy
+    if policy is None:
+        return None, None
+    if flow_parameters is None:
+        flow_parameters = flow_ctx.parameters if flow_ctx else {}
+    context = CacheContext(task, task_run, flow_parameters, task_run.flow_run_id)
+    try:
+        cache_key = policy.compute_key(context, parameters)
+    except Exception as exc:
+        task_run_logger(task_run).warning("Not caching this run: cache key failed: %s", exc)
+        return None, None
+    task_run.cache_key = cache_key
+    if cache_key is None or task.refresh_cache:
+        return cache_key, None
+    try:
+        hit, value = cache_lookup(cache_key)
+    except Exception as exc:  # an unreadable record is a miss, not a failure
+        task_run_logger(task_run).warning("Ignoring unreadable cache record: %s", exc)
+        return cache_key, None
+    return cache_key, Cached(data=value) if hit else None
+
+
+def _task_result_state(
+    task: Any, task_run: TaskRun, value: Any, parameters: dict[str, Any], cache_key: str | None
+) -> State[Any]:
+    """The final state of a body that returned `value` (persisted and cached if asked)."""
+    if isinstance(value, State):
+        return value
+    if not task._persist:
+        return Completed(data=value)
+    try:
+        key = (
+            render_run_name(task.result_storage_key, parameters, "result_storage_key")
+            if task.result_storage_key
+            else cache_key or task_run.id
+        )
+        return persist_result(task, value, key, cache_key)
+    except Exception as exc:  # unserializable, or the store refused it: the run fails
+        return Failed(message=str(exc), data=exc)
+
+
+def _should_retry(task: Any, task_run: TaskRun, state: State[Any], logger: Any) -> bool:
+    if task.retry_condition_fn is None:
+        return True
+    try:
+        return bool(task.retry_condition_fn(task, task_run, state))
+    except Exception as exc:
+        logger.error("retry_condition_fn raised %r; not retrying", exc)
+        return False
+
+
+class TaskJob:
+    """A submitted task run, as handed to a task runner."""
+
+    __slots__ = ("parameters", "task", "task_run", "wait_for")
+
+    def __init__(self, task: Any, task_run: TaskRun, parameters: dict[str, Any], wait_for: Any) -> None:
+        self.task = task
+        self.task_run = task_run
+        self.parameters = parameters
+        self.wait_for = wait_for
+
+    def __call__(self) -> State[Any]:
+        return drive_sync(task_run_steps(self.task, self.task_run, self.parameters, self.wait_for))
+
+    def for_process(self) -> tuple[Any, ...] | State[Any]:
+        try:
+            parameters = resolve_inputs(self.parameters, self.wait_for)
+        except UpstreamTaskError as exc:
+            state: State[Any] = Failed(name="NotReady", message=str(exc), data=exc)
+            set_task_state(self.task_run, state)
+            return state
+        flow_ctx = _flow_run_ctx.get()
+        return (
+            _run_task_in_process,
+            self.task,
+            self.task_run,
+            parameters,
+            flow_ctx.parameters if flow_ctx else {},
+            _log_prints.get(),
+        )
+
+
+def _run_task_in_process(
+    task: Any, task_run: TaskRun, parameters: dict[str, Any], flow_parameters: dict[str, Any], log_prints: bool
+) -> State[Any]:
+    setup_logging()
+    _sink.configure_from_env()
+    _log_prints.set(log_prints)
+    try:
+        return drive_sync(task_run_steps(task, task_run, parameters, None, flow_parameters))
+    finally:
+        _sink.flush_event_sink()

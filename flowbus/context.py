@@ -1,0 +1,200 @@
+"""The run context: which flow run and task run the current code belongs to.
+
+Example::
+
+    from flowbus.context import get_run_context, tags
+
+    with tags("nightly"):
+        my_flow()          # the flow run and its task runs carry the tag "nightly"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime as _dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowbus.exceptions import MissingContextError
+from flowbus.states import State
+
+# Events carry parameters on every state change: keep that cheap and bounded for big
+# inputs (a long list, a data frame) while small, JSON-able parameters pass unchanged.
+_MAX_ITEMS = 1000
+_MAX_REPR = 1000
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-safe rendering of a parameter value for events (a bounded repr otherwise)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        if len(value) > _MAX_ITEMS:
+            return [_jsonable(v) for v in value[:_MAX_ITEMS]] + [f"... {len(value) - _MAX_ITEMS} more"]
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict) and len(value) <= _MAX_ITEMS:
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    text = repr(value)
+    return text if len(text) <= _MAX_REPR else text[:_MAX_REPR] + "..."
+
+
+@dataclass(slots=True, eq=False)
+class FlowRun:
+    """The record of one flow run."""
+
+    id: str
+    name: str
+    flow_name: str
+    parameters: dict[str, Any]
+    tags: tuple[str, ...]
+    state: State[Any]
+    run_count: int = 0
+    deployment_id: str | None = None
+    deployment_name: str | None = None
+    parent_flow_run_id: str | None = None
+    parent_task_run_id: str | None = None
+    scheduled_start_time: _dt.datetime = field(
+        default_factory=lambda: _dt.datetime.now(_dt.UTC)
+    )
+    start_time: _dt.datetime | None = None
+    end_time: _dt.datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-safe record carried in ``flowbus.flow-run.*`` events."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "flow_name": self.flow_name,
+            "parameters": _jsonable(self.parameters),
+            "tags": list(self.tags),
+            "state": self.state.to_dict(),
+            "run_count": self.run_count,
+            "deployment_id": self.deployment_id,
+            "parent_flow_run_id": self.parent_flow_run_id,
+            "parent_task_run_id": self.parent_task_run_id,
+            "scheduled_start_time": self.scheduled_start_time.isoformat(),
+            "start_time": self.start_time.isoformat() if self.start_time else None,
+            "end_time": self.end_time.isoformat() if self.end_time else None,
+        }
+
+
+@dataclass(slots=True, eq=False)
+class TaskRun:
+    """The record of one task run."""
+
+    id: str
+    name: str
+    task_name: str
+    task_key: str
+    parameters: dict[str, Any]
+    tags: tuple[str, ...]
+    state: State[Any]
+    flow_run_id: str | None
+    run_count: int = 0
+    cache_key: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-safe record carried in ``flowbus.task-run.*`` events."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "task_name": self.task_name,
+            "task_key": self.task_key,
+            "parameters": _jsonable(self.parameters),
+            "tags": list(self.tags),
+            "state": self.state.to_dict(),
+            "run_count": self.run_count,
+            "flow_run_id": self.flow_run_id,
+            "cache_key": self.cache_key,
+        }
+
+
+@dataclass(slots=True, eq=False)
+class FlowRunContext:
+    """What code inside a flow run can see: the flow, its run, its task runner."""
+
+    flow: Any
+    flow_run: FlowRun
+    task_runner: Any
+    parameters: dict[str, Any]
+    log_prints: bool
+    result_store: Any = None
+
+    @classmethod
+    def get(cls) -> FlowRunContext | None:
+        return _flow_run_ctx.get()
+
+
+@dataclass(slots=True, eq=False)
+class TaskRunContext:
+    """What code inside a task run can see: the task, its run, its parameters."""
+
+    task: Any
+    task_run: TaskRun
+    parameters: dict[str, Any]
+    log_prints: bool
+    flow_run_context: FlowRunContext | None = None
+
+    @classmethod
+    def get(cls) -> TaskRunContext | None:
+        return _task_run_ctx.get()
+
+
+_flow_run_ctx: contextvars.ContextVar[FlowRunContext | None] = contextvars.ContextVar(
+    "flowbus_flow_run", default=None
+)
+_task_run_ctx: contextvars.ContextVar[TaskRunContext | None] = contextvars.ContextVar(
+    "flowbus_task_run", default=None
+)
+_tags: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("flowbus_tags", default=())
+
+
+def get_run_context() -> FlowRunContext | TaskRunContext:
+    """The innermost run context: the task run's inside a task, else the flow run's.
+
+    Raises `MissingContextError` outside any run.
+    """
+    task_ctx = _task_run_ctx.get()
+    if task_ctx is not None:
+        return task_ctx
+    flow_ctx = _flow_run_ctx.get()
+    if flow_ctx is not None:
+        return flow_ctx
+    raise MissingContextError(
+        "No run context: get_run_context() only works inside a flow or task run."
+    )
+
+
+def current_tags() -> tuple[str, ...]:
+    """The tags opened with `tags()` around the current code."""
+    return _tags.get()
+
+
+@contextlib.contextmanager
+def tags(*new_tags: str) -> Iterator[set[str]]:
+    """Add tags to every flow and task run created inside the block.
+
+    Example::
+
+        with tags("db", "nightly"):
+            load()
+    """
+    current = _tags.get()
+    merged = current + tuple(t for t in new_tags if t not in current)
+    token = _tags.set(merged)
+    try:
+        yield set(merged)
+    finally:
+        _tags.reset(token)
+
+
+__all__ = [
+    "FlowRun",
+    "FlowRunContext",
+    "TaskRun",
+    "TaskRunContext",
+    "get_run_context",
+    "tags",
+]

@@ -1,0 +1,84 @@
+"""The exceptions flowbus raises.
+
+Every error derives from `FlowbusError`. Control signals that user code must not
+swallow with a bare ``except Exception`` derive from `BaseException` instead
+(`FlowbusSignal`).
+"""
+
+from __future__ import annotations
+
+
+class FlowbusError(Exception):
+    """Root of every error raised by flowbus."""
+
+
+class MissingContextError(FlowbusError, RuntimeError):
+    """A run-scoped API was used outside a flow or task run."""
+
+
+class ParameterBindError(FlowbusError, TypeError):
+    """The call's arguments do not fit the function's signature."""
+
+
+class ParameterTypeError(FlowbusError, TypeError):
+    """A parameter failed validation against the function's type hints."""
+
+
+class SerializationError(FlowbusError, TypeError):
+    """A result could not be serialized (or deserialized) by its serializer."""
+
+
+class UpstreamTaskError(FlowbusError):
+    """A task could not start because a task it waited for did not complete."""
+
+
+class FailedRun(FlowbusError):
+    """A run failed without an exception of its own (e.g. it returned `Failed()`)."""
+
+
+class UnfinishedRun(FlowbusError):
+    """The result of a run was asked for before the run reached a final state."""
+
+
+class CrashedRun(FlowbusError):
+    """The run was interrupted by something outside its code (e.g. KeyboardInterrupt)."""
+
+
+class CancelledRun(FlowbusError):
+    """The run was cancelled."""
+
+
+class MissingResult(FlowbusError):
+    """A state has no result to give back (e.g. it was not kept in memory or persisted)."""
+
+
+class ConfigurationError(FlowbusError, ValueError):
+    """An option or setting has a value flowbus cannot use."""
+
+
+class FlowbusTimeoutError(FlowbusError, TimeoutError):
+    """A run exceeded its `timeout_seconds`."""
+
+
+class TaskRunTimeoutError(FlowbusTimeoutError):
+    """A task run exceeded its `timeout_seconds`."""
+
+
+class FlowRunTimeoutError(FlowbusTimeoutError):
+    """A flow run exceeded its `timeout_seconds`."""
+
+
+class FlowbusSignal(BaseException):
+    """Root of control signals; a `BaseException` so `except Exception` lets them pass."""
+
+
+class Abort(FlowbusSignal):
+    """Stop the current run without changing its state further."""
+
+
+class RunInterrupted(FlowbusSignal):
+    """Raised inside a sync body that outlived its timeout, to unwind it.
+
+    It is injected asynchronously into the worker thread running the body, so it can
+    surface at any bytecode boundary of user code.
+    """

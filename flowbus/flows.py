@@ -1,0 +1,214 @@
+"""Flows: functions whose calls are tracked as flow runs; the container of task runs.
+
+Example::
+
+    from flowbus import flow, task
+
+    @task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @flow(log_prints=True)
+    def total(n: int = 3) -> int:
+        result = sum(add(i, i) for i in range(n))
+        print(result)              # goes to the flow run's log
+        return result
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from flowbus import _engine
+from flowbus._params import CallShape, ParameterValidator
+from flowbus.results import ResultStore
+from flowbus.serializers import Serializer, resolve_serializer
+from flowbus.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _listify(hooks: Any) -> list[Callable[..., Any]]:
+    if hooks is None:
+        return []
+    if callable(hooks):
+        return [hooks]
+    return list(hooks)
+
+
+class Flow(Generic[P, R]):
+    """A function whose calls are tracked as flow runs. Made by `@flow`."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        name: str | None = None,
+        description: str | None = None,
+        version: str | None = None,
+        flow_run_name: str | Callable[..., str] | None = None,
+        task_runner: TaskRunner | None = None,
+        timeout_seconds: float | None = None,
+        validate_parameters: bool = True,
+        retries: int | None = None,
+        retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
+        persist_result: bool | None = None,
+        result_storage: ResultStore | str | None = None,
+        result_serializer: Serializer | str | None = None,
+        cache_result_in_memory: bool = True,
+        on_completion: list[Callable[..., Any]] | None = None,
+        on_failure: list[Callable[..., Any]] | None = None,
+        on_cancellation: list[Callable[..., Any]] | None = None,
+        on_crashed: list[Callable[..., Any]] | None = None,
+        on_running: list[Callable[..., Any]] | None = None,
+        log_prints: bool | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"@flow needs a function, got {fn!r}")
+        if retries is not None and retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        if timeout_seconds is not None and timeout_seconds <= 0:
+            raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds}")
+        self.fn = fn
+        self.name = name or fn.__name__.replace("_", "-")
+        self.description = description if description is not None else inspect.getdoc(fn)
+        self.version = version
+        self.flow_run_name = flow_run_name
+        self.task_runner = task_runner if task_runner is not None else ThreadPoolTaskRunner()
+        self.timeout_seconds = timeout_seconds
+        self.should_validate_parameters = validate_parameters
+        self.retries = retries or 0
+        self.retry_delay_seconds = retry_delay_seconds if retry_delay_seconds is not None else 0
+        self.result_storage = result_storage
+        self.result_serializer = result_serializer
+        self._serializer = resolve_serializer(result_serializer)
+        self.persist_result = bool(
+            persist_result
+            if persist_result is not None
+            else result_storage is not None or result_serializer is not None
+        )
+        self.cache_result_in_memory = cache_result_in_memory
+        self.on_completion = _listify(on_completion)
+        self.on_failure = _listify(on_failure)
+        self.on_cancellation = _listify(on_cancellation)
+        self.on_crashed = _listify(on_crashed)
+        self.on_running = _listify(on_running)
+        self.log_prints = log_prints
+        self.isasync = inspect.iscoroutinefunction(fn)
+        self._shape = CallShape(fn)
+        self._method_shape: CallShape | None = None
+        self._validator = ParameterValidator(fn) if validate_parameters else None
+        self._options = {
+            "name": name, "description": description, "version": version,
+            "flow_run_name": flow_run_name, "task_runner": task_runner,
+            "timeout_seconds": timeout_seconds, "validate_parameters": validate_parameters,
+            "retries": retries, "retry_delay_seconds": retry_delay_seconds,
+            "persist_result": persist_result, "result_storage": result_storage,
+            "result_serializer": result_serializer, "cache_result_in_memory": cache_result_in_memory,
+            "on_completion": on_completion, "on_failure": on_failure,
+            "on_cancellation": on_cancellation, "on_crashed": on_crashed,
+            "on_running": on_running, "log_prints": log_prints,
+        }  # fmt: skip
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Flow[P, R]:
+        """Used as a method, the flow binds `self` like the function would."""
+        if instance is None:
+            return self
+        bound = copy.copy(self)
+        bound.fn = self.fn.__get__(instance, owner)
+        if self._method_shape is None:
+            self._method_shape = CallShape(bound.fn)
+        bound._shape = self._method_shape
+        return bound
+
+    def with_options(self, **options: Any) -> Flow[P, R]:
+        """A copy of this flow with some options changed.
+
+        Example::
+
+            nightly = etl.with_options(name="etl-nightly", retries=2)
+        """
+        unknown = set(options) - set(self._options)
+        if unknown:
+            raise TypeError(f"Unknown flow option(s) {sorted(unknown)}; options: {sorted(self._options)}")
+        return Flow(self.fn, **{**self._options, **options})
+
+    def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """`parameters` validated and coerced against the type hints (pydantic).
+
+        Raises `ParameterTypeError` naming each bad parameter.
+        """
+        validator = self._validator or ParameterValidator(self.fn)
+        return validator.validate(self._shape.bind((), dict(parameters)))
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the flow and return its result (a coroutine for an async flow).
+
+        Inside another flow this makes a subflow run. ``return_state=True`` returns
+        the final `State` instead of the result or the raised error.
+        """
+        options: dict[str, Any] = kwargs
+        return_state = bool(options.pop("return_state", False))
+        wait_for = options.pop("wait_for", None)
+        parameters = self._shape.bind(args, options)
+        if self.isasync:
+            return _engine.call_flow_async(self, parameters, wait_for, return_state)  # type: ignore[return-value]
+        return _engine.call_flow_sync(self, parameters, wait_for, return_state)  # type: ignore[no-any-return]
+
+    def serve(self, *args: Any, **kwargs: Any) -> None:
+        """Serving deployments needs the runner service, which this SDK build does not include."""
+        raise NotImplementedError(
+            "Flow.serve is provided by flowbus's runner service; run the flow directly "
+            "by calling it, or deploy it with the flowbus command line."
+        )
+
+    def __repr__(self) -> str:
+        return f"Flow(name={self.name!r})"
+
+
+@overload
+def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
+
+
+@overload
+def flow(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    version: str | None = None,
+    flow_run_name: str | Callable[..., str] | None = None,
+    task_runner: TaskRunner | None = None,
+    timeout_seconds: float | None = None,
+    validate_parameters: bool = True,
+    retries: int | None = None,
+    retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
+    persist_result: bool | None = None,
+    result_storage: ResultStore | str | None = None,
+    result_serializer: Serializer | str | None = None,
+    cache_result_in_memory: bool = True,
+    on_completion: list[Callable[..., Any]] | None = None,
+    on_failure: list[Callable[..., Any]] | None = None,
+    on_cancellation: list[Callable[..., Any]] | None = None,
+    on_crashed: list[Callable[..., Any]] | None = None,
+    on_running: list[Callable[..., Any]] | None = None,
+    log_prints: bool | None = None,
+) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+
+
+def flow(fn: Any = None, /, **options: Any) -> Any:
+    """Make a function a flow; bare (``@flow``) or with options (``@flow(retries=1)``).
+
+    Example::
+
+        @flow(name="etl", flow_run_name="etl-{day}", timeout_seconds=600)
+        def etl(day: str): ...
+    """
+    if fn is None:
+        return lambda f: Flow(f, **options)
+    return Flow(fn, **options)
+
+
+__all__ = ["Flow", "flow"]

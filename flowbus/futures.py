@@ -1,0 +1,130 @@
+"""Futures: handles on task runs submitted to a task runner.
+
+Example::
+
+    from flowbus.futures import as_completed, wait
+
+    futures = [double.submit(i) for i in range(3)]
+    for future in as_completed(futures):
+        print(future.result())
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from flowbus.states import State
+
+R = TypeVar("R")
+
+
+class FlowbusFuture(Generic[R]):
+    """The eventual final `State` of a submitted task run."""
+
+    __slots__ = ("_future", "task_run")
+
+    def __init__(self, future: cf.Future[State[R]], task_run: Any) -> None:
+        self._future = future
+        self.task_run = task_run
+
+    @property
+    def task_run_id(self) -> str:
+        return self.task_run.id  # type: ignore[no-any-return]
+
+    @property
+    def state(self) -> State[R]:
+        """The final state once done; the run's current state before that."""
+        if self._future.done() and self._future.exception() is None:
+            return self._future.result()
+        return self.task_run.state  # type: ignore[no-any-return]
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until the run is final (or `timeout` seconds have passed)."""
+        cf.wait([self._future], timeout=timeout)
+
+    def final_state(self, timeout: float | None = None) -> State[R]:
+        try:
+            return self._future.result(timeout)
+        except cf.TimeoutError:
+            raise TimeoutError(
+                f"Task run {self.task_run.name!r} did not finish within {timeout} seconds"
+            ) from None
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
+        """Wait for the run and return its result; raise its error if it failed."""
+        return self.final_state(timeout).result(raise_on_failure=raise_on_failure)
+
+    def add_done_callback(self, fn: Callable[[FlowbusFuture[R]], None]) -> None:
+        self._future.add_done_callback(lambda _: fn(self))
+
+    def __repr__(self) -> str:
+        return f"FlowbusFuture(task_run={self.task_run.name!r}, state={self.state!r})"
+
+
+class FutureList(list[FlowbusFuture[R]]):
+    """What `Task.map` returns: a list of futures that can also be waited on as one."""
+
+    def wait(self, timeout: float | None = None) -> None:
+        wait(self, timeout=timeout)
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[R]:
+        return [f.result(timeout, raise_on_failure) for f in self]
+
+
+class DoneAndNotDoneFutures(NamedTuple, Generic[R]):
+    done: set[FlowbusFuture[R]]
+    not_done: set[FlowbusFuture[R]]
+
+
+def wait(futures: Iterable[FlowbusFuture[R]], timeout: float | None = None) -> DoneAndNotDoneFutures[R]:
+    """Wait for all `futures` (or `timeout` seconds); returns the done and not-done sets."""
+    by_inner = {f._future: f for f in futures}
+    done, not_done = cf.wait(by_inner, timeout=timeout)
+    return DoneAndNotDoneFutures({by_inner[f] for f in done}, {by_inner[f] for f in not_done})
+
+
+def as_completed(futures: Iterable[FlowbusFuture[R]], timeout: float | None = None) -> Iterator[FlowbusFuture[R]]:
+    """Yield `futures` as their runs finish."""
+    by_inner = {f._future: f for f in futures}
+    for inner in cf.as_completed(by_inner, timeout=timeout):
+        yield by_inner[inner]
+
+
+def contains_upstream(value: Any, depth: int = 0) -> bool:
+    """Whether `value` is, or holds within three levels of collections, a future or a state."""
+    if isinstance(value, FlowbusFuture | State):
+        return True
+    if depth < 3:
+        if isinstance(value, list | tuple | set | frozenset):
+            return any(contains_upstream(v, depth + 1) for v in value)
+        if isinstance(value, dict):
+            return any(contains_upstream(v, depth + 1) for v in value.values())
+    return False
+
+
+def rebuild(value: Any, items: Iterable[Any]) -> Any:
+    """A collection like `value` holding `items` (keeps named tuples and subclasses)."""
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*items)
+    return type(value)(items)
+
+
+def resolve_futures_to_states(value: Any) -> Any:
+    """`value` with every future replaced by its final state; untouched if it holds none."""
+    if isinstance(value, FlowbusFuture):
+        return value.final_state()
+    if not contains_upstream(value):
+        return value
+    if isinstance(value, list | tuple | set | frozenset):
+        return rebuild(value, [resolve_futures_to_states(v) for v in value])
+    if isinstance(value, dict):
+        return {k: resolve_futures_to_states(v) for k, v in value.items()}
+    return value
+
+
+__all__ = ["FlowbusFuture", "FutureList", "as_completed", "wait"]

@@ -1,0 +1,156 @@
+"""Where persisted results and cache records live.
+
+`ResultStore` is the small interface the engine needs. `LocalResultStore` keeps one file
+per key under a directory (by default ``$FLOWBUS_HOME/results``, ``~/.flowbus``
+when unset); writes are atomic (a temporary file, then `os.replace`) so a reader in
+another process sees either the old record or the new one, never half of one.
+With a server, the same interface is backed by the NATS object store and KV.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import tempfile
+import urllib.parse
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from flowbus.exceptions import ConfigurationError
+from flowbus.serializers import Serializer, resolve_serializer
+
+
+@runtime_checkable
+class ResultStore(Protocol):
+    """Bytes by key. Implementations must make `write` atomic for concurrent readers."""
+
+    def read(self, key: str) -> bytes | None: ...
+
+    def write(self, key: str, data: bytes) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+def flowbus_home() -> Path:
+    """The local data directory: ``$FLOWBUS_HOME``, else ``~/.flowbus``."""
+    home = os.environ.get("FLOWBUS_HOME")
+    return Path(home) if home else Path.home() / ".flowbus"
+
+
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.name[-40:])
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class LocalResultStore:
+    """A directory of files, one per key.
+
+    Example::
+
+        store = LocalResultStore("/tmp/results")
+        store.write("answer", b"42")
+        assert store.read("answer") == b"42"
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        # Any key works: unusual characters are percent-encoded into the file name;
+        # "/" makes sub-directories, but a key may never leave the store's directory.
+        parts = key.split("/")
+        if not key or any(part in ("", ".", "..") for part in parts):
+            raise ConfigurationError(
+                f"Result key {key!r} is not usable as a storage key: it must be non-empty "
+                "and contain no empty, '.' or '..' path segments."
+            )
+        return self.root.joinpath(*(urllib.parse.quote(part, safe="._-=+") for part in parts))
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, key: str, data: bytes) -> None:
+        write_atomic(self._path(key), data)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    def __repr__(self) -> str:
+        return f"LocalResultStore({str(self.root)!r})"
+
+
+# Stores installed by a transport (e.g. the NATS object store and KV); None: local files.
+_result_store: ResultStore | None = None
+_cache_store: ResultStore | None = None
+
+
+def set_default_stores(results: ResultStore | None = None, cache: ResultStore | None = None) -> None:
+    """Install the stores used when a task or flow names none (None: local directories).
+
+    Example (a server-backed process)::
+
+        set_default_stores(results=ObjectStoreResults(...), cache=KvCache(...))
+    """
+    global _result_store, _cache_store
+    _result_store, _cache_store = results, cache
+
+
+def resolve_result_store(value: ResultStore | str | os.PathLike[str] | None) -> ResultStore:
+    """The store for a `result_storage` option: a store, a directory, or None (default)."""
+    if value is None:
+        return _result_store or LocalResultStore(flowbus_home() / "results")
+    if isinstance(value, str | os.PathLike):
+        return LocalResultStore(value)
+    return value
+
+
+def default_cache_store() -> ResultStore:
+    """Where cache records go: the installed cache store, else ``$FLOWBUS_HOME/cache``."""
+    return _cache_store or LocalResultStore(flowbus_home() / "cache")
+
+
+# A cache record is one JSON header line (serializer, expiry) followed by the payload,
+# so a hit needs a single read.
+
+
+def encode_cache_record(serializer: Serializer, payload: bytes, expires: _dt.datetime | None) -> bytes:
+    header = {"serializer": serializer.name, "expires": expires.isoformat() if expires else None}
+    return json.dumps(header).encode() + b"\n" + payload
+
+
+def decode_cache_record(record: bytes) -> tuple[Serializer, bytes] | None:
+    """The serializer and payload of a record, or None when it has expired or is unreadable."""
+    header_line, sep, payload = record.partition(b"\n")
+    if not sep:
+        return None
+    try:
+        header = json.loads(header_line)
+        expires = header["expires"]
+        serializer = resolve_serializer(header["serializer"])
+    except (ValueError, KeyError, ConfigurationError):
+        return None
+    if expires is not None and _dt.datetime.fromisoformat(expires) <= _dt.datetime.now(_dt.UTC):
+        return None
+    return serializer, payload
+
+
+__all__ = ["LocalResultStore", "ResultStore", "flowbus_home", "resolve_result_store", "set_default_stores"]

@@ -1,0 +1,196 @@
+"""Task runners: where `.submit()` and `.map()` run task runs.
+
+A plain call runs a task inline; `.submit()` hands it to the flow's task runner::
+
+    from flowbus.task_runners import ThreadPoolTaskRunner
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=8))
+    def pipeline(): ...
+
+Each flow run gets its own copy of the flow's runner (`duplicate`), started when the
+run begins and shut down, after its submitted runs finish, when the run ends.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextvars
+import os
+import threading
+from typing import Any, Protocol
+
+from flowbus.futures import FlowbusFuture
+from flowbus.states import State
+
+
+class TaskJob(Protocol):
+    """One submitted task run, as the engine hands it to a runner."""
+
+    task_run: Any
+
+    def __call__(self) -> State[Any]:
+        """Run the task run here and return its final state."""
+        ...
+
+    def for_process(self) -> tuple[Any, ...]:
+        """`(fn, *args)`: a picklable call that runs the job in another process."""
+        ...
+
+
+class TaskRunner:
+    """Base class of task runners."""
+
+    def duplicate(self) -> TaskRunner:
+        raise NotImplementedError
+
+    def submit(self, job: TaskJob) -> FlowbusFuture[Any]:
+        raise NotImplementedError
+
+    def __enter__(self) -> TaskRunner:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None = None, *exc_info: object) -> None:
+        return None
+
+
+class ThreadPoolTaskRunner(TaskRunner):
+    """Runs submitted task runs in a pool of threads (the default runner).
+
+    `max_workers` defaults to ``FLOWBUS_TASK_RUNNER_MAX_WORKERS`` or
+    ``max(32, cpus + 4)``; a generous default because a task waiting on another
+    submitted task holds its thread.
+    """
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        if max_workers is not None and max_workers <= 0:
+            raise ValueError(f"max_workers must be > 0, got {max_workers}")
+        self.max_workers = max_workers
+        self._executor: cf.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def duplicate(self) -> ThreadPoolTaskRunner:
+        return type(self)(self.max_workers)
+
+    def _workers(self) -> int:
+        if self.max_workers is not None:
+            return self.max_workers
+        env = os.environ.get("FLOWBUS_TASK_RUNNER_MAX_WORKERS")
+        return int(env) if env else max(32, (os.cpu_count() or 1) + 4)
+
+    def _get_executor(self) -> cf.ThreadPoolExecutor:
+        executor = self._executor
+        if executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = cf.ThreadPoolExecutor(
+                        self._workers(), thread_name_prefix="flowbus-task"
+                    )
+                executor = self._executor
+        return executor
+
+    def submit(self, job: TaskJob) -> FlowbusFuture[Any]:
+        # The run inherits the submitter's context (flow run, tags, log settings).
+        ctx = contextvars.copy_context()
+        return FlowbusFuture(self._get_executor().submit(ctx.run, job), job.task_run)
+
+    def __exit__(self, exc_type: type[BaseException] | None = None, *exc_info: object) -> None:
+        if self._executor is not None:
+            # After a timeout the run is over: do not hold its final state hostage to
+            # submitted runs that are still going; they finish in the background.
+            timed_out = exc_type is not None and issubclass(exc_type, TimeoutError)
+            self._executor.shutdown(wait=not timed_out, cancel_futures=timed_out)
+            self._executor = None
+
+
+ConcurrentTaskRunner = ThreadPoolTaskRunner
+"""Prefect 2's name for the thread pool runner."""
+
+
+class SequentialTaskRunner(TaskRunner):
+    """Runs each submitted task run immediately, in the submitting thread."""
+
+    def duplicate(self) -> SequentialTaskRunner:
+        return type(self)()
+
+    def submit(self, job: TaskJob) -> FlowbusFuture[Any]:
+        future: cf.Future[State[Any]] = cf.Future()
+        try:
+            future.set_result(job())
+        except BaseException as exc:
+            future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        return FlowbusFuture(future, job.task_run)
+
+
+def _call_in_process(payload: bytes) -> bytes:
+    import cloudpickle
+
+    fn, *args = cloudpickle.loads(payload)
+    return cloudpickle.dumps(fn(*args))  # type: ignore[no-any-return]
+
+
+class ProcessPoolTaskRunner(TaskRunner):
+    """Runs submitted task runs in worker processes (spawned; work is sent with cloudpickle).
+
+    Upstream futures are resolved in the parent first, then the task, its inputs and
+    its final state travel by cloudpickle. Logs and events of a task run in a worker
+    go to that worker's sink (its stderr and ``FLOWBUS_EVENTS_FILE`` by default).
+    """
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        if max_workers is not None and max_workers <= 0:
+            raise ValueError(f"max_workers must be > 0, got {max_workers}")
+        self.max_workers = max_workers
+        self._processes: cf.ProcessPoolExecutor | None = None
+        self._threads: cf.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def duplicate(self) -> ProcessPoolTaskRunner:
+        return type(self)(self.max_workers)
+
+    def _start(self) -> tuple[cf.ProcessPoolExecutor, cf.ThreadPoolExecutor]:
+        with self._lock:
+            if self._processes is None or self._threads is None:
+                import multiprocessing
+
+                # spawn, not fork: forking a process that runs threads can deadlock.
+                self._processes = cf.ProcessPoolExecutor(
+                    self.max_workers, mp_context=multiprocessing.get_context("spawn")
+                )
+                self._threads = cf.ThreadPoolExecutor(thread_name_prefix="flowbus-dispatch")
+            return self._processes, self._threads
+
+    def submit(self, job: TaskJob) -> FlowbusFuture[Any]:
+        processes, threads = self._start()
+        ctx = contextvars.copy_context()
+
+        def dispatch() -> State[Any]:
+            import cloudpickle
+
+            call = ctx.run(job.for_process)
+            if isinstance(call, State):  # resolved without running (e.g. upstream failed)
+                return call
+            state = cloudpickle.loads(processes.submit(_call_in_process, cloudpickle.dumps(call)).result())
+            job.task_run.state = state
+            return state  # type: ignore[no-any-return]
+
+        return FlowbusFuture(threads.submit(dispatch), job.task_run)
+
+    def __exit__(self, exc_type: type[BaseException] | None = None, *exc_info: object) -> None:
+        wait = exc_type is None or not issubclass(exc_type, TimeoutError)
+        if self._threads is not None:
+            self._threads.shutdown(wait=wait, cancel_futures=not wait)
+            self._threads = None
+        if self._processes is not None:
+            self._processes.shutdown(wait=wait, cancel_futures=not wait)
+            self._processes = None
+
+
+__all__ = [
+    "ConcurrentTaskRunner",
+    "ProcessPoolTaskRunner",
+    "SequentialTaskRunner",
+    "TaskRunner",
+    "ThreadPoolTaskRunner",
+]

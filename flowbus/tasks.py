@@ -1,0 +1,310 @@
+"""Tasks: functions whose calls are tracked as task runs.
+
+Example::
+
+    from flowbus import flow, task
+
+    @task(retries=2, retry_delay_seconds=[1, 5])
+    def fetch(url: str) -> str: ...
+
+    @flow
+    def crawl(urls: list[str]):
+        pages = fetch.map(urls)          # runs on the flow's task runner
+        return [p.result() for p in pages]
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import inspect
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from flowbus import _engine
+from flowbus._params import CallShape
+from flowbus.cache_policies import NONE, CacheKeyFnPolicy, CachePolicy, hash_objects
+from flowbus.futures import FlowbusFuture, FutureList
+from flowbus.results import ResultStore
+from flowbus.serializers import Serializer, resolve_serializer
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+_NOT_SET: Any = object()
+
+
+def task_input_hash(context: Any, arguments: dict[str, Any]) -> str | None:
+    """A cache key from the task's identity and its inputs (use as `cache_key_fn`)."""
+    task = context.task
+    return hash_objects(task.task_key, task.fn.__code__.co_code.hex(), arguments)
+
+
+def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
+    """Retry delays that double each time: ``backoff_factor * 2**n`` for retry n (0-based).
+
+    Example::
+
+        @task(retries=3, retry_delay_seconds=exponential_backoff(10))  # 10, 20, 40 s
+    """
+
+    def delays(retries: int) -> list[float]:
+        return [backoff_factor * 2**n for n in range(retries)]
+
+    return delays
+
+
+class unmapped(Generic[R]):
+    """Pass an argument whole to every run of `Task.map` instead of iterating over it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: R) -> None:
+        self.value = value
+
+
+def _listify(hooks: Any) -> list[Callable[..., Any]]:
+    if hooks is None:
+        return []
+    if callable(hooks):
+        return [hooks]
+    return list(hooks)
+
+
+class Task(Generic[P, R]):
+    """A function whose calls are tracked as task runs. Made by `@task`."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        name: str | None = None,
+        description: str | None = None,
+        tags: Iterable[str] | None = None,
+        version: str | None = None,
+        cache_policy: CachePolicy | None = _NOT_SET,
+        cache_key_fn: Callable[[Any, dict[str, Any]], str | None] | None = None,
+        cache_expiration: _dt.timedelta | None = None,
+        task_run_name: str | Callable[..., str] | None = None,
+        retries: int | None = None,
+        retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
+        retry_jitter_factor: float | None = None,
+        retry_condition_fn: Callable[[Any, Any, Any], bool] | None = None,
+        persist_result: bool | None = None,
+        result_storage: ResultStore | str | None = None,
+        result_storage_key: str | None = None,
+        result_serializer: Serializer | str | None = None,
+        cache_result_in_memory: bool = True,
+        timeout_seconds: float | None = None,
+        log_prints: bool | None = None,
+        refresh_cache: bool | None = None,
+        on_completion: list[Callable[..., Any]] | None = None,
+        on_failure: list[Callable[..., Any]] | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"@task needs a function, got {fn!r}")
+        if retries is not None and retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        if timeout_seconds is not None and timeout_seconds <= 0:
+            raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds}")
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.description = description if description is not None else inspect.getdoc(fn)
+        self.tags = set(tags or ())
+        self._tags = tuple(sorted(self.tags))
+        self.version = version
+        self.task_key = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', self.name)}"
+        self.isasync = inspect.iscoroutinefunction(fn)
+        self.cache_policy = cache_policy if cache_policy is not _NOT_SET else None
+        self.cache_key_fn = cache_key_fn
+        self.cache_expiration = cache_expiration
+        self.task_run_name = task_run_name
+        self.retries = retries or 0
+        self.retry_delay_seconds = retry_delay_seconds if retry_delay_seconds is not None else 0
+        self.retry_jitter_factor = retry_jitter_factor
+        self.retry_condition_fn = retry_condition_fn
+        self.result_storage = result_storage
+        self.result_storage_key = result_storage_key
+        self.result_serializer = result_serializer
+        self._serializer = resolve_serializer(result_serializer)
+        self.cache_result_in_memory = cache_result_in_memory
+        self.timeout_seconds = timeout_seconds
+        self.log_prints = log_prints
+        self.refresh_cache = bool(refresh_cache)
+        self.on_completion = _listify(on_completion)
+        self.on_failure = _listify(on_failure)
+        self._shape = CallShape(fn)
+        self._method_shape: CallShape | None = None
+        self._init_caching(cache_policy, persist_result)
+        # Saved to rebuild the task in `with_options`.
+        self._options = {
+            "name": name, "description": description, "tags": tags, "version": version,
+            "cache_policy": cache_policy, "cache_key_fn": cache_key_fn,
+            "cache_expiration": cache_expiration, "task_run_name": task_run_name,
+            "retries": retries, "retry_delay_seconds": retry_delay_seconds,
+            "retry_jitter_factor": retry_jitter_factor, "retry_condition_fn": retry_condition_fn,
+            "persist_result": persist_result, "result_storage": result_storage,
+            "result_storage_key": result_storage_key, "result_serializer": result_serializer,
+            "cache_result_in_memory": cache_result_in_memory, "timeout_seconds": timeout_seconds,
+            "log_prints": log_prints, "refresh_cache": refresh_cache,
+            "on_completion": on_completion, "on_failure": on_failure,
+        }  # fmt: skip
+
+    def _init_caching(self, cache_policy: Any, persist_result: bool | None) -> None:
+        # As in Prefect 3: asking for a cache (or a storage option) turns persistence on;
+        # without any of those a task neither caches nor persists, keeping calls cheap.
+        if self.cache_key_fn is not None:
+            policy: CachePolicy | None = CacheKeyFnPolicy(self.cache_key_fn)
+        elif cache_policy is _NOT_SET or cache_policy is None or cache_policy is NONE:
+            policy = None
+        else:
+            policy = cache_policy
+        if persist_result is None:
+            persist_result = policy is not None or any(
+                o is not None for o in (self.result_storage, self.result_storage_key, self.result_serializer)
+            )
+        self.persist_result = persist_result
+        self._persist = persist_result
+        self._cache_policy = policy if persist_result else None
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Task[P, R]:
+        """Used as a method, the task binds `self` like the function would."""
+        if instance is None:
+            return self
+        bound = copy.copy(self)
+        bound.fn = self.fn.__get__(instance, owner)
+        if self._method_shape is None:
+            self._method_shape = CallShape(bound.fn)
+        bound._shape = self._method_shape
+        return bound
+
+    def with_options(self, **options: Any) -> Task[P, R]:
+        """A copy of this task with some options changed.
+
+        Example::
+
+            quick = fetch.with_options(retries=0, timeout_seconds=5)
+        """
+        unknown = set(options) - set(self._options)
+        if unknown:
+            raise TypeError(f"Unknown task option(s) {sorted(unknown)}; options: {sorted(self._options)}")
+        return Task(self.fn, **{**self._options, **options})
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the task inline and return its result (a coroutine for an async task).
+
+        ``return_state=True`` returns the final `State` instead; ``wait_for=[...]`` waits
+        for upstream runs first.
+        """
+        options: dict[str, Any] = kwargs
+        return_state = bool(options.pop("return_state", False))
+        wait_for = options.pop("wait_for", None)
+        parameters = self._shape.bind(args, options)
+        if self.isasync:
+            return _engine.call_task_async(self, parameters, wait_for, return_state)  # type: ignore[return-value]
+        return _engine.call_task_sync(self, parameters, wait_for, return_state)  # type: ignore[no-any-return]
+
+    # The future of an async task holds what its coroutine returns, not the coroutine.
+    @overload
+    def submit(self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs) -> FlowbusFuture[T]: ...
+
+    @overload
+    def submit(self: Task[P, T], *args: P.args, **kwargs: P.kwargs) -> FlowbusFuture[T]: ...
+
+    def submit(self, *args: Any, **kwargs: Any) -> FlowbusFuture[Any]:
+        """Run the task on the flow's task runner; returns a future at once.
+
+        Futures among the arguments are waited for in the run and replaced by their results.
+        """
+        kwargs.pop("return_state", None)
+        wait_for = kwargs.pop("wait_for", None)
+        parameters = self._shape.bind(args, kwargs)
+        return _engine.submit_task(self, parameters, wait_for)
+
+    @overload
+    def map(self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> FutureList[T]: ...
+
+    @overload
+    def map(self: Task[P, T], *args: Any, **kwargs: Any) -> FutureList[T]: ...
+
+    def map(self, *args: Any, **kwargs: Any) -> FutureList[Any]:
+        """Submit one run per element of the iterable arguments (zipped; equal lengths).
+
+        Wrap an iterable argument in `unmapped(...)` to pass it whole to every run.
+        """
+        kwargs.pop("return_state", None)
+        wait_for = kwargs.pop("wait_for", None)
+        parameters = self._shape.bind(args, kwargs)
+        static: dict[str, Any] = {}
+        iterables: dict[str, list[Any]] = {}
+        for name, value in parameters.items():
+            if isinstance(value, unmapped):
+                static[name] = value.value
+            elif isinstance(value, Iterable) and not isinstance(value, str | bytes | dict | FlowbusFuture):
+                iterables[name] = list(value)
+            else:
+                static[name] = value
+        if not iterables:
+            raise ValueError(f"Task.map of {self.name!r} needs at least one iterable argument")
+        lengths = {name: len(v) for name, v in iterables.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"Task.map of {self.name!r} got iterables of different lengths: {lengths}")
+        count = next(iter(lengths.values()))
+        return FutureList(
+            _engine.submit_task(
+                self, {**static, **{n: v[i] for n, v in iterables.items()}}, wait_for
+            )
+            for i in range(count)
+        )
+
+    def __repr__(self) -> str:
+        return f"Task(name={self.name!r})"
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+@overload
+def task(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    tags: Iterable[str] | None = None,
+    version: str | None = None,
+    cache_policy: CachePolicy | None = ...,
+    cache_key_fn: Callable[[Any, dict[str, Any]], str | None] | None = None,
+    cache_expiration: _dt.timedelta | None = None,
+    task_run_name: str | Callable[..., str] | None = None,
+    retries: int | None = None,
+    retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
+    retry_jitter_factor: float | None = None,
+    retry_condition_fn: Callable[[Any, Any, Any], bool] | None = None,
+    persist_result: bool | None = None,
+    result_storage: ResultStore | str | None = None,
+    result_storage_key: str | None = None,
+    result_serializer: Serializer | str | None = None,
+    cache_result_in_memory: bool = True,
+    timeout_seconds: float | None = None,
+    log_prints: bool | None = None,
+    refresh_cache: bool | None = None,
+    on_completion: list[Callable[..., Any]] | None = None,
+    on_failure: list[Callable[..., Any]] | None = None,
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+def task(fn: Any = None, /, **options: Any) -> Any:
+    """Make a function a task; bare (``@task``) or with options (``@task(retries=3)``).
+
+    Example::
+
+        @task(cache_policy=INPUTS, cache_expiration=timedelta(hours=1))
+        def load(path: str) -> list[str]:
+            return open(path).read().splitlines()
+    """
+    if fn is None:
+        return lambda f: Task(f, **options)
+    return Task(fn, **options)
+
+
+__all__ = ["Task", "exponential_backoff", "task", "task_input_hash", "unmapped"]
