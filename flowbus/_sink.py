@@ -266,26 +266,11 @@ def configure_from_env() -> None:
         set_event_sink(JsonLinesSink(path))
 
 
-# The NATS publisher lives with the backbone (`events/`): a module there exposing
-# ``nats_event_sink(url) -> EventSink`` is picked up when FLOWBUS_NATS_URL is set.
-NATS_SINK_FACTORY = "events.sdk_sink:nats_event_sink"
-
-
 def _nats_sink(url: str) -> EventSink | None:
-    import importlib
+    # Imported here: nats-py and pydantic load only when a server is configured.
+    from flowbus._nats_sink import nats_event_sink
 
-    module_name, _, attr = NATS_SINK_FACTORY.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        _log.warning(
-            "FLOWBUS_NATS_URL is set but no NATS event sink is available (%s); "
-            "run events stay local.",
-            exc,
-        )
-        return None
-    sink: EventSink = factory(url)
-    return sink
+    return nats_event_sink(url)
 
 
 def flush_event_sink() -> None:

@@ -7,9 +7,8 @@ swallow with a bare ``except Exception`` derive from `BaseException` instead
 
 from __future__ import annotations
 
-
-class FlowbusError(Exception):
-    """Root of every error raised by flowbus."""
+# One root for the whole project: the backbone's errors and the SDK's share it.
+from events.errors import FlowbusError as FlowbusError
 
 
 class MissingContextError(FlowbusError, RuntimeError):

@@ -212,33 +212,6 @@ def test_events_file_from_the_environment(tmp_path: Path, flowbus_home: Path) ->
     ]  # fmt: skip
 
 
-def nats_factory_for_test(url: str) -> Any:
-    from .conftest import CollectingSink
-
-    sink = CollectingSink()
-    sink.url = url  # type: ignore[attr-defined]
-    return sink
-
-
-def test_flowbus_nats_url_selects_the_backbone_sink_factory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLOWBUS_NATS_URL", "nats://127.0.0.1:4222")
-    monkeypatch.setattr(_sink, "NATS_SINK_FACTORY", f"{__name__}:nats_factory_for_test")
-    previous = set_event_sink(None)
-    monkeypatch.setattr(_sink, "_configured", False)
-    try:
-
-        @flow
-        def f() -> None:
-            pass
-
-        f()
-        sink = get_event_sink()
-        assert sink.url == "nats://127.0.0.1:4222"  # type: ignore[attr-defined]
-        assert sink.state_names("flow-run") == ["Pending", "Running", "Completed"]  # type: ignore[attr-defined]
-    finally:
-        set_event_sink(previous)
-
-
 def test_a_failed_task_logs_its_traceback_to_the_sink(sink) -> None:  # type: ignore[no-untyped-def]
     @task
     def broken() -> None:

@@ -1,0 +1,93 @@
+"""Publish the engine's run events and logs to NATS, off the hot path.
+
+Chosen when ``FLOWBUS_NATS_URL`` is set (or installed explicitly by a runner):
+a :class:`~flowbus._sink.BufferedSink` whose background thread hands each batch to
+a :class:`~events.bus.Bus` living on an event loop of its own, so user code only
+pays the buffer's hand-off. Events become CloudEvents on ``<ns>.events.<type>``;
+logs go to ``<ns>.logs.<flow-run-id>`` as JSON arrays (docs/contract.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import logging
+import threading
+from collections import defaultdict
+from typing import Any
+
+from events.bus import Bus
+from events.cloudevent import from_dict
+from events.errors import FlowbusError
+from events.settings import NatsSettings
+from flowbus._sink import BufferedSink
+
+_log = logging.getLogger("flowbus.sink")
+_PUBLISH_TIMEOUT = 30.0
+
+
+class NatsPublisher:
+    """A bus on a private event loop thread, callable from any thread."""
+
+    def __init__(self, settings: NatsSettings) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="flowbus-nats",
+                                        daemon=True)
+        self._thread.start()
+        self.bus: Bus = self._call(Bus.connect(settings, name="flowbus-sdk"))
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(_PUBLISH_TIMEOUT)
+
+    def publish_events(self, batch: list[dict[str, Any]]) -> None:
+        events = [from_dict(item) for item in batch]
+        self._call(self.bus.publish_many(events))
+
+    def publish_logs(self, batch: list[dict[str, Any]]) -> None:
+        by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for record in batch:
+            by_run[record.get("flow_run_id") or "none"].append(record)
+        messages = [
+            (self.bus.layout.logs_subject(run_id), json.dumps(records, default=str).encode(), None)
+            for run_id, records in by_run.items()
+        ]
+        self._call(self.bus.publish_raw_many(messages))
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            self._call(self.bus.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            self._loop.close()
+
+
+def nats_event_sink(
+    target: str | NatsSettings | None = None, *, maxsize: int = 10_000
+) -> BufferedSink | None:
+    """A buffered sink publishing to NATS, or None (with a warning) if NATS is unreachable.
+
+    ``target`` is a URL (other settings from the environment), full settings, or
+    None for the environment alone.
+    """
+    if isinstance(target, NatsSettings):
+        settings = target
+    else:
+        settings = NatsSettings() if target is None else NatsSettings(nats_url=[target])
+    try:
+        publisher = NatsPublisher(settings)
+    except FlowbusError as exc:
+        _log.warning("FLOWBUS_NATS_URL is set but %s; run events stay local.", exc)
+        return None
+    sink = BufferedSink(publisher.publish_events, maxsize,
+                        publish_logs=publisher.publish_logs)
+
+    def _close() -> None:
+        sink.close()
+        publisher.close()
+
+    atexit.register(_close)
+    return sink
