@@ -15,31 +15,17 @@ Example::
 from __future__ import annotations
 
 import datetime as _dt
-import enum
 from typing import Any, Generic, Protocol, TypeVar
 
+# One set of state types for the SDK and the records the services keep.
+from events.states import FINAL_TYPES as _FINAL
+from events.states import StateType as StateType
 from flowbus.exceptions import CancelledRun, CrashedRun, FailedRun, MissingResult, UnfinishedRun
 
 R = TypeVar("R")
 
 _UTC = _dt.UTC
 
-
-class StateType(enum.StrEnum):
-    """The kinds of state; `State.name` refines them."""
-
-    SCHEDULED = "SCHEDULED"
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    CRASHED = "CRASHED"
-    PAUSED = "PAUSED"
-    CANCELLING = "CANCELLING"
-
-
-_FINAL = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED})
 
 
 class ResultRef:
