@@ -100,6 +100,7 @@ def _streams(layout: Layout, settings: NatsSettings) -> list[api.StreamConfig]:
             duplicate_window=settings.dedup_window_seconds,
             max_msg_size=max_msg,
             discard=api.DiscardPolicy.OLD,
+            num_replicas=settings.stream_replicas,
         ),
         api.StreamConfig(
             name=layout.runs_stream,
@@ -109,6 +110,7 @@ def _streams(layout: Layout, settings: NatsSettings) -> list[api.StreamConfig]:
             storage=api.StorageType.FILE,
             duplicate_window=settings.dedup_window_seconds,
             max_msg_size=max_msg,
+            num_replicas=settings.stream_replicas,
         ),
         api.StreamConfig(
             name=layout.logs_stream,
@@ -119,6 +121,7 @@ def _streams(layout: Layout, settings: NatsSettings) -> list[api.StreamConfig]:
             max_age=settings.logs_max_age_days * _DAY,
             max_msg_size=max_msg,
             discard=api.DiscardPolicy.OLD,
+            num_replicas=settings.stream_replicas,
         ),
     ]
 
@@ -138,7 +141,7 @@ def _buckets(layout: Layout, settings: NatsSettings) -> list[_Bucket]:
     ]
 
 
-def _kv_stream(bucket: _Bucket) -> api.StreamConfig:
+def _kv_stream(bucket: _Bucket, replicas: int) -> api.StreamConfig:
     # Mirrors nats-py's create_key_value so its KeyValue class accepts the bucket.
     return api.StreamConfig(
         name=f"KV_{bucket.name}",
@@ -153,11 +156,11 @@ def _kv_stream(bucket: _Bucket) -> api.StreamConfig:
         max_age=bucket.ttl,
         max_msgs_per_subject=bucket.history,
         storage=api.StorageType.FILE,
-        num_replicas=1,
+        num_replicas=replicas,
     )
 
 
-def _object_stream(name: str, description: str) -> api.StreamConfig:
+def _object_stream(name: str, description: str, replicas: int) -> api.StreamConfig:
     # Mirrors nats-py's create_object_store.
     return api.StreamConfig(
         name=f"OBJ_{name}",
@@ -165,7 +168,7 @@ def _object_stream(name: str, description: str) -> api.StreamConfig:
         subjects=[f"$O.{name}.C.>", f"$O.{name}.M.>"],
         max_consumers=0,
         storage=api.StorageType.FILE,
-        num_replicas=1,
+        num_replicas=replicas,
         discard=api.DiscardPolicy.NEW,
         allow_rollup_hdrs=True,
         allow_direct=True,
@@ -175,9 +178,10 @@ def _object_stream(name: str, description: str) -> api.StreamConfig:
 def all_streams(layout: Layout, settings: NatsSettings) -> list[api.StreamConfig]:
     """Every stream the layout needs, KV buckets and object stores included."""
     configs = _streams(layout, settings)
-    configs += [_kv_stream(b) for b in _buckets(layout, settings)]
-    configs.append(_object_stream(layout.results, "persisted results and artifacts"))
-    configs.append(_object_stream(layout.code, "deployment code bundles"))
+    replicas = settings.stream_replicas
+    configs += [_kv_stream(b, replicas) for b in _buckets(layout, settings)]
+    configs.append(_object_stream(layout.results, "persisted results and artifacts", replicas))
+    configs.append(_object_stream(layout.code, "deployment code bundles", replicas))
     return configs
 
 
@@ -234,6 +238,7 @@ async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None
 _COMPARED = (
     "subjects", "retention", "storage", "max_age", "duplicate_window", "max_msg_size",
     "max_msgs_per_subject", "discard", "allow_direct", "allow_rollup_hdrs", "deny_delete",
+    "num_replicas",
 )
 
 

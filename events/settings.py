@@ -97,6 +97,9 @@ class NatsSettings(BaseSettings):
     publish_max_in_flight: int = Field(
         default=512, gt=0, description="unacknowledged publishes allowed at once"
     )
+    stream_replicas: int = Field(
+        default=1, ge=1, le=5, description="JetStream replicas of every stream and bucket (3 in a cluster)"
+    )
     lease_ttl_seconds: float = Field(
         default=10, gt=0, description="time-to-live of leader leases"
     )
