@@ -39,18 +39,42 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+# Every settings module of every part: importing one registers its FLOWBUS_* names, so
+# the environment check knows all of them whichever command runs.
+SETTINGS_MODULES = ("events.settings", "events.logformat")
+
+
+def check_settings() -> None:
+    """Refuse unknown FLOWBUS_* variables (exit 2 naming them)."""
+    import importlib
+
+    from events.errors import SettingsError
+    from events.settings import check_environment
+
+    for module in SETTINGS_MODULES:
+        importlib.import_module(module)
+    try:
+        check_environment()
+    except SettingsError as exc:
+        fail(str(exc), 2)
+
+
+def configure_service_logging() -> None:
+    """Log as FLOWBUS_LOG_FORMAT / FLOWBUS_LOG_LEVEL say (services only)."""
+    from events.logformat import configure_logging
+
+    configure_logging()
+
+
 def nats_settings(**overrides: Any) -> Any:
     """The process's NATS settings, with an unknown or bad setting reported as an error."""
     from pydantic import ValidationError
 
-    from events.errors import SettingsError
-    from events.settings import NatsSettings, check_environment
+    from events.settings import NatsSettings
 
+    check_settings()
     try:
-        check_environment()
         return NatsSettings(**{k: v for k, v in overrides.items() if v is not None})
-    except SettingsError as exc:
-        fail(str(exc), 2)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         fail(f"setting FLOWBUS_{str(first['loc'][0]).upper()}: {first['msg']}", 2)

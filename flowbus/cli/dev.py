@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from flowbus.cli._common import fail, nats_settings
+from flowbus.cli._common import configure_service_logging, fail, nats_settings
 
 
 def _default_data_dir() -> Path:
@@ -32,6 +32,7 @@ def dev(nats_port: int, data_dir: Path | None) -> None:
     from events.embedded import EmbeddedNats, NatsServerError
 
     data_dir = data_dir or _default_data_dir()
+    configure_service_logging()
     server = EmbeddedNats(data_dir, port=nats_port)
     try:
         server.start()
