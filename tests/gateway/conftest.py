@@ -9,12 +9,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from gateway_helpers import ADMIN_KEY
 
 from events.bus import Bus
 from gateway.service import RunningGateway, running
 from gateway.settings import GatewaySettings
-
-from gateway_helpers import ADMIN_KEY
 
 
 class ManualClock:

@@ -8,13 +8,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from gateway_helpers import ADMIN_KEY, problem
 from pydantic import ValidationError
 
 from events.bus import Bus
 from events.errors import SettingsError
 from events.settings import check_environment
 from gateway.settings import GatewaySettings
-from gateway_helpers import ADMIN_KEY, problem
 
 EVENT = json.dumps({"specversion": "1.0", "id": "1", "source": "/s", "type": "a.b"}).encode()
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}

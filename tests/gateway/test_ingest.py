@@ -10,9 +10,9 @@ import aiohttp
 from cloudevents.core.bindings.http import to_binary, to_structured
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent as SdkEvent
+from gateway_helpers import problem, stored_events
 
 from events.bus import Bus
-from gateway_helpers import problem, stored_events
 
 BATCH = "application/cloudevents-batch+json"
 

@@ -8,13 +8,13 @@ import json
 from pathlib import Path
 
 import aiohttp
+from gateway_helpers import ADMIN_KEY, stored_events
 
 from events.bus import Bus
 from events.embedded import EmbeddedNats
 from events.settings import NatsSettings
 from gateway.service import RunningGateway, running, serve
 from gateway.settings import GatewaySettings
-from gateway_helpers import ADMIN_KEY, stored_events
 
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 
@@ -79,13 +79,16 @@ async def test_nats_down_gives_503_with_retry_after_then_202_once_back(tmp_path:
         server.close()
 
 
-async def _post_all(url: str, ids: range, accepted: list[int]) -> None:
+async def _post_all(url: str, ids: range, accepted: list[int],
+                    some_accepted: asyncio.Event | None = None) -> None:
     async with aiohttp.ClientSession(base_url=url) as s:
         async def one(i: int) -> None:
             with contextlib.suppress(aiohttp.ClientError):
                 async with s.post("/events", data=ce(i), headers=STRUCTURED) as r:
                     if r.status == 202:
                         accepted.append(i)
+                        if some_accepted is not None and len(accepted) >= 20:
+                            some_accepted.set()
 
         await asyncio.gather(*(one(i) for i in ids))
 
@@ -95,9 +98,9 @@ async def test_events_accepted_before_a_restart_are_all_in_the_stream(bus: Bus) 
     accepted: list[int] = []
     stack = contextlib.AsyncExitStack()
     gw: RunningGateway = await stack.enter_async_context(running(bus, settings))
-    posting = asyncio.create_task(_post_all(gw.url, range(300), accepted))
-    while len(accepted) < 20:
-        await asyncio.sleep(0.001)
+    some_accepted = asyncio.Event()
+    posting = asyncio.create_task(_post_all(gw.url, range(300), accepted, some_accepted))
+    await some_accepted.wait()
     await stack.aclose()  # shut down while requests are in flight
     await posting
     async with running(bus, settings) as again:

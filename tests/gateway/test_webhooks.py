@@ -11,9 +11,9 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from gateway_helpers import problem, stored_events
 
 from events.bus import Bus
-from gateway_helpers import problem, stored_events
 
 GITHUB_PUSH = {
     "ref": "refs/heads/main",
