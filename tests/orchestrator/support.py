@@ -34,8 +34,8 @@ async def deploy(bus: Bus, name: str = "hello", **fields: Any) -> Deployment:
     return deployment
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not await check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
@@ -67,11 +67,11 @@ async def jobs(bus: Bus) -> list[dict[str, Any]]:
     return out
 
 
-async def wait_for_runs(bus: Bus, count: int, timeout: float = 10.0) -> list[FlowRun]:
+async def wait_for_runs(bus: Bus, count: int, within: float = 10.0) -> list[FlowRun]:
     async def enough() -> bool:
         return len(await flow_runs(bus)) >= count
 
-    await wait_until(enough, timeout)
+    await wait_until(enough, within)
     return await flow_runs(bus)
 
 
