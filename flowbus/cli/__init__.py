@@ -38,7 +38,7 @@ def version() -> None:
 cli.add_command(dev.dev)
 cli.add_command(events_cmd.events)
 cli.add_command(nats_cmd.nats)
-cli.add_command(orchestrator_cmd.orchestrator)
+cli.add_command(orchestrator_cmd.orchestrator_command)
 
 
 def main() -> None:

@@ -26,13 +26,15 @@ def orchestrator_settings(**overrides: Any) -> Any:
     raise AssertionError("unreachable")
 
 
-@click.command()
+@click.command("orchestrator")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
               help="serve Prometheus /metrics on this port")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
               default="INFO", show_default=True)
-def orchestrator(metrics_port: int | None, log_level: str) -> None:
+def orchestrator_command(metrics_port: int | None, log_level: str) -> None:
     """Run the orchestrator (active/standby: start two for failover)."""
+    import orchestrator.settings  # registers FLOWBUS_ORCHESTRATOR_* before the environment check
+
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = nats_settings()
     orch_settings = orchestrator_settings(metrics_port=metrics_port)
