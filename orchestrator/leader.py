@@ -81,8 +81,8 @@ class LeaderLease:
             return
         try:
             await self._kv.delete(LEASE_KEY, revision=revision)
-        except (UpdateConflict, BusUnavailable):
-            return
+        except Exception as exc:  # NATS gone or lease already taken: it expires by itself
+            log.warning("could not release the leader lease (%s); it expires by itself", exc)
 
     async def holder(self) -> str | None:
         value = await self._kv.get_json(LEASE_KEY)
