@@ -58,12 +58,22 @@ async def _serve(settings: object, server: object, data_dir: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    from orchestrator.service import Orchestrator
+    from orchestrator.settings import OrchestratorSettings
+
     async with await Bus.connect(settings) as bus:
+        orchestrator_stop = asyncio.Event()
+        orchestrator = asyncio.create_task(
+            Orchestrator(bus, OrchestratorSettings()).run(orchestrator_stop)
+        )
         click.echo(f"NATS JetStream   {server.url}  (data in {data_dir})")
         click.echo(f"namespace        {bus.layout.namespace}")
         click.echo("flowbus dev is ready. Send an event from another shell:")
         click.echo(f"  FLOWBUS_NATS_URL={server.url} flowbus events emit com.example.hello "
                    "--data '{\"name\": \"world\"}'")
         click.echo("Press Ctrl-C to stop.")
-        await stop.wait()
+        await asyncio.wait({asyncio.ensure_future(stop.wait()), orchestrator},
+                           return_when=asyncio.FIRST_COMPLETED)
         click.echo("stopping...")
+        orchestrator_stop.set()
+        await orchestrator

@@ -1,0 +1,231 @@
+"""Flow-run creation, exactly once, whatever fails or runs twice.
+
+1. The run id is deterministic (trigger + event, manual request, schedule slot).
+2. Concurrency slots are taken with the run id as holder (taking again is a no-op).
+3. The record is created in ``flowbus-flow-runs`` with KV ``create``: of two racers
+   (a redelivery, a restart, two orchestrators) exactly one stores it; the other
+   reads the stored record and carries on with *that*.
+4. The job goes to ``<ns>.runs.<work-pool>`` with ``Nats-Msg-Id: <id>:<attempt>``
+   whenever the stored record is Scheduled or Late and due, so a restart between
+   record and job re-publishes it, and JetStream stores one copy.
+5. Then the state event; only then does the caller ack the triggering event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from events import concurrency
+from events.bus import MSG_ID_HEADER, Bus
+from events.cloudevent import CloudEvent
+from events.errors import AlreadyExists, TransitionRejected, UpdateConflict
+from events.kv import KV
+from events.records import Deployment, FlowRun, State
+from orchestrator.metrics import Metrics
+from orchestrator.settings import OrchestratorSettings
+
+log = logging.getLogger("flowbus.orchestrator.creation")
+
+SOURCE = "flowbus/orchestrator"
+RUNNABLE = frozenset({"Scheduled", "Late", "AwaitingRetry"})
+PUBLISHED_KEPT = 100_000
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a new flow run is made from."""
+
+    flow_run_id: str
+    deployment: Deployment
+    origin: str
+    parameters: dict[str, Any]
+    expected_start_time: datetime
+    idempotency_key: str
+    tags: list[str] = field(default_factory=list)
+    name: str | None = None
+    triggering_event: dict[str, Any] | None = None
+
+
+def make_state(name: str, when: datetime, message: str | None = None) -> State:
+    return State(type=State.named(name).type, name=name, message=message, timestamp=when)
+
+
+def state_event(run: FlowRun) -> CloudEvent:
+    """The ``flowbus.flow-run.<State>`` event of a record (data: the record)."""
+    data = run.model_dump(mode="json")
+    if run.deployment_name:
+        data["deployment"] = run.deployment_name
+    return CloudEvent.create(
+        f"flowbus.flow-run.{run.state.name}",
+        source=SOURCE,
+        id=f"{run.id}:{run.state.name}:{run.state.timestamp.isoformat()}",
+        subject=f"flowbus.flow-run.{run.id}",
+        data=data,
+        time=run.state.timestamp,
+    )
+
+
+class RunCreator:
+    """Creates runs and publishes their jobs and state events."""
+
+    def __init__(
+        self, bus: Bus, runs: KV, slots: KV, settings: OrchestratorSettings, metrics: Metrics,
+        clock: Clock,
+    ) -> None:
+        self._bus = bus
+        self._runs = runs
+        self._slots = slots
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+        # Jobs this process published (bounded): the tracker does not publish them again.
+        self._published: OrderedDict[str, None] = OrderedDict()
+
+    def was_published(self, run: FlowRun) -> bool:
+        return f"{run.id}:{run.run_count + 1}" in self._published
+
+    async def limits_for(self, deployment: Deployment, tags: list[str]) -> list[tuple[str, int]]:
+        """(limit name, size) of every concurrency limit a run of ``deployment`` is under."""
+        limits = []
+        if deployment.concurrency_limit:
+            limits.append((f"deployment-{deployment.name}", deployment.concurrency_limit))
+        for tag in sorted(set(tags)):
+            size = await concurrency.get_limit(self._slots, f"tag-{tag}")
+            if size is not None:
+                limits.append((f"tag-{tag}", size))
+        return limits
+
+    async def take_slots(self, run_id: str, limits: list[tuple[str, int]]) -> bool:
+        """Take a slot of every limit for ``run_id``, or none; record what is held."""
+        taken: list[concurrency.Slot] = []
+        now = self._clock()
+        for name, size in limits:
+            slot = await concurrency.acquire(
+                self._slots, name, size, run_id, ttl=self._settings.slot_ttl_seconds, now=now
+            )
+            if slot is None:
+                await concurrency.release_all(self._slots, taken)
+                return False
+            taken.append(slot)
+        if taken:
+            await self._slots.put(f"held.{run_id}", json.dumps([s.key for s in taken]).encode())
+        return True
+
+    async def create(self, request: RunRequest) -> FlowRun:
+        """The run for ``request``: created now, or as a previous attempt left it."""
+        existing = await self._runs.get(request.flow_run_id)
+        if existing is not None:
+            run = FlowRun.model_validate_json(existing.value)
+            self._metrics.runs.labels(request.origin, "existing").inc()
+            await self.finish(run)
+            return run
+        deployment = request.deployment
+        tags = sorted({*deployment.tags, *request.tags})
+        limits = await self.limits_for(deployment, tags)
+        initial, cancel = "Scheduled", False
+        if limits and not await self.take_slots(request.flow_run_id, limits):
+            if deployment.collision_strategy == "ENQUEUE":
+                initial = "AwaitingConcurrencySlot"
+            else:
+                cancel = True
+        now = self._clock()
+        run = FlowRun(
+            id=request.flow_run_id,
+            name=request.name or f"{deployment.name}-{request.flow_run_id[:8]}",
+            flow_name=deployment.flow_name,
+            deployment_id=deployment.id,
+            deployment_name=deployment.name,
+            work_pool=deployment.work_pool,
+            parameters=request.parameters,
+            tags=tags,
+            state=make_state(initial, now),
+            expected_start_time=request.expected_start_time,
+            created=now,
+            updated=now,
+            idempotency_key=request.idempotency_key,
+            triggering_event=request.triggering_event,
+        )
+        try:
+            await self._runs.create(run.id, run.model_dump_json().encode())
+            self._metrics.runs.labels(request.origin, "created").inc()
+        except AlreadyExists:
+            stored = await self._runs.get(run.id)
+            assert stored is not None
+            run = FlowRun.model_validate_json(stored.value)
+            self._metrics.runs.labels(request.origin, "existing").inc()
+            await self.finish(run)
+            return run
+        if cancel:
+            run = await self.move(run, "Cancelled", "concurrency limit reached (CANCEL_NEW)")
+        await self.finish(run)
+        return run
+
+    async def finish(self, run: FlowRun) -> None:
+        """Publish what a stored record still needs: its job when due, its state event."""
+        if run.state.name in RUNNABLE and run.expected_start_time <= self._clock():
+            await self.publish_job(run)
+        await self.publish_state(run)
+
+    async def publish_state(self, run: FlowRun) -> None:
+        await self._bus.publish(state_event(run))
+
+    async def publish_job(self, run: FlowRun) -> None:
+        attempt = run.run_count + 1
+        body = json.dumps(
+            {"flow_run_id": run.id, "deployment_id": run.deployment_id, "attempt": attempt}
+        ).encode()
+        job_id = f"{run.id}:{attempt}"
+        await self._bus.publish_raw(
+            self._bus.layout.runs_subject(run.work_pool), body, {MSG_ID_HEADER: job_id}
+        )
+        self._published[job_id] = None
+        while len(self._published) > PUBLISHED_KEPT:
+            self._published.popitem(last=False)
+
+    async def move(self, run: FlowRun, state_name: str, message: str | None = None,
+                   **changes: Any) -> FlowRun:
+        """CAS the record from ``run``'s state to ``state_name``; the stored record after.
+
+        Raises :class:`TransitionRejected` when the stored record may not move so.
+        """
+        target: list[FlowRun] = []
+
+        def step(raw: bytes | None) -> bytes | None:
+            if raw is None:
+                raise TransitionRejected(f"flow run {run.id} disappeared")
+            current = FlowRun.model_validate_json(raw)
+            if current.state.name != run.state.name:
+                raise TransitionRejected(
+                    f"flow run {run.id} is {current.state.name}, no longer {run.state.name}"
+                )
+            new = current.transition(make_state(state_name, self._clock(), message), **changes)
+            new = new.model_copy(update={"updated": self._clock()})
+            target[:] = [new]
+            return new.model_dump_json().encode()
+
+        try:
+            await self._runs.update(run.id, step)
+        except UpdateConflict:
+            raise TransitionRejected(f"flow run {run.id}: gave up moving it to {state_name}") from None
+        self._metrics.transitions.labels(state_name).inc()
+        return target[0]
+
+    async def emit_failure(self, key: str, reason: str, data: dict[str, Any]) -> None:
+        """``flowbus.automation.action.failed``: a run that should have started did not."""
+        log.warning("no run created: %s", reason)
+        self._metrics.failures.labels(data.get("kind", "other")).inc()
+        event = CloudEvent.create(
+            "flowbus.automation.action.failed",
+            source=SOURCE,
+            id=f"{key}:failed",
+            subject=f"flowbus.deployment.{data.get('deployment', 'unknown')}",
+            data={"reason": reason, **data},
+        )
+        await self._bus.publish(event)

@@ -1,0 +1,140 @@
+"""From a fired trigger or a run request to a :class:`RunRequest`, and on to creation.
+
+Parameters are the deployment's defaults overlaid with the trigger's, rendered from
+the event with :func:`events.templates.render_value` (a single ``{{ expression }}``
+keeps its type). A template that fails, a paused or unknown deployment, or a
+malformed run request creates no run and emits ``flowbus.automation.action.failed``
+saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from events.records import FlowRun, flow_run_id_for
+from events.templates import TemplateError, render_value
+from orchestrator.creation import RunCreator, RunRequest
+from orchestrator.deployments import DeploymentCatalog
+from orchestrator.evaluator import Firing
+from orchestrator.index import EventView
+from orchestrator.metrics import Metrics
+
+log = logging.getLogger("flowbus.orchestrator.dispatch")
+
+RUN_REQUESTED = "flowbus.deployment.run-requested"
+
+
+class RunRequested(BaseModel):
+    """The ``data`` of a ``flowbus.deployment.run-requested`` event (docs/contract.md)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    deployment: str = Field(min_length=1, max_length=128, description="deployment name")
+    flow_run_id: str | None = Field(default=None, description="the id the requester derived")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="overrides of defaults")
+    tags: list[str] = Field(default_factory=list, max_length=64, description="extra tags")
+    name: str | None = Field(default=None, max_length=256, description="flow-run name")
+    scheduled_start_time: datetime | None = Field(default=None, description="start no earlier")
+
+    @field_validator("scheduled_start_time")
+    @classmethod
+    def _has_zone(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone offset, e.g. 2026-01-01T09:00:00Z")
+        return value
+
+
+class Dispatcher:
+    """Turns firings and run requests into created runs."""
+
+    def __init__(
+        self, catalog: DeploymentCatalog, creator: RunCreator, metrics: Metrics,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._catalog = catalog
+        self._creator = creator
+        self._metrics = metrics
+        self._clock = clock
+
+    async def fire(self, firing: Firing) -> FlowRun | None:
+        """Create the run of a fired deployment trigger (None when none may be created)."""
+        deployed = firing.deployed
+        run_id = flow_run_id_for(*firing.run_id_parts)
+        deployment = self._catalog.get(deployed.deployment.name)
+        failure = {"kind": "trigger", "deployment": deployed.deployment.name,
+                   "trigger_id": deployed.id, "flow_run_id": run_id,
+                   "triggering_event": firing.triggering_event}
+        if deployment is None:
+            return None
+        self._metrics.firings.labels(deployed.definition.type).inc()
+        if deployment.paused:
+            self._metrics.failures.labels("paused").inc()
+            return None
+        try:
+            rendered = render_value(deployed.definition.parameters, firing.context)
+        except TemplateError as exc:
+            await self._creator.emit_failure(
+                run_id, f"parameters of trigger {deployed.id}: {exc}", {**failure, "kind": "template"}
+            )
+            return None
+        if not isinstance(rendered, dict):  # pragma: no cover - a dict renders to a dict
+            return None
+        request = RunRequest(
+            flow_run_id=run_id,
+            deployment=deployment,
+            origin="trigger",
+            parameters={**deployment.parameters, **rendered},
+            expected_start_time=self._clock() + deployed.definition.schedule_after,
+            idempotency_key=":".join(firing.run_id_parts),
+            triggering_event=firing.triggering_event,
+        )
+        return await self._creator.create(request)
+
+    async def run_requested(self, view: EventView) -> FlowRun | None:
+        """Create the run a ``flowbus.deployment.run-requested`` event asks for."""
+        event = view.event
+        run_id = flow_run_id_for("manual", event.source, event.id)
+        ref = {"id": event.id, "source": event.source, "type": event.type}
+        base: dict[str, Any] = {"kind": "manual", "flow_run_id": run_id, "triggering_event": ref}
+        try:
+            asked = RunRequested.model_validate(event.data)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "data"
+            await self._creator.emit_failure(
+                run_id, f"run request {event.id!r} is malformed: {where}: {first.get('msg')}", base
+            )
+            return None
+        deployment = self._catalog.get(asked.deployment)
+        base["deployment"] = asked.deployment
+        if deployment is None:
+            await self._creator.emit_failure(
+                run_id, f"deployment {asked.deployment!r} does not exist", base
+            )
+            return None
+        if deployment.paused:
+            await self._creator.emit_failure(
+                run_id, f"deployment {asked.deployment!r} is paused; resume it to run it", base
+            )
+            return None
+        if asked.flow_run_id is not None and asked.flow_run_id != run_id:
+            log.warning("run request %s named flow run %s; using the derived id %s",
+                        event.id, asked.flow_run_id, run_id)
+        start = asked.scheduled_start_time or self._clock()
+        request = RunRequest(
+            flow_run_id=run_id,
+            deployment=deployment,
+            origin="manual",
+            parameters={**deployment.parameters, **asked.parameters},
+            expected_start_time=start,
+            idempotency_key=f"manual:{event.source}:{event.id}",
+            tags=asked.tags,
+            name=asked.name,
+            triggering_event=ref,
+        )
+        return await self._creator.create(request)

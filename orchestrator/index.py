@@ -1,0 +1,262 @@
+"""The trigger index: an event only meets the triggers that can match its type.
+
+Every event trigger (a *leaf*; compound and sequence triggers are trees of them) is
+filed under each of its ``expect``/``after`` patterns. Exact names go into a dict;
+a pattern with ``*`` goes under its literal token prefix (``com.github.*`` under
+``com.github.``), so an event of type ``a.b.c`` looks at four prefixes (``""``,
+``a.``, ``a.b.``, ``a.b.c.``) plus one exact entry, whatever the number of triggers.
+:func:`match_brute_force` is the reference the property tests compare against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from events.cloudevent import CloudEvent, to_dict
+from events.records import Deployment
+from events.subjects import type_matches
+from events.triggers import (
+    CompoundTrigger,
+    DeploymentCompoundTrigger,
+    DeploymentEventTrigger,
+    DeploymentSequenceTrigger,
+    EventTrigger,
+    SequenceTrigger,
+    compile_when,
+    parse_deployment_trigger,
+    trigger_id,
+)
+from orchestrator.labels import LabelSpec, related_resources
+
+AnyDeploymentTrigger = DeploymentEventTrigger | DeploymentCompoundTrigger | DeploymentSequenceTrigger
+Path = tuple[int, ...]
+
+
+class EventView:
+    """An event as triggers see it: identity key, effective time, lazy CEL form."""
+
+    __slots__ = ("_cel", "event", "key", "time")
+
+    def __init__(self, event: CloudEvent, received: Any) -> None:
+        self.event = event
+        self.key = f"{event.source}\x1f{event.id}"
+        self.time = event.time or received
+        self._cel: Any = None
+
+    def template_context(self) -> dict[str, Any]:
+        """``event`` for templates: attributes, extensions and ``data`` with its types."""
+        body = to_dict(self.event)
+        body.setdefault("subject", None)
+        body.setdefault("time", None)
+        body["data"] = self.event.data if not isinstance(self.event.data, bytes) else None
+        return {"event": body}
+
+    def cel(self) -> Any:
+        if self._cel is None:
+            from celpy.adapter import json_to_cel
+
+            self._cel = {"event": json_to_cel(self.template_context()["event"])}
+        return self._cel
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Leaf:
+    """One event trigger inside a deployment trigger, compiled for matching."""
+
+    trigger_id: str
+    path: Path
+    trigger: EventTrigger
+    match: LabelSpec
+    related: tuple[LabelSpec, ...]
+    when: Any
+
+    @property
+    def key(self) -> tuple[str, Path]:
+        return (self.trigger_id, self.path)
+
+    def patterns(self) -> set[str]:
+        """Event names this leaf listens to (an empty ``expect`` means every event)."""
+        return set(self.trigger.expect or {"*"}) | self.trigger.after
+
+    def is_expect(self, event_type: str) -> bool:
+        expect = self.trigger.expect
+        return not expect or any(type_matches(p, event_type) for p in expect)
+
+    def is_after(self, event_type: str) -> bool:
+        return any(type_matches(p, event_type) for p in self.trigger.after)
+
+    def accepts(self, view: EventView) -> bool:
+        """Whether the event passes ``match``, ``match_related`` and ``when`` (not the type)."""
+        event = view.event
+        if not self.match.matches_event(event):
+            return False
+        if self.related:
+            resources = related_resources(event)
+            if not all(spec.includes(resources) for spec in self.related):
+                return False
+        if self.when is not None:
+            try:
+                return bool(self.when.evaluate(view.cel()))
+            except Exception:  # a CEL error (missing field, wrong type) is "no match"
+                return False
+        return True
+
+
+@dataclass(eq=False)
+class DeployedTrigger:
+    """A deployment trigger with its id and compiled leaves."""
+
+    id: str
+    deployment: Deployment
+    definition: AnyDeploymentTrigger
+    leaves: list[Leaf] = field(default_factory=list)
+
+    def node(self, path: Path) -> EventTrigger | CompoundTrigger | SequenceTrigger:
+        node: Any = self.definition
+        for index in path:
+            node = node.triggers[index]
+        assert isinstance(node, EventTrigger | CompoundTrigger | SequenceTrigger)
+        return node
+
+
+def _leaves(tid: str, node: Any, path: Path) -> Iterator[Leaf]:
+    if isinstance(node, EventTrigger):
+        related = node.match_related
+        specs = [related] if isinstance(related, dict) else list(related)
+        yield Leaf(
+            trigger_id=tid,
+            path=path,
+            trigger=node,
+            match=LabelSpec.compile(node.match),
+            related=tuple(LabelSpec.compile(s) for s in specs if s),
+            when=compile_when(node.when) if node.when else None,
+        )
+        return
+    for index, child in enumerate(node.triggers):
+        yield from _leaves(tid, child, (*path, index))
+
+
+def compile_triggers(deployment: Deployment) -> list[DeployedTrigger]:
+    """Every enabled trigger of ``deployment``, compiled (InvalidTrigger if one is bad)."""
+    out = []
+    for raw in deployment.triggers:
+        definition = parse_deployment_trigger(raw)
+        if not definition.enabled:
+            continue
+        tid = trigger_id(deployment.id, definition)
+        deployed = DeployedTrigger(tid, deployment, definition)
+        deployed.leaves = list(_leaves(tid, definition, ()))
+        out.append(deployed)
+    return out
+
+
+def _prefix(pattern: str) -> str:
+    literal = []
+    for token in pattern.split("."):
+        if "*" in token:
+            break
+        literal.append(token)
+    return "".join(t + "." for t in literal)
+
+
+class TriggerIndex:
+    """Leaves by exact event type and by the literal prefix of ``*`` patterns."""
+
+    def __init__(self) -> None:
+        self._exact: dict[str, dict[tuple[str, Path], Leaf]] = {}
+        # literal prefix -> pattern -> leaves
+        self._wild: dict[str, dict[str, dict[tuple[str, Path], Leaf]]] = {}
+        self._triggers: dict[str, DeployedTrigger] = {}
+        self._by_deployment: dict[str, list[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._triggers)
+
+    def triggers(self) -> Iterable[DeployedTrigger]:
+        return self._triggers.values()
+
+    def get(self, tid: str) -> DeployedTrigger | None:
+        return self._triggers.get(tid)
+
+    def deployment_trigger_ids(self, deployment_name: str) -> list[str]:
+        return list(self._by_deployment.get(deployment_name, ()))
+
+    def replace_deployment(self, name: str, triggers: list[DeployedTrigger]) -> None:
+        """Swap the triggers of deployment ``name`` (an empty list removes them)."""
+        for tid in self._by_deployment.pop(name, []):
+            self._remove(tid)
+        for deployed in triggers:
+            self._add(deployed)
+        if triggers:
+            self._by_deployment[name] = [t.id for t in triggers]
+
+    def _add(self, deployed: DeployedTrigger) -> None:
+        self._remove(deployed.id)
+        self._triggers[deployed.id] = deployed
+        for leaf in deployed.leaves:
+            for pattern in leaf.patterns():
+                if "*" not in pattern:
+                    self._exact.setdefault(pattern, {})[leaf.key] = leaf
+                else:
+                    by_pattern = self._wild.setdefault(_prefix(pattern), {})
+                    by_pattern.setdefault(pattern, {})[leaf.key] = leaf
+
+    def _remove(self, tid: str) -> None:
+        deployed = self._triggers.pop(tid, None)
+        if deployed is None:
+            return
+        for leaf in deployed.leaves:
+            for pattern in leaf.patterns():
+                if "*" not in pattern:
+                    bucket = self._exact.get(pattern)
+                    if bucket is not None:
+                        bucket.pop(leaf.key, None)
+                        if not bucket:
+                            del self._exact[pattern]
+                    continue
+                prefix = _prefix(pattern)
+                by_pattern = self._wild.get(prefix, {})
+                leaves = by_pattern.get(pattern)
+                if leaves is not None:
+                    leaves.pop(leaf.key, None)
+                    if not leaves:
+                        del by_pattern[pattern]
+                if not by_pattern:
+                    self._wild.pop(prefix, None)
+
+    def candidates(self, event_type: str) -> list[Leaf]:
+        """Leaves whose ``expect`` or ``after`` names ``event_type`` (each once)."""
+        found: dict[tuple[str, Path], Leaf] = dict(self._exact.get(event_type, {}))
+        if self._wild:
+            self._add_wild(found, "", event_type)
+            start = 0
+            while (dot := event_type.find(".", start)) >= 0:
+                self._add_wild(found, event_type[: dot + 1], event_type)
+                start = dot + 1
+            self._add_wild(found, event_type + ".", event_type)
+        return list(found.values())
+
+    def _add_wild(self, found: dict[tuple[str, Path], Leaf], prefix: str, event_type: str) -> None:
+        by_pattern = self._wild.get(prefix)
+        if not by_pattern:
+            return
+        for pattern, leaves in by_pattern.items():
+            if type_matches(pattern, event_type):
+                found.update(leaves)
+
+    def match(self, view: EventView) -> list[Leaf]:
+        """Leaves the event fully matches: type, labels, related resources and ``when``."""
+        return [leaf for leaf in self.candidates(view.event.type) if leaf.accepts(view)]
+
+
+def match_brute_force(triggers: Iterable[DeployedTrigger], view: EventView) -> list[Leaf]:
+    """The same answer as :meth:`TriggerIndex.match`, by looking at every leaf."""
+    event_type = view.event.type
+    return [
+        leaf
+        for deployed in triggers
+        for leaf in deployed.leaves
+        if any(type_matches(p, event_type) for p in leaf.patterns()) and leaf.accepts(view)
+    ]

@@ -1,0 +1,32 @@
+"""Prometheus metrics of the orchestrator (prefix ``flowbus_orchestrator_``)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """One set of metrics per orchestrator (own registry, so tests can run several)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter("flowbus_orchestrator_events_total", "events handled", ["outcome"], registry=r)
+        self.firings = Counter("flowbus_orchestrator_trigger_firings_total", "triggers fired", ["kind"], registry=r)
+        self.runs = Counter(
+            "flowbus_orchestrator_flow_runs_total", "flow runs created or found", ["origin", "result"], registry=r
+        )
+        self.failures = Counter(
+            "flowbus_orchestrator_action_failures_total", "runs not created", ["reason"], registry=r
+        )
+        self.transitions = Counter(
+            "flowbus_orchestrator_transitions_total", "runs moved by the orchestrator", ["state"], registry=r
+        )
+        self.latency = Histogram(
+            "flowbus_orchestrator_event_to_job_seconds", "event fetched to its run's job published",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), registry=r,
+        )
+        self.in_flight = Gauge("flowbus_orchestrator_in_flight", "events being handled", registry=r)
+        self.triggers = Gauge("flowbus_orchestrator_triggers", "deployment triggers indexed", registry=r)
+        self.tracked = Gauge("flowbus_orchestrator_tracked_runs", "non-final runs watched", registry=r)
+        self.leader = Gauge("flowbus_orchestrator_leader", "1 while this instance leads", registry=r)

@@ -1,0 +1,209 @@
+"""The run tracker: due jobs, late runs, crashed runs, concurrency slots.
+
+The leader follows ``flowbus-flow-runs`` (``KV.watch``) and keeps the non-final runs
+in memory (at most ``max_tracked_runs``). Each tick it
+
+- publishes the job of a Scheduled/AwaitingRetry run whose start time came;
+- marks a Scheduled run past its start plus ``late_grace_seconds`` Late;
+- marks a Pending/Running run whose record was not updated for
+  ``heartbeat_timeout_seconds`` Crashed (the runner touches ``updated`` while the
+  flow runs) and, if the retries the runner recorded in the Running state's data
+  (``retries``, ``retry_delay_seconds``) allow, moves it to AwaitingRetry;
+- renews the concurrency slots of live runs and releases those of finished ones;
+- starts queued (AwaitingConcurrencySlot) runs, oldest first, when slots are free.
+
+Queued runs are also retried the moment a run finishes (seen on the watch), so a
+freed slot is used at once, not after a polling period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from events import concurrency
+from events.errors import FlowbusError, TransitionRejected
+from events.kv import KV
+from events.records import Deployment, FlowRun
+from events.states import is_final
+from orchestrator.creation import RunCreator
+from orchestrator.metrics import Metrics
+from orchestrator.settings import OrchestratorSettings
+
+log = logging.getLogger("flowbus.orchestrator.runs")
+
+ACTIVE = frozenset({"Pending", "Running", "Retrying"})
+DUE = frozenset({"Scheduled", "Late", "AwaitingRetry"})
+
+
+class RunTracker:
+    """Non-final runs, watched and acted on."""
+
+    def __init__(
+        self, runs: KV, slots: KV, creator: RunCreator, settings: OrchestratorSettings,
+        metrics: Metrics, clock: Callable[[], datetime],
+        deployment_of: Callable[[str], Deployment | None] | None = None,
+    ) -> None:
+        self._kv = runs
+        self._slots = slots
+        self._creator = creator
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+        self.deployment_of = deployment_of or (lambda name: None)
+        self.runs: dict[str, FlowRun] = {}
+        self._held: dict[str, list[concurrency.Slot]] = {}
+        self._renewed: dict[str, datetime] = {}
+        self._freed = asyncio.Event()
+
+    async def load(self) -> None:
+        for key in await self._kv.keys():
+            entry = await self._kv.get(key)
+            if entry is not None:
+                self._apply(key, entry.value)
+
+    def _apply(self, key: str, value: bytes | None) -> None:
+        try:
+            run = None if value is None else FlowRun.model_validate_json(value)
+        except ValueError:
+            log.warning("flow-run record %s is not a valid record; ignored", key)
+            return
+        if run is None or is_final(run.state.name):
+            if self.runs.pop(key, None) is not None or key in self._held:
+                self._freed.set()
+            return
+        if key not in self.runs and len(self.runs) >= self._settings.max_tracked_runs:
+            log.warning("tracking %d runs already; run %s is not watched", len(self.runs), key)
+            return
+        self.runs[key] = run
+        self._metrics.tracked.set(len(self.runs))
+
+    async def follow(self, halt: asyncio.Event) -> None:
+        """Apply record changes as they happen; start queued runs when one finishes."""
+        async with asyncio.TaskGroup() as tg:
+            releaser = tg.create_task(self._release_loop(halt))
+            try:
+                async for change in self._kv.watch():
+                    self._apply(change.key, change.value)
+            finally:
+                releaser.cancel()
+
+    async def _release_loop(self, halt: asyncio.Event) -> None:
+        while not halt.is_set():
+            await self._freed.wait()
+            self._freed.clear()
+            try:
+                await self.release_finished()
+                await self.start_queued()
+            except FlowbusError as exc:
+                log.warning("releasing slots failed, retrying next tick: %s", exc)
+
+    async def tick(self) -> None:
+        now = self._clock()
+        for run in list(self.runs.values()):
+            try:
+                await self._check(run, now)
+            except TransitionRejected as exc:
+                log.debug("run moved meanwhile: %s", exc)
+        await self.release_finished()
+        await self.renew_slots(now)
+        await self.start_queued()
+
+    async def _check(self, run: FlowRun, now: datetime) -> None:
+        name = run.state.name
+        settings = self._settings
+        if name in DUE and run.expected_start_time <= now:
+            if not self._creator.was_published(run):
+                await self._creator.publish_job(run)
+            grace = timedelta(seconds=settings.late_grace_seconds)
+            if name == "Scheduled" and now > run.expected_start_time + grace:
+                await self._publish(await self._creator.move(run, "Late", "not started in time"))
+        elif name in ACTIVE and now - run.updated > timedelta(seconds=settings.heartbeat_timeout_seconds):
+            await self._crash(run, now)
+
+    async def _crash(self, run: FlowRun, now: datetime) -> None:
+        data = run.state.data
+        retries = int(data.get("retries", 0) or 0)
+        delay = float(data.get("retry_delay_seconds", 0) or 0)
+        silent = int((now - run.updated).total_seconds())
+        crashed = await self._creator.move(run, "Crashed", f"no heartbeat for {silent} s")
+        await self._publish(crashed)
+        if crashed.run_count <= retries:
+            retry = await self._creator.move(
+                crashed, "AwaitingRetry", f"retry {crashed.run_count} of {retries} after a crash",
+                expected_start_time=now + timedelta(seconds=delay),
+            )
+            await self._publish(retry)
+
+    async def _publish(self, run: FlowRun) -> None:
+        self._apply(run.id, run.model_dump_json().encode())
+        await self._creator.publish_state(run)
+
+    async def _held_slots(self, run_id: str) -> list[concurrency.Slot]:
+        if run_id not in self._held:
+            keys = await self._slots.get_json(f"held.{run_id}") or []
+            held = []
+            for key in keys:
+                slot = await concurrency.slots_of(self._slots, key, run_id)
+                if slot is not None:
+                    held.append(slot)
+            self._held[run_id] = held
+        return self._held[run_id]
+
+    async def renew_slots(self, now: datetime) -> None:
+        ttl = self._settings.slot_ttl_seconds
+        for run_id in list(self.runs):
+            last = self._renewed.get(run_id)
+            if last is not None and (now - last).total_seconds() < ttl / 3:
+                continue
+            self._renewed[run_id] = now
+            held = await self._held_slots(run_id)
+            renewed = []
+            for slot in held:
+                fresh = await concurrency.renew(self._slots, slot, ttl=ttl, now=now)
+                if fresh is not None:
+                    renewed.append(fresh)
+            self._held[run_id] = renewed
+
+    async def release_finished(self) -> None:
+        """Release the slots of runs that are no longer live."""
+        for key in await self._slots.keys():
+            if not key.startswith("held."):
+                continue
+            run_id = key[5:]
+            if run_id in self.runs and not is_final(self.runs[run_id].state.name):
+                continue
+            record = await self._kv.get_json(run_id)
+            if record is not None and not is_final(record["state"]["name"]):
+                continue
+            for slot_key in await self._slots.get_json(key) or []:
+                slot = await concurrency.slots_of(self._slots, slot_key, run_id)
+                if slot is not None:
+                    await concurrency.release(self._slots, slot)
+            await self._slots.delete(key)
+            self._held.pop(run_id, None)
+            self._renewed.pop(run_id, None)
+
+    async def start_queued(self) -> None:
+        """Start AwaitingConcurrencySlot runs, oldest first, while slots are free."""
+        waiting = sorted(
+            (r for r in self.runs.values() if r.state.name == "AwaitingConcurrencySlot"),
+            key=lambda r: (r.created, r.id),
+        )
+        for run in waiting:
+            deployment = self.deployment_of(run.deployment_name or "")
+            if deployment is None:
+                continue
+            limits = await self._creator.limits_for(deployment, run.tags)
+            if not await self._creator.take_slots(run.id, limits):
+                continue
+            self._held.pop(run.id, None)
+            try:
+                started = await self._creator.move(run, "Scheduled", "a concurrency slot is free")
+            except TransitionRejected:
+                continue
+            self._apply(started.id, started.model_dump_json().encode())
+            await self._creator.finish(started)
+

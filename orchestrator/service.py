@@ -1,0 +1,246 @@
+"""The orchestrator service: leadership, the event consumer, and the periodic checks.
+
+Every instance keeps the deployment catalog and trigger index current (so a
+standby takes over hot). Only the leader consumes ``<NS>_EVENTS`` through the durable
+pull consumer, fetching only as many events as it has free slots, and runs the
+ticks (proactive deadlines, schedules, due/late/crashed runs, queued runs). An
+event is acked after every run it caused has its record, job and state event.
+
+>>> async def main(stop: asyncio.Event) -> None:
+...     await serve(NatsSettings(), OrchestratorSettings(), stop=stop)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from events.bus import Bus, Consumer, Delivery
+from events.errors import FlowbusError, InvalidEvent
+from events.records import utcnow
+from events.settings import NatsSettings
+from orchestrator.creation import RunCreator
+from orchestrator.deployments import DeploymentCatalog
+from orchestrator.dispatch import RUN_REQUESTED, Dispatcher
+from orchestrator.evaluator import TriggerEvaluator
+from orchestrator.index import EventView
+from orchestrator.leader import LeaderLease
+from orchestrator.metrics import Metrics
+from orchestrator.runs import RunTracker
+from orchestrator.scheduler import Scheduler
+from orchestrator.settings import OrchestratorSettings
+
+log = logging.getLogger("flowbus.orchestrator")
+
+Clock = Callable[[], datetime]
+
+
+class Orchestrator:
+    """One orchestrator instance on a connected bus."""
+
+    def __init__(
+        self, bus: Bus, settings: OrchestratorSettings, *, clock: Clock = utcnow,
+        metrics: Metrics | None = None, identity: str | None = None,
+    ) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.clock = clock
+        self.metrics = metrics or Metrics()
+        self._identity = identity
+        self.leading = asyncio.Event()
+        self.consuming = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    async def _setup(self) -> None:
+        layout = self.bus.layout
+        self.catalog = DeploymentCatalog(await self.bus.kv(layout.deployments))
+        self.evaluator = TriggerEvaluator(await self.bus.kv(layout.trigger_state), self.clock)
+        slots = await self.bus.kv(layout.concurrency)
+        runs = await self.bus.kv(layout.flow_runs)
+        self.creator = RunCreator(self.bus, runs, slots, self.settings, self.metrics, self.clock)
+        self.dispatcher = Dispatcher(self.catalog, self.creator, self.metrics, self.clock)
+        self.tracker = RunTracker(
+            runs, slots, self.creator, self.settings, self.metrics, self.clock,
+            deployment_of=self.catalog.get,
+        )
+        self.scheduler = Scheduler(self.catalog, self.creator, self.clock)
+        self.lease = LeaderLease(await self.bus.kv(layout.leases), self._identity)
+        self.catalog.on_change(lambda name, d: self.metrics.triggers.set(len(self.catalog.index)))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set: follow deployments, lead when the lease allows."""
+        await self._setup()
+        await self.catalog.load()
+        async with asyncio.TaskGroup() as tg:
+            follower = tg.create_task(self.catalog.follow())
+            self.ready.set()
+            try:
+                while not stop.is_set():
+                    if await self.lease.try_acquire():
+                        await self._lead(stop)
+                    else:
+                        await _wait(stop, self._lease_period() / 2)
+            finally:
+                follower.cancel()
+
+    def _lease_period(self) -> float:
+        return self.bus.settings.lease_ttl_seconds * self.settings.lease_renew_fraction
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        halt = asyncio.Event()
+        self.leading.set()
+        self.metrics.leader.set(1)
+        try:
+            await self.evaluator.arm(self.catalog.index)
+            await self.tracker.load()
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(self._keep_lease(stop, halt)),
+                    tg.create_task(self.tracker.follow(halt)),
+                    tg.create_task(self._ticks(halt)),
+                ]
+                await self._consume(halt)
+                for task in tasks:
+                    task.cancel()
+        finally:
+            self.leading.clear()
+            self.consuming.clear()
+            self.metrics.leader.set(0)
+            if stop.is_set():
+                await self.lease.release()
+
+    async def _keep_lease(self, stop: asyncio.Event, halt: asyncio.Event) -> None:
+        try:
+            while not halt.is_set():
+                await _wait(stop, self._lease_period())
+                if stop.is_set() or not await self.lease.renew():
+                    return
+        finally:
+            halt.set()
+
+    async def _ticks(self, halt: asyncio.Event) -> None:
+        while not halt.is_set():
+            try:
+                await self.tick()
+            except FlowbusError as exc:
+                log.warning("periodic check failed, retrying next tick: %s", exc)
+            await _wait(halt, self.settings.tick_seconds)
+
+    async def tick(self) -> None:
+        """One round of the time-driven work (tests call it with an injected clock)."""
+        for firing in await self.evaluator.sweep(self.catalog.index):
+            await self.dispatcher.fire(firing)
+        await self.scheduler.tick()
+        await self.tracker.tick()
+
+    async def _consume(self, halt: asyncio.Event) -> None:
+        settings = self.settings
+        consumer = await self.bus.consumer(
+            settings.consumer_name,
+            filter_subjects=[f"{self.bus.layout.events_prefix}.>"],
+            ack_wait=settings.ack_wait_seconds,
+            max_ack_pending=settings.max_in_flight * 4,
+            deliver_new=True,
+        )
+        self.consuming.set()
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            await self._fetch_loop(consumer, halt, in_flight)
+        finally:
+            if in_flight:
+                _, pending = await asyncio.wait(in_flight, timeout=settings.drain_seconds)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+            await consumer.close()
+
+    async def _fetch_loop(
+        self, consumer: Consumer, halt: asyncio.Event, in_flight: set[asyncio.Task[None]]
+    ) -> None:
+        limit = self.settings.max_in_flight
+        while not halt.is_set():
+            free = limit - len(in_flight)
+            if free <= 0:
+                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                deliveries = await consumer.fetch(free, max_wait=self.settings.fetch_wait_seconds)
+            except FlowbusError as exc:
+                log.warning("fetching events failed: %s", exc)
+                await _wait(halt, 1.0)
+                continue
+            for delivery in deliveries:
+                task = asyncio.create_task(self.handle(delivery))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            self.metrics.in_flight.set(len(in_flight))
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Match one event, create the runs it causes, then ack it."""
+        started = time.perf_counter()
+        try:
+            try:
+                event = delivery.event
+            except InvalidEvent as exc:
+                log.warning("dropping a message that is not a CloudEvent: %s", exc)
+                self.metrics.events.labels("invalid").inc()
+                await delivery.term()
+                return
+            view = EventView(event, delivery.timestamp)
+            created = 0
+            if event.type == RUN_REQUESTED:
+                created += await self.dispatcher.run_requested(view) is not None
+            leaves = self.catalog.index.match(view)
+            if leaves:
+                for firing in await self.evaluator.on_event(self.catalog.index, view, leaves):
+                    created += await self.dispatcher.fire(firing) is not None
+            if created:
+                self.metrics.latency.observe(time.perf_counter() - started)
+            await delivery.ack()
+            self.metrics.events.labels("matched" if leaves else "unmatched").inc()
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(delivery.nak(), 1.0)
+            raise
+        except Exception as exc:  # one bad event must not stop the consumer; it is redelivered
+            log.exception("handling event failed; it will be redelivered: %s", exc)
+            self.metrics.events.labels("error").inc()
+            with contextlib.suppress(Exception):
+                await delivery.nak(delay=1.0)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``event`` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+async def serve(
+    nats_settings: NatsSettings, settings: OrchestratorSettings, *,
+    ready: asyncio.Event | None = None, stop: asyncio.Event,
+) -> None:
+    """Run an orchestrator until ``stop`` is set; ``ready`` once the catalog is loaded."""
+    async with await Bus.connect(nats_settings, name="flowbus-orchestrator") as bus:
+        orchestrator = Orchestrator(bus, settings)
+        async with asyncio.TaskGroup() as tg:
+            runner = tg.create_task(orchestrator.run(stop))
+            if ready is not None:
+                tg.create_task(_signal(orchestrator.ready, ready, runner))
+            if settings.metrics_port is not None:
+                from prometheus_client import start_http_server
+
+                start_http_server(settings.metrics_port, settings.metrics_host,
+                                  registry=orchestrator.metrics.registry)
+
+
+async def _signal(source: asyncio.Event, target: asyncio.Event, runner: asyncio.Task[None]) -> None:
+    waiter = asyncio.ensure_future(source.wait())
+    await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if source.is_set():
+        target.set()
+

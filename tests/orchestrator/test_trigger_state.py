@@ -1,0 +1,137 @@
+"""Trigger state lives in NATS: for_each buckets, restarts, updates, proactive firing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from events.bus import Bus
+from events.cloudevent import CloudEvent
+from orchestrator.service import Orchestrator
+from tests.orchestrator.support import (
+    ManualClock,
+    deploy,
+    fast_settings,
+    flow_runs,
+    start,
+    wait_for_runs,
+    wait_until,
+)
+
+
+async def _indexed(orch: Orchestrator, count: int) -> bool:
+    return len(orch.catalog.index) >= count
+
+
+async def _publish(bus: Bus, *events: CloudEvent) -> None:
+    for event in events:
+        await bus.publish(event)
+
+
+async def test_for_each_keeps_a_count_per_label_value(bus: Bus, orchestrator: Orchestrator) -> None:
+    await deploy(bus, triggers=[{"expect": ["order.paid"], "for_each": ["data.customer"], "threshold": 2,
+                                 "parameters": {"customer": "{{ event.data.customer }}"}}])
+    await wait_until(lambda: _indexed(orchestrator, 1))
+    await _publish(bus, *(CloudEvent.create("order.paid", source="s", data={"customer": c})
+                          for c in ("ann", "bob", "ann")))
+    [run] = await wait_for_runs(bus, 1)
+    assert run.parameters == {"customer": "ann"}
+    await asyncio.sleep(0.3)
+    assert len(await flow_runs(bus)) == 1
+
+
+async def test_threshold_state_survives_a_restart(bus: Bus, clock: ManualClock) -> None:
+    first = await start(bus, clock=clock)
+    await deploy(bus, triggers=[{"expect": ["a.b"], "threshold": 2}])
+    await wait_until(lambda: _indexed(first.orch, 1))
+    await bus.publish(CloudEvent.create("a.b", source="s"))
+    state = await bus.kv(bus.layout.trigger_state)
+    await wait_until(lambda: _has_keys(state))
+    await first.close()
+    second = await start(bus, clock=clock)
+    await wait_until(lambda: _indexed(second.orch, 1))
+    await bus.publish(CloudEvent.create("a.b", source="s"))
+    await wait_for_runs(bus, 1)
+    await second.close()
+
+
+async def _has_keys(kv: object) -> bool:
+    return bool(await kv.keys())  # type: ignore[attr-defined]
+
+
+async def test_updating_a_deployment_keeps_unchanged_trigger_state(
+    bus: Bus, orchestrator: Orchestrator
+) -> None:
+    kept = {"expect": ["a.b"], "threshold": 2}
+    first = await deploy(bus, triggers=[kept], description="v1")
+    await wait_until(lambda: _indexed(orchestrator, 1))
+    await bus.publish(CloudEvent.create("a.b", source="s"))
+    state = await bus.kv(bus.layout.trigger_state)
+    await wait_until(lambda: _has_keys(state))
+    await deploy(bus, id=first.id, triggers=[kept, {"expect": ["c.d"]}], description="v2")
+    await wait_until(lambda: _indexed(orchestrator, 2))
+    await bus.publish(CloudEvent.create("a.b", source="s"))
+    [run] = await wait_for_runs(bus, 1)
+    assert run.deployment_name == "hello"
+
+
+async def test_compound_trigger_fires_when_all_children_fired(bus: Bus, orchestrator: Orchestrator) -> None:
+    await deploy(bus, triggers=[{"type": "compound", "require": "all", "within": 60,
+                                 "triggers": [{"expect": ["x.one"]}, {"expect": ["x.two"]}]}])
+    await wait_until(lambda: _indexed(orchestrator, 1))
+    await bus.publish(CloudEvent.create("x.one", source="s"))
+    await asyncio.sleep(0.3)
+    assert await flow_runs(bus) == []
+    await bus.publish(CloudEvent.create("x.two", source="s"))
+    await wait_for_runs(bus, 1)
+
+
+async def test_sequence_trigger_needs_the_order(bus: Bus, orchestrator: Orchestrator) -> None:
+    await deploy(bus, triggers=[{"type": "sequence", "within": 60,
+                                 "triggers": [{"expect": ["s.one"]}, {"expect": ["s.two"]}]}])
+    await wait_until(lambda: _indexed(orchestrator, 1))
+    await bus.publish(CloudEvent.create("s.two", source="s"))
+    await bus.publish(CloudEvent.create("s.one", source="s"))
+    await asyncio.sleep(0.3)
+    assert await flow_runs(bus) == []
+    await bus.publish(CloudEvent.create("s.two", source="s"))
+    await wait_for_runs(bus, 1)
+
+
+async def test_proactive_trigger_fires_when_heartbeats_stop(bus: Bus, clock: ManualClock) -> None:
+    running = await start(bus, fast_settings(), clock=clock)
+    orch = running.orch
+    await deploy(bus, triggers=[{"posture": "Proactive", "expect": ["svc.heartbeat"], "within": 60,
+                                 "parameters": {"what": "{{ event.type }}"}}])
+    await wait_until(lambda: _indexed(orch, 1))
+    await orch.evaluator.arm(orch.catalog.index)
+    clock.advance(30)
+    await orch.tick()
+    assert await flow_runs(bus) == []
+    clock.advance(31)
+    await orch.tick()
+    [run] = await flow_runs(bus)
+    assert run.parameters == {"what": "flowbus.trigger.proactive"}
+    clock.advance(600)
+    await orch.tick()
+    assert len(await flow_runs(bus)) == 1  # a silence fires once
+    await running.close()
+
+
+async def test_proactive_deadline_survives_failover(bus: Bus, clock: ManualClock) -> None:
+    first = await start(bus, clock=clock)
+    await deploy(bus, triggers=[{"posture": "Proactive", "expect": ["svc.heartbeat"],
+                                 "after": ["svc.started"], "within": timedelta(seconds=60).total_seconds()}])
+    await wait_until(lambda: _indexed(first.orch, 1))
+    await bus.publish(CloudEvent.create("svc.started", source="s"))
+    await wait_until(lambda: _deadline_known(first.orch))
+    await first.close()
+    second = await start(bus, clock=clock)
+    clock.advance(61)
+    await second.orch.tick()
+    assert len(await flow_runs(bus)) == 1
+    await second.close()
+
+
+async def _deadline_known(orch: Orchestrator) -> bool:
+    return bool(orch.evaluator.deadlines)
