@@ -327,7 +327,7 @@ def parse_deployment_trigger(value: Any) -> DeploymentEventTrigger | DeploymentC
         result = _DEPLOYMENT_TRIGGER.validate_python(value)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first.get("loc", ()) if not str(p) in ("event", "compound", "sequence"))
+        where = ".".join(str(p) for p in first.get("loc", ()) if str(p) not in ("event", "compound", "sequence"))
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
         raise InvalidTrigger(f"trigger {where or 'definition'}: {message}") from None
     return result

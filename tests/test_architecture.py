@@ -18,7 +18,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("events", "flowbus", "gateway", "orchestrator", "runners")
 SERVICES = {"gateway", "orchestrator", "runners"}
-EVENTS_MAY_USE = {"pydantic", "pydantic_settings", "nats", "cloudevents", "jinja2"}
+# Beyond ARCHITECTURE.md's list: jinja2 (templates), croniter and dateutil (schedules),
+# celpy (`when:` expressions) validate definitions that every part reads, so they sit
+# with the shared schema (docs/contract.md, "Shared libraries").
+EVENTS_MAY_USE = {"pydantic", "pydantic_settings", "nats", "cloudevents", "jinja2", "croniter",
+                  "dateutil", "celpy"}
 MAY_IMPORT = {
     "events": {"events"},
     "flowbus": {"events", "flowbus"},
