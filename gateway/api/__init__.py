@@ -1,0 +1,21 @@
+"""The REST API under ``/api/v1``: one router per resource, all described by one OpenAPI document."""
+
+from __future__ import annotations
+
+from gateway.api.routing import ApiRouter
+
+
+def routers() -> list[ApiRouter]:
+    """Every API router, in the order their routes are installed."""
+    from gateway.api import (
+        automations,
+        deployments,
+        events_api,
+        flow_runs,
+        keys,
+        variables,
+        webhooks_api,
+    )
+
+    return [deployments.router, flow_runs.router, automations.router, variables.router,
+            events_api.router, webhooks_api.router, keys.router]

@@ -1,0 +1,292 @@
+"""``/api/v1/deployments``: definitions in ``flowbus-deployments``, and asking for runs.
+
+Every change is followed by a ``flowbus.deployment.<change>`` event whose data is
+the deployment. A run is asked for with a ``flowbus.deployment.run-requested``
+event (docs/contract.md); the orchestrator creates it, so the answer names the
+flow-run id at once, and ``?wait=SECONDS`` watches the run's record until it is
+final, serverless style.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from events.cloudevent import CloudEvent
+from events.errors import AlreadyExists, NotFound
+from events.records import Deployment, FlowRun, State, flow_run_id_for
+from gateway.api.emit import SOURCE, emit
+from gateway.api.paging import Page, PageQuery, page_of
+from gateway.api.routing import ApiRouter, Call, check_key
+from gateway.auth import Scope
+from gateway.context import Gateway
+from gateway.problems import Problem
+
+router = ApiRouter()
+
+_SERVER_FIELDS = frozenset({"id", "created", "updated"})
+
+DeploymentCreate: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "DeploymentCreate",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="A new deployment (id and timestamps are set by the server).",
+    **{
+        name: (field.annotation, field)
+        for name, field in Deployment.model_fields.items()
+        if name not in _SERVER_FIELDS
+    },
+)
+
+
+
+def _optional(annotation: Any) -> Any:
+    return annotation | None
+
+
+DeploymentUpdate: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "DeploymentUpdate",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="Changes to a deployment; absent fields stay as they are.",
+    **{
+        name: (_optional(field.annotation), Field(default=None, description=field.description))
+        for name, field in Deployment.model_fields.items()
+        if name not in _SERVER_FIELDS | {"name"}
+    },
+)
+
+
+class RunRequest(BaseModel):
+    """Ask for a run of a deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parameters: dict[str, Any] = Field(default_factory=dict, description="override parameters")
+    tags: list[str] = Field(default_factory=list, max_length=100, description="extra tags")
+    name: str | None = Field(default=None, max_length=256, description="the run's name")
+    scheduled_start_time: datetime | None = Field(
+        default=None, description="start no earlier than this (RFC 3339 with offset)"
+    )
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="a retried request with the same key maps to the same run",
+    )
+
+    @field_validator("scheduled_start_time")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry a time zone offset, e.g. 2024-05-01T12:00:00Z")
+        return value
+
+
+class RunQuery(BaseModel):
+    """How long to wait for the run to finish."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wait: float | None = Field(
+        default=None, ge=0, le=3600,
+        description="seconds to wait for a final state (capped by the gateway's setting)",
+    )
+
+
+class RunOutcome(BaseModel):
+    """A requested run: its id, and with ?wait its state and result."""
+
+    flow_run_id: str = Field(description="the run's id, known at once")
+    event_id: str = Field(description="id of the run-requested event")
+    state: State | None = Field(default=None, description="the run's state when answered")
+    final: bool = Field(default=False, description="whether that state is final")
+    result: Any = Field(default=None, description="the run's JSON result, when persisted")
+    result_available: bool = Field(default=False, description="whether a result was found")
+
+
+def _kv_name(call: Call) -> str:
+    return call.gateway.bus.layout.deployments
+
+
+async def _load(call: Call) -> Deployment:
+    name = check_key(call.path("name"), "deployment")
+    kv = await call.gateway.kv(_kv_name(call))
+    raw = await kv.get_json(name)
+    if raw is None:
+        raise Problem(404, f"no deployment named {name!r}")
+    return Deployment.model_validate(raw)
+
+
+async def _change(call: Call, change: Callable[[Deployment], Deployment]) -> Deployment:
+    name = check_key(call.path("name"), "deployment")
+    kv = await call.gateway.kv(_kv_name(call))
+
+    def step(raw: Any | None) -> Any | None:
+        if raw is None:
+            return None
+        return change(Deployment.model_validate(raw)).model_dump(mode="json")
+
+    stored = await kv.update_json(name, step)
+    if stored is None:
+        raise Problem(404, f"no deployment named {name!r}")
+    return Deployment.model_validate(stored)
+
+
+async def _announce(gateway: Gateway, change: str, deployment: Deployment) -> None:
+    await emit(gateway, f"flowbus.deployment.{change}", f"flowbus.deployment.{deployment.name}",
+               deployment.model_dump(mode="json"))
+
+
+@router.route("POST", "/deployments", scope=Scope.WRITE, summary="Create a deployment",
+              body=DeploymentCreate, response=Deployment, status=201, errors=(409,))
+async def create_deployment(call: Call) -> Deployment:
+    deployment = Deployment.model_validate(call.body.model_dump())
+    kv = await call.gateway.kv(_kv_name(call))
+    try:
+        await kv.create(deployment.name, deployment.model_dump_json().encode())
+    except AlreadyExists:
+        raise Problem(409, f"a deployment named {deployment.name!r} already exists") from None
+    await _announce(call.gateway, "created", deployment)
+    return deployment
+
+
+@router.route("GET", "/deployments", scope=Scope.READ, summary="List deployments",
+              query=PageQuery, response=Page[Deployment])
+async def list_deployments(call: Call) -> Page[Deployment]:
+    kv = await call.gateway.kv(_kv_name(call))
+    names = await kv.keys()
+    raws = await asyncio.gather(*(kv.get_json(n) for n in names))
+    return page_of([Deployment.model_validate(r) for r in raws if r is not None], call.query)
+
+
+@router.route("GET", "/deployments/{name}", scope=Scope.READ, summary="Get a deployment",
+              response=Deployment, errors=(404,))
+async def get_deployment(call: Call) -> Deployment:
+    return await _load(call)
+
+
+@router.route("PATCH", "/deployments/{name}", scope=Scope.WRITE, summary="Change a deployment",
+              body=DeploymentUpdate, response=Deployment, errors=(404,))
+async def update_deployment(call: Call) -> Deployment:
+    changes = call.body.model_dump(exclude_unset=True)
+
+    def apply(current: Deployment) -> Deployment:
+        merged = {**current.model_dump(), **changes, "updated": datetime.now(UTC)}
+        return Deployment.model_validate(merged)
+
+    deployment = await _change(call, apply)
+    await _announce(call.gateway, "updated", deployment)
+    return deployment
+
+
+@router.route("DELETE", "/deployments/{name}", scope=Scope.WRITE, summary="Delete a deployment",
+              status=204, errors=(404,))
+async def delete_deployment(call: Call) -> None:
+    deployment = await _load(call)
+    kv = await call.gateway.kv(_kv_name(call))
+    await kv.delete(deployment.name)
+    await _announce(call.gateway, "deleted", deployment)
+
+
+def _paused(value: bool) -> Callable[[Deployment], Deployment]:
+    def apply(current: Deployment) -> Deployment:
+        return current.model_copy(update={"paused": value, "updated": datetime.now(UTC)})
+
+    return apply
+
+
+@router.route("POST", "/deployments/{name}/pause", scope=Scope.WRITE,
+              summary="Pause a deployment (its triggers and schedules stop)",
+              response=Deployment, errors=(404,))
+async def pause_deployment(call: Call) -> Deployment:
+    deployment = await _change(call, _paused(True))
+    await _announce(call.gateway, "paused", deployment)
+    return deployment
+
+
+@router.route("POST", "/deployments/{name}/resume", scope=Scope.WRITE,
+              summary="Resume a paused deployment", response=Deployment, errors=(404,))
+async def resume_deployment(call: Call) -> Deployment:
+    deployment = await _change(call, _paused(False))
+    await _announce(call.gateway, "resumed", deployment)
+    return deployment
+
+
+@router.route("POST", "/deployments/{name}/runs", scope=Scope.WRITE,
+              summary="Run a deployment: 202 with the run id at once; with ?wait, 200 and its outcome "
+              "once final",
+              body=RunRequest, query=RunQuery, response=RunOutcome, status=202, errors=(404,))
+async def run_deployment(call: Call) -> RunOutcome | web.Response:
+    body: RunRequest = call.body
+    query: RunQuery = call.query
+    deployment = await _load(call)
+    event_id = body.idempotency_key or str(uuid.uuid4())
+    run_id = flow_run_id_for("manual", SOURCE, event_id)
+    event = CloudEvent.create(
+        "flowbus.deployment.run-requested", source=SOURCE, id=event_id,
+        subject=f"flowbus.deployment.{deployment.name}",
+        data={
+            "deployment": deployment.name,
+            "flow_run_id": run_id,
+            "parameters": body.parameters,
+            "tags": body.tags,
+            "name": body.name,
+            "scheduled_start_time": (
+                body.scheduled_start_time.isoformat() if body.scheduled_start_time else None
+            ),
+        },
+    )
+    await call.gateway.bus.publish(event)
+    outcome = RunOutcome(flow_run_id=run_id, event_id=event_id)
+    if not query.wait:
+        return outcome
+    timeout = min(query.wait, call.gateway.settings.wait_max_seconds)
+    run = await wait_final(call.gateway, run_id, timeout)
+    if run is None:
+        return outcome
+    outcome.state, outcome.final = run.state, run.state.is_final()
+    if not outcome.final:
+        return outcome
+    outcome.result_available, outcome.result = await read_result(call.gateway, run_id)
+    return web.Response(status=200, body=outcome.model_dump_json().encode(),
+                        content_type="application/json")
+
+
+async def wait_final(gateway: Gateway, run_id: str, seconds: float) -> FlowRun | None:
+    """The run's record once final, or as last seen when ``seconds`` run out (None: none yet)."""
+    kv = await gateway.kv(gateway.bus.layout.flow_runs)
+    last: list[FlowRun] = []
+
+    async def watch() -> None:
+        async for change in kv.watch(run_id):
+            if change.value is None:
+                continue
+            last.append(FlowRun.model_validate_json(change.value))
+            if last[-1].state.is_final():
+                return
+
+    try:
+        await asyncio.wait_for(watch(), seconds)
+    except TimeoutError:
+        pass
+    return last[-1] if last else None
+
+
+async def read_result(gateway: Gateway, run_id: str) -> tuple[bool, Any]:
+    """(found, value) of the run's persisted result; a non-JSON result is found but not shown."""
+    store = await gateway.bus.objects(gateway.bus.layout.results)
+    try:
+        raw = await store.get(run_id)
+    except NotFound:
+        return False, None
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        return True, None
+    if isinstance(payload, dict) and payload.get("serializer") == "json":
+        return True, payload.get("value")
+    return True, None

@@ -1,0 +1,203 @@
+"""``/api/v1/flow-runs``: list, get, cancel, and read or follow a run's logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from events.errors import TransitionRejected
+from events.records import FlowRun, State
+from events.states import FLOW_RUN_STATES
+from gateway.api.emit import emit
+from gateway.api.paging import Page, PageQuery, page_of
+from gateway.api.routing import ApiRouter, Call, check_key
+from gateway.auth import Scope
+from gateway.context import Gateway, closing_of
+from gateway.problems import Problem
+
+router = ApiRouter()
+_READ_CONCURRENCY = 64
+
+
+class FlowRunQuery(PageQuery):
+    """Filters of the flow-run list (newest first)."""
+
+    deployment: str | None = Field(default=None, max_length=256,
+                                   description="deployment name or id")
+    state: str | None = Field(default=None, description="state name, e.g. Running")
+    since: datetime | None = Field(default=None, description="created at or after (RFC 3339)")
+    until: datetime | None = Field(default=None, description="created before (RFC 3339)")
+
+    @field_validator("state")
+    @classmethod
+    def _known_state(cls, value: str | None) -> str | None:
+        if value is not None and value not in FLOW_RUN_STATES:
+            raise ValueError(f"unknown state {value!r}; one of {', '.join(FLOW_RUN_STATES)}")
+        return value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry a time zone offset, e.g. 2024-05-01T12:00:00Z")
+        return value
+
+
+class LogQuery(BaseModel):
+    """Which logs to return."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    follow: bool = Field(default=False, description="stream new lines (NDJSON) until the run ends")
+    limit: int = Field(default=1000, ge=1, le=10_000, description="most lines returned")
+
+
+class LogLines(BaseModel):
+    """A run's log records, oldest first."""
+
+    items: list[dict[str, Any]] = Field(description="log records as the runner sent them")
+
+
+async def _all_runs(gateway: Gateway) -> list[FlowRun]:
+    kv = await gateway.kv(gateway.bus.layout.flow_runs)
+    keys = await kv.keys()
+    runs: list[FlowRun] = []
+    for start in range(0, len(keys), _READ_CONCURRENCY):
+        chunk = keys[start : start + _READ_CONCURRENCY]
+        for raw in await asyncio.gather(*(kv.get(k) for k in chunk)):
+            if raw is not None:
+                runs.append(FlowRun.model_validate_json(raw.value))
+    return runs
+
+
+def _matches(run: FlowRun, q: FlowRunQuery) -> bool:
+    if q.deployment is not None and q.deployment not in (run.deployment_name, run.deployment_id):
+        return False
+    if q.state is not None and run.state.name != q.state:
+        return False
+    if q.since is not None and run.created < q.since:
+        return False
+    return q.until is None or run.created < q.until
+
+
+@router.route("GET", "/flow-runs", scope=Scope.READ, summary="List flow runs, newest first",
+              query=FlowRunQuery, response=Page[FlowRun])
+async def list_flow_runs(call: Call) -> Page[FlowRun]:
+    query: FlowRunQuery = call.query
+    runs = [r for r in await _all_runs(call.gateway) if _matches(r, query)]
+    runs.sort(key=lambda r: r.created, reverse=True)
+    return page_of(runs, query)
+
+
+async def _load(call: Call) -> FlowRun:
+    run_id = check_key(call.path("flow_run_id"), "flow run")
+    kv = await call.gateway.kv(call.gateway.bus.layout.flow_runs)
+    entry = await kv.get(run_id)
+    if entry is None:
+        raise Problem(404, f"no flow run with id {run_id!r}")
+    return FlowRun.model_validate_json(entry.value)
+
+
+@router.route("GET", "/flow-runs/{flow_run_id}", scope=Scope.READ, summary="Get a flow run",
+              response=FlowRun, errors=(404,))
+async def get_flow_run(call: Call) -> FlowRun:
+    return await _load(call)
+
+
+@router.route("POST", "/flow-runs/{flow_run_id}/cancel", scope=Scope.WRITE,
+              summary="Cancel a flow run (it becomes Cancelling; its runner stops it)",
+              response=FlowRun, errors=(404, 409))
+async def cancel_flow_run(call: Call) -> FlowRun:
+    run = await _load(call)
+    kv = await call.gateway.kv(call.gateway.bus.layout.flow_runs)
+
+    def step(raw: bytes | None) -> bytes | None:
+        if raw is None:
+            raise Problem(404, f"no flow run with id {run.id!r}")
+        current = FlowRun.model_validate_json(raw)
+        cancelling = current.transition(State.named("Cancelling", "cancelled through the API"))
+        return cancelling.model_dump_json().encode()
+
+    try:
+        entry = await kv.update(run.id, step)
+    except TransitionRejected as exc:
+        raise Problem(409, str(exc)) from None
+    assert entry is not None
+    updated = FlowRun.model_validate_json(entry.value)
+    data = updated.model_dump(mode="json")
+    if updated.deployment_name is not None:
+        data["deployment"] = updated.deployment_name
+    await emit(call.gateway, "flowbus.flow-run.Cancelling", f"flowbus.flow-run.{updated.id}", data)
+    return updated
+
+
+@router.route("GET", "/flow-runs/{flow_run_id}/logs", scope=Scope.READ,
+              summary="A run's logs; ?follow=true streams them as NDJSON until the run ends",
+              query=LogQuery, response=LogLines, errors=(404,), stream="application/x-ndjson")
+async def flow_run_logs(call: Call) -> LogLines | web.StreamResponse:
+    run = await _load(call)
+    query: LogQuery = call.query
+    gateway = call.gateway
+    bus = gateway.bus
+    consumer = await bus.consumer(
+        f"gwlogs{uuid.uuid4().hex}", stream=bus.layout.logs_stream,
+        filter_subjects=[bus.layout.logs_subject(run.id)],
+    )
+    try:
+        if not query.follow:
+            return LogLines(items=await _read_logs(consumer, query.limit))
+        return await _follow_logs(call, consumer, run.id)
+    finally:
+        await consumer.close()
+        await bus.delete_consumer(bus.layout.logs_stream, consumer.durable)
+
+
+async def _read_logs(consumer: Any, limit: int) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    while len(items) < limit:
+        deliveries = await consumer.fetch(min(256, limit - len(items)), max_wait=0.2)
+        if not deliveries:
+            break
+        for delivery in deliveries:
+            items.extend(_records(delivery.data))
+        await asyncio.gather(*(d.ack() for d in deliveries))
+    return items[:limit]
+
+
+def _records(data: bytes) -> list[dict[str, Any]]:
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, ValueError):
+        return []
+    if isinstance(value, dict):
+        value = [value]
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+async def _follow_logs(call: Call, consumer: Any, run_id: str) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(call.request)
+    closing = closing_of(call.request)
+    kv = await call.gateway.kv(call.gateway.bus.layout.flow_runs)
+    call.gateway.metrics.streams_open.inc()
+    try:
+        while not closing.is_set():
+            deliveries = await consumer.fetch(256, max_wait=0.5)
+            for delivery in deliveries:
+                for record in _records(delivery.data):
+                    await response.write(json.dumps(record).encode() + b"\n")
+            await asyncio.gather(*(d.ack() for d in deliveries))
+            if not deliveries:
+                entry = await kv.get(run_id)
+                if entry is None or FlowRun.model_validate_json(entry.value).state.is_final():
+                    break
+    finally:
+        call.gateway.metrics.streams_open.dec()
+    await response.write_eof()
+    return response

@@ -1,0 +1,59 @@
+"""What every handler reaches through ``request.app[GATEWAY]``: the bus and the gateway's parts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from events.bus import Bus
+from events.kv import KV
+from gateway.auth import Authenticator, KeyStore, RateLimiter
+from gateway.metrics import Metrics
+from gateway.settings import GatewaySettings
+from gateway.signatures import ReplayCache
+from gateway.types import Clock
+
+
+@dataclass
+class Gateway:
+    """The running gateway's shared parts (one per app)."""
+
+    bus: Bus
+    settings: GatewaySettings
+    clock: Clock = time.time
+    metrics: Metrics = field(default_factory=Metrics)
+    auth: Authenticator = field(init=False)
+    replays: ReplayCache = field(init=False)
+
+    _kvs: dict[str, KV] = field(init=False, default_factory=dict)
+
+    async def kv(self, bucket: str) -> KV:
+        """A KV bucket of the layout, looked up once."""
+        kv = self._kvs.get(bucket)
+        if kv is None:
+            kv = self._kvs[bucket] = await self.bus.kv(bucket)
+        return kv
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        keys = KeyStore(self.bus, s, self.clock)
+        limiter = RateLimiter(s.rate_limit_per_second, s.rate_limit_burst, s.rate_limit_max_keys,
+                              self.clock)
+        self.auth = Authenticator(keys, limiter, s)
+        self.replays = ReplayCache(s.replay_cache_size, self.clock)
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+# Set when the gateway shuts down: long-lived streams end so draining need not wait for them.
+CLOSING = web.AppKey("closing", asyncio.Event)
+
+
+def gateway_of(request: web.Request) -> Gateway:
+    return request.app[GATEWAY]
+
+
+def closing_of(request: web.Request) -> asyncio.Event:
+    return request.app[CLOSING]

@@ -1,0 +1,128 @@
+"""CloudEvents over HTTP: ``POST /events`` (structured, binary, batch) and the webhook handshake.
+
+The answer is 202 with the event ids only once JetStream acknowledged every
+event; a retried request with the same (source, id) is stored once, because the
+bus derives the message id from both. A batch is all or nothing: one bad event
+rejects it, naming its index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from events.cloudevent import (
+    BATCH_CONTENT_TYPE,
+    STRUCTURED_CONTENT_TYPE,
+    CloudEvent,
+    decode,
+    decode_batch,
+    encode,
+    from_binary,
+    is_binary_mode,
+)
+from events.errors import BusUnavailable, EventTooLarge, InvalidEvent
+from gateway.auth import Scope
+from gateway.context import Gateway, gateway_of
+from gateway.problems import Problem
+
+
+def media_type(headers: Mapping[str, str]) -> str:
+    return headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+
+def with_time(event: CloudEvent) -> CloudEvent:
+    """The event with ``time`` filled in (now, UTC) when the sender left it out."""
+    if event.time is not None:
+        return event
+    return event.model_copy(update={"time": datetime.now(UTC)})
+
+
+def check_size(gateway: Gateway, events: Sequence[CloudEvent]) -> None:
+    """413 naming the event when one is over the per-event limit."""
+    limit = min(gateway.settings.event_max_bytes, gateway.bus.settings.event_max_bytes)
+    for index, event in enumerate(events):
+        try:
+            encode(event, limit)
+        except EventTooLarge as exc:
+            where = f"event [{index}]" if len(events) > 1 else "the event"
+            raise Problem(
+                413, f"{where} is {exc.size} bytes encoded, over the per-event limit of "
+                f"{limit} bytes (setting FLOWBUS_GATEWAY_EVENT_MAX_BYTES)",
+                index=index, size=exc.size, limit=limit,
+            ) from None
+
+
+async def publish_events(gateway: Gateway, events: Sequence[CloudEvent], mode: str) -> list[str]:
+    """Publish and wait for every ack; the ids accepted. 503 when NATS cannot take them."""
+    check_size(gateway, events)
+    bus = gateway.bus
+    if not bus.is_connected:
+        gateway.metrics.events_rejected.labels("unavailable").inc()
+        raise BusUnavailable("NATS is not connected")
+    try:
+        if len(events) == 1:
+            acks = [await bus.publish(events[0])]
+        else:
+            acks = await bus.publish_many(events)
+    except BusUnavailable:
+        gateway.metrics.events_rejected.labels("unavailable").inc()
+        raise
+    duplicates = sum(1 for a in acks if a.duplicate)
+    gateway.metrics.events_accepted.labels(mode).inc(len(acks) - duplicates)
+    if duplicates:
+        gateway.metrics.events_duplicate.inc(duplicates)
+    return [e.id for e in events]
+
+
+def decode_request(headers: Mapping[str, str], body: bytes) -> tuple[list[CloudEvent], str]:
+    """The events of a CloudEvents HTTP request and its mode; 415 for an unknown content type."""
+    if is_binary_mode(headers):
+        return [from_binary(headers, body)], "binary"
+    media = media_type(headers)
+    if media == STRUCTURED_CONTENT_TYPE:
+        return [decode(body)], "structured"
+    if media == BATCH_CONTENT_TYPE:
+        events = decode_batch(body)
+        if not events:
+            raise InvalidEvent("batch", "is empty; send at least one event")
+        return events, "batch"
+    shown = media or "none"
+    raise Problem(
+        415,
+        f"Content-Type {shown!r} is not a CloudEvents mode: use {STRUCTURED_CONTENT_TYPE}, "
+        f"{BATCH_CONTENT_TYPE}, or binary mode (ce-specversion and other ce-* headers)",
+    )
+
+
+async def post_events(request: web.Request) -> web.Response:
+    """``POST /events``: store the CloudEvent(s), then answer 202 with their ids."""
+    gateway = gateway_of(request)
+    await gateway.auth.require(request.headers, Scope.INGEST)
+    body = await request.read()
+    try:
+        events, mode = decode_request(request.headers, body)
+    except (InvalidEvent, Problem):
+        gateway.metrics.events_rejected.labels("invalid").inc()
+        raise
+    events = [with_time(e) for e in events]
+    ids = await publish_events(gateway, events, mode)
+    return web.json_response({"ids": ids}, status=202)
+
+
+async def options_events(request: web.Request) -> web.Response:
+    """The CloudEvents HTTP webhook validation handshake (``WebHook-Request-Origin``)."""
+    settings = gateway_of(request).settings
+    origin = request.headers.get("WebHook-Request-Origin")
+    headers = {"Allow": "OPTIONS, POST"}
+    if origin is None:
+        return web.Response(status=204, headers=headers)
+    allowed = settings.webhook_allowed_origins
+    if "*" not in allowed and origin not in allowed:
+        raise Problem(403, f"origin {origin[:200]!r} may not send events here")
+    headers["WebHook-Allowed-Origin"] = "*" if "*" in allowed else origin
+    if settings.webhook_allowed_rate is not None:
+        headers["WebHook-Allowed-Rate"] = str(settings.webhook_allowed_rate)
+    return web.Response(status=200, headers=headers)

@@ -1,0 +1,94 @@
+"""Prometheus metrics of the gateway (prefix ``flowbus_gateway_``), on their own registry.
+
+Labels are bounded: the route's canonical path (never the raw URL), the method,
+the status class, the ingest mode and the webhook verifier kind.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from gateway.types import Handler
+
+
+class Metrics:
+    """The gateway's counters and latencies."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "flowbus_gateway_requests_total", "HTTP requests answered",
+            ["method", "route", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "flowbus_gateway_request_seconds", "time to answer an HTTP request",
+            ["route"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
+        )
+        self.in_flight = Gauge(
+            "flowbus_gateway_requests_in_flight", "requests being handled",
+            registry=self.registry,
+        )
+        self.events_accepted = Counter(
+            "flowbus_gateway_events_accepted_total", "events stored in JetStream",
+            ["mode"], registry=self.registry,
+        )
+        self.events_duplicate = Counter(
+            "flowbus_gateway_events_duplicate_total", "events already stored (same source, id)",
+            registry=self.registry,
+        )
+        self.events_rejected = Counter(
+            "flowbus_gateway_events_rejected_total", "ingest requests refused",
+            ["reason"], registry=self.registry,
+        )
+        self.webhook_signatures_failed = Counter(
+            "flowbus_gateway_webhook_signature_failures_total", "webhook deliveries refused",
+            ["verifier"], registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "flowbus_gateway_rate_limited_total", "requests refused by the per-key rate limit",
+            registry=self.registry,
+        )
+        self.streams_open = Gauge(
+            "flowbus_gateway_streams_open", "open SSE, WebSocket and log-follow streams",
+            registry=self.registry,
+        )
+
+    def middleware(self) -> web.middlewares._Middleware:  # type: ignore[name-defined]
+        @web.middleware
+        async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+            start = time.perf_counter()
+            self.in_flight.inc()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                self.in_flight.dec()
+                route = _route_of(request)
+                self.requests.labels(request.method, route, f"{status // 100}xx").inc()
+                self.latency.labels(route).observe(time.perf_counter() - start)
+
+        return measure
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """``GET /metrics``: the Prometheus text format."""
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _route_of(request: web.Request) -> str:
+    info = request.match_info
+    route = info.route if info is not None else None
+    resource = route.resource if route is not None else None
+    if resource is None:
+        return "unmatched"
+    return resource.canonical

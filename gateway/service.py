@@ -1,0 +1,82 @@
+"""Running the gateway: connect the bus, listen, and shut down gracefully.
+
+Shutdown order: stop accepting connections, end the long-lived streams, let
+in-flight requests finish within the drain timeout, then close NATS (every
+accepted event was acknowledged before its 202, so nothing is lost)::
+
+    stop = asyncio.Event()
+    await serve(NatsSettings(), GatewaySettings(), stop=stop)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from events.bus import Bus
+from events.settings import NatsSettings
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from gateway.types import Clock
+
+log = logging.getLogger("flowbus.gateway")
+
+
+@dataclass(frozen=True)
+class RunningGateway:
+    """A listening gateway: its app and the URL it answers on."""
+
+    app: web.Application
+    url: str
+    port: int
+
+
+@asynccontextmanager
+async def running(
+    bus: Bus, settings: GatewaySettings, *, clock: Clock = time.time
+) -> AsyncIterator[RunningGateway]:
+    """Listen on ``settings.host:port`` over an already connected ``bus``; stop on exit."""
+    app = create_app(bus, settings, clock=clock)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None,
+        shutdown_timeout=settings.drain_timeout_seconds,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        shown = f"[{host}]" if ":" in str(host) else str(host)
+        gateway = RunningGateway(app, f"http://{shown}:{port}", int(port))
+        log.info("gateway listening on %s", gateway.url)
+        yield gateway
+    finally:
+        await runner.cleanup()
+
+
+async def serve(
+    nats_settings: NatsSettings,
+    settings: GatewaySettings,
+    *,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event,
+    announce: Callable[[str], None] | None = None,
+) -> None:
+    """Connect to NATS, serve until ``stop`` is set, then drain and close.
+
+    ``ready`` is set once the gateway accepts requests; ``announce`` gets its URL.
+    """
+    async with await Bus.connect(nats_settings, name="flowbus-gateway") as bus:
+        async with running(bus, settings) as gateway:
+            if announce is not None:
+                announce(gateway.url)
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+            log.info("gateway draining (up to %.0f s)", settings.drain_timeout_seconds)

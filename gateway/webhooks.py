@@ -1,0 +1,263 @@
+"""Webhooks: ``/hooks/{slug}`` turns any HTTP request into a CloudEvent.
+
+A definition (in the ``flowbus-webhooks`` bucket, key = slug) holds a secret, a
+signature verifier and a template of CloudEvent attributes rendered over the
+request (``method``, ``headers``, ``query``, ``body``, ``text``, ``slug``) with
+:func:`events.templates.render_value`, so a single-expression template keeps its
+type. A CloudEvent sent to a webhook (structured or binary mode) passes through
+as it is. The event id comes from the provider's delivery id when there is one,
+so a redelivered webhook is stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from events.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent, build_event, is_binary_mode
+from events.errors import InvalidEvent
+from events.kv import KV
+from events.templates import TemplateError, check_value, render_value
+from gateway.api.routing import check_key
+from gateway.context import Gateway, gateway_of
+from gateway.ingest import decode_request, media_type, publish_events, with_time
+from gateway.problems import Problem
+from gateway.signatures import (
+    SignatureRejected,
+    Verifier,
+    verify_github,
+    verify_hmac,
+    verify_slack,
+    verify_stripe,
+)
+
+METHODS = ("POST", "PUT", "PATCH", "GET")
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_TEMPLATE_KEYS = frozenset(
+    {"type", "source", "subject", "id", "data", "datacontenttype", "dataschema", "extensions"}
+)
+# Headers that carry a provider's delivery id, tried in order.
+_DELIVERY_HEADERS = ("X-GitHub-Delivery", "webhook-id", "X-Gitlab-Event-UUID", "X-Delivery-Id",
+                     "Idempotency-Key")
+
+
+class WebhookSpec(BaseModel):
+    """What a webhook does with a request: verifier and template."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = Field(default="", max_length=1000, description="what the webhook is for")
+    enabled: bool = Field(default=True, description="a disabled webhook answers 404")
+    verifier: Verifier = Field(
+        default=Verifier.NONE,
+        description="signature check: none, github, stripe, slack or hmac (generic HMAC-SHA256)",
+    )
+    signature_header: str | None = Field(
+        default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9-]+$",
+        description="header holding the hex HMAC-SHA256 of the body (verifier hmac only)",
+    )
+    template: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "webhook.{{ slug }}", "data": "{{ body }}"},
+        description="CloudEvent attributes as templates over method, headers, query, body, "
+        "text and slug; 'type' is required",
+    )
+
+    @field_validator("template")
+    @classmethod
+    def _template_is_event(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - _TEMPLATE_KEYS)
+        if unknown:
+            raise ValueError(
+                f"unknown CloudEvent attribute(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(_TEMPLATE_KEYS))}"
+            )
+        if not isinstance(value.get("type"), str) or not value["type"]:
+            raise ValueError("'type' is required and must be a string (a template is allowed)")
+        if "extensions" in value and not isinstance(value["extensions"], dict):
+            raise ValueError("'extensions' must be an object")
+        try:
+            check_value(value)
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _hmac_needs_header(self) -> WebhookSpec:
+        if self.verifier == Verifier.HMAC and not self.signature_header:
+            raise ValueError("verifier 'hmac' needs signature_header, e.g. X-Signature")
+        return self
+
+
+class WebhookCreate(WebhookSpec):
+    """A new webhook."""
+
+    slug: str = Field(pattern=SLUG_PATTERN, description="the URL part: /hooks/<slug>")
+
+
+class WebhookUpdate(BaseModel):
+    """Changes to a webhook; absent fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=1000, description="new description")
+    enabled: bool | None = Field(default=None, description="enable or disable")
+    verifier: Verifier | None = Field(default=None, description="new verifier")
+    signature_header: str | None = Field(
+        default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9-]+$",
+        description="new signature header",
+    )
+    template: dict[str, Any] | None = Field(default=None, description="new template")
+
+
+class Webhook(WebhookSpec):
+    """A webhook as the API shows it (never its secret)."""
+
+    slug: str = Field(description="the URL part: /hooks/<slug>")
+    created: datetime = Field(description="when it was created")
+    updated: datetime = Field(description="when it last changed")
+
+
+class StoredWebhook(Webhook):
+    """A webhook as stored, secret included."""
+
+    secret: str = Field(description="the shared secret signatures are made with")
+
+    def public(self) -> Webhook:
+        return Webhook.model_validate(self.model_dump(exclude={"secret"}))
+
+
+class WebhookWithSecret(Webhook):
+    """The answer to creating a webhook: the only time the secret is shown."""
+
+    secret: str = Field(description="the shared secret; shown once, store it now")
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+async def load(kv: KV, slug: str) -> StoredWebhook | None:
+    entry = await kv.get(slug)
+    return None if entry is None else StoredWebhook.model_validate_json(entry.value)
+
+
+# --- receiving --------------------------------------------------------------------------
+
+
+def verify(gateway: Gateway, hook: StoredWebhook, headers: Mapping[str, str], body: bytes) -> None:
+    """Check the delivery's signature; :class:`SignatureRejected` saying why."""
+    tolerance = gateway.settings.signature_tolerance_seconds
+    now = gateway.clock()
+    if hook.verifier == Verifier.GITHUB:
+        verify_github(hook.secret, headers, body)
+    elif hook.verifier == Verifier.STRIPE:
+        signature = verify_stripe(hook.secret, headers, body, now, tolerance)
+        gateway.replays.check_and_add(f"{hook.slug}:{signature}", tolerance)
+    elif hook.verifier == Verifier.SLACK:
+        signature = verify_slack(hook.secret, headers, body, now, tolerance)
+        gateway.replays.check_and_add(f"{hook.slug}:{signature}", tolerance)
+    elif hook.verifier == Verifier.HMAC:
+        assert hook.signature_header is not None
+        verify_hmac(hook.secret, headers, body, hook.signature_header)
+
+
+def parse_body(headers: Mapping[str, str], body: bytes) -> tuple[Any, str]:
+    """The request body as JSON, a form (dict) or text; and the text itself."""
+    text = body.decode("utf-8", errors="replace")
+    if not body:
+        return None, ""
+    media = media_type(headers)
+    if media == "application/json" or media.endswith("+json"):
+        try:
+            return json.loads(body), text
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise Problem(400, f"body is not valid JSON: {exc}") from None
+    if media == "application/x-www-form-urlencoded":
+        return dict(parse_qsl(text, keep_blank_values=True)), text
+    return text, text
+
+
+def delivery_id(headers: Mapping[str, str], body: Any) -> str | None:
+    """The provider's id of this delivery (stable across its redeliveries), if any."""
+    for name in _DELIVERY_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value[:256]
+    if isinstance(body, dict):
+        for field in ("event_id", "trigger_id"):  # Slack Events API, Slack commands
+            value = body.get(field)
+            if isinstance(value, str) and value:
+                return value[:256]
+        value = body.get("id")  # Stripe event ids (evt_...)
+        if isinstance(value, str) and value.startswith("evt_"):
+            return value[:256]
+    return None
+
+
+def to_event(hook: StoredWebhook, request: web.Request, body: bytes) -> CloudEvent:
+    """Render the webhook's template over the request into a CloudEvent."""
+    parsed, text = parse_body(request.headers, body)
+    context = {
+        "method": request.method,
+        "headers": {k.lower(): v for k, v in request.headers.items()},
+        "query": dict(request.query),
+        "body": parsed,
+        "text": text,
+        "slug": hook.slug,
+    }
+    try:
+        rendered = render_value(hook.template, context)
+    except TemplateError as exc:
+        raise Problem(400, f"webhook {hook.slug!r}: {exc}") from None
+    fields: dict[str, Any] = {
+        "source": f"flowbus/webhooks/{hook.slug}",
+        "data": parsed,
+        **rendered,
+    }
+    if fields.get("id") in (None, ""):
+        fields["id"] = delivery_id(request.headers, parsed) or str(uuid.uuid4())
+    fields["id"] = str(fields["id"])
+    fields.setdefault("time", datetime.now(UTC))
+    if "datacontenttype" not in fields and fields.get("data") is not None:
+        fields["datacontenttype"] = "application/json"
+    try:
+        return build_event(fields)
+    except InvalidEvent as exc:
+        raise Problem(
+            400, f"webhook {hook.slug!r} made an invalid event: attribute {exc.attribute!r} "
+            f"{exc.reason}", attribute=exc.attribute,
+        ) from None
+
+
+async def receive(request: web.Request) -> web.Response:
+    """``/hooks/{slug}``: verify, map to a CloudEvent, store it; 202 with its id."""
+    gateway = gateway_of(request)
+    slug = request.match_info["slug"]
+    missing = Problem(404, f"no webhook named {slug[:100]!r}")
+    check_key(slug, "webhook")
+    hook = await load(await gateway.kv(gateway.bus.layout.webhooks), slug)
+    if hook is None or not hook.enabled:
+        raise missing
+    body = await request.read()
+    try:
+        verify(gateway, hook, request.headers, body)
+    except SignatureRejected as exc:
+        gateway.metrics.webhook_signatures_failed.labels(hook.verifier.value).inc()
+        raise Problem(401, f"webhook {slug!r}: {exc}") from None
+    if is_binary_mode(request.headers) or media_type(request.headers) in (
+        STRUCTURED_CONTENT_TYPE, "application/cloudevents-batch+json"
+    ):
+        events, _ = decode_request(request.headers, body)
+        events = [with_time(e) for e in events]
+    else:
+        events = [to_event(hook, request, body)]
+    ids = await publish_events(gateway, events, "webhook")
+    return web.json_response({"ids": ids}, status=202)

@@ -1,0 +1,127 @@
+"""Flow runs over the REST API: filtered lists, get, cancel by compare-and-set, logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from gateway_helpers import problem, stored_events
+
+from events.bus import Bus
+from events.records import FlowRun, State
+
+R = "/api/v1/flow-runs"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def put_run(bus: Bus, run_id: str, state: str = "Running", deployment: str | None = "etl",
+                  created: datetime = T0) -> FlowRun:
+    run = FlowRun(id=run_id, name=run_id, flow_name="f", deployment_name=deployment,
+                  state=State.named(state), created=created)
+    kv = await bus.kv(bus.layout.flow_runs)
+    await kv.put(run_id, run.model_dump_json().encode())
+    return run
+
+
+async def test_list_filters_by_deployment_state_and_time(client: aiohttp.ClientSession, bus: Bus) -> None:
+    await put_run(bus, "r1", "Running", "etl", T0)
+    await put_run(bus, "r2", "Completed", "etl", T0 + timedelta(hours=1))
+    await put_run(bus, "r3", "Running", "other", T0 + timedelta(hours=2))
+
+    async def ids(**params: str) -> list[str]:
+        async with client.get(R, params=params) as r:
+            assert r.status == 200, await r.text()
+            return [run["id"] for run in (await r.json())["items"]]
+
+    assert await ids() == ["r3", "r2", "r1"]
+    assert await ids(deployment="etl") == ["r2", "r1"]
+    assert await ids(state="Running") == ["r3", "r1"]
+    assert await ids(since=(T0 + timedelta(minutes=30)).isoformat(),
+                     until=(T0 + timedelta(minutes=90)).isoformat()) == ["r2"]
+    assert await ids(limit="1", offset="1") == ["r2"]
+
+
+@pytest.mark.parametrize("params", [{"state": "Exploded"}, {"since": "yesterday"},
+                                    {"since": "2026-01-01T00:00:00"}, {"limit": "100000"}])
+async def test_bad_filters_are_400(client: aiohttp.ClientSession, params: dict[str, str]) -> None:
+    async with client.get(R, params=params) as r:
+        assert r.status == 400 and problem(await r.json(content_type=None))
+
+
+async def test_get_a_run_and_unknown_ids(client: aiohttp.ClientSession, bus: Bus) -> None:
+    await put_run(bus, "r1")
+    async with client.get(f"{R}/r1") as r:
+        assert (await r.json())["state"]["name"] == "Running"
+    for run_id in ("nope", "a.b.", "%3E"):
+        async with client.get(f"{R}/{run_id}") as r:
+            assert r.status == 404
+
+
+async def test_cancel_moves_the_record_to_cancelling_and_emits_the_event(client: aiohttp.ClientSession, bus: Bus) -> None:
+    await put_run(bus, "r1", "Running")
+    async with client.post(f"{R}/r1/cancel") as r:
+        body = await r.json()
+        assert r.status == 200 and body["state"]["name"] == "Cancelling"
+    kv = await bus.kv(bus.layout.flow_runs)
+    stored = FlowRun.model_validate(await kv.get_json("r1"))
+    assert stored.state.name == "Cancelling"
+    [event] = await stored_events(bus)
+    assert event.type == "flowbus.flow-run.Cancelling" and event.subject == "flowbus.flow-run.r1"
+    assert event.data["state"]["name"] == "Cancelling" and event.data["deployment"] == "etl"
+
+
+async def test_cancel_of_a_finished_run_is_409_saying_why(client: aiohttp.ClientSession, bus: Bus) -> None:
+    await put_run(bus, "r1", "Completed")
+    async with client.post(f"{R}/r1/cancel") as r:
+        assert r.status == 409 and "Completed" in problem(await r.json(content_type=None))
+    async with client.post(f"{R}/ghost/cancel") as r:
+        assert r.status == 404
+
+
+async def publish_logs(bus: Bus, run_id: str, messages: list[str]) -> None:
+    records = [{"flow_run_id": run_id, "task_run_id": None, "name": "flowbus.flow_runs",
+                "level": "INFO", "message": m, "timestamp": T0.isoformat()} for m in messages]
+    await bus.publish_raw(bus.layout.logs_subject(run_id), json.dumps(records).encode())
+
+
+async def test_logs_are_read_from_the_logs_stream(client: aiohttp.ClientSession, bus: Bus) -> None:
+    await put_run(bus, "r1", "Completed")
+    await publish_logs(bus, "r1", ["one", "two"])
+    await publish_logs(bus, "other", ["not mine"])
+    await publish_logs(bus, "r1", ["three"])
+    async with client.get(f"{R}/r1/logs") as r:
+        body = await r.json()
+    assert [line["message"] for line in body["items"]] == ["one", "two", "three"]
+    async with client.get(f"{R}/r1/logs", params={"limit": "2"}) as r:
+        assert len((await r.json())["items"]) == 2
+    info = await bus.consumers(bus.layout.logs_stream)
+    assert info == []  # the temporary reader is gone
+
+
+async def test_logs_follow_streams_until_the_run_ends(client: aiohttp.ClientSession, bus: Bus) -> None:
+    await put_run(bus, "r1", "Running")
+    await publish_logs(bus, "r1", ["started"])
+
+    async def runner() -> None:
+        await asyncio.sleep(0.3)
+        await publish_logs(bus, "r1", ["working", "done"])
+        await asyncio.sleep(0.3)
+        await put_run(bus, "r1", "Completed")
+
+    task = asyncio.create_task(runner())
+    lines: list[dict[str, Any]] = []
+    async with client.get(f"{R}/r1/logs", params={"follow": "true"}) as r:
+        assert r.headers["Content-Type"] == "application/x-ndjson"
+        async for raw in r.content:
+            lines.append(json.loads(raw))
+    await task
+    assert [line["message"] for line in lines] == ["started", "working", "done"]
+
+
+async def test_logs_of_unknown_run_is_404(client: aiohttp.ClientSession) -> None:
+    async with client.get(f"{R}/ghost/logs", params={"follow": "true"}) as r:
+        assert r.status == 404
