@@ -173,3 +173,38 @@ def spec_for_flow(
         field = ".".join(str(p) for p in first.get("loc", ()))
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
         raise EntrypointError(f"deployment {name!r} field {field}: {message}") from None
+
+
+def deploy_flow(flow: Any, name: str, *, root: Path | None = None, bundle: bool = True,
+                **options: Any) -> str:
+    """``Flow.deploy``: check, bundle the current directory and register; the deployment id.
+
+    The bundle honours the ``build`` section of a ``flowbus.yaml`` in ``root`` when
+    there is one. Blocks; inside a running event loop it works on a thread of its own.
+    """
+    from events.bus import Bus
+    from events.settings import NatsSettings
+    from flowbus.project import PROJECT_FILE, load_project
+
+    root = (root or Path.cwd()).resolve()
+    spec = spec_for_flow(flow, name, root=root, **options)
+    infos = check_specs(root, [spec])
+    build = load_project(root / PROJECT_FILE).build if (root / PROJECT_FILE).is_file() else BuildConfig()
+    build = build.model_copy(update={"bundle": bundle and build.bundle})
+    settings = DeploySettings()
+
+    async def go() -> DeployOutcome:
+        async with await Bus.connect(NatsSettings(), name="flowbus-sdk") as bus:
+            return await register(bus, root, [spec], infos, build, settings=settings,
+                                  source="flowbus/sdk")
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        outcome = asyncio.run(go())
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            outcome = pool.submit(asyncio.run, go()).result()
+    return outcome.deployments[0].deployment.id
