@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from events.cloudevent import CloudEvent, to_dict
+from events.cloudevent import CloudEvent, encode, to_dict
 from events.triggers import (
     CompoundTrigger,
     DeploymentCompoundTrigger,
@@ -49,6 +50,13 @@ __all__ = [
 ]
 
 SOURCE = "flowbus/sdk"
+
+
+@cache
+def _max_bytes() -> int:
+    from events.settings import NatsSettings
+
+    return NatsSettings().event_max_bytes
 RESOURCE_ID_LABELS = ("flowbus.resource.id", "prefect.resource.id")
 
 
@@ -63,7 +71,8 @@ def emit_event(
     """Emit an event about ``resource``; returns it (published when a server is configured).
 
     Raises :class:`events.errors.InvalidEvent` naming the attribute at fault (a bad
-    event name, a time without a zone, ...) and ``ValueError`` for a resource with
+    event name, a time without a zone, ...), :class:`events.errors.EventTooLarge`
+    past ``FLOWBUS_EVENT_MAX_BYTES``, and ``ValueError`` for a resource with
     no id or a payload that uses the reserved keys ``resource`` / ``related``.
     """
     from flowbus import _sink
@@ -87,6 +96,7 @@ def emit_event(
         event, source=SOURCE, subject=resource_id, data=data, id=id, time=occurred,
         datacontenttype="application/json",
     )
+    encode(cloud_event, _max_bytes())  # refuse now what NATS would refuse later, off our path
     _sink.configure_from_env()
     sink = _sink.get_event_sink()
     if _sink.enabled:
