@@ -18,6 +18,13 @@ from flowbus.cli._common import fail, nats_settings, run_async
 RESULT_WAIT_SECONDS = 3600.0 * 24 * 365
 
 
+def _nats() -> Any:
+    """NATS settings, with the deploy settings known (so FLOWBUS_BUNDLE_MAX_BYTES is not "unknown")."""
+    import flowbus.project  # noqa: F401  (registers DeploySettings)
+
+    return nats_settings()
+
+
 def parse_params(pairs: tuple[str, ...], param_json: str | None) -> dict[str, Any]:
     """``-p key=value`` (value as JSON when it parses, else a string) merged over ``--param-json``."""
     out: dict[str, Any] = {}
@@ -57,7 +64,7 @@ async def _deploy(file: Path, root: Path, names: tuple[str, ...]) -> None:
 
     project = load_project(file)
     project.select(names)  # an unknown --name fails before connecting
-    settings = nats_settings()
+    settings = _nats()
     async with await Bus.connect(settings) as bus:
         outcome = await deploy_project(bus, root, project, names, settings=DeploySettings())
     if outcome.bundle is not None:
@@ -89,7 +96,7 @@ async def deployment_ls(as_json: bool) -> None:
     from events.bus import Bus
     from events.deployments import list_deployments
 
-    async with await Bus.connect(nats_settings()) as bus:
+    async with await Bus.connect(_nats()) as bus:
         items = sorted(await list_deployments(bus), key=lambda d: d.name)
     if as_json:
         click.echo(json.dumps([d.model_dump(mode="json") for d in items], indent=2))
@@ -110,7 +117,7 @@ async def deployment_inspect(name: str) -> None:
     from events.bus import Bus
     from events.deployments import get_deployment
 
-    async with await Bus.connect(nats_settings()) as bus:
+    async with await Bus.connect(_nats()) as bus:
         found = await get_deployment(bus, name)
     click.echo(found.model_dump_json(indent=2))
 
@@ -134,7 +141,7 @@ async def deployment_run(name: str, params: tuple[str, ...], param_json: str | N
     from events.errors import NotFound
 
     parameters = parse_params(params, param_json)
-    async with await Bus.connect(nats_settings()) as bus:
+    async with await Bus.connect(_nats()) as bus:
         await get_deployment(bus, name)  # unknown deployment: a clear error, no orphan request
         run_id = await request_run(bus, name, parameters, source="flowbus/cli", tags=tags,
                                    idempotency_key=idempotency_key)
@@ -165,7 +172,7 @@ async def deployment_pause(name: str) -> None:
     from events.bus import Bus
     from events.deployments import set_paused
 
-    async with await Bus.connect(nats_settings()) as bus:
+    async with await Bus.connect(_nats()) as bus:
         await set_paused(bus, name, True, source="flowbus/cli")
     click.echo(f"paused deployment {name}")
 
@@ -178,7 +185,7 @@ async def deployment_resume(name: str) -> None:
     from events.bus import Bus
     from events.deployments import set_paused
 
-    async with await Bus.connect(nats_settings()) as bus:
+    async with await Bus.connect(_nats()) as bus:
         await set_paused(bus, name, False, source="flowbus/cli")
     click.echo(f"resumed deployment {name}")
 
@@ -191,7 +198,7 @@ async def deployment_delete(name: str) -> None:
     from events.bus import Bus
     from events.deployments import delete_deployment
 
-    async with await Bus.connect(nats_settings()) as bus:
+    async with await Bus.connect(_nats()) as bus:
         await delete_deployment(bus, name, source="flowbus/cli")
     click.echo(f"deleted deployment {name}")
 
@@ -232,7 +239,7 @@ async def flow_run_ls(deployment_name: str | None, state: str | None, limit: int
     if state is not None and state not in FLOW_RUN_STATES:
         raise click.BadParameter(f"unknown state {state!r}; one of {', '.join(FLOW_RUN_STATES)}",
                                  param_hint="--state")
-    async with await Bus.connect(nats_settings()) as bus:
+    async with await Bus.connect(_nats()) as bus:
         kv = await bus.kv(bus.layout.flow_runs)
         runs = []
         for key in await kv.keys():
@@ -264,7 +271,7 @@ async def flow_run_inspect(run_id: str) -> None:
     from events.errors import NotFound
 
     _check_run_id(run_id)
-    async with await Bus.connect(nats_settings()) as bus:
+    async with await Bus.connect(_nats()) as bus:
         run = await get_flow_run(bus, run_id)
     if run is None:
         raise NotFound(f"flow run {run_id!r} not found")
@@ -282,7 +289,7 @@ async def flow_run_logs(run_id: str, follow: bool) -> None:
     from events.errors import NotFound
 
     _check_run_id(run_id)
-    async with await Bus.connect(nats_settings()) as bus:
+    async with await Bus.connect(_nats()) as bus:
         if await get_flow_run(bus, run_id) is None:
             raise NotFound(f"flow run {run_id!r} not found")
         consumer = await bus.consumer(
@@ -338,6 +345,6 @@ async def flow_run_cancel(run_id: str) -> None:
     from events.deployments import request_cancel
 
     _check_run_id(run_id)
-    async with await Bus.connect(nats_settings()) as bus:
+    async with await Bus.connect(_nats()) as bus:
         run = await request_cancel(bus, run_id, source="flowbus/cli")
     click.echo(f"flow run {run_id} {run.state.name}")

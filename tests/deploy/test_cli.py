@@ -291,3 +291,26 @@ async def test_flow_run_cancel(flowbus_cli: Cli, bus: Bus) -> None:
     assert refused.exit_code == 1 and "final state" in refused.stderr
     run = await get_flow_run(bus, "running")
     assert run is not None and run.state.name == "Cancelling"
+
+
+async def test_deploy_settings_are_known_to_every_command(
+    flowbus_env: dict[str, str], bus: Bus, tmp_path: Path
+) -> None:
+    # A fresh process: nothing imported beforehand registers the deploy settings.
+    env = {**flowbus_env, "FLOWBUS_BUNDLE_MAX_BYTES": "1000"}
+    done = await asyncio.to_thread(_flowbus, "deployment", "ls", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    env["FLOWBUS_BUNDLE_MAX_BYTS"] = "1000"
+    done = await asyncio.to_thread(_flowbus, "deployment", "ls", env=env, cwd=tmp_path)
+    assert done.returncode == 2 and "did you mean FLOWBUS_BUNDLE_MAX_BYTES" in done.stderr
+
+
+def test_the_example_project_is_valid() -> None:
+    from flowbus.deploying import check_specs
+    from flowbus.project import load_project
+
+    example = ROOT / "examples" / "hello"
+    project = load_project(example / "flowbus.yaml")
+    [info] = check_specs(example, project.deployments)
+    assert info.flow_name == "greet"
+    assert project.deployments[0].triggers[0]["parameters"] == {"name": "{{ event.data.name }}"}
