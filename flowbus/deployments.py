@@ -111,10 +111,20 @@ async def _run_over_nats(deployment: str, parameters: dict[str, Any], max_wait: 
                          flow_run_name: str | None, scheduled_time: datetime | None) -> FlowRun:
     from events.bus import Bus
     from events.deployments import get_deployment, get_flow_run, request_run, wait_flow_run
+    from events.errors import FlowbusError
     from events.settings import NatsSettings
 
-    async with await Bus.connect(NatsSettings(), name="flowbus-sdk") as bus:
-        found = await get_deployment(bus, deployment)
+    settings = NatsSettings()
+    # Creating the layout costs ~15 ms per call; it exists whenever any part of
+    # flowbus ran, so only a missing bucket makes us create it.
+    async with await Bus.connect(settings, name="flowbus-sdk", ensure=False) as bus:
+        try:
+            found = await get_deployment(bus, deployment)
+        except FlowbusError:
+            raise
+        except Exception:  # the deployments bucket is missing: a fresh NATS
+            await (await Bus.connect(settings, name="flowbus-sdk")).close()
+            found = await get_deployment(bus, deployment)
         run_id = await request_run(
             bus, deployment, parameters, source=SOURCE, tags=tags, name=flow_run_name,
             scheduled_start_time=scheduled_time, idempotency_key=idempotency_key,

@@ -243,3 +243,14 @@ async def test_sync_client(api: RunningGateway, bus: Bus) -> None:
         return names, paused
 
     assert await asyncio.to_thread(use) == (["a"], True)
+
+
+async def test_run_deployment_over_nats_on_a_fresh_server_says_not_found(
+    over_nats: None, nats_settings: NatsSettings
+) -> None:
+    try:
+        with pytest.raises(NotFound, match="deployment 'hello' not found"):
+            await run_deployment("hello", timeout=0)
+    finally:
+        async with await Bus.connect(nats_settings) as cleanup:
+            await cleanup.destroy_layout()
