@@ -25,7 +25,7 @@ import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterator
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 from urllib.parse import quote
 
 import aiohttp
@@ -340,8 +340,18 @@ class SyncFlowbusClient:
         return call
 
 
+@overload
+def get_client(sync_client: Literal[False] = False, *, api_url: str | None = None,
+               api_key: str | None = None) -> FlowbusClient: ...
+
+
+@overload
+def get_client(sync_client: Literal[True], *, api_url: str | None = None,
+               api_key: str | None = None) -> SyncFlowbusClient: ...
+
+
 def get_client(sync_client: bool = False, *, api_url: str | None = None,
-               api_key: str | None = None) -> Any:
+               api_key: str | None = None) -> FlowbusClient | SyncFlowbusClient:
     """An API client: :class:`FlowbusClient` (async), or :class:`SyncFlowbusClient`."""
     client = FlowbusClient(api_url, api_key)
     return SyncFlowbusClient(client) if sync_client else client

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from events.triggers import parse_deployment_trigger
+from events.triggers import DeploymentEventTrigger, parse_deployment_trigger
 from flowbus.deploying import check_specs
 from flowbus.entrypoints import EntrypointError
 from flowbus.project import ProjectError, load_project, parse_entrypoint, parse_project
@@ -29,6 +29,7 @@ def test_example_project_is_valid(project: Path) -> None:
 def test_stored_triggers_parse_back_unchanged(project: Path) -> None:
     [spec] = load_project(project / "flowbus.yaml").deployments
     trigger = parse_deployment_trigger(spec.triggers[0])
+    assert isinstance(trigger, DeploymentEventTrigger)
     assert trigger.expect == {"com.example.hello"}
     assert trigger.parameters == {"name": "{{ event.data.name }}"}
 

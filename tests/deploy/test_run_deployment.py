@@ -199,7 +199,8 @@ async def test_client_variables_and_automations(api: RunningGateway) -> None:
                   "actions": [{"type": "run-deployment", "deployment": "etl"}]}
     async with get_client() as client:
         await client.create_variable("region", "eu", tags=["x"])
-        assert (await client.read_variable_by_name("region"))["value"] == "eu"
+        variable = await client.read_variable_by_name("region")
+        assert variable is not None and variable["value"] == "eu"
         assert (await client.update_variable("region", "us"))["value"] == "us"
         assert [v["name"] for v in await client.read_variables()] == ["region"]
         await client.delete_variable_by_name("region")
