@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import time
 from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any
 
-from events.records import FlowRun, State
+from events.records import NAME_PATTERN, FlowRun, State
 from flowbus.client import ApiNotFound, FlowbusClient
 
 SOURCE = "flowbus/sdk"
@@ -73,6 +74,8 @@ async def arun_deployment(
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 or None, got {timeout}")
     deployment = _deployment_name(name)
+    if re.match(NAME_PATTERN, deployment) is None:
+        raise ValueError(f"{name[:100]!r} is not a deployment name (letters, digits, '_', '.', '-')")
     params, run_tags = dict(parameters or {}), list(tags or [])
     if not os.environ.get("FLOWBUS_API_URL") and os.environ.get("FLOWBUS_NATS_URL"):
         return await _run_over_nats(deployment, params, timeout, run_tags, idempotency_key,

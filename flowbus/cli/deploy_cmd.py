@@ -7,6 +7,7 @@ uses), so they work with or without a gateway running.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,7 @@ async def deployment_ls(as_json: bool) -> None:
 @run_async
 async def deployment_inspect(name: str) -> None:
     """Print a deployment as JSON."""
+    _check_name(name)
     from events.bus import Bus
     from events.deployments import get_deployment
 
@@ -140,6 +142,7 @@ async def deployment_run(name: str, params: tuple[str, ...], param_json: str | N
     from events.deployments import get_deployment, read_result, request_run, wait_flow_run
     from events.errors import NotFound
 
+    _check_name(name)
     parameters = parse_params(params, param_json)
     async with await Bus.connect(_nats()) as bus:
         await get_deployment(bus, name)  # unknown deployment: a clear error, no orphan request
@@ -169,6 +172,7 @@ async def deployment_run(name: str, params: tuple[str, ...], param_json: str | N
 @run_async
 async def deployment_pause(name: str) -> None:
     """Pause a deployment: its triggers and schedules create no runs."""
+    _check_name(name)
     from events.bus import Bus
     from events.deployments import set_paused
 
@@ -182,6 +186,7 @@ async def deployment_pause(name: str) -> None:
 @run_async
 async def deployment_resume(name: str) -> None:
     """Resume a paused deployment."""
+    _check_name(name)
     from events.bus import Bus
     from events.deployments import set_paused
 
@@ -195,6 +200,7 @@ async def deployment_resume(name: str) -> None:
 @run_async
 async def deployment_delete(name: str) -> None:
     """Delete a deployment (its past runs stay)."""
+    _check_name(name)
     from events.bus import Bus
     from events.deployments import delete_deployment
 
@@ -209,6 +215,17 @@ async def deployment_delete(name: str) -> None:
 @click.group("flow-run")
 def flow_run() -> None:
     """List, inspect, read the logs of and cancel flow runs."""
+
+
+def _check_name(name: str) -> str:
+    """A deployment name that can exist (a KV key); click.BadParameter otherwise."""
+    from events.records import NAME_PATTERN
+
+    if re.match(NAME_PATTERN, name) is None:
+        raise click.BadParameter(
+            f"{name[:100]!r} is not a deployment name (letters, digits, '_', '.', '-'; up to 128)",
+            param_hint="NAME")
+    return name
 
 
 def _check_run_id(run_id: str) -> str:

@@ -314,3 +314,17 @@ def test_the_example_project_is_valid() -> None:
     [info] = check_specs(example, project.deployments)
     assert info.flow_name == "greet"
     assert project.deployments[0].triggers[0]["parameters"] == {"name": "{{ event.data.name }}"}
+
+
+@pytest.mark.parametrize("command", ["inspect", "run", "pause", "resume", "delete"])
+@pytest.mark.parametrize("name", ["a b", "a*", ">", "../x", "x" * 300, ""])
+async def test_hostile_deployment_names_are_refused(flowbus_cli: Cli, command: str, name: str) -> None:
+    result = await flowbus_cli("deployment", command, name)
+    assert result.exit_code == 2 and "is not a deployment name" in result.stderr
+
+
+async def test_run_with_oversized_parameters_is_refused(flowbus_cli: Cli, bus: Bus) -> None:
+    await _deploy(bus)
+    big = json.dumps({"blob": "x" * (2 * 1024 * 1024)})
+    result = await flowbus_cli("deployment", "run", "hello", "--param-json", big)
+    assert result.exit_code == 1 and "over the limit" in result.stderr

@@ -255,3 +255,9 @@ async def test_run_deployment_over_nats_on_a_fresh_server_says_not_found(
     finally:
         async with await Bus.connect(nats_settings) as cleanup:
             await cleanup.destroy_layout()
+
+
+@pytest.mark.parametrize("name", ["a b", "x*", ">", "", "a/../b c"])
+async def test_run_deployment_refuses_hostile_names(over_nats: None, name: str) -> None:
+    with pytest.raises(ValueError, match="is not a deployment name"):
+        await run_deployment(name, timeout=0)
