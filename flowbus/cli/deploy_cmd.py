@@ -301,11 +301,29 @@ async def flow_run_inspect(run_id: str) -> None:
 @run_async
 async def flow_run_logs(run_id: str, follow: bool) -> None:
     """Print a flow run's logs."""
+    import asyncio
+    import signal
+    import threading
+
+    _check_run_id(run_id)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT) if threading.current_thread() is threading.main_thread() else ()
+    for signum in signals:
+        # Stop between fetches, so the temporary consumer is always deleted.
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await _print_logs(run_id, follow, stop)
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+async def _print_logs(run_id: str, follow: bool, stop: Any) -> None:
     from events.bus import Bus
     from events.deployments import get_flow_run
     from events.errors import NotFound
 
-    _check_run_id(run_id)
     async with await Bus.connect(_nats()) as bus:
         if await get_flow_run(bus, run_id) is None:
             raise NotFound(f"flow run {run_id!r} not found")
@@ -314,7 +332,8 @@ async def flow_run_logs(run_id: str, follow: bool) -> None:
             filter_subjects=[bus.layout.logs_subject(run_id)], max_ack_pending=1000,
         )
         try:
-            while True:
+            final_pass = False
+            while not stop.is_set():
                 deliveries = await consumer.fetch(256, max_wait=0.3)
                 for delivery in deliveries:
                     for record in log_records(delivery.data):
@@ -322,16 +341,11 @@ async def flow_run_logs(run_id: str, follow: bool) -> None:
                     await delivery.ack()
                 if deliveries:
                     continue
-                if not follow:
+                if not follow or final_pass:
                     break
                 run = await get_flow_run(bus, run_id)
-                if run is None or run.state.is_final():
-                    # One more pass picks up lines sent just before the final state.
-                    for delivery in await consumer.fetch(256, max_wait=0.3):
-                        for record in log_records(delivery.data):
-                            click.echo(format_log(record))
-                        await delivery.ack()
-                    break
+                # Once final, one more pass picks up lines sent just before the final state.
+                final_pass = run is None or run.state.is_final()
         finally:
             await consumer.close()
             await bus.delete_consumer(bus.layout.logs_stream, consumer.durable)

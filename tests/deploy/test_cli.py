@@ -328,3 +328,25 @@ async def test_run_with_oversized_parameters_is_refused(flowbus_cli: Cli, bus: B
     big = json.dumps({"blob": "x" * (2 * 1024 * 1024)})
     result = await flowbus_cli("deployment", "run", "hello", "--param-json", big)
     assert result.exit_code == 1 and "over the limit" in result.stderr
+
+
+async def test_flow_run_logs_follow_stops_on_sigterm_and_cleans_up(
+    flowbus_env: dict[str, str], bus: Bus, tmp_path: Path
+) -> None:
+    import signal
+
+    await _record(bus, "r-1", "Running")
+    env = {**flowbus_env, "PYTHONPATH": str(ROOT)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "flowbus.cli", "flow-run", "logs", "r-1", "--follow",
+        env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    for _ in range(100):
+        if await bus.consumers(bus.layout.logs_stream):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the command never started reading")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(process.communicate(), 10)
+    assert process.returncode == 0, stderr
+    assert await bus.consumers(bus.layout.logs_stream) == []
