@@ -29,13 +29,16 @@ from typing import Any, Literal, TypeVar, overload
 from urllib.parse import quote
 
 import aiohttp
+from pydantic import BaseModel
 
 from events.errors import FlowbusError
 from events.records import Deployment, FlowRun
 from flowbus.project import DeploySettings
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 PAGE = 1000
+RESPONSE_MAX_BYTES = 64 * 1024 * 1024
 
 
 class ApiError(FlowbusError):
@@ -53,6 +56,19 @@ class ApiNotFound(ApiError, LookupError):
 
 def _segment(value: str) -> str:
     return quote(value, safe="")
+
+
+def _model(model: type[M], value: Any) -> M:
+    """``value`` as ``model``; an ApiError (not a pydantic error) when the API sent another shape."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise ApiError(200, f"the API answered with an unexpected {model.__name__} "
+                            f"({where}: {first['msg']}); are client and gateway the same version?") from None
 
 
 class FlowbusClient:
@@ -93,12 +109,19 @@ class FlowbusClient:
                 method, self.api_url + path, json=json_body, params=query,
                 timeout=aiohttp.ClientTimeout(total=self._timeout + extra_wait),
             ) as response:
-                body = await response.read()
+                body = await _read_bounded(response)
+                if body is None:
+                    raise ApiError(response.status, f"the answer to {method} {path} is over "
+                                                    f"{RESPONSE_MAX_BYTES} bytes; refusing it")
                 if response.status >= 400:
                     raise _error(response.status, body)
                 if response.status == 204 or not body:
                     return None
-                return json.loads(body)
+                try:
+                    return json.loads(body)
+                except ValueError:
+                    raise ApiError(response.status, f"the answer to {method} {path} is not JSON; "
+                                                    f"is {self.api_url} the flowbus API?") from None
         except aiohttp.ClientError as exc:
             raise ApiError(0, f"cannot reach the flowbus API at {self.api_url} "
                               f"(FLOWBUS_API_URL): {exc}") from None
@@ -121,30 +144,30 @@ class FlowbusClient:
     # --- deployments --------------------------------------------------------------------
 
     async def read_deployments(self, *, limit: int | None = None) -> list[Deployment]:
-        return [Deployment.model_validate(d) for d in await self._pages("/deployments", limit=limit)]
+        return [_model(Deployment, d) for d in await self._pages("/deployments", limit=limit)]
 
     async def read_deployment(self, name: str) -> Deployment:
-        return Deployment.model_validate(await self.request("GET", f"/deployments/{_segment(name)}"))
+        return _model(Deployment, await self.request("GET", f"/deployments/{_segment(name)}"))
 
     read_deployment_by_name = read_deployment
 
     async def create_deployment(self, deployment: Deployment) -> Deployment:
         body = deployment.model_dump(mode="json", exclude={"id", "created", "updated"})
-        return Deployment.model_validate(await self.request("POST", "/deployments", json_body=body))
+        return _model(Deployment, await self.request("POST", "/deployments", json_body=body))
 
     async def update_deployment(self, name: str, **changes: Any) -> Deployment:
-        return Deployment.model_validate(
+        return _model(Deployment,
             await self.request("PATCH", f"/deployments/{_segment(name)}", json_body=changes))
 
     async def delete_deployment(self, name: str) -> None:
         await self.request("DELETE", f"/deployments/{_segment(name)}")
 
     async def pause_deployment(self, name: str) -> Deployment:
-        return Deployment.model_validate(
+        return _model(Deployment,
             await self.request("POST", f"/deployments/{_segment(name)}/pause"))
 
     async def resume_deployment(self, name: str) -> Deployment:
-        return Deployment.model_validate(
+        return _model(Deployment,
             await self.request("POST", f"/deployments/{_segment(name)}/resume"))
 
     async def create_flow_run_from_deployment(
@@ -173,13 +196,13 @@ class FlowbusClient:
                              limit: int | None = 100) -> list[FlowRun]:
         """Flow runs, newest first."""
         items = await self._pages("/flow-runs", {"deployment": deployment, "state": state}, limit)
-        return [FlowRun.model_validate(r) for r in items]
+        return [_model(FlowRun, r) for r in items]
 
     async def read_flow_run(self, flow_run_id: str) -> FlowRun:
-        return FlowRun.model_validate(await self.request("GET", f"/flow-runs/{_segment(flow_run_id)}"))
+        return _model(FlowRun, await self.request("GET", f"/flow-runs/{_segment(flow_run_id)}"))
 
     async def cancel_flow_run(self, flow_run_id: str) -> FlowRun:
-        return FlowRun.model_validate(
+        return _model(FlowRun,
             await self.request("POST", f"/flow-runs/{_segment(flow_run_id)}/cancel"))
 
     async def read_logs(self, flow_run_id: str, *, limit: int = 1000) -> list[dict[str, Any]]:
@@ -252,6 +275,18 @@ class FlowbusClient:
 
     async def delete_variable_by_name(self, name: str) -> None:
         await self.request("DELETE", f"/variables/{_segment(name)}")
+
+
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes | None:
+    """The whole body, or None past RESPONSE_MAX_BYTES (a broken or hostile server)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(1024 * 1024):
+        size += len(chunk)
+        if size > RESPONSE_MAX_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _query_value(value: Any) -> str:

@@ -261,3 +261,54 @@ async def test_run_deployment_over_nats_on_a_fresh_server_says_not_found(
 async def test_run_deployment_refuses_hostile_names(over_nats: None, name: str) -> None:
     with pytest.raises(ValueError, match="is not a deployment name"):
         await run_deployment(name, timeout=0)
+
+
+@pytest.fixture
+async def bad_api() -> AsyncIterator[str]:
+    """An HTTP server on loopback that answers like a broken or hostile API."""
+    from aiohttp import web
+
+    async def not_json(request: web.Request) -> web.Response:
+        return web.Response(text="<html>proxy error</html>", content_type="text/html")
+
+    async def wrong_shape(request: web.Request) -> web.Response:
+        return web.json_response({"name": 42})
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        chunk = b"x" * (1024 * 1024)
+        for _ in range(70):
+            await response.write(chunk)
+        return response
+
+    async def html_error(request: web.Request) -> web.Response:
+        return web.Response(status=502, text="bad gateway")
+
+    app = web.Application()
+    app.router.add_get("/api/v1/deployments/notjson", not_json)
+    app.router.add_get("/api/v1/deployments/shape", wrong_shape)
+    app.router.add_get("/api/v1/deployments/huge", huge)
+    app.router.add_get("/api/v1/deployments/down", html_error)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}/api/v1"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(("name", "status", "message"), [
+    ("notjson", 200, "is not JSON"),
+    ("shape", 200, "unexpected Deployment"),
+    ("huge", 200, "over 67108864 bytes"),
+    ("down", 502, "bad gateway"),
+])
+async def test_client_reports_a_misbehaving_api(bad_api: str, name: str, status: int, message: str) -> None:
+    async with FlowbusClient(bad_api, "k") as client:
+        with pytest.raises(ApiError, match=message) as caught:
+            await client.read_deployment(name)
+    assert caught.value.status == status
