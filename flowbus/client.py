@@ -222,10 +222,15 @@ class FlowbusClient:
                 if response.status >= 400:
                     raise _error(response.status, await response.read())
                 async for line in response.content:
-                    if line.strip():
-                        yield json.loads(line)
+                    if not line.strip():
+                        continue
+                    record = json.loads(line)
+                    if isinstance(record, dict):
+                        yield record
         except aiohttp.ClientError as exc:
             raise ApiError(0, f"lost the log stream of {flow_run_id}: {exc}") from None
+        except ValueError as exc:  # a line too long, or not JSON
+            raise ApiError(200, f"the log stream of {flow_run_id} is malformed: {exc}") from None
 
     # --- automations --------------------------------------------------------------------
 

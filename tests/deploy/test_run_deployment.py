@@ -285,7 +285,11 @@ async def bad_api() -> AsyncIterator[str]:
     async def html_error(request: web.Request) -> web.Response:
         return web.Response(status=502, text="bad gateway")
 
+    async def bad_logs(request: web.Request) -> web.Response:
+        return web.Response(text='{"message": "ok"}\n[1, 2]\nnot json\n')
+
     app = web.Application()
+    app.router.add_get("/api/v1/flow-runs/r/logs", bad_logs)
     app.router.add_get("/api/v1/deployments/notjson", not_json)
     app.router.add_get("/api/v1/deployments/shape", wrong_shape)
     app.router.add_get("/api/v1/deployments/huge", huge)
@@ -312,3 +316,12 @@ async def test_client_reports_a_misbehaving_api(bad_api: str, name: str, status:
         with pytest.raises(ApiError, match=message) as caught:
             await client.read_deployment(name)
     assert caught.value.status == status
+
+
+async def test_client_reports_a_malformed_log_stream(bad_api: str) -> None:
+    seen: list[dict[str, object]] = []
+    async with FlowbusClient(bad_api, "k") as client:
+        with pytest.raises(ApiError, match="log stream of r is malformed"):
+            async for record in client.follow_logs("r"):
+                seen.append(record)
+    assert seen == [{"message": "ok"}]
