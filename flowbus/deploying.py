@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,7 @@ def spec_for_flow(
     triggers: list[Any] | None,
     schedules: list[Any] | None,
     cron: str | None,
-    interval: float | None,
+    interval: float | timedelta | None,
     parameters: dict[str, Any] | None,
     tags: list[str] | None,
     description: str | None,
@@ -182,10 +183,15 @@ def deploy_flow(flow: Any, name: str, *, root: Path | None = None, bundle: bool 
     The bundle honours the ``build`` section of a ``flowbus.yaml`` in ``root`` when
     there is one. Blocks; inside a running event loop it works on a thread of its own.
     """
+    import os
+
     from events.bus import Bus
     from events.settings import NatsSettings
+    from flowbus.entrypoints import INSPECTING_ENV
     from flowbus.project import PROJECT_FILE, load_project
 
+    if os.environ.get(INSPECTING_ENV):
+        return ""  # the module is being imported to be checked, not run
     root = (root or Path.cwd()).resolve()
     spec = spec_for_flow(flow, name, root=root, **options)
     infos = check_specs(root, [spec])

@@ -27,6 +27,9 @@ from pydantic import BaseModel, Field
 from events.errors import FlowbusError
 
 INSPECT_TIMEOUT_SECONDS = 120.0
+# Set for the child: a module that calls Flow.deploy at import time must not deploy
+# (and start another child) while it is only being inspected.
+INSPECTING_ENV = "_FLOWBUS_INSPECTING_ENTRYPOINTS"
 
 
 class EntrypointError(FlowbusError, ValueError):
@@ -52,6 +55,7 @@ def inspect_entrypoints(
     env = dict(os.environ)
     # The child finds flowbus where this process did, and the project first.
     here = str(Path(__file__).resolve().parent.parent)
+    env[INSPECTING_ENV] = "1"
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(root.resolve()), here, env.get("PYTHONPATH", "")) if p
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from flowbus import _engine
@@ -173,7 +174,7 @@ class Flow(Generic[P, R]):
         triggers: list[Any] | None = None,
         schedules: list[Any] | None = None,
         cron: str | None = None,
-        interval: float | None = None,
+        interval: float | timedelta | None = None,
         parameters: dict[str, Any] | None = None,
         tags: list[str] | None = None,
         description: str | None = None,
@@ -187,7 +188,9 @@ class Flow(Generic[P, R]):
         The entrypoint is this flow's source file relative to the current directory
         and its function name (or ``entrypoint``); the directory is uploaded as a code
         bundle unless ``bundle=False`` (the runners' image has the code). Needs
-        ``FLOWBUS_NATS_URL``. See docs/deploying.md.
+        ``FLOWBUS_NATS_URL``. While deploying checks the module in a separate process,
+        a ``deploy`` call at its top level does nothing and returns "". See
+        docs/deploying.md.
         """
         from flowbus.deploying import deploy_flow
 

@@ -168,3 +168,15 @@ def test_flow_deploy_refuses_a_bad_name(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.chdir(root)
     with pytest.raises(EntrypointError, match="field name"):
         greet.deploy("has space")
+
+
+async def test_a_script_that_deploys_at_import_time_deploys_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nats_env: None, bus: Bus
+) -> None:
+
+    root = write(tmp_path / "app6", {"script.py": FLOWS + "\nfrom datetime import timedelta\n" + 'greet.deploy("scripted", interval=timedelta(minutes=5))\n'})
+    monkeypatch.chdir(root)
+    _load_flow(root / "script.py")  # runs the top-level deploy, which checks script.py in a child
+    stored = await get_deployment(bus, "scripted")
+    assert stored.entrypoint == "script.py:greet"
+    assert stored.schedules[0]["interval"] == "PT5M"
