@@ -11,6 +11,7 @@ the flow's name, a JSON schema of its parameters, and any error.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -104,7 +105,9 @@ def load_flow_object(entrypoint: str, root: Path) -> Any:
             raise EntrypointError(f"file {target!r} is outside the project directory")
         if not path.is_file():
             raise EntrypointError(f"file {target!r} does not exist in the project")
-        name = "__flowbus_entry__" + "_".join(Path(target).with_suffix("").parts)
+        # Unique per project root, so two bundles' "flows.py" never share a module.
+        tag = hashlib.blake2b(str(root.resolve()).encode(), digest_size=4).hexdigest()
+        name = f"__flowbus_entry_{tag}__" + "_".join(Path(target).with_suffix("").parts)
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise EntrypointError(f"{target!r} cannot be imported as a Python file")
@@ -116,6 +119,26 @@ def load_flow_object(entrypoint: str, root: Path) -> Any:
     if not hasattr(module, function):
         raise EntrypointError(f"{target!r} defines no {function!r}")
     return getattr(module, function)
+
+
+def load_flow(entrypoint: str, root: Path) -> Any:
+    """The ``@flow`` an entrypoint names, imported from ``root`` (for runners).
+
+    ``root`` is the directory :func:`flowbus.bundles.fetch_bundle` returned, or the
+    runner's working directory for code in its image. It is put first on
+    ``sys.path`` so the flow's own imports of sibling modules resolve there. Runs
+    the module's code; :class:`EntrypointError` when it is missing or not a flow
+    (exceptions raised by the module itself propagate).
+    """
+    from flowbus.flows import Flow
+
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    obj = load_flow_object(entrypoint, root)
+    if not isinstance(obj, Flow):
+        raise EntrypointError(
+            f"entrypoint {entrypoint!r} names a {type(obj).__name__}, not a @flow")
+    return obj
 
 
 def parameter_schema(fn: Any) -> dict[str, Any]:

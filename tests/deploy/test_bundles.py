@@ -178,3 +178,27 @@ def test_extract_refuses_what_is_not_a_zip(tmp_path: Path) -> None:
 
 def test_check_digest_returns_the_hex() -> None:
     assert check_digest("sha256:" + "ab" * 32) == "ab" * 32
+
+
+async def test_a_fetched_bundle_runs_its_flow(bus: Bus, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from flowbus.entrypoints import EntrypointError, load_flow
+
+    monkeypatch.setattr(sys, "path", [*sys.path])  # load_flow prepends the bundle
+    monkeypatch.setitem(sys.modules, "helpers", None)  # restored (removed) afterwards
+    del sys.modules["helpers"]
+
+    source = write(tmp_path / "src", {"flows.py": "from helpers import shout\n" + FLOWS.replace(
+        'return f"Hello, {name}!" * times', 'return shout(f"Hello, {name}!") * times'),
+        "helpers.py": "def shout(text: str) -> str:\n    return text.upper()\n"})
+    bundle = build_bundle(source, BuildConfig(), LIMIT)
+    await upload_bundle(bus, bundle)
+    root = await fetch_bundle(bus, bundle.digest, tmp_path / "cache")
+    greet = load_flow("flows.py:greet", root)
+    assert greet(name="you") == "HELLO, YOU!"
+    with pytest.raises(EntrypointError, match="names a function, not a @flow"):
+        load_flow("flows.py:not_a_flow", root)
+    with pytest.raises(EntrypointError, match="defines no 'absent'"):
+        load_flow("flows.py:absent", root)
