@@ -73,6 +73,9 @@ async def arun_deployment(
     del as_subflow, poll_interval
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 or None, got {timeout}")
+    if scheduled_time is not None and scheduled_time.tzinfo is None:
+        raise ValueError(f"scheduled_time {scheduled_time.isoformat()} needs a time zone, "
+                         "e.g. datetime.now(UTC)")
     deployment = _deployment_name(name)
     if re.match(NAME_PATTERN, deployment) is None:
         raise ValueError(f"{name[:100]!r} is not a deployment name (letters, digits, '_', '.', '-')")

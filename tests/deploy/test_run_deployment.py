@@ -325,3 +325,18 @@ async def test_client_reports_a_malformed_log_stream(bad_api: str) -> None:
             async for record in client.follow_logs("r"):
                 seen.append(record)
     assert seen == [{"message": "ok"}]
+
+
+async def test_run_deployment_passes_a_start_time_and_refuses_a_naive_one(
+    over_nats: None, bus: Bus
+) -> None:
+    from datetime import UTC, datetime
+
+    await _deploy(bus)
+    with pytest.raises(ValueError, match="needs a time zone"):
+        await run_deployment("hello", timeout=0, scheduled_time=datetime(2030, 1, 1))
+    await run_deployment("hello", timeout=0, scheduled_time=datetime(2030, 1, 1, tzinfo=UTC),
+                         flow_run_name="later")
+    request = await next_run_request(bus)
+    assert request.data["scheduled_start_time"] == "2030-01-01T00:00:00+00:00"
+    assert request.data["name"] == "later" and request.source == "flowbus/sdk"
