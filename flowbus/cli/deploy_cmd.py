@@ -6,6 +6,7 @@ uses), so they work with or without a gateway running.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -17,6 +18,7 @@ import click
 from flowbus.cli._common import fail, nats_settings, run_async
 
 RESULT_WAIT_SECONDS = 3600.0 * 24 * 365
+READ_CONCURRENCY = 64
 
 
 def _nats() -> Any:
@@ -258,11 +260,11 @@ async def flow_run_ls(deployment_name: str | None, state: str | None, limit: int
                                  param_hint="--state")
     async with await Bus.connect(_nats()) as bus:
         kv = await bus.kv(bus.layout.flow_runs)
+        keys = await kv.keys()
         runs = []
-        for key in await kv.keys():
-            entry = await kv.get(key)
-            if entry is not None:
-                runs.append(FlowRun.model_validate_json(entry.value))
+        for start in range(0, len(keys), READ_CONCURRENCY):  # bounded concurrent reads
+            entries = await asyncio.gather(*(kv.get(k) for k in keys[start:start + READ_CONCURRENCY]))
+            runs.extend(FlowRun.model_validate_json(e.value) for e in entries if e is not None)
     runs = [r for r in runs
             if (deployment_name is None or deployment_name in (r.deployment_name, r.deployment_id))
             and (state is None or r.state.name == state)]
@@ -301,7 +303,6 @@ async def flow_run_inspect(run_id: str) -> None:
 @run_async
 async def flow_run_logs(run_id: str, follow: bool) -> None:
     """Print a flow run's logs."""
-    import asyncio
     import signal
     import threading
 
