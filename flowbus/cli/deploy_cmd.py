@@ -261,7 +261,7 @@ async def flow_run_ls(deployment_name: str | None, state: str | None, limit: int
     async with await Bus.connect(_nats()) as bus:
         kv = await bus.kv(bus.layout.flow_runs)
         keys = await kv.keys()
-        runs = []
+        runs: list[FlowRun] = []
         for start in range(0, len(keys), READ_CONCURRENCY):  # bounded concurrent reads
             entries = await asyncio.gather(*(kv.get(k) for k in keys[start:start + READ_CONCURRENCY]))
             runs.extend(FlowRun.model_validate_json(e.value) for e in entries if e is not None)
