@@ -202,3 +202,15 @@ async def test_a_fetched_bundle_runs_its_flow(bus: Bus, tmp_path: Path,
         load_flow("flows.py:not_a_flow", root)
     with pytest.raises(EntrypointError, match="defines no 'absent'"):
         load_flow("flows.py:absent", root)
+
+
+async def test_concurrent_fetches_of_one_bundle_agree(bus: Bus, tmp_path: Path) -> None:
+    import asyncio
+
+    bundle = build_bundle(_tree(tmp_path / "src"), BuildConfig(), LIMIT)
+    await upload_bundle(bus, bundle)
+    cache = tmp_path / "cache"
+    roots = await asyncio.gather(*(fetch_bundle(bus, bundle.digest, cache) for _ in range(8)))
+    assert len(set(roots)) == 1
+    assert (roots[0] / "flows.py").read_text() == (tmp_path / "src" / "flows.py").read_text()
+    assert [p.name for p in cache.iterdir()] == [roots[0].name]
