@@ -80,12 +80,25 @@ class Orchestrator:
             self.ready.set()
             try:
                 while not stop.is_set():
-                    if await self.lease.try_acquire():
-                        await self._lead(stop)
-                    else:
-                        await _wait(stop, self._lease_period() / 2)
+                    if await self._try_lead(stop):
+                        continue
+                    await _wait(stop, self._lease_period() / 2)
             finally:
                 follower.cancel()
+
+    async def _try_lead(self, stop: asyncio.Event) -> bool:
+        """Lead while the lease holds; False when another instance leads.
+
+        A NATS failure while leading is logged and leadership retried, never fatal.
+        """
+        try:
+            if not await self.lease.try_acquire():
+                return False
+            await self._lead(stop)
+        except* FlowbusError as group:
+            log.error("leading failed, retrying: %s", group.exceptions[0])
+            await _wait(stop, 1.0)
+        return True
 
     def _lease_period(self) -> float:
         return self.bus.settings.lease_ttl_seconds * self.settings.lease_renew_fraction
@@ -230,15 +243,21 @@ async def serve(
     """Run an orchestrator until ``stop`` is set; ``ready`` once the catalog is loaded."""
     async with await Bus.connect(nats_settings, name="flowbus-orchestrator") as bus:
         orchestrator = Orchestrator(bus, settings)
-        async with asyncio.TaskGroup() as tg:
-            runner = tg.create_task(orchestrator.run(stop))
-            if ready is not None:
-                tg.create_task(_signal(orchestrator.ready, ready, runner))
-            if settings.metrics_port is not None:
-                from prometheus_client import start_http_server
+        http = None
+        if settings.metrics_port is not None:
+            from prometheus_client import start_http_server
 
-                start_http_server(settings.metrics_port, settings.metrics_host,
-                                  registry=orchestrator.metrics.registry)
+            http, _ = start_http_server(settings.metrics_port, settings.metrics_host,
+                                        registry=orchestrator.metrics.registry)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                runner = tg.create_task(orchestrator.run(stop))
+                if ready is not None:
+                    tg.create_task(_signal(orchestrator.ready, ready, runner))
+        finally:
+            if http is not None:
+                http.shutdown()
+                http.server_close()
 
 
 async def _signal(source: asyncio.Event, target: asyncio.Event, runner: asyncio.Task[None]) -> None:
