@@ -17,7 +17,6 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,13 +29,13 @@ from events.kv import KV
 from events.records import Deployment, FlowRun, State
 from orchestrator.metrics import JOB_TIMES, Metrics
 from orchestrator.settings import OrchestratorSettings
+from orchestrator.types import Clock
 
 log = logging.getLogger("flowbus.orchestrator.creation")
 
 SOURCE = "flowbus/orchestrator"
 RUNNABLE = frozenset({"Scheduled", "Late", "AwaitingRetry"})
 PUBLISHED_KEPT = 100_000
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ saying why.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +22,7 @@ from orchestrator.deployments import DeploymentCatalog
 from orchestrator.evaluator import Firing
 from orchestrator.index import EventView
 from orchestrator.metrics import Metrics
+from orchestrator.types import Clock
 
 log = logging.getLogger("flowbus.orchestrator.dispatch")
 
@@ -64,7 +64,7 @@ class Dispatcher:
 
     def __init__(
         self, catalog: DeploymentCatalog, creator: RunCreator, metrics: Metrics,
-        clock: Callable[[], datetime],
+        clock: Clock,
     ) -> None:
         self._catalog = catalog
         self._creator = creator

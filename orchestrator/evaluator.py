@@ -29,10 +29,10 @@ from events.triggers import CompoundTrigger, EventTrigger, Posture, SequenceTrig
 from orchestrator import windows
 from orchestrator.index import DeployedTrigger, EventView, Leaf, Path, TriggerIndex
 from orchestrator.labels import bucket_labels
+from orchestrator.types import Clock
 
 log = logging.getLogger("flowbus.orchestrator.evaluator")
 
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,11 +188,17 @@ class TriggerEvaluator:
             if tid in wanted:
                 self._note_deadline(key, tid, await self._kv.get_json(key))
 
-    def forget(self, trigger_ids: set[str]) -> None:
-        """Stop watching the deadlines of triggers that were removed."""
+    async def purge(self, index: TriggerIndex, trigger_ids: set[str]) -> None:
+        """Delete the state of triggers that were changed or removed (unless back again)."""
+        gone = {tid for tid in trigger_ids if index.get(tid) is None}
+        if not gone:
+            return
         for key, (tid, _) in list(self.deadlines.items()):
-            if tid in trigger_ids:
+            if tid in gone:
                 del self.deadlines[key]
+        for key in await self._kv.keys():
+            if key.split(".", 1)[0] in gone:
+                await self._kv.delete(key)
 
     async def sweep(self, index: TriggerIndex) -> list[Firing]:
         """Fire every proactive window whose deadline passed with too few events."""

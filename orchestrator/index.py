@@ -183,14 +183,19 @@ class TriggerIndex:
     def deployment_trigger_ids(self, deployment_name: str) -> list[str]:
         return list(self._by_deployment.get(deployment_name, ()))
 
-    def replace_deployment(self, name: str, triggers: list[DeployedTrigger]) -> None:
-        """Swap the triggers of deployment ``name`` (an empty list removes them)."""
-        for tid in self._by_deployment.pop(name, []):
+    def replace_deployment(self, name: str, triggers: list[DeployedTrigger]) -> set[str]:
+        """Swap the triggers of deployment ``name`` (an empty list removes them).
+
+        Returns the ids of the triggers that are gone (changed or removed).
+        """
+        old = set(self._by_deployment.pop(name, []))
+        for tid in old:
             self._remove(tid)
         for deployed in triggers:
             self._add(deployed)
         if triggers:
             self._by_deployment[name] = [t.id for t in triggers]
+        return old - {t.id for t in triggers}
 
     def _add(self, deployed: DeployedTrigger) -> None:
         self._remove(deployed.id)

@@ -31,6 +31,7 @@ from events.states import is_final
 from orchestrator.creation import RunCreator
 from orchestrator.metrics import Metrics
 from orchestrator.settings import OrchestratorSettings
+from orchestrator.types import Clock
 
 log = logging.getLogger("flowbus.orchestrator.runs")
 
@@ -43,7 +44,7 @@ class RunTracker:
 
     def __init__(
         self, runs: KV, slots: KV, creator: RunCreator, settings: OrchestratorSettings,
-        metrics: Metrics, clock: Callable[[], datetime],
+        metrics: Metrics, clock: Clock,
         deployment_of: Callable[[str], Deployment | None] | None = None,
     ) -> None:
         self._kv = runs

@@ -16,8 +16,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from datetime import datetime
 
 from events.bus import Bus, Consumer, Delivery
 from events.errors import FlowbusError, InvalidEvent
@@ -33,10 +31,10 @@ from orchestrator.metrics import JOB_TIMES, Metrics
 from orchestrator.runs import RunTracker
 from orchestrator.scheduler import Scheduler
 from orchestrator.settings import OrchestratorSettings
+from orchestrator.types import Clock
 
 log = logging.getLogger("flowbus.orchestrator")
 
-Clock = Callable[[], datetime]
 
 
 class Orchestrator:
@@ -145,6 +143,9 @@ class Orchestrator:
 
     async def tick(self) -> None:
         """One round of the time-driven work (tests call it with an injected clock)."""
+        if self.catalog.retired:
+            retired, self.catalog.retired = self.catalog.retired, set()
+            await self.evaluator.purge(self.catalog.index, retired)
         for firing in await self.evaluator.sweep(self.catalog.index):
             await self.dispatcher.fire(firing)
         await self.scheduler.tick()

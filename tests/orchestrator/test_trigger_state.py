@@ -135,3 +135,19 @@ async def test_proactive_deadline_survives_failover(bus: Bus, clock: ManualClock
 
 async def _deadline_known(orch: Orchestrator) -> bool:
     return bool(orch.evaluator.deadlines)
+
+
+async def test_state_of_a_removed_trigger_is_deleted(bus: Bus, orchestrator: Orchestrator) -> None:
+    first = await deploy(bus, triggers=[{"expect": ["a.b"], "threshold": 5}])
+    await wait_until(lambda: _indexed(orchestrator, 1))
+    await bus.publish(CloudEvent.create("a.b", source="s"))
+    state = await bus.kv(bus.layout.trigger_state)
+    await wait_until(lambda: _has_keys(state))
+    await deploy(bus, id=first.id, triggers=[{"expect": ["a.b"], "threshold": 6}])
+
+    async def retired() -> bool:
+        return bool(orchestrator.catalog.retired)
+
+    await wait_until(retired)
+    await orchestrator.tick()
+    assert await state.keys() == []
