@@ -225,9 +225,14 @@ class Orchestrator:
                 await asyncio.wait_for(delivery.nak(), 1.0)
             raise
         except Exception as exc:  # one bad event must not stop the consumer; it is redelivered
-            log.exception("handling event failed; it will be redelivered: %s", exc)
             self.metrics.events.labels("error").inc()
             with contextlib.suppress(Exception):
+                if delivery.num_delivered >= self.settings.max_deliveries:
+                    log.error("giving up on an event after %d attempts: %r",
+                              delivery.num_delivered, exc)
+                    await delivery.term()
+                    return
+                log.warning("handling an event failed; it will be redelivered: %r", exc)
                 await delivery.nak(delay=1.0)
 
 
