@@ -125,13 +125,15 @@ class TriggerEvaluator:
         self, key: str, parent: EventTrigger | CompoundTrigger | SequenceTrigger, child: int,
         view: EventView,
     ) -> bool:
+        # One event may fire several children: each (child, event) pair counts once.
+        signal = f"{child}\x1f{view.key}"
         if isinstance(parent, CompoundTrigger):
             return await self._fire_step(
-                key, lambda s: windows.step_compound(parent, s, child, view.key, view.time)
+                key, lambda s: windows.step_compound(parent, s, child, signal, view.time)
             )
         if isinstance(parent, SequenceTrigger):
             return await self._fire_step(
-                key, lambda s: windows.step_sequence(parent, s, child, view.key, view.time)
+                key, lambda s: windows.step_sequence(parent, s, child, signal, view.time)
             )
         raise AssertionError("an event trigger has no children")
 

@@ -151,3 +151,43 @@ async def test_state_of_a_removed_trigger_is_deleted(bus: Bus, orchestrator: Orc
     await wait_until(retired)
     await orchestrator.tick()
     assert await state.keys() == []
+
+
+async def test_one_event_can_fire_two_children_of_a_compound(bus: Bus, orchestrator: Orchestrator) -> None:
+    await deploy(bus, triggers=[{"type": "compound", "require": "all",
+                                 "triggers": [{"expect": ["x.one"]}, {"expect": ["x.*"]}]}])
+    await wait_until(lambda: _indexed(orchestrator, 1))
+    event = CloudEvent.create("x.one", source="s")
+    await bus.publish(event)
+    await wait_for_runs(bus, 1)
+    await bus.publish_raw(f"{bus.layout.events_prefix}.x.one", bus.encode(event), {})  # redelivered
+    await asyncio.sleep(0.3)
+    assert len(await flow_runs(bus)) == 1
+
+
+async def test_proactive_for_each_watches_each_source(bus: Bus, clock: ManualClock) -> None:
+    running = await start(bus, fast_settings(), clock=clock)
+    orch = running.orch
+    await deploy(bus, triggers=[{"posture": "Proactive", "expect": ["svc.heartbeat"], "within": 60,
+                                 "for_each": ["source"], "parameters": {"who": "{{ event.data.bucket }}"}}])
+    await wait_until(lambda: _indexed(orch, 1))
+    await bus.publish(CloudEvent.create("svc.heartbeat", source="svc-a"))
+    await bus.publish(CloudEvent.create("svc.heartbeat", source="svc-b"))
+
+    async def two_windows() -> bool:
+        return len(orch.evaluator.deadlines) == 2
+
+    await wait_until(two_windows)
+    clock.advance(40)
+    await bus.publish(CloudEvent.create("svc.heartbeat", source="svc-a", id="again"))
+    state = await bus.kv(bus.layout.trigger_state)
+
+    async def renewed() -> bool:
+        return any(d > clock.now + timedelta(seconds=30) for _, d in orch.evaluator.deadlines.values())
+
+    await wait_until(renewed)
+    clock.advance(25)  # svc-b silent for 65 s, svc-a for 25 s
+    await orch.tick()
+    assert len(await flow_runs(bus)) == 1
+    assert len(await state.keys()) == 2
+    await running.close()
