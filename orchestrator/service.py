@@ -87,14 +87,15 @@ class Orchestrator:
     async def _try_lead(self, stop: asyncio.Event) -> bool:
         """Lead while the lease holds; False when another instance leads.
 
-        A NATS failure while leading is logged and leadership retried, never fatal.
+        A failure while leading is logged and leadership retried, never fatal.
         """
         try:
             if not await self.lease.try_acquire():
                 return False
             await self._lead(stop)
-        except* FlowbusError as group:
-            log.error("leading failed, retrying: %s", group.exceptions[0])
+        except* Exception as group:  # lost NATS or a bug: log, stand down, try again
+            log.error("leading failed, retrying: %r", group.exceptions[0],
+                      exc_info=group.exceptions[0])
             await _wait(stop, 1.0)
         return True
 
@@ -137,8 +138,8 @@ class Orchestrator:
         while not halt.is_set():
             try:
                 await self.tick()
-            except FlowbusError as exc:
-                log.warning("periodic check failed, retrying next tick: %s", exc)
+            except Exception as exc:  # NATS hiccups included: the next tick retries
+                log.warning("periodic check failed, retrying next tick: %r", exc)
             await _wait(halt, self.settings.tick_seconds)
 
     async def tick(self) -> None:
