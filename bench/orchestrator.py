@@ -40,6 +40,8 @@ def _trigger(i: int) -> dict[str, object]:
     # A mix like a real installation: most exact names, some wildcards, label filters.
     if i % 10 == 0:
         return {"expect": [f"com.acme.team{i}.*"], "match": {"source": "/svc/*"}}
+    if i % 10 == 5:
+        return {"expect": [f"com.acme.team{i}.ord*.created"]}
     return {"expect": [f"com.acme.team{i}.order.created"], "match": {"source": ["/svc/a", "/svc/b"]}}
 
 
