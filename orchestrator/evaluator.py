@@ -185,6 +185,8 @@ class TriggerEvaluator:
                     await self._kv.create(key, json.dumps(initial).encode())
                 except AlreadyExists:
                     pass
+        if not wanted:
+            return
         for key in await self._kv.keys():
             tid = key.split(".", 1)[0]
             if tid in wanted:

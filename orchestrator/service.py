@@ -107,8 +107,9 @@ class Orchestrator:
         self.leading.set()
         self.metrics.leader.set(1)
         try:
+            # The tracker's watch delivers the current records first: no separate load,
+            # so a standby starts consuming at once.
             await self.evaluator.arm(self.catalog.index)
-            await self.tracker.load()
             async with asyncio.TaskGroup() as tg:
                 tasks = [
                     tg.create_task(self._keep_lease(stop, halt)),
