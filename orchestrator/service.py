@@ -74,7 +74,7 @@ class Orchestrator:
         await self._setup()
         await self.catalog.load()
         async with asyncio.TaskGroup() as tg:
-            follower = tg.create_task(self.catalog.follow())
+            follower = tg.create_task(self._follow_deployments())
             self.ready.set()
             try:
                 while not stop.is_set():
@@ -83,6 +83,17 @@ class Orchestrator:
                     await _wait(stop, self._lease_period() / 2)
             finally:
                 follower.cancel()
+
+    async def _follow_deployments(self) -> None:
+        """Keep the catalog current; a broken watch is re-opened (and the catalog re-read)."""
+        while True:
+            try:
+                await self.catalog.follow()
+            except Exception as exc:  # NATS went away: watch again once it is back
+                log.warning("watching deployments failed, retrying: %r", exc)
+                await asyncio.sleep(1.0)
+                with contextlib.suppress(Exception):
+                    await self.catalog.load()
 
     async def _try_lead(self, stop: asyncio.Event) -> bool:
         """Lead while the lease holds; False when another instance leads.
