@@ -79,8 +79,11 @@ class DeploymentCatalog:
             listener(name, None)
 
     async def load(self) -> None:
-        """Read every stored deployment."""
-        for key in await self._kv.keys():
+        """Read every stored deployment (and forget those no longer stored)."""
+        keys = await self._kv.keys()
+        for key in set(self._names) - set(keys):
+            self.apply(key, None)
+        for key in keys:
             entry = await self._kv.get(key)
             self.apply(key, None if entry is None else entry.value)
 
