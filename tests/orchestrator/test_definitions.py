@@ -152,3 +152,16 @@ async def test_a_poison_event_is_dropped_after_max_deliveries(bus: Bus) -> None:
     await asyncio.sleep(1.5)  # a nak would redeliver after 1 s: nothing more comes
     assert errors._value.get() == 2
     await running.close()
+
+
+async def test_catalog_reload_forgets_deployments_deleted_meanwhile(bus: Bus) -> None:
+    from orchestrator.deployments import DeploymentCatalog
+
+    kv = await bus.kv(bus.layout.deployments)
+    catalog = DeploymentCatalog(kv)
+    await deploy(bus, "a", triggers=[{"expect": ["x.y"]}])
+    await catalog.load()
+    assert catalog.get("a") is not None and len(catalog.index) == 1
+    await kv.delete("a")
+    await catalog.load()
+    assert catalog.get("a") is None and len(catalog.index) == 0
