@@ -192,11 +192,12 @@ class RunCreator:
         while len(self._published) > PUBLISHED_KEPT:
             self._published.popitem(last=False)
 
-    async def move(self, run: FlowRun, state_name: str, message: str | None = None,
-                   **changes: Any) -> FlowRun:
+    async def move(self, run: FlowRun, state_name: str, message: str | None = None, *,
+                   unchanged: bool = False, **changes: Any) -> FlowRun:
         """CAS the record from ``run``'s state to ``state_name``; the stored record after.
 
-        Raises :class:`TransitionRejected` when the stored record may not move so.
+        Raises :class:`TransitionRejected` when the stored record may not move so, or,
+        with ``unchanged``, when it was updated since ``run`` was read (a heartbeat).
         """
         target: list[FlowRun] = []
 
@@ -208,6 +209,8 @@ class RunCreator:
                 raise TransitionRejected(
                     f"flow run {run.id} is {current.state.name}, no longer {run.state.name}"
                 )
+            if unchanged and current.updated != run.updated:
+                raise TransitionRejected(f"flow run {run.id} was updated meanwhile")
             new = current.transition(make_state(state_name, self._clock(), message), **changes)
             new = new.model_copy(update={"updated": self._clock()})
             target[:] = [new]

@@ -129,7 +129,8 @@ class RunTracker:
         retries = int(data.get("retries", 0) or 0)
         delay = float(data.get("retry_delay_seconds", 0) or 0)
         silent = int((now - run.updated).total_seconds())
-        crashed = await self._creator.move(run, "Crashed", f"no heartbeat for {silent} s")
+        crashed = await self._creator.move(run, "Crashed", f"no heartbeat for {silent} s",
+                                           unchanged=True)
         await self._publish(crashed)
         if crashed.run_count <= retries:
             retry = await self._creator.move(
