@@ -52,7 +52,7 @@ MAX_LABEL_VALUES = 64
 MAX_VALUE_CHARS = 1024
 MAX_CHILDREN = 16
 MAX_DEPTH = 3
-MAX_THRESHOLD = 100_000
+MAX_THRESHOLD = 1000
 MAX_WITHIN = timedelta(days=30)
 MAX_WHEN_CHARS = 4096
 _LABEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
@@ -327,7 +327,7 @@ def parse_deployment_trigger(value: Any) -> DeploymentEventTrigger | DeploymentC
         result = _DEPLOYMENT_TRIGGER.validate_python(value)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first.get("loc", ()) if not str(p) in ("event", "compound", "sequence"))
+        where = ".".join(str(p) for p in first.get("loc", ()) if str(p) not in ("event", "compound", "sequence"))
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
         raise InvalidTrigger(f"trigger {where or 'definition'}: {message}") from None
     return result
