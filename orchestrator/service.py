@@ -161,6 +161,7 @@ class Orchestrator:
             await self.evaluator.purge(self.catalog.index, retired)
         for firing in await self.evaluator.sweep(self.catalog.index):
             await self.dispatcher.fire(firing)
+            await self.evaluator.confirm(firing)
         await self.scheduler.tick()
         await self.tracker.tick()
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from events.bus import Bus
 from events.cloudevent import CloudEvent
+from events.errors import BusUnavailable
 from orchestrator.service import Orchestrator
 from tests.orchestrator.support import (
     ManualClock,
@@ -190,4 +193,28 @@ async def test_proactive_for_each_watches_each_source(bus: Bus, clock: ManualClo
     await orch.tick()
     assert len(await flow_runs(bus)) == 1
     assert len(await state.keys()) == 2
+    await running.close()
+
+
+async def test_proactive_firing_survives_a_failed_run_creation(bus: Bus, clock: ManualClock) -> None:
+    running = await start(bus, fast_settings(), clock=clock)
+    orch = running.orch
+    await deploy(bus, triggers=[{"posture": "Proactive", "expect": ["svc.heartbeat"], "within": 60}])
+    await wait_until(lambda: _indexed(orch, 1))
+    await orch.evaluator.arm(orch.catalog.index)
+    clock.advance(61)
+    fire = orch.dispatcher.fire
+
+    async def broken(firing: object) -> None:
+        raise BusUnavailable("NATS went away mid-way")
+
+    orch.dispatcher.fire = broken  # type: ignore[method-assign,assignment]
+    with pytest.raises(BusUnavailable):
+        await orch.tick()
+    orch.dispatcher.fire = fire  # type: ignore[method-assign]
+    assert await flow_runs(bus) == []
+    await orch.tick()
+    await orch.tick()
+    assert len(await flow_runs(bus)) == 1
+    assert orch.evaluator.pending == {}
     await running.close()
