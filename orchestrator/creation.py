@@ -131,10 +131,10 @@ class RunCreator:
         limits = await self.limits_for(deployment, tags)
         initial, cancel = "Scheduled", False
         if limits and not await self.take_slots(request.flow_run_id, limits):
-            if deployment.collision_strategy == "ENQUEUE":
-                initial = "AwaitingConcurrencySlot"
-            else:
-                cancel = True
+            # Stored waiting first even for CANCEL_NEW: a crash before the cancel then
+            # leaves a queued run, never one over the limit.
+            initial = "AwaitingConcurrencySlot"
+            cancel = deployment.collision_strategy == "CANCEL_NEW"
         now = self._clock()
         run = FlowRun(
             id=request.flow_run_id,
