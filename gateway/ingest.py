@@ -57,8 +57,11 @@ def check_size(gateway: Gateway, events: Sequence[CloudEvent]) -> None:
 
 async def publish_events(gateway: Gateway, events: Sequence[CloudEvent], mode: str) -> list[str]:
     """Publish and wait for every ack; the ids accepted. 503 when NATS cannot take them."""
-    check_size(gateway, events)
     bus = gateway.bus
+    # The bus encodes each event once and refuses those over its own limit; encode here
+    # first only when the gateway's limit is the stricter one.
+    if gateway.settings.event_max_bytes < bus.settings.event_max_bytes:
+        check_size(gateway, events)
     if not bus.is_connected:
         gateway.metrics.events_rejected.labels("unavailable").inc()
         raise BusUnavailable("NATS is not connected")
@@ -67,6 +70,9 @@ async def publish_events(gateway: Gateway, events: Sequence[CloudEvent], mode: s
             acks = [await bus.publish(events[0])]
         else:
             acks = await bus.publish_many(events)
+    except EventTooLarge:
+        check_size(gateway, events)  # names the event at fault
+        raise
     except BusUnavailable:
         gateway.metrics.events_rejected.labels("unavailable").inc()
         raise
