@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from events.cloudevent import CloudEvent
 from events.errors import AlreadyExists, NotFound
@@ -27,7 +27,7 @@ from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
 from gateway.context import Gateway
-from gateway.problems import Problem
+from gateway.problems import Problem, invalid_input
 
 router = ApiRouter()
 
@@ -144,7 +144,10 @@ async def _announce(gateway: Gateway, change: str, deployment: Deployment) -> No
 @router.route("POST", "/deployments", scope=Scope.WRITE, summary="Create a deployment",
               body=DeploymentCreate, response=Deployment, status=201, errors=(409,))
 async def create_deployment(call: Call) -> Deployment:
-    deployment = Deployment.model_validate(call.body.model_dump())
+    try:
+        deployment = Deployment.model_validate(call.body.model_dump())
+    except ValidationError as exc:
+        raise invalid_input(exc) from None
     kv = await call.gateway.kv(_kv_name(call))
     try:
         await kv.create(deployment.name, deployment.model_dump_json().encode())
@@ -176,7 +179,10 @@ async def update_deployment(call: Call) -> Deployment:
 
     def apply(current: Deployment) -> Deployment:
         merged = {**current.model_dump(), **changes, "updated": datetime.now(UTC)}
-        return Deployment.model_validate(merged)
+        try:
+            return Deployment.model_validate(merged)
+        except ValidationError as exc:
+            raise invalid_input(exc) from None
 
     deployment = await _change(call, apply)
     await _announce(call.gateway, "updated", deployment)
