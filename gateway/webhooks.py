@@ -246,6 +246,8 @@ async def receive(request: web.Request) -> web.Response:
     hook = await load(await gateway.kv(gateway.bus.layout.webhooks), slug)
     if hook is None or not hook.enabled:
         raise missing
+    # Webhooks carry no API key: each one has a bucket of its own, with the same rate.
+    gateway.auth.limit(f"webhook:{slug}", f"webhook {slug!r}")
     body = await request.read()
     try:
         verify(gateway, hook, request.headers, body)

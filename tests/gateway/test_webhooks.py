@@ -317,3 +317,19 @@ async def test_duplicate_webhook_is_409_and_delete_is_404_after(client: aiohttp.
         assert r.status == 204
     async with client.delete("/api/v1/webhooks/dup") as r:
         assert r.status == 404
+
+
+async def test_each_webhook_is_rate_limited(start_gateway: Any, client: aiohttp.ClientSession, clock: Any) -> None:
+    await create_hook(client, slug="busy")
+    await create_hook(client, slug="quiet")
+    async with start_gateway(rate_limit_per_second=1, rate_limit_burst=1) as gw, \
+            aiohttp.ClientSession(base_url=gw.url) as s:
+        async with s.post("/hooks/busy", json={}) as r:
+            assert r.status == 202
+        async with s.post("/hooks/busy", json={}) as r:
+            assert r.status == 429 and r.headers["Retry-After"] == "1"
+        async with s.post("/hooks/quiet", json={}) as r:
+            assert r.status == 202
+        clock.advance(1)
+        async with s.post("/hooks/busy", json={}) as r:
+            assert r.status == 202
