@@ -70,6 +70,9 @@ class GatewaySettings(BaseSettings):
     wait_max_seconds: float = Field(
         default=300.0, gt=0, description="longest ?wait= accepted when running a deployment"
     )
+    streams_max_open: int = Field(
+        default=256, gt=0, description="SSE, WebSocket and log-follow streams open at once (503 beyond)"
+    )
     stream_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="keep-alive interval of event and log streams"
     )

@@ -192,3 +192,19 @@ async def test_run_with_wait_that_runs_out_is_202_without_state(client: aiohttp.
     async with client.post(f"{D}/etl/runs", json={}, params={"wait": "0.3"}) as r:
         answer = await r.json()
     assert r.status == 202 and answer["state"] is None and answer["final"] is False
+
+
+async def test_run_with_wait_ends_when_the_gateway_shuts_down(start_gateway: Any, client: aiohttp.ClientSession) -> None:
+    from gateway_helpers import ADMIN_KEY
+
+    await create(client)
+    started = asyncio.get_running_loop().time()
+    async with start_gateway(drain_timeout_seconds=20) as gw:
+        session = aiohttp.ClientSession(base_url=gw.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        waiting = asyncio.create_task(session.post(f"{D}/etl/runs", json={}, params={"wait": "30"}))
+        await asyncio.sleep(0.3)
+    response = await waiting
+    assert response.status == 202 and (await response.json())["final"] is False
+    assert asyncio.get_running_loop().time() - started < 10
+    response.close()
+    await session.close()
