@@ -30,8 +30,16 @@ class Gateway:
     metrics: Metrics = field(default_factory=Metrics)
     auth: Authenticator = field(init=False)
     replays: ReplayCache = field(init=False)
-
     _kvs: dict[str, KV] = field(init=False, default_factory=dict)
+    _streams: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        keys = KeyStore(self.bus, s, self.clock)
+        limiter = RateLimiter(s.rate_limit_per_second, s.rate_limit_burst, s.rate_limit_max_keys,
+                              self.clock)
+        self.auth = Authenticator(keys, limiter, s)
+        self.replays = ReplayCache(s.replay_cache_size, self.clock)
 
     async def kv(self, bucket: str) -> KV:
         """A KV bucket of the layout, looked up once."""
@@ -39,8 +47,6 @@ class Gateway:
         if kv is None:
             kv = self._kvs[bucket] = await self.bus.kv(bucket)
         return kv
-
-    _streams: int = field(init=False, default=0)
 
     @contextmanager
     def stream_slot(self) -> Iterator[None]:
@@ -58,14 +64,6 @@ class Gateway:
         finally:
             self._streams -= 1
             self.metrics.streams_open.dec()
-
-    def __post_init__(self) -> None:
-        s = self.settings
-        keys = KeyStore(self.bus, s, self.clock)
-        limiter = RateLimiter(s.rate_limit_per_second, s.rate_limit_burst, s.rate_limit_max_keys,
-                              self.clock)
-        self.auth = Authenticator(keys, limiter, s)
-        self.replays = ReplayCache(s.replay_cache_size, self.clock)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

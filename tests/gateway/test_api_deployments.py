@@ -137,6 +137,12 @@ async def test_run_request_is_the_contract_event_and_answers_the_run_id_at_once(
                           "tags": ["manual"], "name": "by-hand", "scheduled_start_time": None}
 
 
+async def test_run_needs_no_body_when_nothing_is_overridden(client: aiohttp.ClientSession) -> None:
+    await create(client)
+    async with client.post(f"{D}/etl/runs") as r:
+        assert r.status == 202 and (await r.json())["flow_run_id"]
+
+
 async def test_run_of_unknown_deployment_is_404(client: aiohttp.ClientSession) -> None:
     async with client.post(f"{D}/ghost/runs", json={}) as r:
         assert r.status == 404
