@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -110,18 +111,32 @@ async def batch_throughput(session: Any, url: str, seconds: float, batch: int, c
     return done / (time.perf_counter() - start)
 
 
+def mark(phase: str) -> None:
+    """Tell the gateway's process where a phase starts, so it can measure its own CPU."""
+    print(f"phase {phase}", flush=True)
+
+
 async def load(url: str, seconds: float, concurrency: int, batch: int) -> dict[str, float]:
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=concurrency * 2)
     async with aiohttp.ClientSession(connector=connector) as session:
         await single_throughput(session, url, 1.0, concurrency)  # warm up
+        mark("single")
         single = await single_throughput(session, url, seconds, concurrency)
+        mark("latency")
         latencies = sorted(await fixed_rate_latency(session, url, seconds, 1000.0))
+        mark("batch")
         batched = await batch_throughput(session, url, seconds, batch, 4)
+        mark("end")
     q = statistics.quantiles(latencies, n=100)
     return {"single_per_s": single, "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000,
             "latency_samples": len(latencies), "batch_events_per_s": batched}
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 # --- the system under test (this process) --------------------------------------------------
@@ -143,10 +158,24 @@ async def run_gateway(args: argparse.Namespace) -> dict[str, float]:
                 "--concurrency", str(args.concurrency), "--batch", str(args.batch),
                 stdout=subprocess.PIPE,
             )
-            out, _ = await process.communicate()
-            if process.returncode != 0:
+            assert process.stdout is not None
+            marks: dict[str, float] = {}
+            result: dict[str, float] = {}
+            async for raw in process.stdout:
+                line = raw.decode().strip()
+                if line.startswith("phase "):
+                    marks[line[6:]] = cpu_seconds()
+                elif line:
+                    result = dict(json.loads(line))
+            if await process.wait() != 0 or not result:
                 raise SystemExit(f"load generator failed ({process.returncode})")
-            return dict(json.loads(out))
+            # The gateway's own CPU per event (this process: HTTP server and NATS client).
+            seconds = args.seconds
+            result["cpu_us_single"] = 1e6 * (marks["latency"] - marks["single"]) / (
+                result["single_per_s"] * seconds)
+            result["cpu_us_batch"] = 1e6 * (marks["end"] - marks["batch"]) / (
+                result["batch_events_per_s"] * seconds)
+            return result
 
 
 def main() -> None:
@@ -168,6 +197,8 @@ def main() -> None:
           f"   (aim p99 <= 10 ms; {r['latency_samples']:,} samples)")
     print(f"events per second in batches:   {r['batch_events_per_s']:,.0f}   "
           f"(batches of {args.batch}; aim >= 20,000)")
+    print(f"gateway CPU per event:          {r['cpu_us_single']:.0f} us single, "
+          f"{r['cpu_us_batch']:.0f} us in batches (its process alone)")
 
 
 if __name__ == "__main__":
