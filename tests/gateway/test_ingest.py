@@ -55,6 +55,15 @@ async def test_binary_event_with_a_text_body_keeps_its_content_type(client: aioh
     assert (event.data, event.datacontenttype) == ("hello", "text/plain")
 
 
+async def test_binary_event_with_an_opaque_body_keeps_the_bytes(client: aiohttp.ClientSession, bus: Bus) -> None:
+    headers = {"ce-specversion": "1.0", "ce-id": "b1", "ce-source": "/s", "ce-type": "a.blob",
+               "content-type": "application/octet-stream"}
+    status, _ = await post(client, headers, b"\x00\xffraw")
+    assert status == 202
+    [event] = await stored_events(bus)
+    assert event.data == b"\x00\xffraw"
+
+
 async def test_missing_time_is_filled_in(client: aiohttp.ClientSession, bus: Bus) -> None:
     body = json.dumps({"specversion": "1.0", "id": "x", "source": "/s", "type": "a.b"}).encode()
     status, _ = await post(client, {"Content-Type": "application/cloudevents+json"}, body)
