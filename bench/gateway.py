@@ -3,7 +3,7 @@
 Starts its own embedded NATS and a gateway (auth on, rate limit off) in this
 process, and drives it from a separate load-generator process (aiohttp client)::
 
-    python bench/gateway.py [--seconds 5] [--concurrency 64] [--batch 500]
+    python bench/gateway.py [--seconds 5] [--concurrency 64] [--batch 500] [--workers 1]
 
 Aims on 2 cores, load generator included: >= 3,000 single events/s, p99 <= 10 ms
 at 1,000 events/s, >= 20,000 events/s in batches.
@@ -142,40 +142,73 @@ def cpu_seconds() -> float:
 # --- the system under test (this process) --------------------------------------------------
 
 
+async def drive(url: str, args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float]]:
+    """Run the load generator against ``url``; its results and this process's CPU at each phase."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--load", url, "--seconds", str(args.seconds),
+        "--concurrency", str(args.concurrency), "--batch", str(args.batch),
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    marks: dict[str, float] = {}
+    result: dict[str, float] = {}
+    async for raw in process.stdout:
+        line = raw.decode().strip()
+        if line.startswith("phase "):
+            marks[line[6:]] = cpu_seconds()
+        elif line:
+            result = dict(json.loads(line))
+    if await process.wait() != 0 or not result:
+        raise SystemExit(f"load generator failed ({process.returncode})")
+    return result, marks
+
+
+async def wait_ready(url: str) -> None:
+    import aiohttp
+
+    for _ in range(400):
+        try:
+            async with aiohttp.ClientSession() as s, s.get(url + "/readyz") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise SystemExit("the gateway workers did not become ready")
+
+
 async def run_gateway(args: argparse.Namespace) -> dict[str, float]:
     from events.bus import Bus
-    from events.embedded import EmbeddedNats
+    from events.embedded import EmbeddedNats, free_port
     from events.settings import NatsSettings
     from gateway.service import running
     from gateway.settings import GatewaySettings
+    from gateway.workers import serve_workers
 
     with tempfile.TemporaryDirectory(prefix="flowbus-bench-") as tmp, EmbeddedNats(tmp) as server:
         nats_settings = NatsSettings(nats_url=[server.url], namespace="bench")
         settings = GatewaySettings(port=0, admin_api_key=KEY, rate_limit_per_second=0)
-        async with await Bus.connect(nats_settings) as bus, running(bus, settings) as gw:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, __file__, "--load", gw.url, "--seconds", str(args.seconds),
-                "--concurrency", str(args.concurrency), "--batch", str(args.batch),
-                stdout=subprocess.PIPE,
-            )
-            assert process.stdout is not None
-            marks: dict[str, float] = {}
-            result: dict[str, float] = {}
-            async for raw in process.stdout:
-                line = raw.decode().strip()
-                if line.startswith("phase "):
-                    marks[line[6:]] = cpu_seconds()
-                elif line:
-                    result = dict(json.loads(line))
-            if await process.wait() != 0 or not result:
-                raise SystemExit(f"load generator failed ({process.returncode})")
-            # The gateway's own CPU per event (this process: HTTP server and NATS client).
-            seconds = args.seconds
-            result["cpu_us_single"] = 1e6 * (marks["latency"] - marks["single"]) / (
-                result["single_per_s"] * seconds)
-            result["cpu_us_batch"] = 1e6 * (marks["end"] - marks["batch"]) / (
-                result["batch_events_per_s"] * seconds)
+        if args.workers > 1:
+            settings = settings.model_copy(update={"port": free_port()})
+            stop = asyncio.Event()
+            workers = asyncio.create_task(
+                serve_workers(nats_settings, settings, args.workers, stop=stop))
+            url = f"http://{settings.host}:{settings.port}"
+            await wait_ready(url)
+            try:
+                result, _ = await drive(url, args)
+            finally:
+                stop.set()
+                await workers
             return result
+        async with await Bus.connect(nats_settings) as bus, running(bus, settings) as gw:
+            result, marks = await drive(gw.url, args)
+        # The gateway's own CPU per event (this process: HTTP server and NATS client).
+        result["cpu_us_single"] = 1e6 * (marks["latency"] - marks["single"]) / (
+            result["single_per_s"] * args.seconds)
+        result["cpu_us_batch"] = 1e6 * (marks["end"] - marks["batch"]) / (
+            result["batch_events_per_s"] * args.seconds)
+        return result
 
 
 def main() -> None:
@@ -183,6 +216,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight (single)")
     parser.add_argument("--batch", type=int, default=500, help="events per batch request")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="gateway processes on the port (flowbus gateway --workers)")
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
@@ -197,8 +232,10 @@ def main() -> None:
           f"   (aim p99 <= 10 ms; {r['latency_samples']:,} samples)")
     print(f"events per second in batches:   {r['batch_events_per_s']:,.0f}   "
           f"(batches of {args.batch}; aim >= 20,000)")
-    print(f"gateway CPU per event:          {r['cpu_us_single']:.0f} us single, "
-          f"{r['cpu_us_batch']:.0f} us in batches (its process alone)")
+    print(f"gateway processes:              {args.workers}")
+    if "cpu_us_single" in r:
+        print(f"gateway CPU per event:          {r['cpu_us_single']:.0f} us single, "
+              f"{r['cpu_us_batch']:.0f} us in batches (its process alone)")
 
 
 if __name__ == "__main__":
