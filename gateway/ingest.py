@@ -42,15 +42,18 @@ def with_time(event: CloudEvent) -> CloudEvent:
 
 def check_size(gateway: Gateway, events: Sequence[CloudEvent]) -> None:
     """413 naming the event when one is over the per-event limit."""
-    limit = min(gateway.settings.event_max_bytes, gateway.bus.settings.event_max_bytes)
+    own, bus = gateway.settings.event_max_bytes, gateway.bus.settings.event_max_bytes
+    limit = min(own, bus)
+    setting = "FLOWBUS_GATEWAY_EVENT_MAX_BYTES" if own <= bus else "FLOWBUS_EVENT_MAX_BYTES"
     for index, event in enumerate(events):
         try:
             encode(event, limit)
         except EventTooLarge as exc:
+            gateway.metrics.events_rejected.labels("too_large").inc()
             where = f"event [{index}]" if len(events) > 1 else "the event"
             raise Problem(
                 413, f"{where} is {exc.size} bytes encoded, over the per-event limit of "
-                f"{limit} bytes (setting FLOWBUS_GATEWAY_EVENT_MAX_BYTES)",
+                f"{limit} bytes (setting {setting})",
                 index=index, size=exc.size, limit=limit,
             ) from None
 
