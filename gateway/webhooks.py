@@ -237,6 +237,20 @@ def to_event(hook: StoredWebhook, request: web.Request, body: bytes) -> CloudEve
         ) from None
 
 
+def slack_challenge(hook: StoredWebhook, headers: Mapping[str, str], body: bytes) -> str | None:
+    """The challenge of Slack's URL verification (answered, not published), if this is one."""
+    if hook.verifier != Verifier.SLACK or media_type(headers) != "application/json":
+        return None
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if isinstance(payload, dict) and payload.get("type") == "url_verification":
+        challenge = payload.get("challenge")
+        return challenge if isinstance(challenge, str) else None
+    return None
+
+
 async def receive(request: web.Request) -> web.Response:
     """``/hooks/{slug}``: verify, map to a CloudEvent, store it; 202 with its id."""
     gateway = gateway_of(request)
@@ -254,6 +268,9 @@ async def receive(request: web.Request) -> web.Response:
     except SignatureRejected as exc:
         gateway.metrics.webhook_signatures_failed.labels(hook.verifier.value).inc()
         raise Problem(401, f"webhook {slug!r}: {exc}") from None
+    challenge = slack_challenge(hook, request.headers, body)
+    if challenge is not None:
+        return web.json_response({"challenge": challenge})
     if is_binary_mode(request.headers) or media_type(request.headers) in (
         STRUCTURED_CONTENT_TYPE, "application/cloudevents-batch+json"
     ):

@@ -190,6 +190,18 @@ async def test_slack_events_api_callback_uses_its_event_id(client: aiohttp.Clien
     assert event.type == "com.slack.app_mention" and event.data == payload
 
 
+async def test_slack_url_verification_is_answered_not_published(client: aiohttp.ClientSession, bus: Bus, clock: Any) -> None:
+    secret = await create_hook(client, slug="slack", verifier="slack")
+    body = json.dumps({"token": "Jhj5dZrVaK7ZwHHjRyZWjbDl", "type": "url_verification",
+                       "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}).encode()
+    headers = slack_headers(secret, body, int(clock.now), "application/json")
+    status, answer = await deliver(client, "slack", body, headers)
+    assert (status, answer) == (200, {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+    assert await stored_events(bus) == []
+    headers["X-Slack-Signature"] = "v0=" + "0" * 64
+    assert (await deliver(client, "slack", body, headers))[0] == 401
+
+
 async def test_slack_stale_timestamp_and_bad_signature_are_refused(client: aiohttp.ClientSession, clock: Any) -> None:
     secret = await create_hook(client, slug="slack", verifier="slack")
     body = b"command=%2Fx"
