@@ -116,7 +116,8 @@ def mark(phase: str) -> None:
     print(f"phase {phase}", flush=True)
 
 
-async def load(url: str, seconds: float, concurrency: int, batch: int) -> dict[str, float]:
+async def load(url: str, seconds: float, concurrency: int, batch: int,
+               batch_concurrency: int) -> dict[str, float]:
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=concurrency * 2)
@@ -127,7 +128,7 @@ async def load(url: str, seconds: float, concurrency: int, batch: int) -> dict[s
         mark("latency")
         latencies = sorted(await fixed_rate_latency(session, url, seconds, 1000.0))
         mark("batch")
-        batched = await batch_throughput(session, url, seconds, batch, 4)
+        batched = await batch_throughput(session, url, seconds, batch, batch_concurrency)
         mark("end")
     q = statistics.quantiles(latencies, n=100)
     return {"single_per_s": single, "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000,
@@ -147,7 +148,7 @@ async def drive(url: str, args: argparse.Namespace) -> tuple[dict[str, float], d
     process = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--load", url, "--seconds", str(args.seconds),
         "--concurrency", str(args.concurrency), "--batch", str(args.batch),
-        stdout=subprocess.PIPE,
+        "--batch-concurrency", str(args.batch_concurrency), stdout=subprocess.PIPE,
     )
     assert process.stdout is not None
     marks: dict[str, float] = {}
@@ -216,12 +217,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight (single)")
     parser.add_argument("--batch", type=int, default=500, help="events per batch request")
+    parser.add_argument("--batch-concurrency", type=int, default=4,
+                        help="batch requests in flight")
     parser.add_argument("--workers", type=int, default=1,
                         help="gateway processes on the port (flowbus gateway --workers)")
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
-        result = asyncio.run(load(args.load, args.seconds, args.concurrency, args.batch))
+        result = asyncio.run(load(args.load, args.seconds, args.concurrency, args.batch,
+                                  args.batch_concurrency))
         print(json.dumps(result))
         return
     logging.basicConfig(level=logging.WARNING)
@@ -231,7 +235,7 @@ def main() -> None:
     print(f"latency at 1,000 events/s:      p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"
           f"   (aim p99 <= 10 ms; {r['latency_samples']:,} samples)")
     print(f"events per second in batches:   {r['batch_events_per_s']:,.0f}   "
-          f"(batches of {args.batch}; aim >= 20,000)")
+          f"(batches of {args.batch}, {args.batch_concurrency} in flight; aim >= 20,000)")
     print(f"gateway processes:              {args.workers}")
     if "cpu_us_single" in r:
         print(f"gateway CPU per event:          {r['cpu_us_single']:.0f} us single, "
