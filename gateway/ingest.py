@@ -33,11 +33,10 @@ def media_type(headers: Mapping[str, str]) -> str:
     return headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
 
 
-def with_time(event: CloudEvent) -> CloudEvent:
-    """The event with ``time`` filled in (now, UTC) when the sender left it out."""
-    if event.time is not None:
-        return event
-    return event.model_copy(update={"time": datetime.now(UTC)})
+def with_time(events: list[CloudEvent]) -> list[CloudEvent]:
+    """The events with ``time`` filled in (when received, UTC) where the sender left it out."""
+    now = datetime.now(UTC)
+    return [e if e.time is not None else e.model_copy(update={"time": now}) for e in events]
 
 
 def check_size(gateway: Gateway, events: Sequence[CloudEvent]) -> None:
@@ -116,8 +115,7 @@ async def post_events(request: web.Request) -> web.Response:
     except (InvalidEvent, Problem):
         gateway.metrics.events_rejected.labels("invalid").inc()
         raise
-    events = [with_time(e) for e in events]
-    ids = await publish_events(gateway, events, mode)
+    ids = await publish_events(gateway, with_time(events), mode)
     return web.json_response({"ids": ids}, status=202)
 
 

@@ -275,7 +275,7 @@ async def receive(request: web.Request) -> web.Response:
         STRUCTURED_CONTENT_TYPE, "application/cloudevents-batch+json"
     ):
         events, _ = decode_request(request.headers, body)
-        events = [with_time(e) for e in events]
+        events = with_time(events)
     else:
         events = [to_event(hook, request, body)]
     ids = await publish_events(gateway, events, "webhook")
