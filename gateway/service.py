@@ -20,12 +20,17 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from events.bus import Bus
+from events.errors import FlowbusError
 from events.settings import NatsSettings
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from gateway.types import Clock
 
 log = logging.getLogger("flowbus.gateway")
+
+
+class ListenError(FlowbusError):
+    """The gateway could not bind its address (in use, not permitted, unknown host)."""
 
 
 @dataclass(frozen=True)
@@ -39,9 +44,12 @@ class RunningGateway:
 
 @asynccontextmanager
 async def running(
-    bus: Bus, settings: GatewaySettings, *, clock: Clock = time.time
+    bus: Bus, settings: GatewaySettings, *, clock: Clock = time.time, reuse_port: bool = False
 ) -> AsyncIterator[RunningGateway]:
-    """Listen on ``settings.host:port`` over an already connected ``bus``; stop on exit."""
+    """Listen on ``settings.host:port`` over an already connected ``bus``; stop on exit.
+
+    ``reuse_port`` lets several processes listen on the same port (see gateway.workers).
+    """
     app = create_app(bus, settings, clock=clock)
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None,
@@ -49,8 +57,15 @@ async def running(
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
-        await site.start()
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024,
+                           reuse_port=reuse_port or None)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError(
+                f"the gateway cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}; "
+                "choose another port (FLOWBUS_GATEWAY_PORT, --port; 0 picks a free one)"
+            ) from None
         host, port = runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in str(host) else str(host)
         gateway = RunningGateway(app, f"http://{shown}:{port}", int(port))
@@ -67,13 +82,14 @@ async def serve(
     ready: asyncio.Event | None = None,
     stop: asyncio.Event,
     announce: Callable[[str], None] | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Connect to NATS, serve until ``stop`` is set, then drain and close.
 
     ``ready`` is set once the gateway accepts requests; ``announce`` gets its URL.
     """
     async with await Bus.connect(nats_settings, name="flowbus-gateway") as bus:
-        async with running(bus, settings) as gateway:
+        async with running(bus, settings, reuse_port=reuse_port) as gateway:
             if announce is not None:
                 announce(gateway.url)
             if ready is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from flowbus.cli import deploy_cmd, dev, events_cmd, nats_cmd, orchestrator_cmd
+from flowbus.cli import deploy_cmd, dev, events_cmd, gateway_cmd, nats_cmd, orchestrator_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,6 +42,7 @@ cli.add_command(orchestrator_cmd.orchestrator_command)
 cli.add_command(deploy_cmd.deploy)
 cli.add_command(deploy_cmd.deployment)
 cli.add_command(deploy_cmd.flow_run)
+cli.add_command(gateway_cmd.gateway)
 
 
 def main() -> None:
