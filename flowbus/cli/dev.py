@@ -76,8 +76,9 @@ async def _deploy(bus: Any, project_dir: Path) -> list[str]:
     from flowbus.deploying import deploy_project
     from flowbus.project import PROJECT_FILE, load_project
 
-    project = load_project(project_dir / PROJECT_FILE)
-    outcome = await deploy_project(bus, project_dir.resolve(), project, source="flowbus/dev")
+    root = await asyncio.to_thread(project_dir.resolve)
+    project = load_project(root / PROJECT_FILE)
+    outcome = await deploy_project(bus, root, project, source="flowbus/dev")
     return [d.deployment.name for d in outcome.deployments]
 
 
