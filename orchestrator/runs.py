@@ -188,6 +188,14 @@ class RunTracker:
             self._held.pop(run_id, None)
             self._renewed.pop(run_id, None)
 
+    def slots_held(self) -> int:
+        """Concurrency slots held by the runs this tracker follows (a metric)."""
+        return sum(len(slots) for slots in self._held.values())
+
+    def waiting_for_slot(self) -> int:
+        """Runs queued in AwaitingConcurrencySlot (a metric)."""
+        return sum(1 for r in self.runs.values() if r.state.name == "AwaitingConcurrencySlot")
+
     async def start_queued(self) -> None:
         """Start AwaitingConcurrencySlot runs, oldest first, while slots are free."""
         waiting = sorted(

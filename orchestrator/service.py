@@ -52,6 +52,7 @@ class Orchestrator:
         self.leading = asyncio.Event()
         self.consuming = asyncio.Event()
         self.ready = asyncio.Event()
+        self._consumer: Consumer | None = None
 
     async def _setup(self) -> None:
         layout = self.bus.layout
@@ -164,6 +165,16 @@ class Orchestrator:
             await self.evaluator.confirm(firing)
         await self.scheduler.tick()
         await self.tracker.tick()
+        await self._observe()
+
+    async def _observe(self) -> None:
+        """Refresh the gauges read from JetStream and the run tracker."""
+        self.metrics.slots_in_use.set(self.tracker.slots_held())
+        self.metrics.runs_waiting.set(self.tracker.waiting_for_slot())
+        if self._consumer is not None:
+            info = await self._consumer.info()
+            self.metrics.consumer_pending.set(info.num_pending or 0)
+            self.metrics.consumer_ack_pending.set(info.num_ack_pending or 0)
 
     async def _consume(self, halt: asyncio.Event) -> None:
         settings = self.settings
@@ -174,6 +185,7 @@ class Orchestrator:
             max_ack_pending=settings.max_in_flight * 4,
             deliver_new=True,
         )
+        self._consumer = consumer
         self.consuming.set()
         in_flight: set[asyncio.Task[None]] = set()
         try:
@@ -184,6 +196,7 @@ class Orchestrator:
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
+            self._consumer = None
             await consumer.close()
 
     async def _fetch_loop(
@@ -224,6 +237,7 @@ class Orchestrator:
             if event.type == RUN_REQUESTED:
                 await self.dispatcher.run_requested(view)
             leaves = self.catalog.index.match(view)
+            self.metrics.evaluations.inc(len(leaves))
             if leaves:
                 for firing in await self.evaluator.on_event(self.catalog.index, view, leaves):
                     await self.dispatcher.fire(firing)

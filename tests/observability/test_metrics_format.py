@@ -60,8 +60,13 @@ async def test_orchestrator_metrics_are_valid(nats_settings: NatsSettings, promt
         stop.set()
         await task
     assert check_metrics(promtool, text) == ""
-    assert "flowbus_orchestrator_leader" in text
-    assert "flowbus_orchestrator_event_to_job_seconds_bucket" in text
+    for name in ("flowbus_orchestrator_leader", "flowbus_orchestrator_event_to_job_seconds_bucket",
+                 "flowbus_orchestrator_consumer_pending", "flowbus_orchestrator_consumer_ack_pending",
+                 "flowbus_orchestrator_concurrency_slots_in_use",
+                 "flowbus_orchestrator_runs_waiting_for_slot",
+                 "flowbus_orchestrator_trigger_evaluations_total"):
+        assert name in text, name
+    assert 'le="3600.0"' in text  # buckets reach hours
 
 
 def test_the_check_catches_a_badly_named_counter(promtool: str) -> None:
