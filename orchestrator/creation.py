@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from events.cloudevent import CloudEvent
 from events.errors import AlreadyExists, TransitionRejected, UpdateConflict
 from events.kv import KV
 from events.records import Deployment, FlowRun, State
-from orchestrator.metrics import Metrics
+from orchestrator.metrics import JOB_TIMES, Metrics
 from orchestrator.settings import OrchestratorSettings
 
 log = logging.getLogger("flowbus.orchestrator.creation")
@@ -186,6 +187,9 @@ class RunCreator:
             self._bus.layout.runs_subject(run.work_pool), body, {MSG_ID_HEADER: job_id}
         )
         self._published[job_id] = None
+        times = JOB_TIMES.get()
+        if times is not None:
+            times.append(time.perf_counter())
         while len(self._published) > PUBLISHED_KEPT:
             self._published.popitem(last=False)
 

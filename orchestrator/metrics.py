@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections import deque
+from contextvars import ContextVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# perf_counter() of each job published while handling the current event (one list per task).
+JOB_TIMES: ContextVar[list[float] | None] = ContextVar("flowbus_job_times", default=None)
 
 
 class Metrics:
@@ -30,3 +36,7 @@ class Metrics:
         self.triggers = Gauge("flowbus_orchestrator_triggers", "deployment triggers indexed", registry=r)
         self.tracked = Gauge("flowbus_orchestrator_tracked_runs", "non-final runs watched", registry=r)
         self.leader = Gauge("flowbus_orchestrator_leader", "1 while this instance leads", registry=r)
+        # The latest event-to-job latencies in seconds, for the benchmark's percentiles.
+        self.latency_samples: deque[float] = deque(maxlen=100_000)
+        # The same from the moment JetStream stored the event (its timestamp).
+        self.stored_latency_samples: deque[float] = deque(maxlen=100_000)

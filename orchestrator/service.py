@@ -29,7 +29,7 @@ from orchestrator.dispatch import RUN_REQUESTED, Dispatcher
 from orchestrator.evaluator import TriggerEvaluator
 from orchestrator.index import EventView
 from orchestrator.leader import LeaderLease
-from orchestrator.metrics import Metrics
+from orchestrator.metrics import JOB_TIMES, Metrics
 from orchestrator.runs import RunTracker
 from orchestrator.scheduler import Scheduler
 from orchestrator.settings import OrchestratorSettings
@@ -182,6 +182,8 @@ class Orchestrator:
     async def handle(self, delivery: Delivery) -> None:
         """Match one event, create the runs it causes, then ack it."""
         started = time.perf_counter()
+        job_times: list[float] = []
+        JOB_TIMES.set(job_times)
         try:
             try:
                 event = delivery.event
@@ -191,15 +193,17 @@ class Orchestrator:
                 await delivery.term()
                 return
             view = EventView(event, delivery.timestamp)
-            created = 0
             if event.type == RUN_REQUESTED:
-                created += await self.dispatcher.run_requested(view) is not None
+                await self.dispatcher.run_requested(view)
             leaves = self.catalog.index.match(view)
             if leaves:
                 for firing in await self.evaluator.on_event(self.catalog.index, view, leaves):
-                    created += await self.dispatcher.fire(firing) is not None
-            if created:
-                self.metrics.latency.observe(time.perf_counter() - started)
+                    await self.dispatcher.fire(firing)
+            if job_times:
+                self.metrics.latency.observe(job_times[0] - started)
+                self.metrics.latency_samples.append(job_times[0] - started)
+                stored = time.time() - delivery.timestamp.timestamp() - (time.perf_counter() - started)
+                self.metrics.stored_latency_samples.append(stored + job_times[0] - started)
             await delivery.ack()
             self.metrics.events.labels("matched" if leaves else "unmatched").inc()
         except asyncio.CancelledError:
