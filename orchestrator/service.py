@@ -23,6 +23,8 @@ from events.bus import Bus, Consumer, Delivery
 from events.errors import FlowbusError, InvalidEvent
 from events.records import utcnow
 from events.settings import NatsSettings
+from orchestrator.automations.engine import AutomationEngine
+from orchestrator.automations.settings import AutomationSettings
 from orchestrator.creation import RunCreator
 from orchestrator.deployments import DeploymentCatalog
 from orchestrator.dispatch import RUN_REQUESTED, Dispatcher
@@ -45,9 +47,11 @@ class Orchestrator:
     def __init__(
         self, bus: Bus, settings: OrchestratorSettings, *, clock: Clock = utcnow,
         metrics: Metrics | None = None, identity: str | None = None,
+        automation_settings: AutomationSettings | None = None,
     ) -> None:
         self.bus = bus
         self.settings = settings
+        self.automation_settings = automation_settings or AutomationSettings()
         self.clock = clock
         self.metrics = metrics or Metrics()
         self._identity = identity
@@ -69,14 +73,21 @@ class Orchestrator:
         )
         self.scheduler = Scheduler(self.catalog, self.creator, self.clock)
         self.lease = LeaderLease(await self.bus.kv(layout.leases), self._identity)
+        self.automations = AutomationEngine(
+            self.bus, self.automation_settings, self.catalog, self.creator, self.clock,
+            self.metrics.registry,
+        )
+        await self.automations.setup()
         self.catalog.on_change(lambda name, d: self.metrics.triggers.set(len(self.catalog.index)))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set: follow deployments, lead when the lease allows."""
         await self._setup()
         await self.catalog.load()
+        await self.automations.load()
         async with asyncio.TaskGroup() as tg:
             follower = tg.create_task(self.catalog.follow())
+            automations = tg.create_task(self.automations.follow())
             self.ready.set()
             try:
                 while not stop.is_set():
@@ -86,6 +97,8 @@ class Orchestrator:
                         await _wait(stop, self._lease_period() / 2)
             finally:
                 follower.cancel()
+                automations.cancel()
+                await self.automations.close()
 
     def _lease_period(self) -> float:
         return self.bus.settings.lease_ttl_seconds * self.settings.lease_renew_fraction
@@ -96,6 +109,7 @@ class Orchestrator:
         self.metrics.leader.set(1)
         try:
             await self.evaluator.arm(self.catalog.index)
+            await self.automations.arm()
             await self.tracker.load()
             async with asyncio.TaskGroup() as tg:
                 tasks = [
@@ -136,6 +150,7 @@ class Orchestrator:
             await self.dispatcher.fire(firing)
         await self.scheduler.tick()
         await self.tracker.tick()
+        await self.automations.tick()
 
     async def _consume(self, halt: asyncio.Event) -> None:
         settings = self.settings
@@ -204,6 +219,7 @@ class Orchestrator:
                 self.metrics.latency_samples.append(job_times[0] - started)
                 stored = time.time() - delivery.timestamp.timestamp() - (time.perf_counter() - started)
                 self.metrics.stored_latency_samples.append(stored + job_times[0] - started)
+            await self.automations.on_event(view)
             await delivery.ack()
             self.metrics.events.labels("matched" if leaves else "unmatched").inc()
         except asyncio.CancelledError:

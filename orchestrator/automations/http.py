@@ -1,0 +1,119 @@
+"""Outgoing HTTP of automations: signed webhook calls with retries (aiohttp client).
+
+A body sent with a secret carries two headers so the receiver can check it came from
+flowbus and is fresh (docs/automations.md shows the receiver's side):
+
+- ``X-Flowbus-Timestamp``: Unix seconds when it was signed;
+- ``X-Flowbus-Signature``: ``sha256=`` + hex HMAC-SHA256 of ``<timestamp>.<body>``.
+
+``X-Flowbus-Delivery`` carries the action's idempotency key, the same on every retry,
+so a receiver can drop a repeat. 5xx answers, 429, timeouts and connection errors are
+retried with exponential backoff; another 4xx fails at once (retrying cannot help).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from events.errors import FlowbusError
+
+SIGNATURE_HEADER = "X-Flowbus-Signature"
+TIMESTAMP_HEADER = "X-Flowbus-Timestamp"
+DELIVERY_HEADER = "X-Flowbus-Delivery"
+MAX_RESPONSE_KEPT = 512
+
+
+class DeliveryFailed(FlowbusError):
+    """An action could not be done; ``permanent`` when retrying cannot help."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Flowbus-Signature`` value for ``body`` signed at ``timestamp``."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str, *, tolerance: float = 300) -> bool:
+    """What a receiver does: check the signature and that the timestamp is recent."""
+    try:
+        fresh = abs(time.time() - float(timestamp)) <= tolerance
+    except ValueError:
+        return False
+    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff: ``base * 2**n``, at most ``cap`` seconds."""
+
+    base: float
+    cap: float
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.cap, self.base * 2**attempt))
+
+
+class HttpSender:
+    """One aiohttp session for every webhook and chat notification."""
+
+    def __init__(self, backoff: Backoff, timeout: float) -> None:
+        self._backoff = backoff
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers={"User-Agent": "flowbus-automations"},
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+            )
+        return self._session
+
+    async def send(
+        self, url: str, body: bytes, *, method: str = "POST", headers: Mapping[str, str] | None = None,
+        secret: str | None = None, delivery: str = "", attempts: int = 1, time_limit: float | None = None,
+    ) -> int:
+        """Send until a 2xx/3xx answer; its status. :class:`DeliveryFailed` once attempts run out."""
+        last = "no attempt made"
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(self._backoff.delay(attempt - 1))
+            sent = {"Content-Type": "application/json", **(headers or {})}
+            if delivery:
+                sent[DELIVERY_HEADER] = delivery
+            if secret:
+                stamp = str(int(time.time()))
+                sent[TIMESTAMP_HEADER] = stamp
+                sent[SIGNATURE_HEADER] = sign(secret, stamp, body)
+            try:
+                async with self._client().request(
+                    method, url, data=body, headers=sent, allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=time_limit or self._timeout),
+                ) as response:
+                    if response.status < 400:
+                        return response.status
+                    text = (await response.text(errors="replace"))[:MAX_RESPONSE_KEPT]
+                    last = f"{method} {url} answered {response.status}: {text}"
+                    if response.status < 500 and response.status != 429:
+                        raise DeliveryFailed(last, permanent=True)
+            except TimeoutError:
+                last = f"{method} {url} timed out"
+            except aiohttp.ClientError as exc:
+                last = f"{method} {url} failed: {type(exc).__name__}: {exc}"
+        raise DeliveryFailed(f"{last} (after {attempts} attempts)")

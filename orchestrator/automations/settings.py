@@ -1,0 +1,33 @@
+"""Settings of the automations engine (``FLOWBUS_AUTOMATIONS_*``), read once at start-up."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from events.settings import register
+
+
+@register
+class AutomationSettings(BaseSettings):
+    """How automations fire and how their actions are delivered."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWBUS_AUTOMATIONS_", extra="forbid", frozen=True)
+
+    max_firings_per_minute: int = Field(
+        default=120, gt=0, le=1_000_000,
+        description="firings one automation may have per minute; more are dropped (loop safety net)",
+    )
+    action_attempts: int = Field(
+        default=3, ge=1, le=20, description="attempts of an action (other than call-webhook) before dead-lettering"
+    )
+    retry_base_seconds: float = Field(default=0.2, gt=0, le=60, description="first retry delay")
+    retry_max_seconds: float = Field(default=5, gt=0, le=300, description="longest retry delay")
+    http_timeout_seconds: float = Field(default=10, gt=0, le=120, description="notification HTTP timeout")
+    max_dead_letters: int = Field(default=10_000, gt=0, description="dead letters kept; older ones go first")
+    max_pending_flow_control: int = Field(
+        default=10_000, gt=0, description="debounce/batch/throttle buckets waiting in memory"
+    )
+    result_max_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="largest flow-run result loaded into templates"
+    )
