@@ -55,6 +55,10 @@ MAX_TEXT = 64 * 1024
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 FLOW_RUN_EVENT = "flowbus.flow-run.{state}"
 DEPLOYMENT_LABELS = ("data.deployment_name", "data.deployment")
+_EVENT_LABELS = frozenset({
+    "id", "source", "type", "subject", "time", "specversion", "datacontenttype", "dataschema",
+    "prefect.resource.id", "flowbus.resource.id",
+})
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 
 
@@ -138,10 +142,12 @@ class AutomationSequenceTrigger(SequenceTrigger, _FlowControl):
     """A :class:`SequenceTrigger` with flow control."""
 
 
-def _kind(value: Any) -> str:
+def _kind(value: Any) -> str | None:
     if isinstance(value, dict):
         return str(value.get("type", "event"))
-    return str(getattr(value, "type", "event"))
+    if isinstance(value, BaseModel):
+        return str(getattr(value, "type", "event"))
+    return None
 
 
 AutomationTrigger = Annotated[
@@ -358,19 +364,6 @@ Action = Annotated[
 ]
 
 
-def _check_action_types(value: Any) -> Any:
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            if not isinstance(item, dict):
-                raise ValueError(f"action {index} must be an object with a 'type'")
-            if item.get("type") not in ACTION_NAMES:
-                raise ValueError(
-                    f"action {index} has unknown type {item.get('type')!r}; "
-                    f"use one of {', '.join(ACTION_NAMES)}"
-                )
-    return value
-
-
 # --- the automation -------------------------------------------------------------------------
 
 
@@ -385,7 +378,7 @@ class AutomationSpec(BaseModel):
     tags: list[str] = Field(default_factory=list, max_length=64, description="labels for people")
     trigger: AutomationTrigger = Field(description="when it fires (events.triggers, + flow control)")
     actions: list[Action] = Field(
-        default_factory=list, max_length=MAX_ACTIONS, description="run, in order, when it fires"
+        min_length=1, max_length=MAX_ACTIONS, description="run, in order, when it fires"
     )
     actions_on_trigger: list[Action] = Field(
         default_factory=list, max_length=MAX_ACTIONS, description="run after `actions` when it fires"
@@ -394,11 +387,6 @@ class AutomationSpec(BaseModel):
         default_factory=list, max_length=MAX_ACTIONS,
         description="run when a Proactive trigger's events arrive after it fired",
     )
-
-    @field_validator("actions", "actions_on_trigger", "actions_on_resolve", mode="before")
-    @classmethod
-    def _known_types(cls, value: Any) -> Any:
-        return _check_action_types(value)
 
     @field_validator("tags")
     @classmethod
@@ -410,8 +398,6 @@ class AutomationSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> AutomationSpec:
-        if not (self.actions or self.actions_on_trigger or self.actions_on_resolve):
-            raise ValueError("an automation needs at least one action")
         if self.actions_on_resolve and not _is_proactive(self.trigger):
             raise ValueError(
                 "actions_on_resolve need a Proactive trigger: only a missing event can resolve"
@@ -446,11 +432,17 @@ def _leaves(trigger: Any) -> list[EventTrigger]:
 
 def _may_see_deployment(leaf: EventTrigger, deployment: str) -> bool:
     """Whether the leaf's labels let through flow-run events of ``deployment``."""
-    for label in DEPLOYMENT_LABELS:
-        spec = leaf.match.get(label)
-        if spec is None:
-            continue
+    for label, spec in leaf.match.items():
         values = [spec] if isinstance(spec, str) else spec
+        if label not in _EVENT_LABELS and not label.startswith("data.") and any(
+            not v.startswith("!") for v in values
+        ):
+            return False  # a label of data.resource, which flow-run events do not carry
+    for label in DEPLOYMENT_LABELS:
+        wanted = leaf.match.get(label)
+        if wanted is None:
+            continue
+        values = [wanted] if isinstance(wanted, str) else wanted
         negative = [v[1:] for v in values if v.startswith("!")]
         positive = [v for v in values if not v.startswith("!")]
         if any(type_matches(v, deployment) for v in negative):
