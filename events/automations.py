@@ -597,6 +597,9 @@ class EmailChannel(BaseModel):
     host: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9.:-]+$", description="SMTP host")
     port: int = Field(default=587, ge=1, le=65535, description="SMTP port")
     starttls: bool = Field(default=True, description="upgrade the connection with STARTTLS")
+    tls_ca_file: str | None = Field(
+        default=None, max_length=4096, description="CA bundle to verify the server (default: system CAs)"
+    )
     username: str | None = Field(default=None, max_length=256, description="SMTP login")
     password: str | None = Field(default=None, max_length=1024, description="SMTP password")
     sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=256, description="From address")

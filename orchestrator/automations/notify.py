@@ -77,7 +77,7 @@ def _send_email(config: EmailChannel, subject: str, body: str) -> None:
     with smtplib.SMTP(config.host, config.port, timeout=config.timeout_seconds) as smtp:
         smtp.ehlo()
         if config.starttls:
-            smtp.starttls(context=ssl.create_default_context())
+            smtp.starttls(context=ssl.create_default_context(cafile=config.tls_ca_file))
             smtp.ehlo()
         if config.username:
             smtp.login(config.username, config.password or "")
