@@ -82,16 +82,17 @@ class Receiver:
 
     statuses: list[int] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
-    delay: float = 0.0
+    delays: list[float] = field(default_factory=list)
     url: str = ""
     runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        status = self.statuses.pop(0) if self.statuses else 200
         self.requests.append(Request(request.path, dict(request.headers), body))
+        delay = self.delays.pop(0) if self.delays else 0.0
+        if delay:
+            await asyncio.sleep(delay)
+        status = self.statuses.pop(0) if self.statuses else 200
         return web.Response(status=status, text="ok" if status < 400 else "nope")
 
     async def start(self) -> Receiver:
@@ -108,9 +109,6 @@ class Receiver:
     async def close(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
-
-    def delivered(self) -> list[Request]:
-        return [r for r in self.requests]
 
 
 async def events_of(bus: Bus, kind: str) -> list[CloudEvent]:
