@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -416,8 +417,8 @@ class Automation(AutomationSpec):
     """A stored automation (key: ``id`` in ``flowbus-automations``)."""
 
     id: str = Field(pattern=NAME, description="the automation's id")
-    created: Any = Field(default=None, description="when it was created (RFC 3339)")
-    updated: Any = Field(default=None, description="when it last changed (RFC 3339)")
+    created: datetime | None = Field(default=None, description="when it was created")
+    updated: datetime | None = Field(default=None, description="when it last changed")
 
 
 def _is_proactive(trigger: Any) -> bool:

@@ -9,7 +9,12 @@ from events import automation_store as store
 from events.automations import source_of
 from events.bus import MSG_ID_HEADER, Bus
 from events.cloudevent import CloudEvent
-from orchestrator.automations.http import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from orchestrator.automations.http import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    verify,
+)
 from orchestrator.service import Orchestrator
 from tests.automations.support import Receiver, event, events_of, wait_events, wait_until
 

@@ -25,7 +25,7 @@ class Mailbox:
         self.messages: list[dict[str, Any]] = []
         self.logins: list[str] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append({"to": envelope.rcpt_tos, "message": message_from_bytes(envelope.content),
                               "tls": session.ssl is not None})
         return "250 OK"
