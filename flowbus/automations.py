@@ -11,8 +11,9 @@
 >>> Automation.read(name="load after extract").pause()  # doctest: +SKIP
 
 Every method has an async twin with an ``a`` prefix (``await auto.acreate()``).
-A definition that is wrong (unknown action, bad template, a loop) raises
-:class:`events.automations.InvalidAutomation` naming the field, before anything is stored.
+A definition that is wrong (unknown action, bad template, a loop) is refused when
+the object is built (pydantic's ``ValidationError``, a ``ValueError`` naming the field),
+before anything is stored.
 """
 
 from __future__ import annotations
