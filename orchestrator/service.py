@@ -76,6 +76,7 @@ class Orchestrator:
         self.automations = AutomationEngine(
             self.bus, self.automation_settings, self.catalog, self.creator, self.clock,
             self.metrics.registry,
+            create_requested=lambda e: self.dispatcher.run_requested(EventView(e, self.clock())),
         )
         await self.automations.setup()
         self.catalog.on_change(lambda name, d: self.metrics.triggers.set(len(self.catalog.index)))

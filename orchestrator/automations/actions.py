@@ -7,8 +7,9 @@ Failed, a run past its attempts) returns a note instead of failing.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +33,7 @@ from events.automations import (
 )
 from events.bus import Bus
 from events.cloudevent import CloudEvent
-from events.deployments import read_result, request_cancel, request_run, set_paused
+from events.deployments import read_result, request_cancel, run_request_event, set_paused
 from events.errors import BusUnavailable, NotFound, PublishFailed, TransitionRejected
 from events.records import FlowRun
 from events.templates import render, render_value
@@ -55,6 +56,9 @@ class FiringContext:
     events: list[dict[str, Any]]
     resolve: bool = False
     values: dict[str, Any] = field(default_factory=dict)
+    # The firing's own event (triggered/resolved), published while the actions start;
+    # awaited before any action event, so the stream keeps them in order.
+    announced: Awaitable[Any] | None = None
 
     def flow_run(self) -> dict[str, Any] | None:
         event = self.event
@@ -98,6 +102,7 @@ class ActionRunner:
     def __init__(
         self, bus: Bus, deployments: DeploymentCatalog, creator: RunCreator, http: HttpSender,
         notifier: Notifier, clock: Callable[[], datetime], result_max_bytes: int,
+        create_requested: Callable[[CloudEvent], Awaitable[Any]] | None = None,
     ) -> None:
         self._bus = bus
         self._deployments = deployments
@@ -106,6 +111,7 @@ class ActionRunner:
         self._notifier = notifier
         self._clock = clock
         self._result_max_bytes = result_max_bytes
+        self._create_requested = create_requested
 
     async def template_context(self, ctx: FiringContext, templates: Any) -> dict[str, Any]:
         """The variables for ``templates``; the flow run's result only when they name it."""
@@ -216,11 +222,16 @@ class ActionRunner:
             raise DeliveryFailed(f"deployment {name!r} is paused; resume it to run it", permanent=True)
         values = await self.template_context(ctx, action.parameters)
         parameters = render_value(action.parameters, values)
-        run_id = await request_run(
-            self._bus, name, parameters, source=source_of(ctx.automation.id), tags=action.tags,
-            idempotency_key=key,
+        request = run_request_event(
+            name, parameters, source=source_of(ctx.automation.id), tags=action.tags, idempotency_key=key,
         )
-        return {"deployment": name, "flow_run_id": run_id}
+        if self._create_requested is None:
+            await self._bus.publish(request)
+        else:
+            # The leader creates the run now, as it will again (idempotently) when the
+            # request arrives from the stream: one hop through JetStream saved.
+            await asyncio.gather(self._bus.publish(request), self._create_requested(request))
+        return {"deployment": name, "flow_run_id": str(request.data["flow_run_id"])}
 
     async def _record(self, run_id: str) -> FlowRun:
         kv = await self._bus.kv(self._bus.layout.flow_runs)

@@ -123,6 +123,8 @@ class Deliveries:
     async def _publish(self, kind: str, key: str, ctx: FiringContext, index: int, action: Any,
                        extra: dict[str, Any]) -> None:
         event = ctx.event
+        if ctx.announced is not None:
+            await ctx.announced
         await self._bus.publish(CloudEvent.create(
             kind, source=source_of(ctx.automation.id), id=f"{key}:{kind.rsplit('.', 1)[-1]}",
             subject=f"flowbus.automation.{ctx.automation.id}",

@@ -15,10 +15,11 @@ its own actions published (their source is ``flowbus/automations/<id>``).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -66,12 +67,14 @@ class AutomationEngine:
     def __init__(
         self, bus: Bus, settings: AutomationSettings, deployments: DeploymentCatalog,
         creator: RunCreator, clock: Callable[[], datetime], registry: CollectorRegistry | None = None,
+        create_requested: Callable[[CloudEvent], Awaitable[Any]] | None = None,
     ) -> None:
         self.bus = bus
         self.settings = settings
         self._deployments = deployments
         self._creator = creator
         self._clock = clock
+        self._create_requested = create_requested
         self.metrics = AutomationMetrics(registry)
         self._due: dict[str, datetime] = {}  # flow-control key -> when it is due
         self._open: dict[str, str] = {}  # open.<trigger state key> -> firing key (Proactive)
@@ -88,6 +91,7 @@ class AutomationEngine:
         runner = ActionRunner(
             self.bus, self._deployments, self._creator, self.http,
             Notifier(self.http, attempts=1), self._clock, settings.result_max_bytes,
+            self._create_requested,
         )
         self.deliveries = Deliveries(
             self.bus, await self.bus.kv(layout.automation_deliveries), self._state, runner,
@@ -267,19 +271,24 @@ class AutomationEngine:
             self.metrics.firings.labels("rate-limited").inc()
             return 0
         self.metrics.firings.labels("resolved" if resolve else "triggered").inc()
-        ctx = FiringContext(automation, key, events[-1], events, resolve)
         kind = EVENT_RESOLVED if resolve else EVENT_TRIGGERED
-        await self.bus.publish(CloudEvent.create(
+        announced = asyncio.ensure_future(self.bus.publish(CloudEvent.create(
             kind, source=source_of(automation.id),
             id=hashlib.sha256(f"{automation.id}\x1f{kind}\x1f{key}".encode()).hexdigest()[:40],
             subject=f"flowbus.automation.{automation.id}",
             data={"automation_id": automation.id, "automation_name": automation.name,
                   "firing": key, "events": len(events),
                   "triggering_event": {k: events[-1].get(k) for k in ("id", "source", "type")}},
-        ))
+        )))
+        ctx = FiringContext(automation, key, events[-1], events, resolve, announced=announced)
         actions = automation.actions_on_resolve if resolve else automation.firing_actions()
-        for index, action in enumerate(actions):
-            await self.deliveries.deliver(action, index, ctx)
+        try:
+            for index, action in enumerate(actions):
+                await self.deliveries.deliver(action, index, ctx)
+        finally:
+            if not announced.done():
+                await asyncio.wait({announced})
+        announced.result()  # a failed announcement fails the firing: the event is redelivered
         return 1
 
     async def redrive(self, key: str) -> str:
