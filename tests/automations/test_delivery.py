@@ -198,3 +198,43 @@ async def test_triggered_event_names_the_automation_and_event(bus: Bus, orchestr
     assert triggered.data["automation_id"] == made
     assert triggered.data["triggering_event"] == {"id": ev.id, "source": "/test", "type": ev.type}
     assert json.dumps(triggered.data)
+
+
+async def test_a_template_the_sandbox_refuses_is_dead_lettered_with_the_reason(
+    bus: Bus, orchestrator: Orchestrator, receiver: Receiver
+) -> None:
+    await store.save_channel(bus, {"name": "ops", "config": {"kind": "webhook", "url": receiver.url}})
+    await automation(bus, orchestrator, {"type": "send-notification", "channel": "ops",
+                                          "body": "{{ event.__class__.__mro__ }}"})
+    await bus.publish(event("shop.order.created"))
+    (failed,) = await wait_events(bus, "flowbus.automation.action.failed")
+    assert "template" in failed.data["reason"] and failed.data["attempts"] == 1
+    assert receiver.requests == []
+
+
+async def test_an_automation_can_pause_itself_after_firing(bus: Bus, orchestrator: Orchestrator) -> None:
+    made = await automation(bus, orchestrator, {"type": "pause-automation"})
+    await bus.publish(event("shop.order.created"))
+    await wait_events(bus, "flowbus.automation.action.executed")
+    assert (await store.get_automation(bus, made)).enabled is False
+
+    await wait_until(lambda: _no_triggers(orchestrator))
+    await bus.publish(event("shop.order.created"))
+    await bus.publish(event("ops.marker"))
+    await wait_until(lambda: _handled(orchestrator, 4))
+    assert len(await events_of(bus, "flowbus.automation.triggered")) == 1
+
+
+async def _no_triggers(orchestrator: Orchestrator) -> bool:
+    return len(orchestrator.automations.catalog.index) == 0
+
+
+async def test_a_rejected_state_change_is_dead_lettered(bus: Bus, orchestrator: Orchestrator) -> None:
+    from tests.automations.support import finished_run
+
+    await finished_run(bus, "etl", "Completed", run_id="done-1", publish=False)
+    await automation(bus, orchestrator, {"type": "change-flow-run-state", "flow_run_id": "done-1",
+                                          "state": "Running"})
+    await bus.publish(event("shop.order.created"))
+    (failed,) = await wait_events(bus, "flowbus.automation.action.failed")
+    assert "Completed, a final state" in failed.data["reason"]

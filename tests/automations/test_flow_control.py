@@ -176,3 +176,20 @@ def test_debounce_keeps_the_latest_event_and_moves_the_deadline() -> None:
     assert flowcontrol.expire(config, state, NOW.replace(second=14))[1] == []
     _, out = flowcontrol.expire(config, state, NOW.replace(second=15))
     assert out == [{"key": "debounce:k2", "events": [{"n": 2}]}]
+
+
+async def test_a_batch_survives_an_orchestrator_restart(bus: Bus, clock: ManualClock) -> None:
+    from tests.automations.support import start
+
+    first = await start(bus, clock)
+    await automation(bus, first.orch, {"expect": ["shop.order.created"], "batch": {"size": 5, "seconds": 30}})
+    await publish_handled(bus, first.orch, *orders("o1"))
+    await publish_handled(bus, first.orch, *orders("o2"))
+    await first.close()
+    second = await start(bus, clock)
+    try:
+        clock.advance(31)
+        assert await second.orch.automations.tick() == 1
+        assert (await wait_fired(bus, 1))[0]["orders"] == ["o1", "o2"]
+    finally:
+        await second.close()
