@@ -21,16 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from events.automations import (
     Automation,
     AutomationSpec,
-    Channel,
     InvalidAutomation,
-    channel_key,
     parse_automation,
-    parse_channel,
     parse_stored,
 )
 from events.bus import Bus
 from events.cloudevent import CloudEvent
 from events.errors import NotFound
+from events.notification_channels import Channel, channel_key, parse_channel
 
 REDRIVE_REQUESTED = "flowbus.automation.redrive-requested"
 DEAD_PREFIX = "dead."

@@ -211,8 +211,8 @@ def channel() -> None:
 async def set_channel(path: str) -> None:
     """Create or replace a channel."""
     from events import automation_store as store
-    from events.automations import parse_channel
     from events.bus import Bus
+    from events.notification_channels import parse_channel
 
     definition = _read_definition(path)
     parse_channel(definition)

@@ -15,8 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from events import automation_store
-from events.automations import (
-    Automation,
+from events.automation_actions import (
     CallWebhook,
     CancelFlowRun,
     ChangeFlowRunState,
@@ -29,8 +28,8 @@ from events.automations import (
     RetryFlowRun,
     RunDeployment,
     SendNotification,
-    source_of,
 )
+from events.automations import Automation, source_of
 from events.bus import Bus
 from events.cloudevent import CloudEvent
 from events.deployments import read_result, request_cancel, run_request_event, set_paused

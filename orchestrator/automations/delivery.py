@@ -25,8 +25,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from events.automation_actions import CallWebhook
 from events.automation_store import DEAD_PREFIX, DeadLetter
-from events.automations import EVENT_EXECUTED, EVENT_FAILED, CallWebhook, source_of
+from events.automations import EVENT_EXECUTED, EVENT_FAILED, source_of
 from events.bus import Bus
 from events.cloudevent import CloudEvent
 from events.kv import KV

@@ -26,11 +26,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from pydantic import TypeAdapter
 
+from events.automation_actions import Action
 from events.automation_store import DEAD_PREFIX, REDRIVE_REQUESTED, DeadLetter
 from events.automations import (
     EVENT_RESOLVED,
     EVENT_TRIGGERED,
-    Action,
     Automation,
     Batch,
     Debounce,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from events.automations import ACTION_NAMES
+from events.automation_actions import ACTION_NAMES
 
 
 class AutomationMetrics:

@@ -21,7 +21,7 @@ import ssl
 from email.message import EmailMessage
 from typing import Any
 
-from events.automations import (
+from events.notification_channels import (
     Channel,
     EmailChannel,
     SlackChannel,

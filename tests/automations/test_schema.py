@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 
 from events import automation_store as store
-from events.automations import InvalidAutomation, parse_automation, parse_channel
+from events.automations import InvalidAutomation, parse_automation
 from events.bus import Bus
 from events.errors import NotFound
+from events.notification_channels import parse_channel
 
 BASE: dict[str, Any] = {"name": "a", "trigger": {"expect": ["shop.order.created"]},
                         "actions": [{"type": "do-nothing"}]}
