@@ -54,12 +54,11 @@ def automation() -> None:
 async def create(path: str) -> None:
     """Create an automation (or several: a list in the file) from a definition file."""
     from events import automation_store as store
+    from events.automations import parse_automation
     from events.bus import Bus
 
     data = _read_definition(path)
     definitions = data if isinstance(data, list) else [data]
-    from events.automations import parse_automation
-
     for definition in definitions:  # all are checked before any is stored
         parse_automation(definition)
     async with await Bus.connect(nats_settings()) as bus:
