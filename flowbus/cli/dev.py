@@ -29,6 +29,7 @@ def _default_data_dir() -> Path:
               help="where NATS keeps its data (default: $FLOWBUS_HOME/dev)")
 def dev(nats_port: int, data_dir: Path | None) -> None:
     """Run flowbus locally: embedded NATS with JetStream plus the flowbus services."""
+    import orchestrator.settings  # noqa: F401  (registers FLOWBUS_ORCHESTRATOR_* for the env check)
     from events.embedded import EmbeddedNats, NatsServerError
 
     data_dir = data_dir or _default_data_dir()

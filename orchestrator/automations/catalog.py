@@ -29,6 +29,8 @@ class AutomationCatalog:
         self.automations: dict[str, Automation] = {}
         self.rejected: dict[str, str] = {}
         self._by_trigger: dict[str, str] = {}
+        # Trigger ids dropped by an update or delete: their state is purged at the next tick.
+        self.retired: set[str] = set()
 
     def get(self, automation_id: str) -> Automation | None:
         return self.automations.get(automation_id)
@@ -63,6 +65,7 @@ class AutomationCatalog:
         self.automations[key] = automation
         for tid in [t for t, a in self._by_trigger.items() if a == key]:
             del self._by_trigger[tid]
+            self.retired.add(tid)
         for deployed in compiled:
             self._by_trigger[deployed.id] = key
         self.index.replace_deployment(key, compiled)
@@ -71,6 +74,7 @@ class AutomationCatalog:
         self.automations.pop(key, None)
         for tid in [t for t, a in self._by_trigger.items() if a == key]:
             del self._by_trigger[tid]
+            self.retired.add(tid)
         self.index.replace_deployment(key, [])
 
     async def load(self) -> None:

@@ -16,6 +16,7 @@ its own actions published (their source is ``flowbus/automations/<id>``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections import deque
@@ -103,7 +104,15 @@ class AutomationEngine:
         self.metrics.automations.set(self.catalog.enabled())
 
     async def follow(self) -> None:
-        await self.catalog.follow(lambda: self.metrics.automations.set(self.catalog.enabled()))
+        """Keep the catalog current; a broken watch is re-opened (and the catalog re-read)."""
+        while True:
+            try:
+                await self.catalog.follow(lambda: self.metrics.automations.set(self.catalog.enabled()))
+            except Exception as exc:  # NATS went away: watch again once it is back
+                log.warning("watching automations failed, retrying: %r", exc)
+                await asyncio.sleep(1.0)
+                with contextlib.suppress(Exception):
+                    await self.load()
 
     async def arm(self) -> None:
         """On becoming leader: proactive deadlines, pending flow control, open firings."""
@@ -206,8 +215,12 @@ class AutomationEngine:
     async def tick(self) -> int:
         """Proactive deadlines and due flow control (tests call it with an injected clock)."""
         fired = 0
+        if self.catalog.retired:
+            retired, self.catalog.retired = self.catalog.retired, set()
+            await self.evaluator.purge(self.catalog.index, retired)
         for firing in await self.evaluator.sweep(self.catalog.index):
             fired += await self._proactive(firing)
+            await self.evaluator.confirm(firing)  # only now: a crash before fires it again
         now = self._clock()
         for fc_key, due in list(self._due.items()):
             if due <= now:

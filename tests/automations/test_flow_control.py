@@ -193,3 +193,21 @@ async def test_a_batch_survives_an_orchestrator_restart(bus: Bus, clock: ManualC
         assert (await wait_fired(bus, 1))[0]["orders"] == ["o1", "o2"]
     finally:
         await second.close()
+
+
+async def test_changing_a_trigger_purges_its_old_state(bus: Bus, orchestrator: Orchestrator) -> None:
+    made = await automation(bus, orchestrator, {"expect": ["shop.order.created"], "threshold": 3})
+    await publish_handled(bus, orchestrator, *orders("o1"))
+    state = await bus.kv(bus.layout.trigger_state)
+    (old_key,) = await state.keys()
+    definition = (await store.get_automation(bus, made)).model_dump(mode="json")
+    definition["trigger"]["threshold"] = 2
+    await store.update_automation(bus, made, {k: v for k, v in definition.items()
+                                              if k not in ("id", "created", "updated")})
+
+    async def recompiled() -> bool:
+        return old_key.split(".")[0] in orchestrator.automations.catalog.retired
+
+    await wait_until(recompiled)
+    await orchestrator.automations.tick()
+    assert await state.keys() == []

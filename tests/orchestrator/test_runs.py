@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from events.bus import Bus
+from events.errors import TransitionRejected
 from events.records import FlowRun, State
 from orchestrator.service import Orchestrator
 from tests.orchestrator.support import ManualClock, flow_runs, jobs
@@ -88,4 +91,16 @@ async def test_heartbeat_keeps_a_run_alive(bus: Bus, orchestrator: Orchestrator,
     await _store(bus, run.model_copy(update={"updated": clock.now}))
     clock.advance(10)
     await _tick(orchestrator)
+    assert (await flow_runs(bus))[0].state.name == "Running"
+
+
+async def test_a_heartbeat_racing_the_crash_check_wins(
+    bus: Bus, orchestrator: Orchestrator, clock: ManualClock
+) -> None:
+    stale = _run(clock, "Running", run_count=1)
+    await _store(bus, stale)
+    clock.advance(orchestrator.settings.heartbeat_timeout_seconds + 1)
+    await _store(bus, stale.model_copy(update={"updated": clock.now}))  # the heartbeat
+    with pytest.raises(TransitionRejected, match="updated meanwhile"):
+        await orchestrator.creator.move(stale, "Crashed", "no heartbeat", unchanged=True)
     assert (await flow_runs(bus))[0].state.name == "Running"
