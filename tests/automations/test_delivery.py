@@ -85,7 +85,7 @@ async def test_a_redelivered_event_notifies_once(
     await wait_events(bus, "flowbus.automation.action.executed")
     await redeliver(bus, ev, times=2)
     await bus.publish(event("ops.marker"))
-    await wait_until(lambda: _handled(orchestrator, 4))
+    await wait_until(lambda: _handled(orchestrator, 6))  # event, triggered, executed, 2 again, marker
     assert len(receiver.requests) == 1
     payload = receiver.requests[0].json()
     assert (payload["subject"], payload["body"], payload["event"]["id"]) == ("order A-3", "total 7", ev.id)
@@ -185,7 +185,7 @@ async def test_an_automation_ignores_events_its_own_actions_published(
     await bus.publish(event("shop.order.created", source=source_of(made)))
     await bus.publish(event("shop.order.created", source="/elsewhere"))
     (triggered,) = await wait_events(bus, "flowbus.automation.triggered")
-    await wait_until(lambda: _handled(orchestrator, 3))
+    await wait_until(lambda: _handled(orchestrator, 4))  # two events, triggered, executed
     assert triggered.data["triggering_event"]["source"] == "/elsewhere"
     assert len(await events_of(bus, "flowbus.automation.triggered")) == 1
 
@@ -221,7 +221,7 @@ async def test_an_automation_can_pause_itself_after_firing(bus: Bus, orchestrato
     await wait_until(lambda: _no_triggers(orchestrator))
     await bus.publish(event("shop.order.created"))
     await bus.publish(event("ops.marker"))
-    await wait_until(lambda: _handled(orchestrator, 4))
+    await wait_until(lambda: _handled(orchestrator, 5))  # event, triggered, executed, event, marker
     assert len(await events_of(bus, "flowbus.automation.triggered")) == 1
 
 
