@@ -248,7 +248,7 @@ class Orchestrator:
                 self.metrics.latency_samples.append(job_times[0] - started)
                 stored = time.time() - delivery.timestamp.timestamp() - (time.perf_counter() - started)
                 self.metrics.stored_latency_samples.append(stored + job_times[0] - started)
-            await self.automations.on_event(view)
+            await self.automations.on_event(view, delivery.in_progress)
             await delivery.ack()
             self.metrics.events.labels("matched" if leaves else "unmatched").inc()
         except asyncio.CancelledError:

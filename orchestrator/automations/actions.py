@@ -58,6 +58,8 @@ class FiringContext:
     # The firing's own event (triggered/resolved), published while the actions start;
     # awaited before any action event, so the stream keeps them in order.
     announced: Awaitable[Any] | None = None
+    # Tells JetStream the triggering event is still being worked on (resets its ack timer).
+    heartbeat: Callable[[], Awaitable[None]] | None = None
 
     def flow_run(self) -> dict[str, Any] | None:
         event = self.event

@@ -18,12 +18,13 @@ and ``flowbus.automation.action.failed`` is published; a success publishes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from events.automation_actions import CallWebhook
 from events.automation_store import DEAD_PREFIX, DeadLetter
@@ -37,6 +38,25 @@ from orchestrator.automations.metrics import AutomationMetrics
 from orchestrator.automations.settings import AutomationSettings
 
 log = logging.getLogger("flowbus.orchestrator.automations.delivery")
+T = TypeVar("T")
+
+
+async def _beating(work: Coroutine[Any, Any, T], ctx: FiringContext, every: float) -> T:
+    """Await ``work``, sending the triggering event's heartbeat every few seconds meanwhile,
+    so a slow webhook or SMTP server does not make JetStream redeliver the event."""
+    if ctx.heartbeat is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every)
+            if done:
+                return task.result()
+            with contextlib.suppress(Exception):
+                await ctx.heartbeat()
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 def action_key(automation_id: str, index: int, firing_key: str, resolve: bool = False) -> str:
@@ -61,6 +81,7 @@ class Deliveries:
         self._metrics = metrics
         self._clock = clock
         self._backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds)
+        self._beat = settings.heartbeat_seconds
 
     async def deliver(self, action: Any, index: int, ctx: FiringContext, *, force: bool = False) -> str:
         """Run one action of a firing at least once; its outcome (done, duplicate, dead)."""
@@ -74,10 +95,10 @@ class Deliveries:
         made = 0
         for attempt in range(attempts):
             if attempt:
-                await asyncio.sleep(self._backoff.delay(attempt - 1))
+                await _beating(asyncio.sleep(self._backoff.delay(attempt - 1)), ctx, self._beat)
             made += 1
             try:
-                details = await self._runner.run(action, ctx, key)
+                details = await _beating(self._runner.run(action, ctx, key), ctx, self._beat)
             except DeliveryFailed as exc:
                 reason = str(exc)
                 if exc.permanent:

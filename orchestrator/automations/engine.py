@@ -135,8 +135,11 @@ class AutomationEngine:
 
     # --- events --------------------------------------------------------------------------
 
-    async def on_event(self, view: EventView) -> int:
-        """Match one event against the automations and act on what fires; firings."""
+    async def on_event(self, view: EventView, heartbeat: Callable[[], Awaitable[None]] | None = None) -> int:
+        """Match one event against the automations and act on what fires; firings.
+
+        ``heartbeat`` (the delivery's ``in_progress``) is sent while slow actions run.
+        """
         event = view.event
         if event.type == REDRIVE_REQUESTED and isinstance(event.data, dict):
             await self.redrive(str(event.data.get("key", "")))
@@ -153,9 +156,9 @@ class AutomationEngine:
             key = ":".join(firing.run_id_parts)
             config = automation.trigger.flow_control()
             if config is None:
-                fired += await self.fire(automation, key, [firing.context["event"]])
+                fired += await self.fire(automation, key, [firing.context["event"]], heartbeat=heartbeat)
             else:
-                fired += await self._shape(automation, config, firing, view, key)
+                fired += await self._shape(automation, config, firing, view, key, heartbeat)
         return fired
 
     def _own(self, leaf: Leaf, source: str) -> bool:
@@ -177,7 +180,8 @@ class AutomationEngine:
             self._open.pop(open_key, None)
 
     async def _shape(self, automation: Automation, config: Debounce | Throttle | Batch,
-                     firing: Firing, view: EventView, key: str) -> int:
+                     firing: Firing, view: EventView, key: str,
+                     heartbeat: Callable[[], Awaitable[None]] | None) -> int:
         bucket = "all"
         if isinstance(automation.trigger, EventTrigger) and automation.trigger.for_each:
             bucket = bucket_of(firing.deployed.leaves[0], view)
@@ -199,7 +203,7 @@ class AutomationEngine:
         self._note_due(fc_key, stored)
         fired = 0
         for item in out[0]:
-            fired += await self.fire(automation, item["key"], item["events"])
+            fired += await self.fire(automation, item["key"], item["events"], heartbeat=heartbeat)
         return fired
 
     def _note_due(self, fc_key: str, state: dict[str, Any] | None) -> None:
@@ -275,7 +279,7 @@ class AutomationEngine:
         return True
 
     async def fire(self, automation: Automation, key: str, events: list[dict[str, Any]],
-                   *, resolve: bool = False) -> int:
+                   *, resolve: bool = False, heartbeat: Callable[[], Awaitable[None]] | None = None) -> int:
         """Run a firing's actions (``actions_on_resolve`` for a resolution); 1 if it ran."""
         if not self._allow(automation):
             log.warning("automation %s fired over %d times a minute; firing %s dropped "
@@ -293,7 +297,8 @@ class AutomationEngine:
                   "firing": key, "events": len(events),
                   "triggering_event": {k: events[-1].get(k) for k in ("id", "source", "type")}},
         )))
-        ctx = FiringContext(automation, key, events[-1], events, resolve, announced=announced)
+        ctx = FiringContext(automation, key, events[-1], events, resolve, announced=announced,
+                            heartbeat=heartbeat)
         actions = automation.actions_on_resolve if resolve else automation.firing_actions()
         try:
             for index, action in enumerate(actions):

@@ -28,6 +28,10 @@ class AutomationSettings(BaseSettings):
     max_pending_flow_control: int = Field(
         default=10_000, gt=0, description="debounce/batch/throttle buckets waiting in memory"
     )
+    heartbeat_seconds: float = Field(
+        default=5, gt=0, le=60,
+        description="while an action runs, tell JetStream this often that its event is in progress",
+    )
     result_max_bytes: int = Field(
         default=1024 * 1024, gt=0, description="largest flow-run result loaded into templates"
     )

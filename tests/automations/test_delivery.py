@@ -19,6 +19,7 @@ from orchestrator.service import Orchestrator
 from tests.automations.support import Receiver, event, events_of, wait_events, wait_until
 
 SECRET = "s3cret-s3cret-s3cret"
+HEARTBEAT = 0.2  # seconds between in-progress signals while an action runs
 
 
 async def automation(bus: Bus, orchestrator: Orchestrator, *actions: dict[str, Any],
@@ -238,3 +239,27 @@ async def test_a_rejected_state_change_is_dead_lettered(bus: Bus, orchestrator: 
     await bus.publish(event("shop.order.created"))
     (failed,) = await wait_events(bus, "flowbus.automation.action.failed")
     assert "Completed, a final state" in failed.data["reason"]
+
+
+async def test_a_slow_action_keeps_its_event_from_being_redelivered(bus: Bus, receiver: Receiver) -> None:
+    import asyncio
+
+    from tests.automations.support import quick_settings
+    from tests.orchestrator.support import fast_settings
+
+    orch = Orchestrator(bus, fast_settings(ack_wait_seconds=1),
+                        automation_settings=quick_settings(heartbeat_seconds=HEARTBEAT))
+    stop = asyncio.Event()
+    task = asyncio.create_task(orch.run(stop))
+    try:
+        await asyncio.wait_for(orch.consuming.wait(), 15)
+        receiver.delays = [2.5]  # longer than the event's ack wait
+        await automation(bus, orch, webhook(receiver.url, timeout_seconds=10))
+        await bus.publish(event("shop.order.created", data={"order": "S-1", "total": 1}))
+        await wait_events(bus, "flowbus.automation.action.executed", within=15)
+        await asyncio.sleep(1.5)  # a redelivery, had there been one, would have called again
+        assert len(receiver.requests) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
