@@ -16,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
+import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -67,10 +70,33 @@ class Backoff:
 class HttpSender:
     """One aiohttp session for every webhook and chat notification."""
 
-    def __init__(self, backoff: Backoff, timeout: float) -> None:
+    def __init__(self, backoff: Backoff, timeout: float, denied: Sequence[str] = ()) -> None:
         self._backoff = backoff
         self._timeout = timeout
+        self._denied = [ipaddress.ip_network(n, strict=False) for n in denied]
         self._session: aiohttp.ClientSession | None = None
+
+    async def check_target(self, url: str) -> None:
+        """Refuse a URL whose host resolves into a denied network (permanent failure).
+
+        The check is made before each request; a DNS answer that changes between the
+        check and the connection is not caught (deny at the network layer too).
+        """
+        if not self._denied:
+            return
+        host = urlsplit(url).hostname or ""
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise DeliveryFailed(f"cannot resolve {host!r}: {exc}") from None
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0])
+            for network in self._denied:
+                if address in network:
+                    raise DeliveryFailed(
+                        f"{url} resolves to {address}, in denied network {network} "
+                        "(FLOWBUS_AUTOMATIONS_DENIED_NETWORKS)", permanent=True,
+                    )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -90,6 +116,7 @@ class HttpSender:
         secret: str | None = None, delivery: str = "", attempts: int = 1, time_limit: float | None = None,
     ) -> int:
         """Send until a 2xx/3xx answer; its status. :class:`DeliveryFailed` once attempts run out."""
+        await self.check_target(url)
         last = "no attempt made"
         for attempt in range(attempts):
             if attempt:

@@ -96,6 +96,7 @@ class Notifier:
     ) -> None:
         config = channel.config
         if isinstance(config, EmailChannel):
+            await self._http.check_target(f"smtp://{config.host}")
             try:
                 await asyncio.to_thread(_send_email, config, subject, body)
             except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import ipaddress
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from events.settings import register
 
@@ -28,6 +31,11 @@ class AutomationSettings(BaseSettings):
     max_pending_flow_control: int = Field(
         default=10_000, gt=0, description="debounce/batch/throttle buckets waiting in memory"
     )
+    denied_networks: Annotated[list[str], NoDecode] = Field(
+        default=["169.254.0.0/16", "fe80::/10", "0.0.0.0/8"],
+        description="networks webhooks and notifications may not reach (comma-separated CIDRs); "
+        "the default keeps cloud metadata endpoints out of reach",
+    )
     heartbeat_seconds: float = Field(
         default=5, gt=0, le=60,
         description="while an action runs, tell JetStream this often that its event is in progress",
@@ -35,3 +43,20 @@ class AutomationSettings(BaseSettings):
     result_max_bytes: int = Field(
         default=1024 * 1024, gt=0, description="largest flow-run result loaded into templates"
     )
+
+    @field_validator("denied_networks", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("denied_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network (CIDR), e.g. 10.0.0.0/8") from None
+        return value

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from events import automation_store as store
 from events.automations import source_of
 from events.bus import MSG_ID_HEADER, Bus
@@ -263,3 +265,20 @@ async def test_a_slow_action_keeps_its_event_from_being_redelivered(bus: Bus, re
         stop.set()
         await asyncio.wait_for(task, 15)
 
+
+
+async def test_a_webhook_into_a_denied_network_is_refused(bus: Bus, orchestrator: Orchestrator) -> None:
+    await automation(bus, orchestrator, webhook("http://169.254.169.254/latest/meta-data"))
+    await bus.publish(event("shop.order.created", data={"order": "X", "total": 0}))
+    (failed,) = await wait_events(bus, "flowbus.automation.action.failed")
+    assert "in denied network 169.254.0.0/16" in failed.data["reason"] and failed.data["attempts"] == 1
+
+
+def test_denied_networks_are_read_from_the_environment_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.automations.settings import AutomationSettings
+
+    monkeypatch.setenv("FLOWBUS_AUTOMATIONS_DENIED_NETWORKS", "10.0.0.0/8, 192.168.0.0/16")
+    assert AutomationSettings().denied_networks == ["10.0.0.0/8", "192.168.0.0/16"]
+    monkeypatch.setenv("FLOWBUS_AUTOMATIONS_DENIED_NETWORKS", "10.0.0.0/8,not-a-net")
+    with pytest.raises(ValueError, match="'not-a-net' is not a network"):
+        AutomationSettings()
