@@ -36,7 +36,15 @@ from pydantic import (
     model_validator,
 )
 
-from events.automation_actions import ACTION_NAMES, NAME, Action, EmitEvent, RunDeployment
+from events.automation_actions import (
+    ACTION_NAMES,
+    NAME,
+    Action,
+    EmitEvent,
+    PauseDeployment,
+    ResumeDeployment,
+    RunDeployment,
+)
 from events.errors import FlowbusError
 from events.states import FLOW_RUN_STATES
 from events.subjects import type_matches
@@ -246,14 +254,22 @@ def _expects_flow_run_events(leaf: EventTrigger) -> bool:
 def check_loops(spec: AutomationSpec) -> str | None:
     """Why the automation would trigger itself, or None.
 
-    Refused: running (or pausing/resuming, which emits deployment events) a named
-    deployment whose own flow-run events the trigger can match, and emitting an event
-    the trigger expects. Loops through other automations or deployments are caught
-    at run time by the per-automation firing rate limit.
+    Refused: running a named deployment whose own flow-run events the trigger can
+    match, pausing or resuming a deployment when the trigger expects the
+    ``flowbus.deployment.paused``/``resumed`` event that publishes, and emitting an
+    event the trigger expects. Loops through other automations or deployments are
+    caught at run time (own events ignored, firing rate limit).
     """
     leaves = _leaves(spec.trigger)
     actions = [*spec.firing_actions(), *spec.actions_on_resolve]
     for index, action in enumerate(actions):
+        if isinstance(action, PauseDeployment | ResumeDeployment):
+            emitted = "flowbus.deployment." + ("paused" if isinstance(action, PauseDeployment) else "resumed")
+            if any(type_matches(p, emitted) for leaf in leaves for p in (leaf.expect or {"*"}) | leaf.after):
+                return (
+                    f"action {index} ({action.type}) would trigger this automation again: it "
+                    f"publishes {emitted}, which the trigger expects"
+                )
         if isinstance(action, RunDeployment) and action.deployment:
             for leaf in leaves:
                 if _expects_flow_run_events(leaf) and _may_see_deployment(leaf, action.deployment):

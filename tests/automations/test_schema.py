@@ -121,6 +121,14 @@ def test_emitting_an_event_the_trigger_expects_is_refused() -> None:
                                actions=[{"type": "do-nothing"}]))
 
 
+def test_pausing_a_deployment_on_deployment_events_is_refused() -> None:
+    with pytest.raises(InvalidAutomation, match=r"pause-deployment\) would trigger .* flowbus.deployment.paused"):
+        parse_automation(with_(trigger={"expect": ["flowbus.deployment.*"]},
+                               actions=[{"type": "pause-deployment", "deployment": "etl"}]))
+    parse_automation(with_(trigger={"expect": ["flowbus.deployment.updated"]},
+                           actions=[{"type": "pause-deployment", "deployment": "etl"}]))
+
+
 # --- channels --------------------------------------------------------------------------------
 
 
