@@ -149,6 +149,10 @@ class ActionRunner:
             raise DeliveryFailed(str(exc)) from None
         except (NotFound, TransitionRejected, ValueError) as exc:  # TemplateError is a ValueError
             raise DeliveryFailed(str(exc), permanent=True) from None
+        except DeliveryFailed:
+            raise
+        except Exception as exc:  # anything else is retried, then dead-lettered, never a stuck event
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
 
     async def _dispatch(self, action: Any, ctx: FiringContext, key: str) -> dict[str, Any]:
         source = source_of(ctx.automation.id)
