@@ -38,14 +38,20 @@ Path = tuple[int, ...]
 
 
 class EventView:
-    """An event as triggers see it: identity key, effective time, lazy CEL form."""
+    """An event as triggers see it: identity key, effective time, lazy CEL form.
+
+    The effective time is the event's ``time``, but never later than its arrival
+    (``received``, the stream's timestamp); without ``time``, the arrival.
+    """
 
     __slots__ = ("_cel", "event", "key", "time")
 
     def __init__(self, event: CloudEvent, received: Any) -> None:
         self.event = event
         self.key = f"{event.source}\x1f{event.id}"
-        self.time = event.time or received
+        # An event cannot have happened after it arrived: a clock far ahead (or a
+        # hostile client) must not push a window into the future.
+        self.time = min(event.time, received) if event.time else received
         self._cel: Any = None
 
     def template_context(self) -> dict[str, Any]:

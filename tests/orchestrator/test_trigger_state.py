@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -218,3 +218,12 @@ async def test_proactive_firing_survives_a_failed_run_creation(bus: Bus, clock: 
     assert len(await flow_runs(bus)) == 1
     assert orch.evaluator.pending == {}
     await running.close()
+
+
+async def test_an_event_from_the_future_counts_at_its_arrival(bus: Bus, orchestrator: Orchestrator) -> None:
+    await deploy(bus, triggers=[{"expect": ["a.b"], "threshold": 2, "within": 10}])
+    await wait_until(lambda: _indexed(orchestrator, 1))
+    future = datetime.now(UTC) + timedelta(days=365)
+    await bus.publish(CloudEvent.create("a.b", source="s", time=future))
+    await bus.publish(CloudEvent.create("a.b", source="s"))
+    await wait_for_runs(bus, 1)
