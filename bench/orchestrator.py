@@ -6,13 +6,18 @@ Run: ``PYTHONPATH=. python bench/orchestrator.py``. Prints
    with 10 and with 10,000 deployment triggers, and the per-event cost ratio;
 2. end-to-end throughput of the orchestrator consuming from an embedded NATS;
 3. the time from an event's arrival to its run's job being published (p50, p99):
-   from the handler taking the event, and from JetStream storing it.
+   from the handler taking the event, and from JetStream storing it;
+4. automations: the time from a flow run's Completed event being published to the
+   chained deployment's run being scheduled (its record stored), through a
+   ``run-deployment`` automation whose parameters are templated from the finished
+   run (its parameters, and in a second round its persisted result).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import random
 import statistics
 import sys
@@ -153,6 +158,69 @@ async def end_to_end(events: int = 3000, paced: int = 500) -> None:
             await bus.destroy_layout()
 
 
+async def chained(paced: int = 300) -> None:
+    """Completed event of ``extract`` -> automation -> run request -> ``load`` run Scheduled."""
+    from events.automation_store import create_automation
+    from events.records import FlowRun, State
+    from orchestrator.automations.settings import AutomationSettings
+    from orchestrator.creation import state_event
+
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedNats(Path(tmp)) as server:
+        settings = NatsSettings(nats_url=[server.url], namespace="chain")
+        async with await Bus.connect(settings) as bus:
+            deployments = await bus.kv(bus.layout.deployments)
+            for name in ("extract", "load", "load-result"):
+                await deployments.put(name, Deployment(name=name, flow_name=name).model_dump_json().encode())
+            for target, parameters in (("load", {"n": "{{ flow_run.parameters.n }}"}),
+                                       ("load-result", {"n": "{{ result.n }}"})):
+                await create_automation(bus, {
+                    "name": f"extract then {target}",
+                    "trigger": {"expect": ["flowbus.flow-run.Completed"],
+                                "match": {"data.deployment_name": "extract" if target == "load" else "extract-r"}},
+                    "actions": [{"type": "run-deployment", "deployment": target, "parameters": parameters}],
+                })
+            orch = Orchestrator(bus, OrchestratorSettings(tick_seconds=3600, fetch_wait_seconds=0.05),
+                                automation_settings=AutomationSettings(max_firings_per_minute=1_000_000))
+            stop = asyncio.Event()
+            task = asyncio.create_task(orch.run(stop))
+            await orch.consuming.wait()
+            await _until(lambda: len(orch.automations.catalog.automations) == 2 and orch.catalog.get("load") is not None)
+            runs = await bus.kv(bus.layout.flow_runs)
+            results = await bus.objects(bus.layout.results)
+            arrived: dict[tuple[str, int], float] = {}
+
+            async def watch() -> None:
+                async for change in runs.watch():
+                    if change.value is not None:
+                        run = FlowRun.model_validate_json(change.value)
+                        if run.deployment_name in ("load", "load-result") and run.state.name == "Scheduled":
+                            arrived.setdefault((run.deployment_name, int(run.parameters["n"])), time.perf_counter())
+
+            watcher = asyncio.create_task(watch())
+            await asyncio.sleep(0.2)
+            for target, source in (("load", "extract"), ("load-result", "extract-r")):
+                sent: dict[int, float] = {}
+                for n in range(paced):
+                    run = FlowRun(id=f"{source}-{n}", name=f"{source}-{n}", flow_name=source,
+                                  deployment_name=source, parameters={"n": n}, state=State.named("Completed"),
+                                  result_ref=f"{source}-{n}" if source == "extract-r" else None)
+                    if source == "extract-r":
+                        await results.put(run.id, json.dumps({"serializer": "json", "value": {"n": n}}).encode())
+                    sent[n] = time.perf_counter()
+                    await bus.publish(state_event(run))
+                    await asyncio.sleep(0.005)
+                await _until(lambda t=target: sum(1 for k in arrived if k[0] == t) >= paced)  # type: ignore[misc]
+                took = sorted(arrived[(target, n)] - sent[n] for n in range(paced))
+                what = "parameters of the finished run" if target == "load" else "the finished run's result"
+                print(f"Completed event -> chained run Scheduled ({what}): "
+                      f"p50 {1000 * statistics.median(took):.2f} ms, "
+                      f"p99 {1000 * took[int(len(took) * 0.99)]:.2f} ms ({paced} runs)")
+            watcher.cancel()
+            stop.set()
+            await task
+            await bus.destroy_layout()
+
+
 def main() -> None:
     rates = matching_rates((10, 10_000))
     (small, hit_small), (large, hit_large) = rates[10], rates[10_000]
@@ -160,6 +228,7 @@ def main() -> None:
     print(f"matching, 10,000 triggers: {large:,.0f} events/s ({hit_large:.0%} matched)")
     print(f"per-event cost at 10,000 / at 10: {small / large:.2f}x")
     asyncio.run(end_to_end())
+    asyncio.run(chained())
 
 
 if __name__ == "__main__":

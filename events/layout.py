@@ -36,6 +36,8 @@ class Layout:
     logs_stream: str = field(init=False)
     deployments: str = field(init=False)
     automations: str = field(init=False)
+    automation_state: str = field(init=False)
+    automation_deliveries: str = field(init=False)
     variables: str = field(init=False)
     flow_runs: str = field(init=False)
     concurrency: str = field(init=False)
@@ -60,6 +62,8 @@ class Layout:
         values["flow_runs"] = f"{self.namespace}-flow-runs"
         values["trigger_state"] = f"{self.namespace}-trigger-state"
         values["api_keys"] = f"{self.namespace}-api-keys"
+        values["automation_state"] = f"{self.namespace}-automation-state"
+        values["automation_deliveries"] = f"{self.namespace}-automation-deliveries"
         for key, value in values.items():
             object.__setattr__(self, key, value)
 
@@ -130,6 +134,10 @@ def _buckets(layout: Layout, settings: NatsSettings) -> list[_Bucket]:
     return [
         _Bucket(layout.deployments, history=5, description="deployment definitions"),
         _Bucket(layout.automations, history=5, description="automation definitions"),
+        _Bucket(layout.automation_state, history=1,
+                description="notification channels, dead letters, flow-control state"),
+        _Bucket(layout.automation_deliveries, ttl=7 * _DAY,
+                description="automation actions done, by idempotency key"),
         _Bucket(layout.variables, history=5, description="variables"),
         _Bucket(layout.flow_runs, history=1, description="current flow-run records"),
         _Bucket(layout.concurrency, description="concurrency slots as leases"),

@@ -74,6 +74,8 @@ class Dispatcher:
     async def fire(self, firing: Firing) -> FlowRun | None:
         """Create the run of a fired deployment trigger (None when none may be created)."""
         deployed = firing.deployed
+        if deployed.deployment is None:  # an automation's trigger: orchestrator/automations
+            return None
         run_id = flow_run_id_for(*firing.run_id_parts)
         deployment = self._catalog.get(deployed.deployment.name)
         failure = {"kind": "trigger", "deployment": deployed.deployment.name,

@@ -270,7 +270,7 @@ class TriggerEvaluator:
 
 
 def _proactive_firing(deployed: DeployedTrigger, key: str, deadline: str) -> Firing:
-    data = {"trigger_id": deployed.id, "deployment": deployed.deployment.name,
+    data = {"trigger_id": deployed.id, "deployment": deployed.deployment.name if deployed.deployment else None,
             "bucket": key, "deadline": deadline}
     context = {"event": {"id": f"{key}@{deadline}", "source": "flowbus/orchestrator",
                          "type": "flowbus.trigger.proactive", "subject": None,

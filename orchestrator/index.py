@@ -118,7 +118,7 @@ class DeployedTrigger:
     """A deployment trigger with its id and compiled leaves."""
 
     id: str
-    deployment: Deployment
+    deployment: Deployment | None  # None: the trigger of an automation (orchestrator/automations)
     definition: AnyDeploymentTrigger
     leaves: list[Leaf] = field(default_factory=list)
 
@@ -145,6 +145,13 @@ def _leaves(tid: str, node: Any, path: Path) -> Iterator[Leaf]:
         return
     for index, child in enumerate(node.triggers):
         yield from _leaves(tid, child, (*path, index))
+
+
+def compile_trigger(tid: str, deployment: Deployment | None, definition: AnyDeploymentTrigger) -> DeployedTrigger:
+    """One trigger with its leaves compiled for matching (InvalidTrigger if one is bad)."""
+    deployed = DeployedTrigger(tid, deployment, definition)
+    deployed.leaves = list(_leaves(tid, definition, ()))
+    return deployed
 
 
 def compile_triggers(deployment: Deployment) -> list[DeployedTrigger]:

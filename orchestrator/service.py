@@ -21,6 +21,8 @@ from events.bus import Bus, Consumer, Delivery
 from events.errors import FlowbusError, InvalidEvent
 from events.records import utcnow
 from events.settings import NatsSettings
+from orchestrator.automations.engine import AutomationEngine
+from orchestrator.automations.settings import AutomationSettings
 from orchestrator.creation import RunCreator
 from orchestrator.deployments import DeploymentCatalog
 from orchestrator.dispatch import RUN_REQUESTED, Dispatcher
@@ -43,9 +45,11 @@ class Orchestrator:
     def __init__(
         self, bus: Bus, settings: OrchestratorSettings, *, clock: Clock = utcnow,
         metrics: Metrics | None = None, identity: str | None = None,
+        automation_settings: AutomationSettings | None = None,
     ) -> None:
         self.bus = bus
         self.settings = settings
+        self.automation_settings = automation_settings or AutomationSettings()
         self.clock = clock
         self.metrics = metrics or Metrics()
         self._identity = identity
@@ -68,14 +72,22 @@ class Orchestrator:
         )
         self.scheduler = Scheduler(self.catalog, self.creator, self.clock)
         self.lease = LeaderLease(await self.bus.kv(layout.leases), self._identity)
+        self.automations = AutomationEngine(
+            self.bus, self.automation_settings, self.catalog, self.creator, self.clock,
+            self.metrics.registry,
+            create_requested=lambda e: self.dispatcher.run_requested(EventView(e, self.clock())),
+        )
+        await self.automations.setup()
         self.catalog.on_change(lambda name, d: self.metrics.triggers.set(len(self.catalog.index)))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set: follow deployments, lead when the lease allows."""
         await self._setup()
         await self.catalog.load()
+        await self.automations.load()
         async with asyncio.TaskGroup() as tg:
             follower = tg.create_task(self._follow_deployments())
+            automations = tg.create_task(self.automations.follow())
             self.ready.set()
             try:
                 while not stop.is_set():
@@ -84,6 +96,8 @@ class Orchestrator:
                     await _wait(stop, self._lease_period() / 2)
             finally:
                 follower.cancel()
+                automations.cancel()
+                await self.automations.close()
 
     async def _follow_deployments(self) -> None:
         """Keep the catalog current; a broken watch is re-opened (and the catalog re-read)."""
@@ -122,6 +136,7 @@ class Orchestrator:
             # The tracker's watch delivers the current records first: no separate load,
             # so a standby starts consuming at once.
             await self.evaluator.arm(self.catalog.index)
+            await self.automations.arm()
             async with asyncio.TaskGroup() as tg:
                 tasks = [
                     tg.create_task(self._keep_lease(stop, halt)),
@@ -165,6 +180,7 @@ class Orchestrator:
             await self.evaluator.confirm(firing)
         await self.scheduler.tick()
         await self.tracker.tick()
+        await self.automations.tick()
         await self._observe()
 
     async def _observe(self) -> None:
@@ -246,6 +262,7 @@ class Orchestrator:
                 self.metrics.latency_samples.append(job_times[0] - started)
                 stored = time.time() - delivery.timestamp.timestamp() - (time.perf_counter() - started)
                 self.metrics.stored_latency_samples.append(stored + job_times[0] - started)
+            await self.automations.on_event(view, delivery.in_progress)
             await delivery.ack()
             self.metrics.events.labels("matched" if leaves else "unmatched").inc()
         except asyncio.CancelledError:

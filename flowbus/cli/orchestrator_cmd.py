@@ -33,6 +33,7 @@ def orchestrator_settings(**overrides: Any) -> Any:
               default="INFO", show_default=True)
 def orchestrator_command(metrics_port: int | None, log_level: str) -> None:
     """Run the orchestrator (active/standby: start two for failover)."""
+    import orchestrator.automations.settings  # registers FLOWBUS_AUTOMATIONS_* for the env check
     import orchestrator.settings  # noqa: F401  (registers FLOWBUS_ORCHESTRATOR_* for the env check)
 
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,17 +1,17 @@
 """``/api/v1/automations``: automation definitions as JSON in ``flowbus-automations``.
 
-Only the envelope is checked here (a name, a trigger object, a non-empty list of
-action objects); the orchestrator owns the full automation schema.
+Definitions are validated by the shared schema (``events.automations.AutomationSpec``):
+every action's type, parameters and templates, flow control, and the loop guard.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from events.automations import AutomationSpec
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
@@ -19,20 +19,6 @@ from gateway.problems import Problem
 
 router = ApiRouter()
 MAX_DEFINITION_BYTES = 256 * 1024
-
-
-class AutomationSpec(BaseModel):
-    """An automation: when the trigger fires, run the actions."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=256, description="what the automation is called")
-    description: str = Field(default="", max_length=4096, description="what it is for")
-    enabled: bool = Field(default=True, description="a disabled automation never fires")
-    trigger: dict[str, Any] = Field(description="when it fires (a JSON object)")
-    actions: list[dict[str, Any]] = Field(
-        min_length=1, max_length=100, description="what it does, in order (JSON objects)"
-    )
 
 
 class Automation(AutomationSpec):

@@ -51,7 +51,7 @@ async def test_oversized_variable_is_413(client: aiohttp.ClientSession) -> None:
 AUTOMATION = {
     "name": "retry failed etl",
     "trigger": {"type": "event", "expect": ["flowbus.flow-run.Failed"], "match": {"deployment": "etl"}},
-    "actions": [{"type": "run-deployment", "deployment": "etl"}],
+    "actions": [{"type": "run-deployment", "deployment": "etl-cleanup"}],
 }
 
 
@@ -60,7 +60,7 @@ async def test_automation_lifecycle(client: aiohttp.ClientSession, bus: Bus) -> 
         made = await r.json()
         assert r.status == 201 and made["enabled"] is True
     kv = await bus.kv(bus.layout.automations)
-    assert (await kv.get_json(made["id"]))["trigger"] == AUTOMATION["trigger"]
+    assert (await kv.get_json(made["id"]))["trigger"]["expect"] == AUTOMATION["trigger"]["expect"]
     async with client.put(f"{A}/{made['id']}", json={**AUTOMATION, "enabled": False}) as r:
         replaced = await r.json()
         assert replaced["enabled"] is False and replaced["created"] == made["created"]

@@ -1,0 +1,127 @@
+"""Automations from Python: ``Automation(...).create()``, ``read``, ``update``, ``delete``,
+``pause`` and ``resume``, through NATS (``FLOWBUS_NATS_URL``) with the shared schema.
+
+>>> auto = Automation(  # doctest: +SKIP
+...     name="load after extract",
+...     trigger={"expect": ["flowbus.flow-run.Completed"],
+...              "match": {"data.deployment_name": "extract"}},
+...     actions=[{"type": "run-deployment", "deployment": "load",
+...               "parameters": {"rows": "{{ result }}"}}],
+... ).create()
+>>> Automation.read(name="load after extract").pause()  # doctest: +SKIP
+
+Every method has an async twin with an ``a`` prefix (``await auto.acreate()``).
+A definition that is wrong (unknown action, bad template, a loop) is refused when
+the object is built (pydantic's ``ValidationError``, a ``ValueError`` naming the field),
+before anything is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import Field
+
+from events import automation_store as store
+from events.automations import AutomationSpec
+from events.errors import FlowbusError
+from events.settings import nats_url_from_env
+
+__all__ = ["Automation"]
+
+T = TypeVar("T")
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from sync code, also when an event loop is already running here."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def _with_bus(action: Callable[[Any], Awaitable[T]]) -> T:
+    from events.bus import Bus
+    from events.settings import NatsSettings
+
+    if nats_url_from_env() is None:
+        raise FlowbusError("automations live on a flowbus server: set FLOWBUS_NATS_URL")
+    async with await Bus.connect(NatsSettings(), name="flowbus-sdk") as bus:
+        return await action(bus)
+
+
+class Automation(AutomationSpec):
+    """An automation: when ``trigger`` fires, run ``actions`` (see docs/automations.md)."""
+
+    id: str | None = Field(default=None, description="set once created")
+    created: datetime | None = Field(default=None, description="when it was created")
+    updated: datetime | None = Field(default=None, description="when it last changed")
+
+    def _spec(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"id", "created", "updated"})
+
+    def _take(self, stored: Any) -> Automation:
+        return Automation.model_validate(stored.model_dump(mode="json"))
+
+    async def acreate(self) -> Automation:
+        """Store this automation; the stored copy, with its id."""
+        if self.id is not None:
+            raise FlowbusError(f"automation {self.id} exists already; use update()")
+        return self._take(await _with_bus(lambda bus: store.create_automation(bus, self._spec())))
+
+    def create(self) -> Automation:
+        return _run(self.acreate())
+
+    @classmethod
+    async def aread(cls, id: str | None = None, name: str | None = None) -> Automation:
+        """The automation with ``id``, or the one called ``name``; NotFound if none."""
+        key = id or name
+        if not key:
+            raise FlowbusError("read() needs an id or a name")
+        stored = await _with_bus(lambda bus: store.find_automation(bus, key))
+        return cls.model_validate(stored.model_dump(mode="json"))
+
+    @classmethod
+    def read(cls, id: str | None = None, name: str | None = None) -> Automation:
+        return _run(cls.aread(id=id, name=name))
+
+    def _id(self) -> str:
+        if self.id is None:
+            raise FlowbusError("this automation was not created yet; call create() first")
+        return self.id
+
+    async def aupdate(self) -> Automation:
+        """Store this definition over the automation with the same id."""
+        automation_id = self._id()
+        return self._take(await _with_bus(lambda bus: store.update_automation(bus, automation_id, self._spec())))
+
+    def update(self) -> Automation:
+        return _run(self.aupdate())
+
+    async def adelete(self) -> None:
+        automation_id = self._id()
+        await _with_bus(lambda bus: store.delete_automation(bus, automation_id))
+
+    def delete(self) -> None:
+        _run(self.adelete())
+
+    async def apause(self) -> Automation:
+        """Stop the automation firing (it keeps its definition)."""
+        automation_id = self._id()
+        return self._take(await _with_bus(lambda bus: store.set_enabled(bus, automation_id, False)))
+
+    def pause(self) -> Automation:
+        return _run(self.apause())
+
+    async def aresume(self) -> Automation:
+        automation_id = self._id()
+        return self._take(await _with_bus(lambda bus: store.set_enabled(bus, automation_id, True)))
+
+    def resume(self) -> Automation:
+        return _run(self.aresume())

@@ -1,0 +1,116 @@
+"""``flowbus automation`` run as a user runs it, against the test NATS, bad input included."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from events import automation_store as store
+from events.automation_store import DeadLetter
+from events.bus import Bus
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DEFINITION = """
+name: page on failure
+description: tell the on-call
+trigger:
+  expect: [flowbus.flow-run.Failed]
+actions:
+  - type: send-notification
+    channel: oncall
+    subject: "{{ flow_run.name }} failed"
+    body: "{{ event.data.state.message }}"
+"""
+
+
+def flowbus(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flowbus.cli", "automation", *args], env=env, cwd=ROOT, input=stdin,
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+
+
+async def run(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(flowbus, *args, env=env, stdin=stdin)
+
+
+async def test_create_ls_inspect_pause_resume_delete(flowbus_env: dict[str, str], bus: Bus, tmp_path: Path) -> None:
+    path = tmp_path / "auto.yaml"
+    path.write_text(DEFINITION)
+    made = await run("create", "-f", str(path), env=flowbus_env)
+    assert made.returncode == 0, made.stderr
+    (stored,) = await store.list_automations(bus)
+    assert made.stdout.strip() == f"created automation 'page on failure' ({stored.id})"
+    listed = await run("ls", env=flowbus_env)
+    assert f"{stored.id}  enabled  page on failure  [send-notification]" in listed.stdout
+    inspected = await run("inspect", "page on failure", env=flowbus_env)
+    assert json.loads(inspected.stdout)["actions"][0]["channel"] == "oncall"
+    assert (await run("pause", stored.id, env=flowbus_env)).returncode == 0
+    assert (await store.get_automation(bus, stored.id)).enabled is False
+    assert (await run("resume", "page on failure", env=flowbus_env)).returncode == 0
+    assert (await store.get_automation(bus, stored.id)).enabled is True
+    deleted = await run("delete", stored.id, env=flowbus_env)
+    assert deleted.returncode == 0 and await store.list_automations(bus) == []
+
+
+async def test_bad_definitions_are_refused_naming_the_field(flowbus_env: dict[str, str], bus: Bus,
+                                                             tmp_path: Path) -> None:
+    cases = {
+        "unknown.yaml": DEFINITION.replace("send-notification", "send-carrier-pigeon"),
+        "template.yaml": DEFINITION.replace('"{{ flow_run.name }} failed"', '"{{ flow_run.name"'),
+        "broken.yaml": "name: [unclosed",
+        "scalar.yaml": "just words",
+        "loop.yaml": DEFINITION.replace("- type: send-notification", "- type: run-deployment\n    deployment: etl\n  - type: send-notification"),
+    }
+    expected = {
+        "unknown.yaml": "actions.0: Input tag 'send-carrier-pigeon'",
+        "template.yaml": "actions.0.subject",
+        "broken.yaml": "is not valid YAML or JSON",
+        "scalar.yaml": "an automation is an object, not str",
+        "loop.yaml": "would trigger this automation again",
+    }
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        result = await run("create", "-f", str(tmp_path / name), env=flowbus_env)
+        assert result.returncode != 0 and expected[name] in result.stderr, (name, result.stderr)
+    missing = await run("create", "-f", str(tmp_path / "nope.yaml"), env=flowbus_env)
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    big = tmp_path / "big.yaml"
+    big.write_text("x" * (1024 * 1024 + 10))
+    assert "over 1048576 bytes" in (await run("create", "-f", str(big), env=flowbus_env)).stderr
+    assert await store.list_automations(bus) == []
+    unknown = await run("pause", "ghost", env=flowbus_env)
+    assert unknown.returncode == 1 and "automation 'ghost' not found" in unknown.stderr
+
+
+async def test_failures_list_redrive_and_purge(flowbus_env: dict[str, str], bus: Bus) -> None:
+    kv = await bus.kv(bus.layout.automation_state)
+    for key in ("k1", "k2"):
+        letter = DeadLetter(key=key, automation_id="a1", automation_name="hook", action_index=0,
+                            action={"type": "call-webhook"}, reason="POST http://x answered 503", attempts=5,
+                            firing={"key": "f", "event": {}}, failed_at="2026-03-01T00:00:00Z")
+        await kv.put(f"dead.{key}", letter.model_dump_json().encode())
+    listed = await run("failures", env=flowbus_env)
+    assert "k1  2026-03-01T00:00:00+00:00  hook  action 0 (call-webhook): POST http://x answered 503" in listed.stdout
+    redriven = await run("failures", "redrive", "k1", env=flowbus_env)
+    assert redriven.returncode == 0 and "redrive requested for k1" in redriven.stdout
+    bad = await run("failures", "redrive", "nope", env=flowbus_env)
+    assert bad.returncode == 1 and "no dead letter with key 'nope'" in bad.stderr
+    assert (await run("failures", "purge", env=flowbus_env)).returncode == 2
+    purged = await run("failures", "purge", "--all", env=flowbus_env)
+    assert "purged 2 dead letter(s)" in purged.stdout
+    assert "no failed actions" in (await run("failures", env=flowbus_env)).stdout
+
+
+async def test_channels_are_set_from_stdin_and_listed(flowbus_env: dict[str, str], bus: Bus) -> None:
+    saved = await run("channel", "set", "-f", "-", env=flowbus_env,
+                      stdin='{"name": "oncall", "config": {"kind": "slack", "url": "https://hooks.example/x"}}')
+    assert saved.returncode == 0 and "saved channel 'oncall' (slack)" in saved.stdout
+    assert "oncall  slack" in (await run("channel", "ls", env=flowbus_env)).stdout
+    bad = await run("channel", "set", "-f", "-", env=flowbus_env,
+                    stdin='{"name": "x", "config": {"kind": "slack", "url": "javascript:alert(1)"}}')
+    assert bad.returncode == 1 and "config.url" in bad.stderr
