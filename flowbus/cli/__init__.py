@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import click
 
-from flowbus.cli import automation_cmd, deploy_cmd, dev, events_cmd, gateway_cmd, nats_cmd, orchestrator_cmd
+from flowbus.cli import (
+    automation_cmd,
+    deploy_cmd,
+    dev,
+    events_cmd,
+    gateway_cmd,
+    nats_cmd,
+    orchestrator_cmd,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
