@@ -181,6 +181,12 @@ async def list_dead_letters(bus: Bus, automation_id: str | None = None) -> list[
     return sorted(out, key=lambda d: d.failed_at)
 
 
+async def count_dead_letters(bus: Bus) -> int:
+    """How many dead letters wait (keys only: cheap enough for a metric)."""
+    kv = await bus.kv(bus.layout.automation_state)
+    return sum(1 for key in await kv.keys() if key.startswith(DEAD_PREFIX))
+
+
 async def request_redrive(bus: Bus, key: str, *, source: str = "flowbus") -> None:
     """Ask the orchestrator to run a dead-lettered action again (NotFound if there is none)."""
     kv = await bus.kv(bus.layout.automation_state)

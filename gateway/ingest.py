@@ -8,6 +8,7 @@ rejects it, naming its index.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -67,6 +68,7 @@ async def publish_events(gateway: Gateway, events: Sequence[CloudEvent], mode: s
     if not bus.is_connected:
         gateway.metrics.events_rejected.labels("unavailable").inc()
         raise BusUnavailable("NATS is not connected")
+    started = time.perf_counter()
     try:
         if len(events) == 1:
             acks = [await bus.publish(events[0])]
@@ -78,6 +80,8 @@ async def publish_events(gateway: Gateway, events: Sequence[CloudEvent], mode: s
     except BusUnavailable:
         gateway.metrics.events_rejected.labels("unavailable").inc()
         raise
+    gateway.metrics.publish_latency.labels("single" if len(events) == 1 else "batch").observe(
+        time.perf_counter() - started)
     duplicates = sum(1 for a in acks if a.duplicate)
     gateway.metrics.events_accepted.labels(mode).inc(len(acks) - duplicates)
     if duplicates:

@@ -40,6 +40,11 @@ class Metrics:
             "flowbus_gateway_events_accepted_total", "events stored in JetStream",
             ["mode"], registry=self.registry,
         )
+        self.publish_latency = Histogram(
+            "flowbus_gateway_publish_seconds", "publish to JetStream ack, per request",
+            ["kind"], registry=self.registry,
+            buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2, 10),
+        )
         self.events_duplicate = Counter(
             "flowbus_gateway_events_duplicate_total", "events already stored (same source, id)",
             registry=self.registry,

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 
+from events.automation_store import count_dead_letters
 from events.bus import Bus, Consumer, Delivery
 from events.errors import FlowbusError, InvalidEvent
 from events.records import utcnow
@@ -187,6 +188,7 @@ class Orchestrator:
         """Refresh the gauges read from JetStream and the run tracker."""
         self.metrics.slots_in_use.set(self.tracker.slots_held())
         self.metrics.runs_waiting.set(self.tracker.waiting_for_slot())
+        self.automations.metrics.dead_letters_waiting.set(await count_dead_letters(self.bus))
         if self._consumer is not None:
             info = await self._consumer.info()
             self.metrics.consumer_pending.set(info.num_pending or 0)

@@ -25,6 +25,9 @@ class AutomationMetrics:
             registry=r,
         )
         self.automations = Gauge("flowbus_automation_definitions", "automations enabled", registry=r)
+        self.dead_letters_waiting = Gauge(
+            "flowbus_automation_dead_letters_waiting", "dead letters waiting for redrive or purge", registry=r
+        )
         self.pending = Gauge(
             "flowbus_automation_flow_control_pending", "debounce/batch/throttle buckets waiting", registry=r
         )

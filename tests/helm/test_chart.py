@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "flowbus"
-CRDS = {"ScaledObject", "PodMonitor"}  # not in the core schemas; checked field by field
+CRDS = {"ScaledObject", "PodMonitor", "PrometheusRule"}  # not in the core schemas; checked field by field
 K8S_VERSION = "1.30.0"
 
 SCENARIOS: dict[str, dict[str, Any]] = {
@@ -34,7 +34,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         {"name": "gpu", "limit": 1, "drainTimeoutSeconds": 600, "scaling": {"mode": "hpa"},
          "resources": {"limits": {"nvidia.com/gpu": 1}}}]}},
     "no-auth-monitoring": {"auth": {"enabled": False},
-                           "monitoring": {"serviceMonitor": {"enabled": True}},
+                           "monitoring": {"serviceMonitor": {"enabled": True},
+                                          "prometheusRule": {"enabled": True},
+                                          "grafanaDashboard": {"enabled": True}},
                            "networkPolicy": {"metricsFrom": [{"namespaceSelector": {
                                "matchLabels": {"name": "monitoring"}}}]}},
 }
@@ -225,3 +227,18 @@ def test_bad_values_are_refused_by_the_schema(values: dict[str, Any], fragment: 
 def test_external_nats_without_url_is_refused() -> None:
     with pytest.raises(helm.HelmError, match=r"nats\.external\.url is required"):
         render({"nats": {"bundled": False}})
+
+
+def test_monitoring_ships_the_alerts_and_the_dashboard() -> None:
+    import json
+
+    docs = render(SCENARIOS["no-auth-monitoring"])
+    [rule] = by_kind(docs, "PrometheusRule")
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert alerts == {"FlowbusConsumerLagGrowing", "FlowbusRunFailureRateHigh",
+                      "FlowbusNoOrchestratorLeader", "FlowbusRunnersSaturated",
+                      "FlowbusDeadLettersWaiting"}
+    [dashboard] = [c for c in by_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["flowbus.json"])["uid"] == "flowbus-overview"
+    assert by_kind(render({}), "PrometheusRule") == []

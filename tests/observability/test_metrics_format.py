@@ -45,6 +45,7 @@ async def test_gateway_metrics_are_valid_and_count_events(
     assert "flowbus_gateway_events_accepted_total" in text
     assert "flowbus_gateway_events_rejected_total" in text
     assert "flowbus_gateway_request_seconds_bucket" in text
+    assert 'flowbus_gateway_publish_seconds_count{kind="single"} 1.0' in text
 
 
 async def test_orchestrator_metrics_are_valid(nats_settings: NatsSettings, promtool: str) -> None:
@@ -64,7 +65,8 @@ async def test_orchestrator_metrics_are_valid(nats_settings: NatsSettings, promt
                  "flowbus_orchestrator_consumer_pending", "flowbus_orchestrator_consumer_ack_pending",
                  "flowbus_orchestrator_concurrency_slots_in_use",
                  "flowbus_orchestrator_runs_waiting_for_slot",
-                 "flowbus_orchestrator_trigger_evaluations_total"):
+                 "flowbus_orchestrator_trigger_evaluations_total",
+                 "flowbus_automation_dead_letters_waiting", "flowbus_automation_actions_total"):
         assert name in text, name
     assert 'le="3600.0"' in text  # buckets reach hours
 
