@@ -195,8 +195,11 @@ async def test_client_flow_runs_and_logs(api: RunningGateway, bus: Bus) -> None:
 
 
 async def test_client_variables_and_automations(api: RunningGateway) -> None:
-    automation = {"name": "retry", "trigger": {"type": "event", "expect": ["flowbus.flow-run.Failed"]},
-                  "actions": [{"type": "run-deployment", "deployment": "etl"}]}
+    # Runs another deployment than the one it watches: the loop guard refuses an automation
+    # that would trigger itself.
+    automation = {"name": "retry", "trigger": {"type": "event", "expect": ["flowbus.flow-run.Failed"],
+                                               "match": {"data.deployment_name": "etl"}},
+                  "actions": [{"type": "run-deployment", "deployment": "etl-cleanup"}]}
     async with get_client() as client:
         await client.create_variable("region", "eu", tags=["x"])
         variable = await client.read_variable_by_name("region")
