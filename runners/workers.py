@@ -121,7 +121,7 @@ class WorkerExecution:
             # The process is gone: a crash, or the runner killed it.
             exit_code = await asyncio.to_thread(_exit_code, worker)
             reason = worker.kill_reason
-            self._pool.replace(worker, planned=reason == "stopped")
+            self._pool.replace(worker)
             if reason == "stopped":
                 self._settle(Outcome("stopped"))
             else:
@@ -234,10 +234,10 @@ class WorkerPool:
         self._busy.discard(worker)
         self._add(worker)
 
-    def replace(self, worker: Worker, *, planned: bool) -> None:
+    def replace(self, worker: Worker) -> None:
+        """A worker that died or was killed mid-run (a restart; recycling is not one)."""
         self._busy.discard(worker)
-        if not planned:
-            self._restarts += 1
+        self._restarts += 1
         self._respawn(worker)
 
     def _respawn(self, old: Worker) -> None:
