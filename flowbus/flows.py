@@ -158,12 +158,26 @@ class Flow(Generic[P, R]):
             return _engine.call_flow_async(self, parameters, wait_for, return_state)  # type: ignore[return-value]
         return _engine.call_flow_sync(self, parameters, wait_for, return_state)  # type: ignore[no-any-return]
 
-    def serve(self, *args: Any, **kwargs: Any) -> None:
-        """Serving deployments needs the runner service, which this SDK build does not include."""
-        raise NotImplementedError(
-            "Flow.serve is provided by flowbus's runner service; run the flow directly "
-            "by calling it, or deploy it with the flowbus command line."
-        )
+    def serve(self, name: str | None = None, *, limit: int | None = None, **options: Any) -> None:
+        """Register a deployment of this flow and run it in this process until SIGINT/SIGTERM.
+
+        Options are those of `to_deployment` (triggers, cron, interval, schedules,
+        parameters, tags, description, version, concurrency_limit, work_pool); needs
+        ``FLOWBUS_NATS_URL``.
+
+        Example::
+
+            hello.serve("hello", triggers=[{"expect": ["com.example.greet"]}])
+        """
+        from flowbus.serving import serve, to_deployment
+
+        serve(to_deployment(self, name, **options), limit=limit)
+
+    def to_deployment(self, name: str | None = None, **options: Any) -> Any:
+        """A deployment of this flow for `flowbus.serve` (see `flowbus.serving.to_deployment`)."""
+        from flowbus.serving import to_deployment
+
+        return to_deployment(self, name, **options)
 
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"

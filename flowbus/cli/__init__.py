@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from flowbus.cli import dev, events_cmd, nats_cmd
+from flowbus.cli import dev, events_cmd, nats_cmd, runner_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,6 +38,7 @@ def version() -> None:
 cli.add_command(dev.dev)
 cli.add_command(events_cmd.events)
 cli.add_command(nats_cmd.nats)
+cli.add_command(runner_cmd.runner)
 
 
 def main() -> None:
