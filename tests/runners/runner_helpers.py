@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -108,3 +108,12 @@ async def running(bus: Bus, nats_settings: NatsSettings, settings: RunnerSetting
     finally:
         stop.set()
         await task
+
+
+async def wait_until(predicate: Callable[[], bool], max_wait: float = 10, step: float = 0.05) -> None:
+    """Poll ``predicate`` (for what has no event to wait on, e.g. a file a flow writes)."""
+    for _ in range(int(max_wait / step)):
+        if predicate():
+            return
+        await asyncio.sleep(step)
+    raise AssertionError(f"gave up waiting after {max_wait}s")

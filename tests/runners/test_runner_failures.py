@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from runner_helpers import deploy, logs_of, running, runner_settings, schedule, wait_final
+from runner_helpers import deploy, logs_of, runner_settings, running, schedule, wait_final
 
 from events.bus import Bus
 from events.settings import NatsSettings
