@@ -21,7 +21,11 @@ def runner_settings(**overrides: Any) -> Any:
         return RunnerSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = str(first["loc"][0]) if first["loc"] else "runner"
+        if first["loc"]:
+            name = str(first["loc"][0])
+            where = f"FLOWBUS_RUNNER_{name.upper()} (--{name.replace('_', '-')})"
+        else:
+            where = "of the runner"
         fail(f"setting {where}: {first['msg']}", 2)
     raise AssertionError("unreachable")
 
