@@ -52,9 +52,21 @@ def runner(pool: str | None, limit: int | None, isolation: str | None,
         fail(str(exc))
 
 
+def _log_to_stderr() -> None:
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"))
+    logger = logging.getLogger("flowbus.runner")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 async def _serve(nats: Any, settings: Any) -> None:
     from runners.service import serve
 
+    _log_to_stderr()
     stop, ready = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

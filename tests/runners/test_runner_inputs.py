@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -188,13 +189,19 @@ async def test_metrics_endpoint_counts_runs_and_refuses_other_requests(
     async with running(bus, nats_settings, settings) as runner, aiohttp.ClientSession() as http:
         await wait_final(bus, await schedule(bus, deployment))
         base = f"http://127.0.0.1:{runner.metrics_port}"
-        async with http.get(f"{base}/metrics") as response:
-            assert response.status == 200
-            text = await response.text()
+        expected = 'flowbus_runner_runs_total{deployment="ok",state="Completed"} 1.0'
+        text = ""
+        for _ in range(50):  # the count follows the record write by a moment
+            async with http.get(f"{base}/metrics") as response:
+                assert response.status == 200
+                text = await response.text()
+            if expected in text:
+                break
+            await asyncio.sleep(0.05)
         async with http.post(f"{base}/metrics", data=b"x" * 100_000) as response:
             assert response.status in (405, 413)
         async with http.get(f"{base}/../../etc/passwd") as response:
             assert response.status == 404
-    assert 'flowbus_runner_runs_total{deployment="ok",state="Completed"} 1.0' in text
+    assert expected in text
     assert "flowbus_runner_start_latency_seconds_bucket" in text
     assert "flowbus_runner_free_slots" in text
