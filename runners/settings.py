@@ -14,7 +14,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from events.settings import register
+from events.settings import register, register_names
+
+# Read by the SDK in the workers (the console level of run logs); a runner accepts it.
+register_names(["FLOWBUS_LOGGING_LEVEL"])
 
 
 def _default_runner_id() -> str:
