@@ -82,8 +82,21 @@ def _module_name_for(path: Path) -> str:
     return f"flowbus_entrypoint_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest}"
 
 
+_loaded: dict[tuple[str, str], ModuleType] = {}
+
+
 def import_module(module: str) -> ModuleType:
     """Import a dotted module or a ``.py`` file (once per process; later calls reuse it)."""
+    key = (os.getcwd(), module)
+    cached = _loaded.get(key)
+    if cached is not None:
+        return cached
+    loaded = _import(module)
+    _loaded[key] = loaded
+    return loaded
+
+
+def _import(module: str) -> ModuleType:
     if not module.endswith(".py"):
         return importlib.import_module(module)
     path = Path(module)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from events.settings import NatsSettings
@@ -21,6 +22,35 @@ from runners.attempt import cancellation_hooks, flow_info, load, load_failure, r
 from runners.settings import RunnerSettings
 from runners.sinks import RecordedRunsFilter, open_nats_sink
 from runners.types import Execution, FlowInfo, Outcome, RunSpec
+
+
+class DaemonThreads:
+    """Reused daemon threads for sync flows; a new one only when all are busy.
+
+    Daemon threads, because a run abandoned at its timeout or cancellation may never
+    return, and must not keep the process alive at exit.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
+            queue.SimpleQueue())
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            if self._idle == 0:
+                threading.Thread(target=self._work, daemon=True, name="flowbus-inline-run").start()
+            else:
+                self._idle -= 1
+        self._jobs.put((fn, args))
+
+    def _work(self) -> None:
+        while True:
+            fn, args = self._jobs.get()
+            fn(*args)
+            with self._lock:
+                self._idle += 1
 
 
 class InlineExecution:
@@ -45,8 +75,7 @@ class InlineExecution:
         if flow.isasync:
             self._task = asyncio.create_task(self._run_async(flow), name="flowbus-inline-run")
         else:
-            threading.Thread(target=self._run_sync, args=(flow,), daemon=True,
-                             name="flowbus-inline-run").start()
+            self._executor.threads.submit(self._run_sync, flow)
 
     async def _run_async(self, flow: Any) -> None:
         self._settle(await run_async(flow, self._spec))
@@ -81,6 +110,7 @@ class InlineExecutor:
         self._flows = dict(flows or {})
         self._filter: RecordedRunsFilter | None = None
         self._previous: Any = None
+        self.threads = DaemonThreads()
 
     async def start(self) -> None:
         self._filter = await asyncio.to_thread(open_nats_sink, self._nats, self._settings.log_buffer)

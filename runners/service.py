@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from events.bus import Bus, Consumer, Delivery
 from events.cloudevent import CloudEvent
 from events.errors import FlowbusError, NotFound, TransitionRejected, UpdateConflict
-from events.kv import KV
+from events.kv import KV, Objects
 from events.records import Deployment, FlowRun, State, utcnow
 from events.settings import NatsSettings
 from runners import claims
@@ -58,6 +58,7 @@ class HeldRun:
     signal: asyncio.Future[str]
     execution: Execution | None = None
     spec: RunSpec | None = None
+    finishing: bool = False
     started: float = field(default_factory=time.monotonic)
 
     def stop_for(self, reason: str) -> None:
@@ -82,6 +83,7 @@ class Runner:
         self._slot_freed = asyncio.Event()
         self._deployments: OrderedDict[str, tuple[float, Deployment | None]] = OrderedDict()
         self._kv: KV | None = None
+        self._results: Objects | None = None
         self.metrics_port: int | None = None
 
     @property
@@ -99,6 +101,7 @@ class Runner:
         """Serve until ``stop`` is set, then drain (see :meth:`_drain`)."""
         layout = self.bus.layout
         self._kv = await self.bus.kv(layout.flow_runs)
+        self._results = await self.bus.objects(layout.results)
         consumer = await self.bus.consumer(
             self.settings.consumer_name, stream=layout.runs_stream,
             filter_subjects=[layout.runs_subject(self.settings.pool)],
@@ -356,11 +359,12 @@ class Runner:
         # "lost": another runner or an operator changed the record; it is theirs now.
 
     async def _finish(self, held: HeldRun, outcome: Outcome) -> None:
+        held.finishing = True  # no heartbeat write may race the final one
         result_ref = None
         if outcome.result is not None and outcome.state_name == "Completed":
             try:
-                store = await self.bus.objects(self.bus.layout.results)
-                await store.put(held.run.id, outcome.result)
+                assert self._results is not None
+                await self._results.put(held.run.id, outcome.result)
                 result_ref = held.run.id
             except FlowbusError as exc:
                 await self._log(held.run.id, logging.WARNING, f"the result was not persisted: {exc}")
@@ -375,6 +379,7 @@ class Runner:
             await _quietly(held.delivery.ack())
 
     async def _cancelled(self, held: HeldRun) -> None:
+        held.finishing = True
         if held.spec is not None:
             try:
                 await self.executor.run_cancellation_hooks(held.spec, "The run was cancelled.")
@@ -386,6 +391,7 @@ class Runner:
             await _quietly(held.delivery.ack())
 
     async def _hand_back(self, held: HeldRun) -> None:
+        held.finishing = True
         def back(run: FlowRun) -> FlowRun:
             if run.state.name == "Cancelling":
                 return run.transition(State.named("Cancelled", message="cancelled while draining"))
@@ -424,6 +430,8 @@ class Runner:
             held.stop_for("lost")
             return False
         run = FlowRun.model_validate_json(entry.value)
+        if run.runner_id == self.settings.runner_id and run.state.is_final() and held.finishing:
+            return False  # our own final write won the race; nothing is lost
         if run.runner_id != self.settings.runner_id or run.state.is_final():
             log.warning("flow run %s was taken over (%s, runner %s): stopping it",
                         run.id, run.state.name, run.runner_id)
@@ -489,7 +497,7 @@ class Runner:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
             self.executor_check()
-            held = [h for h in self._held.values() if not h.signal.done()]
+            held = [h for h in self._held.values() if not (h.signal.done() or h.finishing)]
             results = await asyncio.gather(*(self._beat(h) for h in held), return_exceptions=True)
             for result in results:
                 if isinstance(result, BaseException):
@@ -505,7 +513,8 @@ class Runner:
 
     async def _beat(self, held: HeldRun) -> None:
         await held.delivery.in_progress()
-        await self._write(held, lambda r: r.model_copy(update={"updated": utcnow()}))
+        if not held.finishing:
+            await self._write(held, _touched)
 
     async def _watch_records(self) -> None:
         """Stop runs whose record went to Cancelling or to another runner."""
@@ -526,6 +535,10 @@ class Runner:
             except FlowbusError as exc:
                 log.warning("watching flow-run records failed: %s; watching again", exc)
                 await asyncio.sleep(1)
+
+
+def _touched(run: FlowRun) -> FlowRun:
+    return run.model_copy(update={"updated": utcnow()})
 
 
 def _with_retries(run: FlowRun, retries: int) -> FlowRun:
