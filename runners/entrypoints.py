@@ -98,6 +98,10 @@ def import_module(module: str) -> ModuleType:
 
 def _import(module: str) -> ModuleType:
     if not module.endswith(".py"):
+        # Importable from the working directory, however the process was started.
+        cwd = os.getcwd()
+        if cwd not in sys.path:
+            sys.path.insert(0, cwd)
         return importlib.import_module(module)
     path = Path(module)
     if not path.is_absolute():

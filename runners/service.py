@@ -532,8 +532,8 @@ class Runner:
                         held.stop_for("cancel")
                     elif run.runner_id not in (None, self.settings.runner_id):
                         held.stop_for("lost")
-            except FlowbusError as exc:
-                log.warning("watching flow-run records failed: %s; watching again", exc)
+            except Exception as exc:  # a broken watch must not end cancellation support
+                log.warning("watching flow-run records failed: %r; watching again", exc)
                 await asyncio.sleep(1)
 
 

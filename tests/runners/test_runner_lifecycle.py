@@ -78,13 +78,13 @@ def slow(marker: str, seconds: float) -> str:
 class RunnerProcess:
     """``flowbus runner`` as a subprocess, its stderr in a file (a pipe could fill up)."""
 
-    def __init__(self, env: dict[str, str], log: Path, **settings: str) -> None:
+    def __init__(self, env: dict[str, str], log: Path, cwd: Path = ROOT, **settings: str) -> None:
         env = {**env, **{f"FLOWBUS_RUNNER_{k.upper()}": v for k, v in settings.items()}}
         self.log = log
         with open(log, "w") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "flowbus.cli", "runner"],
-                env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT, stdout=subprocess.DEVNULL,
+                env={**env, "PYTHONPATH": str(ROOT)}, cwd=cwd, stdout=subprocess.DEVNULL,
                 stderr=err,
             )
 
@@ -211,3 +211,22 @@ async def test_two_runners_share_a_pool_and_never_take_the_same_run(
     assert all(r.state.name == "Completed" and r.run_count == 1 for r in runs)
     assert sorted(int(x) for x in journal.read_text().split()) == list(range(40))
     assert {r.runner_id for r in runs} == {"first", "second"}
+
+
+async def test_dotted_entrypoints_import_from_the_runner_working_directory(
+    bus: Bus, flowbus_env: dict[str, str], tmp_path: Path
+) -> None:
+    package = tmp_path / "work" / "shop_flows"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "orders.py").write_text(
+        "from flowbus import flow\n\n@flow\ndef total(n: int) -> int:\n    return n * 3\n")
+    deployment = await deploy(bus, "total", "shop_flows.orders:total")
+    runner = RunnerProcess(flowbus_env, tmp_path / "runner.log", cwd=tmp_path / "work", **FAST_ENV)
+    try:
+        await runner.wait_ready()
+        run = await wait_final(bus, await schedule(bus, deployment, {"n": 14}))
+    finally:
+        runner.stop()
+    assert run.state.name == "Completed", run.state.message
+    assert await read_result(bus, run) == 42
