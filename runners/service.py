@@ -19,51 +19,27 @@ import contextlib
 import functools
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from events.bus import Bus, Consumer, Delivery
-from events.cloudevent import CloudEvent
-from events.errors import FlowbusError, NotFound, TransitionRejected, UpdateConflict
+from events.errors import FlowbusError, TransitionRejected, UpdateConflict
 from events.kv import KV, Objects
 from events.records import Deployment, FlowRun, State, utcnow
 from events.settings import NatsSettings
 from runners import claims
 from runners.entrypoints import EntrypointError, resolve_entrypoint
 from runners.metrics import RunnerMetrics, start_metrics_server
+from runners.records import HeldRun, Recorder, dump
 from runners.settings import RunnerSettings
 from runners.types import Execution, Executor, FlowInfo, Outcome, RunSpec
 
 log = logging.getLogger("flowbus.runner")
 
-SOURCE = "flowbus/runner"
-DEPLOYMENT_TTL = 5.0
-DEPLOYMENT_CACHE = 1024
 Resolver = Callable[[Deployment], tuple[str, str]]
-
-
-@dataclass(eq=False)
-class HeldRun:
-    """A run this runner claimed, with the record revision its next write must name."""
-
-    delivery: Delivery
-    run: FlowRun
-    revision: int
-    deployment: Deployment | None
-    signal: asyncio.Future[str]
-    execution: Execution | None = None
-    spec: RunSpec | None = None
-    finishing: bool = False
-    started: float = field(default_factory=time.monotonic)
-
-    def stop_for(self, reason: str) -> None:
-        if not self.signal.done():
-            self.signal.set_result(reason)
 
 
 class Runner:
@@ -81,8 +57,8 @@ class Runner:
         self._held: dict[str, HeldRun] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
-        self._deployments: OrderedDict[str, tuple[float, Deployment | None]] = OrderedDict()
         self._kv: KV | None = None
+        self._records: Recorder | None = None
         self._results: Objects | None = None
         self.metrics_port: int | None = None
 
@@ -90,6 +66,11 @@ class Runner:
     def kv(self) -> KV:
         assert self._kv is not None, "the runner is not started"
         return self._kv
+
+    @property
+    def records(self) -> Recorder:
+        assert self._records is not None, "the runner is not started"
+        return self._records
 
     @property
     def free_slots(self) -> int:
@@ -101,6 +82,7 @@ class Runner:
         """Serve until ``stop`` is set, then drain (see :meth:`_drain`)."""
         layout = self.bus.layout
         self._kv = await self.bus.kv(layout.flow_runs)
+        self._records = Recorder(self.bus, self._kv, self.settings.runner_id)
         self._results = await self.bus.objects(layout.results)
         consumer = await self.bus.consumer(
             self.settings.consumer_name, stream=layout.runs_stream,
@@ -252,26 +234,26 @@ class Runner:
     async def _take_over(self, run: FlowRun, revision: int, decision: claims.Decision) -> int | None:
         """Mark a dead runner's attempt Crashed; the revision of its retry, or None."""
         crashed = claims.crashed(run, decision.reason)
-        revision = await self.kv.cas(run.id, _dump(crashed), revision)
-        deployment = await self._deployment(run.deployment_name)
-        await self._announce(crashed, deployment)
-        await self._log(run.id, logging.WARNING, f"Attempt {run.run_count} crashed: {decision.reason}")
+        revision = await self.kv.cas(run.id, dump(crashed), revision)
+        deployment = await self.records.deployment(run.deployment_name)
+        await self.records.announce(crashed, deployment)
+        await self.records.log(run.id, logging.WARNING, f"Attempt {run.run_count} crashed: {decision.reason}")
         self.metrics.runs.labels(crashed.state.name, run.deployment_name or "").inc()
         if not decision.retry:
             return None
         retried = claims.retried(crashed)
-        revision = await self.kv.cas(run.id, _dump(retried), revision)
-        await self._announce(retried, deployment)
+        revision = await self.kv.cas(run.id, dump(retried), revision)
+        await self.records.announce(retried, deployment)
         return revision
 
     async def _claim_waiting(self, delivery: Delivery, run: FlowRun, revision: int) -> HeldRun:
         now = self._clock()
         pending, running = claims.claimed(run, self.settings.runner_id, now)
-        revision = await self.kv.cas(run.id, _dump(pending), revision)
-        revision = await self.kv.cas(run.id, _dump(running), revision)
+        revision = await self.kv.cas(run.id, dump(pending), revision)
+        revision = await self.kv.cas(run.id, dump(running), revision)
         self.metrics.start_latency.observe(
             max(0.0, (now - run.expected_start_time).total_seconds()))
-        deployment = await self._deployment(run.deployment_name)
+        deployment = await self.records.deployment(run.deployment_name)
         loop = asyncio.get_running_loop()
         return HeldRun(delivery, running, revision, deployment, loop.create_future(),
                        started=time.monotonic())
@@ -299,7 +281,7 @@ class Runner:
         announce = asyncio.create_task(self._announce_claim(held))
         if isinstance(spec, str):
             await announce
-            await self._log(held.run.id, logging.ERROR, spec)
+            await self.records.log(held.run.id, logging.ERROR, spec)
             await self._finish(held, Outcome("final", "Failed", spec))
             return
         held.spec = spec
@@ -310,7 +292,7 @@ class Runner:
 
     async def _announce_claim(self, held: HeldRun) -> None:
         pending = held.run.model_copy(update={"state": State.named("Pending")})
-        await self._announce_many([pending, held.run], held.deployment)
+        await self.records.announce_many([pending, held.run], held.deployment)
 
     async def _follow(self, held: HeldRun, execution: Execution) -> Outcome:
         """Wait for the attempt, enforcing its timeout and reacting to stop signals."""
@@ -333,7 +315,7 @@ class Runner:
                 if info.timeout_seconds is not None:
                     deadline = loop.time() + info.timeout_seconds + self.settings.timeout_grace
                 if info.retries:
-                    await self._write(held, functools.partial(_with_retries, retries=info.retries))
+                    await self.records.write(held, functools.partial(_with_retries, retries=info.retries))
                 continue
             if deadline is not None and loop.time() >= deadline:
                 await execution.stop()
@@ -348,7 +330,7 @@ class Runner:
         self.metrics.observe_restarts(self.executor.restarts())
         if outcome.kind != "stopped":
             if outcome.kind in ("timeout", "died") and outcome.message:
-                await self._log(held.run.id, logging.ERROR, outcome.message)
+                await self.records.log(held.run.id, logging.ERROR, outcome.message)
             await self._finish(held, outcome)
             return
         reason = outcome.extra.get("reason")
@@ -367,13 +349,13 @@ class Runner:
                 await self._results.put(held.run.id, outcome.result)
                 result_ref = held.run.id
             except FlowbusError as exc:
-                await self._log(held.run.id, logging.WARNING, f"the result was not persisted: {exc}")
+                await self.records.log(held.run.id, logging.WARNING, f"the result was not persisted: {exc}")
         state = State.named(outcome.state_name, message=outcome.message)
 
         def final(run: FlowRun) -> FlowRun:
             return run.transition(state, end_time=utcnow(), result_ref=result_ref)
 
-        if await self._write(held, final, announce=True):
+        if await self.records.write(held, final, announce=True):
             self.metrics.runs.labels(outcome.state_name, held.run.deployment_name or "").inc()
             self.metrics.duration.observe(time.monotonic() - held.started)
             await _quietly(held.delivery.ack())
@@ -386,7 +368,7 @@ class Runner:
             except FlowbusError as exc:
                 log.warning("on_cancellation hooks of %s failed: %s", held.run.id, exc)
         state = State.named("Cancelled", message="The run was cancelled; the runner stopped it.")
-        if await self._write(held, lambda r: r.transition(state, end_time=utcnow()), announce=True):
+        if await self.records.write(held, lambda r: r.transition(state, end_time=utcnow()), announce=True):
             self.metrics.runs.labels("Cancelled", held.run.deployment_name or "").inc()
             await _quietly(held.delivery.ack())
 
@@ -397,99 +379,8 @@ class Runner:
                 return run.transition(State.named("Cancelled", message="cancelled while draining"))
             return claims.handed_back(run)
 
-        await self._write(held, back, announce=True)
+        await self.records.write(held, back, announce=True)
         await _quietly(held.delivery.nak())
-
-    # --- record writes and announcements --------------------------------------
-
-    async def _write(self, held: HeldRun, change: Callable[[FlowRun], FlowRun], *,
-                     announce: bool = False) -> bool:
-        """Compare-and-set ``change(record)``; False when the run is no longer ours."""
-        for _ in range(20):
-            try:
-                new = change(held.run)
-            except TransitionRejected as exc:
-                log.warning("flow run %s: %s", held.run.id, exc)
-                return False
-            try:
-                held.revision = await self.kv.cas(held.run.id, _dump(new), held.revision)
-            except UpdateConflict:
-                if not await self._refresh(held):
-                    return False
-                continue
-            held.run = new
-            if announce:
-                await self._announce(new, held.deployment)
-            return True
-        return False
-
-    async def _refresh(self, held: HeldRun) -> bool:
-        """Re-read a held run's record after a lost CAS; False (and stop it) if not ours."""
-        entry = await self.kv.get(held.run.id)
-        if entry is None:
-            held.stop_for("lost")
-            return False
-        run = FlowRun.model_validate_json(entry.value)
-        if run.runner_id == self.settings.runner_id and run.state.is_final() and held.finishing:
-            return False  # our own final write won the race; nothing is lost
-        if run.runner_id != self.settings.runner_id or run.state.is_final():
-            log.warning("flow run %s was taken over (%s, runner %s): stopping it",
-                        run.id, run.state.name, run.runner_id)
-            held.stop_for("lost")
-            return False
-        held.run, held.revision = run, entry.revision
-        if run.state.name == "Cancelling":
-            held.stop_for("cancel")
-        return True
-
-    async def _announce(self, run: FlowRun, deployment: Deployment | None) -> None:
-        await self._announce_many([run], deployment)
-
-    async def _announce_many(self, runs: list[FlowRun], deployment: Deployment | None) -> None:
-        extra = {"deployment": deployment.model_dump(mode="json")} if deployment else {}
-        events = [
-            CloudEvent.create(
-                f"flowbus.flow-run.{run.state.name}", source=SOURCE,
-                subject=f"flowbus.flow-run.{run.id}",
-                data={**run.model_dump(mode="json"), **extra},
-            )
-            for run in runs
-        ]
-        try:
-            await self.bus.publish_many(events)
-        except FlowbusError as exc:
-            log.warning("could not announce flow run %s: %s", runs[0].id, exc)
-
-    async def _log(self, flow_run_id: str, level: int, message: str) -> None:
-        import json
-
-        record = [{"flow_run_id": flow_run_id, "task_run_id": None, "name": "flowbus.runner",
-                   "level": logging.getLevelName(level), "message": message,
-                   "timestamp": utcnow().isoformat()}]
-        try:
-            await self.bus.publish_raw(self.bus.layout.logs_subject(flow_run_id),
-                                       json.dumps(record).encode())
-        except FlowbusError as exc:
-            log.warning("could not ship a log line of %s: %s", flow_run_id, exc)
-
-    async def _deployment(self, name: str | None) -> Deployment | None:
-        if name is None:
-            return None
-        now = time.monotonic()
-        cached = self._deployments.get(name)
-        if cached is not None and now - cached[0] < DEPLOYMENT_TTL:
-            return cached[1]
-        from events.deployments import get_deployment
-
-        try:
-            deployment: Deployment | None = await get_deployment(self.bus, name)
-        except NotFound:
-            deployment = None
-        self._deployments[name] = (now, deployment)
-        self._deployments.move_to_end(name)
-        while len(self._deployments) > DEPLOYMENT_CACHE:
-            self._deployments.popitem(last=False)
-        return deployment
 
     # --- background -------------------------------------------------------------
 
@@ -514,7 +405,7 @@ class Runner:
     async def _beat(self, held: HeldRun) -> None:
         await held.delivery.in_progress()
         if not held.finishing:
-            await self._write(held, _touched)
+            await self.records.write(held, _touched)
 
     async def _watch_records(self) -> None:
         """Stop runs whose record went to Cancelling or to another runner."""
@@ -544,10 +435,6 @@ def _touched(run: FlowRun) -> FlowRun:
 def _with_retries(run: FlowRun, retries: int) -> FlowRun:
     state = run.state.model_copy(update={"data": {**run.state.data, "flow_retries": retries}})
     return run.model_copy(update={"state": state, "updated": utcnow()})
-
-
-def _dump(run: FlowRun) -> bytes:
-    return run.model_dump_json().encode()
 
 
 async def _quietly(ack: Any) -> None:
