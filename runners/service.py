@@ -115,9 +115,7 @@ class Runner:
             finally:
                 for task in background:
                     task.cancel()
-                for task in background:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await asyncio.gather(*background, return_exceptions=True)
                 await consumer.close()
 
     async def _fetch_loop(self, consumer: Consumer, stop: asyncio.Event) -> None:
