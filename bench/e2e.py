@@ -141,6 +141,16 @@ def memory(pid: int) -> tuple[int, int]:
     return rss_kib(pid) // 1024, sum(rss_kib(c) for c in descendants(pid)) // 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -199,6 +209,9 @@ async def bench_mode(bus: Bus, mode: str, args: argparse.Namespace, url: str, wo
                 await asyncio.sleep(0.05)
 
         sampler = asyncio.create_task(sample())
+        workers = descendants(runner.pid)
+        cpu_before = cpu_seconds(runner.pid), sum(cpu_seconds(w) for w in workers)
+        own_before = time.process_time()
         begin = time.perf_counter()
         futures = []
         for first in range(0, args.burst, 50):  # starts pipelined, as a busy orchestrator
@@ -208,6 +221,9 @@ async def bench_mode(bus: Bus, mode: str, args: argparse.Namespace, url: str, wo
             futures.extend(future for future, _ in started)
         runs = await asyncio.wait_for(asyncio.gather(*futures), 300)
         elapsed = time.perf_counter() - begin
+        cpu = (cpu_seconds(runner.pid) - cpu_before[0],
+               sum(cpu_seconds(w) for w in workers) - cpu_before[1],
+               time.process_time() - own_before)
         sampling = False
         await sampler
         completed = sum(1 for r in runs if r.state.name == "Completed")
@@ -215,6 +231,7 @@ async def bench_mode(bus: Bus, mode: str, args: argparse.Namespace, url: str, wo
             "mode": mode, "limit": limit, "p50": pct(latencies, 0.5), "p90": pct(latencies, 0.9),
             "p99": pct(latencies, 0.99), "rate": completed / elapsed, "completed": completed,
             "burst": args.burst, "rest": rest, "peak": tuple(peak),
+            "cpu_ms": tuple(1000 * c / max(1, completed) for c in cpu),
         }
     except BaseException:
         print((workdir / f"runner-{mode}.log").read_text()[-3000:], file=sys.stderr)
@@ -241,6 +258,9 @@ async def main(args: argparse.Namespace) -> None:
                     f"RSS at rest: runner {result['rest'][0]} MiB + workers {result['rest'][1]} MiB; "
                     f"under load: runner {result['peak'][0]} MiB + workers {result['peak'][1]} MiB"
                 )
+                runner_ms, workers_ms, bench_ms = result["cpu_ms"]
+                print(f"{'':>7}  CPU per run: runner {runner_ms:.2f} ms, workers {workers_ms:.2f} ms, "
+                      f"this benchmark (as orchestrator) {bench_ms:.2f} ms")
 
 
 if __name__ == "__main__":
