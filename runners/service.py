@@ -353,10 +353,10 @@ class Runner:
         def final(run: FlowRun) -> FlowRun:
             return run.transition(state, end_time=utcnow(), result_ref=result_ref)
 
-        if await self.records.write(held, final, announce=True):
+        if await self.records.write(held, final):
             self.metrics.runs.labels(outcome.state_name, held.run.deployment_name or "").inc()
             self.metrics.duration.observe(time.monotonic() - held.started)
-            await _quietly(held.delivery.ack())
+            await self._announce_and_ack(held)
 
     async def _cancelled(self, held: HeldRun) -> None:
         held.finishing = True
@@ -366,9 +366,14 @@ class Runner:
             except FlowbusError as exc:
                 log.warning("on_cancellation hooks of %s failed: %s", held.run.id, exc)
         state = State.named("Cancelled", message="The run was cancelled; the runner stopped it.")
-        if await self.records.write(held, lambda r: r.transition(state, end_time=utcnow()), announce=True):
+        if await self.records.write(held, lambda r: r.transition(state, end_time=utcnow())):
             self.metrics.runs.labels("Cancelled", held.run.deployment_name or "").inc()
-            await _quietly(held.delivery.ack())
+            await self._announce_and_ack(held)
+
+    async def _announce_and_ack(self, held: HeldRun) -> None:
+        # The final state is recorded: the job may go, in parallel with the announcement.
+        await asyncio.gather(self.records.announce(held.run, held.deployment),
+                             _quietly(held.delivery.ack()))
 
     async def _hand_back(self, held: HeldRun) -> None:
         held.finishing = True
