@@ -15,7 +15,6 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import threading
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
@@ -49,10 +48,9 @@ def rss_bytes(pid: int) -> int | None:
 
 
 class Worker:
-    """One worker process and the thread that reads its pipe into the event loop."""
+    """One worker process; its pipe is read by the event loop (no thread per worker)."""
 
-    def __init__(self, ctx: BaseContext, args: tuple[Any, ...],
-                 loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, ctx: BaseContext, args: tuple[Any, ...]) -> None:
         parent, child = ctx.Pipe()
         self.process = ctx.Process(  # type: ignore[attr-defined]
             target=worker_main, args=(child, *args), daemon=True, name="flowbus-worker"
@@ -64,19 +62,28 @@ class Worker:
         self.modules: set[tuple[str, str]] = set()
         self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=8)
         self.kill_reason: str | None = None
-        self._loop = loop
-        threading.Thread(target=self._read, name="flowbus-worker-pipe", daemon=True).start()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _read(self) -> None:
-        while True:
-            try:
-                message = self.conn.recv()
-            except (EOFError, OSError):
-                message = ("exit", None)
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
-                self._loop.call_soon_threadsafe(self.inbox.put_nowait, message)
-            if message[0] == "exit":
-                return
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start delivering the worker's messages to :attr:`inbox` (on the loop's thread)."""
+        self._loop = loop
+        loop.add_reader(self.conn.fileno(), self._readable)
+
+    def detach(self) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(OSError, ValueError, RuntimeError):
+                self._loop.remove_reader(self.conn.fileno())
+            self._loop = None
+
+    def _readable(self) -> None:
+        # Messages are small and written whole, except a large result, which the
+        # worker is writing as we read it: recv() then waits for the rest briefly.
+        try:
+            while self.conn.poll():
+                self.inbox.put_nowait(self.conn.recv())
+        except (EOFError, OSError):
+            self.detach()
+            self.inbox.put_nowait(("exit", None))
 
     @property
     def pid(self) -> int:
@@ -165,13 +172,12 @@ class WorkerPool:
     def _args(self) -> tuple[Any, ...]:
         return (self._nats.model_dump(), os.getpid(), self._settings.log_buffer)
 
-    def _spawn(self, loop: asyncio.AbstractEventLoop) -> Worker:
-        return Worker(self._ctx, self._args(), loop)
+    def _spawn(self) -> Worker:
+        return Worker(self._ctx, self._args())
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         workers = await asyncio.gather(*(
-            asyncio.to_thread(self._spawn, loop) for _ in range(self._settings.limit)
+            asyncio.to_thread(self._spawn) for _ in range(self._settings.limit)
         ))
         for worker in workers:
             self._add(worker)
@@ -180,6 +186,7 @@ class WorkerPool:
         if self._closed:
             worker.kill("closed")
             return
+        worker.attach(asyncio.get_running_loop())
         self._idle.append(worker)
         self._available.release()
 
@@ -188,6 +195,8 @@ class WorkerPool:
         for task in list(self._spawning):
             await task
         workers = [*self._idle, *self._busy]
+        for worker in workers:
+            worker.detach()
         for worker in self._idle:
             with contextlib.suppress(OSError, BrokenPipeError):
                 worker.conn.send(("stop", None))
@@ -241,13 +250,13 @@ class WorkerPool:
         self._respawn(worker)
 
     def _respawn(self, old: Worker) -> None:
-        loop = asyncio.get_running_loop()
+        old.detach()
 
         async def respawn() -> None:
             await asyncio.to_thread(old.finish)
             if self._closed:
                 return
-            self._add(await asyncio.to_thread(self._spawn, loop))
+            self._add(await asyncio.to_thread(self._spawn))
 
         task = asyncio.create_task(respawn(), name="flowbus-worker-respawn")
         self._spawning.add(task)
