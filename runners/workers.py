@@ -34,7 +34,8 @@ def _context() -> BaseContext:
         ctx = multiprocessing.get_context("forkserver")
     except ValueError:  # no fork server on this platform
         return multiprocessing.get_context("spawn")
-    ctx.set_forkserver_preload(["runners.worker"])
+    # Workers fork with flowbus, pydantic and nats-py already imported.
+    ctx.set_forkserver_preload(["runners.worker", "flowbus._nats_sink"])
     return ctx
 
 
