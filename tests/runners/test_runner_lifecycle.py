@@ -23,6 +23,7 @@ from runner_helpers import (
 
 from events.bus import Bus
 from events.deployments import read_result, request_cancel
+from events.records import FlowRun
 from events.settings import NatsSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,8 +129,6 @@ async def test_sigterm_drains_finishing_runs_and_hands_back_the_rest(
     kv = await bus.kv(bus.layout.flow_runs)
     entry = await kv.get(stuck)
     assert entry is not None
-    from events.records import FlowRun
-
     handed = FlowRun.model_validate_json(entry.value)
     assert handed.state.name == "AwaitingRetry" and handed.runner_id is None
     # The job went back to the pool: another runner finishes the run.
@@ -230,3 +229,35 @@ async def test_dotted_entrypoints_import_from_the_runner_working_directory(
         runner.stop()
     assert run.state.name == "Completed", run.state.message
     assert await read_result(bus, run) == 42
+
+
+LONGER_THAN_ACK_WAIT = """
+import time
+from flowbus import flow
+
+@flow
+def lasting() -> str:
+    time.sleep(2.5)
+    return "done"
+"""
+
+
+async def test_heartbeats_keep_a_run_longer_than_ack_wait_from_being_redelivered(
+    bus: Bus, nats_settings: NatsSettings, flow_file: Callable[[str], str]
+) -> None:
+    deployment = await deploy(bus, "lasting", f"{flow_file(LONGER_THAN_ACK_WAIT)}:lasting")
+    # An idle second runner would get the job if it were redelivered.
+    async with running(bus, nats_settings, runner_settings(limit=1)), \
+            running(bus, nats_settings, runner_settings(limit=1, isolation="inline")):
+        run_id = await schedule(bus, deployment)
+        started = await wait_state(bus, run_id, "Running")
+        await asyncio.sleep(1.2)  # past the ack wait
+        kv = await bus.kv(bus.layout.flow_runs)
+        entry = await kv.get(run_id)
+        assert entry is not None
+        during = FlowRun.model_validate_json(entry.value)
+        run = await wait_final(bus, run_id)
+    assert during.state.name == "Running" and during.updated > started.updated
+    assert run.state.name == "Completed" and run.run_count == 1
+    [info] = [c for c in await bus.consumers(bus.layout.runs_stream) if c.name == "pool-default"]
+    assert info.num_redelivered == 0
