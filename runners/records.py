@@ -23,7 +23,7 @@ from events.cloudevent import CloudEvent
 from events.errors import FlowbusError, NotFound, TransitionRejected, UpdateConflict
 from events.kv import KV
 from events.records import Deployment, FlowRun, utcnow
-from runners.types import Execution, RunSpec
+from runners.types import Execution, FlowInfo, RunSpec
 
 log = logging.getLogger("flowbus.runner")
 
@@ -43,6 +43,7 @@ class HeldRun:
     signal: asyncio.Future[str]
     execution: Execution | None = None
     spec: RunSpec | None = None
+    info: FlowInfo | None = None
     finishing: bool = False
     started: float = field(default_factory=time.monotonic)
 

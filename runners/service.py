@@ -309,7 +309,7 @@ class Runner:
                 await execution.stop()
                 return Outcome("stopped", extra={"reason": held.signal.result()})
             if info is None and execution.loaded.done() and not execution.loaded.cancelled():
-                info = execution.loaded.result()
+                info = held.info = execution.loaded.result()
                 if info.timeout_seconds is not None:
                     deadline = loop.time() + info.timeout_seconds + self.settings.timeout_grace
                 if info.retries:
@@ -360,7 +360,7 @@ class Runner:
 
     async def _cancelled(self, held: HeldRun) -> None:
         held.finishing = True
-        if held.spec is not None:
+        if held.spec is not None and (held.info is None or held.info.has_cancellation_hooks):
             try:
                 await self.executor.run_cancellation_hooks(held.spec, "The run was cancelled.")
             except FlowbusError as exc:

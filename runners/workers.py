@@ -210,12 +210,20 @@ class WorkerPool:
     def restarts(self) -> int:
         return self._restarts
 
+    async def _take(self, key: tuple[str, str] | None = None) -> Worker:
+        """An idle, live worker (one that has loaded ``key`` if there is one)."""
+        while True:
+            await self._available.acquire()
+            worker = next((w for w in reversed(self._idle) if key in w.modules), self._idle[-1])
+            self._idle.remove(worker)
+            self._busy.add(worker)
+            if worker.process.is_alive():
+                return worker
+            self.replace(worker)  # it died while idle: never hand it a run
+
     async def execute(self, spec: RunSpec) -> Execution:
-        await self._available.acquire()
         key = (spec.module, spec.attribute)
-        worker = next((w for w in reversed(self._idle) if key in w.modules), self._idle[-1])
-        self._idle.remove(worker)
-        self._busy.add(worker)
+        worker = await self._take(key)
         worker.modules.add(key)
         worker.runs += 1
         try:
@@ -225,9 +233,7 @@ class WorkerPool:
         return WorkerExecution(self, worker)
 
     async def run_cancellation_hooks(self, spec: RunSpec, message: str) -> None:
-        await self._available.acquire()
-        worker = self._idle.pop()
-        self._busy.add(worker)
+        worker = await self._take((spec.module, spec.attribute))
         try:
             worker.conn.send(("hooks", spec))
         except (OSError, BrokenPipeError):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from collections.abc import Callable
 
 import pytest
 from runner_helpers import deploy, logs_of, runner_settings, running, schedule, wait_final
 
 from events.bus import Bus
+from events.deployments import read_result
 from events.settings import NatsSettings
 
 OK = """
@@ -133,3 +137,28 @@ async def test_worker_past_its_memory_limit_is_killed(
         run = await wait_final(bus, await schedule(bus, deployment))
     assert run.state.name == "Crashed"
     assert "more than the runner's limit of 200 MiB" in (run.state.message or "")
+
+
+PID = """
+import os
+from flowbus import flow
+
+@flow
+def pid() -> int:
+    return os.getpid()
+"""
+
+
+async def test_a_worker_that_died_while_idle_is_replaced_before_it_gets_a_run(
+    bus: Bus, nats_settings: NatsSettings, flow_file: Callable[[str], str]
+) -> None:
+    deployment = await deploy(bus, "pid", f"{flow_file(PID)}:pid")
+    async with running(bus, nats_settings, runner_settings(limit=1)) as runner:
+        first = await wait_final(bus, await schedule(bus, deployment))
+        worker_pid = await read_result(bus, first)
+        os.kill(worker_pid, signal.SIGKILL)
+        await asyncio.sleep(0.2)
+        second = await wait_final(bus, await schedule(bus, deployment))
+        assert runner.executor.restarts() == 1
+    assert second.state.name == "Completed"
+    assert await read_result(bus, second) != worker_pid
