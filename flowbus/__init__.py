@@ -18,6 +18,7 @@ from flowbus.exceptions import FlowbusError
 from flowbus.flows import Flow, flow
 from flowbus.futures import FlowbusFuture, as_completed, wait
 from flowbus.logging import get_run_logger
+from flowbus.serving import serve
 from flowbus.states import State
 from flowbus.tasks import Task, task, unmapped
 
@@ -34,6 +35,7 @@ __all__ = [
     "flow",
     "get_run_context",
     "get_run_logger",
+    "serve",
     "tags",
     "task",
     "unmapped",

@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from flowbus import _engine
 from flowbus._params import CallShape, ParameterValidator
 from flowbus.results import ResultStore
 from flowbus.serializers import Serializer, resolve_serializer
 from flowbus.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+if TYPE_CHECKING:
+    from flowbus.serving import RunnerDeployment
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -159,11 +162,66 @@ class Flow(Generic[P, R]):
             return _engine.call_flow_async(self, parameters, wait_for, return_state)  # type: ignore[return-value]
         return _engine.call_flow_sync(self, parameters, wait_for, return_state)  # type: ignore[no-any-return]
 
-    def serve(self, *args: Any, **kwargs: Any) -> None:
-        """Serving deployments needs the runner service, which this SDK build does not include."""
-        raise NotImplementedError(
-            "Flow.serve is provided by flowbus's runner service; run the flow directly "
-            "by calling it, or deploy it with the flowbus command line."
+    def serve(
+        self,
+        name: str | None = None,
+        *,
+        triggers: Sequence[Any] | None = None,
+        cron: str | Iterable[str] | None = None,
+        interval: float | timedelta | Sequence[float | timedelta] | None = None,
+        schedules: Sequence[Any] | None = None,
+        parameters: dict[str, Any] | None = None,
+        tags: Iterable[str] | None = None,
+        description: str | None = None,
+        version: str | None = None,
+        concurrency_limit: int | None = None,
+        work_pool: str | None = None,
+        limit: int | None = None,
+    ) -> None:
+        """Register a deployment of this flow and run it in this process until SIGINT/SIGTERM.
+
+        Needs ``FLOWBUS_NATS_URL``. Runs execute in this process (at most ``limit``
+        at once) with this very flow object.
+
+        Example::
+
+            hello.serve("hello", triggers=[{"expect": ["com.example.greet"]}])
+        """
+        from flowbus.serving import serve
+
+        serve(self.to_deployment(
+            name, triggers=triggers, cron=cron, interval=interval, schedules=schedules,
+            parameters=parameters, tags=tags, description=description, version=version,
+            concurrency_limit=concurrency_limit, work_pool=work_pool,
+        ), limit=limit)
+
+    def to_deployment(
+        self,
+        name: str | None = None,
+        *,
+        triggers: Sequence[Any] | None = None,
+        cron: str | Iterable[str] | None = None,
+        interval: float | timedelta | Sequence[float | timedelta] | None = None,
+        schedules: Sequence[Any] | None = None,
+        parameters: dict[str, Any] | None = None,
+        tags: Iterable[str] | None = None,
+        description: str | None = None,
+        version: str | None = None,
+        concurrency_limit: int | None = None,
+        work_pool: str | None = None,
+    ) -> RunnerDeployment:
+        """A deployment of this flow for `flowbus.serve`, its triggers and schedules validated.
+
+        Example::
+
+            flowbus.serve(etl.to_deployment("etl-nightly", cron="0 3 * * *"))
+        """
+        from flowbus.serving import to_deployment
+
+        return to_deployment(
+            self, name, triggers=triggers, cron=cron, interval=interval, schedules=schedules,
+            parameters=parameters, tags=tags, description=description, version=version,
+            concurrency_limit=concurrency_limit, work_pool=work_pool,
         )
 
     def deploy(

@@ -17,6 +17,7 @@ from flowbus.cli import (
     gateway_cmd,
     nats_cmd,
     orchestrator_cmd,
+    runner_cmd,
 )
 
 
@@ -52,6 +53,7 @@ cli.add_command(deploy_cmd.deploy)
 cli.add_command(deploy_cmd.deployment)
 cli.add_command(deploy_cmd.flow_run)
 cli.add_command(gateway_cmd.gateway)
+cli.add_command(runner_cmd.runner)
 
 
 def main() -> None:

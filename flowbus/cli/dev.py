@@ -38,7 +38,9 @@ def dev(nats_port: int, gateway_port: int, data_dir: Path | None, project: Path 
     """Run flowbus locally: embedded NATS with JetStream plus the flowbus services."""
     from events.embedded import EmbeddedNats, NatsServerError
     from events.errors import FlowbusError
+    from flowbus.cli.runner_cmd import runner_settings
 
+    runner = runner_settings(pool="default")  # FLOWBUS_RUNNER_* apply; the pool is 'default'
     data_dir = data_dir or _default_data_dir()
     configure_service_logging()
     server = EmbeddedNats(data_dir, port=nats_port)
@@ -50,7 +52,7 @@ def dev(nats_port: int, gateway_port: int, data_dir: Path | None, project: Path 
     try:
         os.environ["FLOWBUS_NATS_URL"] = server.url
         settings = nats_settings(nats_url=[server.url])
-        asyncio.run(_serve(settings, server, data_dir, gateway_port, project))
+        asyncio.run(_serve(settings, server, data_dir, gateway_port, project, runner))
     except FlowbusError as exc:
         fail(str(exc))
     finally:
@@ -72,6 +74,23 @@ async def _orchestrator(bus: Any) -> AsyncIterator[None]:
         await task
 
 
+@contextlib.asynccontextmanager
+async def _runner(bus: Any, settings: Any, runner_settings: Any) -> AsyncIterator[None]:
+    from runners.service import Runner, make_executor
+
+    runner = Runner(bus, runner_settings, make_executor(settings, runner_settings))
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(runner.run(stop, ready))
+    await asyncio.wait({task, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()  # it failed to start: say why
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
 async def _deploy(bus: Any, project_dir: Path) -> list[str]:
     from flowbus.deploying import deploy_project
     from flowbus.project import PROJECT_FILE, load_project
@@ -83,7 +102,7 @@ async def _deploy(bus: Any, project_dir: Path) -> list[str]:
 
 
 async def _serve(settings: Any, server: Any, data_dir: Path, gateway_port: int,
-                 project: Path | None) -> None:
+                 project: Path | None, runner_settings: Any) -> None:
     from events.bus import Bus
     from flowbus.cli.gateway_cmd import gateway_settings
     from gateway.service import running
@@ -96,12 +115,15 @@ async def _serve(settings: Any, server: Any, data_dir: Path, gateway_port: int,
     gw_settings = gateway_settings(port=gateway_port, auth=False)
     async with contextlib.AsyncExitStack() as services:
         bus = await services.enter_async_context(await Bus.connect(settings))
+        await services.enter_async_context(_runner(bus, settings, runner_settings))
         await services.enter_async_context(_orchestrator(bus))
         gateway = await services.enter_async_context(running(bus, gw_settings))
         deployed = await _deploy(bus, project) if project else []
         click.echo(f"NATS JetStream   {server.url}  (data in {data_dir})")
         click.echo(f"namespace        {bus.layout.namespace}")
         click.echo(f"gateway          {gateway.url}  (API {gateway.url}/api/v1)")
+        click.echo(f"runner           pool 'default', limit {runner_settings.limit}, "
+                   f"{runner_settings.isolation} isolation")
         if deployed:
             click.echo(f"deployed         {', '.join(deployed)} (from {project})")
         click.secho("WARNING: the gateway's API-key auth is OFF in flowbus dev: anyone who can "

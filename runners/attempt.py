@@ -1,0 +1,133 @@
+"""One attempt of a flow run inside the process that executes it (worker or runner).
+
+Loads the flow, reports its policy, runs it with the SDK engine, and turns the final
+engine state into an :class:`~runners.types.Outcome`. An import or syntax error in
+the user's code is a Failed outcome whose message and log carry the traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import logging
+from typing import Any
+
+from flowbus import _sink
+from flowbus._drivers import run_coro_sync
+from flowbus._engine import run_flow, run_flow_async
+from flowbus.exceptions import FlowRunTimeoutError
+from runners.entrypoints import load_flow
+from runners.results import failure_message, result_document
+from runners.types import FlowInfo, Outcome, RunSpec
+
+RUNNER_LOGGER = "flowbus.runner"
+
+
+def emit_run_log(flow_run_id: str, level: int, message: str, name: str = RUNNER_LOGGER) -> None:
+    """One log line of a run, through the event sink to the logs stream."""
+    if _sink.enabled:
+        _sink.emit_log_record({
+            "flow_run_id": flow_run_id,
+            "task_run_id": None,
+            "name": name,
+            "level": logging.getLevelName(level),
+            "message": message,
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(),
+        })
+
+
+def flow_info(flow: Any) -> FlowInfo:
+    return FlowInfo(
+        name=str(flow.name),
+        retries=int(flow.retries),
+        timeout_seconds=flow.timeout_seconds,
+        has_cancellation_hooks=bool(flow.on_cancellation),
+    )
+
+
+def load(spec: RunSpec) -> Any:
+    """The flow of ``spec`` (raises whatever importing the user's code raised)."""
+    return load_flow(spec.module, spec.attribute)
+
+
+def load_failure(spec: RunSpec, exc: BaseException) -> Outcome:
+    """A Failed outcome for code that could not be loaded, its traceback logged."""
+    message = failure_message(
+        f"Could not load the flow {spec.module}:{spec.attribute}: {type(exc).__name__}: {exc}", exc
+    )
+    emit_run_log(spec.flow_run_id, logging.ERROR, message)
+    return Outcome("final", "Failed", message)
+
+
+def _engine_kwargs(spec: RunSpec) -> dict[str, Any]:
+    return {
+        "flow_run_id": spec.flow_run_id,
+        "flow_run_name": spec.flow_run_name or None,
+        "deployment_id": spec.deployment_id,
+        "deployment_name": spec.deployment_name,
+        "tags": spec.tags,
+        "return_state": True,
+    }
+
+
+def outcome_of(flow: Any, spec: RunSpec, state: Any) -> Outcome:
+    """The outcome for the engine's final ``state``; persists nothing, builds the document."""
+    timed_out = isinstance(state.data, FlowRunTimeoutError)
+    if state.is_completed():
+        document, problem = result_document(flow, state.result(), spec.result_max_bytes)
+        if problem:
+            emit_run_log(spec.flow_run_id, logging.WARNING, problem)
+        return Outcome("final", "Completed", state.message, result=document)
+    if state.is_failed():
+        return Outcome("final", "Failed", failure_message(state.message, state.data),
+                       recycle=timed_out)
+    return Outcome("final", state.name if state.name in ("Crashed", "Cancelled") else "Crashed",
+                   failure_message(state.message, state.data))
+
+
+def _bad_call(spec: RunSpec, exc: Exception) -> Outcome:
+    # Parameters that do not bind to the function fail before the engine starts.
+    message = failure_message(f"The flow could not be called: {type(exc).__name__}: {exc}", exc)
+    emit_run_log(spec.flow_run_id, logging.ERROR, message)
+    return Outcome("final", "Failed", message)
+
+
+def run_sync(flow: Any, spec: RunSpec) -> Outcome:
+    try:
+        state = run_flow(flow, spec.parameters, **_engine_kwargs(spec))
+    except Exception as exc:
+        return _bad_call(spec, exc)
+    return outcome_of(flow, spec, state)
+
+
+async def run_async(flow: Any, spec: RunSpec) -> Outcome:
+    try:
+        state = await run_flow_async(flow, spec.parameters, **_engine_kwargs(spec))
+    except Exception as exc:
+        return _bad_call(spec, exc)
+    return outcome_of(flow, spec, state)
+
+
+def cancellation_hooks(flow: Any, spec: RunSpec, message: str) -> None:
+    """Run the flow's ``on_cancellation`` hooks for a stopped run (errors are logged)."""
+    from flowbus.context import FlowRun
+    from flowbus.states import Cancelled
+
+    state = Cancelled(message=message)
+    run = FlowRun(
+        id=spec.flow_run_id, name=spec.flow_run_name, flow_name=flow.name,
+        parameters=dict(spec.parameters), tags=spec.tags, state=state,
+        deployment_id=spec.deployment_id, deployment_name=spec.deployment_name,
+    )
+    for hook in flow.on_cancellation:
+        name = getattr(hook, "__name__", repr(hook))
+        try:
+            value = hook(flow, run, state)
+            if inspect.isawaitable(value):
+                run_coro_sync(value)
+        except Exception as exc:
+            emit_run_log(spec.flow_run_id, logging.ERROR,
+                         failure_message(f"on_cancellation hook {name!r} failed", exc))
+        else:
+            emit_run_log(spec.flow_run_id, logging.INFO,
+                         f"Hook {name!r} finished running successfully")

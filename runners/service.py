@@ -1,0 +1,472 @@
+"""The runner: takes flow-run jobs of its pool, executes them, records what happened.
+
+::
+
+    stop = asyncio.Event()
+    await serve(NatsSettings(), RunnerSettings(pool="default"), stop=stop)
+
+One durable pull consumer per pool (``pool-<pool>``, shared by all its runners: the
+runs stream is a work queue), fetching only as many jobs as there are free slots.
+Each job: claim the run by compare-and-set, execute it (:mod:`runners.workers` or
+:mod:`runners.inline`), keep the job alive with in-progress acks (the heartbeat)
+and the record's ``updated`` time fresh, record the final state and result, ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from events.bus import Bus, Consumer, Delivery
+from events.errors import FlowbusError, TransitionRejected, UpdateConflict
+from events.kv import KV, Objects
+from events.records import Deployment, FlowRun, State, utcnow
+from events.settings import NatsSettings
+from runners import claims
+from runners.entrypoints import EntrypointError, resolve_entrypoint
+from runners.metrics import RunnerMetrics, start_metrics_server
+from runners.records import HeldRun, Recorder, dump
+from runners.settings import RunnerSettings
+from runners.types import Execution, Executor, FlowInfo, Outcome, RunSpec
+
+log = logging.getLogger("flowbus.runner")
+
+Resolver = Callable[[Deployment], tuple[str, str]]
+
+
+class Runner:
+    """One runner process's service (see the module docstring)."""
+
+    def __init__(self, bus: Bus, settings: RunnerSettings, executor: Executor, *,
+                 metrics: RunnerMetrics | None = None, resolver: Resolver = resolve_entrypoint,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.executor = executor
+        self.metrics = metrics or RunnerMetrics()
+        self._resolve = resolver
+        self._clock = clock
+        self._held: dict[str, HeldRun] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._kv: KV | None = None
+        self._records: Recorder | None = None
+        self._results: Objects | None = None
+        self.metrics_port: int | None = None
+
+    @property
+    def kv(self) -> KV:
+        assert self._kv is not None, "the runner is not started"
+        return self._kv
+
+    @property
+    def records(self) -> Recorder:
+        assert self._records is not None, "the runner is not started"
+        return self._records
+
+    @property
+    def free_slots(self) -> int:
+        return self.settings.limit - len(self._tasks)
+
+    # --- the service --------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        """Serve until ``stop`` is set, then drain (see :meth:`_drain`)."""
+        layout = self.bus.layout
+        self._kv = await self.bus.kv(layout.flow_runs)
+        self._records = Recorder(self.bus, self._kv, self.settings.runner_id)
+        self._results = await self.bus.objects(layout.results)
+        consumer = await self.bus.consumer(
+            self.settings.consumer_name, stream=layout.runs_stream,
+            filter_subjects=[layout.runs_subject(self.settings.pool)],
+            ack_wait=self.settings.ack_wait,
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            await self.executor.start()
+            stack.push_async_callback(self.executor.close)
+            if self.settings.metrics_port is not None:
+                site = await start_metrics_server(self.metrics, self.settings.metrics_host,
+                                                  self.settings.metrics_port)
+                stack.push_async_callback(site.cleanup)
+                from runners.metrics import bound_port
+
+                self.metrics_port = bound_port(site)
+            background = [
+                asyncio.create_task(self._heartbeats(), name="flowbus-runner-heartbeats"),
+                asyncio.create_task(self._watch_records(), name="flowbus-runner-watch"),
+            ]
+            try:
+                self.metrics.free_slots.set(self.free_slots)
+                if ready is not None:
+                    ready.set()
+                log.info("runner %s serving pool %r (limit %d, %s isolation)",
+                         self.settings.runner_id, self.settings.pool, self.settings.limit,
+                         self.settings.isolation)
+                await self._fetch_loop(consumer, stop)
+                await self._drain()
+            finally:
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
+                await consumer.close()
+
+    async def _fetch_loop(self, consumer: Consumer, stop: asyncio.Event) -> None:
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                if self.free_slots <= 0:
+                    self._slot_freed.clear()
+                    freed = asyncio.create_task(self._slot_freed.wait())
+                    await asyncio.wait({freed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    freed.cancel()
+                    continue
+                try:
+                    deliveries = await consumer.fetch(self.free_slots, self.settings.fetch_wait)
+                except FlowbusError as exc:
+                    log.warning("fetching jobs failed: %s; retrying", exc)
+                    await asyncio.sleep(min(1.0, self.settings.fetch_wait))
+                    continue
+                for delivery in deliveries:
+                    if stop.is_set():
+                        await _quietly(delivery.nak())
+                        continue
+                    self._start(self._handle(delivery))
+        finally:
+            stopping.cancel()
+
+    def _start(self, coro: Any) -> None:
+        task = asyncio.create_task(coro, name="flowbus-runner-job")
+        self._tasks.add(task)
+        self.metrics.free_slots.set(self.free_slots)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            self._slot_freed.set()
+            self.metrics.free_slots.set(self.free_slots)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("a job failed unexpectedly", exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    async def _drain(self) -> None:
+        """Let running flows finish within the drain timeout; hand back the others."""
+        if not self._tasks:
+            return
+        log.info("draining: %d run(s) have %.1fs to finish", len(self._tasks),
+                 self.settings.drain_timeout)
+        _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.drain_timeout)
+        if not pending:
+            return
+        for held in list(self._held.values()):
+            held.stop_for("drain")
+        await asyncio.wait(pending, timeout=30)
+
+    # --- one job --------------------------------------------------------------
+
+    async def _handle(self, delivery: Delivery) -> None:
+        try:
+            job = claims.parse_job(delivery.data)
+        except (ValueError, ValidationError) as exc:
+            log.warning("dropping a malformed run job: %s", str(exc).splitlines()[0])
+            self.metrics.jobs.labels("malformed").inc()
+            await _quietly(delivery.term())
+            return
+        held = await self._claim(delivery, job)
+        if held is None:
+            return
+        self._held[held.run.id] = held
+        self.metrics.active.inc()
+        try:
+            await self._execute(held)
+        finally:
+            self._held.pop(held.run.id, None)
+            self.metrics.active.dec()
+
+    async def _claim(self, delivery: Delivery, job: claims.Job) -> HeldRun | None:
+        for _ in range(20):
+            entry = await self.kv.get(job.flow_run_id)
+            if entry is None:
+                log.warning("job for flow run %s, which has no record: dropped", job.flow_run_id)
+                self.metrics.jobs.labels("drop").inc()
+                await _quietly(delivery.ack())
+                return None
+            try:
+                run = FlowRun.model_validate_json(entry.value)
+            except ValidationError:
+                log.error("the record of flow run %s is unreadable: job dropped", job.flow_run_id)
+                self.metrics.jobs.labels("malformed").inc()
+                await _quietly(delivery.term())
+                return None
+            decision = claims.decide(
+                run, job, runner_id=self.settings.runner_id, holding=run.id in self._held,
+                now=self._clock(), stale_after=self.settings.stale_after,
+            )
+            self.metrics.jobs.labels(decision.action).inc()
+            try:
+                if decision.action == "drop":
+                    await _quietly(delivery.ack())
+                    return None
+                if decision.action == "later":
+                    await _quietly(delivery.nak(delay=self.settings.stale_after))
+                    return None
+                if decision.action == "crashed":
+                    revision = await self._take_over(run, entry.revision, decision)
+                    if revision is None:
+                        await _quietly(delivery.ack())
+                        return None
+                    continue  # read again and claim the retry
+                return await self._claim_waiting(delivery, run, entry.revision)
+            except (UpdateConflict, TransitionRejected):
+                continue  # someone else changed the record: look again
+        await _quietly(delivery.nak(delay=self.settings.stale_after))
+        return None
+
+    async def _take_over(self, run: FlowRun, revision: int, decision: claims.Decision) -> int | None:
+        """Mark a dead runner's attempt Crashed; the revision of its retry, or None."""
+        crashed = claims.crashed(run, decision.reason)
+        revision = await self.kv.cas(run.id, dump(crashed), revision)
+        deployment = await self.records.deployment(run.deployment_name)
+        await self.records.announce(crashed, deployment)
+        await self.records.log(run.id, logging.WARNING, f"Attempt {run.run_count} crashed: {decision.reason}")
+        self.metrics.runs.labels(crashed.state.name, run.deployment_name or "").inc()
+        if not decision.retry:
+            return None
+        retried = claims.retried(crashed)
+        revision = await self.kv.cas(run.id, dump(retried), revision)
+        await self.records.announce(retried, deployment)
+        return revision
+
+    async def _claim_waiting(self, delivery: Delivery, run: FlowRun, revision: int) -> HeldRun:
+        now = self._clock()
+        pending, running = claims.claimed(run, self.settings.runner_id, now)
+        revision = await self.kv.cas(run.id, dump(pending), revision)
+        revision = await self.kv.cas(run.id, dump(running), revision)
+        self.metrics.start_latency.observe(
+            max(0.0, (now - run.expected_start_time).total_seconds()))
+        deployment = await self.records.deployment(run.deployment_name)
+        loop = asyncio.get_running_loop()
+        return HeldRun(delivery, running, revision, deployment, loop.create_future(),
+                       started=time.monotonic())
+
+    # --- execution ----------------------------------------------------------------
+
+    def _spec(self, held: HeldRun) -> RunSpec | str:
+        run, deployment = held.run, held.deployment
+        if deployment is None:
+            return (f"the deployment {run.deployment_name!r} of this run was not found"
+                    if run.deployment_name else "the run has no deployment to take its code from")
+        try:
+            module, attribute = self._resolve(deployment)
+        except EntrypointError as exc:
+            return str(exc)
+        return RunSpec(
+            flow_run_id=run.id, flow_run_name=run.name, module=module, attribute=attribute,
+            parameters={**deployment.parameters, **run.parameters},
+            deployment_id=deployment.id, deployment_name=deployment.name, tags=tuple(run.tags),
+            result_max_bytes=self.settings.result_max_bytes,
+        )
+
+    async def _execute(self, held: HeldRun) -> None:
+        spec = self._spec(held)
+        announce = asyncio.create_task(self._announce_claim(held))
+        if isinstance(spec, str):
+            await announce
+            await self.records.log(held.run.id, logging.ERROR, spec)
+            await self._finish(held, Outcome("final", "Failed", spec))
+            return
+        held.spec = spec
+        execution = held.execution = await self.executor.execute(spec)
+        outcome = await self._follow(held, execution)
+        await announce
+        await self._conclude(held, outcome)
+
+    async def _announce_claim(self, held: HeldRun) -> None:
+        pending = held.run.model_copy(update={"state": State.named("Pending")})
+        await self.records.announce_many([pending, held.run], held.deployment)
+
+    async def _follow(self, held: HeldRun, execution: Execution) -> Outcome:
+        """Wait for the attempt, enforcing its timeout and reacting to stop signals."""
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        info: FlowInfo | None = None
+        while True:
+            waits: set[asyncio.Future[Any]] = {execution.finished, held.signal}
+            if info is None and not execution.loaded.done():
+                waits.add(execution.loaded)
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if execution.finished.done():
+                return execution.finished.result()
+            if held.signal.done():
+                await execution.stop()
+                return Outcome("stopped", extra={"reason": held.signal.result()})
+            if info is None and execution.loaded.done() and not execution.loaded.cancelled():
+                info = held.info = execution.loaded.result()
+                if info.timeout_seconds is not None:
+                    deadline = loop.time() + info.timeout_seconds + self.settings.timeout_grace
+                if info.retries:
+                    await self.records.write(held, functools.partial(_with_retries, retries=info.retries))
+                continue
+            if deadline is not None and loop.time() >= deadline:
+                await execution.stop()
+                assert info is not None
+                return Outcome("timeout", "Failed", (
+                    f"Flow run exceeded its timeout of {info.timeout_seconds} seconds and did "
+                    f"not stop; the runner stopped it {self.settings.timeout_grace}s later"))
+
+    async def _conclude(self, held: HeldRun, outcome: Outcome) -> None:
+        self.metrics.logs_shipped.inc(outcome.logs_shipped)
+        self.metrics.logs_dropped.inc(outcome.logs_dropped)
+        self.metrics.observe_restarts(self.executor.restarts())
+        if outcome.kind != "stopped":
+            if outcome.kind in ("timeout", "died") and outcome.message:
+                await self.records.log(held.run.id, logging.ERROR, outcome.message)
+            await self._finish(held, outcome)
+            return
+        reason = outcome.extra.get("reason")
+        if reason == "cancel":
+            await self._cancelled(held)
+        elif reason == "drain":
+            await self._hand_back(held)
+        # "lost": another runner or an operator changed the record; it is theirs now.
+
+    async def _finish(self, held: HeldRun, outcome: Outcome) -> None:
+        held.finishing = True  # no heartbeat write may race the final one
+        result_ref = None
+        if outcome.result is not None and outcome.state_name == "Completed":
+            try:
+                assert self._results is not None
+                await self._results.put(held.run.id, outcome.result)
+                result_ref = held.run.id
+            except FlowbusError as exc:
+                await self.records.log(held.run.id, logging.WARNING, f"the result was not persisted: {exc}")
+        state = State.named(outcome.state_name, message=outcome.message)
+
+        def final(run: FlowRun) -> FlowRun:
+            return run.transition(state, end_time=utcnow(), result_ref=result_ref)
+
+        if await self.records.write(held, final):
+            self.metrics.runs.labels(outcome.state_name, held.run.deployment_name or "").inc()
+            self.metrics.duration.observe(time.monotonic() - held.started)
+            await self._announce_and_ack(held)
+
+    async def _cancelled(self, held: HeldRun) -> None:
+        held.finishing = True
+        if held.spec is not None and (held.info is None or held.info.has_cancellation_hooks):
+            try:
+                await self.executor.run_cancellation_hooks(held.spec, "The run was cancelled.")
+            except FlowbusError as exc:
+                log.warning("on_cancellation hooks of %s failed: %s", held.run.id, exc)
+        state = State.named("Cancelled", message="The run was cancelled; the runner stopped it.")
+        if await self.records.write(held, lambda r: r.transition(state, end_time=utcnow())):
+            self.metrics.runs.labels("Cancelled", held.run.deployment_name or "").inc()
+            await self._announce_and_ack(held)
+
+    async def _announce_and_ack(self, held: HeldRun) -> None:
+        # The final state is recorded: the job may go, in parallel with the announcement.
+        await asyncio.gather(self.records.announce(held.run, held.deployment),
+                             _quietly(held.delivery.ack()))
+
+    async def _hand_back(self, held: HeldRun) -> None:
+        held.finishing = True
+        def back(run: FlowRun) -> FlowRun:
+            if run.state.name == "Cancelling":
+                return run.transition(State.named("Cancelled", message="cancelled while draining"))
+            return claims.handed_back(run)
+
+        await self.records.write(held, back, announce=True)
+        await _quietly(held.delivery.nak())
+
+    # --- background -------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            self.executor_check()
+            held = [h for h in self._held.values() if not (h.signal.done() or h.finishing)]
+            results = await asyncio.gather(*(self._beat(h) for h in held), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    if isinstance(result, asyncio.CancelledError):
+                        raise result
+                    self.metrics.heartbeat_failures.inc()
+                    log.warning("heartbeat failed: %s", result)
+
+    def executor_check(self) -> None:
+        check = getattr(self.executor, "check_memory", None)
+        if check is not None:
+            check()
+
+    async def _beat(self, held: HeldRun) -> None:
+        await held.delivery.in_progress()
+        if not held.finishing:
+            await self.records.write(held, _touched)
+
+    async def _watch_records(self) -> None:
+        """Stop runs whose record went to Cancelling or to another runner."""
+        while True:
+            try:
+                async for change in self.kv.watch(">"):
+                    held = self._held.get(change.key)
+                    if held is None or change.value is None:
+                        continue
+                    try:
+                        run = FlowRun.model_validate_json(change.value)
+                    except ValidationError:
+                        continue
+                    if run.state.name == "Cancelling":
+                        held.stop_for("cancel")
+                    elif run.runner_id not in (None, self.settings.runner_id):
+                        held.stop_for("lost")
+            except Exception as exc:  # a broken watch must not end cancellation support
+                log.warning("watching flow-run records failed: %r; watching again", exc)
+                await asyncio.sleep(1)
+
+
+def _touched(run: FlowRun) -> FlowRun:
+    return run.model_copy(update={"updated": utcnow()})
+
+
+def _with_retries(run: FlowRun, retries: int) -> FlowRun:
+    state = run.state.model_copy(update={"data": {**run.state.data, "flow_retries": retries}})
+    return run.model_copy(update={"state": state, "updated": utcnow()})
+
+
+async def _quietly(ack: Any) -> None:
+    """Ack/nak/term: a failure only means JetStream will redeliver, which is safe."""
+    try:
+        await ack
+    except (FlowbusError, OSError, TimeoutError) as exc:
+        log.warning("acknowledging a job failed: %s", exc)
+    except Exception as exc:  # nats-py raises its own errors here
+        log.warning("acknowledging a job failed: %r", exc)
+
+
+def make_executor(nats_settings: NatsSettings, settings: RunnerSettings,
+                  flows: Mapping[str, Any] | None = None) -> Executor:
+    if settings.isolation == "inline":
+        from runners.inline import InlineExecutor
+
+        return InlineExecutor(nats_settings, settings, flows)
+    from runners.workers import WorkerPool
+
+    return WorkerPool(nats_settings, settings)
+
+
+async def serve(nats_settings: NatsSettings, settings: RunnerSettings, *,
+                ready: asyncio.Event | None = None, stop: asyncio.Event,
+                flows: Mapping[str, Any] | None = None,
+                resolver: Resolver = resolve_entrypoint) -> None:
+    """Connect and serve ``settings.pool`` until ``stop`` is set; then drain and return."""
+    async with await Bus.connect(nats_settings, name=f"flowbus-runner-{settings.pool}") as bus:
+        runner = Runner(bus, settings, make_executor(nats_settings, settings, flows),
+                        resolver=resolver)
+        await runner.run(stop, ready)

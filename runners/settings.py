@@ -1,0 +1,96 @@
+"""The runner's settings: which pool it serves, how many runs at once, and how.
+
+Read once at start-up (``FLOWBUS_RUNNER_*`` variables, or the ``flowbus runner``
+flags) and passed in explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from events.settings import register, register_names
+
+# Read by the SDK in the workers (the console level of run logs); a runner accepts it.
+register_names(["FLOWBUS_LOGGING_LEVEL"])
+
+
+def _default_runner_id() -> str:
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@register
+class RunnerSettings(BaseSettings):
+    """How one runner takes and executes flow-run jobs."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWBUS_RUNNER_", extra="forbid", frozen=True)
+
+    pool: str = Field(
+        default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="work pool whose jobs (<ns>.runs.<pool>) this runner takes",
+    )
+    limit: int = Field(default=4, ge=1, le=1024, description="flow runs executed at once")
+    isolation: Literal["process", "inline"] = Field(
+        default="process",
+        description="'process': warm worker processes; 'inline': in the runner's own process",
+    )
+    worker_max_runs: int = Field(
+        default=100, ge=1, description="a worker process is replaced after this many runs"
+    )
+    worker_max_memory_mb: int | None = Field(
+        default=None, ge=16, description="a worker whose resident memory passes this is killed"
+    )
+    drain_timeout: float = Field(
+        default=30.0, ge=0, description="seconds running flows get to finish after SIGTERM"
+    )
+    heartbeat_interval: float = Field(
+        default=5.0, gt=0, description="seconds between in-progress acks and record updates"
+    )
+    ack_wait: float = Field(
+        default=30.0, gt=0,
+        description="seconds without a heartbeat before JetStream redelivers a job",
+    )
+    fetch_wait: float = Field(
+        default=1.0, gt=0, le=30, description="longest wait of one fetch for new jobs"
+    )
+    timeout_grace: float = Field(
+        default=2.0, ge=0, description="seconds past a flow's timeout before its worker is killed"
+    )
+    result_max_bytes: int = Field(
+        default=8 * 1024 * 1024, gt=0, description="largest result persisted to the object store"
+    )
+    log_buffer: int = Field(
+        default=10_000, gt=0, description="log records buffered per process before back-pressure"
+    )
+    runner_id: str = Field(
+        default_factory=_default_runner_id, min_length=1, max_length=128,
+        description="identity written into the records of the runs this runner holds",
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="port of /metrics (None: no HTTP server)"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="address /metrics listens on")
+
+    @model_validator(mode="after")
+    def _heartbeat_within_ack_wait(self) -> RunnerSettings:
+        if self.ack_wait < 3 * self.heartbeat_interval:
+            raise ValueError(
+                f"ack_wait ({self.ack_wait}s) must be at least 3 x heartbeat_interval "
+                f"({self.heartbeat_interval}s), or healthy runs would be redelivered"
+            )
+        return self
+
+    @property
+    def stale_after(self) -> float:
+        """A held run whose record was not touched for this long belongs to a dead runner."""
+        return 3 * self.heartbeat_interval
+
+    @property
+    def consumer_name(self) -> str:
+        """The durable consumer every runner of the pool shares (the stream is a work queue)."""
+        return f"pool-{self.pool}"

@@ -1,0 +1,119 @@
+"""Helpers of the runner tests: doing what the orchestrator does, and running runners."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from events.bus import Bus
+from events.deployments import save_deployment, wait_flow_run
+from events.records import Deployment, FlowRun, State
+from events.settings import NatsSettings
+from runners.service import Runner, make_executor
+from runners.settings import RunnerSettings
+
+FAST = {"heartbeat_interval": 0.2, "ack_wait": 1.0, "fetch_wait": 0.2, "timeout_grace": 0.3,
+        "drain_timeout": 2.0}
+
+
+def runner_settings(**overrides: Any) -> RunnerSettings:
+    return RunnerSettings(**{**FAST, **overrides})
+
+
+async def deploy(bus: Bus, name: str, entrypoint: str, *, pool: str = "default",
+                 parameters: dict[str, Any] | None = None) -> Deployment:
+    stored, _ = await save_deployment(
+        bus, Deployment(name=name, flow_name=name, entrypoint=entrypoint, work_pool=pool,
+                        parameters=parameters or {}), source="tests")
+    return stored
+
+
+async def schedule(bus: Bus, deployment: Deployment, parameters: dict[str, Any] | None = None,
+                   *, run_id: str | None = None) -> str:
+    """Create the Scheduled record and publish its job, as the orchestrator does."""
+    run = FlowRun(
+        id=run_id or str(uuid.uuid4()), name=f"run-{uuid.uuid4().hex[:6]}",
+        flow_name=deployment.flow_name, deployment_id=deployment.id,
+        deployment_name=deployment.name, work_pool=deployment.work_pool,
+        parameters=parameters or {}, state=State.named("Scheduled"),
+    )
+    kv = await bus.kv(bus.layout.flow_runs)
+    await kv.create(run.id, run.model_dump_json().encode())
+    await publish_job(bus, run.id, deployment.work_pool, deployment.id)
+    return run.id
+
+
+async def publish_job(bus: Bus, run_id: str, pool: str, deployment_id: str | None,
+                      attempt: int = 1) -> None:
+    body = json.dumps({"flow_run_id": run_id, "deployment_id": deployment_id, "attempt": attempt})
+    await bus.publish_raw(bus.layout.runs_subject(pool), body.encode(),
+                          {"Nats-Msg-Id": f"{run_id}:{attempt}"})
+
+
+async def wait_final(bus: Bus, run_id: str, max_wait: float = 15) -> FlowRun:
+    run = await wait_flow_run(bus, run_id, max_wait)
+    assert run is not None, f"no record for {run_id}"
+    assert run.state.is_final(), f"run {run_id} is still {run.state.name}"
+    return run
+
+
+async def wait_state(bus: Bus, run_id: str, name: str, max_wait: float = 10) -> FlowRun:
+    kv = await bus.kv(bus.layout.flow_runs)
+    async with asyncio.timeout(max_wait):
+        async for change in kv.watch(run_id, include_history=True):
+            if change.value is not None:
+                run = FlowRun.model_validate_json(change.value)
+                if run.state.name == name:
+                    return run
+    raise AssertionError("unreachable")
+
+
+async def logs_of(bus: Bus, run_id: str) -> list[dict[str, Any]]:
+    """Every log record published for a run so far."""
+    sub = bus._js  # the tests read the logs stream directly
+    records: list[dict[str, Any]] = []
+    psub = await sub.pull_subscribe(bus.layout.logs_subject(run_id), stream=bus.layout.logs_stream)
+    try:
+        while True:
+            try:
+                msgs = await psub.fetch(100, timeout=0.5)
+            except Exception:
+                break
+            for msg in msgs:
+                records.extend(json.loads(msg.data))
+                await msg.ack()
+    finally:
+        await psub.unsubscribe()
+    return records
+
+
+@asynccontextmanager
+async def running(bus: Bus, nats_settings: NatsSettings, settings: RunnerSettings,
+                  **kwargs: Any) -> AsyncIterator[Runner]:
+    """A runner serving in this process until the block ends (then it drains)."""
+    runner = Runner(bus, settings, make_executor(nats_settings, settings, kwargs.pop("flows", None)),
+                    **kwargs)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(runner.run(stop, ready))
+    ready_wait = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+    try:
+        yield runner
+    finally:
+        stop.set()
+        await task
+
+
+async def wait_until(predicate: Callable[[], bool], max_wait: float = 10, step: float = 0.05) -> None:
+    """Poll ``predicate`` (for what has no event to wait on, e.g. a file a flow writes)."""
+    for _ in range(int(max_wait / step)):
+        if predicate():
+            return
+        await asyncio.sleep(step)
+    raise AssertionError(f"gave up waiting after {max_wait}s")
