@@ -77,6 +77,23 @@ def resolve_entrypoint(deployment: Deployment) -> tuple[str, str]:
     return entry.module, entry.attribute
 
 
+def in_bundle(root: Path, module: str) -> str:
+    """``module`` of an entrypoint, found in the unpacked code bundle at ``root``.
+
+    A file entrypoint becomes the file's absolute path in the bundle (its directory
+    goes on ``sys.path`` when it is imported, so sibling modules import as usual); a
+    dotted module becomes the file it names in the bundle (``pkg/mod.py`` or
+    ``pkg/mod/__init__.py``).
+    """
+    if module.endswith(".py"):
+        return str(root / module)
+    parts = module.split(".")
+    for candidate in (root.joinpath(*parts).with_suffix(".py"), root.joinpath(*parts, "__init__.py")):
+        if candidate.is_file():
+            return str(candidate)
+    raise EntrypointError(f"module {module!r} is not in the deployment's code bundle")
+
+
 def _module_name_for(path: Path) -> str:
     digest = hashlib.blake2b(str(path).encode(), digest_size=6).hexdigest()
     return f"flowbus_entrypoint_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest}"

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,8 +31,10 @@ from events.errors import FlowbusError, TransitionRejected, UpdateConflict
 from events.kv import KV, Objects
 from events.records import Deployment, FlowRun, State, utcnow
 from events.settings import NatsSettings
+from flowbus.bundles import fetch_bundle
+from flowbus.results import flowbus_home
 from runners import claims
-from runners.entrypoints import EntrypointError, resolve_entrypoint
+from runners.entrypoints import EntrypointError, in_bundle, resolve_entrypoint
 from runners.metrics import RunnerMetrics, start_metrics_server
 from runners.records import HeldRun, Recorder, dump
 from runners.settings import RunnerSettings
@@ -258,13 +261,26 @@ class Runner:
 
     # --- execution ----------------------------------------------------------------
 
-    def _spec(self, held: HeldRun) -> RunSpec | str:
+    async def _code_root(self, held: HeldRun) -> Path | str | None:
+        """The unpacked code bundle of the run's deployment (None: code from the image)."""
+        deployment = held.deployment
+        if deployment is None or not deployment.code_digest:
+            return None
+        try:
+            return await fetch_bundle(self.bus, deployment.code_digest,
+                                      flowbus_home() / "bundles")
+        except FlowbusError as exc:
+            return f"could not fetch the code bundle of deployment {deployment.name!r}: {exc}"
+
+    def _spec(self, held: HeldRun, root: Path | None = None) -> RunSpec | str:
         run, deployment = held.run, held.deployment
         if deployment is None:
             return (f"the deployment {run.deployment_name!r} of this run was not found"
                     if run.deployment_name else "the run has no deployment to take its code from")
         try:
             module, attribute = self._resolve(deployment)
+            if root is not None:
+                module = in_bundle(root, module)
         except EntrypointError as exc:
             return str(exc)
         return RunSpec(
@@ -275,7 +291,8 @@ class Runner:
         )
 
     async def _execute(self, held: HeldRun) -> None:
-        spec = self._spec(held)
+        root = await self._code_root(held)
+        spec = root if isinstance(root, str) else self._spec(held, root)
         announce = asyncio.create_task(self._announce_claim(held))
         if isinstance(spec, str):
             await announce
