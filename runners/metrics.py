@@ -20,7 +20,7 @@ _DURATION_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 36
 class RunnerMetrics:
     """Counters, gauges and histograms of one runner."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, pool: str = "default") -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.runs = Counter("flowbus_runner_runs", "flow runs finished, by final state",
@@ -30,8 +30,11 @@ class RunnerMetrics:
             "expected start (scheduled) time to Running", buckets=_LATENCY_BUCKETS, registry=r)
         self.duration = Histogram("flowbus_runner_run_duration_seconds",
                                   "Running to final state", buckets=_DURATION_BUCKETS, registry=r)
-        self.active = Gauge("flowbus_runner_active_runs", "runs held right now", registry=r)
-        self.free_slots = Gauge("flowbus_runner_free_slots", "runs it could take now", registry=r)
+        # Per work pool, so a dashboard can tell which pool is saturated.
+        self.active = Gauge("flowbus_runner_active_runs", "runs held right now", ["pool"],
+                            registry=r).labels(pool)
+        self.free_slots = Gauge("flowbus_runner_free_slots", "runs it could take now", ["pool"],
+                                registry=r).labels(pool)
         self.worker_restarts = Counter("flowbus_runner_worker_restarts",
                                        "worker processes replaced after dying or being killed",
                                        registry=r)

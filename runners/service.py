@@ -54,7 +54,7 @@ class Runner:
         self.bus = bus
         self.settings = settings
         self.executor = executor
-        self.metrics = metrics or RunnerMetrics()
+        self.metrics = metrics or RunnerMetrics(pool=settings.pool)
         self._resolve = resolver
         self._clock = clock
         self._held: dict[str, HeldRun] = {}

@@ -65,13 +65,23 @@ async def _orchestrator(bus: Any) -> AsyncIterator[None]:
     from orchestrator.service import Orchestrator
     from orchestrator.settings import OrchestratorSettings
 
+    settings = OrchestratorSettings()
+    orchestrator = Orchestrator(bus, settings)
+    metrics_server = None
+    if settings.metrics_port is not None:  # FLOWBUS_ORCHESTRATOR_METRICS_PORT
+        from prometheus_client import start_http_server
+
+        metrics_server, _ = start_http_server(settings.metrics_port, settings.metrics_host,
+                                              registry=orchestrator.metrics.registry)
     stop = asyncio.Event()
-    task = asyncio.create_task(Orchestrator(bus, OrchestratorSettings()).run(stop))
+    task = asyncio.create_task(orchestrator.run(stop))
     try:
         yield
     finally:
         stop.set()
         await task
+        if metrics_server is not None:
+            metrics_server.shutdown()
 
 
 @contextlib.asynccontextmanager
