@@ -22,6 +22,7 @@ from events.cloudevent import from_dict
 from events.errors import FlowbusError
 from events.settings import NatsSettings
 from flowbus._sink import BufferedSink
+from flowbus._sink_metrics import count_states
 
 _log = logging.getLogger("flowbus.sink")
 _PUBLISH_TIMEOUT = 30.0
@@ -43,6 +44,7 @@ class NatsPublisher:
     def publish_events(self, batch: list[dict[str, Any]]) -> None:
         events = [from_dict(item) for item in batch]
         self._call(self.bus.publish_many(events))
+        count_states(batch)
 
     def publish_logs(self, batch: list[dict[str, Any]]) -> None:
         by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -55,7 +55,10 @@ class RunnerMetrics:
             self._restarts_seen = total
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        # The SDK's sink in this process (inline runs, serve) is part of the runner's view.
+        from flowbus._sink_metrics import REGISTRY as SDK_REGISTRY
+
+        return generate_latest(self.registry) + generate_latest(SDK_REGISTRY)
 
 
 async def start_metrics_server(metrics: RunnerMetrics, host: str, port: int) -> web.AppRunner:

@@ -78,3 +78,33 @@ async def test_flowbus_nats_url_sends_a_plain_script_s_events_to_nats(
     types = [d.event.type for d in await consumer.fetch(100, max_wait=1)]
     assert types == ["flowbus.flow-run.Pending", "flowbus.flow-run.Running",
                      "flowbus.flow-run.Completed"]
+
+
+async def test_published_states_and_the_buffer_show_as_metrics(bus: Bus) -> None:
+    from prometheus_client import generate_latest
+
+    from flowbus._sink_metrics import REGISTRY
+
+    sink = nats_event_sink(bus.settings)
+    assert sink is not None
+    previous = set_event_sink(sink)
+
+    @task
+    def one() -> int:
+        return 1
+
+    @flow
+    def counted() -> int:
+        return one()
+
+    try:
+        counted()
+        sink.flush()
+        text = generate_latest(REGISTRY).decode()
+    finally:
+        set_event_sink(previous)
+        sink.close()
+    assert 'flowbus_sdk_task_runs_total{state="Completed"}' in text
+    assert 'flowbus_sdk_flow_runs_total{state="Running"}' in text
+    assert "flowbus_sdk_event_buffer_fill 0.0" in text
+    assert "flowbus_sdk_event_backpressure_total 0.0" in text
