@@ -53,3 +53,23 @@ def test_alerting_rules_pass_promtool(promtool: str) -> None:
                             capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "5 rules found" in result.stdout
+
+
+def test_the_monitoring_doc_lists_every_metric() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from flowbus._sink_metrics import REGISTRY as SDK
+    from gateway.metrics import Metrics as GatewayMetrics
+    from orchestrator.automations.metrics import AutomationMetrics
+    from orchestrator.metrics import Metrics as OrchestratorMetrics
+    from runners.metrics import RunnerMetrics
+
+    orchestrator = OrchestratorMetrics()
+    AutomationMetrics(orchestrator.registry)
+    registries: list[CollectorRegistry] = [GatewayMetrics().registry, orchestrator.registry,
+                                           RunnerMetrics().registry, SDK]
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "monitoring.md").read_text()
+    for registry in registries:
+        for family in registry.collect():
+            name = family.name + ("_total" if family.type == "counter" else "")
+            assert f"`{name}`" in doc, f"docs/monitoring.md does not describe {name}"
