@@ -61,6 +61,11 @@ class RunnerMetrics:
         return generate_latest(self.registry) + generate_latest(SDK_REGISTRY)
 
 
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the runner's event loop answers."""
+    return web.Response(text="ok")
+
+
 async def start_metrics_server(metrics: RunnerMetrics, host: str, port: int) -> web.AppRunner:
     """Serve ``GET /metrics`` on ``host:port`` (port 0: any free port)."""
 
@@ -69,6 +74,7 @@ async def start_metrics_server(metrics: RunnerMetrics, host: str, port: int) -> 
 
     app = web.Application(client_max_size=1024)
     app.router.add_get("/metrics", handle)
+    app.router.add_get("/healthz", healthz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

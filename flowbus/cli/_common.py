@@ -43,7 +43,7 @@ def fail(message: str, code: int = 1) -> None:
 # the environment check knows all of them whichever command runs.
 SETTINGS_MODULES = (
     "events.settings", "events.logformat", "flowbus.project", "gateway.settings",
-    "orchestrator.settings",
+    "orchestrator.settings", "orchestrator.automations.settings", "runners.settings",
 )
 
 

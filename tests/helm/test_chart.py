@@ -242,3 +242,19 @@ def test_monitoring_ships_the_alerts_and_the_dashboard() -> None:
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["flowbus.json"])["uid"] == "flowbus-overview"
     assert by_kind(render({}), "PrometheusRule") == []
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_flowbus_setting_the_chart_sets_exists(scenario: str) -> None:
+    # A misspelt FLOWBUS_* variable would make the part refuse to start.
+    import importlib
+
+    from events.settings import check_environment
+    from flowbus.cli._common import SETTINGS_MODULES
+
+    for module in SETTINGS_MODULES:
+        importlib.import_module(module)
+    names = {name for _, c in containers(render(SCENARIOS[scenario])) for name in env(c)
+             if name.startswith("FLOWBUS_")}
+    assert "FLOWBUS_NATS_URL" in names
+    check_environment(dict.fromkeys(names, "x"))

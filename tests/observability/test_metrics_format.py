@@ -74,3 +74,22 @@ async def test_orchestrator_metrics_are_valid(nats_settings: NatsSettings, promt
 def test_the_check_catches_a_badly_named_counter(promtool: str) -> None:
     bad = "# HELP jobs_seconds x\n# TYPE jobs_seconds counter\njobs_seconds 1\n"
     assert "_total" in check_metrics(promtool, bad)
+
+
+async def test_runner_metrics_server_answers_liveness_and_valid_metrics(promtool: str) -> None:
+    from runners.metrics import RunnerMetrics, bound_port, start_metrics_server
+
+    metrics = RunnerMetrics(pool="gpu")
+    site = await start_metrics_server(metrics, "127.0.0.1", 0)
+    try:
+        base = f"http://127.0.0.1:{bound_port(site)}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/healthz") as r:
+                assert r.status == 200
+            async with http.get(f"{base}/metrics") as r:
+                text = await r.text()
+    finally:
+        await site.cleanup()
+    assert check_metrics(promtool, text) == ""
+    assert 'flowbus_runner_free_slots{pool="gpu"}' in text
+    assert "# TYPE flowbus_sdk_task_runs_total counter" in text  # the SDK sink view is served too
