@@ -263,3 +263,21 @@ async def test_consumer_deliveries_decode_lazily(bus: Bus) -> None:
     with pytest.raises(InvalidEvent):
         _ = delivery.event
     await delivery.term()
+
+
+async def test_streams_are_found_however_many_the_server_holds(
+    bus: Bus, nats_settings: NatsSettings
+) -> None:
+    # JetStream lists streams 256 at a time; other namespaces must not hide ours.
+    others = []
+    try:
+        # 18 namespaces x 17 streams, named to sort before ours: well past one page.
+        for i in range(18):
+            other = await Bus.connect(nats_settings.model_copy(update={"namespace": f"a{i:02d}{nats_settings.namespace}"}))
+            others.append(other)
+        names = {i.config.name for i in await bus.streams()}
+        assert {bus.layout.events_stream, bus.layout.runs_stream, f"KV_{bus.layout.flow_runs}"} <= names
+    finally:
+        for other in others:
+            await other.destroy_layout()
+            await other.close()
