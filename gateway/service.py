@@ -20,12 +20,17 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from events.bus import Bus
+from events.errors import FlowbusError
 from events.settings import NatsSettings
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from gateway.types import Clock
 
 log = logging.getLogger("flowbus.gateway")
+
+
+class ListenError(FlowbusError):
+    """The gateway could not bind its address (in use, not permitted, unknown host)."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,13 @@ async def running(
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError(
+                f"the gateway cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}; "
+                "choose another port (FLOWBUS_GATEWAY_PORT, --port; 0 picks a free one)"
+            ) from None
         host, port = runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in str(host) else str(host)
         gateway = RunningGateway(app, f"http://{shown}:{port}", int(port))

@@ -89,6 +89,22 @@ def _operation(ep: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
     return op
 
 
+_CLOUDEVENT_SCHEMA = {
+    "type": "object",
+    "description": "a CloudEvents 1.0 event in JSON (structured mode)",
+    "required": ["specversion", "id", "source", "type"],
+    "properties": {
+        "specversion": {"const": "1.0"},
+        "id": {"type": "string", "minLength": 1, "maxLength": 4096},
+        "source": {"type": "string", "minLength": 1, "maxLength": 4096},
+        "type": {"type": "string", "pattern": r"^[^\s.*>]+(\.[^\s.*>]+)*$", "maxLength": 255},
+        "subject": {"type": "string"},
+        "time": {"type": "string", "format": "date-time"},
+        "data": {},
+    },
+}
+
+
 def _ingest_path() -> dict[str, Any]:
     return {
         "post": {
@@ -96,9 +112,9 @@ def _ingest_path() -> dict[str, Any]:
             "summary": "Send CloudEvents (structured, binary with ce-* headers, or batch)",
             "x-scope": "ingest",
             "requestBody": {"required": True, "content": {
-                "application/cloudevents+json": {"schema": {"type": "object"}},
+                "application/cloudevents+json": {"schema": _CLOUDEVENT_SCHEMA},
                 "application/cloudevents-batch+json": {
-                    "schema": {"type": "array", "items": {"type": "object"}}
+                    "schema": {"type": "array", "items": _CLOUDEVENT_SCHEMA, "maxItems": 100}
                 },
             }},
             "responses": {
