@@ -18,6 +18,8 @@ from events.sources import SourceSpec, SourceState
 from gateway.sources.manager import run_sources
 from gateway.sources.settings import SourcesSettings
 
+from .brokers import Mosquitto, RabbitMQ
+
 
 @pytest.fixture(scope="session")
 def other_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
@@ -121,3 +123,23 @@ def event_log(bus: Bus) -> EventLog:
 
 def spec(**fields: Any) -> SourceSpec:
     return SourceSpec.model_validate(fields)
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """One mosquitto for the session (persistent sessions in a temp dir)."""
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
+    """One RabbitMQ for the session: it is slow to start."""
+    broker = RabbitMQ(tmp_path_factory.mktemp("rabbitmq")).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
