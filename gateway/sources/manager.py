@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from events.bus import Bus
 from events.errors import FlowbusError
-from events.source_store import DEFINITION_PREFIX, SourceStore
+from events.source_store import DEFINITION_PREFIX, STATUS_PREFIX, SourceStore
 from events.sources import Source, SourceState
 from gateway.sources.metrics import SourceMetrics
 from gateway.sources.runner import RunnerContext, SourceRunner
@@ -105,6 +105,7 @@ class SourceManager:
         if source is None:
             if value is None:
                 self.ctx.metrics.forget(name)
+                await self._forget_status(name)
             return
         if source.paused:
             await self._status(name, "paused")
@@ -135,6 +136,14 @@ class SourceManager:
             await self.ctx.store.put_status(name, status)
         except FlowbusError as exc:
             log.debug("source %s: could not write status: %s", name, exc)
+
+
+    async def _forget_status(self, name: str) -> None:
+        # A stopped runner may have written once more after the delete: remove it again.
+        try:
+            await self.ctx.store.sources.delete(STATUS_PREFIX + name)
+        except FlowbusError as exc:
+            log.debug("source %s: could not remove status: %s", name, exc)
 
 
 async def run_sources(bus: Bus, settings: SourcesSettings, stop: asyncio.Event, *,
