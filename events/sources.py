@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from events.cloudevent import (
     STRUCTURED_CONTENT_TYPE,
@@ -346,16 +346,20 @@ class SourceSpec(BaseModel):
             raise ValueError(str(exc)) from None
         return value
 
-    @model_validator(mode="after")
-    def _connection_fits_kind(self) -> SourceSpec:
-        schemes = _SCHEMES[self.kind]
-        if self.connection.scheme not in schemes:
-            raise ValueError(f"connection.url: a {self.kind} source needs a "
+    @field_validator("connection")
+    @classmethod
+    def _connection_fits_kind(cls, value: Connection, info: ValidationInfo) -> Connection:
+        kind = info.data.get("kind")
+        if kind is None:
+            return value
+        schemes = _SCHEMES[kind]
+        if value.scheme not in schemes:
+            raise ValueError(f"url: a {kind} source needs a "
                              f"{' or '.join(sorted(s + '://' for s in schemes))} URL, "
-                             f"got {self.connection.scheme}://")
-        if self.connection.token is not None and self.kind not in ("nats", "nats-jetstream"):
-            raise ValueError("connection.token: only NATS sources take a token")
-        return self
+                             f"got {value.scheme}://")
+        if value.token is not None and kind not in ("nats", "nats-jetstream"):
+            raise ValueError("token: only NATS sources take a token")
+        return value
 
     @property
     def event_source(self) -> str:
