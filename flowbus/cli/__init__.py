@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from flowbus.cli import dev, events_cmd, gateway_cmd, nats_cmd, orchestrator_cmd
+from flowbus.cli import dev, events_cmd, gateway_cmd, nats_cmd, orchestrator_cmd, source_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,6 +40,7 @@ cli.add_command(events_cmd.events)
 cli.add_command(nats_cmd.nats)
 cli.add_command(orchestrator_cmd.orchestrator_command)
 cli.add_command(gateway_cmd.gateway)
+cli.add_command(source_cmd.source)
 
 
 def main() -> None:
