@@ -41,7 +41,7 @@ def fail(message: str, code: int = 1) -> None:
 
 # Every settings module of every part: importing one registers its FLOWBUS_* names, so
 # the environment check knows all of them whichever command runs.
-SETTINGS_MODULES = ("events.settings", "events.logformat")
+SETTINGS_MODULES = ("events.settings", "events.logformat", "gateway.sources.settings")
 
 
 def check_settings() -> None:

@@ -58,7 +58,10 @@ async def _serve(settings: object, server: object, data_dir: Path, gateway_port:
     from events.embedded import EmbeddedNats
     from events.settings import NatsSettings
     from flowbus.cli.gateway_cmd import gateway_settings
+    from gateway.context import GATEWAY
     from gateway.service import running
+    from gateway.sources.manager import run_sources
+    from gateway.sources.settings import SourcesSettings
 
     assert isinstance(settings, NatsSettings) and isinstance(server, EmbeddedNats)
     stop = asyncio.Event()
@@ -75,6 +78,9 @@ async def _serve(settings: object, server: object, data_dir: Path, gateway_port:
         orchestrator = asyncio.create_task(
             Orchestrator(bus, OrchestratorSettings()).run(orchestrator_stop)
         )
+        sources_stop = asyncio.Event()
+        sources = asyncio.create_task(run_sources(
+            bus, SourcesSettings(), sources_stop, registry=gateway.app[GATEWAY].metrics.registry))
         click.echo(f"NATS JetStream   {server.url}  (data in {data_dir})")
         click.echo(f"namespace        {bus.layout.namespace}")
         click.echo(f"gateway          {gateway.url}  (API {gateway.url}/api/v1)")
@@ -91,5 +97,7 @@ async def _serve(settings: object, server: object, data_dir: Path, gateway_port:
         await asyncio.wait({asyncio.ensure_future(stop.wait()), orchestrator},
                            return_when=asyncio.FIRST_COMPLETED)
         click.echo("stopping...")
+        sources_stop.set()
         orchestrator_stop.set()
+        await sources
         await orchestrator

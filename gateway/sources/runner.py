@@ -138,7 +138,8 @@ class SourceRunner:
         """One connection's life; the reason it ended."""
         try:
             if lease is not None and not await lease.try_acquire():
-                await self.report("starting", "standby: another gateway holds the source's lease")
+                # Standby says nothing in the status: the lease holder's status is the one.
+                log.info("source %s: standby, another gateway holds its lease", self.source.name)
                 await lease.acquire()
             await self.report("starting")
             connector = make_connector(self.source, self.ctx, self.stopping)
