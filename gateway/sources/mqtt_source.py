@@ -41,6 +41,22 @@ _AUTH_MARKERS = ("not authorized", "bad user name", "bad username", "code:4]", "
                  "code:134]", "code:135]")
 
 
+class _Inbox(asyncio.Queue[aiomqtt.Message]):
+    """aiomqtt's bounded incoming queue, remembering when it had to drop a message.
+
+    Some brokers send more unacknowledged messages than the Receive Maximum we asked
+    for. A dropped QoS 1 message is never acknowledged, so the broker resends it on the
+    next connection: the consumer reconnects when this happens, and nothing is lost.
+    """
+
+    overflowed = False
+
+    def put_nowait(self, item: aiomqtt.Message) -> None:
+        if self.full():
+            self.overflowed = True
+        super().put_nowait(item)
+
+
 def _is_auth_error(exc: BaseException) -> bool:
     text = str(exc).lower()
     return any(marker in text for marker in _AUTH_MARKERS)
@@ -106,7 +122,9 @@ class MqttConnector:
         if v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
-            properties.ReceiveMaximum = min(self.settings.queue_max, 65535)
+            # The broker keeps at most this many unacknowledged messages in flight to us;
+            # well below the client queue, which must never overflow (it would drop).
+            properties.ReceiveMaximum = max(1, min(self.settings.queue_max // 2, 65535))
         client = aiomqtt.Client(
             hostname=c.host, port=c.port(8883 if c.scheme == "mqtts" else 1883),
             username=c.username, password=resolve(c.password, "connection.password", self.settings),
@@ -115,7 +133,7 @@ class MqttConnector:
             clean_session=None if v5 else False,
             clean_start=False if v5 else MQTT_CLEAN_START_FIRST_ONLY,
             properties=properties, timeout=c.connect_timeout,
-            max_queued_incoming_messages=self.settings.queue_max,
+            max_queued_incoming_messages=self.settings.queue_max, queue_type=_Inbox,
             tls_context=ssl.create_default_context() if c.scheme == "mqtts" else None,
         )
         # PUBACK only after the event is stored (paho acks on receipt otherwise).
@@ -156,3 +174,8 @@ class MqttConnector:
                 batch.append(await anext(messages))
             now = time.monotonic()
             await deliver([Incoming(_message(m), acker(m.mid, m.qos), NOOP, now) for m in batch])
+            inbox = client._queue
+            if isinstance(inbox, _Inbox) and inbox.overflowed:
+                raise SourceUnavailable(
+                    "the MQTT broker sent more unacknowledged messages than the receive "
+                    f"maximum ({self.settings.queue_max}); reconnecting so it resends them")
