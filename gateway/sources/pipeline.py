@@ -39,12 +39,15 @@ class Pipeline:
         self._dup = metrics.duplicates.labels(spec.name)
         self._failed = metrics.mapping_failures.labels(spec.name)
         self._latency = metrics.latency.labels(spec.kind)
+        self._buffered = metrics.buffered.labels(spec.name)
 
     async def deliver(self, batch: list[Incoming]) -> None:
         """Store the batch's events, then ack; on failure nak what is not acked and raise."""
         done: set[int] = set()
+        self._buffered.set(len(batch))
         try:
             await self._deliver(batch, done)
+            self._buffered.set(0)
         except BaseException:
             for i, incoming in enumerate(batch):
                 if i not in done:
