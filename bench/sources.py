@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -83,7 +82,9 @@ async def measure(bus: Bus, store: SourceStore, spec: dict[str, Any], publish: P
     else:
         start = time.perf_counter()
         await publish(bodies)
-    while await _stored(bus) < base + n:
+    while True:
+        if await _stored(bus) >= base + n:
+            break
         await asyncio.sleep(0.005)
     rate = n / (time.perf_counter() - start)
     await _wait_connected(store, spec["name"])
