@@ -109,7 +109,10 @@ async def test_nats_restart_mid_stream_loses_nothing_and_duplicates_nothing(
         nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
         js = nc.jetstream()
         stream = await _stream(js, "RS")
-        await store.create(spec(**js_source("rs", server.url, stream)))
+        # Messages in flight when the server went away come back after ack_wait.
+        definition = js_source("rs", server.url, stream)
+        definition["subscription"] = {"stream": stream, "ack_wait_seconds": 1}
+        await store.create(spec(**definition))
         async with start_sources():
             for i in range(200):
                 await js.publish(f"{stream}.x", json.dumps({"n": i}).encode())
