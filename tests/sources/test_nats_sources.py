@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import nats
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from events.embedded import EmbeddedNats, find_nats_server, free_port
 from events.source_store import SourceStore
 
+from .brokers import wait_port
 from .conftest import EventLog, spec, unique, wait_status, wait_until
 
 
@@ -76,6 +79,7 @@ def locked_nats() -> Iterator[str]:
                              "--user", "app", "--pass", "right"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        wait_port(port, proc, Path(os.devnull), 10)
         yield f"nats://127.0.0.1:{port}"
     finally:
         proc.terminate()
