@@ -22,7 +22,6 @@ connector turned into ``ce-*`` headers) passes through unchanged.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -446,7 +445,10 @@ def _content_type(message: SourceMessage) -> str | None:
 
 
 def _parse_body(message: SourceMessage) -> tuple[Any, str | None, str | None]:
-    """(body as JSON or text or None, text, content type); MappingFailed for declared-JSON junk."""
+    """(body as JSON, text, or bytes when not UTF-8; text; content type).
+
+    :class:`MappingFailed` when the content type says JSON and the body is not.
+    """
     content_type = _content_type(message)
     try:
         text: str | None = message.body.decode()
@@ -464,7 +466,7 @@ def _parse_body(message: SourceMessage) -> tuple[Any, str | None, str | None]:
     if declared_json:
         raise MappingFailed(f"body is not UTF-8 text though its content type is {content_type}")
     if text is None:
-        return None, None, content_type or "application/octet-stream"
+        return message.body, None, content_type or "application/octet-stream"
     return (text if text else None), text, content_type or "text/plain"
 
 
@@ -513,10 +515,9 @@ def to_event(spec: SourceSpec, message: SourceMessage, *, now: datetime | None =
         rendered = render_value(spec.mapping, context)
     except TemplateError as exc:
         raise MappingFailed(f"mapping failed: {exc}") from None
-    data_b64 = None if text is not None else base64.b64encode(message.body).decode()
     fields: dict[str, Any] = {
         "source": spec.event_source,
-        "data": body if data_b64 is None else message.body,
+        "data": body,
         "datacontenttype": content_type,
         **rendered,
     }
