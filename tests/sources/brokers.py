@@ -155,8 +155,9 @@ class RabbitMQ:
             f"127.0.0.1:{self.port}\nlog.console = false\nlog.file.level = warning\n"
         )
         cookie = d / ".erlang.cookie"
-        cookie.write_text(uuid.uuid4().hex)
-        cookie.chmod(0o400)
+        if not cookie.exists():  # a restart keeps the node's cookie
+            cookie.write_text(uuid.uuid4().hex)
+            cookie.chmod(0o400)
         log = d / "server.log"
         with log.open("ab") as out:
             self.proc = subprocess.Popen([self.server], env=self.env(), stdout=out,

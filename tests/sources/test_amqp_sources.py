@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aio_pika
@@ -76,3 +77,35 @@ async def test_amqp_wrong_credentials_give_a_clear_status(
         status = await wait_status(store, "amqp-locked", "error", within=20)
     assert status.reason is not None and status.reason.startswith("authentication failed")
     assert "not-the-password" not in status.reason
+
+
+async def test_amqp_broker_restart_mid_stream_loses_and_duplicates_nothing(
+    rabbitmq: RabbitMQ, store: SourceStore, start_sources, event_log: EventLog
+) -> None:
+    queue_name = unique("restart")
+
+    async def publish(numbers: range) -> None:
+        connection = await aio_pika.connect(rabbitmq.url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.declare_queue(queue_name, durable=True)
+            for i in numbers:
+                await channel.default_exchange.publish(
+                    aio_pika.Message(json.dumps({"n": i}).encode(), message_id=f"r{i}",
+                                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key=queue_name)
+
+    await publish(range(0))
+    await store.create(spec(name="amqp-restart", kind="amqp", connection={"url": rabbitmq.url},
+                            subscription={"queue": queue_name, "prefetch": 5},
+                            mapping={"type": "app.n", "data": "{{ body }}"}))
+    async with start_sources():
+        await wait_status(store, "amqp-restart", "connected", within=20)
+        await publish(range(100))
+        await asyncio.to_thread(rabbitmq.stop)
+        await asyncio.to_thread(rabbitmq.start)
+        await publish(range(100, 150))
+        await event_log.wait_for(150, within=30)
+        await asyncio.sleep(0.3)
+        events = await event_log.refresh()
+    assert sorted(e.data["n"] for e in events) == list(range(150))
