@@ -118,21 +118,37 @@ class JetStreamConnector:
                 ack_wait=sub.ack_wait_seconds, max_ack_pending=self.settings.queue_max,
             )
             await connected()
-            while not self.stopping.is_set():
-                msgs = await consumer.fetch(self.settings.batch_max, max_wait=_POLL_SECONDS)
-                if not msgs:
-                    continue
-                now = time.monotonic()
-                batch = []
-                for m in msgs:
-                    position = f"{sub.stream}:{m.stream_seq}"
-                    batch.append(Incoming(_message(m, position), m.ack, m.nak, now))
-                await deliver(batch)
-                if msgs[-1].num_pending is not None:
-                    self.lag(msgs[-1].num_pending)
+            size = max(1, min(self.settings.batch_max, self.settings.queue_max // 2))
+            # The next batch is fetched while this one is stored: network and work overlap,
+            # and at most two batches are unacknowledged (within max_ack_pending).
+            ahead = asyncio.ensure_future(consumer.fetch(size, max_wait=_POLL_SECONDS))
+            try:
+                while not self.stopping.is_set():
+                    msgs = await ahead
+                    ahead = asyncio.ensure_future(consumer.fetch(size, max_wait=_POLL_SECONDS))
+                    if msgs:
+                        await deliver(self._batch(msgs))
+                        if msgs[-1].num_pending is not None:
+                            self.lag(msgs[-1].num_pending)
+            finally:
+                await _hand_back(ahead)
         except BusUnavailable as exc:
             raise SourceUnavailable(str(exc)) from None
         except RemoteRefused as exc:
             raise SourceUnavailable(str(exc)) from None
         finally:
             await remote.close()
+
+    def _batch(self, msgs: list[RemoteMessage]) -> list[Incoming]:
+        now = time.monotonic()
+        return [Incoming(_message(m, f"{self.sub.stream}:{m.stream_seq}"), m.ack, m.nak, now)
+                for m in msgs]
+
+
+async def _hand_back(fetch: asyncio.Future[list[RemoteMessage]]) -> None:
+    """Nak what a fetch still in flight brought, so it is redelivered at once."""
+    await asyncio.wait({fetch})
+    if fetch.cancelled() or fetch.exception() is not None:
+        return
+    for m in fetch.result():
+        await m.nak()
