@@ -107,4 +107,5 @@ async def test_wrong_nats_credentials_give_a_clear_status_not_a_crash(
 
 async def _newer_status(store: SourceStore, name: str, than):  # type: ignore[no-untyped-def]
     status = await store.status(name)
-    return status if status is not None and status.updated > than else None
+    newer = status is not None and status.updated > than and status.state == "error"
+    return status if newer else None
