@@ -24,6 +24,7 @@ from gateway.types import Clock
 
 log = logging.getLogger("flowbus.gateway")
 
+
 def create_app(bus: Bus, settings: GatewaySettings, *, clock: Clock = time.time) -> web.Application:
     """The gateway's application over a connected ``bus``."""
     gateway = Gateway(bus, settings, clock)
@@ -53,6 +54,11 @@ def create_app(bus: Bus, settings: GatewaySettings, *, clock: Clock = time.time)
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
+    layout = gateway.bus.layout
+    # Bind the buckets once at start-up: a missing layout fails here, not on a request.
+    for bucket in (layout.api_keys, layout.webhooks, layout.deployments, layout.flow_runs,
+                   layout.variables, layout.automations):
+        await gateway.kv(bucket)
     log.info("gateway up (namespace %s, auth %s)", gateway.bus.layout.namespace,
              "on" if gateway.settings.auth else "OFF")
     yield

@@ -222,10 +222,14 @@ class Authenticator:
                 403, f"this API key lacks the {needed.value!r} scope (it has: {held})",
                 required_scope=needed.value,
             )
-        wait = self._limiter.take(principal.id)
+        self.limit(principal.id, "this API key")
+        return principal
+
+    def limit(self, key: str, what: str) -> None:
+        """Charge ``key``'s token bucket; 429 with ``Retry-After`` when it is empty."""
+        wait = self._limiter.take(key)
         if wait > 0:
             raise Problem(
-                429, f"rate limit of this API key exceeded; retry in {wait:.2f} s",
+                429, f"rate limit of {what} exceeded; retry in {wait:.2f} s",
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
-        return principal

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -12,6 +14,7 @@ from events.bus import Bus
 from events.kv import KV
 from gateway.auth import Authenticator, KeyStore, RateLimiter
 from gateway.metrics import Metrics
+from gateway.problems import Problem
 from gateway.settings import GatewaySettings
 from gateway.signatures import ReplayCache
 from gateway.types import Clock
@@ -27,15 +30,8 @@ class Gateway:
     metrics: Metrics = field(default_factory=Metrics)
     auth: Authenticator = field(init=False)
     replays: ReplayCache = field(init=False)
-
     _kvs: dict[str, KV] = field(init=False, default_factory=dict)
-
-    async def kv(self, bucket: str) -> KV:
-        """A KV bucket of the layout, looked up once."""
-        kv = self._kvs.get(bucket)
-        if kv is None:
-            kv = self._kvs[bucket] = await self.bus.kv(bucket)
-        return kv
+    _streams: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -44,6 +40,30 @@ class Gateway:
                               self.clock)
         self.auth = Authenticator(keys, limiter, s)
         self.replays = ReplayCache(s.replay_cache_size, self.clock)
+
+    async def kv(self, bucket: str) -> KV:
+        """A KV bucket of the layout, looked up once."""
+        kv = self._kvs.get(bucket)
+        if kv is None:
+            kv = self._kvs[bucket] = await self.bus.kv(bucket)
+        return kv
+
+    @contextmanager
+    def stream_slot(self) -> Iterator[None]:
+        """Hold one of the ``streams_max_open`` stream slots; 503 when none is free."""
+        if self._streams >= self.settings.streams_max_open:
+            raise Problem(
+                503, f"{self._streams} streams are open, the most this gateway serves "
+                "(setting FLOWBUS_GATEWAY_STREAMS_MAX_OPEN); retry later",
+                headers={"Retry-After": str(self.settings.retry_after_seconds)},
+            )
+        self._streams += 1
+        self.metrics.streams_open.inc()
+        try:
+            yield
+        finally:
+            self._streams -= 1
+            self.metrics.streams_open.dec()
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

@@ -33,32 +33,37 @@ def media_type(headers: Mapping[str, str]) -> str:
     return headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
 
 
-def with_time(event: CloudEvent) -> CloudEvent:
-    """The event with ``time`` filled in (now, UTC) when the sender left it out."""
-    if event.time is not None:
-        return event
-    return event.model_copy(update={"time": datetime.now(UTC)})
+def with_time(events: list[CloudEvent]) -> list[CloudEvent]:
+    """The events with ``time`` filled in (when received, UTC) where the sender left it out."""
+    now = datetime.now(UTC)
+    return [e if e.time is not None else e.model_copy(update={"time": now}) for e in events]
 
 
 def check_size(gateway: Gateway, events: Sequence[CloudEvent]) -> None:
     """413 naming the event when one is over the per-event limit."""
-    limit = min(gateway.settings.event_max_bytes, gateway.bus.settings.event_max_bytes)
+    own, bus = gateway.settings.event_max_bytes, gateway.bus.settings.event_max_bytes
+    limit = min(own, bus)
+    setting = "FLOWBUS_GATEWAY_EVENT_MAX_BYTES" if own <= bus else "FLOWBUS_EVENT_MAX_BYTES"
     for index, event in enumerate(events):
         try:
             encode(event, limit)
         except EventTooLarge as exc:
+            gateway.metrics.events_rejected.labels("too_large").inc()
             where = f"event [{index}]" if len(events) > 1 else "the event"
             raise Problem(
                 413, f"{where} is {exc.size} bytes encoded, over the per-event limit of "
-                f"{limit} bytes (setting FLOWBUS_GATEWAY_EVENT_MAX_BYTES)",
+                f"{limit} bytes (setting {setting})",
                 index=index, size=exc.size, limit=limit,
             ) from None
 
 
 async def publish_events(gateway: Gateway, events: Sequence[CloudEvent], mode: str) -> list[str]:
     """Publish and wait for every ack; the ids accepted. 503 when NATS cannot take them."""
-    check_size(gateway, events)
     bus = gateway.bus
+    # The bus encodes each event once and refuses those over its own limit; encode here
+    # first only when the gateway's limit is the stricter one.
+    if gateway.settings.event_max_bytes < bus.settings.event_max_bytes:
+        check_size(gateway, events)
     if not bus.is_connected:
         gateway.metrics.events_rejected.labels("unavailable").inc()
         raise BusUnavailable("NATS is not connected")
@@ -67,6 +72,9 @@ async def publish_events(gateway: Gateway, events: Sequence[CloudEvent], mode: s
             acks = [await bus.publish(events[0])]
         else:
             acks = await bus.publish_many(events)
+    except EventTooLarge:
+        check_size(gateway, events)  # names the event at fault
+        raise
     except BusUnavailable:
         gateway.metrics.events_rejected.labels("unavailable").inc()
         raise
@@ -107,8 +115,7 @@ async def post_events(request: web.Request) -> web.Response:
     except (InvalidEvent, Problem):
         gateway.metrics.events_rejected.labels("invalid").inc()
         raise
-    events = [with_time(e) for e in events]
-    ids = await publish_events(gateway, events, mode)
+    ids = await publish_events(gateway, with_time(events), mode)
     return web.json_response({"ids": ids}, status=202)
 
 

@@ -7,12 +7,15 @@ the status class, the ingest mode and the webhook verifier kind.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gateway.types import Handler
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Metrics:
@@ -53,6 +56,8 @@ class Metrics:
             "flowbus_gateway_rate_limited_total", "requests refused by the per-key rate limit",
             registry=self.registry,
         )
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._histograms: dict[str, Any] = {}
         self.streams_open = Gauge(
             "flowbus_gateway_streams_open", "open SSE, WebSocket and log-follow streams",
             registry=self.registry,
@@ -74,10 +79,25 @@ class Metrics:
             finally:
                 self.in_flight.dec()
                 route = _route_of(request)
-                self.requests.labels(request.method, route, f"{status // 100}xx").inc()
-                self.latency.labels(route).observe(time.perf_counter() - start)
+                method = request.method if request.method in _METHODS else "other"
+                self._counter(method, route, status // 100).inc()
+                self._histogram(route).observe(time.perf_counter() - start)
 
         return measure
+
+    def _counter(self, method: str, route: str, status_class: int) -> Any:
+        # Label lookups cost more than the increment; routes and methods are a bounded set.
+        key = (method, route, status_class)
+        child = self._counters.get(key)
+        if child is None:
+            child = self._counters[key] = self.requests.labels(method, route, f"{status_class}xx")
+        return child
+
+    def _histogram(self, route: str) -> Any:
+        child = self._histograms.get(route)
+        if child is None:
+            child = self._histograms[route] = self.latency.labels(route)
+        return child
 
     async def handle(self, request: web.Request) -> web.Response:
         """``GET /metrics``: the Prometheus text format."""

@@ -32,6 +32,8 @@ from gateway.types import Handler
 log = logging.getLogger("flowbus.gateway")
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+RETRY_AFTER_KEY = web.AppKey("retry_after", int)
+MAX_BODY_KEY = web.AppKey("max_body", int)
 
 
 class Problem(FlowbusError):
@@ -93,15 +95,23 @@ def _from_exception(exc: BaseException, retry_after: int) -> web.Response | None
     if isinstance(exc, BusUnavailable | PublishFailed):
         return problem_response(
             503,
-            f"{exc}; the event was not accepted, retry later",
+            f"{exc}; nothing was accepted, retry later",
+            {"Retry-After": str(retry_after)},
+        )
+    if isinstance(exc, TimeoutError | ConnectionError) or _from_nats_client(exc):
+        # NATS failures that reached us untranslated (KV writes while NATS is away).
+        return problem_response(
+            503,
+            f"NATS did not answer ({type(exc).__name__}); nothing was changed, retry later",
             {"Retry-After": str(retry_after)},
         )
     if isinstance(exc, TemplateError):
         return problem_response(400, str(exc))
-    if isinstance(exc, ValidationError):
-        p = invalid_input(exc)
-        return problem_response(p.status, p.detail, **p.members)
     return None
+
+
+def _from_nats_client(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".", 1)[0] == "nats"
 
 
 @web.middleware
@@ -138,5 +148,3 @@ def _http_detail(exc: web.HTTPException, request: web.Request) -> str:
     return exc.text or HTTPStatus(exc.status).phrase
 
 
-RETRY_AFTER_KEY = web.AppKey("retry_after", int)
-MAX_BODY_KEY = web.AppKey("max_body", int)

@@ -47,9 +47,12 @@ class RunningGateway:
 
 @asynccontextmanager
 async def running(
-    bus: Bus, settings: GatewaySettings, *, clock: Clock = time.time
+    bus: Bus, settings: GatewaySettings, *, clock: Clock = time.time, reuse_port: bool = False
 ) -> AsyncIterator[RunningGateway]:
-    """Listen on ``settings.host:port`` over an already connected ``bus``; stop on exit."""
+    """Listen on ``settings.host:port`` over an already connected ``bus``; stop on exit.
+
+    ``reuse_port`` lets several processes listen on the same port (see gateway.workers).
+    """
     app = create_app(bus, settings, clock=clock)
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None,
@@ -57,7 +60,8 @@ async def running(
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024,
+                           reuse_port=reuse_port or None)
         try:
             await site.start()
         except OSError as exc:
@@ -81,6 +85,7 @@ async def serve(
     ready: asyncio.Event | None = None,
     stop: asyncio.Event,
     announce: Callable[[str], None] | None = None,
+    reuse_port: bool = False,
     sources_settings: SourcesSettings | None = None,
 ) -> None:
     """Connect to NATS, serve until ``stop`` is set, then drain and close.
@@ -88,7 +93,7 @@ async def serve(
     ``ready`` is set once the gateway accepts requests; ``announce`` gets its URL.
     """
     async with await Bus.connect(nats_settings, name="flowbus-gateway") as bus:
-        async with running(bus, settings) as gateway:
+        async with running(bus, settings, reuse_port=reuse_port) as gateway:
             # Event sources run beside the HTTP edge and drain with it (docs/sources.md).
             sources = asyncio.ensure_future(run_sources(
                 bus, sources_settings or SourcesSettings(), stop,

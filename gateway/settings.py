@@ -25,6 +25,10 @@ class GatewaySettings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", description="interface to listen on")
     port: int = Field(default=8080, ge=0, le=65535, description="TCP port (0: any free port)")
+    workers: int = Field(
+        default=1, ge=1, le=64,
+        description="gateway processes sharing the port (SO_REUSEPORT), one core each",
+    )
     auth: bool = Field(default=True, description="require API keys (Authorization: Bearer)")
     admin_api_key: SecretStr | None = Field(
         default=None,
@@ -69,6 +73,9 @@ class GatewaySettings(BaseSettings):
     )
     wait_max_seconds: float = Field(
         default=300.0, gt=0, description="longest ?wait= accepted when running a deployment"
+    )
+    streams_max_open: int = Field(
+        default=256, gt=0, description="SSE, WebSocket and log-follow streams open at once (503 beyond)"
     )
     stream_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="keep-alive interval of event and log streams"

@@ -237,6 +237,20 @@ def to_event(hook: StoredWebhook, request: web.Request, body: bytes) -> CloudEve
         ) from None
 
 
+def slack_challenge(hook: StoredWebhook, headers: Mapping[str, str], body: bytes) -> str | None:
+    """The challenge of Slack's URL verification (answered, not published), if this is one."""
+    if hook.verifier != Verifier.SLACK or media_type(headers) != "application/json":
+        return None
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if isinstance(payload, dict) and payload.get("type") == "url_verification":
+        challenge = payload.get("challenge")
+        return challenge if isinstance(challenge, str) else None
+    return None
+
+
 async def receive(request: web.Request) -> web.Response:
     """``/hooks/{slug}``: verify, map to a CloudEvent, store it; 202 with its id."""
     gateway = gateway_of(request)
@@ -246,17 +260,22 @@ async def receive(request: web.Request) -> web.Response:
     hook = await load(await gateway.kv(gateway.bus.layout.webhooks), slug)
     if hook is None or not hook.enabled:
         raise missing
+    # Webhooks carry no API key: each one has a bucket of its own, with the same rate.
+    gateway.auth.limit(f"webhook:{slug}", f"webhook {slug!r}")
     body = await request.read()
     try:
         verify(gateway, hook, request.headers, body)
     except SignatureRejected as exc:
         gateway.metrics.webhook_signatures_failed.labels(hook.verifier.value).inc()
         raise Problem(401, f"webhook {slug!r}: {exc}") from None
+    challenge = slack_challenge(hook, request.headers, body)
+    if challenge is not None:
+        return web.json_response({"challenge": challenge})
     if is_binary_mode(request.headers) or media_type(request.headers) in (
         STRUCTURED_CONTENT_TYPE, "application/cloudevents-batch+json"
     ):
         events, _ = decode_request(request.headers, body)
-        events = [with_time(e) for e in events]
+        events = with_time(events)
     else:
         events = [to_event(hook, request, body)]
     ids = await publish_events(gateway, events, "webhook")

@@ -29,28 +29,39 @@ def gateway_settings(**overrides: Any) -> Any:
 @click.option("--host", default=None, help="interface to listen on [default: 127.0.0.1]")
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="TCP port (0: any free port) [default: 8080]")
-def gateway(host: str | None, port: int | None) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="processes sharing the port, one core each [default: 1]")
+def gateway(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve CloudEvents ingest, webhooks and the REST API over HTTP."""
     from events.errors import FlowbusError
     from gateway.service import serve
+    from gateway.workers import serve_workers
 
     settings = nats_settings()
-    gw_settings = gateway_settings(host=host, port=port)
+    gw_settings = gateway_settings(host=host, port=port, workers=workers)
     if not gw_settings.auth:
         click.secho("WARNING: API-key auth is OFF (FLOWBUS_GATEWAY_AUTH=false): anyone who can "
                     "reach this port can send events and change deployments.",
                     fg="red", bold=True, err=True)
 
-    async def main() -> None:
+    def announce(url: str) -> None:
+        click.echo(f"gateway listening on {url}")
+
+    async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(settings, gw_settings, stop=stop,
-                    announce=lambda url: click.echo(f"gateway listening on {url}", err=False))
-        click.echo("gateway stopped.")
+        if gw_settings.workers > 1:
+            return await serve_workers(settings, gw_settings, gw_settings.workers, stop=stop,
+                                       announce=announce)
+        await serve(settings, gw_settings, stop=stop, announce=announce)
+        return 0
 
     try:
-        asyncio.run(main())
+        code = asyncio.run(main())
     except FlowbusError as exc:
         fail(str(exc))
+    if code:
+        fail(f"a gateway worker exited with code {code}", code)
+    click.echo("gateway stopped.")

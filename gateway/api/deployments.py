@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from events.cloudevent import CloudEvent
 from events.errors import AlreadyExists, NotFound
@@ -26,8 +26,8 @@ from gateway.api.emit import SOURCE, emit
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
-from gateway.context import Gateway
-from gateway.problems import Problem
+from gateway.context import Gateway, closing_of
+from gateway.problems import Problem, invalid_input
 
 router = ApiRouter()
 
@@ -144,7 +144,10 @@ async def _announce(gateway: Gateway, change: str, deployment: Deployment) -> No
 @router.route("POST", "/deployments", scope=Scope.WRITE, summary="Create a deployment",
               body=DeploymentCreate, response=Deployment, status=201, errors=(409,))
 async def create_deployment(call: Call) -> Deployment:
-    deployment = Deployment.model_validate(call.body.model_dump())
+    try:
+        deployment = Deployment.model_validate(call.body.model_dump())
+    except ValidationError as exc:
+        raise invalid_input(exc) from None
     kv = await call.gateway.kv(_kv_name(call))
     try:
         await kv.create(deployment.name, deployment.model_dump_json().encode())
@@ -176,7 +179,10 @@ async def update_deployment(call: Call) -> Deployment:
 
     def apply(current: Deployment) -> Deployment:
         merged = {**current.model_dump(), **changes, "updated": datetime.now(UTC)}
-        return Deployment.model_validate(merged)
+        try:
+            return Deployment.model_validate(merged)
+        except ValidationError as exc:
+            raise invalid_input(exc) from None
 
     deployment = await _change(call, apply)
     await _announce(call.gateway, "updated", deployment)
@@ -245,7 +251,7 @@ async def run_deployment(call: Call) -> RunOutcome | web.Response:
     if not query.wait:
         return outcome
     timeout = min(query.wait, call.gateway.settings.wait_max_seconds)
-    run = await wait_final(call.gateway, run_id, timeout)
+    run = await wait_final(call.gateway, run_id, timeout, closing_of(call.request))
     if run is None:
         return outcome
     outcome.state, outcome.final = run.state, run.state.is_final()
@@ -256,8 +262,11 @@ async def run_deployment(call: Call) -> RunOutcome | web.Response:
                         content_type="application/json")
 
 
-async def wait_final(gateway: Gateway, run_id: str, seconds: float) -> FlowRun | None:
-    """The run's record once final, or as last seen when ``seconds`` run out (None: none yet)."""
+async def wait_final(
+    gateway: Gateway, run_id: str, seconds: float, closing: asyncio.Event
+) -> FlowRun | None:
+    """The run's record once final, or as last seen when ``seconds`` run out or the
+    gateway shuts down (None: no record yet)."""
     kv = await gateway.kv(gateway.bus.layout.flow_runs)
     last: list[FlowRun] = []
 
@@ -269,10 +278,18 @@ async def wait_final(gateway: Gateway, run_id: str, seconds: float) -> FlowRun |
             if last[-1].state.is_final():
                 return
 
+    watching = asyncio.create_task(watch())
+    shutdown = asyncio.create_task(closing.wait())
     try:
-        await asyncio.wait_for(watch(), seconds)
-    except TimeoutError:
-        pass
+        await asyncio.wait({watching, shutdown}, timeout=seconds,
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (watching, shutdown):
+            task.cancel()
+        await asyncio.gather(watching, shutdown, return_exceptions=True)
+    error = watching.exception() if watching.done() and not watching.cancelled() else None
+    if error is not None:
+        raise error
     return last[-1] if last else None
 
 

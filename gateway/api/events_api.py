@@ -115,7 +115,6 @@ async def _relay(
     closing = closing_of(call.request)
     heartbeat = call.gateway.settings.stream_heartbeat_seconds
     quiet_since = time.monotonic()
-    call.gateway.metrics.streams_open.inc()
     try:
         while not closing.is_set() and not done() and not pump.done():
             try:
@@ -130,7 +129,6 @@ async def _relay(
     except (ConnectionResetError, ConnectionError):
         pass  # the client went away
     finally:
-        call.gateway.metrics.streams_open.dec()
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
@@ -141,6 +139,11 @@ async def _relay(
               query=StreamQuery, stream="text/event-stream")
 async def stream_events_sse(call: Call) -> web.StreamResponse:
     query: StreamQuery = call.query
+    with call.gateway.stream_slot():
+        return await _serve_sse(call, query)
+
+
+async def _serve_sse(call: Call, query: StreamQuery) -> web.StreamResponse:
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",
@@ -166,6 +169,11 @@ async def stream_events_sse(call: Call) -> web.StreamResponse:
               query=StreamQuery, stream="websocket")
 async def stream_events_ws(call: Call) -> web.StreamResponse:
     query: StreamQuery = call.query
+    with call.gateway.stream_slot():
+        return await _serve_ws(call, query)
+
+
+async def _serve_ws(call: Call, query: StreamQuery) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=call.gateway.settings.stream_heartbeat_seconds)
     await ws.prepare(call.request)
 

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from events.bus import Consumer
 from events.errors import TransitionRejected
 from events.records import FlowRun, State
 from events.states import FLOW_RUN_STATES
@@ -152,13 +153,14 @@ async def flow_run_logs(call: Call) -> LogLines | web.StreamResponse:
     try:
         if not query.follow:
             return LogLines(items=await _read_logs(consumer, query.limit))
-        return await _follow_logs(call, consumer, run.id)
+        with call.gateway.stream_slot():
+            return await _follow_logs(call, consumer, run.id)
     finally:
         await consumer.close()
         await bus.delete_consumer(bus.layout.logs_stream, consumer.durable)
 
 
-async def _read_logs(consumer: Any, limit: int) -> list[dict[str, Any]]:
+async def _read_logs(consumer: Consumer, limit: int) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     while len(items) < limit:
         deliveries = await consumer.fetch(min(256, limit - len(items)), max_wait=0.2)
@@ -180,24 +182,20 @@ def _records(data: bytes) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-async def _follow_logs(call: Call, consumer: Any, run_id: str) -> web.StreamResponse:
+async def _follow_logs(call: Call, consumer: Consumer, run_id: str) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(call.request)
     closing = closing_of(call.request)
     kv = await call.gateway.kv(call.gateway.bus.layout.flow_runs)
-    call.gateway.metrics.streams_open.inc()
-    try:
-        while not closing.is_set():
-            deliveries = await consumer.fetch(256, max_wait=0.5)
-            for delivery in deliveries:
-                for record in _records(delivery.data):
-                    await response.write(json.dumps(record).encode() + b"\n")
-            await asyncio.gather(*(d.ack() for d in deliveries))
-            if not deliveries:
-                entry = await kv.get(run_id)
-                if entry is None or FlowRun.model_validate_json(entry.value).state.is_final():
-                    break
-    finally:
-        call.gateway.metrics.streams_open.dec()
+    while not closing.is_set():
+        deliveries = await consumer.fetch(256, max_wait=0.5)
+        for delivery in deliveries:
+            for record in _records(delivery.data):
+                await response.write(json.dumps(record).encode() + b"\n")
+        await asyncio.gather(*(d.ack() for d in deliveries))
+        if not deliveries:
+            entry = await kv.get(run_id)
+            if entry is None or FlowRun.model_validate_json(entry.value).state.is_final():
+                break
     await response.write_eof()
     return response

@@ -144,8 +144,12 @@ async def _parse_body(model: type[BaseModel] | None, request: web.Request) -> An
         return None
     raw = await request.read()
     media = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-    if not raw and not media:
-        raise Problem(400, "a JSON body is required")
+    if not raw:
+        # No body at all: fine when every field has a default (e.g. a run with no overrides).
+        try:
+            return model.model_validate({})
+        except ValidationError:
+            raise Problem(400, "a JSON body is required") from None
     if media != "application/json":
         raise Problem(415, f"Content-Type must be application/json, got {media or 'none'!r}")
     try:

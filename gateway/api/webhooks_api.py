@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
+
 from events.errors import AlreadyExists
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
-from gateway.problems import Problem
+from gateway.problems import Problem, invalid_input
 from gateway.webhooks import (
     StoredWebhook,
     Webhook,
@@ -69,9 +71,12 @@ async def update_webhook(call: Call) -> Webhook:
     body: WebhookUpdate = call.body
     hook = await _get(call)
     changes = body.model_dump(exclude_unset=True)
-    spec = WebhookSpec.model_validate(
-        {**hook.model_dump(include=set(WebhookSpec.model_fields)), **changes}
-    )
+    try:
+        spec = WebhookSpec.model_validate(
+            {**hook.model_dump(include=set(WebhookSpec.model_fields)), **changes}
+        )
+    except ValidationError as exc:
+        raise invalid_input(exc) from None
     updated = hook.model_copy(update={**spec.model_dump(), "updated": datetime.now(UTC)})
     kv = await call.gateway.kv(call.gateway.bus.layout.webhooks)
     await kv.put(hook.slug, updated.model_dump_json().encode())

@@ -137,6 +137,12 @@ async def test_run_request_is_the_contract_event_and_answers_the_run_id_at_once(
                           "tags": ["manual"], "name": "by-hand", "scheduled_start_time": None}
 
 
+async def test_run_needs_no_body_when_nothing_is_overridden(client: aiohttp.ClientSession) -> None:
+    await create(client)
+    async with client.post(f"{D}/etl/runs") as r:
+        assert r.status == 202 and (await r.json())["flow_run_id"]
+
+
 async def test_run_of_unknown_deployment_is_404(client: aiohttp.ClientSession) -> None:
     async with client.post(f"{D}/ghost/runs", json={}) as r:
         assert r.status == 404
@@ -192,3 +198,19 @@ async def test_run_with_wait_that_runs_out_is_202_without_state(client: aiohttp.
     async with client.post(f"{D}/etl/runs", json={}, params={"wait": "0.3"}) as r:
         answer = await r.json()
     assert r.status == 202 and answer["state"] is None and answer["final"] is False
+
+
+async def test_run_with_wait_ends_when_the_gateway_shuts_down(start_gateway: Any, client: aiohttp.ClientSession) -> None:
+    from gateway_helpers import ADMIN_KEY
+
+    await create(client)
+    started = asyncio.get_running_loop().time()
+    async with start_gateway(drain_timeout_seconds=20) as gw:
+        session = aiohttp.ClientSession(base_url=gw.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        waiting = asyncio.create_task(session.post(f"{D}/etl/runs", json={}, params={"wait": "30"}))
+        await asyncio.sleep(0.3)
+    response = await waiting
+    assert response.status == 202 and (await response.json())["final"] is False
+    assert asyncio.get_running_loop().time() - started < 10
+    response.close()
+    await session.close()

@@ -99,3 +99,16 @@ async def test_streams_end_when_the_gateway_shuts_down(start_gateway: object, bu
     assert asyncio.get_running_loop().time() - started < 5
     response.close()
     await session.close()
+
+
+async def test_streams_past_the_limit_are_503(start_gateway: object) -> None:
+    from gateway_helpers import ADMIN_KEY
+
+    async with start_gateway(streams_max_open=1) as gw, aiohttp.ClientSession(  # type: ignore[operator]
+        base_url=gw.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    ) as s:
+        first = await s.get(f"{E}/stream")
+        assert first.status == 200
+        async with s.get(f"{E}/stream") as second:
+            assert second.status == 503 and "Retry-After" in second.headers
+        first.close()

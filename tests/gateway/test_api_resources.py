@@ -92,3 +92,15 @@ async def test_malformed_automations_are_400_naming_the_field(client: aiohttp.Cl
 async def test_replacing_an_unknown_automation_is_404(client: aiohttp.ClientSession) -> None:
     async with client.put(f"{A}/ghost", json=AUTOMATION) as r:
         assert r.status == 404
+
+
+async def test_oversized_api_bodies_are_413(start_gateway: Any) -> None:
+    from gateway_helpers import ADMIN_KEY
+
+    async with start_gateway(request_max_bytes=2048) as gw, aiohttp.ClientSession(
+        base_url=gw.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    ) as s:
+        for path in (V, A, "/api/v1/deployments", "/api/v1/webhooks"):
+            async with s.post(path, json={"name": "x" * 4096}) as r:
+                assert r.status == 413, path
+                assert "FLOWBUS_GATEWAY_REQUEST_MAX_BYTES" in problem(await r.json(content_type=None))

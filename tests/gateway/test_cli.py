@@ -90,3 +90,58 @@ async def test_dev_runs_the_gateway_without_auth_and_warns(tmp_path: Path) -> No
             assert r.status == 202
     process.send_signal(signal.SIGINT)
     assert await asyncio.wait_for(process.wait(), 20) == 0
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The gateway worker processes under ``pid`` (not multiprocessing's resource tracker)."""
+    children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [p for p in children if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+
+
+def any_alive(pids: list[int]) -> bool:
+    return any(Path(f"/proc/{p}").exists() for p in pids)
+
+
+async def start_workers(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str, list[int]]:
+    process = await flowbus(env, "gateway", "--port", "0", "--workers", "2")
+    assert process.stdout is not None
+    line = await read_until(process.stdout, "gateway listening on")
+    url = line.split("listening on ", 1)[1].split(" ", 1)[0]
+    ready = 0
+    for _ in range(200):  # both workers import and connect before they answer
+        async with aiohttp.ClientSession(base_url=url, connector=aiohttp.TCPConnector(force_close=True)) as s:
+            try:
+                async with s.get("/readyz") as r:
+                    ready = ready + 1 if r.status == 200 else 0
+            except aiohttp.ClientError:
+                ready = 0
+        if ready >= 10:
+            break
+        await asyncio.sleep(0.05)
+    workers = worker_pids(process.pid)
+    assert len(workers) == 2
+    return process, url, workers
+
+
+async def test_gateway_workers_share_one_port_and_stop_together(flowbus_env: dict[str, str]) -> None:
+    env = {**flowbus_env, "FLOWBUS_GATEWAY_ADMIN_API_KEY": ADMIN_KEY}
+    process, url, workers = await start_workers(env)
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with aiohttp.ClientSession(base_url=url, headers=headers,
+                                     connector=aiohttp.TCPConnector(force_close=True)) as s:
+        async def post(i: int) -> int:
+            body = json.dumps({"specversion": "1.0", "id": f"w{i}", "source": "/w", "type": "a.b"})
+            async with s.post("/events", data=body, headers=STRUCTURED) as r:
+                return r.status
+
+        assert set(await asyncio.gather(*(post(i) for i in range(40)))) == {202}
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 30) == 0
+    assert not any_alive(workers)
+
+
+async def test_a_dead_worker_stops_the_others(flowbus_env: dict[str, str]) -> None:
+    process, _, workers = await start_workers(flowbus_env)
+    os.kill(workers[0], signal.SIGKILL)
+    assert await asyncio.wait_for(process.wait(), 30) != 0
+    assert not any_alive(workers)

@@ -10,7 +10,7 @@ import aiohttp
 from cloudevents.core.bindings.http import to_binary, to_structured
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent as SdkEvent
-from gateway_helpers import problem, stored_events
+from gateway_helpers import ADMIN_KEY, problem, stored_events
 
 from events.bus import Bus
 
@@ -53,6 +53,15 @@ async def test_binary_event_with_a_text_body_keeps_its_content_type(client: aioh
     assert status == 202
     [event] = await stored_events(bus)
     assert (event.data, event.datacontenttype) == ("hello", "text/plain")
+
+
+async def test_binary_event_with_an_opaque_body_keeps_the_bytes(client: aiohttp.ClientSession, bus: Bus) -> None:
+    headers = {"ce-specversion": "1.0", "ce-id": "b1", "ce-source": "/s", "ce-type": "a.blob",
+               "content-type": "application/octet-stream"}
+    status, _ = await post(client, headers, b"\x00\xffraw")
+    assert status == 202
+    [event] = await stored_events(bus)
+    assert event.data == b"\x00\xffraw"
 
 
 async def test_missing_time_is_filled_in(client: aiohttp.ClientSession, bus: Bus) -> None:
@@ -126,6 +135,16 @@ async def test_event_over_the_per_event_limit_is_413(client: aiohttp.ClientSessi
                               json.dumps(big).encode())
     assert status == 413 and "per-event limit" in problem(body)
     assert await stored_events(bus) == []
+
+
+async def test_batch_with_an_oversized_event_names_its_index(start_gateway: object) -> None:
+    async with start_gateway(event_max_bytes=1000) as gw, aiohttp.ClientSession(  # type: ignore[operator]
+        base_url=gw.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    ) as s:
+        events = [{"specversion": "1.0", "id": str(i), "source": "/s", "type": "a.b",
+                   "data": "x" * (10 if i != 2 else 2000)} for i in range(4)]
+        status, body = await post(s, {"Content-Type": BATCH}, json.dumps(events).encode())
+    assert status == 413 and body["index"] == 2 and "FLOWBUS_GATEWAY_EVENT_MAX_BYTES" in problem(body)
 
 
 async def test_request_over_the_per_request_limit_is_413(client: aiohttp.ClientSession) -> None:

@@ -66,6 +66,8 @@ async def test_nats_down_gives_503_with_retry_after_then_202_once_back(tmp_path:
                     assert "retry later" in (await r.json(content_type=None))["detail"]
                 async with s.get("/readyz") as r:
                     assert r.status == 503
+                async with s.post("/api/v1/variables", json={"name": "v", "value": 1}) as r:
+                    assert r.status == 503 and "Retry-After" in r.headers
                 server = EmbeddedNats(tmp_path, port=port).start()
                 for _ in range(200):
                     if bus.is_connected:
@@ -121,3 +123,28 @@ async def test_serve_connects_listens_and_stops_on_the_stop_event(nats_settings:
     await asyncio.wait_for(task, 10)
     async with await Bus.connect(nats_settings) as bus:
         await bus.destroy_layout()
+
+
+async def test_a_corrupt_stored_record_is_a_500_without_a_stack_trace(client: aiohttp.ClientSession, bus: Bus) -> None:
+    kv = await bus.kv(bus.layout.deployments)
+    await kv.put("broken", b'{"name": "broken"}')
+    async with client.get("/api/v1/deployments/broken") as r:
+        body = await r.text()
+        assert r.status == 500 and r.content_type == "application/problem+json"
+    assert "Traceback" not in body and "internal error" in body
+
+
+def test_gateway_imports_neither_nats_nor_the_other_services() -> None:
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "gateway"
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                assert top not in {"nats", "orchestrator", "runners", "flowbus"}, (path, name)

@@ -190,6 +190,18 @@ async def test_slack_events_api_callback_uses_its_event_id(client: aiohttp.Clien
     assert event.type == "com.slack.app_mention" and event.data == payload
 
 
+async def test_slack_url_verification_is_answered_not_published(client: aiohttp.ClientSession, bus: Bus, clock: Any) -> None:
+    secret = await create_hook(client, slug="slack", verifier="slack")
+    body = json.dumps({"token": "Jhj5dZrVaK7ZwHHjRyZWjbDl", "type": "url_verification",
+                       "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}).encode()
+    headers = slack_headers(secret, body, int(clock.now), "application/json")
+    status, answer = await deliver(client, "slack", body, headers)
+    assert (status, answer) == (200, {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+    assert await stored_events(bus) == []
+    headers["X-Slack-Signature"] = "v0=" + "0" * 64
+    assert (await deliver(client, "slack", body, headers))[0] == 401
+
+
 async def test_slack_stale_timestamp_and_bad_signature_are_refused(client: aiohttp.ClientSession, clock: Any) -> None:
     secret = await create_hook(client, slug="slack", verifier="slack")
     body = b"command=%2Fx"
@@ -317,3 +329,19 @@ async def test_duplicate_webhook_is_409_and_delete_is_404_after(client: aiohttp.
         assert r.status == 204
     async with client.delete("/api/v1/webhooks/dup") as r:
         assert r.status == 404
+
+
+async def test_each_webhook_is_rate_limited(start_gateway: Any, client: aiohttp.ClientSession, clock: Any) -> None:
+    await create_hook(client, slug="busy")
+    await create_hook(client, slug="quiet")
+    async with start_gateway(rate_limit_per_second=1, rate_limit_burst=1) as gw, \
+            aiohttp.ClientSession(base_url=gw.url) as s:
+        async with s.post("/hooks/busy", json={}) as r:
+            assert r.status == 202
+        async with s.post("/hooks/busy", json={}) as r:
+            assert r.status == 429 and r.headers["Retry-After"] == "1"
+        async with s.post("/hooks/quiet", json={}) as r:
+            assert r.status == 202
+        clock.advance(1)
+        async with s.post("/hooks/busy", json={}) as r:
+            assert r.status == 202
