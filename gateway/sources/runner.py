@@ -131,8 +131,10 @@ class SourceRunner:
         finally:
             self._connected.set(0)
             if lease is not None:
-                with suppress(FlowbusError):
+                try:
                     await lease.release()
+                except Exception as exc:  # the lease expires by its TTL anyway
+                    log.debug("source %s: could not release its lease: %s", self.source.name, exc)
 
     async def _attempt_once(self, lease: Lease | None) -> str:
         """One connection's life; the reason it ended."""
