@@ -29,6 +29,7 @@ from gateway.sources.types import (
     Connected,
     Deliver,
     Incoming,
+    ReconnectNow,
     SourceAuthFailed,
     SourceUnavailable,
 )
@@ -176,6 +177,6 @@ class MqttConnector:
             await deliver([Incoming(_message(m), acker(m.mid, m.qos), NOOP, now) for m in batch])
             inbox = client._queue
             if isinstance(inbox, _Inbox) and inbox.overflowed:
-                raise SourceUnavailable(
+                raise ReconnectNow(
                     "the MQTT broker sent more unacknowledged messages than the receive "
                     f"maximum ({self.settings.queue_max}); reconnecting so it resends them")

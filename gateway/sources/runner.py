@@ -24,7 +24,7 @@ from gateway.sources.metrics import SourceMetrics
 from gateway.sources.pipeline import Pipeline
 from gateway.sources.secrets import SecretUnavailable
 from gateway.sources.settings import SourcesSettings
-from gateway.sources.types import Connector, SourceAuthFailed, SourceUnavailable
+from gateway.sources.types import Connector, ReconnectNow, SourceAuthFailed, SourceUnavailable
 
 log = logging.getLogger("flowbus.gateway.sources")
 
@@ -119,6 +119,9 @@ class SourceRunner:
                 reason = await self._attempt_once(lease)
                 if self.stopping.is_set():
                     break
+                if isinstance(reason, ReconnectNow):
+                    log.info("source %s: %s", self.source.name, reason)
+                    continue
                 self._connected.set(0)
                 self.ctx.metrics.connection_errors.labels(self.source.name).inc()
                 delay = self.backoff(self._attempt)
@@ -136,8 +139,8 @@ class SourceRunner:
                 except Exception as exc:  # the lease expires by its TTL anyway
                     log.debug("source %s: could not release its lease: %s", self.source.name, exc)
 
-    async def _attempt_once(self, lease: Lease | None) -> str:
-        """One connection's life; the reason it ended."""
+    async def _attempt_once(self, lease: Lease | None) -> str | ReconnectNow:
+        """One connection's life; the reason it ended (ReconnectNow: go again at once)."""
         try:
             if lease is not None and not await lease.try_acquire():
                 # Standby says nothing in the status: the lease holder's status is the one.
@@ -152,6 +155,8 @@ class SourceRunner:
             else:
                 await _with_lease(lease, connector.run(pipeline.deliver, self._on_connected))
             return "the broker closed the connection"
+        except ReconnectNow as exc:
+            return exc
         except SourceAuthFailed as exc:
             return f"authentication failed: {exc}"
         except (SourceUnavailable, SecretUnavailable) as exc:

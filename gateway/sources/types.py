@@ -18,6 +18,10 @@ class SourceUnavailable(FlowbusError):
     """The broker cannot be reached, went away, or refused what the source asked for."""
 
 
+class ReconnectNow(SourceUnavailable):
+    """Not a failure: the connector wants a fresh connection at once (no backoff)."""
+
+
 @dataclass(slots=True)
 class Incoming:
     """One received message; ``ack`` after its event is stored, ``nak`` to have it again."""
