@@ -165,3 +165,22 @@ async def test_malformed_oversized_and_unauthorised_requests_are_refused(
     async with aiohttp.ClientSession(base_url=str(api._base_url)) as anonymous:
         assert (await anonymous.post("/api/v1/sources", json=definition("x"))).status == 401
         assert (await anonymous.get("/api/v1/sources")).status == 401
+
+
+async def test_dead_letter_and_control_endpoints_refuse_hostile_input(
+    api: aiohttp.ClientSession
+) -> None:
+    await api.post("/api/v1/sources", json=definition())
+    base = "/api/v1/sources/orders/dead-letters"
+    bad_keys = await api.post(f"{base}/redrive", json={"keys": "all"})
+    assert bad_keys.status == 400 and "keys" in (await bad_keys.json())["detail"]
+    unknown = await api.post(f"{base}/purge", json={"keys": [], "force": True})
+    assert unknown.status == 400 and "force" in (await unknown.json())["detail"]
+    too_many = await api.post(f"{base}/purge", json={"keys": ["k"] * 10_001})
+    assert too_many.status == 400
+    not_json = await api.post(f"{base}/redrive", data=b"[",
+                              headers={"Content-Type": "application/json"})
+    assert not_json.status == 400
+    assert (await api.post("/api/v1/sources/%2e%2e/pause")).status == 404
+    assert (await api.get(f"{base}?limit=0")).status == 400
+    assert (await api.get("/api/v1/sources/" + "a" * 300 + "/dead-letters")).status == 404
