@@ -147,9 +147,12 @@ class Bus:
         try:
             if self._nc.is_connected:
                 await self._nc.flush(timeout=2)
-        except (NatsTimeout, TimeoutError, ConnectionClosedError):
+        except (NatsTimeout, TimeoutError, ConnectionClosedError, OSError):
             pass
-        await self._nc.close()
+        try:
+            await self._nc.close()
+        except OSError as exc:  # the server already went away: nothing left to flush
+            log.debug("closing a dead NATS connection: %s", exc)
 
     async def __aenter__(self) -> Bus:
         return self

@@ -46,6 +46,15 @@ def find_nats_server() -> str:
     )
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the parent dies, so NATS is never left behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -108,11 +117,15 @@ class EmbeddedNats:
         )
         log = self.log_path.open("ab")
         try:
+            # Its own session: a Ctrl-C at the terminal reaches our process group, and
+            # NATS must outlive the services that drain into it; we stop it last.
             self._proc = subprocess.Popen(
                 [binary, "-c", str(config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         finally:
             log.close()

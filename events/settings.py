@@ -22,7 +22,10 @@ from events.subjects import check_namespace
 
 _KNOWN_SETTINGS: list[type[BaseSettings]] = []
 # Names read directly by the SDK (flowbus/) without a settings class, to keep its import cheap.
-_KNOWN_NAMES: set[str] = {"FLOWBUS_HOME", "FLOWBUS_EVENTS_FILE", "FLOWBUS_API_URL", "FLOWBUS_API_KEY"}
+_KNOWN_NAMES: set[str] = {
+    "FLOWBUS_HOME", "FLOWBUS_EVENTS_FILE", "FLOWBUS_API_URL", "FLOWBUS_API_KEY",
+    "FLOWBUS_LOGGING_LEVEL", "FLOWBUS_TASK_RUNNER_MAX_WORKERS",
+}
 
 S = TypeVar("S", bound=type[BaseSettings])
 

@@ -65,9 +65,21 @@ class NatsPublisher:
             self._loop.close()
 
 
+class NatsSink(BufferedSink):
+    """A buffered sink whose close also closes its NATS connection."""
+
+    def __init__(self, publisher: NatsPublisher, maxsize: int) -> None:
+        super().__init__(publisher.publish_events, maxsize, publish_logs=publisher.publish_logs)
+        self._publisher = publisher
+
+    def close(self) -> None:
+        super().close()
+        self._publisher.close()
+
+
 def nats_event_sink(
     target: str | NatsSettings | None = None, *, maxsize: int = 10_000
-) -> BufferedSink | None:
+) -> NatsSink | None:
     """A buffered sink publishing to NATS, or None (with a warning) if NATS is unreachable.
 
     ``target`` is a URL (other settings from the environment), full settings, or
@@ -82,12 +94,6 @@ def nats_event_sink(
     except FlowbusError as exc:
         _log.warning("FLOWBUS_NATS_URL is set but %s; run events stay local.", exc)
         return None
-    sink = BufferedSink(publisher.publish_events, maxsize,
-                        publish_logs=publisher.publish_logs)
-
-    def _close() -> None:
-        sink.close()
-        publisher.close()
-
-    atexit.register(_close)
+    sink = NatsSink(publisher, maxsize)
+    atexit.register(sink.close)
     return sink

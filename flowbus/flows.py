@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from flowbus import _engine
@@ -163,6 +164,42 @@ class Flow(Generic[P, R]):
         raise NotImplementedError(
             "Flow.serve is provided by flowbus's runner service; run the flow directly "
             "by calling it, or deploy it with the flowbus command line."
+        )
+
+    def deploy(
+        self,
+        name: str,
+        *,
+        work_pool_name: str | None = None,
+        triggers: list[Any] | None = None,
+        schedules: list[Any] | None = None,
+        cron: str | None = None,
+        interval: float | timedelta | None = None,
+        parameters: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        description: str | None = None,
+        version: str | None = None,
+        entrypoint: str | None = None,
+        concurrency_limit: int | None = None,
+        bundle: bool = True,
+    ) -> str:
+        """Deploy this flow to runners started separately; returns the deployment's id.
+
+        The entrypoint is this flow's source file relative to the current directory
+        and its function name (or ``entrypoint``); the directory is uploaded as a code
+        bundle unless ``bundle=False`` (the runners' image has the code). Needs
+        ``FLOWBUS_NATS_URL``. While deploying checks the module in a separate process,
+        a ``deploy`` call at its top level does nothing and returns "". See
+        docs/deploying.md.
+        """
+        from flowbus.deploying import deploy_flow
+
+        return deploy_flow(
+            self, name, bundle=bundle, entrypoint=entrypoint, work_pool_name=work_pool_name,
+            triggers=triggers, schedules=schedules, cron=cron, interval=interval,
+            parameters=parameters, tags=tags, description=description,
+            version=version if version is not None else self.version,
+            concurrency_limit=concurrency_limit,
         )
 
     def __repr__(self) -> str:

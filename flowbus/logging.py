@@ -101,10 +101,13 @@ _setup_lock = threading.Lock()
 _is_setup = False
 
 
-def setup_logging() -> None:
+def setup_logging(*, console: bool = True) -> None:
     """Attach flowbus's console and sink handlers once (at the first run, not at import).
 
-    The console level comes from ``FLOWBUS_LOGGING_LEVEL`` (default INFO).
+    The console level comes from ``FLOWBUS_LOGGING_LEVEL`` (default INFO). A service
+    (gateway, orchestrator, runner) calls it with ``console=False`` after setting up
+    its own logging: run logs then still reach the event sink, and print through
+    the service's handlers (e.g. as JSON) instead of the SDK's console.
     """
     global _is_setup
     if _is_setup:
@@ -114,12 +117,13 @@ def setup_logging() -> None:
             return
         root = logging.getLogger("flowbus")
         root.setLevel(os.environ.get("FLOWBUS_LOGGING_LEVEL", "INFO").upper())
-        console = _StderrHandler()
-        console.setFormatter(_Formatter())
-        root.addHandler(console)
+        if console:
+            handler = _StderrHandler()
+            handler.setFormatter(_Formatter())
+            root.addHandler(handler)
+            # Run logs are flowbus's own output: do not print them twice through the root.
+            root.propagate = False
         root.addHandler(_SinkHandler())
-        # Run logs are flowbus's own output: do not print them twice through the root.
-        root.propagate = False
         _is_setup = True
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,15 +27,15 @@ from events.cloudevent import CloudEvent
 from events.errors import AlreadyExists, TransitionRejected, UpdateConflict
 from events.kv import KV
 from events.records import Deployment, FlowRun, State
-from orchestrator.metrics import Metrics
+from orchestrator.metrics import JOB_TIMES, Metrics
 from orchestrator.settings import OrchestratorSettings
+from orchestrator.types import Clock
 
 log = logging.getLogger("flowbus.orchestrator.creation")
 
 SOURCE = "flowbus/orchestrator"
 RUNNABLE = frozenset({"Scheduled", "Late", "AwaitingRetry"})
 PUBLISHED_KEPT = 100_000
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
@@ -131,10 +131,10 @@ class RunCreator:
         limits = await self.limits_for(deployment, tags)
         initial, cancel = "Scheduled", False
         if limits and not await self.take_slots(request.flow_run_id, limits):
-            if deployment.collision_strategy == "ENQUEUE":
-                initial = "AwaitingConcurrencySlot"
-            else:
-                cancel = True
+            # Stored waiting first even for CANCEL_NEW: a crash before the cancel then
+            # leaves a queued run, never one over the limit.
+            initial = "AwaitingConcurrencySlot"
+            cancel = deployment.collision_strategy == "CANCEL_NEW"
         now = self._clock()
         run = FlowRun(
             id=request.flow_run_id,
@@ -186,14 +186,18 @@ class RunCreator:
             self._bus.layout.runs_subject(run.work_pool), body, {MSG_ID_HEADER: job_id}
         )
         self._published[job_id] = None
+        times = JOB_TIMES.get()
+        if times is not None:
+            times.append(time.perf_counter())
         while len(self._published) > PUBLISHED_KEPT:
             self._published.popitem(last=False)
 
-    async def move(self, run: FlowRun, state_name: str, message: str | None = None,
-                   **changes: Any) -> FlowRun:
+    async def move(self, run: FlowRun, state_name: str, message: str | None = None, *,
+                   unchanged: bool = False, **changes: Any) -> FlowRun:
         """CAS the record from ``run``'s state to ``state_name``; the stored record after.
 
-        Raises :class:`TransitionRejected` when the stored record may not move so.
+        Raises :class:`TransitionRejected` when the stored record may not move so, or,
+        with ``unchanged``, when it was updated since ``run`` was read (a heartbeat).
         """
         target: list[FlowRun] = []
 
@@ -205,6 +209,8 @@ class RunCreator:
                 raise TransitionRejected(
                     f"flow run {run.id} is {current.state.name}, no longer {run.state.name}"
                 )
+            if unchanged and current.updated != run.updated:
+                raise TransitionRejected(f"flow run {run.id} was updated meanwhile")
             new = current.transition(make_state(state_name, self._clock(), message), **changes)
             new = new.model_copy(update={"updated": self._clock()})
             target[:] = [new]

@@ -34,6 +34,8 @@ class DeploymentCatalog:
         self.schedules: dict[str, list[Schedule]] = {}
         self.rejected: dict[str, str] = {}
         self._names: dict[str, str] = {}  # KV key -> deployment name
+        # Ids of triggers that were changed or removed: their state can go.
+        self.retired: set[str] = set()
         self._listeners: list[Listener] = []
 
     def on_change(self, listener: Listener) -> None:
@@ -65,20 +67,23 @@ class DeploymentCatalog:
         self._names[key] = name
         self.deployments[name] = deployment
         self.schedules[name] = schedules
-        self.index.replace_deployment(name, triggers)
+        self.retired |= self.index.replace_deployment(name, triggers)
         for listener in self._listeners:
             listener(name, deployment)
 
     def _drop(self, name: str) -> None:
         self.deployments.pop(name, None)
         self.schedules.pop(name, None)
-        self.index.replace_deployment(name, [])
+        self.retired |= self.index.replace_deployment(name, [])
         for listener in self._listeners:
             listener(name, None)
 
     async def load(self) -> None:
-        """Read every stored deployment."""
-        for key in await self._kv.keys():
+        """Read every stored deployment (and forget those no longer stored)."""
+        keys = await self._kv.keys()
+        for key in set(self._names) - set(keys):
+            self.apply(key, None)
+        for key in keys:
             entry = await self._kv.get(key)
             self.apply(key, None if entry is None else entry.value)
 

@@ -10,7 +10,6 @@ saying why.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -18,11 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from events.records import FlowRun, flow_run_id_for
 from events.templates import TemplateError, render_value
-from orchestrator.creation import RunCreator, RunRequest
+from orchestrator.creation import SOURCE, RunCreator, RunRequest
 from orchestrator.deployments import DeploymentCatalog
 from orchestrator.evaluator import Firing
 from orchestrator.index import EventView
 from orchestrator.metrics import Metrics
+from orchestrator.types import Clock
 
 log = logging.getLogger("flowbus.orchestrator.dispatch")
 
@@ -49,12 +49,22 @@ class RunRequested(BaseModel):
         return value
 
 
+def _self_caused(firing: Firing) -> bool:
+    """Whether the event is about a run this very trigger created (a trigger loop)."""
+    event = firing.context.get("event", {})
+    data = event.get("data")
+    if event.get("source") != SOURCE or not isinstance(data, dict):
+        return False
+    key = data.get("idempotency_key")
+    return isinstance(key, str) and key.startswith(f"trigger:{firing.deployed.id}:")
+
+
 class Dispatcher:
     """Turns firings and run requests into created runs."""
 
     def __init__(
         self, catalog: DeploymentCatalog, creator: RunCreator, metrics: Metrics,
-        clock: Callable[[], datetime],
+        clock: Clock,
     ) -> None:
         self._catalog = catalog
         self._creator = creator
@@ -69,7 +79,7 @@ class Dispatcher:
         failure = {"kind": "trigger", "deployment": deployed.deployment.name,
                    "trigger_id": deployed.id, "flow_run_id": run_id,
                    "triggering_event": firing.triggering_event}
-        if deployment is None:
+        if deployment is None or _self_caused(firing):
             return None
         self._metrics.firings.labels(deployed.definition.type).inc()
         if deployment.paused:

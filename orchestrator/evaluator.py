@@ -29,10 +29,10 @@ from events.triggers import CompoundTrigger, EventTrigger, Posture, SequenceTrig
 from orchestrator import windows
 from orchestrator.index import DeployedTrigger, EventView, Leaf, Path, TriggerIndex
 from orchestrator.labels import bucket_labels
+from orchestrator.types import Clock
 
 log = logging.getLogger("flowbus.orchestrator.evaluator")
 
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,8 @@ class Firing:
     run_id_parts: tuple[str, ...]
     context: dict[str, Any]
     triggering_event: dict[str, Any] | None
+    # For proactive firings: the state key and deadline to confirm once the run exists.
+    pending: tuple[str, str] | None = None
 
 
 def state_key(tid: str, path: Path, bucket: str = "all") -> str:
@@ -74,6 +76,8 @@ class TriggerEvaluator:
         self._clock = clock
         # Proactive windows with a deadline: state key -> (trigger id, deadline).
         self.deadlines: dict[str, tuple[str, datetime]] = {}
+        # Proactive firings whose run is not confirmed yet: state key -> (trigger id, fired at).
+        self.pending: dict[str, tuple[str, str]] = {}
 
     async def on_event(self, index: TriggerIndex, view: EventView, leaves: list[Leaf]) -> list[Firing]:
         firings: list[Firing] = []
@@ -125,13 +129,15 @@ class TriggerEvaluator:
         self, key: str, parent: EventTrigger | CompoundTrigger | SequenceTrigger, child: int,
         view: EventView,
     ) -> bool:
+        # One event may fire several children: each (child, event) pair counts once.
+        signal = f"{child}\x1f{view.key}"
         if isinstance(parent, CompoundTrigger):
             return await self._fire_step(
-                key, lambda s: windows.step_compound(parent, s, child, view.key, view.time)
+                key, lambda s: windows.step_compound(parent, s, child, signal, view.time)
             )
         if isinstance(parent, SequenceTrigger):
             return await self._fire_step(
-                key, lambda s: windows.step_sequence(parent, s, child, view.key, view.time)
+                key, lambda s: windows.step_sequence(parent, s, child, signal, view.time)
             )
         raise AssertionError("an event trigger has no children")
 
@@ -163,6 +169,11 @@ class TriggerEvaluator:
             self.deadlines.pop(key, None)
         else:
             self.deadlines[key] = (tid, datetime.fromisoformat(deadline))
+        pending = None if state is None else state.get("pending")
+        if pending is None:
+            self.pending.pop(key, None)
+        else:
+            self.pending[key] = (tid, str(pending))
 
     # --- proactive triggers ------------------------------------------------------------
 
@@ -183,21 +194,32 @@ class TriggerEvaluator:
                     await self._kv.create(key, json.dumps(initial).encode())
                 except AlreadyExists:
                     pass
+        if not wanted:
+            return
         for key in await self._kv.keys():
             tid = key.split(".", 1)[0]
             if tid in wanted:
                 self._note_deadline(key, tid, await self._kv.get_json(key))
 
-    def forget(self, trigger_ids: set[str]) -> None:
-        """Stop watching the deadlines of triggers that were removed."""
-        for key, (tid, _) in list(self.deadlines.items()):
-            if tid in trigger_ids:
-                del self.deadlines[key]
+    async def purge(self, index: TriggerIndex, trigger_ids: set[str]) -> None:
+        """Delete the state of triggers that were changed or removed (unless back again)."""
+        gone = {tid for tid in trigger_ids if index.get(tid) is None}
+        if not gone:
+            return
+        for table in (self.deadlines, self.pending):
+            for key in [k for k, (tid, _) in table.items() if tid in gone]:
+                del table[key]
+        for key in await self._kv.keys():
+            if key.split(".", 1)[0] in gone:
+                await self._kv.delete(key)
 
     async def sweep(self, index: TriggerIndex) -> list[Firing]:
-        """Fire every proactive window whose deadline passed with too few events."""
+        """Fire every proactive window whose deadline passed with too few events.
+
+        Firings not yet confirmed (:meth:`confirm`) are returned again, so a run
+        that was not created (a crash, NATS away) is created at the next sweep.
+        """
         now = self._clock()
-        firings = []
         for key, (tid, deadline) in list(self.deadlines.items()):
             if deadline > now:
                 continue
@@ -205,11 +227,30 @@ class TriggerEvaluator:
             if deployed is None or not isinstance(deployed.definition, EventTrigger):
                 self.deadlines.pop(key, None)
                 continue
-            fired_at = await self._expire(key, tid, deployed.definition, now)
-            if fired_at is not None:
-                firings.append(_proactive_firing(deployed, key, fired_at))
+            await self._expire(key, tid, deployed.definition, now)
+        firings = []
+        for key, (tid, fired_at) in list(self.pending.items()):
+            deployed = index.get(tid)
+            if deployed is None:
+                self.pending.pop(key, None)
+                continue
+            firings.append(_proactive_firing(deployed, key, fired_at))
         return firings
 
+    async def confirm(self, firing: Firing) -> None:
+        """Record that the run of a proactive firing exists (or may not be created)."""
+        if firing.pending is None:
+            return
+        key, fired_at = firing.pending
+
+        def apply(current: windows.State | None) -> windows.State | None:
+            if current is None:
+                return None
+            new = windows.confirm_proactive(current, fired_at)
+            return None if new == current else new
+
+        entry = await self._kv.update_json(key, apply)
+        self._note_deadline(key, firing.deployed.id, entry)
 
     async def _expire(self, key: str, tid: str, trigger: EventTrigger, now: datetime) -> str | None:
         outcome: list[Any] = [None]
@@ -234,4 +275,5 @@ def _proactive_firing(deployed: DeployedTrigger, key: str, deadline: str) -> Fir
     context = {"event": {"id": f"{key}@{deadline}", "source": "flowbus/orchestrator",
                          "type": "flowbus.trigger.proactive", "subject": None,
                          "time": deadline, "data": data}}
-    return Firing(deployed, ("trigger", deployed.id, "proactive", key, deadline), context, None)
+    return Firing(deployed, ("trigger", deployed.id, "proactive", key, deadline), context, None,
+                  pending=(key, deadline))

@@ -2,14 +2,17 @@
 
 Every event trigger (a *leaf*; compound and sequence triggers are trees of them) is
 filed under each of its ``expect``/``after`` patterns. Exact names go into a dict;
-a pattern with ``*`` goes under its literal token prefix (``com.github.*`` under
-``com.github.``), so an event of type ``a.b.c`` looks at four prefixes (``""``,
-``a.``, ``a.b.``, ``a.b.c.``) plus one exact entry, whatever the number of triggers.
-:func:`match_brute_force` is the reference the property tests compare against.
+a pattern with ``*`` goes under its literal prefix, the characters before its first
+``*`` (``com.github.*`` under ``com.github.``). An event of type ``t`` looks up one
+exact entry and ``t[:n]`` for each distinct prefix length ``n`` in use (a handful),
+and tests only the patterns found there, whatever the number of triggers. Identical
+patterns are tested once. :func:`match_brute_force` is the reference the property
+tests compare against.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,14 +38,20 @@ Path = tuple[int, ...]
 
 
 class EventView:
-    """An event as triggers see it: identity key, effective time, lazy CEL form."""
+    """An event as triggers see it: identity key, effective time, lazy CEL form.
+
+    The effective time is the event's ``time``, but never later than its arrival
+    (``received``, the stream's timestamp); without ``time``, the arrival.
+    """
 
     __slots__ = ("_cel", "event", "key", "time")
 
     def __init__(self, event: CloudEvent, received: Any) -> None:
         self.event = event
         self.key = f"{event.source}\x1f{event.id}"
-        self.time = event.time or received
+        # An event cannot have happened after it arrived: a clock far ahead (or a
+        # hostile client) must not push a window into the future.
+        self.time = min(event.time, received) if event.time else received
         self._cel: Any = None
 
     def template_context(self) -> dict[str, Any]:
@@ -153,12 +162,7 @@ def compile_triggers(deployment: Deployment) -> list[DeployedTrigger]:
 
 
 def _prefix(pattern: str) -> str:
-    literal = []
-    for token in pattern.split("."):
-        if "*" in token:
-            break
-        literal.append(token)
-    return "".join(t + "." for t in literal)
+    return pattern[: pattern.index("*")]
 
 
 class TriggerIndex:
@@ -168,6 +172,8 @@ class TriggerIndex:
         self._exact: dict[str, dict[tuple[str, Path], Leaf]] = {}
         # literal prefix -> pattern -> leaves
         self._wild: dict[str, dict[str, dict[tuple[str, Path], Leaf]]] = {}
+        self._prefix_lengths: Counter[int] = Counter()  # length -> wildcard patterns with it
+        self._lengths: tuple[int, ...] = ()
         self._triggers: dict[str, DeployedTrigger] = {}
         self._by_deployment: dict[str, list[str]] = {}
 
@@ -183,14 +189,19 @@ class TriggerIndex:
     def deployment_trigger_ids(self, deployment_name: str) -> list[str]:
         return list(self._by_deployment.get(deployment_name, ()))
 
-    def replace_deployment(self, name: str, triggers: list[DeployedTrigger]) -> None:
-        """Swap the triggers of deployment ``name`` (an empty list removes them)."""
-        for tid in self._by_deployment.pop(name, []):
+    def replace_deployment(self, name: str, triggers: list[DeployedTrigger]) -> set[str]:
+        """Swap the triggers of deployment ``name`` (an empty list removes them).
+
+        Returns the ids of the triggers that are gone (changed or removed).
+        """
+        old = set(self._by_deployment.pop(name, []))
+        for tid in old:
             self._remove(tid)
         for deployed in triggers:
             self._add(deployed)
         if triggers:
             self._by_deployment[name] = [t.id for t in triggers]
+        return old - {t.id for t in triggers}
 
     def _add(self, deployed: DeployedTrigger) -> None:
         self._remove(deployed.id)
@@ -200,8 +211,12 @@ class TriggerIndex:
                 if "*" not in pattern:
                     self._exact.setdefault(pattern, {})[leaf.key] = leaf
                 else:
-                    by_pattern = self._wild.setdefault(_prefix(pattern), {})
-                    by_pattern.setdefault(pattern, {})[leaf.key] = leaf
+                    prefix = _prefix(pattern)
+                    by_pattern = self._wild.setdefault(prefix, {})
+                    if pattern not in by_pattern:
+                        by_pattern[pattern] = {}
+                        self._count_length(len(prefix), +1)
+                    by_pattern[pattern][leaf.key] = leaf
 
     def _remove(self, tid: str) -> None:
         deployed = self._triggers.pop(tid, None)
@@ -223,19 +238,24 @@ class TriggerIndex:
                     leaves.pop(leaf.key, None)
                     if not leaves:
                         del by_pattern[pattern]
+                        self._count_length(len(prefix), -1)
                 if not by_pattern:
                     self._wild.pop(prefix, None)
+
+    def _count_length(self, length: int, change: int) -> None:
+        self._prefix_lengths[length] += change
+        if self._prefix_lengths[length] <= 0:
+            del self._prefix_lengths[length]
+        self._lengths = tuple(sorted(self._prefix_lengths))
 
     def candidates(self, event_type: str) -> list[Leaf]:
         """Leaves whose ``expect`` or ``after`` names ``event_type`` (each once)."""
         found: dict[tuple[str, Path], Leaf] = dict(self._exact.get(event_type, {}))
-        if self._wild:
-            self._add_wild(found, "", event_type)
-            start = 0
-            while (dot := event_type.find(".", start)) >= 0:
-                self._add_wild(found, event_type[: dot + 1], event_type)
-                start = dot + 1
-            self._add_wild(found, event_type + ".", event_type)
+        size = len(event_type)
+        for length in self._lengths:
+            if length > size:
+                break
+            self._add_wild(found, event_type[:length], event_type)
         return list(found.values())
 
     def _add_wild(self, found: dict[tuple[str, Path], Leaf], prefix: str, event_type: str) -> None:

@@ -31,6 +31,7 @@ from events.states import is_final
 from orchestrator.creation import RunCreator
 from orchestrator.metrics import Metrics
 from orchestrator.settings import OrchestratorSettings
+from orchestrator.types import Clock
 
 log = logging.getLogger("flowbus.orchestrator.runs")
 
@@ -43,7 +44,7 @@ class RunTracker:
 
     def __init__(
         self, runs: KV, slots: KV, creator: RunCreator, settings: OrchestratorSettings,
-        metrics: Metrics, clock: Callable[[], datetime],
+        metrics: Metrics, clock: Clock,
         deployment_of: Callable[[str], Deployment | None] | None = None,
     ) -> None:
         self._kv = runs
@@ -128,7 +129,8 @@ class RunTracker:
         retries = int(data.get("retries", 0) or 0)
         delay = float(data.get("retry_delay_seconds", 0) or 0)
         silent = int((now - run.updated).total_seconds())
-        crashed = await self._creator.move(run, "Crashed", f"no heartbeat for {silent} s")
+        crashed = await self._creator.move(run, "Crashed", f"no heartbeat for {silent} s",
+                                           unchanged=True)
         await self._publish(crashed)
         if crashed.run_count <= retries:
             retry = await self._creator.move(
@@ -185,6 +187,14 @@ class RunTracker:
             await self._slots.delete(key)
             self._held.pop(run_id, None)
             self._renewed.pop(run_id, None)
+
+    def slots_held(self) -> int:
+        """Concurrency slots held by the runs this tracker follows (a metric)."""
+        return sum(len(slots) for slots in self._held.values())
+
+    def waiting_for_slot(self) -> int:
+        """Runs queued in AwaitingConcurrencySlot (a metric)."""
+        return sum(1 for r in self.runs.values() if r.state.name == "AwaitingConcurrencySlot")
 
     async def start_queued(self) -> None:
         """Start AwaitingConcurrencySlot runs, oldest first, while slots are free."""

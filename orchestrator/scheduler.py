@@ -13,7 +13,6 @@ for the most recent missed slot (not before the deployment existed), never a flo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 
 from events.errors import FlowbusError
@@ -21,6 +20,7 @@ from events.records import Deployment, flow_run_id_for
 from events.schedules import Schedule
 from orchestrator.creation import RunCreator, RunRequest
 from orchestrator.deployments import DeploymentCatalog
+from orchestrator.types import Clock
 
 log = logging.getLogger("flowbus.orchestrator.scheduler")
 
@@ -33,7 +33,7 @@ class Scheduler:
     """Creates the runs of deployment schedules."""
 
     def __init__(
-        self, catalog: DeploymentCatalog, creator: RunCreator, clock: Callable[[], datetime]
+        self, catalog: DeploymentCatalog, creator: RunCreator, clock: Clock
     ) -> None:
         self._catalog = catalog
         self._creator = creator

@@ -16,8 +16,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from datetime import datetime
 
 from events.bus import Bus, Consumer, Delivery
 from events.errors import FlowbusError, InvalidEvent
@@ -29,14 +27,14 @@ from orchestrator.dispatch import RUN_REQUESTED, Dispatcher
 from orchestrator.evaluator import TriggerEvaluator
 from orchestrator.index import EventView
 from orchestrator.leader import LeaderLease
-from orchestrator.metrics import Metrics
+from orchestrator.metrics import JOB_TIMES, Metrics
 from orchestrator.runs import RunTracker
 from orchestrator.scheduler import Scheduler
 from orchestrator.settings import OrchestratorSettings
+from orchestrator.types import Clock
 
 log = logging.getLogger("flowbus.orchestrator")
 
-Clock = Callable[[], datetime]
 
 
 class Orchestrator:
@@ -54,6 +52,7 @@ class Orchestrator:
         self.leading = asyncio.Event()
         self.consuming = asyncio.Event()
         self.ready = asyncio.Event()
+        self._consumer: Consumer | None = None
 
     async def _setup(self) -> None:
         layout = self.bus.layout
@@ -76,16 +75,41 @@ class Orchestrator:
         await self._setup()
         await self.catalog.load()
         async with asyncio.TaskGroup() as tg:
-            follower = tg.create_task(self.catalog.follow())
+            follower = tg.create_task(self._follow_deployments())
             self.ready.set()
             try:
                 while not stop.is_set():
-                    if await self.lease.try_acquire():
-                        await self._lead(stop)
-                    else:
-                        await _wait(stop, self._lease_period() / 2)
+                    if await self._try_lead(stop):
+                        continue
+                    await _wait(stop, self._lease_period() / 2)
             finally:
                 follower.cancel()
+
+    async def _follow_deployments(self) -> None:
+        """Keep the catalog current; a broken watch is re-opened (and the catalog re-read)."""
+        while True:
+            try:
+                await self.catalog.follow()
+            except Exception as exc:  # NATS went away: watch again once it is back
+                log.warning("watching deployments failed, retrying: %r", exc)
+                await asyncio.sleep(1.0)
+                with contextlib.suppress(Exception):
+                    await self.catalog.load()
+
+    async def _try_lead(self, stop: asyncio.Event) -> bool:
+        """Lead while the lease holds; False when another instance leads.
+
+        A failure while leading is logged and leadership retried, never fatal.
+        """
+        try:
+            if not await self.lease.try_acquire():
+                return False
+            await self._lead(stop)
+        except* Exception as group:  # lost NATS or a bug: log, stand down, try again
+            log.error("leading failed, retrying: %r", group.exceptions[0],
+                      exc_info=group.exceptions[0])
+            await _wait(stop, 1.0)
+        return True
 
     def _lease_period(self) -> float:
         return self.bus.settings.lease_ttl_seconds * self.settings.lease_renew_fraction
@@ -95,8 +119,9 @@ class Orchestrator:
         self.leading.set()
         self.metrics.leader.set(1)
         try:
+            # The tracker's watch delivers the current records first: no separate load,
+            # so a standby starts consuming at once.
             await self.evaluator.arm(self.catalog.index)
-            await self.tracker.load()
             async with asyncio.TaskGroup() as tg:
                 tasks = [
                     tg.create_task(self._keep_lease(stop, halt)),
@@ -126,16 +151,30 @@ class Orchestrator:
         while not halt.is_set():
             try:
                 await self.tick()
-            except FlowbusError as exc:
-                log.warning("periodic check failed, retrying next tick: %s", exc)
+            except Exception as exc:  # NATS hiccups included: the next tick retries
+                log.warning("periodic check failed, retrying next tick: %r", exc)
             await _wait(halt, self.settings.tick_seconds)
 
     async def tick(self) -> None:
         """One round of the time-driven work (tests call it with an injected clock)."""
+        if self.catalog.retired:
+            retired, self.catalog.retired = self.catalog.retired, set()
+            await self.evaluator.purge(self.catalog.index, retired)
         for firing in await self.evaluator.sweep(self.catalog.index):
             await self.dispatcher.fire(firing)
+            await self.evaluator.confirm(firing)
         await self.scheduler.tick()
         await self.tracker.tick()
+        await self._observe()
+
+    async def _observe(self) -> None:
+        """Refresh the gauges read from JetStream and the run tracker."""
+        self.metrics.slots_in_use.set(self.tracker.slots_held())
+        self.metrics.runs_waiting.set(self.tracker.waiting_for_slot())
+        if self._consumer is not None:
+            info = await self._consumer.info()
+            self.metrics.consumer_pending.set(info.num_pending or 0)
+            self.metrics.consumer_ack_pending.set(info.num_ack_pending or 0)
 
     async def _consume(self, halt: asyncio.Event) -> None:
         settings = self.settings
@@ -146,6 +185,7 @@ class Orchestrator:
             max_ack_pending=settings.max_in_flight * 4,
             deliver_new=True,
         )
+        self._consumer = consumer
         self.consuming.set()
         in_flight: set[asyncio.Task[None]] = set()
         try:
@@ -156,6 +196,7 @@ class Orchestrator:
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
+            self._consumer = None
             await consumer.close()
 
     async def _fetch_loop(
@@ -182,6 +223,8 @@ class Orchestrator:
     async def handle(self, delivery: Delivery) -> None:
         """Match one event, create the runs it causes, then ack it."""
         started = time.perf_counter()
+        job_times: list[float] = []
+        JOB_TIMES.set(job_times)
         try:
             try:
                 event = delivery.event
@@ -191,15 +234,18 @@ class Orchestrator:
                 await delivery.term()
                 return
             view = EventView(event, delivery.timestamp)
-            created = 0
             if event.type == RUN_REQUESTED:
-                created += await self.dispatcher.run_requested(view) is not None
+                await self.dispatcher.run_requested(view)
             leaves = self.catalog.index.match(view)
+            self.metrics.evaluations.inc(len(leaves))
             if leaves:
                 for firing in await self.evaluator.on_event(self.catalog.index, view, leaves):
-                    created += await self.dispatcher.fire(firing) is not None
-            if created:
-                self.metrics.latency.observe(time.perf_counter() - started)
+                    await self.dispatcher.fire(firing)
+            if job_times:
+                self.metrics.latency.observe(job_times[0] - started)
+                self.metrics.latency_samples.append(job_times[0] - started)
+                stored = time.time() - delivery.timestamp.timestamp() - (time.perf_counter() - started)
+                self.metrics.stored_latency_samples.append(stored + job_times[0] - started)
             await delivery.ack()
             self.metrics.events.labels("matched" if leaves else "unmatched").inc()
         except asyncio.CancelledError:
@@ -207,9 +253,14 @@ class Orchestrator:
                 await asyncio.wait_for(delivery.nak(), 1.0)
             raise
         except Exception as exc:  # one bad event must not stop the consumer; it is redelivered
-            log.exception("handling event failed; it will be redelivered: %s", exc)
             self.metrics.events.labels("error").inc()
             with contextlib.suppress(Exception):
+                if delivery.num_delivered >= self.settings.max_deliveries:
+                    log.error("giving up on an event after %d attempts: %r",
+                              delivery.num_delivered, exc)
+                    await delivery.term()
+                    return
+                log.warning("handling an event failed; it will be redelivered: %r", exc)
                 await delivery.nak(delay=1.0)
 
 
@@ -226,15 +277,21 @@ async def serve(
     """Run an orchestrator until ``stop`` is set; ``ready`` once the catalog is loaded."""
     async with await Bus.connect(nats_settings, name="flowbus-orchestrator") as bus:
         orchestrator = Orchestrator(bus, settings)
-        async with asyncio.TaskGroup() as tg:
-            runner = tg.create_task(orchestrator.run(stop))
-            if ready is not None:
-                tg.create_task(_signal(orchestrator.ready, ready, runner))
-            if settings.metrics_port is not None:
-                from prometheus_client import start_http_server
+        http = None
+        if settings.metrics_port is not None:
+            from prometheus_client import start_http_server
 
-                start_http_server(settings.metrics_port, settings.metrics_host,
-                                  registry=orchestrator.metrics.registry)
+            http, _ = start_http_server(settings.metrics_port, settings.metrics_host,
+                                        registry=orchestrator.metrics.registry)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                runner = tg.create_task(orchestrator.run(stop))
+                if ready is not None:
+                    tg.create_task(_signal(orchestrator.ready, ready, runner))
+        finally:
+            if http is not None:
+                http.shutdown()
+                http.server_close()
 
 
 async def _signal(source: asyncio.Event, target: asyncio.Event, runner: asyncio.Task[None]) -> None:

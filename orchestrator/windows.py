@@ -121,7 +121,16 @@ def expire_proactive(trigger: EventTrigger, state: State, now: datetime) -> tupl
         return state, False
     if int(state.get("count", 0)) >= trigger.threshold:
         return {**state, "deadline": None, "count": 0}, False
-    return {**state, "deadline": None, "count": 0, "fired_at": deadline}, True
+    # "pending" stays until the run is created (confirm_proactive), so a crash in
+    # between fires again (same run id) instead of losing the firing.
+    return {**state, "deadline": None, "count": 0, "fired_at": deadline, "pending": deadline}, True
+
+
+def confirm_proactive(state: State, fired_at: str) -> State:
+    """The state once the run of the firing at ``fired_at`` exists."""
+    if state.get("pending") != fired_at:
+        return state
+    return {k: v for k, v in state.items() if k != "pending"}
 
 
 def initial_proactive(trigger: EventTrigger, now: datetime) -> State:

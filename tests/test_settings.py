@@ -42,3 +42,18 @@ def test_bad_values_are_refused(field: str, value: object, fragment: str) -> Non
 def test_unknown_keyword_is_refused() -> None:
     with pytest.raises(ValidationError, match="extra"):
         NatsSettings(nats_ulr="x")  # type: ignore[call-arg]
+
+
+def test_every_part_s_settings_are_known_to_the_command_line() -> None:
+    import importlib
+
+    from events.settings import known_names
+    from flowbus.cli._common import SETTINGS_MODULES
+
+    for module in SETTINGS_MODULES:
+        importlib.import_module(module)
+    names = known_names()
+    for expected in ("FLOWBUS_NATS_URL", "FLOWBUS_LOG_FORMAT", "FLOWBUS_GATEWAY_PORT",
+                     "FLOWBUS_ORCHESTRATOR_METRICS_PORT", "FLOWBUS_LOGGING_LEVEL",
+                     "FLOWBUS_BUNDLE_MAX_BYTES"):
+        assert expected in names

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import click
 
-from flowbus.cli import dev, events_cmd, gateway_cmd, nats_cmd, orchestrator_cmd, source_cmd
+from flowbus.cli import (
+    deploy_cmd,
+    dev,
+    events_cmd,
+    gateway_cmd,
+    nats_cmd,
+    orchestrator_cmd,
+    source_cmd,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,6 +47,9 @@ cli.add_command(dev.dev)
 cli.add_command(events_cmd.events)
 cli.add_command(nats_cmd.nats)
 cli.add_command(orchestrator_cmd.orchestrator_command)
+cli.add_command(deploy_cmd.deploy)
+cli.add_command(deploy_cmd.deployment)
+cli.add_command(deploy_cmd.flow_run)
 cli.add_command(gateway_cmd.gateway)
 cli.add_command(source_cmd.source)
 

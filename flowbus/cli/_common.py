@@ -41,7 +41,10 @@ def fail(message: str, code: int = 1) -> None:
 
 # Every settings module of every part: importing one registers its FLOWBUS_* names, so
 # the environment check knows all of them whichever command runs.
-SETTINGS_MODULES = ("events.settings", "events.logformat", "gateway.sources.settings")
+SETTINGS_MODULES = (
+    "events.settings", "events.logformat", "flowbus.project", "gateway.settings",
+    "orchestrator.settings", "gateway.sources.settings",
+)
 
 
 def check_settings() -> None:
@@ -62,8 +65,10 @@ def check_settings() -> None:
 def configure_service_logging() -> None:
     """Log as FLOWBUS_LOG_FORMAT / FLOWBUS_LOG_LEVEL say (services only)."""
     from events.logformat import configure_logging
+    from flowbus.logging import setup_logging
 
     configure_logging()
+    setup_logging(console=False)
 
 
 def nats_settings(**overrides: Any) -> Any:

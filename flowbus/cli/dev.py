@@ -1,16 +1,19 @@
 """``flowbus dev``: the whole system on one machine.
 
-An embedded nats-server with JetStream in a local data directory, the layout, and
-the services (gateway, orchestrator, one runner) as they are built; Ctrl-C stops
-them all, services first, NATS last.
+An embedded nats-server with JetStream in a local data directory, then the
+gateway, the orchestrator and one runner on that bus; ``--project DIR`` deploys the
+``flowbus.yaml`` found there. Ctrl-C stops the services first, NATS last.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -25,11 +28,13 @@ def _default_data_dir() -> Path:
 @click.command()
 @click.option("--nats-port", type=click.IntRange(0, 65535), default=4222, show_default=True,
               help="port of the embedded NATS (0: any free port)")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="where NATS keeps its data (default: $FLOWBUS_HOME/dev)")
 @click.option("--gateway-port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="port of the HTTP gateway (0: any free port)")
-def dev(nats_port: int, data_dir: Path | None, gateway_port: int) -> None:
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="where NATS keeps its data (default: $FLOWBUS_HOME/dev)")
+@click.option("--project", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="deploy the flowbus.yaml of this directory at start")
+def dev(nats_port: int, gateway_port: int, data_dir: Path | None, project: Path | None) -> None:
     """Run flowbus locally: embedded NATS with JetStream plus the flowbus services."""
     from events.embedded import EmbeddedNats, NatsServerError
     from events.errors import FlowbusError
@@ -45,7 +50,7 @@ def dev(nats_port: int, data_dir: Path | None, gateway_port: int) -> None:
     try:
         os.environ["FLOWBUS_NATS_URL"] = server.url
         settings = nats_settings(nats_url=[server.url])
-        asyncio.run(_serve(settings, server, data_dir, gateway_port))
+        asyncio.run(_serve(settings, server, data_dir, gateway_port, project))
     except FlowbusError as exc:
         fail(str(exc))
     finally:
@@ -53,51 +58,77 @@ def dev(nats_port: int, data_dir: Path | None, gateway_port: int) -> None:
         click.echo("flowbus dev stopped.")
 
 
-async def _serve(settings: object, server: object, data_dir: Path, gateway_port: int = 8080) -> None:
-    from events.bus import Bus
-    from events.embedded import EmbeddedNats
-    from events.settings import NatsSettings
-    from flowbus.cli.gateway_cmd import gateway_settings
-    from gateway.context import GATEWAY
-    from gateway.service import running
+@contextlib.asynccontextmanager
+async def _orchestrator(bus: Any) -> AsyncIterator[None]:
+    from orchestrator.service import Orchestrator
+    from orchestrator.settings import OrchestratorSettings
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(Orchestrator(bus, OrchestratorSettings()).run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+@contextlib.asynccontextmanager
+async def _sources(bus: Any, registry: Any) -> AsyncIterator[None]:
+    """The event sources, as the gateway runs them (docs/sources.md)."""
     from gateway.sources.manager import run_sources
     from gateway.sources.settings import SourcesSettings
 
-    assert isinstance(settings, NatsSettings) and isinstance(server, EmbeddedNats)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_sources(bus, SourcesSettings(), stop, registry=registry))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def _deploy(bus: Any, project_dir: Path) -> list[str]:
+    from flowbus.deploying import deploy_project
+    from flowbus.project import PROJECT_FILE, load_project
+
+    root = await asyncio.to_thread(project_dir.resolve)
+    project = load_project(root / PROJECT_FILE)
+    outcome = await deploy_project(bus, root, project, source="flowbus/dev")
+    return [d.deployment.name for d in outcome.deployments]
+
+
+async def _serve(settings: Any, server: Any, data_dir: Path, gateway_port: int,
+                 project: Path | None) -> None:
+    from events.bus import Bus
+    from flowbus.cli.gateway_cmd import gateway_settings
+    from gateway.context import GATEWAY
+    from gateway.service import running
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    from orchestrator.service import Orchestrator
-    from orchestrator.settings import OrchestratorSettings
-
     # Auth is off in dev, so a new user can curl at once; said loudly, below.
     gw_settings = gateway_settings(port=gateway_port, auth=False)
-    async with await Bus.connect(settings) as bus, running(bus, gw_settings) as gateway:
-        orchestrator_stop = asyncio.Event()
-        orchestrator = asyncio.create_task(
-            Orchestrator(bus, OrchestratorSettings()).run(orchestrator_stop)
-        )
-        sources_stop = asyncio.Event()
-        sources = asyncio.create_task(run_sources(
-            bus, SourcesSettings(), sources_stop, registry=gateway.app[GATEWAY].metrics.registry))
+    async with contextlib.AsyncExitStack() as services:
+        bus = await services.enter_async_context(await Bus.connect(settings))
+        await services.enter_async_context(_orchestrator(bus))
+        gateway = await services.enter_async_context(running(bus, gw_settings))
+        await services.enter_async_context(
+            _sources(bus, gateway.app[GATEWAY].metrics.registry))
+        deployed = await _deploy(bus, project) if project else []
         click.echo(f"NATS JetStream   {server.url}  (data in {data_dir})")
         click.echo(f"namespace        {bus.layout.namespace}")
         click.echo(f"gateway          {gateway.url}  (API {gateway.url}/api/v1)")
+        if deployed:
+            click.echo(f"deployed         {', '.join(deployed)} (from {project})")
         click.secho("WARNING: the gateway's API-key auth is OFF in flowbus dev: anyone who can "
                     "reach it can send events and change deployments. Do not expose it.",
                     fg="red", bold=True, err=True)
         click.echo("flowbus dev is ready. Send an event from another shell:")
-        click.echo(f"  FLOWBUS_NATS_URL={server.url} flowbus events emit com.example.hello "
-                   "--data '{\"name\": \"world\"}'")
-        click.echo(f"  curl -X POST {gateway.url}/events -H 'ce-specversion: 1.0' -H 'ce-id: 1' "
-                   "-H 'ce-source: /me' -H 'ce-type: com.example.hello' "
-                   "-H 'content-type: application/json' -d '{\"name\": \"world\"}'")
+        click.echo(f"  curl -X POST {gateway.url}/events -H 'content-type: application/cloudevents+json' "
+                   "-d '{\"specversion\": \"1.0\", \"id\": \"1\", \"source\": \"/me\", "
+                   "\"type\": \"com.example.hello\", \"data\": {\"name\": \"you\"}}'")
         click.echo("Press Ctrl-C to stop.")
-        await asyncio.wait({asyncio.ensure_future(stop.wait()), orchestrator},
-                           return_when=asyncio.FIRST_COMPLETED)
+        await stop.wait()
         click.echo("stopping...")
-        sources_stop.set()
-        orchestrator_stop.set()
-        await sources
-        await orchestrator

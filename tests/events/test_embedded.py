@@ -44,3 +44,16 @@ def test_context_manager_cleans_a_temporary_directory() -> None:
         data_dir = server.data_dir
         assert data_dir.is_dir()
     assert not data_dir.exists()
+
+
+def test_a_ctrl_c_to_our_process_group_does_not_reach_nats(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C signals our whole process group; NATS must not be in it, so
+    # it stays up while the services drain, and is stopped last.
+    import os
+
+    server = EmbeddedNats(tmp_path).start()
+    try:
+        assert server.pid is not None
+        assert os.getpgid(server.pid) != os.getpgid(0)
+    finally:
+        server.stop()

@@ -36,7 +36,7 @@ def test_configure_installs_one_handler(capsys: pytest.CaptureFixture[str]) -> N
         configure_logging(LogSettings(format="json"))
         ours = [h for h in root.handlers if getattr(h, "_flowbus", False)]
         assert len(ours) == 1
-        logging.getLogger("flowbus.x").warning("hello")
+        logging.getLogger("service.x").warning("hello")
         assert json.loads(capsys.readouterr().err.strip().splitlines()[-1])["message"] == "hello"
     finally:
         for h in list(root.handlers):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from events.bus import Bus
 from events.cloudevent import CloudEvent
@@ -146,3 +147,31 @@ async def test_schedule_after_delays_the_job(bus: Bus, orchestrator: Orchestrato
     await orchestrator.tracker.load()
     await orchestrator.tick()
     assert [j["flow_run_id"] for j in await jobs(bus)] == [run.id]
+
+
+async def test_manual_run_for_later_waits_for_its_time(bus: Bus, orchestrator: Orchestrator) -> None:
+    await deploy(bus, "later")
+    await wait_until(lambda: _known(orchestrator, "later"))
+    start = orchestrator.clock() + timedelta(hours=1)
+    await bus.publish(CloudEvent.create(
+        "flowbus.deployment.run-requested", source="flowbus/sdk",
+        data={"deployment": "later", "scheduled_start_time": start.isoformat()},
+    ))
+    [run] = await wait_for_runs(bus, 1)
+    assert run.expected_start_time == start
+    assert await jobs(bus) == []
+
+
+async def test_deleted_deployment_stops_triggering(bus: Bus, orchestrator: Orchestrator) -> None:
+    await deploy(bus, "gone", triggers=[{"expect": ["a.b"]}])
+    await wait_until(lambda: _indexed(orchestrator, 1))
+    kv = await bus.kv(bus.layout.deployments)
+    await kv.delete("gone")
+
+    async def emptied() -> bool:
+        return len(orchestrator.catalog.index) == 0 and orchestrator.catalog.get("gone") is None
+
+    await wait_until(emptied)
+    await bus.publish(CloudEvent.create("a.b", source="s"))
+    await asyncio.sleep(0.3)
+    assert await flow_runs(bus) == []

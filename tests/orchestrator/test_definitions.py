@@ -15,7 +15,14 @@ from events.cloudevent import CloudEvent
 from events.schedules import InvalidSchedule, parse_schedule
 from events.triggers import InvalidTrigger, parse_deployment_trigger, trigger_id
 from orchestrator.service import Orchestrator
-from tests.orchestrator.support import deploy, flow_runs, wait_for_runs, wait_until
+from tests.orchestrator.support import (
+    deploy,
+    fast_settings,
+    flow_runs,
+    start,
+    wait_for_runs,
+    wait_until,
+)
 
 BAD_TRIGGERS: list[tuple[Any, str]] = [
     ({"expect": ["a..b"]}, "not an event name pattern"),
@@ -129,3 +136,32 @@ def test_orchestrator_command_refuses_bad_settings(flowbus_env: dict[str, str]) 
         )
         assert result.returncode == 2, result.stderr
         assert expected in result.stderr
+
+
+async def test_a_poison_event_is_dropped_after_max_deliveries(bus: Bus) -> None:
+    running = await start(bus, fast_settings(max_deliveries=2))
+    deep = b'{"specversion":"1.0","id":"1","source":"s","type":"a.b","data":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    await bus.publish_raw(f"{bus.layout.events_prefix}.a.b", deep, {})
+    errors = running.orch.metrics.events.labels("error")
+
+    async def given_up() -> bool:
+        info = await bus.consumers(bus.layout.events_stream)
+        return errors._value.get() >= 2 and all(c.num_ack_pending == 0 for c in info)
+
+    await wait_until(given_up, within=15)
+    await asyncio.sleep(1.5)  # a nak would redeliver after 1 s: nothing more comes
+    assert errors._value.get() == 2
+    await running.close()
+
+
+async def test_catalog_reload_forgets_deployments_deleted_meanwhile(bus: Bus) -> None:
+    from orchestrator.deployments import DeploymentCatalog
+
+    kv = await bus.kv(bus.layout.deployments)
+    catalog = DeploymentCatalog(kv)
+    await deploy(bus, "a", triggers=[{"expect": ["x.y"]}])
+    await catalog.load()
+    assert catalog.get("a") is not None and len(catalog.index) == 1
+    await kv.delete("a")
+    await catalog.load()
+    assert catalog.get("a") is None and len(catalog.index) == 0

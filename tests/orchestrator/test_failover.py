@@ -21,6 +21,7 @@ from orchestrator.leader import LEASE_KEY
 from tests.orchestrator.support import deploy, flow_runs, jobs, start, wait_for_runs, wait_until
 
 TTL = 2.0
+TOTAL = 600
 
 
 @pytest.fixture
@@ -87,21 +88,21 @@ async def test_killed_orchestrator_leaves_exactly_one_run_and_job_per_event(
     first = _spawn(env, tmp_path / "first.log")
     try:
         await wait_until(lambda: _consumer_ready(bus), within=20)
-        events = [CloudEvent.create("load.item", source="load", data={"n": n}) for n in range(300)]
-        publisher = asyncio.create_task(bus.publish_many(events))
-        await wait_until(lambda: _runs_at_least(bus, 20), within=20)
+        events = [CloudEvent.create("load.item", source="load", data={"n": n}) for n in range(TOTAL)]
+        publisher = asyncio.create_task(_publish_paced(bus, events))
+        await wait_until(lambda: _runs_at_least(bus, 30), within=20)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
+        assert not publisher.done()  # killed mid-stream
         await publisher
-        assert len(await flow_runs(bus)) < 300  # killed mid-flight
         await leases.get(LEASE_KEY)
         second = _spawn(env, tmp_path / "second.log")
         try:
-            runs = await wait_for_runs(bus, 300, within=40)
+            await wait_until(lambda: _runs_at_least(bus, TOTAL), within=40)
             await asyncio.sleep(TTL + 1)  # let any redelivery happen
             runs = await flow_runs(bus)
-            assert len(runs) == 300
-            assert sorted(r.parameters["n"] for r in runs) == list(range(300))
+            assert len(runs) == TOTAL
+            assert sorted(r.parameters["n"] for r in runs) == list(range(TOTAL))
             job_ids = [j["flow_run_id"] for j in await jobs(bus)]
             assert sorted(job_ids) == sorted(r.id for r in runs)
         finally:
@@ -117,4 +118,11 @@ async def _consumer_ready(bus: Bus) -> bool:
 
 
 async def _runs_at_least(bus: Bus, n: int) -> bool:
-    return len(await flow_runs(bus)) >= n
+    kv = await bus.kv(bus.layout.flow_runs)
+    return len(await kv.keys()) >= n
+
+
+async def _publish_paced(bus: Bus, events: list[CloudEvent]) -> None:
+    for first in range(0, len(events), 20):
+        await bus.publish_many(events[first : first + 20])
+        await asyncio.sleep(0.02)

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from events.triggers import CompoundTrigger, EventTrigger, SequenceTrigger
 from orchestrator import windows
@@ -159,3 +161,22 @@ def test_sequence_trigger_order_and_window(children: list[int], times: list[floa
         state, hit = windows.step_sequence(trigger, state, child, str(n), at(seconds))
         fired.append(hit)
     assert fired == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1, max_value=6), st.lists(st.integers(min_value=0, max_value=40), max_size=60))
+def test_redeliveries_never_change_how_often_a_trigger_fires(threshold: int, keys: list[int]) -> None:
+    """Events identified by ``keys`` (repeats are redeliveries): one firing per ``threshold`` new ones."""
+    trigger = EventTrigger(threshold=threshold)
+    state: dict[str, Any] | None = None
+    fired_by: set[int] = set()
+    new_events = 0
+    for n, key in enumerate(keys):
+        redelivered = key in keys[:n]
+        state, hit = windows.step_reactive(trigger, state, str(key), at(n), is_expect=True, is_after=False)
+        if not redelivered:
+            new_events += 1
+            assert hit == (new_events % threshold == 0)
+        if hit:
+            fired_by.add(key)
+    assert len(fired_by) == new_events // threshold

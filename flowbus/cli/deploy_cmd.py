@@ -1,0 +1,382 @@
+"""``flowbus deploy``, ``flowbus deployment ...`` and ``flowbus flow-run ...``.
+
+They talk to NATS directly through ``events/`` (the same functions the gateway
+uses), so they work with or without a gateway running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+
+from flowbus.cli._common import fail, nats_settings, run_async
+
+RESULT_WAIT_SECONDS = 3600.0 * 24 * 365
+READ_CONCURRENCY = 64
+
+
+def _nats() -> Any:
+    """NATS settings, with the deploy settings known (so FLOWBUS_BUNDLE_MAX_BYTES is not "unknown")."""
+    import flowbus.project  # noqa: F401  (registers DeploySettings)
+
+    return nats_settings()
+
+
+def parse_params(pairs: tuple[str, ...], param_json: str | None) -> dict[str, Any]:
+    """``-p key=value`` (value as JSON when it parses, else a string) merged over ``--param-json``."""
+    out: dict[str, Any] = {}
+    if param_json is not None:
+        try:
+            loaded = json.loads(param_json)
+        except ValueError as exc:
+            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--param-json") from None
+        if not isinstance(loaded, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--param-json")
+        out.update(loaded)
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="-p")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except ValueError:
+            out[key.strip()] = raw
+    return out
+
+
+@click.command()
+@click.option("-f", "--file", "file", default="flowbus.yaml", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="the project file")
+@click.option("--name", "names", multiple=True, help="deploy only this deployment (repeatable)")
+def deploy(file: Path, names: tuple[str, ...]) -> None:
+    """Check the flows, upload the code bundle and register the deployments of a project."""
+    _deploy(file, file.resolve().parent, names)
+
+
+@run_async
+async def _deploy(file: Path, root: Path, names: tuple[str, ...]) -> None:
+    from events.bus import Bus
+    from flowbus.deploying import deploy_project
+    from flowbus.project import DeploySettings, load_project
+
+    project = load_project(file)
+    project.select(names)  # an unknown --name fails before connecting
+    settings = _nats()
+    async with await Bus.connect(settings) as bus:
+        outcome = await deploy_project(bus, root, project, names, settings=DeploySettings())
+    if outcome.bundle is not None:
+        how = "uploaded" if outcome.uploaded else "already stored"
+        click.echo(f"bundle {outcome.bundle.digest} ({len(outcome.bundle.files)} files, "
+                   f"{len(outcome.bundle.data)} bytes) {how}")
+    for item in outcome.deployments:
+        d = item.deployment
+        click.echo(f"{'created' if item.created else 'updated'} deployment {d.name} "
+                   f"({d.flow_name} from {d.entrypoint}, pool {d.work_pool})")
+
+
+# --- deployments ------------------------------------------------------------------------
+
+
+@click.group()
+def deployment() -> None:
+    """List, inspect, run, pause, resume and delete deployments."""
+
+
+@deployment.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@run_async
+async def deployment_ls(as_json: bool) -> None:
+    """List deployments."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from events.bus import Bus
+    from events.deployments import list_deployments
+
+    async with await Bus.connect(_nats()) as bus:
+        items = sorted(await list_deployments(bus), key=lambda d: d.name)
+    if as_json:
+        click.echo(json.dumps([d.model_dump(mode="json") for d in items], indent=2))
+        return
+    table = Table("name", "flow", "pool", "entrypoint", "triggers", "schedules", "paused", "code")
+    for d in items:
+        table.add_row(d.name, d.flow_name, d.work_pool, d.entrypoint, str(len(d.triggers)),
+                      str(len(d.schedules)), "yes" if d.paused else "no",
+                      (d.code_digest or "-")[:19])
+    Console(width=200).print(table)
+
+
+@deployment.command("inspect")
+@click.argument("name")
+@run_async
+async def deployment_inspect(name: str) -> None:
+    """Print a deployment as JSON."""
+    _check_name(name)
+    from events.bus import Bus
+    from events.deployments import get_deployment
+
+    async with await Bus.connect(_nats()) as bus:
+        found = await get_deployment(bus, name)
+    click.echo(found.model_dump_json(indent=2))
+
+
+@deployment.command("run")
+@click.argument("name")
+@click.option("-p", "--param", "params", multiple=True, help="parameter key=value (value as JSON if it parses)")
+@click.option("--param-json", default=None, help="parameters as one JSON object")
+@click.option("--tag", "tags", multiple=True, help="extra tag for the run")
+@click.option("--idempotency-key", default=None, help="a retried request with it makes no second run")
+@click.option("--watch", is_flag=True, help="wait for the final state; print it and the result")
+@click.option("--timeout", "max_wait", type=click.FloatRange(min=0), default=None,
+              help="with --watch, seconds to wait at most")
+@run_async
+async def deployment_run(name: str, params: tuple[str, ...], param_json: str | None,
+                         tags: tuple[str, ...], idempotency_key: str | None, watch: bool,
+                         max_wait: float | None) -> None:
+    """Ask for a run of deployment NAME; its id is printed at once."""
+    from events.bus import Bus
+    from events.deployments import get_deployment, read_result, request_run, wait_flow_run
+    from events.errors import NotFound
+
+    _check_name(name)
+    parameters = parse_params(params, param_json)
+    async with await Bus.connect(_nats()) as bus:
+        await get_deployment(bus, name)  # unknown deployment: a clear error, no orphan request
+        run_id = await request_run(bus, name, parameters, source="flowbus/cli", tags=tags,
+                                   idempotency_key=idempotency_key)
+        click.echo(f"flow run {run_id} requested for deployment {name}")
+        if not watch:
+            return
+        run = await wait_flow_run(bus, run_id, max_wait if max_wait is not None else RESULT_WAIT_SECONDS)
+        if run is None or not run.state.is_final():
+            state = run.state.name if run else "not created yet"
+            fail(f"flow run {run_id} is not finished after {max_wait}s (state: {state})", 3)
+            return
+        click.echo(f"flow run {run_id} {run.state.name}" +
+                   (f": {run.state.message}" if run.state.message else ""))
+        if run.state.name == "Completed":
+            try:
+                click.echo("result: " + json.dumps(await read_result(bus, run), default=str))
+            except NotFound as exc:
+                click.echo(f"result: not available ({exc})")
+        else:
+            raise SystemExit(1)
+
+
+@deployment.command("pause")
+@click.argument("name")
+@run_async
+async def deployment_pause(name: str) -> None:
+    """Pause a deployment: its triggers and schedules create no runs."""
+    _check_name(name)
+    from events.bus import Bus
+    from events.deployments import set_paused
+
+    async with await Bus.connect(_nats()) as bus:
+        await set_paused(bus, name, True, source="flowbus/cli")
+    click.echo(f"paused deployment {name}")
+
+
+@deployment.command("resume")
+@click.argument("name")
+@run_async
+async def deployment_resume(name: str) -> None:
+    """Resume a paused deployment."""
+    _check_name(name)
+    from events.bus import Bus
+    from events.deployments import set_paused
+
+    async with await Bus.connect(_nats()) as bus:
+        await set_paused(bus, name, False, source="flowbus/cli")
+    click.echo(f"resumed deployment {name}")
+
+
+@deployment.command("delete")
+@click.argument("name")
+@run_async
+async def deployment_delete(name: str) -> None:
+    """Delete a deployment (its past runs stay)."""
+    _check_name(name)
+    from events.bus import Bus
+    from events.deployments import delete_deployment
+
+    async with await Bus.connect(_nats()) as bus:
+        await delete_deployment(bus, name, source="flowbus/cli")
+    click.echo(f"deleted deployment {name}")
+
+
+# --- flow runs --------------------------------------------------------------------------
+
+
+@click.group("flow-run")
+def flow_run() -> None:
+    """List, inspect, read the logs of and cancel flow runs."""
+
+
+def _check_name(name: str) -> str:
+    """A deployment name that can exist (a KV key); click.BadParameter otherwise."""
+    from events.records import NAME_PATTERN
+
+    if re.match(NAME_PATTERN, name) is None:
+        raise click.BadParameter(
+            f"{name[:100]!r} is not a deployment name (letters, digits, '_', '.', '-'; up to 128)",
+            param_hint="NAME")
+    return name
+
+
+def _check_run_id(run_id: str) -> str:
+    from events.records import FlowRun, State
+
+    try:
+        FlowRun(id=run_id, name="x", flow_name="x", state=State.named("Scheduled"))
+    except ValueError:
+        raise click.BadParameter(f"{run_id[:100]!r} is not a flow-run id", param_hint="ID") from None
+    return run_id
+
+
+@flow_run.command("ls")
+@click.option("--deployment", "deployment_name", default=None, help="only runs of this deployment")
+@click.option("--state", default=None, help="only runs in this state (e.g. Running)")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@run_async
+async def flow_run_ls(deployment_name: str | None, state: str | None, limit: int, as_json: bool) -> None:
+    """List flow runs, newest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from events.bus import Bus
+    from events.records import FlowRun
+    from events.states import FLOW_RUN_STATES
+
+    if state is not None and state not in FLOW_RUN_STATES:
+        raise click.BadParameter(f"unknown state {state!r}; one of {', '.join(FLOW_RUN_STATES)}",
+                                 param_hint="--state")
+    async with await Bus.connect(_nats()) as bus:
+        kv = await bus.kv(bus.layout.flow_runs)
+        keys = await kv.keys()
+        runs: list[FlowRun] = []
+        for start in range(0, len(keys), READ_CONCURRENCY):  # bounded concurrent reads
+            entries = await asyncio.gather(*(kv.get(k) for k in keys[start:start + READ_CONCURRENCY]))
+            runs.extend(FlowRun.model_validate_json(e.value) for e in entries if e is not None)
+    runs = [r for r in runs
+            if (deployment_name is None or deployment_name in (r.deployment_name, r.deployment_id))
+            and (state is None or r.state.name == state)]
+    runs.sort(key=lambda r: r.created, reverse=True)
+    runs = runs[:limit]
+    if as_json:
+        click.echo(json.dumps([r.model_dump(mode="json") for r in runs], indent=2))
+        return
+    table = Table("id", "name", "deployment", "state", "created", "runs")
+    for r in runs:
+        table.add_row(r.id, r.name, r.deployment_name or "-", r.state.name,
+                      r.created.isoformat(timespec="seconds"), str(r.run_count))
+    Console(width=200).print(table)
+
+
+@flow_run.command("inspect")
+@click.argument("run_id", metavar="ID")
+@run_async
+async def flow_run_inspect(run_id: str) -> None:
+    """Print a flow run as JSON."""
+    from events.bus import Bus
+    from events.deployments import get_flow_run
+    from events.errors import NotFound
+
+    _check_run_id(run_id)
+    async with await Bus.connect(_nats()) as bus:
+        run = await get_flow_run(bus, run_id)
+    if run is None:
+        raise NotFound(f"flow run {run_id!r} not found")
+    click.echo(run.model_dump_json(indent=2))
+
+
+@flow_run.command("logs")
+@click.argument("run_id", metavar="ID")
+@click.option("--follow", is_flag=True, help="keep printing new lines until the run ends")
+@run_async
+async def flow_run_logs(run_id: str, follow: bool) -> None:
+    """Print a flow run's logs."""
+    import signal
+    import threading
+
+    _check_run_id(run_id)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT) if threading.current_thread() is threading.main_thread() else ()
+    for signum in signals:
+        # Stop between fetches, so the temporary consumer is always deleted.
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await _print_logs(run_id, follow, stop)
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+async def _print_logs(run_id: str, follow: bool, stop: Any) -> None:
+    from events.bus import Bus
+    from events.deployments import get_flow_run
+    from events.errors import NotFound
+
+    async with await Bus.connect(_nats()) as bus:
+        if await get_flow_run(bus, run_id) is None:
+            raise NotFound(f"flow run {run_id!r} not found")
+        consumer = await bus.consumer(
+            f"clilogs{uuid.uuid4().hex}", stream=bus.layout.logs_stream,
+            filter_subjects=[bus.layout.logs_subject(run_id)], max_ack_pending=1000,
+        )
+        try:
+            final_pass = False
+            while not stop.is_set():
+                deliveries = await consumer.fetch(256, max_wait=0.3)
+                for delivery in deliveries:
+                    for record in log_records(delivery.data):
+                        click.echo(format_log(record))
+                    await delivery.ack()
+                if deliveries:
+                    continue
+                if not follow or final_pass:
+                    break
+                run = await get_flow_run(bus, run_id)
+                # Once final, one more pass picks up lines sent just before the final state.
+                final_pass = run is None or run.state.is_final()
+        finally:
+            await consumer.close()
+            await bus.delete_consumer(bus.layout.logs_stream, consumer.durable)
+
+
+def log_records(data: bytes) -> list[dict[str, Any]]:
+    """The records of one logs message (a JSON array; a lone object is accepted)."""
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, ValueError):
+        return []
+    if isinstance(value, dict):
+        value = [value]
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def format_log(record: dict[str, Any]) -> str:
+    when = str(record.get("timestamp", ""))[11:23]
+    return f"{when} | {record.get('level', '')!s:<7} | {record.get('name', '')} - {record.get('message', '')}"
+
+
+@flow_run.command("cancel")
+@click.argument("run_id", metavar="ID")
+@run_async
+async def flow_run_cancel(run_id: str) -> None:
+    """Cancel a flow run: Cancelling while a runner stops it, or Cancelled if not started."""
+    from events.bus import Bus
+    from events.deployments import request_cancel
+
+    _check_run_id(run_id)
+    async with await Bus.connect(_nats()) as bus:
+        run = await request_cancel(bus, run_id, source="flowbus/cli")
+    click.echo(f"flow run {run_id} {run.state.name}")

@@ -1,0 +1,271 @@
+"""The ``flowbus.yaml`` project file: deployments of the flows in a directory.
+
+::
+
+    build:
+      include: ["**/*.py", "data/*.csv"]
+      exclude: ["tests/**"]
+    deployments:
+      - name: hello
+        entrypoint: flows.py:greet
+        parameters: {name: world}
+        triggers:
+          - expect: [com.example.hello]
+            parameters: {name: "{{ event.data.name }}"}
+
+:func:`load_project` reads and validates it; every error names the deployment and
+the field at fault, and an entrypoint may only point inside the project directory.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from events.errors import FlowbusError
+from events.records import NAME_PATTERN
+from events.schedules import InvalidSchedule, parse_schedule
+from events.settings import register
+from events.triggers import InvalidTrigger, parse_deployment_trigger
+
+PROJECT_FILE = "flowbus.yaml"
+PROJECT_FILE_MAX_BYTES = 1024 * 1024
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DEFAULT_EXCLUDE = (
+    ".git/**", ".hg/**", ".svn/**", ".venv/**", "venv/**", "**/__pycache__/**", "**/*.pyc",
+    ".mypy_cache/**", ".pytest_cache/**", ".ruff_cache/**", "node_modules/**", ".flowbus/**",
+    ".env", "**/.DS_Store",
+)
+
+
+class ProjectError(FlowbusError, ValueError):
+    """``flowbus.yaml`` (or a deployment in it) is invalid; the message says where and why."""
+
+
+@register
+class DeploySettings(BaseSettings):
+    """Settings of deploying and of the client (``FLOWBUS_`` prefix)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWBUS_", extra="forbid", frozen=True)
+
+    bundle_max_bytes: int = Field(
+        default=50 * 1024 * 1024, gt=0,
+        description="largest code bundle accepted, counted uncompressed and zipped",
+    )
+    api_url: str = Field(
+        default="http://127.0.0.1:8080/api/v1", description="the gateway's REST API base URL"
+    )
+    api_key: str | None = Field(default=None, description="API key sent as a Bearer token")
+    api_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="seconds an API request may take (waits excluded)"
+    )
+
+
+class Entrypoint(BaseModel):
+    """Where a flow function lives: a file in the project or an importable module."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str | None = Field(default=None, description="file relative to the project, POSIX")
+    module: str | None = Field(default=None, description="dotted module name")
+    function: str = Field(description="the @flow's function name")
+
+    def __str__(self) -> str:
+        return f"{self.path or self.module}:{self.function}"
+
+
+def parse_entrypoint(text: str, root: Path | None = None) -> Entrypoint:
+    """``path/to/file.py:fn`` or ``package.module:fn``; a path may not leave ``root``."""
+    if not isinstance(text, str) or text.count(":") < 1:
+        raise ValueError(f"entrypoint {text!r} must be 'path/to/file.py:function' or 'package.module:function'")
+    target, _, function = text.rpartition(":")
+    if not _FUNCTION.match(function):
+        raise ValueError(f"entrypoint {text!r}: {function!r} is not a function name")
+    if target.endswith(".py"):
+        posix = PurePosixPath(target.replace("\\", "/"))
+        if root is not None and Path(target).is_absolute():
+            try:
+                posix = PurePosixPath(Path(target).resolve().relative_to(root.resolve()).as_posix())
+            except ValueError:
+                raise ValueError(f"entrypoint {text!r} is outside the project directory {root}") from None
+        elif posix.is_absolute() or re.match(r"^[A-Za-z]:", target):
+            raise ValueError(f"entrypoint {text!r}: use a path relative to the project")
+        if ".." in posix.parts:
+            raise ValueError(f"entrypoint {text!r} may not contain '..' (it must stay in the project)")
+        if root is not None:
+            resolved = (root / posix).resolve()
+            if not resolved.is_relative_to(root.resolve()):
+                raise ValueError(f"entrypoint {text!r} resolves outside the project directory")
+        return Entrypoint(path=posix.as_posix(), function=function)
+    if not _MODULE.match(target):
+        raise ValueError(
+            f"entrypoint {text!r}: {target!r} is neither a .py file nor a dotted module name"
+        )
+    return Entrypoint(module=target, function=function)
+
+
+class BuildConfig(BaseModel):
+    """Which files of the project go into the code bundle."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bundle: bool = Field(
+        default=True,
+        description="upload a code bundle; false when runners already have the code in their image",
+    )
+    include: list[str] = Field(
+        default_factory=lambda: ["**/*"], max_length=256,
+        description="glob patterns (relative, POSIX, ** for any depth) of files to bundle",
+    )
+    exclude: list[str] = Field(
+        default_factory=list, max_length=256,
+        description=f"glob patterns left out, in addition to {', '.join(DEFAULT_EXCLUDE[:4])}, ...",
+    )
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _relative_globs(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not pattern or pattern.startswith("/") or ".." in PurePosixPath(pattern).parts:
+                raise ValueError(f"glob {pattern!r} must be a non-empty path relative to the project")
+        return patterns
+
+
+class DeploymentSpec(BaseModel):
+    """One deployment in ``flowbus.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN, description="unique deployment name")
+    entrypoint: str = Field(max_length=1024, description="'path/file.py:fn' or 'package.module:fn'")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="default parameters")
+    triggers: list[dict[str, Any]] = Field(default_factory=list, max_length=64,
+                                           description="deployment triggers (Prefect 3 shapes)")
+    schedules: list[dict[str, Any]] = Field(default_factory=list, max_length=64,
+                                            description="cron / interval / rrule schedules")
+    concurrency_limit: int | None = Field(default=None, ge=1, description="runs at once, at most")
+    work_pool: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                           description="runners of this pool take its runs")
+    tags: list[str] = Field(default_factory=list, max_length=100, description="run tags")
+    description: str | None = Field(default=None, max_length=10_000, description="shown in listings")
+    version: str | None = Field(default=None, max_length=256, description="your version label")
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint_shape(cls, value: str) -> str:
+        parse_entrypoint(value)
+        return value
+
+    @field_validator("triggers")
+    @classmethod
+    def _valid_triggers(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for index, trigger in enumerate(value):
+            try:
+                parsed = parse_deployment_trigger(trigger)
+            except InvalidTrigger as exc:
+                raise ValueError(f"triggers[{index}]: {exc}") from None
+            out.append(parsed.model_dump(mode="json"))
+        return out
+
+    @field_validator("schedules")
+    @classmethod
+    def _valid_schedules(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for index, schedule in enumerate(value):
+            try:
+                out.append(parse_schedule(schedule).model_dump(mode="json", exclude_unset=True))
+            except InvalidSchedule as exc:
+                raise ValueError(f"schedules[{index}]: {exc}") from None
+        return out
+
+
+class Project(BaseModel):
+    """A whole ``flowbus.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    build: BuildConfig = Field(default_factory=BuildConfig, description="code bundle settings")
+    deployments: list[DeploymentSpec] = Field(min_length=1, max_length=1000,
+                                              description="the deployments of this project")
+
+    @field_validator("deployments")
+    @classmethod
+    def _unique_names(cls, value: list[DeploymentSpec]) -> list[DeploymentSpec]:
+        seen: set[str] = set()
+        for spec in value:
+            if spec.name in seen:
+                raise ValueError(f"deployment name {spec.name!r} is used twice")
+            seen.add(spec.name)
+        return value
+
+    def select(self, names: tuple[str, ...] | list[str]) -> list[DeploymentSpec]:
+        """The deployments called ``names`` (all when empty); ProjectError naming a missing one."""
+        if not names:
+            return list(self.deployments)
+        by_name = {d.name: d for d in self.deployments}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise ProjectError(
+                f"no deployment named {', '.join(map(repr, missing))} in the project; "
+                f"it has {', '.join(sorted(by_name))}"
+            )
+        return [by_name[n] for n in names]
+
+
+def _describe(exc: ValidationError, data: Any) -> str:
+    lines = []
+    for error in exc.errors(include_url=False)[:10]:
+        loc = list(error.get("loc", ()))
+        where = ".".join(str(p) for p in loc) or "file"
+        if len(loc) >= 2 and loc[0] == "deployments" and isinstance(loc[1], int):
+            try:
+                name = data["deployments"][loc[1]].get("name")
+            except (KeyError, IndexError, TypeError, AttributeError):
+                name = None
+            field = ".".join(str(p) for p in loc[2:]) or "definition"
+            where = f"deployment {name!r} field {field}" if name else f"deployments[{loc[1]}].{field}"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if error.get("type") == "extra_forbidden":
+            message = "unknown key (check its spelling)"
+        lines.append(f"{where}: {message}")
+    return "; ".join(lines)
+
+
+def parse_project(text: str, origin: str = PROJECT_FILE) -> Project:
+    """A validated project from YAML text; :class:`ProjectError` naming what is wrong."""
+    import yaml
+
+    if len(text.encode()) > PROJECT_FILE_MAX_BYTES:
+        raise ProjectError(f"{origin} is over {PROJECT_FILE_MAX_BYTES} bytes")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ProjectError(f"{origin} is not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ProjectError(f"{origin} must be a mapping with a 'deployments' list")
+    try:
+        return Project.model_validate(data)
+    except ValidationError as exc:
+        raise ProjectError(f"{origin}: {_describe(exc, data)}") from None
+
+
+def load_project(path: Path) -> Project:
+    """Read and validate ``path`` (a ``flowbus.yaml``)."""
+    try:
+        if path.stat().st_size > PROJECT_FILE_MAX_BYTES:
+            raise ProjectError(f"{path} is over {PROJECT_FILE_MAX_BYTES} bytes")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProjectError(f"no project file at {path}; create one (see docs/deploying.md)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProjectError(f"cannot read {path}: {exc}") from None
+    return parse_project(text, str(path))

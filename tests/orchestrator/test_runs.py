@@ -1,0 +1,106 @@
+"""Late and crashed runs, and retries after a crash (injected clock)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from events.bus import Bus
+from events.errors import TransitionRejected
+from events.records import FlowRun, State
+from orchestrator.service import Orchestrator
+from tests.orchestrator.support import ManualClock, flow_runs, jobs
+
+
+async def _store(bus: Bus, run: FlowRun) -> None:
+    kv = await bus.kv(bus.layout.flow_runs)
+    await kv.put(run.id, run.model_dump_json().encode())
+
+
+async def _tick(orch: Orchestrator) -> None:
+    await orch.tracker.load()
+    await orch.tick()
+
+
+def _run(clock: ManualClock, state: str, **fields: Any) -> FlowRun:
+    data = fields.pop("data", {})
+    return FlowRun(id=fields.pop("id", "r1"), name="r", flow_name="f", state=State.named(state, **data),
+                   expected_start_time=clock.now, created=clock.now, updated=clock.now, **fields)
+
+
+async def test_scheduled_run_past_grace_becomes_late(
+    bus: Bus, orchestrator: Orchestrator, clock: ManualClock
+) -> None:
+    await _store(bus, _run(clock, "Scheduled"))
+    clock.advance(orchestrator.settings.late_grace_seconds)
+    await _tick(orchestrator)
+    [run] = await flow_runs(bus)
+    assert run.state.name == "Scheduled"  # due: its job is out, but it is not late yet
+    assert len(await jobs(bus)) == 1
+    clock.advance(1)
+    await _tick(orchestrator)
+    [run] = await flow_runs(bus)
+    assert run.state.name == "Late"
+    assert len(await jobs(bus)) == 1  # the same job, not another
+
+
+async def test_running_run_without_heartbeat_crashes(
+    bus: Bus, orchestrator: Orchestrator, clock: ManualClock
+) -> None:
+    await _store(bus, _run(clock, "Running", run_count=1))
+    clock.advance(orchestrator.settings.heartbeat_timeout_seconds - 1)
+    await _tick(orchestrator)
+    assert (await flow_runs(bus))[0].state.name == "Running"
+    clock.advance(2)
+    await _tick(orchestrator)
+    [run] = await flow_runs(bus)
+    assert run.state.name == "Crashed"
+    assert "no heartbeat" in (run.state.message or "")
+
+
+async def test_crashed_run_is_retried_when_retries_allow(
+    bus: Bus, orchestrator: Orchestrator, clock: ManualClock
+) -> None:
+    await _store(bus, _run(clock, "Running", run_count=1, data={"retries": 1, "retry_delay_seconds": 10}))
+    clock.advance(orchestrator.settings.heartbeat_timeout_seconds + 1)
+    await _tick(orchestrator)
+    [run] = await flow_runs(bus)
+    assert run.state.name == "AwaitingRetry"
+    assert await jobs(bus) == []  # the retry waits for its delay
+    clock.advance(10)
+    await _tick(orchestrator)
+    assert [(j["flow_run_id"], j["attempt"]) for j in await jobs(bus)] == [("r1", 2)]
+
+
+async def test_retries_used_up_leaves_the_run_crashed(
+    bus: Bus, orchestrator: Orchestrator, clock: ManualClock
+) -> None:
+    await _store(bus, _run(clock, "Running", run_count=2, data={"retries": 1}))
+    clock.advance(orchestrator.settings.heartbeat_timeout_seconds + 1)
+    await _tick(orchestrator)
+    [run] = await flow_runs(bus)
+    assert run.state.name == "Crashed"
+    assert await jobs(bus) == []
+
+
+async def test_heartbeat_keeps_a_run_alive(bus: Bus, orchestrator: Orchestrator, clock: ManualClock) -> None:
+    run = _run(clock, "Running", run_count=1)
+    await _store(bus, run)
+    clock.advance(orchestrator.settings.heartbeat_timeout_seconds - 5)
+    await _store(bus, run.model_copy(update={"updated": clock.now}))
+    clock.advance(10)
+    await _tick(orchestrator)
+    assert (await flow_runs(bus))[0].state.name == "Running"
+
+
+async def test_a_heartbeat_racing_the_crash_check_wins(
+    bus: Bus, orchestrator: Orchestrator, clock: ManualClock
+) -> None:
+    stale = _run(clock, "Running", run_count=1)
+    await _store(bus, stale)
+    clock.advance(orchestrator.settings.heartbeat_timeout_seconds + 1)
+    await _store(bus, stale.model_copy(update={"updated": clock.now}))  # the heartbeat
+    with pytest.raises(TransitionRejected, match="updated meanwhile"):
+        await orchestrator.creator.move(stale, "Crashed", "no heartbeat", unchanged=True)
+    assert (await flow_runs(bus))[0].state.name == "Running"
