@@ -46,6 +46,8 @@ class Layout:
     trigger_state: str = field(init=False)
     webhooks: str = field(init=False)
     api_keys: str = field(init=False)
+    sources: str = field(init=False)
+    source_dead_letters: str = field(init=False)
     results: str = field(init=False)
     code: str = field(init=False)
 
@@ -64,6 +66,8 @@ class Layout:
         values["api_keys"] = f"{self.namespace}-api-keys"
         values["automation_state"] = f"{self.namespace}-automation-state"
         values["automation_deliveries"] = f"{self.namespace}-automation-deliveries"
+        values["sources"] = f"{self.namespace}-sources"
+        values["source_dead_letters"] = f"{self.namespace}-source-dead-letters"
         for key, value in values.items():
             object.__setattr__(self, key, value)
 
@@ -146,6 +150,9 @@ def _buckets(layout: Layout, settings: NatsSettings) -> list[_Bucket]:
         _Bucket(layout.trigger_state, description="trigger windows and sequences"),
         _Bucket(layout.webhooks, history=5, description="webhook definitions"),
         _Bucket(layout.api_keys, description="hashed API keys"),
+        _Bucket(layout.sources, history=5, description="event source definitions and status"),
+        _Bucket(layout.source_dead_letters, ttl=14 * _DAY,
+                description="source messages whose mapping failed"),
     ]
 
 

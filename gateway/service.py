@@ -23,7 +23,10 @@ from events.bus import Bus
 from events.errors import FlowbusError
 from events.settings import NatsSettings
 from gateway.app import create_app
+from gateway.context import GATEWAY
 from gateway.settings import GatewaySettings
+from gateway.sources.manager import run_sources
+from gateway.sources.settings import SourcesSettings
 from gateway.types import Clock
 
 log = logging.getLogger("flowbus.gateway")
@@ -83,6 +86,7 @@ async def serve(
     stop: asyncio.Event,
     announce: Callable[[str], None] | None = None,
     reuse_port: bool = False,
+    sources_settings: SourcesSettings | None = None,
 ) -> None:
     """Connect to NATS, serve until ``stop`` is set, then drain and close.
 
@@ -90,9 +94,14 @@ async def serve(
     """
     async with await Bus.connect(nats_settings, name="flowbus-gateway") as bus:
         async with running(bus, settings, reuse_port=reuse_port) as gateway:
+            # Event sources run beside the HTTP edge and drain with it (docs/sources.md).
+            sources = asyncio.ensure_future(run_sources(
+                bus, sources_settings or SourcesSettings(), stop,
+                registry=gateway.app[GATEWAY].metrics.registry))
             if announce is not None:
                 announce(gateway.url)
             if ready is not None:
                 ready.set()
             await stop.wait()
             log.info("gateway draining (up to %.0f s)", settings.drain_timeout_seconds)
+            await sources

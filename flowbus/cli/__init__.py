@@ -18,6 +18,7 @@ from flowbus.cli import (
     nats_cmd,
     orchestrator_cmd,
     runner_cmd,
+    source_cmd,
 )
 
 
@@ -54,6 +55,7 @@ cli.add_command(deploy_cmd.deployment)
 cli.add_command(deploy_cmd.flow_run)
 cli.add_command(gateway_cmd.gateway)
 cli.add_command(runner_cmd.runner)
+cli.add_command(source_cmd.source)
 
 
 def main() -> None:

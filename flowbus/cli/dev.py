@@ -101,6 +101,21 @@ async def _runner(bus: Any, settings: Any, runner_settings: Any) -> AsyncIterato
         await task
 
 
+@contextlib.asynccontextmanager
+async def _sources(bus: Any, registry: Any) -> AsyncIterator[None]:
+    """The event sources, as the gateway runs them (docs/sources.md)."""
+    from gateway.sources.manager import run_sources
+    from gateway.sources.settings import SourcesSettings
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_sources(bus, SourcesSettings(), stop, registry=registry))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
 async def _deploy(bus: Any, project_dir: Path) -> list[str]:
     from flowbus.deploying import deploy_project
     from flowbus.project import PROJECT_FILE, load_project
@@ -115,6 +130,7 @@ async def _serve(settings: Any, server: Any, data_dir: Path, gateway_port: int,
                  project: Path | None, runner_settings: Any) -> None:
     from events.bus import Bus
     from flowbus.cli.gateway_cmd import gateway_settings
+    from gateway.context import GATEWAY
     from gateway.service import running
 
     stop = asyncio.Event()
@@ -128,6 +144,8 @@ async def _serve(settings: Any, server: Any, data_dir: Path, gateway_port: int,
         await services.enter_async_context(_runner(bus, settings, runner_settings))
         await services.enter_async_context(_orchestrator(bus))
         gateway = await services.enter_async_context(running(bus, gw_settings))
+        await services.enter_async_context(
+            _sources(bus, gateway.app[GATEWAY].metrics.registry))
         deployed = await _deploy(bus, project) if project else []
         click.echo(f"NATS JetStream   {server.url}  (data in {data_dir})")
         click.echo(f"namespace        {bus.layout.namespace}")

@@ -13,9 +13,10 @@ def routers() -> list[ApiRouter]:
         events_api,
         flow_runs,
         keys,
+        sources,
         variables,
         webhooks_api,
     )
 
     return [deployments.router, flow_runs.router, automations.router, variables.router,
-            events_api.router, webhooks_api.router, keys.router]
+            events_api.router, webhooks_api.router, keys.router, sources.router]

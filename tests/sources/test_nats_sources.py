@@ -1,0 +1,111 @@
+"""NATS sources: core subjects and JetStream streams of another application's server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+
+from events.embedded import EmbeddedNats, find_nats_server, free_port
+from events.source_store import SourceStore
+
+from .brokers import wait_port
+from .conftest import EventLog, spec, unique, wait_status, wait_until
+
+
+def nats_source(name: str, url: str, **subscription: object) -> dict[str, object]:
+    return {"name": name, "kind": "nats", "connection": {"url": url},
+            "subscription": subscription}
+
+
+async def test_core_nats_message_becomes_mapped_event(
+    other_nats: EmbeddedNats, store: SourceStore, start_sources, event_log: EventLog
+) -> None:
+    subject = unique("shop.")
+    await store.create(spec(**nats_source("orders", other_nats.url, subject=f"{subject}.*"),
+                            mapping={"type": "shop.order.created",
+                                     "subject": "{{ topic }}",
+                                     "data": {"order": "{{ body.id }}", "qty": "{{ body.qty }}"}}))
+    async with start_sources():
+        await wait_status(store, "orders", "connected")
+        nc = await nats.connect(other_nats.url)
+        await nc.publish(f"{subject}.eu", json.dumps({"id": "A-1", "qty": 3}).encode())
+        await nc.flush()
+        [event] = await event_log.wait_for(1)
+        await nc.close()
+    assert event.type == "shop.order.created"
+    assert event.source == "flowbus/sources/orders"
+    assert event.subject == f"{subject}.eu"
+    assert event.data == {"order": "A-1", "qty": 3}
+
+
+async def test_jetstream_source_acks_after_store_and_dedups_redelivery(
+    other_nats: EmbeddedNats, store: SourceStore, start_sources, event_log: EventLog
+) -> None:
+    stream = unique("APP")
+    nc = await nats.connect(other_nats.url)
+    js = nc.jetstream()
+    await js.add_stream(name=stream, subjects=[f"{stream}.>"])
+    for i in range(20):
+        await js.publish(f"{stream}.orders", json.dumps({"n": i}).encode())
+    await store.create(spec(name="js", kind="nats-jetstream",
+                            connection={"url": other_nats.url},
+                            subscription={"stream": stream},
+                            mapping={"type": "app.order", "data": "{{ body }}"}))
+    async with start_sources():
+        events = await event_log.wait_for(20)
+        info = await wait_until(lambda: _settled(js, stream), what="all acked")
+    assert sorted(e.data["n"] for e in events) == list(range(20))
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+    await js.delete_stream(stream)
+    await nc.close()
+
+
+async def _settled(js, stream):  # type: ignore[no-untyped-def]
+    info = await js.consumer_info(stream, "flowbus-source-js")
+    return info if info.num_ack_pending == 0 and info.num_pending == 0 else None
+
+
+@pytest.fixture
+def locked_nats() -> Iterator[str]:
+    """A nats-server that wants user 'app' with password 'right'."""
+    port = free_port()
+    proc = subprocess.Popen([find_nats_server(), "-a", "127.0.0.1", "-p", str(port),
+                             "--user", "app", "--pass", "right"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc, Path(os.devnull), 10)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+async def test_wrong_nats_credentials_give_a_clear_status_not_a_crash(
+    locked_nats: str, store: SourceStore, start_sources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_SECRET_NATS_TEST", "wrong-password")
+    await store.create(spec(name="locked", kind="nats",
+                            connection={"url": locked_nats, "username": "app",
+                                        "password": {"env": "SOURCE_SECRET_NATS_TEST"}},
+                            subscription={"subject": "x.>"}))
+    async with start_sources():
+        first = await wait_status(store, "locked", "error")
+        assert first.reason is not None and first.reason.startswith("authentication failed")
+        assert "wrong-password" not in first.reason
+        assert first.retry_in_seconds is not None and first.retry_in_seconds > 0
+        # It keeps retrying with backoff rather than giving up or spinning.
+        later = await wait_until(lambda: _newer_status(store, "locked", first.updated),
+                                 what="a later attempt")
+        assert later.state == "error"
+
+
+async def _newer_status(store: SourceStore, name: str, than):  # type: ignore[no-untyped-def]
+    status = await store.status(name)
+    newer = status is not None and status.updated > than and status.state == "error"
+    return status if newer else None
