@@ -66,8 +66,10 @@ def test_the_monitoring_doc_lists_every_metric() -> None:
 
     orchestrator = OrchestratorMetrics()
     AutomationMetrics(orchestrator.registry)
+    from gateway.sources.metrics import SourceMetrics
+
     registries: list[CollectorRegistry] = [GatewayMetrics().registry, orchestrator.registry,
-                                           RunnerMetrics().registry, SDK]
+                                           RunnerMetrics().registry, SDK, SourceMetrics().registry]
     doc = (Path(__file__).resolve().parents[2] / "docs" / "monitoring.md").read_text()
     for registry in registries:
         for family in registry.collect():
