@@ -81,15 +81,20 @@ async def test_dev_runs_the_gateway_without_auth_and_warns(tmp_path: Path) -> No
     process = await flowbus(env, "dev", "--nats-port", str(free_port()), "--gateway-port", "0",
                             "--data-dir", str(tmp_path / "dev"))
     assert process.stdout is not None and process.stderr is not None
-    line = await read_until(process.stdout, "gateway ")
-    url = line.split()[1]
-    warning = await read_until(process.stderr, "WARNING")
-    assert "auth is OFF" in warning
-    async with aiohttp.ClientSession(base_url=url) as s:
-        async with s.post("/events", data=EVENT, headers=STRUCTURED) as r:
-            assert r.status == 202
-    process.send_signal(signal.SIGINT)
-    assert await asyncio.wait_for(process.wait(), 20) == 0
+    try:
+        line = await read_until(process.stdout, "gateway ")
+        url = line.split()[1]
+        warning = await read_until(process.stderr, "WARNING")
+        assert "auth is OFF" in warning
+        async with aiohttp.ClientSession(base_url=url) as s:
+            async with s.post("/events", data=EVENT, headers=STRUCTURED) as r:
+                assert r.status == 202
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+    finally:
+        if process.returncode is None:  # a failed test must not leave flowbus dev running
+            process.kill()
+            await process.wait()
 
 
 def worker_pids(pid: int) -> list[int]:
