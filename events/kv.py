@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import (
     KeyDeletedError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
-    NoKeysError,
     NotFoundError,
     ObjectNotFoundError,
 )
@@ -30,6 +30,8 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from events.errors import AlreadyExists, BusUnavailable, NotFound, UpdateConflict
+
+_STOP_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +155,19 @@ class KV:
         await self._kv.purge(key)
 
     async def keys(self) -> list[str]:
-        """Every live key (empty list for an empty bucket)."""
-        try:
-            return sorted(await self._kv.keys())
-        except NoKeysError:
-            return []
+        """Every live key (empty list for an empty bucket).
+
+        Read from the subjects the bucket's stream holds, then each key's latest
+        value: nats-py's own ``keys()`` ends on a watcher's pending count, which
+        can report the end before the keys arrive, so a key just written could be
+        missing from the list.
+        """
+        prefix = f"$KV.{self.name}."
+        info = await self._kv._js.stream_info(f"KV_{self.name}", subjects_filter=f"{prefix}>")
+        subjects = info.state.subjects or {}
+        candidates = sorted(subject.removeprefix(prefix) for subject in subjects)
+        live = await asyncio.gather(*(self.get(key) for key in candidates))
+        return [key for key, entry in zip(candidates, live, strict=True) if entry is not None]
 
     async def watch(self, keys: str = ">", *, include_history: bool = False) -> AsyncIterator[Change]:
         """Changes to ``keys`` as they happen (after the current values, unless history)."""
@@ -169,7 +179,12 @@ class KV:
                 deleted = entry.operation in ("DEL", "PURGE")
                 yield Change(entry.key, None if deleted else entry.value, int(entry.revision or 0))
         finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+            # nats-py's stop can wait forever when the task is being cancelled (its
+            # flush path swallows CancelledError); a shutdown must never hang on it.
+            try:
+                await asyncio.wait_for(watcher.stop(), _STOP_TIMEOUT)  # type: ignore[no-untyped-call]
+            except (TimeoutError, NatsError):
+                pass
 
 
 class Objects:

@@ -55,7 +55,8 @@ class SourceManager:
                 watcher.result()
         finally:
             watcher.cancel()
-            await asyncio.wait({watcher})
+            # Bounded: a watch stuck in its client's unsubscribe must not hold up the drain.
+            await asyncio.wait({watcher}, timeout=5)
             await asyncio.gather(*(self._stop(name) for name in list(self.running)))
 
     async def _watch_forever(self) -> None:
