@@ -212,7 +212,13 @@ class RemoteNats:
         except nats.errors.Error as exc:
             raise RemoteRefused(f"cannot subscribe to {subject!r}: {exc}") from None
         try:
-            await self._nc.flush(timeout=max(1, int(self.options.request_timeout)))
+            try:
+                await self._nc.flush(timeout=max(1, int(self.options.request_timeout)))
+            except (OSError, nats.errors.Error) as exc:
+                # A server refusing credentials may close the socket as it says so.
+                if self.last_error and _auth_error(Exception(self.last_error)):
+                    raise RemoteAuthFailed(f"authentication failed: {self.last_error}") from None
+                raise BusUnavailable(f"the NATS server closed the connection: {exc}") from None
             if self.last_error and _auth_error(Exception(self.last_error)):
                 raise RemoteAuthFailed(f"not allowed to subscribe to {subject!r}: "
                                        f"{self.last_error}")
@@ -266,4 +272,7 @@ async def _abandon(nc: NatsClient) -> None:
     transport = getattr(nc, "_transport", None)
     if transport is not None:
         transport.close()
-        await transport.wait_closed()
+        try:
+            await transport.wait_closed()
+        except OSError:  # the server already dropped it (e.g. after refusing credentials)
+            pass
