@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.astparse import parse_file
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("events", "flowbus", "gateway", "orchestrator", "runners")
 SERVICES = {"gateway", "orchestrator", "runners"}
@@ -39,7 +41,7 @@ def _modules(package: str) -> list[Path]:
 
 def _imports(path: Path) -> list[tuple[str, bool]]:
     """(top-level module, imported at module level?) for every import in ``path``."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = parse_file(path)
     top_level_nodes = {id(node) for node in tree.body}
     found: list[tuple[str, bool]] = []
     for node in ast.walk(tree):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.astparse import parse_file
+
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = ("gateway", "runners", "nats")
 
@@ -12,7 +14,7 @@ FORBIDDEN = ("gateway", "runners", "nats")
 def test_orchestrator_imports_only_what_it_may() -> None:
     offenders = []
     for path in (ROOT / "orchestrator").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parse_file(path)):
             names = []
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
