@@ -11,6 +11,7 @@ from events import deployments as d
 from events.bus import Bus
 from events.errors import NotFound, TransitionRejected
 from events.records import Deployment, FlowRun, State
+from tests.shutdown import wait_stopped
 
 
 async def _events(bus: Bus, name: str) -> list[str]:
@@ -71,7 +72,7 @@ async def test_wait_returns_at_the_final_state_with_its_result(bus: Bus) -> None
 
     task = asyncio.create_task(runner())
     final = await d.wait_flow_run(bus, "r1", max_wait=5)
-    await task
+    await wait_stopped(task, what="the state writer")
     assert final is not None and final.state.name == "Completed"
     assert await d.read_result(bus, final) == [1, 2]
 

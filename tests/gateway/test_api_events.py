@@ -11,6 +11,7 @@ import pytest
 
 from events.bus import Bus
 from events.cloudevent import CloudEvent
+from tests.shutdown import wait_stopped
 
 E = "/api/v1/events"
 
@@ -70,7 +71,7 @@ async def test_sse_streams_matching_events(client: aiohttp.ClientSession, bus: B
                 got.append(json.loads(line[6:]))
                 if len(got) == 2:
                     break
-    await task
+    await wait_stopped(task, what="the publisher")
     assert [e["id"] for e in got] == ["com.github.push-1", "com.github.push-2"]
 
 
@@ -78,7 +79,7 @@ async def test_websocket_streams_matching_events(client: aiohttp.ClientSession, 
     task = asyncio.create_task(publish_soon(bus, [ev("x.other", 0), ev("flowbus.flow-run.Failed", 1)]))
     async with client.ws_connect(f"{E}/ws", params={"pattern": "flowbus.flow-run.*"}) as ws:
         message = await asyncio.wait_for(ws.receive_json(), 5)
-    await task
+    await wait_stopped(task, what="the publisher")
     assert message["type"] == "flowbus.flow-run.Failed"
 
 

@@ -13,6 +13,7 @@ from gateway_helpers import problem, stored_events
 
 from events.bus import Bus
 from events.records import FlowRun, State
+from tests.shutdown import wait_stopped
 
 R = "/api/v1/flow-runs"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -118,7 +119,7 @@ async def test_logs_follow_streams_until_the_run_ends(client: aiohttp.ClientSess
         assert r.headers["Content-Type"] == "application/x-ndjson"
         async for raw in r.content:
             lines.append(json.loads(raw))
-    await task
+    await wait_stopped(task, what="the log writer")
     assert [line["message"] for line in lines] == ["started", "working", "done"]
 
 

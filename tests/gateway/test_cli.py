@@ -94,7 +94,7 @@ async def test_dev_runs_the_gateway_without_auth_and_warns(tmp_path: Path) -> No
     finally:
         if process.returncode is None:  # a failed test must not leave flowbus dev running
             process.kill()
-            await process.wait()
+            await asyncio.wait_for(process.wait(), 10)
 
 
 def worker_pids(pid: int) -> list[int]:

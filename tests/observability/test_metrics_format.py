@@ -12,6 +12,7 @@ from gateway.service import serve as serve_gateway
 from gateway.settings import GatewaySettings
 from orchestrator.service import serve as serve_orchestrator
 from orchestrator.settings import OrchestratorSettings
+from tests.shutdown import stop_service
 
 from .conftest import check_metrics
 
@@ -39,8 +40,7 @@ async def test_gateway_metrics_are_valid_and_count_events(
             async with http.get(f"{urls[0]}/metrics") as r:
                 text = await r.text()
     finally:
-        stop.set()
-        await task
+        await stop_service(stop, task, what="the gateway")
     assert check_metrics(promtool, text) == ""
     assert "flowbus_gateway_events_accepted_total" in text
     assert "flowbus_gateway_events_rejected_total" in text
@@ -58,8 +58,7 @@ async def test_orchestrator_metrics_are_valid(nats_settings: NatsSettings, promt
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as r:
             text = await r.text()
     finally:
-        stop.set()
-        await task
+        await stop_service(stop, task, what="the orchestrator")
     assert check_metrics(promtool, text) == ""
     for name in ("flowbus_orchestrator_leader", "flowbus_orchestrator_event_to_job_seconds_bucket",
                  "flowbus_orchestrator_consumer_pending", "flowbus_orchestrator_consumer_ack_pending",

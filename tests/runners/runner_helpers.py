@@ -15,6 +15,7 @@ from events.records import Deployment, FlowRun, State
 from events.settings import NatsSettings
 from runners.service import Runner, make_executor
 from runners.settings import RunnerSettings
+from tests.shutdown import stop_service
 
 FAST = {"heartbeat_interval": 0.2, "ack_wait": 1.0, "fetch_wait": 0.2, "timeout_grace": 0.3,
         "drain_timeout": 2.0}
@@ -106,8 +107,7 @@ async def running(bus: Bus, nats_settings: NatsSettings, settings: RunnerSetting
     try:
         yield runner
     finally:
-        stop.set()
-        await task
+        await stop_service(stop, task, what="the runner")
 
 
 async def wait_until(predicate: Callable[[], bool], max_wait: float = 10, step: float = 0.05) -> None:

@@ -64,5 +64,5 @@ async def test_dev_runs_flows_of_the_default_pool(
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.communicate(timeout=10)
     assert proc.returncode == 0, rest

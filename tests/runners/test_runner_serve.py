@@ -90,7 +90,7 @@ async def test_flow_serve_registers_the_deployment_and_runs_it(
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait()
+            process.wait(10)
 
 
 async def test_flowbus_serve_runs_several_deployments_in_one_pool(
@@ -114,7 +114,7 @@ async def test_flowbus_serve_runs_several_deployments_in_one_pool(
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait()
+            process.wait(10)
 
 
 @flow

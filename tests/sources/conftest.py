@@ -17,6 +17,7 @@ from events.source_store import SourceStore
 from events.sources import SourceSpec, SourceState
 from gateway.sources.manager import run_sources
 from gateway.sources.settings import SourcesSettings
+from tests.shutdown import stop_service
 
 from .brokers import Mosquitto, RabbitMQ
 
@@ -55,8 +56,7 @@ def start_sources(bus: Bus, sources_settings: SourcesSettings
                 await ready.wait()
             yield
         finally:
-            stop.set()
-            await task
+            await stop_service(stop, task, what="the sources")
 
     return start
 

@@ -17,6 +17,7 @@ from gateway.service import serve
 from gateway.settings import GatewaySettings
 from gateway.sources.manager import run_sources
 from gateway.sources.settings import SourcesSettings
+from tests.shutdown import stop_service
 
 from .brokers import Mosquitto
 from .conftest import EventLog, spec, unique, wait_status, wait_until
@@ -51,8 +52,7 @@ async def test_gateway_service_runs_sources_and_exposes_their_metrics(
             await wait_until(lambda: store.dead_letter_list("metered"), what="a dead letter")
             metrics = await (await http.get("/metrics")).text()
     finally:
-        stop.set()
-        await service
+        await stop_service(stop, service, what="the gateway with its sources")
     assert 'flowbus_source_messages_in_total{source="metered"} 2.0' in metrics
     assert 'flowbus_source_events_out_total{source="metered"} 1.0' in metrics
     assert 'flowbus_source_mapping_failures_total{source="metered"} 1.0' in metrics

@@ -1,0 +1,29 @@
+"""Bounded shutdowns for the services and helper tasks that tests run in their own loop.
+
+A shutdown that hangs must fail the test that caused it, naming what did not stop, instead
+of eating the test's whole timeout (and on a loaded machine, the next tests' too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+#: Long enough for a drain on a machine shared with other work; a hang still ends here.
+SHUTDOWN_SECONDS = 30.0
+
+
+async def wait_stopped(task: asyncio.Future[Any], *, what: str,
+                       within: float = SHUTDOWN_SECONDS) -> Any:
+    """Wait for ``task`` to end; cancel it and fail naming ``what`` when it takes too long."""
+    try:
+        return await asyncio.wait_for(task, within)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not stop within {within:.0f}s") from None
+
+
+async def stop_service(stop: asyncio.Event, task: asyncio.Future[Any], *, what: str,
+                       within: float = SHUTDOWN_SECONDS) -> Any:
+    """Set ``stop`` and wait, bounded, for the service's task to end (its result or error)."""
+    stop.set()
+    return await wait_stopped(task, what=what, within=within)
