@@ -30,7 +30,7 @@ async def flowbus(env: dict[str, str], *args: str) -> asyncio.subprocess.Process
 async def read_until(stream: asyncio.StreamReader, marker: str) -> str:
     seen = []
     while True:
-        line = (await asyncio.wait_for(stream.readline(), 20)).decode()
+        line = (await asyncio.wait_for(stream.readline(), 60)).decode()
         if not line:
             raise AssertionError(f"no {marker!r} in output: {''.join(seen)}")
         seen.append(line)

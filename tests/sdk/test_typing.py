@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import flowbus
 
 USAGE = textwrap.dedent(
@@ -47,6 +49,12 @@ USAGE = textwrap.dedent(
 )
 
 
+#: mypy --strict with no cache reads flowbus and its dependencies from scratch: ~30 s quiet,
+#: several times that on a loaded machine.
+MYPY_SECONDS = 240
+
+
+@pytest.mark.timeout(MYPY_SECONDS + 60)
 def test_task_and_flow_calls_are_typed_like_the_function(tmp_path: Path) -> None:
     source = tmp_path / "usage.py"
     source.write_text(USAGE)
@@ -58,7 +66,7 @@ def test_task_and_flow_calls_are_typed_like_the_function(tmp_path: Path) -> None
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=MYPY_SECONDS,
     )  # fmt: skip
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]
     assert len(errors) == 1, result.stdout
