@@ -16,7 +16,7 @@ from events.settings import NatsSettings
 from runners.service import Runner, make_executor
 from runners.settings import RunnerSettings
 
-FAST = {"heartbeat_interval": 0.2, "ack_wait": 1.0, "fetch_wait": 0.2, "timeout_grace": 0.3,
+FAST = {"heartbeat_interval": 0.25, "ack_wait": 2.0, "fetch_wait": 0.2, "timeout_grace": 0.3,
         "drain_timeout": 2.0}
 
 

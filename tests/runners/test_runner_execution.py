@@ -88,7 +88,7 @@ async def test_worker_stdout_and_stderr_become_run_logs_and_events_are_not_doubl
     assert flow_events == [("flowbus.flow-run.Pending", "flowbus/runner"),
                            ("flowbus.flow-run.Running", "flowbus/runner"),
                            ("flowbus.flow-run.Completed", "flowbus/runner")]
-    assert events[-1].data["deployment"]["name"] == "noisy"
+    assert events[-1].data["deployment"] == "noisy"
     assert any(e.type == "flowbus.task-run.Completed" for e in events)
 
 
