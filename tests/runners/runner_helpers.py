@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import textwrap
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from events.bus import Bus
 from events.deployments import save_deployment, wait_flow_run
-from events.records import Deployment, FlowRun, State
+from events.records import Deployment, FlowRun, utcnow
 from events.settings import NatsSettings
+from flowbus.deploying import check_specs, register
+from flowbus.project import BuildConfig, DeploymentSpec, DeploySettings
+from orchestrator.creation import RunCreator, RunRequest
+from orchestrator.metrics import Metrics
+from orchestrator.settings import OrchestratorSettings
 from runners.service import Runner, make_executor
 from runners.settings import RunnerSettings
 
@@ -32,18 +39,34 @@ async def deploy(bus: Bus, name: str, entrypoint: str, *, pool: str = "default",
     return stored
 
 
+async def deploy_checked(bus: Bus, name: str, source: str, function: str, *, root: Path,
+                         pool: str = "default") -> Deployment:
+    """Deploy as ``flowbus deploy`` does: the flow inspected (retries read), its code bundled."""
+    spec = DeploymentSpec(name=name, entrypoint=f"flows.py:{function}", work_pool=pool)
+
+    def write_and_check() -> list[Any]:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "flows.py").write_text(textwrap.dedent(source))
+        return check_specs(root, [spec])
+
+    infos = await asyncio.to_thread(write_and_check)
+    outcome = await register(bus, root, [spec], infos, BuildConfig(include=["*.py"]),
+                             settings=DeploySettings(), source="tests")
+    return outcome.deployments[0].deployment
+
+
 async def schedule(bus: Bus, deployment: Deployment, parameters: dict[str, Any] | None = None,
                    *, run_id: str | None = None) -> str:
-    """Create the Scheduled record and publish its job, as the orchestrator does."""
-    run = FlowRun(
-        id=run_id or str(uuid.uuid4()), name=f"run-{uuid.uuid4().hex[:6]}",
-        flow_name=deployment.flow_name, deployment_id=deployment.id,
-        deployment_name=deployment.name, work_pool=deployment.work_pool,
-        parameters=parameters or {}, state=State.named("Scheduled"),
-    )
-    kv = await bus.kv(bus.layout.flow_runs)
-    await kv.create(run.id, run.model_dump_json().encode())
-    await publish_job(bus, run.id, deployment.work_pool, deployment.id)
+    """Create the run and publish its job with the orchestrator's own run creation."""
+    runs = await bus.kv(bus.layout.flow_runs)
+    slots = await bus.kv(bus.layout.concurrency)
+    creator = RunCreator(bus, runs, slots, OrchestratorSettings(), Metrics(), utcnow)
+    run = await creator.create(RunRequest(
+        flow_run_id=run_id or str(uuid.uuid4()), deployment=deployment, origin="tests",
+        parameters={**deployment.parameters, **(parameters or {})},
+        expected_start_time=utcnow(), idempotency_key=f"tests:{uuid.uuid4()}",
+        name=f"run-{uuid.uuid4().hex[:6]}",
+    ))
     return run.id
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from runner_helpers import (
     deploy,
+    deploy_checked,
     logs_of,
     runner_settings,
     running,
@@ -102,7 +103,7 @@ class RunnerProcess:
             self.process.wait(5)
 
 
-FAST_ENV = {"heartbeat_interval": "0.2", "ack_wait": "1.0", "fetch_wait": "0.2",
+FAST_ENV = {"heartbeat_interval": "0.25", "ack_wait": "2.0", "fetch_wait": "0.2",
             "limit": "2"}
 
 
@@ -159,7 +160,8 @@ async def test_killed_runner_run_is_crashed_then_retried_once_elsewhere(
     flow_file: Callable[[str], str], tmp_path: Path
 ) -> None:
     journal = tmp_path / "journal.txt"
-    deployment = await deploy(bus, "fragile", f"{flow_file(RETRIED)}:fragile")
+    deployment = await deploy_checked(bus, "fragile", RETRIED, "fragile", root=tmp_path / "code")
+    assert deployment.retries == 1  # read from the flow when it was deployed
     victim = RunnerProcess(flowbus_env, tmp_path / "victim.log", **FAST_ENV, runner_id="victim")
     try:
         await victim.wait_ready()
