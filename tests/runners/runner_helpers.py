@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +24,8 @@ from orchestrator.metrics import Metrics
 from orchestrator.settings import OrchestratorSettings
 from runners.service import Runner, make_executor
 from runners.settings import RunnerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FAST = {"heartbeat_interval": 0.25, "ack_wait": 2.0, "fetch_wait": 0.2, "timeout_grace": 0.3,
         "drain_timeout": 2.0}
@@ -140,3 +144,29 @@ async def wait_until(predicate: Callable[[], bool], max_wait: float = 10, step: 
             return
         await asyncio.sleep(step)
     raise AssertionError(f"gave up waiting after {max_wait}s")
+
+
+class RunnerProcess:
+    """``flowbus runner`` as a subprocess, its stderr in a file (a pipe could fill up)."""
+
+    def __init__(self, env: dict[str, str], log: Path, cwd: Path = ROOT, **settings: str) -> None:
+        env = {**env, **{f"FLOWBUS_RUNNER_{k.upper()}": v for k, v in settings.items()}}
+        self.log = log
+        with open(log, "w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "flowbus.cli", "runner"],
+                env={**env, "PYTHONPATH": str(ROOT)}, cwd=cwd, stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+
+    async def wait_ready(self) -> None:
+        def ready() -> bool:
+            assert self.process.poll() is None, self.log.read_text()
+            return "ready" in self.log.read_text()
+
+        await wait_until(ready, 30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)

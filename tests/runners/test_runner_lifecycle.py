@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from runner_helpers import (
+    RunnerProcess,
     deploy,
     deploy_checked,
     logs_of,
@@ -75,32 +74,6 @@ def slow(marker: str, seconds: float) -> str:
     path.write_text("finished")
     return "first attempt"
 """
-
-
-class RunnerProcess:
-    """``flowbus runner`` as a subprocess, its stderr in a file (a pipe could fill up)."""
-
-    def __init__(self, env: dict[str, str], log: Path, cwd: Path = ROOT, **settings: str) -> None:
-        env = {**env, **{f"FLOWBUS_RUNNER_{k.upper()}": v for k, v in settings.items()}}
-        self.log = log
-        with open(log, "w") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "flowbus.cli", "runner"],
-                env={**env, "PYTHONPATH": str(ROOT)}, cwd=cwd, stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
-
-    async def wait_ready(self) -> None:
-        def ready() -> bool:
-            assert self.process.poll() is None, self.log.read_text()
-            return "ready" in self.log.read_text()
-
-        await wait_until(ready, 20)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
 
 
 FAST_ENV = {"heartbeat_interval": "0.25", "ack_wait": "2.0", "fetch_wait": "0.2",
