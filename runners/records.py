@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from events import attempts
 from events.bus import Bus, Delivery
@@ -191,3 +192,17 @@ def _constant(run: FlowRun) -> Callable[[FlowRun], FlowRun]:
 
 def dump(run: FlowRun) -> bytes:
     return run.model_dump_json().encode()
+
+
+def touched(run: FlowRun) -> FlowRun:
+    return run.model_copy(update={"updated": utcnow()})
+
+
+async def quietly(ack: Any) -> None:
+    """Ack/nak/term: a failure only means JetStream will redeliver, which is safe."""
+    try:
+        await ack
+    except (FlowbusError, OSError, TimeoutError) as exc:
+        log.warning("acknowledging a job failed: %s", exc)
+    except Exception as exc:  # nats-py raises its own errors here
+        log.warning("acknowledging a job failed: %r", exc)

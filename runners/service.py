@@ -37,7 +37,7 @@ from flowbus.results import flowbus_home
 from runners import claims
 from runners.entrypoints import EntrypointError, in_bundle, resolve_entrypoint
 from runners.metrics import RunnerMetrics, start_metrics_server
-from runners.records import HeldRun, Recorder, dump
+from runners.records import HeldRun, Recorder, dump, quietly, touched
 from runners.settings import RunnerSettings
 from runners.types import Execution, Executor, FlowInfo, Outcome, RunSpec
 
@@ -143,7 +143,7 @@ class Runner:
                     continue
                 for delivery in deliveries:
                     if stop.is_set():
-                        await _quietly(delivery.nak())
+                        await quietly(delivery.nak())
                         continue
                     self._start(self._handle(delivery))
         finally:
@@ -184,7 +184,7 @@ class Runner:
         except (ValueError, ValidationError) as exc:
             log.warning("dropping a malformed run job: %s", str(exc).splitlines()[0])
             self.metrics.jobs.labels("malformed").inc()
-            await _quietly(delivery.term())
+            await quietly(delivery.term())
             return
         held = await self._claim(delivery, job)
         if held is None:
@@ -203,14 +203,14 @@ class Runner:
             if entry is None:
                 log.warning("job for flow run %s, which has no record: dropped", job.flow_run_id)
                 self.metrics.jobs.labels("drop").inc()
-                await _quietly(delivery.ack())
+                await quietly(delivery.ack())
                 return None
             try:
                 run = FlowRun.model_validate_json(entry.value)
             except ValidationError:
                 log.error("the record of flow run %s is unreadable: job dropped", job.flow_run_id)
                 self.metrics.jobs.labels("malformed").inc()
-                await _quietly(delivery.term())
+                await quietly(delivery.term())
                 return None
             decision = claims.decide(
                 run, job, runner_id=self.settings.runner_id, holding=run.id in self._held,
@@ -219,21 +219,21 @@ class Runner:
             self.metrics.jobs.labels(decision.action).inc()
             try:
                 if decision.action == "drop":
-                    await _quietly(delivery.ack())
+                    await quietly(delivery.ack())
                     return None
                 if decision.action == "later":
                     delay = decision.delay if decision.delay is not None else self.settings.stale_after
-                    await _quietly(delivery.nak(delay=delay))
+                    await quietly(delivery.nak(delay=delay))
                     return None
                 if decision.action == "crashed":
                     if not await self._take_over(run, entry.revision, decision.reason):
-                        await _quietly(delivery.ack())
+                        await quietly(delivery.ack())
                         return None
                     continue  # read again and claim the retry
                 return await self._claim_waiting(delivery, run, entry.revision)
             except (UpdateConflict, TransitionRejected):
                 continue  # someone else changed the record: look again
-        await _quietly(delivery.nak(delay=self.settings.stale_after))
+        await quietly(delivery.nak(delay=self.settings.stale_after))
         return None
 
     async def _take_over(self, run: FlowRun, revision: int, reason: str) -> bool:
@@ -401,9 +401,9 @@ class Runner:
         if last.state.name == "AwaitingRetry":
             # Back to the pool: any runner (this one included) claims the retry when due.
             delay = max(0.0, (last.expected_start_time - self._clock()).total_seconds())
-            await _quietly(held.delivery.nak(delay=delay))
+            await quietly(held.delivery.nak(delay=delay))
         else:
-            await _quietly(held.delivery.ack())
+            await quietly(held.delivery.ack())
 
     async def _cancelled(self, held: HeldRun) -> None:
         held.finishing = True
@@ -420,7 +420,7 @@ class Runner:
 
     async def _announce_and_ack(self, held: HeldRun) -> None:
         # The final state is recorded: the job may go, in parallel with the announcement.
-        await asyncio.gather(self.records.announce(held.run), _quietly(held.delivery.ack()))
+        await asyncio.gather(self.records.announce(held.run), quietly(held.delivery.ack()))
 
     async def _hand_back(self, held: HeldRun) -> None:
         held.finishing = True
@@ -430,7 +430,7 @@ class Runner:
             return claims.handed_back(run)
 
         await self.records.write(held, back, announce=True)
-        await _quietly(held.delivery.nak())
+        await quietly(held.delivery.nak())
 
     # --- background -------------------------------------------------------------
 
@@ -457,7 +457,7 @@ class Runner:
         await held.delivery.in_progress()
         if held.finishing:
             return
-        if await self.records.write(held, _touched) and held.execution is not None:
+        if await self.records.write(held, touched) and held.execution is not None:
             # Both the job and the record are alive as of ``since``: extend the
             # worker's lease from then (never from when the writes came back).
             held.execution.renew(since)
@@ -481,20 +481,6 @@ class Runner:
             except Exception as exc:  # a broken watch must not end cancellation support
                 log.warning("watching flow-run records failed: %r; watching again", exc)
                 await asyncio.sleep(1)
-
-
-def _touched(run: FlowRun) -> FlowRun:
-    return run.model_copy(update={"updated": utcnow()})
-
-
-async def _quietly(ack: Any) -> None:
-    """Ack/nak/term: a failure only means JetStream will redeliver, which is safe."""
-    try:
-        await ack
-    except (FlowbusError, OSError, TimeoutError) as exc:
-        log.warning("acknowledging a job failed: %s", exc)
-    except Exception as exc:  # nats-py raises its own errors here
-        log.warning("acknowledging a job failed: %r", exc)
 
 
 def make_executor(nats_settings: NatsSettings, settings: RunnerSettings,
