@@ -58,6 +58,7 @@ if __name__ == "__main__":
     parser.add_argument("--faults", type=int, default=2)
     parser.add_argument("--settle", type=float, default=120.0,
                         help="seconds after the stream for every accepted event to run")
-    parser.add_argument("--body-seconds", type=float, default=0.3)
+    parser.add_argument("--body-seconds", type=float, default=1.0,
+                        help="how long each flow body runs (longer: more bodies cut mid-way)")
     parser.add_argument("--kinds", nargs="*", choices=KINDS)
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -12,7 +12,6 @@ part at random points; the journal tells what ran, how often, and whether at onc
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
 import random
@@ -29,6 +28,7 @@ import aiohttp
 
 from events.bus import Bus
 from events.embedded import find_nats_server, free_port
+from events.records import FlowRun
 from events.settings import NatsSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,11 +115,18 @@ class Part:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
+    @property
+    def ident(self) -> str:
+        """The runner id of the current process (runners only)."""
+        return f"{self.name}-{self.starts}"
+
     def start(self) -> None:
         self.starts += 1
         log = (self.logs / f"{self.name}.{self.starts}.log").open("wb")
+        env = {**self.env, "FLOWBUS_RUNNER_RUNNER_ID": self.ident} if self.args == ["runner"] \
+            else self.env
         self.proc = subprocess.Popen([sys.executable, "-m", "flowbus.cli", *self.args],
-                                     env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                     env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         log.close()
 
@@ -155,8 +162,31 @@ class Figures:
                 f"lost {len(self.lost):>2}  recovery p50/max {p50}/{worst} s")
 
 
+History = list[tuple[float, str, str, str | None, int]]  # time, run, state, runner, attempt
+
+
+def recoveries(history: History, faults: list[tuple[float, str, str]]) -> list[float]:
+    """Seconds from a runner's SIGKILL/SIGSTOP to a new attempt of each run it held."""
+    out = []
+    for at, what, victim in faults:
+        if not what.startswith("runner"):
+            continue
+        latest: dict[str, tuple[str, str | None, int]] = {}
+        for when, run_id, state, runner, attempt in history:
+            if when <= at:
+                latest[run_id] = (state, runner, attempt)
+        for run_id, (state, runner, attempt) in latest.items():
+            if runner != victim or state not in ("Pending", "Running"):
+                continue
+            retried = [when for when, rid, st, _, n in history
+                       if rid == run_id and when > at and st == "Running" and n > attempt]
+            if retried:
+                out.append(min(retried) - at)
+    return out
+
+
 def analyse(kind: str, journal: Path, accepted: set[str],
-            faults: list[tuple[float, str]]) -> Figures:
+            faults: list[tuple[float, str, str]], history: History) -> Figures:
     """Figures from the journal: each (event id, worker pid) is one body execution."""
     spans: dict[str, dict[str, list[float]]] = defaultdict(dict)
     ended: set[str] = set()
@@ -168,8 +198,10 @@ def analyse(kind: str, journal: Path, accepted: set[str],
             ended.add(event_id)
     figures = Figures(kind, accepted=len(accepted), executed=len(ended & accepted))
     figures.lost = sorted(accepted - ended)
-    kills = [at for at, what in faults if what.startswith("runner")]
-    for _event_id, by_pid in spans.items():
+    figures.recovery = recoveries(history, faults)
+    for event_id, by_pid in spans.items():
+        if event_id not in accepted:
+            continue  # another fault kind's event
         runs = sorted(by_pid.values())
         if len(runs) > 1:
             figures.executed_twice += 1
@@ -179,10 +211,6 @@ def analyse(kind: str, journal: Path, accepted: set[str],
                     figures.concurrent += 1
                     break
                 latest_end = max(latest_end, later[1])
-            for a, b in itertools.pairwise(runs):
-                before = [k for k in kills if a[0] <= k <= b[0]]
-                if before:
-                    figures.recovery.append(b[0] - before[-1])
     return figures
 
 
@@ -213,7 +241,8 @@ class Chaos:
         self.seconds = seconds
         self.gateway_port = free_port()
         self.parts: dict[str, Part] = {}
-        self.faults: list[tuple[float, str]] = []
+        self.faults: list[tuple[float, str, str]] = []
+        self.history: History = []
         self.namespace = f"chaos{random.randrange(10**6)}"
 
     def env(self) -> dict[str, str]:
@@ -285,30 +314,48 @@ class Chaos:
 
     async def fault(self, what: str) -> None:
         """Inject one fault and undo it (restart, SIGCONT) after its time."""
-        self.faults.append((time.time(), what))
-        if what == "runner-kill":
+        if what in ("runner-kill", "runner-stop"):
             part = self.parts[random.choice(["runner-a", "runner-b"])]
-            part.kill()
-            await asyncio.sleep(1)
-            part.start()
-        elif what == "runner-stop":
-            part = self.parts[random.choice(["runner-a", "runner-b"])]
-            part.signal(signal.SIGSTOP)
-            await asyncio.sleep(8)  # past the lease, the stale period and the ack wait
-            part.signal(signal.SIGCONT)
+            self.faults.append((time.time(), what, part.ident))
+            if what == "runner-kill":
+                part.kill()
+                await asyncio.sleep(1)
+                part.start()
+            else:
+                part.signal(signal.SIGSTOP)
+                await asyncio.sleep(8)  # past the lease, the stale period and the ack wait
+                part.signal(signal.SIGCONT)
         elif what in ("orchestrator-kill", "gateway-kill"):
             name = "gateway" if what == "gateway-kill" else random.choice(
                 ["orchestrator-a", "orchestrator-b"])
+            self.faults.append((time.time(), what, name))
             self.parts[name].kill()
             await asyncio.sleep(1)
             self.parts[name].start()
         elif what == "nats-node-kill":
             node = random.randrange(self.nats.size)
+            self.faults.append((time.time(), what, f"n{node}"))
             self.nats.kill(node)
             await asyncio.sleep(3)
             self.nats.start(node)
         else:
             raise ValueError(f"unknown fault {what!r}")
+
+    async def _watch(self) -> None:
+        """Every record change, timestamped (reconnecting across NATS faults)."""
+        while True:
+            try:
+                async with await Bus.connect(self.settings(), name="chaos-watch") as bus:
+                    kv = await bus.kv(bus.layout.flow_runs)
+                    async for change in kv.watch():
+                        if change.value is not None:
+                            run = FlowRun.model_validate_json(change.value)
+                            self.history.append((time.time(), run.id, run.state.name,
+                                                 run.runner_id, run.run_count))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(0.5)
 
     async def run(self, kind: str, events: int, rate: float, faults: int,
                   settle: float) -> Figures:
@@ -328,6 +375,7 @@ class Chaos:
                 await asyncio.sleep(max(0.0, at - (time.monotonic() - began)))
                 await self.fault(kind)
 
+        watcher = asyncio.create_task(self._watch())
         async with aiohttp.ClientSession() as session:
             began = time.monotonic()
             chaos = asyncio.create_task(inject())
@@ -337,12 +385,20 @@ class Chaos:
                 await asyncio.sleep(max(0.0, began + (n + 1) / rate - time.monotonic()))
             await asyncio.gather(*senders)
             await chaos
-        while time.monotonic() < deadline:
-            if analyse(kind, self.journal, accepted, self.faults).executed >= len(accepted):
-                break
-            await asyncio.sleep(0.5)
-        await asyncio.sleep(1)  # late duplicates, if any, show up in the journal
-        return analyse(kind, self.journal, accepted, self.faults)
+        try:
+            while time.monotonic() < deadline:
+                done = analyse(kind, self.journal, accepted, self.faults, self.history)
+                if done.executed >= len(accepted):
+                    break
+                await asyncio.sleep(0.5)
+            await asyncio.sleep(1)  # late duplicates, if any, show up in the journal
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        figures = analyse(kind, self.journal, accepted, self.faults, self.history)
+        self.faults.clear()
+        self.history.clear()
+        return figures
 
     def stop(self) -> None:
         for part in self.parts.values():
