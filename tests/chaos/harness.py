@@ -22,13 +22,14 @@ import textwrap
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 
 from events.bus import Bus
 from events.embedded import find_nats_server, free_port
-from events.records import FlowRun
+from events.runs import FlowRunStateEvent
 from events.settings import NatsSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +57,14 @@ def journal(event_id: str, path: str, seconds: float) -> str:
     os.close(fd)
     return event_id
 """
+
+
+def _die_with_us() -> None:
+    """In a child: SIGKILL when the harness dies, so no part outlives a failed run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class NatsNodes:
@@ -89,7 +98,7 @@ class NatsNodes:
         log = (self.base / f"nats{i}.log").open("ab")
         self.procs[i] = subprocess.Popen([find_nats_server(), "-c", str(self._config(i))],
                                          stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, preexec_fn=_die_with_us)
         log.close()
 
     def start_all(self) -> None:
@@ -127,7 +136,7 @@ class Part:
             else self.env
         self.proc = subprocess.Popen([sys.executable, "-m", "flowbus.cli", *self.args],
                                      env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_us)
         log.close()
 
     def signal(self, sig: int) -> None:
@@ -302,7 +311,7 @@ class Chaos:
 
     async def _wait_gateway(self) -> None:
         async with aiohttp.ClientSession() as session:
-            for _ in range(300):
+            for _ in range(1200):  # a loaded machine starts Python slowly
                 try:
                     async with session.get(f"http://127.0.0.1:{self.gateway_port}/readyz") as r:
                         if r.status == 200:
@@ -341,17 +350,17 @@ class Chaos:
         else:
             raise ValueError(f"unknown fault {what!r}")
 
-    async def _watch(self) -> None:
-        """Every record change, timestamped (reconnecting across NATS faults)."""
+    async def _watch(self, since: datetime) -> None:
+        """Every state change of a run, from the state events (the events stream keeps
+        them all, where a KV watch may skip a record rewritten meanwhile)."""
         while True:
             try:
                 async with await Bus.connect(self.settings(), name="chaos-watch") as bus:
-                    kv = await bus.kv(bus.layout.flow_runs)
-                    async for change in kv.watch():
-                        if change.value is not None:
-                            run = FlowRun.model_validate_json(change.value)
-                            self.history.append((time.time(), run.id, run.state.name,
-                                                 run.runner_id, run.run_count))
+                    async for event in bus.tail("flowbus.flow-run.*", since=since):
+                        run = FlowRunStateEvent.model_validate(event.data)
+                        self.history.append((event.time.timestamp(), run.id, run.state.name,
+                                             run.runner_id, run.run_count))
+                        since = event.time
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -375,7 +384,7 @@ class Chaos:
                 await asyncio.sleep(max(0.0, at - (time.monotonic() - began)))
                 await self.fault(kind)
 
-        watcher = asyncio.create_task(self._watch())
+        watcher = asyncio.create_task(self._watch(datetime.now(UTC)))
         async with aiohttp.ClientSession() as session:
             began = time.monotonic()
             chaos = asyncio.create_task(inject())
