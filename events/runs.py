@@ -15,7 +15,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from events.cloudevent import CloudEvent
 from events.records import FlowRun, flow_run_id_for
@@ -42,6 +42,10 @@ class RunRequested(BaseModel):
         if value is not None and value.tzinfo is None:
             raise ValueError("needs a time zone offset, e.g. 2026-01-01T09:00:00Z")
         return value
+
+    @field_serializer("scheduled_start_time")
+    def _as_isoformat(self, value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
 
 
 def run_requested_event(request: RunRequested, *, source: str, event_id: str) -> CloudEvent:
