@@ -324,7 +324,7 @@ class Chaos:
     async def fault(self, what: str) -> None:
         """Inject one fault and undo it (restart, SIGCONT) after its time."""
         if what in ("runner-kill", "runner-stop"):
-            part = self.parts[random.choice(["runner-a", "runner-b"])]
+            part = self._busiest_runner()
             self.faults.append((time.time(), what, part.ident))
             if what == "runner-kill":
                 part.kill()
@@ -349,6 +349,17 @@ class Chaos:
             self.nats.start(node)
         else:
             raise ValueError(f"unknown fault {what!r}")
+
+    def _busiest_runner(self) -> Part:
+        """The runner holding the most runs now (a fault there hits runs, not idle time)."""
+        latest: dict[str, tuple[str, str | None]] = {}
+        for _, run_id, state, runner, _ in self.history:
+            latest[run_id] = (state, runner)
+        runners = [self.parts["runner-a"], self.parts["runner-b"]]
+        random.shuffle(runners)
+        return max(runners, key=lambda part: sum(
+            1 for state, runner in latest.values()
+            if runner == part.ident and state in ("Pending", "Running")))
 
     async def _watch(self, since: datetime) -> None:
         """Every state change of a run, from the state events (the events stream keeps
