@@ -283,6 +283,17 @@ class Chaos:
         for part in self.parts.values():
             part.start()
         await self._wait_gateway()
+        await self._wait_ready()
+
+    async def _wait_ready(self) -> None:
+        """Every orchestrator and runner said it is ready (the faults hit a healthy system)."""
+        for _ in range(1200):
+            logs = [(part.logs / f"{part.name}.{part.starts}.log")
+                    for name, part in self.parts.items() if name != "gateway"]
+            if all(" ready" in log.read_text(errors="replace") for log in logs if log.exists()):
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError("an orchestrator or a runner did not become ready")
 
     async def _layout(self) -> None:
         for _ in range(150):  # a cluster elects its JetStream meta leader first
