@@ -11,7 +11,8 @@ through the gateway at ``--rate``/s (a refused event is resent with the same id)
 while injecting ``--faults`` faults of that kind at random points. It prints, per
 fault kind: accepted, executed (distinct ids whose body ran to the end), executed
 twice, executed twice at once, lost, and the time from a runner's SIGKILL / SIGSTOP
-to the retry of a run it held (p50 and max). The harness is ``tests/chaos/harness.py``.
+to the next attempt of a run it held, or its conclusion from the outcome the attempt
+recorded (p50 and max). The harness is ``tests/chaos/harness.py``.
 """
 
 from __future__ import annotations

@@ -171,11 +171,13 @@ class Figures:
                 f"lost {len(self.lost):>2}  recovery p50/max {p50}/{worst} s")
 
 
+FINAL = frozenset({"Completed", "Failed", "Crashed", "Cancelled"})
 History = list[tuple[float, str, str, str | None, int]]  # time, run, state, runner, attempt
 
 
 def recoveries(history: History, faults: list[tuple[float, str, str]]) -> list[float]:
-    """Seconds from a runner's SIGKILL/SIGSTOP to a new attempt of each run it held."""
+    """Seconds from a runner's SIGKILL/SIGSTOP to the next attempt (or the conclusion)
+    of each run it held."""
     out = []
     for at, what, victim in faults:
         if not what.startswith("runner"):
@@ -187,8 +189,11 @@ def recoveries(history: History, faults: list[tuple[float, str, str]]) -> list[f
         for run_id, (state, runner, attempt) in latest.items():
             if runner != victim or state not in ("Pending", "Running"):
                 continue
+            # A new attempt started, or the run concluded (from the outcome its
+            # attempt recorded, when the body had finished).
             retried = [when for when, rid, st, _, n in history
-                       if rid == run_id and when > at and st == "Running" and n > attempt]
+                       if rid == run_id and when > at
+                       and ((st == "Running" and n > attempt) or st in FINAL)]
             if retried:
                 out.append(min(retried) - at)
     return out
