@@ -171,7 +171,7 @@ class Figures:
                 f"lost {len(self.lost):>2}  recovery p50/max {p50}/{worst} s")
 
 
-FINAL = frozenset({"Completed", "Failed", "Crashed", "Cancelled"})
+FINAL = frozenset({"Completed", "Failed", "Cancelled"})  # concluded, not crashed
 History = list[tuple[float, str, str, str | None, int]]  # time, run, state, runner, attempt
 
 
