@@ -35,7 +35,8 @@ async def main(args: argparse.Namespace) -> int:
     kinds = args.kinds or KINDS
     failed = False
     with tempfile.TemporaryDirectory(prefix="flowbus-chaos-") as tmp:
-        chaos = Chaos(Path(tmp), nodes=args.nodes, seconds=args.body_seconds)
+        base = Path(args.keep) if args.keep else Path(tmp)
+        chaos = Chaos(base, nodes=args.nodes, seconds=args.body_seconds)
         try:
             await chaos.start()
             print(f"chaos: {args.nodes} NATS node(s), {args.events} events at {args.rate}/s "
@@ -44,6 +45,8 @@ async def main(args: argparse.Namespace) -> int:
                 figures = await chaos.run(kind, args.events, args.rate, args.faults,
                                           settle=args.settle)
                 print(figures.line(), flush=True)
+                if figures.lost:
+                    print(f"  lost: {', '.join(figures.lost[:20])}", flush=True)
                 failed |= bool(figures.lost) or figures.concurrent > 0
         finally:
             chaos.stop()
@@ -62,4 +65,5 @@ if __name__ == "__main__":
     parser.add_argument("--body-seconds", type=float, default=1.0,
                         help="how long each flow body runs (longer: more bodies cut mid-way)")
     parser.add_argument("--kinds", nargs="*", choices=KINDS)
+    parser.add_argument("--keep", help="directory for the logs and journal, kept afterwards")
     sys.exit(asyncio.run(main(parser.parse_args())))
