@@ -118,11 +118,14 @@ def _install_sink(settings_dump: dict[str, Any], buffer: int) -> RecordedRunsFil
 
 
 def worker_main(conn: Connection, settings_dump: dict[str, Any], runner_pid: int,
-                log_buffer: int, lease: Any, lease_seconds: float) -> None:
-    """Serve run requests from ``conn`` until told to stop, orphaned or fenced."""
+                log_buffer: int, lease: Any, lease_seconds: float, poll: float) -> None:
+    """Serve run requests from ``conn`` until told to stop, orphaned or fenced.
+
+    ``poll``: how often the lease is checked (shorter than the runner's heartbeat).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    guard = Guard(runner_pid, lease, lease_seconds, min(PARENT_POLL, lease_seconds / 10))
+    guard = Guard(runner_pid, lease, lease_seconds, poll)
     guard.start()
     sink = _install_sink(settings_dump, log_buffer)
     setup_logging()

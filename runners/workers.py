@@ -23,7 +23,7 @@ from typing import Any
 from events.settings import NatsSettings
 from runners.settings import RunnerSettings
 from runners.types import Execution, FlowInfo, Outcome, RunSpec
-from runners.worker import LEASE_EXIT, worker_main
+from runners.worker import LEASE_EXIT, PARENT_POLL, worker_main
 
 log = logging.getLogger("flowbus.runner.workers")
 
@@ -52,13 +52,14 @@ def rss_bytes(pid: int) -> int | None:
 class Worker:
     """One worker process; its pipe is read by the event loop (no thread per worker)."""
 
-    def __init__(self, ctx: BaseContext, args: tuple[Any, ...], lease_seconds: float) -> None:
+    def __init__(self, ctx: BaseContext, args: tuple[Any, ...], lease_seconds: float,
+                 poll: float) -> None:
         parent, child = ctx.Pipe()
         # The lease: the monotonic time of the runner's last successful heartbeat for
         # the attempt under way (CLOCK_MONOTONIC is shared by the processes of a host).
         self.lease: Any = ctx.Value("d", time.monotonic(), lock=False)
         self.process = ctx.Process(  # type: ignore[attr-defined]
-            target=worker_main, args=(child, *args, self.lease, lease_seconds), daemon=True,
+            target=worker_main, args=(child, *args, self.lease, lease_seconds, poll), daemon=True,
             name="flowbus-worker",
         )
         self.process.start()
@@ -191,7 +192,8 @@ class WorkerPool:
         return (self._nats.model_dump(), os.getpid(), self._settings.log_buffer)
 
     def _spawn(self) -> Worker:
-        return Worker(self._ctx, self._args(), self._settings.lease)
+        poll = min(PARENT_POLL, self._settings.heartbeat_interval / 2)
+        return Worker(self._ctx, self._args(), self._settings.lease, poll)
 
     async def start(self) -> None:
         workers = await asyncio.gather(*(
