@@ -529,6 +529,9 @@ class Consumer:
             return []
         except ConnectionClosedError as exc:
             raise BusUnavailable(f"connection closed while fetching from {self.durable}") from exc
+        except (APIError, NoRespondersError) as exc:
+            # A cluster electing a new stream or consumer leader answers 503 for a moment.
+            raise BusUnavailable(f"fetching from {self.durable} failed: {exc!r}") from exc
         return [Delivery(m) for m in msgs]
 
     async def info(self) -> api.ConsumerInfo:

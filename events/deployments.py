@@ -21,9 +21,8 @@ from typing import Any
 from events.bus import Bus
 from events.cloudevent import CloudEvent
 from events.errors import NotFound
-from events.records import Deployment, FlowRun, State, flow_run_id_for, utcnow
-
-RUN_REQUESTED = "flowbus.deployment.run-requested"
+from events.records import Deployment, FlowRun, State, utcnow
+from events.runs import RunRequested, run_requested_event, state_change_event
 
 
 def _deployment_event(action: str, deployment: Deployment, source: str) -> CloudEvent:
@@ -121,21 +120,12 @@ def run_request_event(
     idempotency_key: str | None = None,
 ) -> CloudEvent:
     """The event asking for a run of ``deployment`` (docs/contract.md), with its run id."""
-    event_id = idempotency_key or str(uuid.uuid4())
-    return CloudEvent.create(
-        RUN_REQUESTED,
-        source=source,
-        id=event_id,
-        subject=f"flowbus.deployment.{deployment}",
-        data={
-            "deployment": deployment,
-            "flow_run_id": flow_run_id_for("manual", source, event_id),
-            "parameters": dict(parameters or {}),
-            "tags": list(tags),
-            "name": name,
-            "scheduled_start_time": scheduled_start_time.isoformat() if scheduled_start_time else None,
-        },
+    request = RunRequested(
+        deployment=deployment, parameters=dict(parameters or {}), tags=list(tags), name=name,
+        scheduled_start_time=scheduled_start_time,
     )
+    return run_requested_event(request, source=source,
+                               event_id=idempotency_key or str(uuid.uuid4()))
 
 
 async def request_run(
@@ -217,8 +207,5 @@ async def request_cancel(bus: Bus, flow_run_id: str, *, source: str = "flowbus")
 
     await kv.update(flow_run_id, cancel)
     assert result is not None
-    await bus.publish(CloudEvent.create(
-        f"flowbus.flow-run.{result.state.name}", source=source,
-        subject=f"flowbus.flow-run.{result.id}", data=result.model_dump(mode="json"),
-    ))
+    await bus.publish(state_change_event(result, source=source))
     return result

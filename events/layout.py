@@ -40,6 +40,7 @@ class Layout:
     automation_deliveries: str = field(init=False)
     variables: str = field(init=False)
     flow_runs: str = field(init=False)
+    attempts: str = field(init=False)
     concurrency: str = field(init=False)
     cache: str = field(init=False)
     leases: str = field(init=False)
@@ -62,6 +63,7 @@ class Layout:
                      "leases", "webhooks", "results", "code"):
             values[name] = f"{self.namespace}-{name}"
         values["flow_runs"] = f"{self.namespace}-flow-runs"
+        values["attempts"] = f"{self.namespace}-attempts"
         values["trigger_state"] = f"{self.namespace}-trigger-state"
         values["api_keys"] = f"{self.namespace}-api-keys"
         values["automation_state"] = f"{self.namespace}-automation-state"
@@ -144,6 +146,7 @@ def _buckets(layout: Layout, settings: NatsSettings) -> list[_Bucket]:
                 description="automation actions done, by idempotency key"),
         _Bucket(layout.variables, history=5, description="variables"),
         _Bucket(layout.flow_runs, history=1, description="current flow-run records"),
+        _Bucket(layout.attempts, ttl=7 * _DAY, description="outcomes of flow-run attempts"),
         _Bucket(layout.concurrency, description="concurrency slots as leases"),
         _Bucket(layout.cache, ttl=30 * _DAY, description="task cache keys"),
         _Bucket(layout.leases, ttl=settings.lease_ttl_seconds, description="leader leases"),

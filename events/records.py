@@ -25,8 +25,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class StateData(BaseModel):
+    """What a flow-run state records beyond its name: which attempt, how far it got.
+
+    Written by the runner that holds the attempt; read by whoever takes a crashed
+    attempt over (a runner or the orchestrator) to decide whether to retry it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempt: int | None = Field(
+        default=None, ge=1, description="the attempt (run_count) this state belongs to")
+    body_started: bool = Field(
+        default=False, description="the flow's body was started in this attempt")
+
+
 class State(BaseModel):
-    """A state as recorded: type, user-facing name, message, time and extra data."""
+    """A state as recorded: type, user-facing name, message, time and attempt data."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -34,14 +49,16 @@ class State(BaseModel):
     name: str
     message: str | None = None
     timestamp: datetime = Field(default_factory=utcnow)
-    data: dict[str, Any] = Field(default_factory=dict, description="e.g. result reference, error")
+    data: StateData = Field(default_factory=StateData)
 
     @classmethod
-    def named(cls, name: str, message: str | None = None, **data: Any) -> State:
+    def named(cls, name: str, message: str | None = None, *,
+              data: StateData | None = None) -> State:
         """A state by its name, its type looked up (``State.named("Late")``)."""
         if name not in STATE_TYPES:
             raise ValueError(f"unknown state name {name!r}; known: {', '.join(STATE_TYPES)}")
-        return cls(type=STATE_TYPES[name], name=name, message=message, data=data)
+        return cls(type=STATE_TYPES[name], name=name, message=message,
+                   data=data or StateData())
 
     def is_final(self) -> bool:
         return self.type in {
@@ -71,6 +88,10 @@ class Deployment(BaseModel):
     version: str | None = None
     description: str | None = None
     paused: bool = False
+    retries: int = Field(
+        default=0, ge=0, le=1000, description="the flow's retries, read when it was deployed")
+    retry_delay_seconds: float = Field(
+        default=0.0, ge=0, le=86_400 * 7, description="the flow's retry delay, read when deployed")
     code_digest: str | None = Field(default=None, description="bundle in flowbus-code, if any")
     created: datetime = Field(default_factory=utcnow)
     updated: datetime = Field(default_factory=utcnow)
@@ -90,7 +111,15 @@ class FlowRun(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     state: State
-    run_count: int = Field(default=0, ge=0, description="attempts started so far")
+    run_count: int = Field(
+        default=0, ge=0,
+        description="attempts started so far; the current attempt's number (fencing token)")
+    body_runs: int = Field(
+        default=0, ge=0, description="attempts whose flow body started (count against retries)")
+    retries: int = Field(
+        default=0, ge=0, description="crash retries allowed, copied from the deployment")
+    retry_delay_seconds: float = Field(
+        default=0.0, ge=0, description="delay before a crash retry, copied from the deployment")
     expected_start_time: datetime = Field(default_factory=utcnow)
     start_time: datetime | None = None
     end_time: datetime | None = None

@@ -41,6 +41,10 @@ class NatsPublisher:
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(_PUBLISH_TIMEOUT)
 
+    def run(self, coro: Any) -> Any:
+        """Run ``coro`` (using :attr:`bus`) on the publisher's loop; its result, bounded."""
+        return self._call(coro)
+
     def publish_events(self, batch: list[dict[str, Any]]) -> None:
         events = [from_dict(item) for item in batch]
         self._call(self.bus.publish_many(events))

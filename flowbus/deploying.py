@@ -76,7 +76,8 @@ def to_deployment(spec: DeploymentSpec, info: FlowInfo, code_digest: str | None)
         schedules=spec.schedules, concurrency_limit=spec.concurrency_limit, tags=spec.tags,
         version=spec.version if spec.version is not None else info.version,
         description=spec.description if spec.description is not None else info.description,
-        code_digest=code_digest,
+        code_digest=code_digest, retries=info.retries,
+        retry_delay_seconds=info.retry_delay_seconds,
     )
 
 

@@ -45,6 +45,23 @@ class FlowInfo(BaseModel):
     parameter_schema: dict[str, Any] = Field(description="JSON schema of the parameters")
     description: str | None = Field(default=None, description="the flow's description")
     version: str | None = Field(default=None, description="the flow's version")
+    retries: int = Field(default=0, ge=0, description="the flow's retries")
+    retry_delay_seconds: float = Field(default=0.0, ge=0, description="its first retry delay")
+
+
+def retry_policy(flow: Any) -> tuple[int, float]:
+    """(retries, delay before the first retry) of a flow, as a deployment stores them.
+
+    A list of delays gives its first; a callable (computed per attempt) gives 0.
+    """
+    delay = flow.retry_delay_seconds
+    if isinstance(delay, int | float):
+        first = float(delay)
+    elif isinstance(delay, list) and delay and isinstance(delay[0], int | float):
+        first = float(delay[0])
+    else:
+        first = 0.0
+    return max(0, int(flow.retries or 0)), max(0.0, first)
 
 
 def inspect_entrypoints(
@@ -236,9 +253,11 @@ def _inspect_one(entrypoint: str, parameters: dict[str, Any], root: Path) -> dic
         check_parameters(obj.fn, parameters)
     except EntrypointError as exc:
         return {"entrypoint": entrypoint, "error": str(exc)}
+    retries, delay = retry_policy(obj)
     return {"entrypoint": entrypoint, "flow_name": obj.name,
             "parameter_schema": parameter_schema(obj.fn),
-            "description": obj.description, "version": obj.version}
+            "description": obj.description, "version": obj.version,
+            "retries": retries, "retry_delay_seconds": delay}
 
 
 def main() -> None:

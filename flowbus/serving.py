@@ -60,13 +60,16 @@ class RunnerDeployment:
         from pydantic import ValidationError
 
         from events.records import Deployment
+        from flowbus.entrypoints import retry_policy
 
+        retries, delay = retry_policy(self.flow)
         try:
             return Deployment(
                 name=self.name, flow_name=self.flow.name, entrypoint=self.entrypoint,
                 work_pool=work_pool, parameters=self.parameters, triggers=self.triggers,
                 schedules=self.schedules, concurrency_limit=self.concurrency_limit,
                 tags=self.tags, version=self.version, description=self.description,
+                retries=retries, retry_delay_seconds=delay,
             )
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]

@@ -27,6 +27,7 @@ from events.cloudevent import CloudEvent
 from events.errors import AlreadyExists, TransitionRejected, UpdateConflict
 from events.kv import KV
 from events.records import Deployment, FlowRun, State
+from events.runs import Job, state_change_event
 from orchestrator.metrics import JOB_TIMES, Metrics
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.types import Clock
@@ -58,18 +59,8 @@ def make_state(name: str, when: datetime, message: str | None = None) -> State:
 
 
 def state_event(run: FlowRun) -> CloudEvent:
-    """The ``flowbus.flow-run.<State>`` event of a record (data: the record)."""
-    data = run.model_dump(mode="json")
-    if run.deployment_name:
-        data["deployment"] = run.deployment_name
-    return CloudEvent.create(
-        f"flowbus.flow-run.{run.state.name}",
-        source=SOURCE,
-        id=f"{run.id}:{run.state.name}:{run.state.timestamp.isoformat()}",
-        subject=f"flowbus.flow-run.{run.id}",
-        data=data,
-        time=run.state.timestamp,
-    )
+    """The ``flowbus.flow-run.<State>`` event of a record, as the orchestrator sends it."""
+    return state_change_event(run, source=SOURCE, stamped=True)
 
 
 class RunCreator:
@@ -151,6 +142,8 @@ class RunCreator:
             updated=now,
             idempotency_key=request.idempotency_key,
             triggering_event=request.triggering_event,
+            retries=deployment.retries,
+            retry_delay_seconds=deployment.retry_delay_seconds,
         )
         try:
             await self._runs.create(run.id, run.model_dump_json().encode())
@@ -177,13 +170,10 @@ class RunCreator:
         await self._bus.publish(state_event(run))
 
     async def publish_job(self, run: FlowRun) -> None:
-        attempt = run.run_count + 1
-        body = json.dumps(
-            {"flow_run_id": run.id, "deployment_id": run.deployment_id, "attempt": attempt}
-        ).encode()
-        job_id = f"{run.id}:{attempt}"
+        job = Job.of(run)
+        job_id = job.msg_id
         await self._bus.publish_raw(
-            self._bus.layout.runs_subject(run.work_pool), body, {MSG_ID_HEADER: job_id}
+            self._bus.layout.runs_subject(run.work_pool), job.encode(), {MSG_ID_HEADER: job_id}
         )
         self._published[job_id] = None
         times = JOB_TIMES.get()

@@ -10,12 +10,12 @@ saying why.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from events.records import FlowRun, flow_run_id_for
+from events.runs import RunRequested
 from events.templates import TemplateError, render_value
 from orchestrator.creation import SOURCE, RunCreator, RunRequest
 from orchestrator.deployments import DeploymentCatalog
@@ -25,29 +25,6 @@ from orchestrator.metrics import Metrics
 from orchestrator.types import Clock
 
 log = logging.getLogger("flowbus.orchestrator.dispatch")
-
-RUN_REQUESTED = "flowbus.deployment.run-requested"
-
-
-class RunRequested(BaseModel):
-    """The ``data`` of a ``flowbus.deployment.run-requested`` event (docs/contract.md)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    deployment: str = Field(min_length=1, max_length=128, description="deployment name")
-    flow_run_id: str | None = Field(default=None, description="the id the requester derived")
-    parameters: dict[str, Any] = Field(default_factory=dict, description="overrides of defaults")
-    tags: list[str] = Field(default_factory=list, max_length=64, description="extra tags")
-    name: str | None = Field(default=None, max_length=256, description="flow-run name")
-    scheduled_start_time: datetime | None = Field(default=None, description="start no earlier")
-
-    @field_validator("scheduled_start_time")
-    @classmethod
-    def _has_zone(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("needs a time zone offset, e.g. 2026-01-01T09:00:00Z")
-        return value
-
 
 def _self_caused(firing: Firing) -> bool:
     """Whether the event is about a run this very trigger created (a trigger loop)."""

@@ -5,10 +5,11 @@ in memory (at most ``max_tracked_runs``). Each tick it
 
 - publishes the job of a Scheduled/AwaitingRetry run whose start time came;
 - marks a Scheduled run past its start plus ``late_grace_seconds`` Late;
-- marks a Pending/Running run whose record was not updated for
-  ``heartbeat_timeout_seconds`` Crashed (the runner touches ``updated`` while the
-  flow runs) and, if the retries the runner recorded in the Running state's data
-  (``retries``, ``retry_delay_seconds``) allow, moves it to AwaitingRetry;
+- settles a Pending/Running run whose record was not updated for
+  ``heartbeat_timeout_seconds`` (the runner touches ``updated`` while the flow
+  runs): concluded from the outcome its attempt recorded, or Crashed and, if the
+  run's ``retries`` (copied from the deployment) allow, AwaitingRetry
+  (:func:`events.attempts.after_crash`);
 - renews the concurrency slots of live runs and releases those of finished ones;
 - starts queued (AwaitingConcurrencySlot) runs, oldest first, when slots are free.
 
@@ -23,8 +24,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from events import concurrency
-from events.errors import FlowbusError, TransitionRejected
+from events import attempts, concurrency
+from events.errors import FlowbusError, TransitionRejected, UpdateConflict
 from events.kv import KV
 from events.records import Deployment, FlowRun
 from events.states import is_final
@@ -46,8 +47,10 @@ class RunTracker:
         self, runs: KV, slots: KV, creator: RunCreator, settings: OrchestratorSettings,
         metrics: Metrics, clock: Clock,
         deployment_of: Callable[[str], Deployment | None] | None = None,
+        *, attempts_kv: KV,
     ) -> None:
         self._kv = runs
+        self._attempts = attempts_kv
         self._slots = slots
         self._creator = creator
         self._settings = settings
@@ -125,19 +128,25 @@ class RunTracker:
             await self._crash(run, now)
 
     async def _crash(self, run: FlowRun, now: datetime) -> None:
-        data = run.state.data
-        retries = int(data.get("retries", 0) or 0)
-        delay = float(data.get("retry_delay_seconds", 0) or 0)
+        """Settle the attempt of a run whose runner went silent (events.attempts)."""
+        entry = await self._kv.get(run.id)
+        if entry is None:
+            return
+        stored = FlowRun.model_validate_json(entry.value)
+        if stored.state.name != run.state.name or stored.updated != run.updated:
+            self._apply(run.id, entry.value)  # it moved or heartbeated meanwhile
+            return
         silent = int((now - run.updated).total_seconds())
-        crashed = await self._creator.move(run, "Crashed", f"no heartbeat for {silent} s",
-                                           unchanged=True)
-        await self._publish(crashed)
-        if crashed.run_count <= retries:
-            retry = await self._creator.move(
-                crashed, "AwaitingRetry", f"retry {crashed.run_count} of {retries} after a crash",
-                expected_start_time=now + timedelta(seconds=delay),
-            )
-            await self._publish(retry)
+        settled = await attempts.settle(self._attempts, run.id, run.run_count)
+        revision = entry.revision
+        for step in attempts.after_crash(stored, settled, f"no heartbeat for {silent} s", now):
+            step = step.model_copy(update={"updated": now})
+            try:
+                revision = await self._kv.cas(run.id, step.model_dump_json().encode(), revision)
+            except UpdateConflict:
+                return  # a runner took it over at the same moment: theirs now
+            self._metrics.transitions.labels(step.state.name).inc()
+            await self._publish(step)
 
     async def _publish(self, run: FlowRun) -> None:
         self._apply(run.id, run.model_dump_json().encode())

@@ -21,12 +21,13 @@ from events.automation_store import count_dead_letters
 from events.bus import Bus, Consumer, Delivery
 from events.errors import FlowbusError, InvalidEvent
 from events.records import utcnow
+from events.runs import RUN_REQUESTED
 from events.settings import NatsSettings
 from orchestrator.automations.engine import AutomationEngine
 from orchestrator.automations.settings import AutomationSettings
 from orchestrator.creation import RunCreator
 from orchestrator.deployments import DeploymentCatalog
-from orchestrator.dispatch import RUN_REQUESTED, Dispatcher
+from orchestrator.dispatch import Dispatcher
 from orchestrator.evaluator import TriggerEvaluator
 from orchestrator.index import EventView
 from orchestrator.leader import LeaderLease
@@ -69,7 +70,7 @@ class Orchestrator:
         self.dispatcher = Dispatcher(self.catalog, self.creator, self.metrics, self.clock)
         self.tracker = RunTracker(
             runs, slots, self.creator, self.settings, self.metrics, self.clock,
-            deployment_of=self.catalog.get,
+            deployment_of=self.catalog.get, attempts_kv=await self.bus.kv(layout.attempts),
         )
         self.scheduler = Scheduler(self.catalog, self.creator, self.clock)
         self.lease = LeaderLease(await self.bus.kv(layout.leases), self._identity)

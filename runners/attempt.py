@@ -7,11 +7,15 @@ the user's code is a Failed outcome whose message and log carry the traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import inspect
 import logging
 from typing import Any
 
+from events import attempts
+from events.bus import Bus
+from events.errors import FlowbusError
 from flowbus import _sink
 from flowbus._drivers import run_coro_sync
 from flowbus._engine import run_flow, run_flow_async
@@ -131,3 +135,28 @@ def cancellation_hooks(flow: Any, spec: RunSpec, message: str) -> None:
         else:
             emit_run_log(spec.flow_run_id, logging.INFO,
                          f"Hook {name!r} finished running successfully")
+
+
+async def persist_outcome(bus: Bus, spec: RunSpec, outcome: Outcome) -> Outcome:
+    """Make a final outcome durable: the result object, then the attempt's outcome key.
+
+    Returns the outcome as recorded (``recorded``, ``result_ref`` set, the document
+    dropped), or a ``stopped`` outcome when a takeover had already superseded the
+    attempt (the outcome is refused: the run is someone else's now).
+    """
+    result_ref = None
+    if outcome.result is not None and outcome.state_name == "Completed":
+        try:
+            store = await bus.objects(bus.layout.results)
+            await store.put(spec.result_name, outcome.result)
+            result_ref = spec.result_name
+        except FlowbusError as exc:
+            emit_run_log(spec.flow_run_id, logging.WARNING, f"the result was not persisted: {exc}")
+    kv = await bus.kv(bus.layout.attempts)
+    stands = await attempts.record_outcome(kv, spec.flow_run_id, spec.attempt,
+                                           outcome.state_name, outcome.message, result_ref)
+    if stands.kind != "outcome":
+        return Outcome("stopped", extra={"reason": "superseded"})
+    return dataclasses.replace(outcome, result=None, recorded=True,
+                               state_name=stands.state_name or outcome.state_name,
+                               message=stands.message, result_ref=stands.result_ref)

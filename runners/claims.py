@@ -10,42 +10,15 @@ Crashed, and retried if the flow's retries allow.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from events.records import FlowRun, State
+from events.records import FlowRun, State, StateData, utcnow
+from events.runs import Job
 
 WAITING = frozenset({"Scheduled", "Late", "AwaitingRetry"})
 HELD = frozenset({"Pending", "Running", "Retrying", "Cancelling"})
-MAX_JOB_BYTES = 4096
-
-
-class Job(BaseModel):
-    """A run job as the orchestrator publishes it (docs/contract.md, Run jobs)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    flow_run_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\s.*>]+$",
-                             description="key of the flow-run record")
-    deployment_id: str | None = Field(default=None, max_length=128)
-    attempt: int = Field(default=1, ge=1, le=1_000_000, description="run_count + 1 at publish")
-
-
-def parse_job(data: bytes) -> Job:
-    """The job in a message; ``ValueError`` saying what is wrong with it."""
-    if len(data) > MAX_JOB_BYTES:
-        raise ValueError(f"a run job is at most {MAX_JOB_BYTES} bytes, got {len(data)}")
-    try:
-        obj = json.loads(data)
-    except ValueError as exc:
-        raise ValueError(f"a run job must be JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"a run job must be a JSON object, got {type(obj).__name__}")
-    return Job.model_validate(obj)
 
 
 Action = Literal["claim", "drop", "later", "crashed"]
@@ -54,17 +27,11 @@ Action = Literal["claim", "drop", "later", "crashed"]
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What to do with a job: ``claim`` it, ``drop`` (ack) it, hand it back for
-    ``later``, or mark the old attempt ``crashed`` (then ``retry`` it or not)."""
+    ``later``, or settle the old attempt, which ``crashed`` (events.attempts)."""
 
     action: Action
     reason: str
-    retry: bool = False
-
-
-def flow_retries(run: FlowRun) -> int:
-    """The retries of the flow, as the runner that started the attempt recorded them."""
-    value: Any = run.state.data.get("flow_retries", 0)
-    return value if isinstance(value, int) and value >= 0 else 0
+    delay: float | None = None  # ``later``: when to look again (None: the stale period)
 
 
 def decide(run: FlowRun, job: Job, *, runner_id: str, holding: bool, now: datetime,
@@ -77,6 +44,9 @@ def decide(run: FlowRun, job: Job, *, runner_id: str, holding: bool, now: dateti
     if run.state.is_final():
         return Decision("drop", f"the run is already {name}")
     if name in WAITING:
+        wait = (run.expected_start_time - now).total_seconds()
+        if wait > 0.5:
+            return Decision("later", f"the run is {name} until {run.expected_start_time}", wait)
         return Decision("claim", f"the run is {name}")
     if name in HELD:
         if holding:
@@ -87,38 +57,35 @@ def decide(run: FlowRun, job: Job, *, runner_id: str, holding: bool, now: dateti
         return Decision(
             "crashed",
             f"runner {run.runner_id} stopped heartbeating ({age:.1f}s since it last updated the run)",
-            retry=name != "Cancelling" and run.run_count <= flow_retries(run),
         )
     # AwaitingConcurrencySlot, Paused: the orchestrator moves them on and sends a new job.
     return Decision("drop", f"the run is {name}; it gets a new job when it can start")
 
 
 def claimed(run: FlowRun, runner_id: str, now: datetime) -> tuple[FlowRun, FlowRun]:
-    """The two records of a claim: Pending, then Running (a new attempt)."""
-    pending = run.transition(State.named("Pending"), runner_id=runner_id)
+    """The two records of a claim: Pending, then Running (a new attempt, its number stamped)."""
+    attempt = run.run_count + 1
+    data = StateData(attempt=attempt)
+    pending = run.transition(State.named("Pending", data=data), runner_id=runner_id)
     running = pending.transition(
-        State.named("Running"), run_count=run.run_count + 1, start_time=run.start_time or now,
+        State.named("Running", data=data), run_count=attempt, start_time=run.start_time or now,
     )
     return pending, running
 
 
-def crashed(run: FlowRun, reason: str) -> FlowRun:
-    """The old attempt marked Crashed (its runner is gone)."""
-    if run.state.name == "Cancelling":
-        return run.transition(State.named("Cancelled", message=f"cancelled; {reason}"),
-                              end_time=None)
-    return run.transition(State.named("Crashed", message=reason))
-
-
-def retried(run: FlowRun) -> FlowRun:
-    """A crashed attempt made ready for the next one."""
-    return run.transition(State.named("AwaitingRetry", message="retrying after a crash"))
+def body_started(run: FlowRun) -> FlowRun:
+    """The record once the attempt's body is about to start (it now counts as a try)."""
+    data = run.state.data.model_copy(update={"body_started": True})
+    state = run.state.model_copy(update={"data": data})
+    return run.model_copy(update={"state": state, "body_runs": run.body_runs + 1,
+                                  "updated": utcnow()})
 
 
 def handed_back(run: FlowRun) -> FlowRun:
     """A run this runner must give up (drain): ready for another runner to claim."""
     target = "Scheduled" if run.state.name == "Pending" else "AwaitingRetry"
     return run.transition(
-        State.named(target, message="the runner stopped before the run finished; handed back"),
+        State.named(target, message="the runner stopped before the run finished; handed back",
+                    data=run.state.data),
         runner_id=None,
     )

@@ -61,6 +61,7 @@ class InlineExecution:
         self._executor = executor
         self._spec = spec
         self._task: asyncio.Task[None] | None = None
+        self._flow: Any = None
         self._loop = loop
 
     def begin(self) -> None:
@@ -71,11 +72,20 @@ class InlineExecution:
         except (Exception, SystemExit) as exc:
             self._settle(load_failure(spec, exc))
             return
+        self._flow = flow
         self.loaded.set_result(flow_info(flow))
+
+    def go(self) -> None:
+        flow = self._flow
+        if flow is None or self.finished.done():
+            return
         if flow.isasync:
             self._task = asyncio.create_task(self._run_async(flow), name="flowbus-inline-run")
         else:
             self._executor.threads.submit(self._run_sync, flow)
+
+    def renew(self, since: float) -> None:
+        """Nothing to fence: the run lives and dies with the runner (docs/runners.md)."""
 
     async def _run_async(self, flow: Any) -> None:
         self._settle(await run_async(flow, self._spec))

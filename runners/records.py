@@ -1,29 +1,35 @@
 """The records of the runs a runner holds: compare-and-set writes and announcements.
 
 Every change to a held run's record is a compare-and-set on the revision the runner
-last wrote or read (:meth:`Recorder.write`). When it fails, the record is read
-again: a run that another runner (or an operator) took, or that became final
-elsewhere, is no longer ours and its attempt is stopped; a run that became
+last wrote or read (:meth:`Recorder.write`), and carries the attempt number as a
+fencing token: a write is only made while the stored record is still at that
+attempt. When the compare-and-set fails, the record is read again: a run that
+another runner (or an operator) took, that a newer attempt holds, or that became
+final elsewhere, is no longer ours and its attempt is stopped; a run that became
 ``Cancelling`` is cancelled. State changes are announced as
-``flowbus.flow-run.<State>`` events whose data is the record (plus ``deployment``).
+``flowbus.flow-run.<State>`` events (``events.runs.state_change_event``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
+from events import attempts
 from events.bus import Bus, Delivery
-from events.cloudevent import CloudEvent
 from events.errors import FlowbusError, NotFound, TransitionRejected, UpdateConflict
-from events.kv import KV
+from events.kv import KV, Objects
 from events.records import Deployment, FlowRun, utcnow
-from runners.types import Execution, FlowInfo, RunSpec
+from events.runs import state_change_event
+from runners.types import Execution, FlowInfo, Outcome, RunSpec, result_name
 
 log = logging.getLogger("flowbus.runner")
 
@@ -39,6 +45,7 @@ class HeldRun:
     delivery: Delivery
     run: FlowRun
     revision: int
+    attempt: int  # the fencing token: run_count when this runner claimed the run
     deployment: Deployment | None
     signal: asyncio.Future[str]
     execution: Execution | None = None
@@ -55,10 +62,13 @@ class HeldRun:
 class Recorder:
     """Writes and announces the records of one runner's runs."""
 
-    def __init__(self, bus: Bus, kv: KV, runner_id: str) -> None:
+    def __init__(self, bus: Bus, kv: KV, runner_id: str, *, attempts: KV,
+                 results: Objects) -> None:
         self.bus = bus
         self.kv = kv
         self.runner_id = runner_id
+        self.attempts = attempts
+        self.results = results
         self._deployments: OrderedDict[str, tuple[float, Deployment | None]] = OrderedDict()
 
     async def write(self, held: HeldRun, change: Callable[[FlowRun], FlowRun], *,
@@ -70,6 +80,11 @@ class Recorder:
             except TransitionRejected as exc:
                 log.warning("flow run %s: %s", held.run.id, exc)
                 return False
+            if held.run.run_count != held.attempt or new.run_count != held.attempt:
+                log.warning("flow run %s: a write of attempt %d refused: the record is at "
+                            "attempt %d", held.run.id, held.attempt, held.run.run_count)
+                held.stop_for("lost")
+                return False
             try:
                 held.revision = await self.kv.cas(held.run.id, dump(new), held.revision)
             except UpdateConflict:
@@ -78,9 +93,38 @@ class Recorder:
                 continue
             held.run = new
             if announce:
-                await self.announce(new, held.deployment)
+                await self.announce(new)
             return True
         return False
+
+    async def store_outcome(self, held: HeldRun, outcome: Outcome) -> Outcome | None:
+        """Store an outcome the executing process did not (events.attempts); None if refused."""
+        result_ref = None
+        if outcome.result is not None and outcome.state_name == "Completed":
+            name = result_name(held.run.id, held.attempt)
+            try:
+                await self.results.put(name, outcome.result)
+                result_ref = name
+            except FlowbusError as exc:
+                await self.log(held.run.id, logging.WARNING, f"the result was not persisted: {exc}")
+        stands = await attempts.record_outcome(self.attempts, held.run.id, held.attempt,
+                                               outcome.state_name, outcome.message, result_ref)
+        if stands.kind != "outcome":
+            log.warning("flow run %s: attempt %d was superseded; its outcome is refused",
+                        held.run.id, held.attempt)
+            held.stop_for("lost")
+            return None
+        return dataclasses.replace(outcome, recorded=True, result=None,
+                                   state_name=stands.state_name or outcome.state_name,
+                                   message=stands.message, result_ref=stands.result_ref)
+
+    async def settle_crash(self, held: HeldRun, reason: str, now: datetime) -> bool:
+        """Settle a held attempt whose worker died, as a takeover would; False if not ours."""
+        settled = await attempts.settle(self.attempts, held.run.id, held.attempt)
+        for step in attempts.after_crash(held.run, settled, reason, now):
+            if not await self.write(held, _constant(step), announce=True):
+                return False
+        return True
 
     async def refresh(self, held: HeldRun) -> bool:
         """Re-read a held run's record after a lost CAS; False (and stop it) if not ours."""
@@ -89,9 +133,10 @@ class Recorder:
             held.stop_for("lost")
             return False
         run = FlowRun.model_validate_json(entry.value)
-        if run.runner_id == self.runner_id and run.state.is_final() and held.finishing:
+        ours = run.runner_id == self.runner_id and run.run_count == held.attempt
+        if ours and run.state.is_final() and held.finishing:
             return False  # our own final write won the race; nothing is lost
-        if run.runner_id != self.runner_id or run.state.is_final():
+        if not ours or run.state.is_final():
             log.warning("flow run %s was taken over (%s, runner %s): stopping it",
                         run.id, run.state.name, run.runner_id)
             held.stop_for("lost")
@@ -101,19 +146,11 @@ class Recorder:
             held.stop_for("cancel")
         return True
 
-    async def announce(self, run: FlowRun, deployment: Deployment | None) -> None:
-        await self.announce_many([run], deployment)
+    async def announce(self, run: FlowRun) -> None:
+        await self.announce_many([run])
 
-    async def announce_many(self, runs: list[FlowRun], deployment: Deployment | None) -> None:
-        extra = {"deployment": deployment.model_dump(mode="json")} if deployment else {}
-        events = [
-            CloudEvent.create(
-                f"flowbus.flow-run.{run.state.name}", source=SOURCE,
-                subject=f"flowbus.flow-run.{run.id}",
-                data={**run.model_dump(mode="json"), **extra},
-            )
-            for run in runs
-        ]
+    async def announce_many(self, runs: list[FlowRun]) -> None:
+        events = [state_change_event(run, source=SOURCE) for run in runs]
         try:
             await self.bus.publish_many(events)
         except FlowbusError as exc:
@@ -149,5 +186,23 @@ class Recorder:
         return deployment
 
 
+def _constant(run: FlowRun) -> Callable[[FlowRun], FlowRun]:
+    return lambda _current: run
+
+
 def dump(run: FlowRun) -> bytes:
     return run.model_dump_json().encode()
+
+
+def touched(run: FlowRun) -> FlowRun:
+    return run.model_copy(update={"updated": utcnow()})
+
+
+async def quietly(ack: Any) -> None:
+    """Ack/nak/term: a failure only means JetStream will redeliver, which is safe."""
+    try:
+        await ack
+    except (FlowbusError, OSError, TimeoutError) as exc:
+        log.warning("acknowledging a job failed: %s", exc)
+    except Exception as exc:  # nats-py raises its own errors here
+        log.warning("acknowledging a job failed: %r", exc)

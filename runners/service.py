@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -26,17 +25,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from events import attempts
 from events.bus import Bus, Consumer, Delivery
 from events.errors import FlowbusError, TransitionRejected, UpdateConflict
 from events.kv import KV, Objects
 from events.records import Deployment, FlowRun, State, utcnow
+from events.runs import Job, parse_job
 from events.settings import NatsSettings
 from flowbus.bundles import fetch_bundle
 from flowbus.results import flowbus_home
 from runners import claims
 from runners.entrypoints import EntrypointError, in_bundle, resolve_entrypoint
 from runners.metrics import RunnerMetrics, start_metrics_server
-from runners.records import HeldRun, Recorder, dump
+from runners.records import HeldRun, Recorder, dump, quietly, touched
 from runners.settings import RunnerSettings
 from runners.types import Execution, Executor, FlowInfo, Outcome, RunSpec
 
@@ -63,6 +64,7 @@ class Runner:
         self._kv: KV | None = None
         self._records: Recorder | None = None
         self._results: Objects | None = None
+        self._attempts: KV | None = None
         self.metrics_port: int | None = None
 
     @property
@@ -85,8 +87,10 @@ class Runner:
         """Serve until ``stop`` is set, then drain (see :meth:`_drain`)."""
         layout = self.bus.layout
         self._kv = await self.bus.kv(layout.flow_runs)
-        self._records = Recorder(self.bus, self._kv, self.settings.runner_id)
+        self._attempts = await self.bus.kv(layout.attempts)
         self._results = await self.bus.objects(layout.results)
+        self._records = Recorder(self.bus, self._kv, self.settings.runner_id,
+                                 attempts=self._attempts, results=self._results)
         consumer = await self.bus.consumer(
             self.settings.consumer_name, stream=layout.runs_stream,
             filter_subjects=[layout.runs_subject(self.settings.pool)],
@@ -139,7 +143,7 @@ class Runner:
                     continue
                 for delivery in deliveries:
                     if stop.is_set():
-                        await _quietly(delivery.nak())
+                        await quietly(delivery.nak())
                         continue
                     self._start(self._handle(delivery))
         finally:
@@ -176,11 +180,11 @@ class Runner:
 
     async def _handle(self, delivery: Delivery) -> None:
         try:
-            job = claims.parse_job(delivery.data)
+            job = parse_job(delivery.data)
         except (ValueError, ValidationError) as exc:
             log.warning("dropping a malformed run job: %s", str(exc).splitlines()[0])
             self.metrics.jobs.labels("malformed").inc()
-            await _quietly(delivery.term())
+            await quietly(delivery.term())
             return
         held = await self._claim(delivery, job)
         if held is None:
@@ -193,20 +197,20 @@ class Runner:
             self._held.pop(held.run.id, None)
             self.metrics.active.dec()
 
-    async def _claim(self, delivery: Delivery, job: claims.Job) -> HeldRun | None:
+    async def _claim(self, delivery: Delivery, job: Job) -> HeldRun | None:
         for _ in range(20):
             entry = await self.kv.get(job.flow_run_id)
             if entry is None:
                 log.warning("job for flow run %s, which has no record: dropped", job.flow_run_id)
                 self.metrics.jobs.labels("drop").inc()
-                await _quietly(delivery.ack())
+                await quietly(delivery.ack())
                 return None
             try:
                 run = FlowRun.model_validate_json(entry.value)
             except ValidationError:
                 log.error("the record of flow run %s is unreadable: job dropped", job.flow_run_id)
                 self.metrics.jobs.labels("malformed").inc()
-                await _quietly(delivery.term())
+                await quietly(delivery.term())
                 return None
             decision = claims.decide(
                 run, job, runner_id=self.settings.runner_id, holding=run.id in self._held,
@@ -215,37 +219,40 @@ class Runner:
             self.metrics.jobs.labels(decision.action).inc()
             try:
                 if decision.action == "drop":
-                    await _quietly(delivery.ack())
+                    await quietly(delivery.ack())
                     return None
                 if decision.action == "later":
-                    await _quietly(delivery.nak(delay=self.settings.stale_after))
+                    delay = decision.delay if decision.delay is not None else self.settings.stale_after
+                    await quietly(delivery.nak(delay=delay))
                     return None
                 if decision.action == "crashed":
-                    revision = await self._take_over(run, entry.revision, decision)
-                    if revision is None:
-                        await _quietly(delivery.ack())
+                    if not await self._take_over(run, entry.revision, decision.reason):
+                        await quietly(delivery.ack())
                         return None
                     continue  # read again and claim the retry
                 return await self._claim_waiting(delivery, run, entry.revision)
             except (UpdateConflict, TransitionRejected):
                 continue  # someone else changed the record: look again
-        await _quietly(delivery.nak(delay=self.settings.stale_after))
+        await quietly(delivery.nak(delay=self.settings.stale_after))
         return None
 
-    async def _take_over(self, run: FlowRun, revision: int, decision: claims.Decision) -> int | None:
-        """Mark a dead runner's attempt Crashed; the revision of its retry, or None."""
-        crashed = claims.crashed(run, decision.reason)
-        revision = await self.kv.cas(run.id, dump(crashed), revision)
-        deployment = await self.records.deployment(run.deployment_name)
-        await self.records.announce(crashed, deployment)
-        await self.records.log(run.id, logging.WARNING, f"Attempt {run.run_count} crashed: {decision.reason}")
-        self.metrics.runs.labels(crashed.state.name, run.deployment_name or "").inc()
-        if not decision.retry:
-            return None
-        retried = claims.retried(crashed)
-        revision = await self.kv.cas(run.id, dump(retried), revision)
-        await self.records.announce(retried, deployment)
-        return revision
+    async def _take_over(self, run: FlowRun, revision: int, reason: str) -> bool:
+        """Settle a dead runner's attempt (events.attempts); True if a retry is due now."""
+        assert self._attempts is not None
+        settled = await attempts.settle(self._attempts, run.id, run.run_count)
+        steps = attempts.after_crash(run, settled, reason, self._clock())
+        for step in steps:
+            revision = await self.kv.cas(run.id, dump(step), revision)
+            await self.records.announce(step)
+            self.metrics.runs.labels(step.state.name, run.deployment_name or "").inc()
+        if settled.kind == "outcome":
+            await self.records.log(run.id, logging.WARNING, (
+                f"Attempt {run.run_count} finished ({settled.state_name}) but its runner "
+                f"stopped before recording it ({reason}); concluded from its recorded outcome"))
+            return False
+        await self.records.log(run.id, logging.WARNING, f"Attempt {run.run_count} crashed: {reason}")
+        last = steps[-1]
+        return last.state.name == "AwaitingRetry" and last.expected_start_time <= self._clock()
 
     async def _claim_waiting(self, delivery: Delivery, run: FlowRun, revision: int) -> HeldRun:
         now = self._clock()
@@ -256,8 +263,8 @@ class Runner:
             max(0.0, (now - run.expected_start_time).total_seconds()))
         deployment = await self.records.deployment(run.deployment_name)
         loop = asyncio.get_running_loop()
-        return HeldRun(delivery, running, revision, deployment, loop.create_future(),
-                       started=time.monotonic())
+        return HeldRun(delivery, running, revision, running.run_count, deployment,
+                       loop.create_future(), started=time.monotonic())
 
     # --- execution ----------------------------------------------------------------
 
@@ -287,7 +294,7 @@ class Runner:
             flow_run_id=run.id, flow_run_name=run.name, module=module, attribute=attribute,
             parameters={**deployment.parameters, **run.parameters},
             deployment_id=deployment.id, deployment_name=deployment.name, tags=tuple(run.tags),
-            result_max_bytes=self.settings.result_max_bytes,
+            result_max_bytes=self.settings.result_max_bytes, attempt=held.attempt,
         )
 
     async def _execute(self, held: HeldRun) -> None:
@@ -306,8 +313,9 @@ class Runner:
         await self._conclude(held, outcome)
 
     async def _announce_claim(self, held: HeldRun) -> None:
-        pending = held.run.model_copy(update={"state": State.named("Pending")})
-        await self.records.announce_many([pending, held.run], held.deployment)
+        pending = held.run.model_copy(
+            update={"state": State.named("Pending", data=held.run.state.data)})
+        await self.records.announce_many([pending, held.run])
 
     async def _follow(self, held: HeldRun, execution: Execution) -> Outcome:
         """Wait for the attempt, enforcing its timeout and reacting to stop signals."""
@@ -316,7 +324,7 @@ class Runner:
         info: FlowInfo | None = None
         while True:
             waits: set[asyncio.Future[Any]] = {execution.finished, held.signal}
-            if info is None and not execution.loaded.done():
+            if info is None and not execution.loaded.cancelled():
                 waits.add(execution.loaded)
             timeout = None if deadline is None else max(0.0, deadline - loop.time())
             await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -329,8 +337,12 @@ class Runner:
                 info = held.info = execution.loaded.result()
                 if info.timeout_seconds is not None:
                     deadline = loop.time() + info.timeout_seconds + self.settings.timeout_grace
-                if info.retries:
-                    await self.records.write(held, functools.partial(_with_retries, retries=info.retries))
+                # Recorded before the body may start: a crash from here on counts
+                # against the run's retries (docs/runners.md, "Retries after a crash").
+                if not await self.records.write(held, claims.body_started):
+                    await execution.stop()
+                    return Outcome("stopped", extra={"reason": "lost"})
+                execution.go()
                 continue
             if deadline is not None and loop.time() >= deadline:
                 await execution.stop()
@@ -343,8 +355,12 @@ class Runner:
         self.metrics.logs_shipped.inc(outcome.logs_shipped)
         self.metrics.logs_dropped.inc(outcome.logs_dropped)
         self.metrics.observe_restarts(self.executor.restarts())
+        if outcome.kind == "died":
+            await self.records.log(held.run.id, logging.ERROR, outcome.message or "worker died")
+            await self._crashed(held, outcome.message or "the worker process died")
+            return
         if outcome.kind != "stopped":
-            if outcome.kind in ("timeout", "died") and outcome.message:
+            if outcome.kind == "timeout" and outcome.message:
                 await self.records.log(held.run.id, logging.ERROR, outcome.message)
             await self._finish(held, outcome)
             return
@@ -357,23 +373,37 @@ class Runner:
 
     async def _finish(self, held: HeldRun, outcome: Outcome) -> None:
         held.finishing = True  # no heartbeat write may race the final one
-        result_ref = None
-        if outcome.result is not None and outcome.state_name == "Completed":
-            try:
-                assert self._results is not None
-                await self._results.put(held.run.id, outcome.result)
-                result_ref = held.run.id
-            except FlowbusError as exc:
-                await self.records.log(held.run.id, logging.WARNING, f"the result was not persisted: {exc}")
-        state = State.named(outcome.state_name, message=outcome.message)
+        if not outcome.recorded:  # inline, a timeout, or a worker without NATS
+            stored = await self.records.store_outcome(held, outcome)
+            if stored is None:
+                return
+            outcome = stored
+        state = State.named(outcome.state_name, message=outcome.message,
+                            data=held.run.state.data)
 
         def final(run: FlowRun) -> FlowRun:
-            return run.transition(state, end_time=utcnow(), result_ref=result_ref)
+            return run.transition(state, end_time=utcnow(), result_ref=outcome.result_ref)
 
         if await self.records.write(held, final):
             self.metrics.runs.labels(outcome.state_name, held.run.deployment_name or "").inc()
             self.metrics.duration.observe(time.monotonic() - held.started)
             await self._announce_and_ack(held)
+
+    async def _crashed(self, held: HeldRun, reason: str) -> None:
+        """The attempt's worker died: settle it like a takeover would, and retry per policy."""
+        held.finishing = True
+        if not await self.records.settle_crash(held, reason, self._clock()):
+            return
+        name = held.run.state.name
+        self.metrics.runs.labels("Crashed" if name == "AwaitingRetry" else name,
+                                 held.run.deployment_name or "").inc()
+        last = held.run
+        if last.state.name == "AwaitingRetry":
+            # Back to the pool: any runner (this one included) claims the retry when due.
+            delay = max(0.0, (last.expected_start_time - self._clock()).total_seconds())
+            await quietly(held.delivery.nak(delay=delay))
+        else:
+            await quietly(held.delivery.ack())
 
     async def _cancelled(self, held: HeldRun) -> None:
         held.finishing = True
@@ -382,15 +412,15 @@ class Runner:
                 await self.executor.run_cancellation_hooks(held.spec, "The run was cancelled.")
             except FlowbusError as exc:
                 log.warning("on_cancellation hooks of %s failed: %s", held.run.id, exc)
-        state = State.named("Cancelled", message="The run was cancelled; the runner stopped it.")
+        state = State.named("Cancelled", message="The run was cancelled; the runner stopped it.",
+                            data=held.run.state.data)
         if await self.records.write(held, lambda r: r.transition(state, end_time=utcnow())):
             self.metrics.runs.labels("Cancelled", held.run.deployment_name or "").inc()
             await self._announce_and_ack(held)
 
     async def _announce_and_ack(self, held: HeldRun) -> None:
         # The final state is recorded: the job may go, in parallel with the announcement.
-        await asyncio.gather(self.records.announce(held.run, held.deployment),
-                             _quietly(held.delivery.ack()))
+        await asyncio.gather(self.records.announce(held.run), quietly(held.delivery.ack()))
 
     async def _hand_back(self, held: HeldRun) -> None:
         held.finishing = True
@@ -400,7 +430,7 @@ class Runner:
             return claims.handed_back(run)
 
         await self.records.write(held, back, announce=True)
-        await _quietly(held.delivery.nak())
+        await quietly(held.delivery.nak())
 
     # --- background -------------------------------------------------------------
 
@@ -423,9 +453,14 @@ class Runner:
             check()
 
     async def _beat(self, held: HeldRun) -> None:
+        since = time.monotonic()
         await held.delivery.in_progress()
-        if not held.finishing:
-            await self.records.write(held, _touched)
+        if held.finishing:
+            return
+        if await self.records.write(held, touched) and held.execution is not None:
+            # Both the job and the record are alive as of ``since``: extend the
+            # worker's lease from then (never from when the writes came back).
+            held.execution.renew(since)
 
     async def _watch_records(self) -> None:
         """Stop runs whose record went to Cancelling or to another runner."""
@@ -446,25 +481,6 @@ class Runner:
             except Exception as exc:  # a broken watch must not end cancellation support
                 log.warning("watching flow-run records failed: %r; watching again", exc)
                 await asyncio.sleep(1)
-
-
-def _touched(run: FlowRun) -> FlowRun:
-    return run.model_copy(update={"updated": utcnow()})
-
-
-def _with_retries(run: FlowRun, retries: int) -> FlowRun:
-    state = run.state.model_copy(update={"data": {**run.state.data, "flow_retries": retries}})
-    return run.model_copy(update={"state": state, "updated": utcnow()})
-
-
-async def _quietly(ack: Any) -> None:
-    """Ack/nak/term: a failure only means JetStream will redeliver, which is safe."""
-    try:
-        await ack
-    except (FlowbusError, OSError, TimeoutError) as exc:
-        log.warning("acknowledging a job failed: %s", exc)
-    except Exception as exc:  # nats-py raises its own errors here
-        log.warning("acknowledging a job failed: %r", exc)
 
 
 def make_executor(nats_settings: NatsSettings, settings: RunnerSettings,

@@ -49,11 +49,17 @@ class RunnerSettings(BaseSettings):
         default=30.0, ge=0, description="seconds running flows get to finish after SIGTERM"
     )
     heartbeat_interval: float = Field(
-        default=5.0, gt=0, description="seconds between in-progress acks and record updates"
+        default=2.0, gt=0, description="seconds between in-progress acks and record updates"
+    )
+    worker_lease: float | None = Field(
+        default=None, gt=0,
+        description="seconds a worker runs on without hearing from its runner before it "
+                    "stops itself (None: 3 x heartbeat_interval)",
     )
     ack_wait: float = Field(
-        default=30.0, gt=0,
-        description="seconds without a heartbeat before JetStream redelivers a job",
+        default=10.0, gt=0,
+        description="seconds without a heartbeat before JetStream redelivers a job "
+                    "(bounds how fast a crashed run is retried)",
     )
     fetch_wait: float = Field(
         default=1.0, gt=0, le=30, description="longest wait of one fetch for new jobs"
@@ -77,18 +83,35 @@ class RunnerSettings(BaseSettings):
     metrics_host: str = Field(default="127.0.0.1", description="address /metrics listens on")
 
     @model_validator(mode="after")
-    def _heartbeat_within_ack_wait(self) -> RunnerSettings:
-        if self.ack_wait < 3 * self.heartbeat_interval:
+    def _fencing_timings(self) -> RunnerSettings:
+        # docs/runners.md, "Fencing": a worker is provably gone before anyone may
+        # take its run over, and a healthy runner renews its lease twice per lease.
+        if self.lease < 2 * self.heartbeat_interval:
             raise ValueError(
-                f"ack_wait ({self.ack_wait}s) must be at least 3 x heartbeat_interval "
-                f"({self.heartbeat_interval}s), or healthy runs would be redelivered"
+                f"worker_lease ({self.lease}s) must be at least 2 x heartbeat_interval "
+                f"({self.heartbeat_interval}s), or a healthy worker would stop itself"
+            )
+        if self.ack_wait < self.stale_after:
+            raise ValueError(
+                f"ack_wait ({self.ack_wait}s) must be at least worker_lease + "
+                f"heartbeat_interval ({self.stale_after}s), or a run could be taken over "
+                "while its worker may still be running"
             )
         return self
 
     @property
+    def lease(self) -> float:
+        """How long a worker runs on after its runner's last successful heartbeat."""
+        return self.worker_lease if self.worker_lease is not None else 3 * self.heartbeat_interval
+
+    @property
     def stale_after(self) -> float:
-        """A held run whose record was not touched for this long belongs to a dead runner."""
-        return 3 * self.heartbeat_interval
+        """A held run whose record was not touched for this long belongs to a dead runner.
+
+        Longer than the worker lease (plus the worker's lease check period), so the
+        attempt's worker has stopped itself by then.
+        """
+        return self.lease + self.heartbeat_interval
 
     @property
     def consumer_name(self) -> str:

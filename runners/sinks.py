@@ -30,6 +30,11 @@ class RecordedRunsFilter:
         self._owned: set[str] = set()
         self._lock = threading.Lock()
 
+    @property
+    def publisher(self) -> Any:
+        """The NATS publisher behind the sink (None for a sink without one)."""
+        return self._publisher
+
     def own(self, flow_run_id: str) -> None:
         with self._lock:
             self._owned.add(f"flowbus.flow-run.{flow_run_id}")

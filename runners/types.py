@@ -22,6 +22,18 @@ class RunSpec:
     deployment_name: str | None = None
     tags: tuple[str, ...] = ()
     result_max_bytes: int = 8 * 1024 * 1024
+    attempt: int = 1
+
+    @property
+    def result_name(self) -> str:
+        """Where this attempt's result goes in the results store (see docs/contract.md)."""
+        return result_name(self.flow_run_id, self.attempt)
+
+
+def result_name(flow_run_id: str, attempt: int) -> str:
+    """The flow-run id for a first attempt, ``<id>.<attempt>`` after: a late write of a
+    superseded attempt never overwrites the result of a newer one."""
+    return flow_run_id if attempt <= 1 else f"{flow_run_id}.{attempt}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +51,9 @@ class Outcome:
     """How an attempt ended.
 
     ``final``: the engine reached a final state (``state_name``, ``message``, the
-    persisted result document if any); ``died``: the worker process exited;
+    result document if any; ``recorded`` once the executing process stored the
+    outcome in the attempts bucket, the result then under ``result_ref``);
+    ``died``: the worker process exited;
     ``timeout``: the runner stopped it at its deadline; ``stopped``: the runner stopped
     it (cancellation, drain, lost claim).
     """
@@ -52,13 +66,24 @@ class Outcome:
     logs_shipped: int = 0
     logs_dropped: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    result_ref: str | None = None
+    recorded: bool = False
 
 
 class Execution(Protocol):
-    """One attempt under way; ``loaded`` resolves before the body starts."""
+    """One attempt under way; ``loaded`` resolves when the flow is imported, and the
+    body only starts on :meth:`go` (after the runner recorded that it starts)."""
 
     loaded: asyncio.Future[FlowInfo]
     finished: asyncio.Future[Outcome]
+
+    def go(self) -> None:
+        """Start the body of the loaded flow."""
+        ...
+
+    def renew(self, since: float) -> None:
+        """Extend the attempt's lease: the runner heartbeated at ``since`` (monotonic)."""
+        ...
 
     async def stop(self) -> None:
         """Stop the attempt now (the finished future then holds a ``stopped`` outcome)."""

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import time
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from events.settings import NatsSettings
 from runners.settings import RunnerSettings
 from runners.types import Execution, FlowInfo, Outcome, RunSpec
-from runners.worker import worker_main
+from runners.worker import LEASE_EXIT, PARENT_POLL, worker_main
 
 log = logging.getLogger("flowbus.runner.workers")
 
@@ -51,10 +52,15 @@ def rss_bytes(pid: int) -> int | None:
 class Worker:
     """One worker process; its pipe is read by the event loop (no thread per worker)."""
 
-    def __init__(self, ctx: BaseContext, args: tuple[Any, ...]) -> None:
+    def __init__(self, ctx: BaseContext, args: tuple[Any, ...], lease_seconds: float,
+                 poll: float) -> None:
         parent, child = ctx.Pipe()
+        # The lease: the monotonic time of the runner's last successful heartbeat for
+        # the attempt under way (CLOCK_MONOTONIC is shared by the processes of a host).
+        self.lease: Any = ctx.Value("d", time.monotonic(), lock=False)
         self.process = ctx.Process(  # type: ignore[attr-defined]
-            target=worker_main, args=(child, *args), daemon=True, name="flowbus-worker"
+            target=worker_main, args=(child, *args, self.lease, lease_seconds, poll), daemon=True,
+            name="flowbus-worker",
         )
         self.process.start()
         child.close()
@@ -129,6 +135,9 @@ class WorkerExecution:
             # The process is gone: a crash, or the runner killed it.
             exit_code = await asyncio.to_thread(_exit_code, worker)
             reason = worker.kill_reason
+            if reason is None and exit_code == LEASE_EXIT:
+                reason = ("The worker stopped the attempt itself: it had not heard from its "
+                          "runner for longer than its lease")
             self._pool.replace(worker)
             if reason == "stopped":
                 self._settle(Outcome("stopped"))
@@ -144,6 +153,15 @@ class WorkerExecution:
             self.finished.set_result(outcome)
         if not self.loaded.done():
             self.loaded.cancel()
+
+    def go(self) -> None:
+        try:
+            self._worker.conn.send(("go", None))
+        except (OSError, BrokenPipeError):
+            self._worker.kill("died")
+
+    def renew(self, since: float) -> None:
+        self._worker.lease.value = max(self._worker.lease.value, since)
 
     async def stop(self) -> None:
         self._worker.kill("stopped")
@@ -174,7 +192,8 @@ class WorkerPool:
         return (self._nats.model_dump(), os.getpid(), self._settings.log_buffer)
 
     def _spawn(self) -> Worker:
-        return Worker(self._ctx, self._args())
+        poll = min(PARENT_POLL, self._settings.heartbeat_interval / 2)
+        return Worker(self._ctx, self._args(), self._settings.lease, poll)
 
     async def start(self) -> None:
         workers = await asyncio.gather(*(
@@ -226,6 +245,7 @@ class WorkerPool:
         worker = await self._take(key)
         worker.modules.add(key)
         worker.runs += 1
+        worker.lease.value = time.monotonic()
         try:
             worker.conn.send(("run", spec))
         except (OSError, BrokenPipeError):

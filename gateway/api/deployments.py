@@ -19,9 +19,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from events.cloudevent import CloudEvent
 from events.errors import AlreadyExists, NotFound
-from events.records import Deployment, FlowRun, State, flow_run_id_for
+from events.records import Deployment, FlowRun, State
+from events.runs import RunRequested, run_requested_event
 from gateway.api.emit import SOURCE, emit
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
@@ -231,21 +231,12 @@ async def run_deployment(call: Call) -> RunOutcome | web.Response:
     query: RunQuery = call.query
     deployment = await _load(call)
     event_id = body.idempotency_key or str(uuid.uuid4())
-    run_id = flow_run_id_for("manual", SOURCE, event_id)
-    event = CloudEvent.create(
-        "flowbus.deployment.run-requested", source=SOURCE, id=event_id,
-        subject=f"flowbus.deployment.{deployment.name}",
-        data={
-            "deployment": deployment.name,
-            "flow_run_id": run_id,
-            "parameters": body.parameters,
-            "tags": body.tags,
-            "name": body.name,
-            "scheduled_start_time": (
-                body.scheduled_start_time.isoformat() if body.scheduled_start_time else None
-            ),
-        },
+    event = run_requested_event(
+        RunRequested(deployment=deployment.name, parameters=body.parameters, tags=body.tags,
+                     name=body.name, scheduled_start_time=body.scheduled_start_time),
+        source=SOURCE, event_id=event_id,
     )
+    run_id = str(event.data["flow_run_id"])
     await call.gateway.bus.publish(event)
     outcome = RunOutcome(flow_run_id=run_id, event_id=event_id)
     if not query.wait:

@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from events.bus import Consumer
 from events.errors import TransitionRejected
 from events.records import FlowRun, State
+from events.runs import state_change_event
 from events.states import FLOW_RUN_STATES
-from gateway.api.emit import emit
+from gateway.api.emit import SOURCE
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
@@ -131,10 +132,7 @@ async def cancel_flow_run(call: Call) -> FlowRun:
         raise Problem(409, str(exc)) from None
     assert entry is not None
     updated = FlowRun.model_validate_json(entry.value)
-    data = updated.model_dump(mode="json")
-    if updated.deployment_name is not None:
-        data["deployment"] = updated.deployment_name
-    await emit(call.gateway, "flowbus.flow-run.Cancelling", f"flowbus.flow-run.{updated.id}", data)
+    await call.gateway.bus.publish(state_change_event(updated, source=SOURCE))
     return updated
 
 

@@ -6,10 +6,13 @@ from typing import Any
 
 import pytest
 
+from events import attempts
 from events.bus import Bus
 from events.errors import TransitionRejected
-from events.records import FlowRun, State
+from events.records import Deployment, FlowRun, State
+from orchestrator.creation import RunRequest
 from orchestrator.service import Orchestrator
+from runners import claims
 from tests.orchestrator.support import ManualClock, flow_runs, jobs
 
 
@@ -45,10 +48,29 @@ async def test_scheduled_run_past_grace_becomes_late(
     assert len(await jobs(bus)) == 1  # the same job, not another
 
 
+async def _held(orch: Orchestrator, clock: ManualClock, *, retries: int = 0, delay: float = 0,
+                body: bool = True, attempts: int = 1) -> FlowRun:
+    """A run created by the orchestrator and claimed ``attempts`` times by a runner."""
+    deployment = Deployment(name="d", flow_name="f", retries=retries, retry_delay_seconds=delay)
+    run = await orch.creator.create(RunRequest(
+        flow_run_id="r1", deployment=deployment, origin="tests", parameters={},
+        expected_start_time=clock.now, idempotency_key="tests:r1"))
+    kv = await orch.bus.kv(orch.bus.layout.flow_runs)
+    for _ in range(attempts):
+        if run.state.name != "Scheduled":  # a crashed attempt, handed back for the next
+            run = run.transition(State.named("AwaitingRetry"), runner_id=None)
+        _, run = claims.claimed(run, "runner-1", clock.now)
+        if body:
+            run = claims.body_started(run)
+    run = run.model_copy(update={"updated": clock.now})
+    await kv.put(run.id, run.model_dump_json().encode())
+    return run
+
+
 async def test_running_run_without_heartbeat_crashes(
     bus: Bus, orchestrator: Orchestrator, clock: ManualClock
 ) -> None:
-    await _store(bus, _run(clock, "Running", run_count=1))
+    await _held(orchestrator, clock)
     clock.advance(orchestrator.settings.heartbeat_timeout_seconds - 1)
     await _tick(orchestrator)
     assert (await flow_runs(bus))[0].state.name == "Running"
@@ -62,26 +84,50 @@ async def test_running_run_without_heartbeat_crashes(
 async def test_crashed_run_is_retried_when_retries_allow(
     bus: Bus, orchestrator: Orchestrator, clock: ManualClock
 ) -> None:
-    await _store(bus, _run(clock, "Running", run_count=1, data={"retries": 1, "retry_delay_seconds": 10}))
+    await _held(orchestrator, clock, retries=1, delay=10)
+    await _tick(orchestrator)
+    published = len(await jobs(bus))
     clock.advance(orchestrator.settings.heartbeat_timeout_seconds + 1)
     await _tick(orchestrator)
     [run] = await flow_runs(bus)
     assert run.state.name == "AwaitingRetry"
-    assert await jobs(bus) == []  # the retry waits for its delay
+    assert len(await jobs(bus)) == published  # the retry waits for its delay
     clock.advance(10)
     await _tick(orchestrator)
-    assert [(j["flow_run_id"], j["attempt"]) for j in await jobs(bus)] == [("r1", 2)]
+    assert [(j["flow_run_id"], j["attempt"]) for j in (await jobs(bus))[published:]] == [("r1", 2)]
+
+
+async def test_an_attempt_whose_body_never_started_is_retried_without_retries(
+    bus: Bus, orchestrator: Orchestrator, clock: ManualClock
+) -> None:
+    await _held(orchestrator, clock, retries=0, body=False)
+    clock.advance(orchestrator.settings.heartbeat_timeout_seconds + 1)
+    await _tick(orchestrator)
+    [run] = await flow_runs(bus)
+    assert run.state.name == "AwaitingRetry"
+    assert "the body had not started" in (run.state.message or "")
 
 
 async def test_retries_used_up_leaves_the_run_crashed(
     bus: Bus, orchestrator: Orchestrator, clock: ManualClock
 ) -> None:
-    await _store(bus, _run(clock, "Running", run_count=2, data={"retries": 1}))
+    await _held(orchestrator, clock, retries=1, attempts=2)
     clock.advance(orchestrator.settings.heartbeat_timeout_seconds + 1)
     await _tick(orchestrator)
     [run] = await flow_runs(bus)
     assert run.state.name == "Crashed"
-    assert await jobs(bus) == []
+
+
+async def test_a_silent_attempt_that_recorded_its_outcome_is_concluded_from_it(
+    bus: Bus, orchestrator: Orchestrator, clock: ManualClock
+) -> None:
+    held = await _held(orchestrator, clock, retries=3)
+    await attempts.record_outcome(await bus.kv(bus.layout.attempts), held.id, 1,
+                                  "Completed", "done", held.id)
+    clock.advance(orchestrator.settings.heartbeat_timeout_seconds + 1)
+    await _tick(orchestrator)
+    [run] = await flow_runs(bus)
+    assert (run.state.name, run.result_ref, run.run_count) == ("Completed", held.id, 1)
 
 
 async def test_heartbeat_keeps_a_run_alive(bus: Bus, orchestrator: Orchestrator, clock: ManualClock) -> None:

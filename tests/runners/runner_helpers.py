@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+import textwrap
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from events.bus import Bus
 from events.deployments import save_deployment, wait_flow_run
-from events.records import Deployment, FlowRun, State
+from events.records import Deployment, FlowRun, utcnow
 from events.settings import NatsSettings
+from flowbus.deploying import check_specs, register
+from flowbus.project import BuildConfig, DeploymentSpec, DeploySettings
+from orchestrator.creation import RunCreator, RunRequest
+from orchestrator.metrics import Metrics
+from orchestrator.settings import OrchestratorSettings
 from runners.service import Runner, make_executor
 from runners.settings import RunnerSettings
 from tests.shutdown import stop_service
 
-FAST = {"heartbeat_interval": 0.2, "ack_wait": 1.0, "fetch_wait": 0.2, "timeout_grace": 0.3,
+ROOT = Path(__file__).resolve().parents[2]
+
+FAST = {"heartbeat_interval": 0.25, "ack_wait": 2.0, "fetch_wait": 0.2, "timeout_grace": 0.3,
         "drain_timeout": 2.0}
 
 
@@ -33,18 +44,34 @@ async def deploy(bus: Bus, name: str, entrypoint: str, *, pool: str = "default",
     return stored
 
 
+async def deploy_checked(bus: Bus, name: str, source: str, function: str, *, root: Path,
+                         pool: str = "default") -> Deployment:
+    """Deploy as ``flowbus deploy`` does: the flow inspected (retries read), its code bundled."""
+    spec = DeploymentSpec(name=name, entrypoint=f"flows.py:{function}", work_pool=pool)
+
+    def write_and_check() -> list[Any]:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "flows.py").write_text(textwrap.dedent(source))
+        return check_specs(root, [spec])
+
+    infos = await asyncio.to_thread(write_and_check)
+    outcome = await register(bus, root, [spec], infos, BuildConfig(include=["*.py"]),
+                             settings=DeploySettings(), source="tests")
+    return outcome.deployments[0].deployment
+
+
 async def schedule(bus: Bus, deployment: Deployment, parameters: dict[str, Any] | None = None,
                    *, run_id: str | None = None) -> str:
-    """Create the Scheduled record and publish its job, as the orchestrator does."""
-    run = FlowRun(
-        id=run_id or str(uuid.uuid4()), name=f"run-{uuid.uuid4().hex[:6]}",
-        flow_name=deployment.flow_name, deployment_id=deployment.id,
-        deployment_name=deployment.name, work_pool=deployment.work_pool,
-        parameters=parameters or {}, state=State.named("Scheduled"),
-    )
-    kv = await bus.kv(bus.layout.flow_runs)
-    await kv.create(run.id, run.model_dump_json().encode())
-    await publish_job(bus, run.id, deployment.work_pool, deployment.id)
+    """Create the run and publish its job with the orchestrator's own run creation."""
+    runs = await bus.kv(bus.layout.flow_runs)
+    slots = await bus.kv(bus.layout.concurrency)
+    creator = RunCreator(bus, runs, slots, OrchestratorSettings(), Metrics(), utcnow)
+    run = await creator.create(RunRequest(
+        flow_run_id=run_id or str(uuid.uuid4()), deployment=deployment, origin="tests",
+        parameters={**deployment.parameters, **(parameters or {})},
+        expected_start_time=utcnow(), idempotency_key=f"tests:{uuid.uuid4()}",
+        name=f"run-{uuid.uuid4().hex[:6]}",
+    ))
     return run.id
 
 
@@ -117,3 +144,29 @@ async def wait_until(predicate: Callable[[], bool], max_wait: float = 10, step: 
             return
         await asyncio.sleep(step)
     raise AssertionError(f"gave up waiting after {max_wait}s")
+
+
+class RunnerProcess:
+    """``flowbus runner`` as a subprocess, its stderr in a file (a pipe could fill up)."""
+
+    def __init__(self, env: dict[str, str], log: Path, cwd: Path = ROOT, **settings: str) -> None:
+        env = {**env, **{f"FLOWBUS_RUNNER_{k.upper()}": v for k, v in settings.items()}}
+        self.log = log
+        with open(log, "w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "flowbus.cli", "runner"],
+                env={**env, "PYTHONPATH": str(ROOT)}, cwd=cwd, stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+
+    async def wait_ready(self) -> None:
+        def ready() -> bool:
+            assert self.process.poll() is None, self.log.read_text()
+            return "ready" in self.log.read_text()
+
+        await wait_until(ready, 30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)

@@ -18,6 +18,7 @@ from runner_helpers import deploy, publish_job, runner_settings, running, schedu
 from events.bus import Bus
 from events.errors import SettingsError
 from events.records import FlowRun, State, utcnow
+from events.runs import Job
 from events.settings import NatsSettings, check_environment
 from runners import claims
 from runners.entrypoints import EntrypointError, parse_entrypoint
@@ -113,35 +114,33 @@ NOW = utcnow()
 
 
 def _run(name: str, *, age: float, runner_id: str | None = "other", run_count: int = 1,
-         retries: int = 0) -> FlowRun:
-    data = {"flow_retries": retries} if retries else {}
+         start_in: float = 0) -> FlowRun:
     return FlowRun(id="r1", name="r", flow_name="f", runner_id=runner_id, run_count=run_count,
-                   state=State(type=State.named(name).type, name=name, data=data),
-                   updated=NOW - timedelta(seconds=age))
+                   state=State.named(name), updated=NOW - timedelta(seconds=age),
+                   expected_start_time=NOW + timedelta(seconds=start_in))
 
 
-JOB = claims.Job(flow_run_id="r1")
+JOB = Job(flow_run_id="r1")
 
 
 @pytest.mark.parametrize(
-    ("run", "holding", "action", "retry"),
+    ("run", "holding", "action"),
     [
-        (_run("Scheduled", age=0, runner_id=None, run_count=0), False, "claim", False),
-        (_run("AwaitingRetry", age=0, runner_id=None), False, "claim", False),
-        (_run("Completed", age=0), False, "drop", False),
-        (_run("Running", age=0.1), False, "later", False),
-        (_run("Running", age=0.1, runner_id="me"), True, "later", False),
-        (_run("Running", age=10), False, "crashed", False),
-        (_run("Running", age=10, retries=1), False, "crashed", True),
-        (_run("Running", age=10, retries=1, run_count=2), False, "crashed", False),
-        (_run("Cancelling", age=10, retries=3), False, "crashed", False),
-        (_run("AwaitingConcurrencySlot", age=0), False, "drop", False),
+        (_run("Scheduled", age=0, runner_id=None, run_count=0), False, "claim"),
+        (_run("AwaitingRetry", age=0, runner_id=None), False, "claim"),
+        (_run("AwaitingRetry", age=0, runner_id=None, start_in=30), False, "later"),
+        (_run("Completed", age=0), False, "drop"),
+        (_run("Running", age=0.1), False, "later"),
+        (_run("Running", age=0.1, runner_id="me"), True, "later"),
+        (_run("Running", age=10), False, "crashed"),
+        (_run("Cancelling", age=10), False, "crashed"),
+        (_run("AwaitingConcurrencySlot", age=0), False, "drop"),
     ],
 )
-def test_decide(run: FlowRun, holding: bool, action: str, retry: bool) -> None:
+def test_decide(run: FlowRun, holding: bool, action: str) -> None:
     decision = claims.decide(run, JOB, runner_id="me", holding=holding, now=NOW,
                              stale_after=1.0)
-    assert (decision.action, decision.retry) == (action, retry), decision.reason
+    assert decision.action == action, decision.reason
 
 
 def test_claim_moves_pending_then_running_with_a_new_attempt() -> None:
@@ -150,11 +149,19 @@ def test_claim_moves_pending_then_running_with_a_new_attempt() -> None:
     assert (pending.state.name, pending.runner_id) == ("Pending", "me")
     assert (running_run.state.name, running_run.run_count, running_run.start_time) == (
         "Running", 1, now)
+    assert pending.state.data.attempt == running_run.state.data.attempt == 1
+    assert not running_run.state.data.body_started
+    started = claims.body_started(running_run)
+    assert (started.state.data.body_started, started.body_runs) == (True, 1)
 
 
-def test_settings_refuse_ack_wait_shorter_than_three_heartbeats() -> None:
-    with pytest.raises(ValidationError, match="at least 3 x heartbeat_interval"):
+def test_settings_refuse_an_ack_wait_a_live_worker_could_outlast() -> None:
+    with pytest.raises(ValidationError, match="at least worker_lease"):
         RunnerSettings(heartbeat_interval=5, ack_wait=10)
+    with pytest.raises(ValidationError, match="at least 2 x heartbeat_interval"):
+        RunnerSettings(heartbeat_interval=2, worker_lease=3)
+    settings = RunnerSettings()
+    assert settings.lease < settings.stale_after <= settings.ack_wait <= 10
 
 
 @pytest.mark.parametrize("field", [{"limit": 0}, {"pool": "a.b"}, {"isolation": "thread"},

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from runner_helpers import (
+    RunnerProcess,
     deploy,
+    deploy_checked,
     logs_of,
     runner_settings,
     running,
@@ -76,33 +76,7 @@ def slow(marker: str, seconds: float) -> str:
 """
 
 
-class RunnerProcess:
-    """``flowbus runner`` as a subprocess, its stderr in a file (a pipe could fill up)."""
-
-    def __init__(self, env: dict[str, str], log: Path, cwd: Path = ROOT, **settings: str) -> None:
-        env = {**env, **{f"FLOWBUS_RUNNER_{k.upper()}": v for k, v in settings.items()}}
-        self.log = log
-        with open(log, "w") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "flowbus.cli", "runner"],
-                env={**env, "PYTHONPATH": str(ROOT)}, cwd=cwd, stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
-
-    async def wait_ready(self) -> None:
-        def ready() -> bool:
-            assert self.process.poll() is None, self.log.read_text()
-            return "ready" in self.log.read_text()
-
-        await wait_until(ready, 20)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
-
-
-FAST_ENV = {"heartbeat_interval": "0.2", "ack_wait": "1.0", "fetch_wait": "0.2",
+FAST_ENV = {"heartbeat_interval": "0.25", "ack_wait": "2.0", "fetch_wait": "0.2",
             "limit": "2"}
 
 
@@ -159,7 +133,8 @@ async def test_killed_runner_run_is_crashed_then_retried_once_elsewhere(
     flow_file: Callable[[str], str], tmp_path: Path
 ) -> None:
     journal = tmp_path / "journal.txt"
-    deployment = await deploy(bus, "fragile", f"{flow_file(RETRIED)}:fragile")
+    deployment = await deploy_checked(bus, "fragile", RETRIED, "fragile", root=tmp_path / "code")
+    assert deployment.retries == 1  # read from the flow when it was deployed
     victim = RunnerProcess(flowbus_env, tmp_path / "victim.log", **FAST_ENV, runner_id="victim")
     try:
         await victim.wait_ready()
