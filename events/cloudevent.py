@@ -24,7 +24,9 @@ from urllib.parse import quote, unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from events import jsonlimits
 from events.errors import EventTooLarge, InvalidEvent
+from events.jsonlimits import JsonLimitExceeded
 from events.subjects import check_type
 
 SPECVERSION: Literal["1.0"] = "1.0"
@@ -270,9 +272,15 @@ def _parse_time(value: object) -> datetime | None:
     return parsed
 
 
+# The most events one batch request may carry (the OpenAPI document's maxItems).
+BATCH_MAX_EVENTS = 100
+
+
 def _loads(body: bytes | str, what: str) -> Any:
     try:
-        return json.loads(body)
+        return jsonlimits.loads(body)
+    except JsonLimitExceeded as exc:
+        raise InvalidEvent(what, f"is over a JSON limit: {exc}") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidEvent(what, f"is not valid JSON: {exc}") from None
 
@@ -287,6 +295,10 @@ def decode_batch(body: bytes | str) -> list[CloudEvent]:
     items = _loads(body, "batch")
     if not isinstance(items, list):
         raise InvalidEvent("batch", "must be a JSON array of CloudEvents")
+    if len(items) > BATCH_MAX_EVENTS:
+        raise InvalidEvent(
+            "batch", f"holds {len(items)} events, over the limit of {BATCH_MAX_EVENTS}; "
+            "send it in several requests")
     events = []
     for index, item in enumerate(items):
         try:

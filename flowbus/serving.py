@@ -222,7 +222,7 @@ async def _serve(deployments: list[RunnerDeployment], pool: str, limit: int | No
     def resolve(deployment: Any) -> tuple[str, str]:
         if deployment.name in flows:
             return "<served>", deployment.name
-        from runners.entrypoints import resolve_entrypoint
+        from flowbus.entrypoints import resolve_entrypoint
 
         return resolve_entrypoint(deployment)
 

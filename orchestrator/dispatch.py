@@ -26,7 +26,6 @@ from orchestrator.types import Clock
 
 log = logging.getLogger("flowbus.orchestrator.dispatch")
 
-RUN_REQUESTED = "flowbus.deployment.run-requested"
 
 
 class RunRequested(BaseModel):

@@ -19,14 +19,16 @@ import time
 
 from events.automation_store import count_dead_letters
 from events.bus import Bus, Consumer, Delivery
+from events.deployments import RUN_REQUESTED
 from events.errors import FlowbusError, InvalidEvent
 from events.records import utcnow
 from events.settings import NatsSettings
+from events.subjects import is_control_type, on_own_subject
 from orchestrator.automations.engine import AutomationEngine
 from orchestrator.automations.settings import AutomationSettings
 from orchestrator.creation import RunCreator
 from orchestrator.deployments import DeploymentCatalog
-from orchestrator.dispatch import RUN_REQUESTED, Dispatcher
+from orchestrator.dispatch import Dispatcher
 from orchestrator.evaluator import TriggerEvaluator
 from orchestrator.index import EventView
 from orchestrator.leader import LeaderLease
@@ -249,6 +251,13 @@ class Orchestrator:
             except InvalidEvent as exc:
                 log.warning("dropping a message that is not a CloudEvent: %s", exc)
                 self.metrics.events.labels("invalid").inc()
+                await delivery.term()
+                return
+            if is_control_type(event.type) and not on_own_subject(
+                    self.bus.layout.namespace, delivery.subject, event.type):
+                log.warning("dropping a %r event published on %r, not its own subject",
+                            event.type[:100], delivery.subject[:200])
+                self.metrics.events.labels("forged").inc()
                 await delivery.term()
                 return
             view = EventView(event, delivery.timestamp)

@@ -22,6 +22,7 @@ class RunSpec:
     deployment_name: str | None = None
     tags: tuple[str, ...] = ()
     result_max_bytes: int = 8 * 1024 * 1024
+    code_root: str = "."
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,18 +20,22 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from events.cloudevent import CloudEvent
+from events.deployments import RUN_REQUESTED
+from events.entrypoints import EntrypointError, parse_entrypoint
 from events.errors import AlreadyExists, NotFound
 from events.records import Deployment, FlowRun, State, flow_run_id_for
 from gateway.api.emit import SOURCE, emit
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
-from gateway.auth import Scope
+from gateway.auth import Scope, check_scope
 from gateway.context import Gateway, closing_of
 from gateway.problems import Problem, invalid_input
 
 router = ApiRouter()
 
 _SERVER_FIELDS = frozenset({"id", "created", "updated"})
+# Where the code runners execute comes from: changing it needs the deploy scope.
+CODE_LOCATION_FIELDS = frozenset({"entrypoint", "code_digest"})
 
 DeploymentCreate: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "DeploymentCreate",
@@ -136,18 +140,31 @@ async def _change(call: Call, change: Callable[[Deployment], Deployment]) -> Dep
     return Deployment.model_validate(stored)
 
 
+def check_code_location(deployment: Deployment) -> Deployment:
+    """422 naming the rule when the entrypoint breaks one (see events/entrypoints.py)."""
+    if deployment.entrypoint:
+        try:
+            parse_entrypoint(deployment.entrypoint)
+        except EntrypointError as exc:
+            raise Problem(422, str(exc), errors=[{"field": "entrypoint", "reason": str(exc)}]) \
+                from None
+    return deployment
+
+
 async def _announce(gateway: Gateway, change: str, deployment: Deployment) -> None:
     await emit(gateway, f"flowbus.deployment.{change}", f"flowbus.deployment.{deployment.name}",
                deployment.model_dump(mode="json"))
 
 
-@router.route("POST", "/deployments", scope=Scope.WRITE, summary="Create a deployment",
-              body=DeploymentCreate, response=Deployment, status=201, errors=(409,))
+@router.route("POST", "/deployments", scope=Scope.DEPLOY,
+              summary="Create a deployment (its code location needs the deploy scope)",
+              body=DeploymentCreate, response=Deployment, status=201, errors=(409, 422))
 async def create_deployment(call: Call) -> Deployment:
     try:
         deployment = Deployment.model_validate(call.body.model_dump())
     except ValidationError as exc:
         raise invalid_input(exc) from None
+    check_code_location(deployment)
     kv = await call.gateway.kv(_kv_name(call))
     try:
         await kv.create(deployment.name, deployment.model_dump_json().encode())
@@ -173,14 +190,17 @@ async def get_deployment(call: Call) -> Deployment:
 
 
 @router.route("PATCH", "/deployments/{name}", scope=Scope.WRITE, summary="Change a deployment",
-              body=DeploymentUpdate, response=Deployment, errors=(404,))
+              body=DeploymentUpdate, response=Deployment, errors=(404, 422))
 async def update_deployment(call: Call) -> Deployment:
     changes = call.body.model_dump(exclude_unset=True)
+    moved = sorted(CODE_LOCATION_FIELDS & set(changes))
+    if moved:
+        check_scope(call.principal, Scope.DEPLOY, f" to change {', '.join(moved)}")
 
     def apply(current: Deployment) -> Deployment:
         merged = {**current.model_dump(), **changes, "updated": datetime.now(UTC)}
         try:
-            return Deployment.model_validate(merged)
+            return check_code_location(Deployment.model_validate(merged))
         except ValidationError as exc:
             raise invalid_input(exc) from None
 
@@ -233,7 +253,7 @@ async def run_deployment(call: Call) -> RunOutcome | web.Response:
     event_id = body.idempotency_key or str(uuid.uuid4())
     run_id = flow_run_id_for("manual", SOURCE, event_id)
     event = CloudEvent.create(
-        "flowbus.deployment.run-requested", source=SOURCE, id=event_id,
+        RUN_REQUESTED, source=SOURCE, id=event_id,
         subject=f"flowbus.deployment.{deployment.name}",
         data={
             "deployment": deployment.name,
