@@ -226,15 +226,58 @@ def _compile_uncached(source: str) -> tuple[Any, bool]:
     env = _environment()
     single = _SINGLE_EXPRESSION.match(source)
     try:
+        tree = env.parse(source)
+        _check_constants(tree)
         if single:
             return env.compile_expression(single.group("expr"), undefined_to_none=False), True
-        code = env.compile(_budget_loops(env.parse(source)))
+        code = env.compile(_budget_loops(tree))
         return env.template_class.from_code(env, code, env.make_globals(None), None), False
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error at line {exc.lineno}: {exc.message}") from None
     except jinja2.exceptions.SecurityError as exc:
         # Constant folding while compiling ran into the budget: the template is refused.
         raise TemplateError(f"template {_short(source)} is not allowed: {exc}") from None
+
+
+_BINOPS = {"Mul": "*", "Pow": "**", "Add": "+"}
+
+
+def _check_constants(tree: Any) -> None:
+    """Apply the budget to what is known before any event: operators over constants and
+    the constant arguments of calls and filters (so a bomb is refused at creation)."""
+    from jinja2 import nodes
+
+    for node in tree.find_all((nodes.Mul, nodes.Pow, nodes.Add, nodes.Call, nodes.Filter)):
+        if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) and (
+                node.node.attr in ("format", "format_map")
+                and isinstance(node.node.node, nodes.Const)):
+            _check_format(node.node.node.value)
+        if isinstance(node, nodes.Filter) and node.name == "format" and isinstance(
+                node.node, nodes.Const):
+            _check_format(node.node.value)
+        parts = node.args if isinstance(node, nodes.Call | nodes.Filter) else [node]
+        for part in parts:
+            try:
+                value = _constant(part)
+            except nodes.Impossible:
+                continue
+            _check_args([value] if part is not node else [])
+
+
+def _constant(node: Any) -> Any:
+    """The value of a constant expression, each operator checked before it is computed;
+    ``Impossible`` (jinja2) when it depends on the context."""
+    from jinja2 import nodes
+
+    if isinstance(node, nodes.Const):
+        return node.value
+    op = _BINOPS.get(type(node).__name__)
+    if op is None:
+        raise nodes.Impossible()
+    left, right = _constant(node.left), _constant(node.right)
+    _check_binop(op, left, right)
+    return _check_size({"*": lambda: left * right, "**": lambda: left**right,
+                        "+": lambda: left + right}[op]())
 
 
 def check_template(source: str) -> None:

@@ -11,7 +11,33 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.problems import Problem
-from gateway.types import Handler
+from gateway.types import Handler, Middleware
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def host_name(header: str) -> str:
+    """The name part of a ``Host`` header, lowercased, without the port."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header.partition("]")[0] + "]"
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
+def host_middleware(allowed: list[str]) -> Middleware:
+    """403 for a ``Host`` that is not one of ``allowed`` (DNS rebinding defence)."""
+    names = {h.lower() for h in allowed}
+
+    @web.middleware
+    async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+        name = host_name(request.headers.get("Host", ""))
+        local = "localhost" in names and name.endswith(".localhost")
+        if name not in names and not local:
+            raise Problem(403, f"Host {name[:100]!r} is not served here; use one of "
+                          f"{', '.join(sorted(names))} (setting FLOWBUS_GATEWAY_ALLOWED_HOSTS)")
+        return await handler(request)
+
+    return check_host
 
 
 @web.middleware

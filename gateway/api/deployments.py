@@ -19,11 +19,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from events.cloudevent import CloudEvent
+from events.cloudevent import CloudEvent, encode
 from events.deployments import RUN_REQUESTED
-from events.entrypoints import EntrypointError, parse_entrypoint
-from events.errors import AlreadyExists, NotFound
+from events.errors import AlreadyExists, EventTooLarge, NotFound
 from events.records import Deployment, FlowRun, State, flow_run_id_for
+from events.validation import InvalidDefinition, check_deployment
 from gateway.api.emit import SOURCE, emit
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
@@ -140,14 +140,24 @@ async def _change(call: Call, change: Callable[[Deployment], Deployment]) -> Dep
     return Deployment.model_validate(stored)
 
 
-def check_code_location(deployment: Deployment) -> Deployment:
-    """422 naming the rule when the entrypoint breaks one (see events/entrypoints.py)."""
-    if deployment.entrypoint:
-        try:
-            parse_entrypoint(deployment.entrypoint)
-        except EntrypointError as exc:
-            raise Problem(422, str(exc), errors=[{"field": "entrypoint", "reason": str(exc)}]) \
-                from None
+def check_usable(gateway: Gateway, deployment: Deployment) -> Deployment:
+    """422 naming the field the orchestrator or a runner would refuse (the same check,
+    events/validation.py), or 413 when its change event could not be published; so
+    nothing is stored that would fail later."""
+    try:
+        check_deployment(deployment)
+    except InvalidDefinition as exc:
+        raise Problem(422, str(exc), errors=[{"field": exc.field, "reason": exc.message}]) \
+            from None
+    limit = min(gateway.settings.event_max_bytes, gateway.bus.settings.event_max_bytes)
+    event = CloudEvent.create("flowbus.deployment.updated", source=SOURCE,
+                              subject=f"flowbus.deployment.{deployment.name}",
+                              data=deployment.model_dump(mode="json"))
+    try:
+        encode(event, limit)
+    except EventTooLarge as exc:
+        raise Problem(413, f"the deployment is {exc.size} bytes as an event, over the limit "
+                      f"of {limit} bytes", size=exc.size, limit=limit) from None
     return deployment
 
 
@@ -164,7 +174,7 @@ async def create_deployment(call: Call) -> Deployment:
         deployment = Deployment.model_validate(call.body.model_dump())
     except ValidationError as exc:
         raise invalid_input(exc) from None
-    check_code_location(deployment)
+    check_usable(call.gateway, deployment)
     kv = await call.gateway.kv(_kv_name(call))
     try:
         await kv.create(deployment.name, deployment.model_dump_json().encode())
@@ -200,7 +210,7 @@ async def update_deployment(call: Call) -> Deployment:
     def apply(current: Deployment) -> Deployment:
         merged = {**current.model_dump(), **changes, "updated": datetime.now(UTC)}
         try:
-            return check_code_location(Deployment.model_validate(merged))
+            return check_usable(call.gateway, Deployment.model_validate(merged))
         except ValidationError as exc:
             raise invalid_input(exc) from None
 
