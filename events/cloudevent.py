@@ -292,6 +292,14 @@ def decode(body: bytes | str) -> CloudEvent:
 
 def decode_batch(body: bytes | str) -> list[CloudEvent]:
     """Decode a batch (a JSON array of structured events). Any bad one rejects the batch."""
+    raw = body.encode() if isinstance(body, str) else body
+    # Every event names its specversion: far more mentions than allowed events is a
+    # batch refused before it costs a parse (nested CloudEvents in data are allowed for).
+    mentions = raw.count(b'"specversion"')
+    if mentions > BATCH_MAX_EVENTS * 10:
+        raise InvalidEvent(
+            "batch", f"holds about {mentions} events, over the limit of {BATCH_MAX_EVENTS}; "
+            "send it in several requests")
     items = _loads(body, "batch")
     if not isinstance(items, list):
         raise InvalidEvent("batch", "must be a JSON array of CloudEvents")

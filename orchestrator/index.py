@@ -111,6 +111,7 @@ class Leaf:
                 return False
         if self.when is not None:
             try:
+                self.when.check_budget(event.data)
                 return bool(self.when.evaluate(view.cel()))
             except WhenBudgetExceeded as exc:
                 log.warning("trigger 'when' not evaluated for event %s: %s", view.event.id, exc)
