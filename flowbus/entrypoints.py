@@ -140,18 +140,32 @@ def _import_file(path: Path, base: str) -> ModuleType:
 
 
 def _import_dotted(name: str, path: Path, base: str) -> ModuleType:
+    """``name`` as a package module from the code root; when that name (or its top-level
+    package) is already imported from elsewhere (the standard library, another bundle
+    of a warm worker), the file in the code root is imported by its path instead, so
+    nothing outside the code root runs and the code root's version is the one used."""
     taken = sys.modules.get(name)
-    if taken is None:
+    if taken is not None and _origin(taken) == path:
+        return taken
+    top = sys.modules.get(name.partition(".")[0])
+    if taken is None and (top is None or _inside(top, Path(base))):
         if base in sys.path:
             sys.path.remove(base)
         sys.path.insert(0, base)
-        taken = importlib.import_module(name)
-    origin = getattr(taken, "__file__", None)
-    if origin is None or Path(origin).resolve() != path:
-        raise EntrypointError(
-            f"module {name!r} is already imported from outside the code root "
-            f"({origin or 'built in'}); rename your module")
-    return taken
+        module = importlib.import_module(name)
+        if _origin(module) == path:
+            return module
+    return _import_file(path, base)
+
+
+def _origin(module: ModuleType) -> Path | None:
+    origin = getattr(module, "__file__", None)
+    return Path(origin).resolve() if origin else None
+
+
+def _inside(module: ModuleType, base: Path) -> bool:
+    places = [getattr(module, "__file__", None), *getattr(module, "__path__", [])]
+    return all(p and Path(p).resolve().is_relative_to(base.resolve()) for p in places)
 
 
 def load_flow(entrypoint: str | Entrypoint, root: Path) -> Any:

@@ -121,7 +121,20 @@ def test_the_loader_refuses_symlinks_out_of_the_code_root(tmp_path: Path) -> Non
             load_flow(text, root)
 
 
-def test_the_loader_refuses_a_module_name_taken_by_an_installed_one(tmp_path: Path) -> None:
+def test_a_module_name_taken_by_an_installed_one_loads_the_code_root_s_file(
+    tmp_path: Path
+) -> None:
     (tmp_path / "json.py").write_text(FLOW.replace("greet", "loads"))
-    with pytest.raises(EntrypointError, match="already imported from outside the code root"):
-        load_flow("json:loads", tmp_path)
+    flow = load_flow("json:loads", tmp_path)  # the code root's json.py, not the stdlib's
+    assert flow.name == "loads" and flow(name="x") == "hi x"
+
+
+def test_two_code_roots_with_the_same_package_each_load_their_own(tmp_path: Path) -> None:
+    for version in ("one", "two"):
+        package = tmp_path / version / "shop"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "flows.py").write_text(FLOW.replace("'hi '", f"'{version} '"))
+    first = load_flow("shop.flows:greet", tmp_path / "one")
+    second = load_flow("shop.flows:greet", tmp_path / "two")
+    assert (first(name="a"), second(name="a")) == ("one a", "two a")
