@@ -27,6 +27,7 @@ from events import jsonlimits
 from events.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent, build_event, is_binary_mode
 from events.errors import InvalidEvent
 from events.kv import KV
+from events.subjects import check_outside_type
 from events.templates import TemplateError, check_value, render_value
 from gateway.api.routing import check_key
 from gateway.context import Gateway, gateway_of
@@ -85,6 +86,11 @@ class WebhookSpec(BaseModel):
             )
         if not isinstance(value.get("type"), str) or not value["type"]:
             raise ValueError("'type' is required and must be a string (a template is allowed)")
+        if "{" not in value["type"]:
+            try:
+                check_outside_type(value["type"])
+            except InvalidEvent as exc:
+                raise ValueError(f"'type' {exc.reason}") from None
         if "extensions" in value and not isinstance(value["extensions"], dict):
             raise ValueError("'extensions' must be an object")
         try:

@@ -73,6 +73,9 @@ async def test_webhooks_refuse_reserved_types_from_templates_and_pass_through(
             "template": {"type": "{{ body.kind }}", "data": "{{ body }}"}}
     async with admin.post("/api/v1/webhooks", json=hook) as r:
         assert r.status == 201, await r.text()
+    fixed = {"slug": "fixed", "verifier": "none", "template": {"type": RUN_REQUESTED}}
+    async with admin.post("/api/v1/webhooks", json=fixed) as r:
+        assert r.status == 400 and "reserved" in (await r.json())["detail"]
     async with aiohttp.ClientSession(base_url=gateway.url) as outside:
         async with outside.post("/hooks/open", json={"kind": "flowbus.flow-run.Completed"}) as r:
             assert r.status == 403 and "reserved" in (await r.json())["detail"]
