@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from events import jsonlimits
 from events.cloudevent import (
     STRUCTURED_CONTENT_TYPE,
     CloudEvent,
@@ -457,7 +458,7 @@ def _parse_body(message: SourceMessage) -> tuple[Any, str | None, str | None]:
     declared_json = content_type is not None and is_json_content_type(content_type)
     if text is not None and (content_type is None or declared_json):
         try:
-            return json.loads(text), text, "application/json"
+            return jsonlimits.loads(text), text, "application/json"
         except ValueError as exc:
             if declared_json:
                 raise MappingFailed(
@@ -477,12 +478,12 @@ def _as_cloudevent(message: SourceMessage) -> CloudEvent | None:
     content_type = (_content_type(message) or "").split(";", 1)[0].strip().lower()
     if content_type == STRUCTURED_CONTENT_TYPE:
         try:
-            return from_dict(json.loads(message.body))
+            return from_dict(jsonlimits.loads(message.body))
         except ValueError as exc:
             raise InvalidEvent("event", f"is not valid JSON: {exc}") from None
     if message.body[:1] == b"{" and b'"specversion"' in message.body:
         try:
-            obj = json.loads(message.body)
+            obj = jsonlimits.loads(message.body)
         except ValueError:
             return None
         if isinstance(obj, dict) and "specversion" in obj:

@@ -36,6 +36,45 @@ def check_type(event_type: str) -> str:
     return event_type
 
 
+# The control plane's reserved namespace: only flowbus's own parts publish these types
+# (run requests, flow-run states, automation and deployment events). They travel on
+# ``<namespace>.events.flowbus.>``, which outside ingest (the gateway's /events and
+# webhooks, sources) never publishes to, and which the bundled NATS's permissions
+# can deny to everything but flowbus's own parts.
+CONTROL_PREFIX = "flowbus."
+
+
+def is_control_type(event_type: str) -> bool:
+    """Whether ``event_type`` is in the control plane's reserved ``flowbus.`` namespace."""
+    return event_type.startswith(CONTROL_PREFIX) or event_type == CONTROL_PREFIX[:-1]
+
+
+def check_outside_type(event_type: str) -> str:
+    """``event_type`` if an outside sender may use it; :class:`InvalidEvent` for a reserved one."""
+    if is_control_type(event_type):
+        raise InvalidEvent(
+            "type",
+            f"{event_type[:100]!r} is in the reserved {CONTROL_PREFIX!r} namespace: only "
+            "flowbus's own parts publish those events; use a type of your own, e.g. com.example.*",
+        )
+    return event_type
+
+
+def control_subject(namespace: str) -> str:
+    """The NATS filter of every control-plane event subject."""
+    return f"{namespace}.events.{CONTROL_PREFIX}>"
+
+
+def on_own_subject(namespace: str, subject: str, event_type: str) -> bool:
+    """Whether a message on ``subject`` carries an event of ``event_type`` where it belongs.
+
+    A control-plane event counts only on its own subject: a body claiming to be
+    ``flowbus.deployment.run-requested`` published on ``<ns>.events.com.example`` is
+    a forgery by whoever could publish there.
+    """
+    return subject == event_subject(namespace, event_type)
+
+
 def check_namespace(namespace: str) -> str:
     """Return ``namespace`` if it is usable in subjects, stream and bucket names."""
     if _NAMESPACE_RE.fullmatch(namespace) is None:

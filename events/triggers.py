@@ -55,6 +55,9 @@ MAX_DEPTH = 3
 MAX_THRESHOLD = 1000
 MAX_WITHIN = timedelta(days=30)
 MAX_WHEN_CHARS = 4096
+MAX_MACRO_ITEMS = 256  # longest list a `when` macro may go over (celpy: ~0.1 ms per item)
+_CEL_MACRO = re.compile(r"\.\s*(?:all|exists_one|exists|map|filter)\s*\(")
+_CEL_STRING = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
 _LABEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
 
 LabelValue = str | list[str]
@@ -99,17 +102,76 @@ def _check_patterns(patterns: set[str], what: str) -> set[str]:
     return patterns
 
 
+class WhenBudgetExceeded(FlowbusError):
+    """A ``when`` expression's macros would run over a list longer than the budget."""
+
+
+class WhenProgram:
+    """A compiled ``when`` expression with its budget: comprehension macros (``all``,
+    ``exists``, ``exists_one``, ``map``, ``filter``) may not nest, and run only over
+    lists of at most :data:`MAX_MACRO_ITEMS` items, so one evaluation costs at most
+    that many steps of a macro-free body."""
+
+    __slots__ = ("macros", "program")
+
+    def __init__(self, program: Any, macros: int) -> None:
+        self.program = program
+        self.macros = macros
+
+    def check_budget(self, data: Any) -> None:
+        """:class:`WhenBudgetExceeded` when a macro would go over too long a list in
+        ``data`` (the event as JSON; checked before it is converted for CEL)."""
+        if self.macros and _has_list_over(data, MAX_MACRO_ITEMS):
+            raise WhenBudgetExceeded(
+                f"a list in the event is over {MAX_MACRO_ITEMS} items, the most a 'when' "
+                "macro may go over")
+
+    def evaluate(self, activation: Any) -> Any:
+        return self.program.evaluate(activation)
+
+
+def _has_list_over(value: Any, limit: int) -> bool:
+    stack = [value] if isinstance(value, dict | list | tuple) else []
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | tuple) and len(item) > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend(c for c in children if isinstance(c, dict | list | tuple))
+    return False
+
+
+def _macro_spans(expression: str) -> list[tuple[int, int]]:
+    """(start, end) of each macro call's parentheses, string literals skipped."""
+    code = _CEL_STRING.sub(lambda m: "_" * len(m.group()), expression)
+    spans = []
+    for found in _CEL_MACRO.finditer(code):
+        depth, end = 0, len(code)
+        for index in range(found.end() - 1, len(code)):
+            depth += {"(": 1, ")": -1}.get(code[index], 0)
+            if depth == 0:
+                end = index
+                break
+        spans.append((found.start(), end))
+    return spans
+
+
 @lru_cache(maxsize=1024)
-def compile_when(expression: str) -> Any:
+def compile_when(expression: str) -> WhenProgram:
     """Compile a CEL ``when`` expression; :class:`InvalidTrigger` saying why it is wrong."""
     if len(expression) > MAX_WHEN_CHARS:
         raise InvalidTrigger(f"when expression is {len(expression)} characters, over {MAX_WHEN_CHARS}")
     import celpy
 
+    spans = _macro_spans(expression)
+    if any(a < b[0] < a_end for a, a_end in spans for b in spans if b[0] != a):
+        raise InvalidTrigger(
+            f"when expression {expression[:80]!r} nests a macro (all, exists, exists_one, map, "
+            "filter) inside another; its cost would grow with the square of a list's size")
     env = celpy.Environment()
     try:
         ast = env.compile(expression)
-        return env.program(ast)
+        return WhenProgram(env.program(ast), len(spans))
     except Exception as exc:  # celpy raises its own parse errors of several kinds
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidTrigger(f"when expression {expression[:80]!r} does not compile: {first_line}") from None

@@ -20,10 +20,11 @@ from prometheus_client import Counter
 
 from events.bus import Bus
 from events.deployments import save_deployment
+from events.entrypoints import locate, parse_entrypoint
 from events.records import Deployment
 from flowbus.bundles import Bundle, build_bundle, upload_bundle
 from flowbus.entrypoints import EntrypointError, FlowInfo, inspect_entrypoints
-from flowbus.project import BuildConfig, DeploymentSpec, DeploySettings, Project, parse_entrypoint
+from flowbus.project import BuildConfig, DeploymentSpec, DeploySettings, Project
 
 DEPLOYED = Counter("flowbus_deployments_registered", "deployments registered", ["outcome"])
 
@@ -49,14 +50,9 @@ def check_specs(root: Path, specs: list[DeploymentSpec]) -> list[FlowInfo]:
     """Entrypoints inside ``root`` that exist, define a @flow and accept the parameters."""
     for spec in specs:
         try:
-            entry = parse_entrypoint(spec.entrypoint, root)
-        except ValueError as exc:
+            locate(parse_entrypoint(spec.entrypoint), root)
+        except EntrypointError as exc:
             raise EntrypointError(f"deployment {spec.name!r}: {exc}") from None
-        if entry.path is not None and not (root / entry.path).is_file():
-            raise EntrypointError(
-                f"deployment {spec.name!r}: entrypoint file {entry.path!r} does not exist "
-                f"in {root}"
-            )
     try:
         return inspect_entrypoints(root, [(s.entrypoint, s.parameters) for s in specs])
     except EntrypointError as exc:

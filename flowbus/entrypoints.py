@@ -17,24 +17,24 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 import traceback
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from events.errors import FlowbusError
+from events.entrypoints import Entrypoint, locate, parse_entrypoint
+from events.entrypoints import EntrypointError as EntrypointError  # raised by this module's API
+from events.records import Deployment
 
 INSPECT_TIMEOUT_SECONDS = 120.0
 # Set for the child: a module that calls Flow.deploy at import time must not deploy
 # (and start another child) while it is only being inspected.
 INSPECTING_ENV = "_FLOWBUS_INSPECTING_ENTRYPOINTS"
-
-
-class EntrypointError(FlowbusError, ValueError):
-    """An entrypoint cannot be loaded, is not a flow, or its parameters do not fit."""
 
 
 class FlowInfo(BaseModel):
@@ -113,49 +113,103 @@ def _last_json_line(stdout: str) -> list[dict[str, Any]] | None:
 # --- the child side -------------------------------------------------------------------
 
 
-def load_flow_object(entrypoint: str, root: Path) -> Any:
-    """Import the object an entrypoint names (child side; runs user code)."""
-    target, _, function = entrypoint.rpartition(":")
-    if target.endswith(".py"):
-        path = (root / target).resolve()
-        if not path.is_relative_to(root.resolve()):
-            raise EntrypointError(f"file {target!r} is outside the project directory")
-        if not path.is_file():
-            raise EntrypointError(f"file {target!r} does not exist in the project")
-        # Unique per project root, so two bundles' "flows.py" never share a module.
-        tag = hashlib.blake2b(str(root.resolve()).encode(), digest_size=4).hexdigest()
-        name = f"__flowbus_entry_{tag}__" + "_".join(Path(target).with_suffix("").parts)
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise EntrypointError(f"{target!r} cannot be imported as a Python file")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+def load_flow_object(entrypoint: str | Entrypoint, root: Path) -> Any:
+    """Import the object an entrypoint names from the code ``root`` (runs user code).
+
+    The rules of :mod:`events.entrypoints` are applied first, so nothing outside
+    ``root`` is ever imported: a file is imported from its path, a dotted module with
+    ``root`` first on ``sys.path`` (and refused if that name is already taken by a
+    module from elsewhere, such as the standard library).
+    """
+    entry = entrypoint if isinstance(entrypoint, Entrypoint) else parse_entrypoint(entrypoint)
+    path = locate(entry, root)
+    base = str(root.resolve())
+    if entry.is_file:
+        module = _import_file(path, base)
     else:
-        module = importlib.import_module(target)
-    if not hasattr(module, function):
-        raise EntrypointError(f"{target!r} defines no {function!r}")
-    return getattr(module, function)
+        module = _import_dotted(entry.module, path, base)
+    if not hasattr(module, entry.attribute):
+        raise EntrypointError(f"{entry.module!r} has no attribute {entry.attribute!r}")
+    return getattr(module, entry.attribute)
 
 
-def load_flow(entrypoint: str, root: Path) -> Any:
-    """The ``@flow`` an entrypoint names, imported from ``root`` (for runners).
+def _import_file(path: Path, base: str) -> ModuleType:
+    # Unique per file, so two bundles' "flows.py" never share a module.
+    tag = hashlib.blake2b(str(path).encode(), digest_size=6).hexdigest()
+    name = f"__flowbus_entry_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{tag}__"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise EntrypointError(f"{path.name!r} cannot be imported as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    # The code root and the file's own directory first, as `python file.py` would have it.
+    for directory in (base, str(path.parent)):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _import_dotted(name: str, path: Path, base: str) -> ModuleType:
+    """``name`` as a package module from the code root; when that name (or its top-level
+    package) is already imported from elsewhere (the standard library, another bundle
+    of a warm worker), the file in the code root is imported by its path instead, so
+    nothing outside the code root runs and the code root's version is the one used."""
+    taken = sys.modules.get(name)
+    if taken is not None and _origin(taken) == path:
+        return taken
+    top = sys.modules.get(name.partition(".")[0])
+    if taken is None and (top is None or _inside(top, Path(base))):
+        if base in sys.path:
+            sys.path.remove(base)
+        sys.path.insert(0, base)
+        module = importlib.import_module(name)
+        if _origin(module) == path:
+            return module
+    return _import_file(path, base)
+
+
+def _origin(module: ModuleType) -> Path | None:
+    origin = getattr(module, "__file__", None)
+    return Path(origin).resolve() if origin else None
+
+
+def _inside(module: ModuleType, base: Path) -> bool:
+    places = [getattr(module, "__file__", None), *getattr(module, "__path__", [])]
+    return all(p and Path(p).resolve().is_relative_to(base.resolve()) for p in places)
+
+
+def load_flow(entrypoint: str | Entrypoint, root: Path) -> Any:
+    """The ``@flow`` an entrypoint names, imported from the code ``root`` (for runners).
 
     ``root`` is the directory :func:`flowbus.bundles.fetch_bundle` returned, or the
-    runner's working directory for code in its image. It is put first on
-    ``sys.path`` so the flow's own imports of sibling modules resolve there. Runs
-    the module's code; :class:`EntrypointError` when it is missing or not a flow
-    (exceptions raised by the module itself propagate).
+    runner's code root for code in its image. :class:`EntrypointError` when the
+    entrypoint breaks a rule, is missing, or names anything but a ``@flow`` (a plain
+    function is refused: it was not written to be run as a deployment); exceptions
+    raised by the module itself propagate.
     """
     from flowbus.flows import Flow
 
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
     obj = load_flow_object(entrypoint, root)
     if not isinstance(obj, Flow):
         raise EntrypointError(
-            f"entrypoint {entrypoint!r} names a {type(obj).__name__}, not a @flow")
+            f"entrypoint {str(entrypoint)!r} names a {type(obj).__name__}, not a @flow")
     return obj
+
+
+def resolve_entrypoint(deployment: Deployment) -> tuple[str, str]:
+    """(module, attribute) of ``deployment``'s flow, checked against the rules."""
+    if not deployment.entrypoint:
+        raise EntrypointError(
+            f"deployment {deployment.name!r} has no entrypoint; set one like 'flows.py:main'")
+    entry = parse_entrypoint(deployment.entrypoint)
+    return entry.module, entry.attribute
 
 
 def parameter_schema(fn: Any) -> dict[str, Any]:

@@ -14,18 +14,18 @@
             parameters: {name: "{{ event.data.name }}"}
 
 :func:`load_project` reads and validates it; every error names the deployment and
-the field at fault, and an entrypoint may only point inside the project directory.
+the field at fault; entrypoints follow the rules of :mod:`events.entrypoints`.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from events.entrypoints import parse_entrypoint
 from events.errors import FlowbusError
 from events.records import NAME_PATTERN
 from events.schedules import InvalidSchedule, parse_schedule
@@ -34,8 +34,6 @@ from events.triggers import InvalidTrigger, parse_deployment_trigger
 
 PROJECT_FILE = "flowbus.yaml"
 PROJECT_FILE_MAX_BYTES = 1024 * 1024
-_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_EXCLUDE = (
     ".git/**", ".hg/**", ".svn/**", ".venv/**", "venv/**", "**/__pycache__/**", "**/*.pyc",
     ".mypy_cache/**", ".pytest_cache/**", ".ruff_cache/**", "node_modules/**", ".flowbus/**",
@@ -64,49 +62,6 @@ class DeploySettings(BaseSettings):
     api_timeout_seconds: float = Field(
         default=30.0, gt=0, description="seconds an API request may take (waits excluded)"
     )
-
-
-class Entrypoint(BaseModel):
-    """Where a flow function lives: a file in the project or an importable module."""
-
-    model_config = ConfigDict(frozen=True)
-
-    path: str | None = Field(default=None, description="file relative to the project, POSIX")
-    module: str | None = Field(default=None, description="dotted module name")
-    function: str = Field(description="the @flow's function name")
-
-    def __str__(self) -> str:
-        return f"{self.path or self.module}:{self.function}"
-
-
-def parse_entrypoint(text: str, root: Path | None = None) -> Entrypoint:
-    """``path/to/file.py:fn`` or ``package.module:fn``; a path may not leave ``root``."""
-    if not isinstance(text, str) or text.count(":") < 1:
-        raise ValueError(f"entrypoint {text!r} must be 'path/to/file.py:function' or 'package.module:function'")
-    target, _, function = text.rpartition(":")
-    if not _FUNCTION.match(function):
-        raise ValueError(f"entrypoint {text!r}: {function!r} is not a function name")
-    if target.endswith(".py"):
-        posix = PurePosixPath(target.replace("\\", "/"))
-        if root is not None and Path(target).is_absolute():
-            try:
-                posix = PurePosixPath(Path(target).resolve().relative_to(root.resolve()).as_posix())
-            except ValueError:
-                raise ValueError(f"entrypoint {text!r} is outside the project directory {root}") from None
-        elif posix.is_absolute() or re.match(r"^[A-Za-z]:", target):
-            raise ValueError(f"entrypoint {text!r}: use a path relative to the project")
-        if ".." in posix.parts:
-            raise ValueError(f"entrypoint {text!r} may not contain '..' (it must stay in the project)")
-        if root is not None:
-            resolved = (root / posix).resolve()
-            if not resolved.is_relative_to(root.resolve()):
-                raise ValueError(f"entrypoint {text!r} resolves outside the project directory")
-        return Entrypoint(path=posix.as_posix(), function=function)
-    if not _MODULE.match(target):
-        raise ValueError(
-            f"entrypoint {text!r}: {target!r} is neither a .py file nor a dotted module name"
-        )
-    return Entrypoint(module=target, function=function)
 
 
 class BuildConfig(BaseModel):
@@ -158,8 +113,7 @@ class DeploymentSpec(BaseModel):
     @field_validator("entrypoint")
     @classmethod
     def _entrypoint_shape(cls, value: str) -> str:
-        parse_entrypoint(value)
-        return value
+        return str(parse_entrypoint(value))
 
     @field_validator("triggers")
     @classmethod

@@ -80,7 +80,19 @@ class RunnerDeployment:
 
 
 def _entrypoint_of(flow: Any) -> str:
-    """``file.py:fn`` (relative to the working directory) or ``module:fn``; '' if unknown."""
+    """``file.py:fn`` (relative to the working directory) or ``module:fn``; '' if unknown
+    or if it breaks an entrypoint rule (a script outside the working directory): the
+    served runner runs the flow object itself, the entrypoint only tells other runners."""
+    from events.entrypoints import EntrypointError, parse_entrypoint
+
+    found = _entrypoint_text(flow)
+    try:
+        return str(parse_entrypoint(found)) if found else ""
+    except EntrypointError:
+        return ""
+
+
+def _entrypoint_text(flow: Any) -> str:
     fn = getattr(flow, "fn", None)
     module_name = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", "")
@@ -225,7 +237,7 @@ async def _serve(deployments: list[RunnerDeployment], pool: str, limit: int | No
     def resolve(deployment: Any) -> tuple[str, str]:
         if deployment.name in flows:
             return "<served>", deployment.name
-        from runners.entrypoints import resolve_entrypoint
+        from flowbus.entrypoints import resolve_entrypoint
 
         return resolve_entrypoint(deployment)
 

@@ -18,6 +18,7 @@ from gateway import ingest, webhooks
 from gateway.api import routers
 from gateway.api.openapi import openapi_handler
 from gateway.context import CLOSING, GATEWAY, Gateway, gateway_of
+from gateway.limits import ascii_headers_middleware, host_middleware
 from gateway.problems import MAX_BODY_KEY, RETRY_AFTER_KEY, problem_middleware
 from gateway.settings import GatewaySettings
 from gateway.types import Clock
@@ -28,10 +29,10 @@ log = logging.getLogger("flowbus.gateway")
 def create_app(bus: Bus, settings: GatewaySettings, *, clock: Clock = time.time) -> web.Application:
     """The gateway's application over a connected ``bus``."""
     gateway = Gateway(bus, settings, clock)
-    app = web.Application(
-        client_max_size=settings.request_max_bytes,
-        middlewares=[gateway.metrics.middleware(), problem_middleware],
-    )
+    middlewares = [gateway.metrics.middleware(), problem_middleware, ascii_headers_middleware]
+    if settings.allowed_hosts:
+        middlewares.append(host_middleware(settings.allowed_hosts))
+    app = web.Application(client_max_size=settings.request_max_bytes, middlewares=middlewares)
     app[GATEWAY] = gateway
     app[RETRY_AFTER_KEY] = settings.retry_after_seconds
     app[MAX_BODY_KEY] = settings.request_max_bytes

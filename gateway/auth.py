@@ -6,8 +6,10 @@ is created. A high-entropy key needs no slow hash: SHA-256 cannot be reversed an
 the comparison is constant-time. A bootstrap admin key may come from the settings
 to create the first managed keys.
 
-Scopes: ``ingest`` (send events), ``read``, ``write`` (implies read), ``admin``
-(everything, including managing keys and webhooks).
+Scopes: ``ingest`` (send events), ``read``, ``write`` (implies read: run, pause,
+resume, cancel, change definitions), ``deploy`` (implies write: create deployments
+and change where their code comes from, that is, choose the code runners execute),
+``admin`` (everything, including managing keys and webhooks).
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ class Scope(StrEnum):
     INGEST = "ingest"
     READ = "read"
     WRITE = "write"
+    DEPLOY = "deploy"
     ADMIN = "admin"
 
 
 _IMPLIED: dict[Scope, frozenset[Scope]] = {
     Scope.ADMIN: frozenset(Scope),
+    Scope.DEPLOY: frozenset({Scope.DEPLOY, Scope.WRITE, Scope.READ}),
     Scope.WRITE: frozenset({Scope.WRITE, Scope.READ}),
     Scope.READ: frozenset({Scope.READ}),
     Scope.INGEST: frozenset({Scope.INGEST}),
@@ -185,6 +189,16 @@ class RateLimiter:
         return (cost - bucket[0]) / self._rate
 
 
+def check_scope(principal: Principal, needed: Scope, why: str = "") -> None:
+    """403 naming the scope when ``principal`` lacks ``needed``."""
+    if not grants(principal.scopes, needed):
+        held = ", ".join(sorted(principal.scopes)) or "none"
+        raise Problem(
+            403, f"this API key lacks the {needed.value!r} scope{why} (it has: {held})",
+            required_scope=needed.value,
+        )
+
+
 class Authenticator:
     """Checks the bearer key of a request against the scope a route needs."""
 
@@ -198,6 +212,9 @@ class Authenticator:
         if not self._enabled:
             return ANONYMOUS
         header = headers.get("Authorization")
+        if header and not header.isascii():
+            raise Problem(401, "the Authorization header must be ASCII ('Bearer <key>')",
+                          headers={"WWW-Authenticate": 'Bearer realm="flowbus"'})
         if not header:
             raise Problem(
                 401, "an API key is required: send 'Authorization: Bearer <key>'",
@@ -216,18 +233,13 @@ class Authenticator:
                 401, "the API key is unknown or revoked",
                 headers={"WWW-Authenticate": 'Bearer realm="flowbus", error="invalid_token"'},
             )
-        if not grants(principal.scopes, needed):
-            held = ", ".join(sorted(principal.scopes)) or "none"
-            raise Problem(
-                403, f"this API key lacks the {needed.value!r} scope (it has: {held})",
-                required_scope=needed.value,
-            )
+        check_scope(principal, needed)
         self.limit(principal.id, "this API key")
         return principal
 
-    def limit(self, key: str, what: str) -> None:
-        """Charge ``key``'s token bucket; 429 with ``Retry-After`` when it is empty."""
-        wait = self._limiter.take(key)
+    def limit(self, key: str, what: str, cost: float = 1.0) -> None:
+        """Charge ``key``'s token bucket ``cost`` tokens; 429 with ``Retry-After`` when short."""
+        wait = self._limiter.take(key, cost)
         if wait > 0:
             raise Problem(
                 429, f"rate limit of {what} exceeded; retry in {wait:.2f} s",

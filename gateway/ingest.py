@@ -25,6 +25,7 @@ from events.cloudevent import (
     is_binary_mode,
 )
 from events.errors import BusUnavailable, EventTooLarge, InvalidEvent
+from events.subjects import check_outside_type
 from gateway.auth import Scope
 from gateway.context import Gateway, gateway_of
 from gateway.problems import Problem
@@ -56,6 +57,18 @@ def check_size(gateway: Gateway, events: Sequence[CloudEvent]) -> None:
                 f"{limit} bytes (setting {setting})",
                 index=index, size=exc.size, limit=limit,
             ) from None
+
+
+def refuse_reserved(gateway: Gateway, events: Sequence[CloudEvent]) -> None:
+    """403 naming the event when one claims a control-plane (``flowbus.*``) type."""
+    for index, event in enumerate(events):
+        try:
+            check_outside_type(event.type)
+        except InvalidEvent as exc:
+            gateway.metrics.events_rejected.labels("reserved_type").inc()
+            where = f"event [{index}]" if len(events) > 1 else "the event"
+            raise Problem(403, f"{where}: attribute 'type' {exc.reason}",
+                          index=index, attribute="type") from None
 
 
 async def publish_events(gateway: Gateway, events: Sequence[CloudEvent], mode: str) -> list[str]:
@@ -112,13 +125,17 @@ def decode_request(headers: Mapping[str, str], body: bytes) -> tuple[list[CloudE
 async def post_events(request: web.Request) -> web.Response:
     """``POST /events``: store the CloudEvent(s), then answer 202 with their ids."""
     gateway = gateway_of(request)
-    await gateway.auth.require(request.headers, Scope.INGEST)
+    principal = await gateway.auth.require(request.headers, Scope.INGEST)
     body = await request.read()
     try:
         events, mode = decode_request(request.headers, body)
     except (InvalidEvent, Problem):
         gateway.metrics.events_rejected.labels("invalid").inc()
         raise
+    if gateway.settings.auth and len(events) > 1:
+        # The rate limit counts events, not requests: the request paid for the first.
+        gateway.auth.limit(principal.id, "this API key", cost=len(events) - 1)
+    refuse_reserved(gateway, events)
     ids = await publish_events(gateway, with_time(events), mode)
     return web.json_response({"ids": ids}, status=202)
 

@@ -80,8 +80,13 @@ class GatewaySettings(BaseSettings):
     stream_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="keep-alive interval of event and log streams"
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header names accepted (comma-separated, no port; empty: any); "
+        "flowbus dev accepts only localhost names and loopback addresses",
+    )
 
-    @field_validator("webhook_allowed_origins", mode="before")
+    @field_validator("webhook_allowed_origins", "allowed_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

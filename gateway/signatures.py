@@ -68,7 +68,7 @@ def verify_github(secret: str, headers: Mapping[str, str], body: bytes) -> str:
 def verify_stripe(
     secret: str, headers: Mapping[str, str], body: bytes, now: float, tolerance: float
 ) -> str:
-    """``Stripe-Signature: t=<unix>,v1=<hex HMAC of 't.body'>[,v1=...]``."""
+    """``Stripe-Signature: t=<unix>,v1=<hex HMAC of 't.body'>[,v1=...]``; returns the timestamp."""
     value = _header(headers, "Stripe-Signature")
     timestamp = ""
     candidates = []
@@ -84,13 +84,14 @@ def verify_stripe(
     expected = _hmac_hex(secret, timestamp.encode() + b"." + body).encode()
     if not any(hmac.compare_digest(c.encode(), expected) for c in candidates):
         raise SignatureRejected("no v1 signature in Stripe-Signature matches the body and secret")
-    return value
+    return timestamp
 
 
 def verify_slack(
     secret: str, headers: Mapping[str, str], body: bytes, now: float, tolerance: float
 ) -> str:
-    """``X-Slack-Signature: v0=<hex HMAC of 'v0:<timestamp>:<body>'>`` with the timestamp header."""
+    """``X-Slack-Signature: v0=<hex HMAC of 'v0:<timestamp>:<body>'>`` with the timestamp header;
+    returns the timestamp."""
     timestamp = _header(headers, "X-Slack-Request-Timestamp")
     value = _header(headers, "X-Slack-Signature")
     _check_age(timestamp, now, tolerance, "X-Slack-Request-Timestamp")
@@ -99,7 +100,7 @@ def verify_slack(
     expected = _hmac_hex(secret, b"v0:" + timestamp.encode() + b":" + body)
     if not hmac.compare_digest(value[3:].encode(), expected.encode()):
         raise SignatureRejected("X-Slack-Signature does not match the body and secret")
-    return value
+    return timestamp
 
 
 def verify_hmac(secret: str, headers: Mapping[str, str], body: bytes, header: str) -> str:
@@ -111,8 +112,23 @@ def verify_hmac(secret: str, headers: Mapping[str, str], body: bytes, header: st
     return value
 
 
+def replay_key(provider: str, timestamp: str, body: bytes) -> str:
+    """What a timestamped signature covers: provider, timestamp and the body's digest.
+
+    Keyed on this rather than on the header's text, a delivery re-sent with its
+    signature header re-spelt (another ``v1=`` appended, spaces) is still the same one.
+    """
+    return f"{provider}:{timestamp}:{hashlib.sha256(body).hexdigest()}"
+
+
+def content_id(slug: str, body: bytes) -> str:
+    """An event id derived from a signed delivery's content (when the provider sent none)."""
+    return "sha256-" + hashlib.sha256(slug.encode() + b"\x00" + body).hexdigest()[:40]
+
+
 class ReplayCache:
-    """Signatures already accepted, kept for the tolerance window (bounded, oldest dropped)."""
+    """Signed deliveries already accepted, kept for twice the tolerance window (so longer
+    than any timestamp it accepts), bounded (oldest dropped), per gateway process."""
 
     def __init__(self, size: int, clock: Clock) -> None:
         self._size = size

@@ -5,13 +5,14 @@ signature verifier and a template of CloudEvent attributes rendered over the
 request (``method``, ``headers``, ``query``, ``body``, ``text``, ``slug``) with
 :func:`events.templates.render_value`, so a single-expression template keeps its
 type. A CloudEvent sent to a webhook (structured or binary mode) passes through
-as it is. The event id comes from the provider's delivery id when there is one,
-so a redelivered webhook is stored once.
+as it is, unless its type is a reserved ``flowbus.*`` one (403). Creating a webhook
+needs an explicit verifier. The event id comes from the provider's delivery id when
+there is one, else (signed webhooks) from a digest of the signed body, so a
+redelivered webhook is stored once.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -22,17 +23,21 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from events import jsonlimits
 from events.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent, build_event, is_binary_mode
 from events.errors import InvalidEvent
 from events.kv import KV
+from events.subjects import check_outside_type
 from events.templates import TemplateError, check_value, render_value
 from gateway.api.routing import check_key
 from gateway.context import Gateway, gateway_of
-from gateway.ingest import decode_request, media_type, publish_events, with_time
+from gateway.ingest import decode_request, media_type, publish_events, refuse_reserved, with_time
 from gateway.problems import Problem
 from gateway.signatures import (
     SignatureRejected,
     Verifier,
+    content_id,
+    replay_key,
     verify_github,
     verify_hmac,
     verify_slack,
@@ -81,6 +86,11 @@ class WebhookSpec(BaseModel):
             )
         if not isinstance(value.get("type"), str) or not value["type"]:
             raise ValueError("'type' is required and must be a string (a template is allowed)")
+        if "{" not in value["type"]:
+            try:
+                check_outside_type(value["type"])
+            except InvalidEvent as exc:
+                raise ValueError(f"'type' {exc.reason}") from None
         if "extensions" in value and not isinstance(value["extensions"], dict):
             raise ValueError("'extensions' must be an object")
         try:
@@ -97,9 +107,13 @@ class WebhookSpec(BaseModel):
 
 
 class WebhookCreate(WebhookSpec):
-    """A new webhook."""
+    """A new webhook; its verifier must be named ('none' only when asked for)."""
 
     slug: str = Field(pattern=SLUG_PATTERN, description="the URL part: /hooks/<slug>")
+    verifier: Verifier = Field(
+        description="signature check: github, stripe, slack, hmac (generic HMAC-SHA256), or "
+        "none (anyone who knows the URL may send events; flagged in listings)",
+    )
 
 
 class WebhookUpdate(BaseModel):
@@ -123,6 +137,15 @@ class Webhook(WebhookSpec):
     slug: str = Field(description="the URL part: /hooks/<slug>")
     created: datetime = Field(description="when it was created")
     updated: datetime = Field(description="when it last changed")
+    unauthenticated: bool = Field(
+        default=False,
+        description="true when the verifier is 'none': anyone who knows the URL may send events",
+    )
+
+    @model_validator(mode="after")
+    def _flag_unauthenticated(self) -> Webhook:
+        self.unauthenticated = self.verifier == Verifier.NONE
+        return self
 
 
 class StoredWebhook(Webhook):
@@ -159,11 +182,13 @@ def verify(gateway: Gateway, hook: StoredWebhook, headers: Mapping[str, str], bo
     if hook.verifier == Verifier.GITHUB:
         verify_github(hook.secret, headers, body)
     elif hook.verifier == Verifier.STRIPE:
-        signature = verify_stripe(hook.secret, headers, body, now, tolerance)
-        gateway.replays.check_and_add(f"{hook.slug}:{signature}", tolerance)
+        timestamp = verify_stripe(hook.secret, headers, body, now, tolerance)
+        gateway.replays.check_and_add(f"{hook.slug}:{replay_key('stripe', timestamp, body)}",
+                                      tolerance)
     elif hook.verifier == Verifier.SLACK:
-        signature = verify_slack(hook.secret, headers, body, now, tolerance)
-        gateway.replays.check_and_add(f"{hook.slug}:{signature}", tolerance)
+        timestamp = verify_slack(hook.secret, headers, body, now, tolerance)
+        gateway.replays.check_and_add(f"{hook.slug}:{replay_key('slack', timestamp, body)}",
+                                      tolerance)
     elif hook.verifier == Verifier.HMAC:
         assert hook.signature_header is not None
         verify_hmac(hook.secret, headers, body, hook.signature_header)
@@ -177,7 +202,7 @@ def parse_body(headers: Mapping[str, str], body: bytes) -> tuple[Any, str]:
     media = media_type(headers)
     if media == "application/json" or media.endswith("+json"):
         try:
-            return json.loads(body), text
+            return jsonlimits.loads(body), text
         except (UnicodeDecodeError, ValueError) as exc:
             raise Problem(400, f"body is not valid JSON: {exc}") from None
     if media == "application/x-www-form-urlencoded":
@@ -223,7 +248,10 @@ def to_event(hook: StoredWebhook, request: web.Request, body: bytes) -> CloudEve
         **rendered,
     }
     if fields.get("id") in (None, ""):
-        fields["id"] = delivery_id(request.headers, parsed) or str(uuid.uuid4())
+        # A signed delivery without a provider id is identified by what was signed, so a
+        # redelivery (or a replay with the id header removed) is stored once.
+        derived = content_id(hook.slug, body) if hook.verifier != Verifier.NONE else None
+        fields["id"] = delivery_id(request.headers, parsed) or derived or str(uuid.uuid4())
     fields["id"] = str(fields["id"])
     fields.setdefault("time", datetime.now(UTC))
     if "datacontenttype" not in fields and fields.get("data") is not None:
@@ -242,7 +270,7 @@ def slack_challenge(hook: StoredWebhook, headers: Mapping[str, str], body: bytes
     if hook.verifier != Verifier.SLACK or media_type(headers) != "application/json":
         return None
     try:
-        payload = json.loads(body)
+        payload = jsonlimits.loads(body)
     except (UnicodeDecodeError, ValueError):
         return None
     if isinstance(payload, dict) and payload.get("type") == "url_verification":
@@ -275,8 +303,11 @@ async def receive(request: web.Request) -> web.Response:
         STRUCTURED_CONTENT_TYPE, "application/cloudevents-batch+json"
     ):
         events, _ = decode_request(request.headers, body)
+        if len(events) > 1:
+            gateway.auth.limit(f"webhook:{slug}", f"webhook {slug!r}", cost=len(events) - 1)
         events = with_time(events)
     else:
         events = [to_event(hook, request, body)]
+    refuse_reserved(gateway, events)
     ids = await publish_events(gateway, events, "webhook")
     return web.json_response({"ids": ids}, status=202)

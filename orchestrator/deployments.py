@@ -17,6 +17,7 @@ from events.errors import FlowbusError
 from events.kv import KV
 from events.records import Deployment
 from events.schedules import Schedule, parse_schedule
+from events.validation import check_deployment
 from orchestrator.index import DeployedTrigger, TriggerIndex, compile_triggers
 
 log = logging.getLogger("flowbus.orchestrator.deployments")
@@ -51,6 +52,7 @@ class DeploymentCatalog:
             return
         try:
             deployment = Deployment.model_validate_json(value)
+            check_deployment(deployment)
             triggers: list[DeployedTrigger] = compile_triggers(deployment)
             schedules = [parse_schedule(s) for s in deployment.schedules]
         except (ValidationError, FlowbusError, ValueError) as exc:

@@ -12,6 +12,7 @@ tests compare against.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,11 +28,14 @@ from events.triggers import (
     DeploymentSequenceTrigger,
     EventTrigger,
     SequenceTrigger,
+    WhenBudgetExceeded,
     compile_when,
     parse_deployment_trigger,
     trigger_id,
 )
 from orchestrator.labels import LabelSpec, related_resources
+
+log = logging.getLogger("flowbus.orchestrator.triggers")
 
 AnyDeploymentTrigger = DeploymentEventTrigger | DeploymentCompoundTrigger | DeploymentSequenceTrigger
 Path = tuple[int, ...]
@@ -107,7 +111,11 @@ class Leaf:
                 return False
         if self.when is not None:
             try:
+                self.when.check_budget(event.data)
                 return bool(self.when.evaluate(view.cel()))
+            except WhenBudgetExceeded as exc:
+                log.warning("trigger 'when' not evaluated for event %s: %s", view.event.id, exc)
+                return False
             except Exception:  # a CEL error (missing field, wrong type) is "no match"
                 return False
         return True

@@ -19,10 +19,12 @@ import time
 
 from events.automation_store import count_dead_letters
 from events.bus import Bus, Consumer, Delivery
+from events.deployments import RUN_REQUESTED
 from events.errors import FlowbusError, InvalidEvent
 from events.records import utcnow
 from events.runs import RUN_REQUESTED
 from events.settings import NatsSettings
+from events.subjects import is_control_type, on_own_subject
 from orchestrator.automations.engine import AutomationEngine
 from orchestrator.automations.settings import AutomationSettings
 from orchestrator.creation import RunCreator
@@ -250,6 +252,13 @@ class Orchestrator:
             except InvalidEvent as exc:
                 log.warning("dropping a message that is not a CloudEvent: %s", exc)
                 self.metrics.events.labels("invalid").inc()
+                await delivery.term()
+                return
+            if is_control_type(event.type) and not on_own_subject(
+                    self.bus.layout.namespace, delivery.subject, event.type):
+                log.warning("dropping a %r event published on %r, not its own subject",
+                            event.type[:100], delivery.subject[:200])
+                self.metrics.events.labels("forged").inc()
                 await delivery.term()
                 return
             view = EventView(event, delivery.timestamp)

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import inspect
 import logging
+from pathlib import Path
 from typing import Any
 
 from events import attempts
@@ -19,8 +20,8 @@ from events.errors import FlowbusError
 from flowbus import _sink
 from flowbus._drivers import run_coro_sync
 from flowbus._engine import run_flow, run_flow_async
+from flowbus.entrypoints import load_flow
 from flowbus.exceptions import FlowRunTimeoutError
-from runners.entrypoints import load_flow
 from runners.results import failure_message, result_document
 from runners.types import FlowInfo, Outcome, RunSpec
 
@@ -51,7 +52,7 @@ def flow_info(flow: Any) -> FlowInfo:
 
 def load(spec: RunSpec) -> Any:
     """The flow of ``spec`` (raises whatever importing the user's code raised)."""
-    return load_flow(spec.module, spec.attribute)
+    return load_flow(f"{spec.module}:{spec.attribute}", Path(spec.code_root))
 
 
 def load_failure(spec: RunSpec, exc: BaseException) -> Outcome:

@@ -33,9 +33,9 @@ from events.records import Deployment, FlowRun, State, utcnow
 from events.runs import Job, parse_job
 from events.settings import NatsSettings
 from flowbus.bundles import fetch_bundle
+from flowbus.entrypoints import EntrypointError, resolve_entrypoint
 from flowbus.results import flowbus_home
 from runners import claims
-from runners.entrypoints import EntrypointError, in_bundle, resolve_entrypoint
 from runners.metrics import RunnerMetrics, start_metrics_server
 from runners.records import HeldRun, Recorder, dump, quietly, touched
 from runners.settings import RunnerSettings
@@ -286,8 +286,6 @@ class Runner:
                     if run.deployment_name else "the run has no deployment to take its code from")
         try:
             module, attribute = self._resolve(deployment)
-            if root is not None:
-                module = in_bundle(root, module)
         except EntrypointError as exc:
             return str(exc)
         return RunSpec(
@@ -295,6 +293,7 @@ class Runner:
             parameters={**deployment.parameters, **run.parameters},
             deployment_id=deployment.id, deployment_name=deployment.name, tags=tuple(run.tags),
             result_max_bytes=self.settings.result_max_bytes, attempt=held.attempt,
+            code_root=str(root or self.settings.code_root),
         )
 
     async def _execute(self, held: HeldRun) -> None:

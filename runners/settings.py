@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -81,6 +82,10 @@ class RunnerSettings(BaseSettings):
         default=None, ge=0, le=65535, description="port of /metrics (None: no HTTP server)"
     )
     metrics_host: str = Field(default="127.0.0.1", description="address /metrics listens on")
+    code_root: Path = Field(
+        default_factory=Path.cwd,
+        description="directory entrypoints of deployments without a code bundle resolve in",
+    )
 
     @model_validator(mode="after")
     def _fencing_timings(self) -> RunnerSettings:

@@ -23,6 +23,7 @@ class RunSpec:
     tags: tuple[str, ...] = ()
     result_max_bytes: int = 8 * 1024 * 1024
     attempt: int = 1
+    code_root: str = "."
 
     @property
     def result_name(self) -> str:

@@ -133,7 +133,7 @@ def worker_main(conn: Connection, settings_dump: dict[str, Any], runner_pid: int
     current: list[str | None] = [None]
     sys.stdout = StreamToLogs("flowbus.worker.stdout", "INFO", lambda: current[0], sys.__stdout__)
     sys.stderr = StreamToLogs("flowbus.worker.stderr", "WARNING", lambda: current[0], sys.__stderr__)
-    flows: dict[tuple[str, str], Any] = {}
+    flows: dict[tuple[str, str, str], Any] = {}
     while True:
         try:
             kind, spec = conn.recv()
@@ -167,9 +167,9 @@ def worker_main(conn: Connection, settings_dump: dict[str, Any], runner_pid: int
         guard.enter("idle")
 
 
-def _serve_one(conn: Connection, kind: str, spec: RunSpec, flows: dict[tuple[str, str], Any],
+def _serve_one(conn: Connection, kind: str, spec: RunSpec, flows: dict[tuple[str, str, str], Any],
                guard: Guard, sink: RecordedRunsFilter | None) -> Outcome:
-    key = (spec.module, spec.attribute)
+    key = (spec.code_root, spec.module, spec.attribute)
     try:
         flow = flows.get(key) or load(spec)
     except (Exception, SystemExit) as exc:

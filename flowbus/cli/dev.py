@@ -62,11 +62,17 @@ def dev(nats_port: int, gateway_port: int, data_dir: Path | None, project: Path 
 
 @contextlib.asynccontextmanager
 async def _orchestrator(bus: Any) -> AsyncIterator[None]:
+    from orchestrator.automations.settings import AutomationSettings
+    from orchestrator.automations.targets import DEV_ALLOWED
     from orchestrator.service import Orchestrator
     from orchestrator.settings import OrchestratorSettings
 
     settings = OrchestratorSettings()
-    orchestrator = Orchestrator(bus, settings)
+    # A developer's webhook receivers run on loopback and private networks.
+    automations = AutomationSettings()
+    automations = automations.model_copy(
+        update={"allowed_networks": [*automations.allowed_networks, *DEV_ALLOWED]})
+    orchestrator = Orchestrator(bus, settings, automation_settings=automations)
     metrics_server = None
     if settings.metrics_port is not None:  # FLOWBUS_ORCHESTRATOR_METRICS_PORT
         from prometheus_client import start_http_server
@@ -138,7 +144,12 @@ async def _serve(settings: Any, server: Any, data_dir: Path, gateway_port: int,
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     # Auth is off in dev, so a new user can curl at once; said loudly, below.
-    gw_settings = gateway_settings(port=gateway_port, auth=False)
+    # Loopback only, and only localhost names in Host: a web page the developer visits
+    # cannot reach it by DNS rebinding (auth is off, and deployments run code).
+    from gateway.limits import LOOPBACK_HOSTS
+
+    gw_settings = gateway_settings(port=gateway_port, auth=False, host="127.0.0.1",
+                                   allowed_hosts=list(LOOPBACK_HOSTS))
     async with contextlib.AsyncExitStack() as services:
         bus = await services.enter_async_context(await Bus.connect(settings))
         await services.enter_async_context(_runner(bus, settings, runner_settings))

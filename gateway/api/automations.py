@@ -2,12 +2,20 @@
 
 Definitions are validated by the shared schema (``events.automations.AutomationSpec``):
 every action's type, parameters and templates, flow control, and the loop guard.
+
+Secrets are write-only: a call-webhook ``secret`` and the values of credential headers
+(``Authorization``, cookies, anything named like a token, key, secret, signature or
+password) are shown when the automation is created, and as :data:`MASK` afterwards,
+whatever the caller's scope. A replacement that sends :data:`MASK` back keeps the
+stored value, so a definition can be read, edited and put back.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import Field
 
@@ -27,6 +35,48 @@ class Automation(AutomationSpec):
     id: str = Field(description="the automation's id")
     created: datetime = Field(description="when it was created")
     updated: datetime = Field(description="when it last changed")
+
+
+MASK = "*" * 16  # as long as the shortest secret allowed, so a masked definition is valid
+_CREDENTIAL_HEADER = re.compile(r"authorization|cookie|token|secret|key|signature|password", re.I)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key == "secret" and isinstance(item, str):
+                out[key] = MASK
+            elif key == "headers" and isinstance(item, dict):
+                out[key] = {name: MASK if _CREDENTIAL_HEADER.search(name) else v
+                            for name, v in item.items()}
+            else:
+                out[key] = _masked(item)
+        return out
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value
+
+
+def shown(automation: Automation) -> Automation:
+    """``automation`` as the API shows it after creation: secrets masked."""
+    return Automation.model_validate(_masked(automation.model_dump(mode="json")))
+
+
+def _kept(new: Any, old: Any) -> Any:
+    """``new`` with every masked secret replaced by the stored value at the same place."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        out: dict[str, Any] = {}
+        for key, item in new.items():
+            before = old.get(key)
+            if item == MASK and isinstance(before, str):
+                out[key] = before
+            else:
+                out[key] = _kept(item, before)
+        return out
+    if isinstance(new, list) and isinstance(old, list):
+        return [_kept(item, old[i] if i < len(old) else None) for i, item in enumerate(new)]
+    return new
 
 
 def _encode(automation: Automation) -> bytes:
@@ -64,7 +114,7 @@ async def list_automations(call: Call) -> Page[Automation]:
     for key in await kv.keys():
         entry = await kv.get(key)
         if entry is not None:
-            out.append(Automation.model_validate_json(entry.value))
+            out.append(shown(Automation.model_validate_json(entry.value)))
     out.sort(key=lambda a: a.created)
     return page_of(out, call.query)
 
@@ -72,7 +122,7 @@ async def list_automations(call: Call) -> Page[Automation]:
 @router.route("GET", "/automations/{automation_id}", scope=Scope.READ,
               summary="Get an automation", response=Automation, errors=(404,))
 async def get_automation(call: Call) -> Automation:
-    return await _load(call)
+    return shown(await _load(call))
 
 
 @router.route("PUT", "/automations/{automation_id}", scope=Scope.WRITE,
@@ -81,11 +131,12 @@ async def get_automation(call: Call) -> Automation:
 async def replace_automation(call: Call) -> Automation:
     body: AutomationSpec = call.body
     current = await _load(call)
-    automation = Automation(**body.model_dump(), id=current.id, created=current.created,
-                            updated=datetime.now(UTC))
+    spec = _kept(body.model_dump(mode="json"), current.model_dump(mode="json"))
+    automation = Automation.model_validate(
+        {**spec, "id": current.id, "created": current.created, "updated": datetime.now(UTC)})
     kv = await call.gateway.kv(call.gateway.bus.layout.automations)
     await kv.put(automation.id, _encode(automation))
-    return automation
+    return shown(automation)
 
 
 @router.route("DELETE", "/automations/{automation_id}", scope=Scope.WRITE,

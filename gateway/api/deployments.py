@@ -19,19 +19,23 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from events.errors import AlreadyExists, NotFound
+from events.cloudevent import CloudEvent, encode
+from events.errors import AlreadyExists, EventTooLarge, NotFound
 from events.records import Deployment, FlowRun, State
 from events.runs import RunRequested, run_requested_event
+from events.validation import InvalidDefinition, check_deployment
 from gateway.api.emit import SOURCE, emit
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
-from gateway.auth import Scope
+from gateway.auth import Scope, check_scope
 from gateway.context import Gateway, closing_of
 from gateway.problems import Problem, invalid_input
 
 router = ApiRouter()
 
 _SERVER_FIELDS = frozenset({"id", "created", "updated"})
+# Where the code runners execute comes from: changing it needs the deploy scope.
+CODE_LOCATION_FIELDS = frozenset({"entrypoint", "code_digest"})
 
 DeploymentCreate: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "DeploymentCreate",
@@ -136,18 +140,41 @@ async def _change(call: Call, change: Callable[[Deployment], Deployment]) -> Dep
     return Deployment.model_validate(stored)
 
 
+def check_usable(gateway: Gateway, deployment: Deployment) -> Deployment:
+    """422 naming the field the orchestrator or a runner would refuse (the same check,
+    events/validation.py), or 413 when its change event could not be published; so
+    nothing is stored that would fail later."""
+    try:
+        check_deployment(deployment)
+    except InvalidDefinition as exc:
+        raise Problem(422, str(exc), errors=[{"field": exc.field, "reason": exc.message}]) \
+            from None
+    limit = min(gateway.settings.event_max_bytes, gateway.bus.settings.event_max_bytes)
+    event = CloudEvent.create("flowbus.deployment.updated", source=SOURCE,
+                              subject=f"flowbus.deployment.{deployment.name}",
+                              data=deployment.model_dump(mode="json"))
+    try:
+        encode(event, limit)
+    except EventTooLarge as exc:
+        raise Problem(413, f"the deployment is {exc.size} bytes as an event, over the limit "
+                      f"of {limit} bytes", size=exc.size, limit=limit) from None
+    return deployment
+
+
 async def _announce(gateway: Gateway, change: str, deployment: Deployment) -> None:
     await emit(gateway, f"flowbus.deployment.{change}", f"flowbus.deployment.{deployment.name}",
                deployment.model_dump(mode="json"))
 
 
-@router.route("POST", "/deployments", scope=Scope.WRITE, summary="Create a deployment",
-              body=DeploymentCreate, response=Deployment, status=201, errors=(409,))
+@router.route("POST", "/deployments", scope=Scope.DEPLOY,
+              summary="Create a deployment (its code location needs the deploy scope)",
+              body=DeploymentCreate, response=Deployment, status=201, errors=(409, 422))
 async def create_deployment(call: Call) -> Deployment:
     try:
         deployment = Deployment.model_validate(call.body.model_dump())
     except ValidationError as exc:
         raise invalid_input(exc) from None
+    check_usable(call.gateway, deployment)
     kv = await call.gateway.kv(_kv_name(call))
     try:
         await kv.create(deployment.name, deployment.model_dump_json().encode())
@@ -173,14 +200,17 @@ async def get_deployment(call: Call) -> Deployment:
 
 
 @router.route("PATCH", "/deployments/{name}", scope=Scope.WRITE, summary="Change a deployment",
-              body=DeploymentUpdate, response=Deployment, errors=(404,))
+              body=DeploymentUpdate, response=Deployment, errors=(404, 422))
 async def update_deployment(call: Call) -> Deployment:
     changes = call.body.model_dump(exclude_unset=True)
+    moved = sorted(CODE_LOCATION_FIELDS & set(changes))
+    if moved:
+        check_scope(call.principal, Scope.DEPLOY, f" to change {', '.join(moved)}")
 
     def apply(current: Deployment) -> Deployment:
         merged = {**current.model_dump(), **changes, "updated": datetime.now(UTC)}
         try:
-            return Deployment.model_validate(merged)
+            return check_usable(call.gateway, Deployment.model_validate(merged))
         except ValidationError as exc:
             raise invalid_input(exc) from None
 

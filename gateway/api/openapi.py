@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from events.cloudevent import BATCH_MAX_EVENTS
 from gateway.api.routing import PREFIX, Endpoint
 
 _REF = "#/components/schemas/{model}"
@@ -114,7 +115,7 @@ def _ingest_path() -> dict[str, Any]:
             "requestBody": {"required": True, "content": {
                 "application/cloudevents+json": {"schema": _CLOUDEVENT_SCHEMA},
                 "application/cloudevents-batch+json": {
-                    "schema": {"type": "array", "items": _CLOUDEVENT_SCHEMA, "maxItems": 100}
+                    "schema": {"type": "array", "items": _CLOUDEVENT_SCHEMA, "maxItems": BATCH_MAX_EVENTS}
                 },
             }},
             "responses": {

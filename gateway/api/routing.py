@@ -8,7 +8,6 @@ describes exactly what is enforced.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from events import jsonlimits
 from gateway.auth import Principal, Scope
 from gateway.context import Gateway, gateway_of
 from gateway.problems import Problem, invalid_input
@@ -153,7 +153,7 @@ async def _parse_body(model: type[BaseModel] | None, request: web.Request) -> An
     if media != "application/json":
         raise Problem(415, f"Content-Type must be application/json, got {media or 'none'!r}")
     try:
-        data = json.loads(raw)
+        data = jsonlimits.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise Problem(400, f"body is not valid JSON: {exc}") from None
     try:

@@ -62,6 +62,7 @@ class Pipeline:
         for i, incoming in enumerate(batch):
             try:
                 event = to_event(self.spec, incoming.message)
+                subjects.check_outside_type(event.type)
                 body = self.bus.encode(event)
             except MappingFailed as exc:
                 await self._dead_letter(incoming, exc.reason)

@@ -88,7 +88,8 @@ class AutomationEngine:
         self._state: KV = await self.bus.kv(layout.automation_state)
         settings = self.settings
         self.http = HttpSender(Backoff(settings.retry_base_seconds, settings.retry_max_seconds),
-                               settings.http_timeout_seconds, settings.denied_networks)
+                               settings.http_timeout_seconds, settings.denied_networks,
+                               settings.allowed_networks)
         runner = ActionRunner(
             self.bus, self._deployments, self._creator, self.http,
             Notifier(self.http, attempts=1), self._clock, settings.result_max_bytes,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import socket
 import time
 from collections.abc import Mapping, Sequence
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from events.errors import FlowbusError
+from orchestrator.automations.targets import TargetPolicy
 
 SIGNATURE_HEADER = "X-Flowbus-Signature"
 TIMESTAMP_HEADER = "X-Flowbus-Timestamp"
@@ -70,19 +70,21 @@ class Backoff:
 class HttpSender:
     """One aiohttp session for every webhook and chat notification."""
 
-    def __init__(self, backoff: Backoff, timeout: float, denied: Sequence[str] = ()) -> None:
+    def __init__(self, backoff: Backoff, timeout: float, denied: Sequence[str] = (),
+                 allowed: Sequence[str] = ()) -> None:
         self._backoff = backoff
         self._timeout = timeout
-        self._denied = [ipaddress.ip_network(n, strict=False) for n in denied]
+        self._policy = TargetPolicy(denied, allowed)
         self._session: aiohttp.ClientSession | None = None
 
     async def check_target(self, url: str) -> None:
         """Refuse a URL whose host resolves into a denied network (permanent failure).
 
-        The check is made before each request; a DNS answer that changes between the
-        check and the connection is not caught (deny at the network layer too).
+        Every address the resolver answers is normalised (orchestrator/automations/
+        targets.py) and checked before each request; a DNS answer that changes between
+        the check and the connection is not caught (deny at the network layer too).
         """
-        if not self._denied:
+        if not self._policy.denied:
             return
         host = urlsplit(url).hostname or ""
         try:
@@ -90,13 +92,14 @@ class HttpSender:
         except OSError as exc:
             raise DeliveryFailed(f"cannot resolve {host!r}: {exc}") from None
         for info in infos:
-            address = ipaddress.ip_address(info[4][0])
-            for network in self._denied:
-                if address in network:
-                    raise DeliveryFailed(
-                        f"{url} resolves to {address}, in denied network {network} "
-                        "(FLOWBUS_AUTOMATIONS_DENIED_NETWORKS)", permanent=True,
-                    )
+            address = str(info[4][0])
+            network = self._policy.denied_by(address)
+            if network is not None:
+                raise DeliveryFailed(
+                    f"{url} resolves to {address}, in denied network {network} "
+                    "(FLOWBUS_AUTOMATIONS_DENIED_NETWORKS; exceptions in "
+                    "FLOWBUS_AUTOMATIONS_ALLOWED_NETWORKS)", permanent=True,
+                )
 
     async def close(self) -> None:
         if self._session is not None:

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from events.settings import register
+from orchestrator.automations.targets import DEFAULT_DENIED
 
 
 @register
@@ -32,9 +33,14 @@ class AutomationSettings(BaseSettings):
         default=10_000, gt=0, description="debounce/batch/throttle buckets waiting in memory"
     )
     denied_networks: Annotated[list[str], NoDecode] = Field(
-        default=["169.254.0.0/16", "fe80::/10", "0.0.0.0/8"],
+        default=list(DEFAULT_DENIED),
         description="networks webhooks and notifications may not reach (comma-separated CIDRs); "
-        "the default keeps cloud metadata endpoints out of reach",
+        "the default denies loopback, private, link-local and cloud metadata addresses",
+    )
+    allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="exceptions to denied_networks (comma-separated CIDRs), e.g. an internal "
+        "receiver's 10.1.2.0/24; flowbus dev allows loopback and private networks",
     )
     heartbeat_seconds: float = Field(
         default=5, gt=0, le=60,
@@ -44,14 +50,14 @@ class AutomationSettings(BaseSettings):
         default=1024 * 1024, gt=0, description="largest flow-run result loaded into templates"
     )
 
-    @field_validator("denied_networks", mode="before")
+    @field_validator("denied_networks", "allowed_networks", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("denied_networks")
+    @field_validator("denied_networks", "allowed_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for network in value:

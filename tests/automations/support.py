@@ -22,7 +22,9 @@ __all__ = ["ManualClock", "Receiver", "Request", "finished_run", "flow_runs", "s
 
 
 def quick_settings(**overrides: Any) -> AutomationSettings:
-    values: dict[str, Any] = {"retry_base_seconds": 0.01, "retry_max_seconds": 0.05, "http_timeout_seconds": 2}
+    # The tests' receivers listen on loopback, denied by default.
+    values: dict[str, Any] = {"retry_base_seconds": 0.01, "retry_max_seconds": 0.05, "http_timeout_seconds": 2,
+                              "allowed_networks": ["127.0.0.0/8", "::1/128"]}
     values.update(overrides)
     return AutomationSettings(**values)
 

@@ -200,7 +200,7 @@ async def test_a_fetched_bundle_runs_its_flow(bus: Bus, tmp_path: Path,
     assert greet(name="you") == "HELLO, YOU!"
     with pytest.raises(EntrypointError, match="names a function, not a @flow"):
         load_flow("flows.py:not_a_flow", root)
-    with pytest.raises(EntrypointError, match="defines no 'absent'"):
+    with pytest.raises(EntrypointError, match="has no attribute 'absent'"):
         load_flow("flows.py:absent", root)
 
 

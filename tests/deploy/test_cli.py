@@ -66,11 +66,11 @@ async def test_deploy_without_bundle_registers_no_code(project: Path, flowbus_cl
 @pytest.mark.parametrize(("yaml_text", "message"), [
     ("deployments: [", "not valid YAML"),
     ("deployments:\n  - name: hello\n    entrypoint: ../../etc/passwd:fn\n", "neither a .py file"),
-    ("deployments:\n  - name: hello\n    entrypoint: ../../etc/evil.py:fn\n", "may not contain '..'"),
-    ("deployments:\n  - name: hello\n    entrypoint: /etc/evil.py:fn\n", "use a path relative to the project"),
+    ("deployments:\n  - name: hello\n    entrypoint: ../../etc/evil.py:fn\n", "contains '..'"),
+    ("deployments:\n  - name: hello\n    entrypoint: /etc/evil.py:fn\n", "is an absolute path"),
     ("deployments:\n  - name: hello\n    entrypoint: flows.py:greet\n    parameters: {nope: 1}\n",
      "'nope' are not in the flow's signature"),
-    ("deployments:\n  - name: hello\n    entrypoint: missing.py:greet\n", "does not exist"),
+    ("deployments:\n  - name: hello\n    entrypoint: missing.py:greet\n", "not found in the code root"),
     ("deployments:\n  - name: hello\n    entrypoint: flows.py:greet\n    colour: red\n",
      "field colour: unknown key"),
 ])

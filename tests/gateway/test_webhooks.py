@@ -30,6 +30,7 @@ def sign(secret: str, payload: bytes) -> str:
 
 
 async def create_hook(client: aiohttp.ClientSession, **spec: Any) -> str:
+    spec.setdefault("verifier", "none")  # a verifier must be named; these tests sign nothing
     async with client.post("/api/v1/webhooks", json=spec) as r:
         body = await r.json()
         assert r.status == 201, body
@@ -323,7 +324,7 @@ async def test_bad_webhook_definitions_are_400(client: aiohttp.ClientSession, sp
 
 async def test_duplicate_webhook_is_409_and_delete_is_404_after(client: aiohttp.ClientSession) -> None:
     await create_hook(client, slug="dup")
-    async with client.post("/api/v1/webhooks", json={"slug": "dup"}) as r:
+    async with client.post("/api/v1/webhooks", json={"slug": "dup", "verifier": "none"}) as r:
         assert r.status == 409
     async with client.delete("/api/v1/webhooks/dup") as r:
         assert r.status == 204

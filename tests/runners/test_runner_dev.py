@@ -48,7 +48,7 @@ async def test_dev_runs_flows_of_the_default_pool(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
     env.update(FLOWBUS_HOME=str(tmp_path), PYTHONPATH=str(ROOT), FLOWBUS_RUNNER_LIMIT="2",
-               FLOWBUS_RUNNER_FETCH_WAIT="0.2")
+               FLOWBUS_RUNNER_FETCH_WAIT="0.2", FLOWBUS_RUNNER_CODE_ROOT=str(tmp_path))
     proc = _start_dev(env)
     try:
         lines = await asyncio.wait_for(asyncio.to_thread(_read_until_ready, proc), 30)

@@ -16,12 +16,12 @@ from pydantic import ValidationError
 from runner_helpers import deploy, publish_job, runner_settings, running, schedule, wait_final
 
 from events.bus import Bus
+from events.entrypoints import EntrypointError, parse_entrypoint
 from events.errors import SettingsError
 from events.records import FlowRun, State, utcnow
 from events.runs import Job
 from events.settings import NatsSettings, check_environment
 from runners import claims
-from runners.entrypoints import EntrypointError, parse_entrypoint
 from runners.settings import RunnerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,7 +100,7 @@ def test_malformed_entrypoints_are_refused(entrypoint: str) -> None:
 async def test_an_entrypoint_naming_a_missing_file_or_attribute_fails_the_run(
     bus: Bus, nats_settings: NatsSettings, flow_file: Callable[[str], str], tmp_path: Path
 ) -> None:
-    missing = await deploy(bus, "missing", f"{tmp_path / 'nope.py'}:main")
+    missing = await deploy(bus, "missing", "nope.py:main")
     wrong = await deploy(bus, "wrong", f"{flow_file(OK)}:nothing_here")
     async with running(bus, nats_settings, runner_settings(limit=2)):
         a = await wait_final(bus, await schedule(bus, missing))

@@ -85,7 +85,8 @@ async def test_sigterm_drains_finishing_runs_and_hands_back_the_rest(
     flow_file: Callable[[str], str], tmp_path: Path
 ) -> None:
     deployment = await deploy(bus, "slow", f"{flow_file(SLOW_ONCE)}:slow")
-    runner = RunnerProcess(flowbus_env, tmp_path / "runner.log", **FAST_ENV, drain_timeout="4")
+    runner = RunnerProcess(flowbus_env, tmp_path / "runner.log", **FAST_ENV, drain_timeout="4",
+                           code_root=str(tmp_path))
     try:
         await runner.wait_ready()
         quick = await schedule(bus, deployment, {"marker": str(tmp_path / "q"), "seconds": 0.2})

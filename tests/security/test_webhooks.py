@@ -1,0 +1,102 @@
+"""Findings 3 and 6: webhooks name their verifier, and signed deliveries are not replayed."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+
+from events.bus import Bus
+from gateway.service import running
+from gateway.settings import GatewaySettings
+from tests.security.conftest import ADMIN_KEY
+
+H = "/api/v1/webhooks"
+STRIPE_EVENT = {"id": "evt_1NG8Du2eZvKYlo2CUI79vXWy", "object": "event",
+                "type": "payment_intent.succeeded", "data": {"object": {"amount": 2000}}}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _sign(secret: str, payload: bytes) -> str:
+    return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+
+
+async def _events(bus: Bus) -> list[str]:
+    consumer = await bus.consumer(f"check-{uuid.uuid4().hex[:6]}")
+    batch = await consumer.fetch(100, max_wait=0.3)
+    await consumer.close()
+    return [d.event.id for d in batch]
+
+
+async def _create(admin: aiohttp.ClientSession, **spec: Any) -> tuple[int, dict[str, Any]]:
+    async with admin.post(H, json=spec) as r:
+        return r.status, dict(await r.json())
+
+
+async def test_a_webhook_without_a_verifier_is_refused_and_none_is_flagged(
+    admin: aiohttp.ClientSession
+) -> None:
+    status, body = await _create(admin, slug="open")
+    assert status == 400 and body["errors"][0]["field"] == "verifier", body
+    status, body = await _create(admin, slug="open", verifier="none")
+    assert status == 201 and body["unauthenticated"] is True
+    status, body = await _create(admin, slug="signed", verifier="github")
+    assert status == 201 and body["unauthenticated"] is False
+    async with admin.get(H) as r:
+        listed = {h["slug"]: h["unauthenticated"] for h in (await r.json())["items"]}
+    assert listed == {"open": True, "signed": False}
+    async with admin.patch(f"{H}/signed", json={"verifier": "none"}) as r:
+        assert (await r.json())["unauthenticated"] is True
+
+
+async def test_a_stripe_delivery_re_sent_later_with_a_re_spelt_header_is_refused(
+    bus: Bus
+) -> None:
+    clock = Clock()
+    async with running(bus, GatewaySettings(port=0, admin_api_key=ADMIN_KEY), clock=clock) as gw, \
+            aiohttp.ClientSession(base_url=gw.url,
+                                  headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as admin:
+        status, hook = await _create(admin, slug="pay", verifier="stripe")
+        assert status == 201
+        body = json.dumps(STRIPE_EVENT).encode()
+        stamp = str(int(clock.now))
+        header = f"t={stamp},v1={_sign(hook['secret'], stamp.encode() + b'.' + body)}"
+        sent = {"Content-Type": "application/json", "Stripe-Signature": header}
+        async with admin.post("/hooks/pay", data=body, headers=sent) as r:
+            assert r.status == 202
+        clock.now += 125  # past JetStream's duplicate window, inside the signature tolerance
+        for respelt in (header + ",v1=00", header.replace(",", ", "), f"v1=00,{header}"):
+            async with admin.post("/hooks/pay", data=body,
+                                  headers={**sent, "Stripe-Signature": respelt}) as r:
+                answer = await r.json()
+                assert r.status == 401 and "replayed" in answer["detail"], answer
+    assert await _events(bus) == [STRIPE_EVENT["id"]]
+
+
+async def test_a_signed_delivery_without_a_provider_id_is_stored_once(
+    admin: aiohttp.ClientSession, bus: Bus
+) -> None:
+    status, hook = await _create(admin, slug="gh", verifier="github")
+    assert status == 201
+    body = json.dumps({"ref": "refs/heads/main", "after": "abc"}).encode()
+    headers = {"Content-Type": "application/json", "X-GitHub-Event": "push",
+               "X-Hub-Signature-256": "sha256=" + _sign(hook["secret"], body)}
+    ids = set()
+    for _ in range(3):
+        async with admin.post("/hooks/gh", data=body, headers=headers) as r:
+            assert r.status == 202
+            ids.update((await r.json())["ids"])
+    assert len(ids) == 1
+    assert await _events(bus) == list(ids)
