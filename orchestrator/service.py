@@ -19,7 +19,6 @@ import time
 
 from events.automation_store import count_dead_letters
 from events.bus import Bus, Consumer, Delivery
-from events.deployments import RUN_REQUESTED
 from events.errors import FlowbusError, InvalidEvent
 from events.records import utcnow
 from events.runs import RUN_REQUESTED
