@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flowbus import _sink
+from flowbus._cache_lock import acquire as acquire_cache_lock
 from flowbus._drivers import Call, Sleep, Steps, drive_sync
 from flowbus._params import render_run_name
 from flowbus._run_support import (
@@ -23,7 +24,8 @@ from flowbus._run_support import (
     run_hooks,
     set_task_state,
 )
-from flowbus.cache_policies import CacheContext
+from flowbus.cache_policies import CacheContext, isolation_level
+from flowbus.concurrency._slots import hold_task_tag_slots
 from flowbus.context import (
     FlowRunContext,
     TaskRun,
@@ -129,10 +131,30 @@ def _task_attempts(
         return Failed(name="NotReady", message=str(exc), data=exc), None
     task_ctx.parameters = parameters
 
-    cache_key, cached = _check_cache(task, task_run, parameters, flow_ctx, flow_parameters)
-    if cached is not None:
-        return cached, None
+    lock = None
+    if task._cache_policy is not None and isolation_level(task._cache_policy) == "SERIALIZABLE":
+        # Hold the key from the cache read to the cache write: one body per key at a time.
+        key = _cache_key(task, task_run, parameters, flow_ctx, flow_parameters)
+        if key is not None:
+            lock = acquire_cache_lock(key)
+    try:
+        cache_key, cached = _check_cache(task, task_run, parameters, flow_ctx, flow_parameters)
+        if cached is not None:
+            return cached, None
+        tag_slots = hold_task_tag_slots(task_run.tags) if task_run.tags else None
+        try:
+            return (yield from _run_body(task, task_run, parameters, cache_key))
+        finally:
+            if tag_slots is not None:
+                tag_slots.release()
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _run_body(
+    task: Any, task_run: TaskRun, parameters: dict[str, Any], cache_key: str | None
+) -> Steps[tuple[State[Any], BaseException | None]]:
     args, kwargs = task._shape.to_call(parameters)
     while True:
         task_run.run_count += 1
@@ -171,17 +193,9 @@ def _check_cache(
     flow_parameters: dict[str, Any] | None,
 ) -> tuple[str | None, State[Any] | None]:
     """The run's cache key, and a Cached state when the cache holds a live entry for it."""
-    policy = task._cache_policy
-    if policy is None:
+    if task._cache_policy is None:
         return None, None
-    if flow_parameters is None:
-        flow_parameters = flow_ctx.parameters if flow_ctx else {}
-    context = CacheContext(task, task_run, flow_parameters, task_run.flow_run_id)
-    try:
-        cache_key = policy.compute_key(context, parameters)
-    except Exception as exc:
-        task_run_logger(task_run).warning("Not caching this run: cache key failed: %s", exc)
-        return None, None
+    cache_key = _cache_key(task, task_run, parameters, flow_ctx, flow_parameters)
     task_run.cache_key = cache_key
     if cache_key is None or task.refresh_cache:
         return cache_key, None
@@ -191,6 +205,26 @@ def _check_cache(
         task_run_logger(task_run).warning("Ignoring unreadable cache record: %s", exc)
         return cache_key, None
     return cache_key, Cached(data=value) if hit else None
+
+
+def _cache_key(
+    task: Any,
+    task_run: TaskRun,
+    parameters: dict[str, Any],
+    flow_ctx: FlowRunContext | None,
+    flow_parameters: dict[str, Any] | None,
+) -> str | None:
+    if task_run.cache_key is not None:
+        return str(task_run.cache_key)
+    if flow_parameters is None:
+        flow_parameters = flow_ctx.parameters if flow_ctx else {}
+    context = CacheContext(task, task_run, flow_parameters, task_run.flow_run_id)
+    try:
+        key = task._cache_policy.compute_key(context, parameters)
+    except Exception as exc:
+        task_run_logger(task_run).warning("Not caching this run: cache key failed: %s", exc)
+        return None
+    return None if key is None else str(key)
 
 
 def _task_result_state(
