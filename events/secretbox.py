@@ -20,11 +20,9 @@ from collections.abc import Mapping
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from events.errors import FlowbusError
-from events.settings import register_names
 
 ENV_KEY = "FLOWBUS_SECRETS_KEY"
 PREFIX = "fbx1:"  # marks a sealed value, and the format version
-register_names([ENV_KEY])
 
 
 class SecretsKeyError(FlowbusError):

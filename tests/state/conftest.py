@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from events.secretbox import SecretBox
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.state.state_helpers import ROOT
 
 
 @pytest.fixture
@@ -43,10 +42,10 @@ def start_runner(state_env: dict[str, str], tmp_path: Path) -> Iterator[Callable
     def start(pool: str) -> subprocess.Popen[bytes]:
         home = tmp_path / f"home-{pool}"
         env = {**state_env, "FLOWBUS_HOME": str(home), "FLOWBUS_RUNNER_FETCH_WAIT": "0.2"}
-        log = open(tmp_path / f"runner-{pool}.log", "wb")  # noqa: SIM115 (closed with the process)
-        proc = subprocess.Popen([sys.executable, "-m", "flowbus.cli", "runner", "--pool", pool],
-                                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        with open(tmp_path / f"runner-{pool}.log", "wb") as log:  # the child keeps its own copy
+            proc = subprocess.Popen([sys.executable, "-m", "flowbus.cli", "runner", "--pool", pool],
+                                    env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         procs.append(proc)
         return proc
 
@@ -60,11 +59,3 @@ def start_runner(state_env: dict[str, str], tmp_path: Path) -> Iterator[Callable
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-
-
-def run_script(env: dict[str, str], source: str, timeout: float = 60) -> str:
-    """Run a Python program in a process of its own; its stdout (failing on a non-zero exit)."""
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(source)], env=env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=timeout, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
