@@ -47,12 +47,11 @@ def server_connection() -> Any | None:
 
     Cheap when there is no server: nats-py is imported only when one is configured.
     """
-    module = sys.modules.get("flowbus._remote")
-    if module is None:
-        if not os.environ.get("FLOWBUS_NATS_URL"):
-            return None
-        from flowbus import _remote as module
-    return module.connection()
+    if "flowbus._remote" not in sys.modules and not os.environ.get("FLOWBUS_NATS_URL"):
+        return None
+    from flowbus import _remote
+
+    return _remote.connection()
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -120,7 +120,7 @@ class Block(BaseModel):
         box = _secret_box() if secret else None
         for field in cls.model_fields:
             value = getattr(self, field)
-            if field in secret:
+            if field in secret and box is not None:
                 data[field] = box.seal(json.dumps(_reveal(value)))
             else:
                 data[field] = self.model_dump(mode="json", include={field})[field]

@@ -76,7 +76,9 @@ def acquire(
         raise ValueError(f"lease_duration must be positive, got {lease_duration!r}")
     remote = server_connection()
     if remote is None:
-        return None if skip_missing_quietly else _no_server(listed, strict)
+        if not skip_missing_quietly:
+            _no_server(listed, strict)
+        return None
     kv = remote.kv(remote.layout.concurrency)
     limits: list[tuple[str, int, float]] = []
     for name in listed:
@@ -168,7 +170,7 @@ def _renew(held: Held, lease: float) -> None:
 _warned_no_server = False
 
 
-def _no_server(names: list[str], strict: bool) -> None:
+def _no_server(names: list[str], strict: bool) -> None:  # raises, or warns once
     global _warned_no_server
     if strict:
         raise ConcurrencySlotAcquisitionError(
@@ -178,7 +180,6 @@ def _no_server(names: list[str], strict: bool) -> None:
         _warned_no_server = True
         _log.warning("No server (FLOWBUS_NATS_URL unset): concurrency limits %s are not enforced.",
                      names)
-    return None
 
 
 def hold_task_tag_slots(tags: tuple[str, ...] | list[str]) -> Held | None:

@@ -4,6 +4,7 @@ and other processes see the same caches, variables, artifacts, blocks and slots.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -143,7 +144,7 @@ async def test_artifact_from_a_runner_is_read_through_the_api_and_in_another_pro
             listed = await r.json()
     assert latest["data"] == f"made in {maker_pid}" and latest["flow_run_id"] == run.id
     assert [a["id"] for a in listed["items"]] == [latest["id"]]
-    out = run_script(state_env, """
+    out = await asyncio.to_thread(run_script, state_env, """
         from flowbus.artifacts import Artifact
         print(Artifact.get("daily-report").data)
     """)
@@ -154,7 +155,7 @@ async def test_secret_saved_in_one_process_is_loaded_in_a_flow_on_a_runner(
     bus: Bus, flow_source: Callable[[str], str], start_runner: Callable[[str], Any],
     state_env: dict[str, str],
 ) -> None:
-    run_script(state_env, """
+    await asyncio.to_thread(run_script, state_env, """
         from flowbus.blocks.system import Secret
         Secret(value="tok-123").save("api-token")
     """)
@@ -170,9 +171,10 @@ async def test_concurrency_admits_one_run_at_a_time_across_two_runners(
     bus: Bus, flow_source: Callable[[str], str], start_runner: Callable[[str], Any],
     state_env: dict[str, str], tmp_path: Path,
 ) -> None:
-    created = subprocess.run([sys.executable, "-m", "flowbus.cli", "concurrency-limit", "create",
-                              "db", "--limit", "1"], env=state_env, cwd=ROOT, capture_output=True,
-                             text=True, timeout=60, check=False)
+    created = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "flowbus.cli", "concurrency-limit", "create", "db",
+                         "--limit", "1"], env=state_env, cwd=ROOT, capture_output=True, text=True,
+        timeout=60, check=False)
     assert created.returncode == 0, created.stderr
     path = flow_source(FLOWS)
     on_a = await deploy(bus, "guarded-a", f"{path}:guarded", pool="ga")
@@ -187,8 +189,12 @@ async def test_concurrency_admits_one_run_at_a_time_across_two_runners(
     assert [r.state.name for r in runs] == ["Completed"] * 3
     intervals = sorted(json.loads(line) for line in log.read_text().splitlines())
     assert len(intervals) == 3
-    for (_, end), (start, _) in zip(intervals, intervals[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(intervals):
         assert start >= end, f"two holders at once: {intervals}"
+
+
+def _spawn(env: dict[str, str], source: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", source], env=env, cwd=ROOT, start_new_session=True)
 
 
 async def test_a_sigkilled_holder_frees_its_slot_when_its_lease_expires(
@@ -198,13 +204,13 @@ async def test_a_sigkilled_holder_frees_its_slot_when_its_lease_expires(
 
     await concurrency.set_limit(await bus.kv(bus.layout.concurrency), "db", 1)
     marker = tmp_path / "held"
-    holder = subprocess.Popen([sys.executable, "-c", f"""
+    holder = _spawn(state_env, f"""
 import pathlib, time
 from flowbus.concurrency.sync import concurrency
 with concurrency("db", occupy=1, lease_duration=3, strict=True):
     pathlib.Path({str(marker)!r}).write_text("held")
     time.sleep(600)
-"""], env=state_env, cwd=ROOT, start_new_session=True)
+""")
     try:
         for _ in range(600):
             if marker.exists():
@@ -213,7 +219,7 @@ with concurrency("db", occupy=1, lease_duration=3, strict=True):
             await asyncio.sleep(0.05)
         assert marker.exists()
         # Held: another taker times out.
-        blocked = run_script(state_env, """
+        blocked = await asyncio.to_thread(run_script, state_env, """
             from flowbus.concurrency.sync import concurrency, AcquireConcurrencySlotTimeoutError
             try:
                 with concurrency("db", timeout_seconds=0.5, strict=True):
@@ -225,7 +231,7 @@ with concurrency("db", occupy=1, lease_duration=3, strict=True):
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait(timeout=10)
         killed_at = time.monotonic()
-        out = run_script(state_env, """
+        out = await asyncio.to_thread(run_script, state_env, """
             import time
             from flowbus.concurrency.sync import concurrency
             with concurrency("db", timeout_seconds=30, strict=True):
