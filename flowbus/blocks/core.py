@@ -48,7 +48,8 @@ class BlockAlreadyExists(FlowbusError, ValueError):
 
 
 def _slug(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+    # "DateTime" -> "date-time", "JSON" -> "json", "S3Bucket" -> "s3-bucket", "HTTPAuth" -> "http-auth"
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", name).lower()
 
 
 def _secret_box() -> Any:
