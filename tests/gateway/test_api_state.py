@@ -89,7 +89,7 @@ async def test_unknown_or_malformed_artifact_paths_are_404(client: aiohttp.Clien
 async def test_bad_artifact_filters_are_400(client: aiohttp.ClientSession, query: dict[str, str]) -> None:
     async with client.get("/api/v1/artifacts", params=query) as r:
         assert r.status == 400, await r.text()
-        assert list(query)[0] in problem(await r.json())
+        assert next(iter(query)) in problem(await r.json())
 
 
 async def test_blocks_are_listed_without_secrets_even_for_admin_and_deleted(
