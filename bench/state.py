@@ -27,7 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from events.embedded import EmbeddedNats
-from events.settings import NatsSettings
 from flowbus import _remote
 from flowbus._run_support import cache_lookup
 from flowbus.results import default_cache_store, encode_cache_record, resolve_result_store
@@ -75,7 +74,9 @@ def main() -> None:
         _remote.install(None)
         local = _measure(args.samples)
         with EmbeddedNats() as server:
-            _remote.install(NatsSettings(nats_url=[server.url], namespace="bench"))
+            # As a process with FLOWBUS_NATS_URL set (it creates the layout on connect).
+            os.environ["FLOWBUS_NATS_URL"], os.environ["FLOWBUS_NAMESPACE"] = server.url, "bench"
+            _remote.reset()
             try:
                 remote = _measure(args.samples)
             finally:

@@ -30,7 +30,7 @@ CALL_TIMEOUT = 30.0
 class Remote:
     """A bus on a private event loop thread, callable from any thread."""
 
-    def __init__(self, settings: NatsSettings) -> None:
+    def __init__(self, settings: NatsSettings, *, ensure_layout: bool = True) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="flowbus-state",
                                         daemon=True)
@@ -38,7 +38,7 @@ class Remote:
         self._kvs: dict[str, KV] = {}
         self._objects: dict[str, Objects] = {}
         try:
-            self.bus: Bus = self.call(Bus.connect(settings, name="flowbus-state"))
+            self.bus: Bus = self.call(Bus.connect(settings, ensure=ensure_layout, name="flowbus-state"))
         except BaseException:
             self._stop_loop()
             raise
@@ -83,13 +83,15 @@ _lock = threading.Lock()
 _remote: Remote | None = None
 _error: FlowbusError | None = None
 _checked = False
+# Installed by a runner: connect on first use, to a layout the runner already made.
+_installed: NatsSettings | None = None
 
 
 def connection() -> Remote | None:
     """The server connection for run-time state, or None for local ``FLOWBUS_HOME`` state.
 
-    Raises the connection's error (naming the server) when ``FLOWBUS_NATS_URL`` is set
-    but the server cannot be reached: state never silently diverges to the local disk.
+    Raises the connection's error (naming the server) when a server is configured but
+    cannot be reached: state never silently diverges to the local disk.
     """
     global _remote, _error, _checked
     if _checked:
@@ -98,9 +100,12 @@ def connection() -> Remote | None:
         return _remote
     with _lock:
         if not _checked:
-            if os.environ.get("FLOWBUS_NATS_URL"):
+            settings = _installed
+            if settings is None and os.environ.get("FLOWBUS_NATS_URL"):
+                settings = NatsSettings()
+            if settings is not None:
                 try:
-                    _remote = Remote(NatsSettings())
+                    _remote = Remote(settings, ensure_layout=_installed is None)
                     atexit.register(_remote.close)
                 except FlowbusError as exc:
                     _error = exc
@@ -110,26 +115,25 @@ def connection() -> Remote | None:
     return _remote
 
 
-def install(settings: NatsSettings | None) -> Remote | None:
-    """Use the server of ``settings`` for this process's state (None: local state again).
+def install(settings: NatsSettings | None) -> None:
+    """Use the server of ``settings`` for this process's state (None: local state).
 
-    Runners call this in the process that executes runs; the previous connection is closed.
+    Runners call this in the process that executes runs; the connection is made on
+    first use, and a previous one is closed.
     """
-    global _remote, _error, _checked
+    global _installed
+    reset()
     with _lock:
-        previous, _remote, _error = _remote, None, None
-        if settings is not None:
-            _remote = Remote(settings)
-        _checked = True
-    if previous is not None:
-        previous.close()
-    return _remote
+        _installed = settings
+        if settings is None:
+            global _checked
+            _checked = True
 
 
 def reset() -> None:
     """Forget the choice, so the next :func:`connection` reads the environment again."""
-    global _remote, _error, _checked
+    global _remote, _error, _checked, _installed
     with _lock:
-        previous, _remote, _error, _checked = _remote, None, None, False
+        previous, _remote, _error, _checked, _installed = _remote, None, None, False, None
     if previous is not None:
         previous.close()
