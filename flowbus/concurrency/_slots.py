@@ -184,7 +184,7 @@ def _no_server(names: list[str], strict: bool) -> None:  # raises, or warns once
 
 def hold_task_tag_slots(tags: tuple[str, ...] | list[str]) -> Held | None:
     """Wait for a slot of every task tag limit (``flowbus concurrency-limit create --tag``)."""
-    if not tags:
+    if not tags or server_connection() is None:  # no server: no limits (and no cost)
         return None
     from events.concurrency import task_tag_limit
 
