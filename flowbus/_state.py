@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -65,7 +66,7 @@ class LocalBucket:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # Link a complete temporary file into place: exclusive, and never half-written.
-            tmp = path.with_name(f".new-{os.getpid()}-{id(value)}-{path.name}")
+            tmp = path.with_name(f".new-{uuid.uuid4().hex}-{path.name[-40:]}")
             tmp.write_bytes(value)
             try:
                 os.link(tmp, path)
