@@ -58,7 +58,9 @@ class Variable:
         bucket = _state.bucket("variables")
         now = _dt.datetime.now(_dt.UTC)
         existing = bucket.get(_check(name))
-        created = now if existing is None else _dt.datetime.fromisoformat(json.loads(existing)["created"])
+        # Files written before variables carried timestamps have no "created": now is the best we know.
+        previous = json.loads(existing).get("created") if existing is not None else None
+        created = _dt.datetime.fromisoformat(previous) if previous else now
         try:
             json.dumps(value)
         except (TypeError, ValueError) as exc:

@@ -101,3 +101,13 @@ def test_concurrency_without_a_server_proceeds_unless_strict() -> None:
 def test_bad_concurrency_arguments_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError), concurrency(**kwargs):  # type: ignore[arg-type]
         pass
+
+
+def test_a_variable_file_from_before_timestamps_is_read_and_overwritten(tmp_path: Path) -> None:
+    from flowbus.variables import Variable
+
+    (tmp_path / "variables").mkdir()
+    (tmp_path / "variables" / "old.json").write_text('{"name": "old", "value": 1, "tags": []}')
+    assert Variable.get("old") == 1
+    Variable.set("old", 2, overwrite=True)
+    assert Variable.get("old") == 2
