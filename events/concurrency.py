@@ -67,11 +67,87 @@ def _slot_value(holder: str, expires: datetime) -> bytes:
     return json.dumps({"holder": holder, "expires": expires.isoformat()}).encode()
 
 
-async def set_limit(kv: KV, name: str, limit: int) -> None:
-    """Define (or change) the named limit ``name`` to ``limit`` slots."""
+TASK_TAG_PREFIX = "task-tag-"
+
+
+def task_tag_limit(tag: str) -> str:
+    """The name of the limit on task runs tagged ``tag`` (Prefect's tag concurrency limits)."""
+    return f"{TASK_TAG_PREFIX}{tag}"
+
+
+async def set_limit(kv: KV, name: str, limit: int, *, slot_decay_per_second: float | None = None) -> None:
+    """Define (or change) the named limit ``name`` to ``limit`` slots.
+
+    With ``slot_decay_per_second`` the limit also serves ``rate_limit``: a slot taken
+    for a rate limit frees itself after ``1 / slot_decay_per_second`` seconds.
+    """
     if not 0 <= limit <= MAX_LIMIT:
         raise InvalidLimit(f"concurrency limit {limit} for {name!r} must be 0-{MAX_LIMIT}")
-    await kv.put(f"limit.{limit_name(name)}", json.dumps({"name": name, "limit": limit}).encode())
+    if slot_decay_per_second is not None and not 0 < slot_decay_per_second <= 1000:
+        raise InvalidLimit(f"slot_decay_per_second {slot_decay_per_second} for {name!r} must be "
+                           "over 0 and at most 1000")
+    body = {"name": name, "limit": limit, "slot_decay_per_second": slot_decay_per_second}
+    await kv.put(f"limit.{limit_name(name)}", json.dumps(body).encode())
+
+
+@dataclass(frozen=True, slots=True)
+class LimitInfo:
+    """A defined limit and how it is used right now."""
+
+    name: str
+    limit: int
+    slot_decay_per_second: float | None
+    active_slots: int
+    waiters: int
+
+
+async def limit_info(kv: KV, name: str, *, keys: list[str] | None = None,
+                     now: datetime | None = None) -> LimitInfo | None:
+    """The limit ``name`` with its slots in use (unexpired leases) and waiters, or None."""
+    value = await kv.get_json(f"limit.{limit_name(name)}")
+    if value is None:
+        return None
+    now = now or _now()
+    token = limit_name(name)
+    keys = await kv.keys() if keys is None else keys
+    active = waiters = 0
+    for key in keys:
+        if key.startswith(f"slot.{token}.") or key.startswith(f"wait.{token}."):
+            held = await kv.get_json(key)
+            if held is not None and datetime.fromisoformat(held["expires"]) > now:
+                if key.startswith("slot."):
+                    active += 1
+                else:
+                    waiters += 1
+    return LimitInfo(value.get("name", name), int(value["limit"]),
+                     value.get("slot_decay_per_second"), active, waiters)
+
+
+async def list_limits(kv: KV) -> list[LimitInfo]:
+    """Every defined limit, by name."""
+    keys = await kv.keys()
+    out = []
+    for key in keys:
+        if key.startswith("limit."):
+            value = await kv.get_json(key)
+            if value is not None:
+                info = await limit_info(kv, value["name"], keys=keys)
+                if info is not None:
+                    out.append(info)
+    return sorted(out, key=lambda i: i.name)
+
+
+async def mark_waiting(kv: KV, name: str, holder: str, *, ttl: float) -> None:
+    """Count ``holder`` among the waiters of ``name`` for ``ttl`` seconds (a metric only)."""
+    expires = _now() + timedelta(seconds=ttl)
+    key = f"wait.{limit_name(name)}.{hashlib.blake2b(holder.encode(), digest_size=8).hexdigest()}"
+    await kv.put(key, _slot_value(holder, expires))
+
+
+async def unmark_waiting(kv: KV, name: str, holder: str) -> None:
+    key = f"wait.{limit_name(name)}.{hashlib.blake2b(holder.encode(), digest_size=8).hexdigest()}"
+    if await kv.get(key) is not None:
+        await kv.delete(key)
 
 
 async def get_limit(kv: KV, name: str) -> int | None:
@@ -80,8 +156,19 @@ async def get_limit(kv: KV, name: str) -> int | None:
     return None if value is None else int(value["limit"])
 
 
-async def delete_limit(kv: KV, name: str) -> None:
-    await kv.delete(f"limit.{limit_name(name)}")
+async def get_limit_decay(kv: KV, name: str) -> tuple[int, float | None] | None:
+    """(size, slot decay per second) of limit ``name``, or None when it is not defined."""
+    value = await kv.get_json(f"limit.{limit_name(name)}")
+    return None if value is None else (int(value["limit"]), value.get("slot_decay_per_second"))
+
+
+async def delete_limit(kv: KV, name: str) -> bool:
+    """Delete limit ``name``; False when it was not defined."""
+    key = f"limit.{limit_name(name)}"
+    if await kv.get(key) is None:
+        return False
+    await kv.delete(key)
+    return True
 
 
 async def acquire(

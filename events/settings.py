@@ -24,7 +24,7 @@ _KNOWN_SETTINGS: list[type[BaseSettings]] = []
 # Names read directly by the SDK (flowbus/) without a settings class, to keep its import cheap.
 _KNOWN_NAMES: set[str] = {
     "FLOWBUS_HOME", "FLOWBUS_EVENTS_FILE", "FLOWBUS_API_URL", "FLOWBUS_API_KEY",
-    "FLOWBUS_LOGGING_LEVEL", "FLOWBUS_TASK_RUNNER_MAX_WORKERS",
+    "FLOWBUS_LOGGING_LEVEL", "FLOWBUS_TASK_RUNNER_MAX_WORKERS", "FLOWBUS_SECRETS_KEY",
 }
 
 S = TypeVar("S", bound=type[BaseSettings])

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flowbus import _sink
+from flowbus._cache_lock import acquire as acquire_cache_lock
 from flowbus._drivers import Call, Sleep, Steps, drive_sync
 from flowbus._params import render_run_name
 from flowbus._run_support import (
@@ -23,7 +24,8 @@ from flowbus._run_support import (
     run_hooks,
     set_task_state,
 )
-from flowbus.cache_policies import CacheContext
+from flowbus.cache_policies import CacheContext, isolation_level
+from flowbus.concurrency._slots import hold_task_tag_slots
 from flowbus.context import (
     FlowRunContext,
     TaskRun,
@@ -129,38 +131,72 @@ def _task_attempts(
         return Failed(name="NotReady", message=str(exc), data=exc), None
     task_ctx.parameters = parameters
 
-    cache_key, cached = _check_cache(task, task_run, parameters, flow_ctx, flow_parameters)
-    if cached is not None:
-        return cached, None
-
-    args, kwargs = task._shape.to_call(parameters)
-    while True:
-        task_run.run_count += 1
-        set_task_state(task_run, Running() if task_run.run_count == 1 else Retrying())
-        ok, value = yield Call(task.fn, args, kwargs, task.timeout_seconds, TaskRunTimeoutError)
-        if ok:
-            return _task_result_state(task, task_run, value, parameters, cache_key), None
-        if not isinstance(value, Exception):
-            return interrupted_state(value), value
-        failed = Failed(message=f"Task run encountered an exception {type(value).__name__}: {value}", data=value)
-        logger = task_run_logger(task_run)
-        if task_run.run_count <= task.retries and _should_retry(task, task_run, failed, logger):
-            delay = retry_delay(task.retry_delay_seconds, task_run.run_count, task.retries, task.retry_jitter_factor)
-            logger.warning(
-                "Task run failed with exception: %r - Retry %d/%d will start %s",
-                value,
-                task_run.run_count,
-                task.retries,
-                f"in {delay:g} second(s)" if delay else "immediately",
-            )
-            set_task_state(task_run, AwaitingRetry(message=str(value)))
+    tag_slots = None
+    lock = (_lock_cache_key(task, task_run, parameters, flow_ctx, flow_parameters)
+            if task._cache_policy is not None else None)
+    try:
+        cache_key, cached = _check_cache(task, task_run, parameters, flow_ctx, flow_parameters)
+        if cached is not None:
+            return cached, None
+        if task_run.tags:
+            tag_slots = hold_task_tag_slots(task_run.tags)
+        args, kwargs = task._shape.to_call(parameters)
+        while True:
+            task_run.run_count += 1
+            set_task_state(task_run, Running() if task_run.run_count == 1 else Retrying())
+            ok, value = yield Call(task.fn, args, kwargs, task.timeout_seconds, TaskRunTimeoutError)
+            if ok:
+                return _task_result_state(task, task_run, value, parameters, cache_key), None
+            if not isinstance(value, Exception):
+                return interrupted_state(value), value
+            failed = Failed(message=f"Task run encountered an exception {type(value).__name__}: {value}", data=value)
+            delay = _plan_retry(task, task_run, failed, value)
+            if delay is None:
+                return failed, None
             if delay > 0:
                 ok, error = yield Sleep(delay)
                 if not ok:
                     return interrupted_state(error), error
-            continue
-        logger.error("Task run failed with exception: %r", value, exc_info=value)
-        return failed, None
+    finally:
+        if tag_slots is not None:
+            tag_slots.release()
+        if lock is not None:
+            lock.release()
+
+
+def _lock_cache_key(
+    task: Any,
+    task_run: TaskRun,
+    parameters: dict[str, Any],
+    flow_ctx: FlowRunContext | None,
+    flow_parameters: dict[str, Any] | None,
+) -> Any:
+    """With SERIALIZABLE isolation, the held lock of the run's cache key (else None).
+
+    It is held from the cache read to the cache write: one body per key at a time.
+    """
+    if isolation_level(task._cache_policy) != "SERIALIZABLE":
+        return None
+    key = _cache_key(task, task_run, parameters, flow_ctx, flow_parameters)
+    return None if key is None else acquire_cache_lock(key)
+
+
+def _plan_retry(task: Any, task_run: TaskRun, failed: State[Any], error: Exception) -> float | None:
+    """The delay before the next attempt (AwaitingRetry is set), or None: the run fails."""
+    logger = task_run_logger(task_run)
+    if task_run.run_count <= task.retries and _should_retry(task, task_run, failed, logger):
+        delay = retry_delay(task.retry_delay_seconds, task_run.run_count, task.retries, task.retry_jitter_factor)
+        logger.warning(
+            "Task run failed with exception: %r - Retry %d/%d will start %s",
+            error,
+            task_run.run_count,
+            task.retries,
+            f"in {delay:g} second(s)" if delay else "immediately",
+        )
+        set_task_state(task_run, AwaitingRetry(message=str(error)))
+        return delay
+    logger.error("Task run failed with exception: %r", error, exc_info=error)
+    return None
 
 
 def _check_cache(
@@ -171,17 +207,9 @@ def _check_cache(
     flow_parameters: dict[str, Any] | None,
 ) -> tuple[str | None, State[Any] | None]:
     """The run's cache key, and a Cached state when the cache holds a live entry for it."""
-    policy = task._cache_policy
-    if policy is None:
+    if task._cache_policy is None:
         return None, None
-    if flow_parameters is None:
-        flow_parameters = flow_ctx.parameters if flow_ctx else {}
-    context = CacheContext(task, task_run, flow_parameters, task_run.flow_run_id)
-    try:
-        cache_key = policy.compute_key(context, parameters)
-    except Exception as exc:
-        task_run_logger(task_run).warning("Not caching this run: cache key failed: %s", exc)
-        return None, None
+    cache_key = _cache_key(task, task_run, parameters, flow_ctx, flow_parameters)
     task_run.cache_key = cache_key
     if cache_key is None or task.refresh_cache:
         return cache_key, None
@@ -191,6 +219,26 @@ def _check_cache(
         task_run_logger(task_run).warning("Ignoring unreadable cache record: %s", exc)
         return cache_key, None
     return cache_key, Cached(data=value) if hit else None
+
+
+def _cache_key(
+    task: Any,
+    task_run: TaskRun,
+    parameters: dict[str, Any],
+    flow_ctx: FlowRunContext | None,
+    flow_parameters: dict[str, Any] | None,
+) -> str | None:
+    if task_run.cache_key is not None:
+        return str(task_run.cache_key)
+    if flow_parameters is None:
+        flow_parameters = flow_ctx.parameters if flow_ctx else {}
+    context = CacheContext(task, task_run, flow_parameters, task_run.flow_run_id)
+    try:
+        key = task._cache_policy.compute_key(context, parameters)
+    except Exception as exc:
+        task_run_logger(task_run).warning("Not caching this run: cache key failed: %s", exc)
+        return None
+    return None if key is None else str(key)
 
 
 def _task_result_state(

@@ -1,7 +1,9 @@
 """Artifacts: rich outputs of a run (markdown, tables, links, progress, images).
 
-Kept with the run: with no server they are JSON files under ``$FLOWBUS_HOME/artifacts``
-and an ``flowbus.artifact.created`` / ``.updated`` event goes to the event sink.
+Kept with the run: with a server (a run on a runner, or ``FLOWBUS_NATS_URL`` set) in
+the ``flowbus-artifacts`` KV bucket that ``/api/v1/artifacts`` reads, with no server as
+JSON files under ``$FLOWBUS_HOME/artifacts``; either way a ``flowbus.artifact.created``
+/ ``.updated`` event goes to the event sink.
 
 Example::
 
@@ -18,14 +20,12 @@ import json
 import re
 import uuid
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from flowbus import _sink
+from flowbus import _sink, _state
 from flowbus.context import _flow_run_ctx, _task_run_ctx
-from flowbus.results import flowbus_home, write_atomic
 
-_KEY = re.compile(r"^[a-z0-9-]+$")
+_KEY = re.compile(r"^[a-z0-9-]{1,200}$")
 
 
 @dataclass(slots=True)
@@ -44,13 +44,11 @@ class Artifact:
 
     @classmethod
     def get(cls, key: str) -> Artifact | None:
-        """The latest artifact with `key`, or None."""
-        pointer = _root() / "keys" / f"{key}.json"
-        try:
-            artifact_id = json.loads(pointer.read_text())["id"]
-        except FileNotFoundError:
+        """The latest artifact with `key`, or None (from any process that shares the state)."""
+        if not isinstance(key, str) or not _KEY.match(key):
             return None
-        return _load(artifact_id)
+        pointer = _state.bucket("artifacts").get(f"key.{key}")
+        return None if pointer is None else _load(pointer.decode())
 
     @classmethod
     def get_by_id(cls, artifact_id: str | uuid.UUID) -> Artifact | None:
@@ -58,21 +56,25 @@ class Artifact:
         return _load(str(artifact_id))
 
 
-def _root() -> Path:
-    return flowbus_home() / "artifacts"
-
-
 def _load(artifact_id: str) -> Artifact | None:
     try:
-        return Artifact(**json.loads((_root() / f"{artifact_id}.json").read_text()))
-    except FileNotFoundError:
+        uuid.UUID(artifact_id)
+    except ValueError:
         return None
+    raw = _state.bucket("artifacts").get(f"id.{artifact_id}")
+    return None if raw is None else Artifact(**json.loads(raw))
 
 
 def _save(artifact: Artifact, event: str) -> None:
-    write_atomic(_root() / f"{artifact.id}.json", json.dumps(asdict(artifact), default=str).encode())
+    from events.artifacts import MAX_ARTIFACT_BYTES, ArtifactRecord
+
+    data = ArtifactRecord.model_validate(asdict(artifact)).model_dump_json().encode()
+    if len(data) > MAX_ARTIFACT_BYTES:
+        raise ValueError(f"Artifact is {len(data)} bytes encoded, over {MAX_ARTIFACT_BYTES}")
+    bucket = _state.bucket("artifacts")
+    bucket.put(f"id.{artifact.id}", data)
     if artifact.key:
-        write_atomic(_root() / "keys" / f"{artifact.key}.json", json.dumps({"id": artifact.id}).encode())
+        bucket.put(f"key.{artifact.key}", artifact.id.encode())
     _sink.emit_event(f"flowbus.artifact.{event}", f"flowbus.artifact.{artifact.id}", asdict(artifact))
 
 

@@ -81,6 +81,32 @@ class CachePolicy:
     def __sub__(self, name: str) -> CachePolicy:
         raise TypeError(f"Only INPUTS-based policies can exclude inputs, not {self!r}")
 
+    def configure(
+        self, key_storage: Any = None, lock_manager: Any = None, isolation_level: Any = None
+    ) -> CachePolicy:
+        """This policy with an isolation level (``"SERIALIZABLE"`` locks the cache key).
+
+        Records and locks always live where the process keeps its state (the server's
+        ``flowbus-cache`` KV, or ``FLOWBUS_HOME``), so ``key_storage`` and
+        ``lock_manager`` are refused rather than silently ignored.
+        """
+        if key_storage is not None or lock_manager is not None:
+            raise ValueError(
+                "configure(key_storage=..., lock_manager=...) is not supported: flowbus keeps "
+                "cache records and locks in the server's flowbus-cache bucket, or under "
+                "FLOWBUS_HOME with no server"
+            )
+        from flowbus.transactions import IsolationLevel
+
+        try:
+            level = IsolationLevel(str(isolation_level)) if isolation_level is not None else None
+        except ValueError:
+            raise ValueError(
+                f"isolation_level {isolation_level!r} is not one of READ_COMMITTED, SERIALIZABLE"
+            ) from None
+        base = self.policy if isinstance(self, ConfiguredCachePolicy) else self
+        return ConfiguredCachePolicy(base, level)
+
 
 @dataclass(frozen=True, slots=True)
 class CompoundCachePolicy(CachePolicy):
@@ -98,6 +124,25 @@ class CompoundCachePolicy(CachePolicy):
         return CompoundCachePolicy(
             tuple(p - name if isinstance(p, Inputs) else p for p in self.policies)
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ConfiguredCachePolicy(CachePolicy):
+    """A policy with an isolation level (see :meth:`CachePolicy.configure`)."""
+
+    policy: CachePolicy
+    isolation_level: Any = None
+
+    def compute_key(self, context: CacheContext, inputs: dict[str, Any]) -> str | None:
+        return self.policy.compute_key(context, inputs)
+
+    def __sub__(self, name: str) -> CachePolicy:
+        return ConfiguredCachePolicy(self.policy - name, self.isolation_level)
+
+
+def isolation_level(policy: CachePolicy | None) -> Any:
+    """The policy's isolation level (None: READ_COMMITTED)."""
+    return getattr(policy, "isolation_level", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,5 +225,6 @@ __all__ = [
     "CacheKeyFnPolicy",
     "CachePolicy",
     "CompoundCachePolicy",
+    "ConfiguredCachePolicy",
     "Inputs",
 ]

@@ -4,7 +4,9 @@
 per key under a directory (by default ``$FLOWBUS_HOME/results``, ``~/.flowbus``
 when unset); writes are atomic (a temporary file, then `os.replace`) so a reader in
 another process sees either the old record or the new one, never half of one.
-With a server, the same interface is backed by the NATS object store and KV.
+With a server (a run on a runner, or ``FLOWBUS_NATS_URL`` set), the same interface is
+backed by the ``flowbus-results`` object store (`flowbus._state.ObjectStoreResults`)
+and the ``flowbus-cache`` KV (`flowbus._state.KvCache`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import sys
 import tempfile
 import urllib.parse
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from flowbus.exceptions import ConfigurationError
 from flowbus.serializers import Serializer, resolve_serializer
@@ -39,6 +42,16 @@ def flowbus_home() -> Path:
     return Path(home) if home else Path.home() / ".flowbus"
 
 
+def server_connection() -> Any | None:
+    """The process's server connection (`flowbus._remote.Remote`), or None for local state.
+
+    Cheap when there is no server: nats-py is imported only when one is configured.
+    """
+    if "flowbus._remote" not in sys.modules and not os.environ.get("FLOWBUS_NATS_URL"):
+        return None
+    from flowbus import _remote
+
+    return _remote.connection()
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -108,24 +121,40 @@ def set_default_stores(results: ResultStore | None = None, cache: ResultStore | 
 
     Example (a server-backed process)::
 
-        set_default_stores(results=ObjectStoreResults(...), cache=KvCache(...))
+        set_default_stores(results=ObjectStoreResults(remote), cache=KvCache(remote))
     """
     global _result_store, _cache_store
     _result_store, _cache_store = results, cache
 
 
+_server_stores: tuple[Any, ResultStore, ResultStore] | None = None
+
+
+def _server_store(which: int) -> ResultStore | None:
+    global _server_stores
+    remote = server_connection()
+    if remote is None:
+        return None
+    stores = _server_stores
+    if stores is None or stores[0] is not remote:
+        from flowbus._state import KvCache, ObjectStoreResults
+
+        stores = _server_stores = (remote, ObjectStoreResults(remote), KvCache(remote))
+    return stores[which]
+
+
 def resolve_result_store(value: ResultStore | str | os.PathLike[str] | None) -> ResultStore:
     """The store for a `result_storage` option: a store, a directory, or None (default)."""
     if value is None:
-        return _result_store or LocalResultStore(flowbus_home() / "results")
+        return _result_store or _server_store(1) or LocalResultStore(flowbus_home() / "results")
     if isinstance(value, str | os.PathLike):
         return LocalResultStore(value)
     return value
 
 
 def default_cache_store() -> ResultStore:
-    """Where cache records go: the installed cache store, else ``$FLOWBUS_HOME/cache``."""
-    return _cache_store or LocalResultStore(flowbus_home() / "cache")
+    """Where cache records go: the installed store, the server's KV, else ``$FLOWBUS_HOME/cache``."""
+    return _cache_store or _server_store(2) or LocalResultStore(flowbus_home() / "cache")
 
 
 # A cache record is one JSON header line (serializer, expiry) followed by the payload,

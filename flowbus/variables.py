@@ -1,7 +1,10 @@
 """Variables: small named JSON values shared by flows.
 
-With no server they live under ``$FLOWBUS_HOME/variables``, one file each, written
-atomically. Sync and async::
+With a server (a run on a runner, or ``FLOWBUS_NATS_URL`` set) they live in the
+``flowbus-variables`` KV bucket that ``/api/v1/variables`` reads and writes, so a
+variable set through the API is what a flow on any runner reads. With no server
+they live under ``$FLOWBUS_HOME/variables``, one file each, written atomically.
+Sync and async::
 
     from flowbus.variables import Variable
 
@@ -13,23 +16,24 @@ atomically. Sync and async::
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from flowbus.results import flowbus_home, write_atomic
+from flowbus import _state
 
 _NAME = re.compile(r"^[a-z0-9_-]{1,255}$")
+MAX_VALUE_BYTES = 64 * 1024
 
 
-def _path(name: str) -> Path:
-    if not _NAME.match(name):
+def _check(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(
             f"Variable name {name!r} is invalid: use 1-255 lowercase letters, digits, '_' or '-'"
         )
-    return flowbus_home() / "variables" / f"{name}.json"
+    return name
 
 
 @dataclass(slots=True)
@@ -43,32 +47,40 @@ class Variable:
     @classmethod
     def get(cls, name: str, default: Any = None) -> Any:
         """The value of variable `name`, or `default` when it is not set."""
-        try:
-            return json.loads(_path(name).read_text())["value"]
-        except FileNotFoundError:
-            return default
+        raw = _state.bucket("variables").get(_check(name))
+        return default if raw is None else json.loads(raw)["value"]
 
     @classmethod
     def set(cls, name: str, value: Any, tags: list[str] | None = None, overwrite: bool = False) -> Variable:
         """Set variable `name`; without ``overwrite=True`` an existing one is an error."""
-        path = _path(name)
-        if path.exists() and not overwrite:
-            raise ValueError(f"Variable {name!r} already exists; pass overwrite=True to replace it")
+        from events.variables import VariableRecord
+
+        bucket = _state.bucket("variables")
+        now = _dt.datetime.now(_dt.UTC)
+        existing = bucket.get(_check(name))
+        # Files written before variables carried timestamps have no "created": now is the best we know.
+        previous = json.loads(existing).get("created") if existing is not None else None
+        created = _dt.datetime.fromisoformat(previous) if previous else now
         try:
-            data = json.dumps({"name": name, "value": value, "tags": tags or []})
-        except TypeError as exc:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
             raise TypeError(f"Variable {name!r}: value must be JSON-serializable ({exc})") from None
-        write_atomic(path, data.encode())
+        record = VariableRecord(name=name, value=value, tags=list(tags or []), created=created, updated=now)
+        data = record.model_dump_json().encode()
+        if len(data) > MAX_VALUE_BYTES:
+            raise ValueError(f"Variable {name!r} is {len(data)} bytes encoded, over {MAX_VALUE_BYTES}")
+        if existing is not None and not overwrite:
+            raise ValueError(f"Variable {name!r} already exists; pass overwrite=True to replace it")
+        if overwrite:
+            bucket.put(name, data)
+        elif not bucket.create(name, data):
+            raise ValueError(f"Variable {name!r} already exists; pass overwrite=True to replace it")
         return cls(name, value, list(tags or []))
 
     @classmethod
     def unset(cls, name: str) -> bool:
         """Delete variable `name`; True if it existed."""
-        try:
-            _path(name).unlink()
-            return True
-        except FileNotFoundError:
-            return False
+        return _state.bucket("variables").delete(_check(name))
 
     @classmethod
     async def aget(cls, name: str, default: Any = None) -> Any:

@@ -55,6 +55,14 @@ class Metrics:
         self.runs_waiting = Gauge(
             "flowbus_orchestrator_runs_waiting_for_slot", "runs in AwaitingConcurrencySlot", registry=r
         )
+        self.limit_slots_in_use = Gauge(
+            "flowbus_concurrency_limit_slots_in_use", "slots of a named concurrency limit held now",
+            ["limit"], registry=r,
+        )
+        self.limit_waiters = Gauge(
+            "flowbus_concurrency_limit_waiters", "holders waiting for a slot of a named limit",
+            ["limit"], registry=r,
+        )
         self.in_flight = Gauge("flowbus_orchestrator_in_flight", "events being handled", registry=r)
         self.triggers = Gauge("flowbus_orchestrator_triggers", "deployment triggers indexed", registry=r)
         self.tracked = Gauge("flowbus_orchestrator_tracked_runs", "non-final runs watched", registry=r)

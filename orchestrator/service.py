@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 
+from events import concurrency
 from events.automation_store import count_dead_letters
 from events.bus import Bus, Consumer, Delivery
 from events.errors import FlowbusError, InvalidEvent
@@ -190,6 +191,12 @@ class Orchestrator:
         """Refresh the gauges read from JetStream and the run tracker."""
         self.metrics.slots_in_use.set(self.tracker.slots_held())
         self.metrics.runs_waiting.set(self.tracker.waiting_for_slot())
+        limits = await concurrency.list_limits(await self.bus.kv(self.bus.layout.concurrency))
+        self.metrics.limit_slots_in_use.clear()
+        self.metrics.limit_waiters.clear()
+        for limit in limits:
+            self.metrics.limit_slots_in_use.labels(limit.name).set(limit.active_slots)
+            self.metrics.limit_waiters.labels(limit.name).set(limit.waiters)
         self.automations.metrics.dead_letters_waiting.set(await count_dead_letters(self.bus))
         if self._consumer is not None:
             info = await self._consumer.info()

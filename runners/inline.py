@@ -127,10 +127,17 @@ class InlineExecutor:
         self.threads = DaemonThreads()
 
     async def start(self) -> None:
+        from flowbus import _remote
+
+        # Results, caches, variables, artifacts and blocks of the runs: the server's buckets.
+        await asyncio.to_thread(_remote.install, self._nats)
         self._filter = await asyncio.to_thread(open_nats_sink, self._nats, self._settings.log_buffer)
         self._previous = _sink.set_event_sink(self._filter)
 
     async def close(self) -> None:
+        from flowbus import _remote
+
+        await asyncio.to_thread(_remote.reset)
         if self._filter is not None:
             if _sink.get_event_sink() is self._filter:
                 _sink.set_event_sink(self._previous)

@@ -107,9 +107,16 @@ def _console_to_real_stderr() -> None:
 def _install_sink(settings_dump: dict[str, Any], buffer: int) -> RecordedRunsFilter | None:
     from events.errors import FlowbusError
     from events.settings import NatsSettings
+    from flowbus import _remote
 
+    settings = NatsSettings(**settings_dump)
     try:
-        sink = open_nats_sink(NatsSettings(**settings_dump), buffer)
+        # Results, caches, variables, artifacts and blocks of the runs: the server's buckets.
+        _remote.install(settings)
+    except FlowbusError as exc:
+        print(f"flowbus worker: run-time state unreachable: {exc}", file=sys.__stderr__)
+    try:
+        sink = open_nats_sink(settings, buffer)
     except FlowbusError as exc:
         print(f"flowbus worker: run events and logs stay local: {exc}", file=sys.__stderr__)
         return None

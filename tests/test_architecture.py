@@ -23,9 +23,10 @@ PACKAGES = ("events", "flowbus", "gateway", "orchestrator", "runners")
 SERVICES = {"gateway", "orchestrator", "runners"}
 # Beyond ARCHITECTURE.md's list: jinja2 (templates), croniter and dateutil (schedules),
 # celpy (`when:` expressions) validate definitions that every part reads, so they sit
-# with the shared schema (docs/contract.md, "Shared libraries").
+# with the shared schema (docs/contract.md, "Shared libraries"); cryptography seals the
+# secrets that several parts store (events/secretbox.py).
 EVENTS_MAY_USE = {"pydantic", "pydantic_settings", "nats", "cloudevents", "jinja2", "croniter",
-                  "dateutil", "celpy"}
+                  "dateutil", "celpy", "cryptography"}
 MAY_IMPORT = {
     "events": {"events"},
     "flowbus": {"events", "flowbus"},

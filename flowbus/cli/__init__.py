@@ -19,6 +19,7 @@ from flowbus.cli import (
     orchestrator_cmd,
     runner_cmd,
     source_cmd,
+    state_cmd,
 )
 
 
@@ -56,6 +57,9 @@ cli.add_command(deploy_cmd.flow_run)
 cli.add_command(gateway_cmd.gateway)
 cli.add_command(runner_cmd.runner)
 cli.add_command(source_cmd.source)
+cli.add_command(state_cmd.artifact)
+cli.add_command(state_cmd.block)
+cli.add_command(state_cmd.concurrency_limit)
 
 
 def main() -> None:

@@ -8,7 +8,10 @@ from gateway.api.routing import ApiRouter
 def routers() -> list[ApiRouter]:
     """Every API router, in the order their routes are installed."""
     from gateway.api import (
+        artifacts,
         automations,
+        blocks,
+        concurrency_limits,
         deployments,
         events_api,
         flow_runs,
@@ -19,4 +22,5 @@ def routers() -> list[ApiRouter]:
     )
 
     return [deployments.router, flow_runs.router, automations.router, variables.router,
-            events_api.router, webhooks_api.router, keys.router, sources.router]
+            events_api.router, webhooks_api.router, keys.router, sources.router,
+            artifacts.router, blocks.router, concurrency_limits.router]

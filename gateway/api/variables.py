@@ -8,14 +8,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from events.errors import AlreadyExists
+from events.variables import MAX_VALUE_BYTES, NAME_PATTERN, VariableRecord
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
 from gateway.problems import Problem
 
 router = ApiRouter()
-NAME_PATTERN = r"^[a-z0-9_-]{1,255}$"
-MAX_VALUE_BYTES = 64 * 1024
 
 
 class VariableCreate(BaseModel):
@@ -37,11 +36,8 @@ class VariableUpdate(BaseModel):
     tags: list[str] | None = Field(default=None, max_length=100, description="new labels")
 
 
-class Variable(VariableCreate):
-    """A stored variable."""
-
-    created: datetime = Field(description="when it was created")
-    updated: datetime = Field(description="when it last changed")
+class Variable(VariableRecord):
+    """A stored variable (the record the SDK reads and writes too)."""
 
 
 def _check_size(variable: Variable) -> bytes:

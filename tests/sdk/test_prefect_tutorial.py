@@ -74,4 +74,11 @@ def test_prefect_tutorial_flow_runs_with_the_import_renamed(tmp_path: Path, flow
     assert "TOTAL 37000" in second.stdout
     assert "has 17000 stars!" not in second.stderr
     assert "Finished in state Cached(type=COMPLETED)" in second.stderr
-    assert (flowbus_home / "artifacts" / "keys" / "stars-report.json").exists()
+    # The artifact is kept in FLOWBUS_HOME: another process reads it back by key.
+    read = subprocess.run(
+        [sys.executable, "-c", "from flowbus.artifacts import Artifact; print(Artifact.get('stars-report').type)"],
+        env={**os.environ, "FLOWBUS_HOME": str(flowbus_home),
+             "PYTHONPATH": str(Path(flowbus.__file__).parent.parent)}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert read.stdout.strip() == "markdown", read.stderr
