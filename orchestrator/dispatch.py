@@ -2,7 +2,9 @@
 
 Parameters are the deployment's defaults overlaid with the trigger's, rendered from
 the event with :func:`events.templates.render_value` (a single ``{{ expression }}``
-keeps its type). A template that fails, a paused or unknown deployment, or a
+keeps its type), then checked against the deployment's parameter schema
+(:mod:`events.parameters`): a run whose parameters do not fit is stored Failed with
+a message naming each bad parameter, and never sent to a runner. A template that fails, a paused or unknown deployment, or a
 malformed run request creates no run and emits ``flowbus.automation.action.failed``
 saying why.
 """
@@ -15,7 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from events.records import FlowRun, flow_run_id_for
+from events.parameters import check_parameters, describe
+from events.records import Deployment, FlowRun, flow_run_id_for
 from events.templates import TemplateError, render_value
 from orchestrator.creation import SOURCE, RunCreator, RunRequest
 from orchestrator.deployments import DeploymentCatalog
@@ -47,6 +50,12 @@ class RunRequested(BaseModel):
         if value is not None and value.tzinfo is None:
             raise ValueError("needs a time zone offset, e.g. 2026-01-01T09:00:00Z")
         return value
+
+
+def refusal(deployment: Deployment, parameters: dict[str, Any]) -> str | None:
+    """Why ``parameters`` cannot run ``deployment`` (each bad parameter named), or None."""
+    problems = check_parameters(deployment.parameter_schema, parameters)
+    return describe(deployment.name, problems) + "; the run was not started" if problems else None
 
 
 def _self_caused(firing: Firing) -> bool:
@@ -96,11 +105,13 @@ class Dispatcher:
             return None
         if not isinstance(rendered, dict):  # pragma: no cover - a dict renders to a dict
             return None
+        parameters = {**deployment.parameters, **rendered}
         request = RunRequest(
             flow_run_id=run_id,
             deployment=deployment,
             origin="trigger",
-            parameters={**deployment.parameters, **rendered},
+            parameters=parameters,
+            refused=refusal(deployment, parameters),
             expected_start_time=self._clock() + deployed.definition.schedule_after,
             idempotency_key=":".join(firing.run_id_parts),
             triggering_event=firing.triggering_event,
@@ -138,11 +149,13 @@ class Dispatcher:
             log.warning("run request %s named flow run %s; using the derived id %s",
                         event.id, asked.flow_run_id, run_id)
         start = asked.scheduled_start_time or self._clock()
+        parameters = {**deployment.parameters, **asked.parameters}
         request = RunRequest(
             flow_run_id=run_id,
             deployment=deployment,
             origin="manual",
-            parameters={**deployment.parameters, **asked.parameters},
+            parameters=parameters,
+            refused=refusal(deployment, parameters),
             expected_start_time=start,
             idempotency_key=f"manual:{event.source}:{event.id}",
             tags=asked.tags,

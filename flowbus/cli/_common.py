@@ -103,3 +103,17 @@ def run_async(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T | None]:
         return None
 
     return wrapper
+
+
+def print_table(columns: list[str], rows: list[list[str]], *, empty: str = "nothing yet") -> None:
+    """One rich table, the same for every ``ls`` (a line saying so when there are no rows)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        click.echo(f"({empty})")
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=200).print(table)

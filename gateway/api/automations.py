@@ -6,12 +6,15 @@ every action's type, parameters and templates, flow control, and the loop guard.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
 from pydantic import Field
 
+from events.automation_store import target_problems
 from events.automations import AutomationSpec
+from events.records import Deployment
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
@@ -27,6 +30,17 @@ class Automation(AutomationSpec):
     id: str = Field(description="the automation's id")
     created: datetime = Field(description="when it was created")
     updated: datetime = Field(description="when it last changed")
+
+
+async def _check_targets(call: Call, spec: AutomationSpec) -> None:
+    """422 when a run-deployment action names a missing deployment or bad parameters."""
+    kv = await call.gateway.kv(call.gateway.bus.layout.deployments)
+    raws = await asyncio.gather(*(kv.get_json(n) for n in await kv.keys()))
+    deployments = {d.name: d for d in (Deployment.model_validate(r) for r in raws if r is not None)}
+    problems = target_problems(spec, deployments)
+    if problems:
+        raise Problem(422, "; ".join(problems),
+                      errors=[{"field": "actions", "reason": p} for p in problems])
 
 
 def _encode(automation: Automation) -> bytes:
@@ -46,9 +60,10 @@ async def _load(call: Call) -> Automation:
 
 
 @router.route("POST", "/automations", scope=Scope.WRITE, summary="Create an automation",
-              body=AutomationSpec, response=Automation, status=201, errors=(413,))
+              body=AutomationSpec, response=Automation, status=201, errors=(413, 422))
 async def create_automation(call: Call) -> Automation:
     body: AutomationSpec = call.body
+    await _check_targets(call, body)
     now = datetime.now(UTC)
     automation = Automation(**body.model_dump(), id=str(uuid.uuid4()), created=now, updated=now)
     kv = await call.gateway.kv(call.gateway.bus.layout.automations)
@@ -77,10 +92,11 @@ async def get_automation(call: Call) -> Automation:
 
 @router.route("PUT", "/automations/{automation_id}", scope=Scope.WRITE,
               summary="Replace an automation's definition", body=AutomationSpec,
-              response=Automation, errors=(404, 413))
+              response=Automation, errors=(404, 413, 422))
 async def replace_automation(call: Call) -> Automation:
     body: AutomationSpec = call.body
     current = await _load(call)
+    await _check_targets(call, body)
     automation = Automation(**body.model_dump(), id=current.id, created=current.created,
                             updated=datetime.now(UTC))
     kv = await call.gateway.kv(call.gateway.bus.layout.automations)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from events.cloudevent import CloudEvent
 from events.errors import AlreadyExists, NotFound
+from events.parameters import check_parameters, describe, stored_parameter_problems
 from events.records import Deployment, FlowRun, State, flow_run_id_for
 from gateway.api.emit import SOURCE, emit
 from gateway.api.paging import Page, PageQuery, page_of
@@ -28,6 +30,8 @@ from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
 from gateway.context import Gateway, closing_of
 from gateway.problems import Problem, invalid_input
+
+log = logging.getLogger("flowbus.gateway.api")
 
 router = ApiRouter()
 
@@ -108,6 +112,25 @@ class RunOutcome(BaseModel):
     result_available: bool = Field(default=False, description="whether a result was found")
 
 
+def refuse_bad_parameters(deployment: Deployment, parameters: dict[str, Any]) -> None:
+    """422 naming each parameter the deployment's schema refuses; nothing is created."""
+    problems = check_parameters(deployment.parameter_schema, parameters)
+    if problems:
+        detail = describe(deployment.name, problems)
+        log.warning("run refused: %s", detail)
+        raise Problem(422, detail, errors=[{"field": f"parameters.{p.name}", "reason": p.reason}
+                                           for p in problems])
+
+
+def refuse_bad_stored_parameters(deployment: Deployment) -> None:
+    """422 when default, trigger or schedule parameters could never make a valid run."""
+    problems = stored_parameter_problems(deployment.parameter_schema, deployment.parameters,
+                                         deployment.triggers, deployment.schedules)
+    if problems:
+        raise Problem(422, f"deployment {deployment.name!r}: " + "; ".join(problems),
+                      errors=[{"field": "parameters", "reason": p} for p in problems])
+
+
 def _kv_name(call: Call) -> str:
     return call.gateway.bus.layout.deployments
 
@@ -142,12 +165,13 @@ async def _announce(gateway: Gateway, change: str, deployment: Deployment) -> No
 
 
 @router.route("POST", "/deployments", scope=Scope.WRITE, summary="Create a deployment",
-              body=DeploymentCreate, response=Deployment, status=201, errors=(409,))
+              body=DeploymentCreate, response=Deployment, status=201, errors=(409, 422))
 async def create_deployment(call: Call) -> Deployment:
     try:
         deployment = Deployment.model_validate(call.body.model_dump())
     except ValidationError as exc:
         raise invalid_input(exc) from None
+    refuse_bad_stored_parameters(deployment)
     kv = await call.gateway.kv(_kv_name(call))
     try:
         await kv.create(deployment.name, deployment.model_dump_json().encode())
@@ -173,16 +197,18 @@ async def get_deployment(call: Call) -> Deployment:
 
 
 @router.route("PATCH", "/deployments/{name}", scope=Scope.WRITE, summary="Change a deployment",
-              body=DeploymentUpdate, response=Deployment, errors=(404,))
+              body=DeploymentUpdate, response=Deployment, errors=(404, 422))
 async def update_deployment(call: Call) -> Deployment:
     changes = call.body.model_dump(exclude_unset=True)
 
     def apply(current: Deployment) -> Deployment:
         merged = {**current.model_dump(), **changes, "updated": datetime.now(UTC)}
         try:
-            return Deployment.model_validate(merged)
+            changed = Deployment.model_validate(merged)
         except ValidationError as exc:
             raise invalid_input(exc) from None
+        refuse_bad_stored_parameters(changed)
+        return changed
 
     deployment = await _change(call, apply)
     await _announce(call.gateway, "updated", deployment)
@@ -225,11 +251,12 @@ async def resume_deployment(call: Call) -> Deployment:
 @router.route("POST", "/deployments/{name}/runs", scope=Scope.WRITE,
               summary="Run a deployment: 202 with the run id at once; with ?wait, 200 and its outcome "
               "once final",
-              body=RunRequest, query=RunQuery, response=RunOutcome, status=202, errors=(404,))
+              body=RunRequest, query=RunQuery, response=RunOutcome, status=202, errors=(404, 422))
 async def run_deployment(call: Call) -> RunOutcome | web.Response:
     body: RunRequest = call.body
     query: RunQuery = call.query
     deployment = await _load(call)
+    refuse_bad_parameters(deployment, {**deployment.parameters, **body.parameters})
     event_id = body.idempotency_key or str(uuid.uuid4())
     run_id = flow_run_id_for("manual", SOURCE, event_id)
     event = CloudEvent.create(
