@@ -78,6 +78,8 @@ def worker_main(conn: Connection, settings_dump: dict[str, Any], runner_pid: int
     """Serve run requests from ``conn`` until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if os.environ.pop("_FLOWBUS_SET_PYTHONSAFEPATH", None):  # see runners.workers
+        os.environ.pop("PYTHONSAFEPATH", None)
     _exit_with_parent(runner_pid)
     sink = _install_sink(settings_dump, log_buffer)
     setup_logging()

@@ -35,7 +35,7 @@ async def find_deployment(bus: Any, ref: str) -> Any:
         found = await get_deployment(bus, name)
     except NotFound:
         known = [d.name for d in await list_deployments(bus)]
-        raise NotFound(f"no deployment named {name!r}{did_you_mean(name, known)} "
+        raise NotFound(f"deployment {name!r} not found{did_you_mean(name, known)} "
                        "(see `flowbus deployment ls`)") from None
     if flow is not None and flow != found.flow_name:
         raise NotFound(f"deployment {name!r} runs flow {found.flow_name!r}, not {flow!r}")
@@ -76,5 +76,5 @@ async def find_run(bus: Any, ref: str) -> Any:
         shown = ", ".join(f"{r.id[:8]} ({r.name})" for r in matches[:5])
         raise NotFound(f"{ref!r} matches {len(matches)} flow runs: {shown}; give more of the id")
     hint = did_you_mean(ref, [r.name for r in runs])
-    raise NotFound(f"no flow run with id, id prefix or name {ref!r}{hint} "
+    raise NotFound(f"flow run {ref!r} not found (no id, id prefix or name matches){hint} "
                    "(see `flowbus flow-run ls`)")
