@@ -14,8 +14,8 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
-import threading
 import os
+import threading
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any

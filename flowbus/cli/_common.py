@@ -63,22 +63,54 @@ def check_settings() -> None:
         fail(str(exc), 2)
 
 
-def configure_service_logging() -> None:
-    """Log as FLOWBUS_LOG_FORMAT / FLOWBUS_LOG_LEVEL say (services only)."""
-    from events.logformat import configure_logging
+LOG_LEVEL = click.option(
+    "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None, help="lowest level logged  [default: FLOWBUS_LOG_LEVEL, else INFO]")
+
+
+def default_log_level() -> str:
+    """``FLOWBUS_LOG_LEVEL``, else INFO."""
+    from events.logformat import LogSettings
+
+    return LogSettings().level
+
+
+def configure_service_logging(level: str | None = None) -> None:
+    """Log as FLOWBUS_LOG_FORMAT / FLOWBUS_LOG_LEVEL (or ``--log-level``) say (services only)."""
+    from events.logformat import LogSettings, configure_logging
     from flowbus.logging import setup_logging
 
-    configure_logging()
+    settings = LogSettings()
+    if level is not None:
+        settings = settings.model_copy(update={"level": level.upper()})
+    configure_logging(settings)
     setup_logging(console=False)
+
+
+def dev_nats_url() -> str | None:
+    """The URL a running ``flowbus dev`` left in ``$FLOWBUS_HOME/dev/nats.url``, if any."""
+    import os
+    from pathlib import Path
+
+    home = Path(os.environ.get("FLOWBUS_HOME") or str(Path.home() / ".flowbus"))
+    try:
+        url = (home / "dev" / "nats.url").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return url if url.startswith("nats://") and len(url) < 1024 else None
 
 
 def nats_settings(**overrides: Any) -> Any:
     """The process's NATS settings, with an unknown or bad setting reported as an error."""
     from pydantic import ValidationError
 
-    from events.settings import NatsSettings
+    from events.settings import NatsSettings, nats_url_from_env
 
     check_settings()
+    if overrides.get("nats_url") is None and nats_url_from_env() is None:
+        found = dev_nats_url()  # the NATS of a `flowbus dev` started with --nats-port 0
+        if found is not None:
+            overrides["nats_url"] = [found]
     try:
         return NatsSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:

@@ -59,13 +59,11 @@ async def find_run(bus: Any, ref: str) -> Any:
     """The flow run ``ref`` names: its id, a unique prefix of it, or its run name."""
     from events.deployments import get_flow_run
 
-    ref = ref.strip()
-    if not ref or any(c in ref for c in " *>\t\n"):
+    if not ref or any(c in ref for c in " .*>\t\n"):
         raise click.BadParameter(f"{ref[:100]!r} is not a flow-run id or name", param_hint="ID")
-    if "." not in ref:
-        exact = await get_flow_run(bus, ref)
-        if exact is not None:
-            return exact
+    exact = await get_flow_run(bus, ref)
+    if exact is not None:
+        return exact
     runs = await all_runs(bus)
     matches = [r for r in runs if r.name == ref]
     if not matches and len(ref) >= SHORT_ID_MIN:
