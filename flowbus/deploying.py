@@ -20,6 +20,7 @@ from prometheus_client import Counter
 
 from events.bus import Bus
 from events.deployments import save_deployment
+from events.messages import plain
 from events.parameters import stored_parameter_problems
 from events.records import Deployment
 from flowbus.bundles import Bundle, build_bundle, upload_bundle
@@ -184,7 +185,7 @@ def spec_for_flow(
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = ".".join(str(p) for p in first.get("loc", ()))
-        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        message = plain(first)
         raise EntrypointError(f"deployment {name!r} field {field}: {message}") from None
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from events.errors import FlowbusError
+from events.messages import plain
 
 INSPECT_TIMEOUT_SECONDS = 120.0
 # Set for the child: a module that calls Flow.deploy at import time must not deploy
@@ -210,7 +211,7 @@ def check_parameters(fn: Any, parameters: dict[str, Any]) -> None:
             TypeAdapter(hints[name]).validate_python(value)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
-            bad.append(f"{name}={value!r}: {first['msg']}")
+            bad.append(f"{name}={value!r}: {plain(first)}")
         except Exception:  # a type pydantic cannot validate: leave it to the run
             continue
     if bad:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from events.messages import plain
 from events.parameters import check_parameters, describe
 from events.records import Deployment, FlowRun, flow_run_id_for
 from events.templates import TemplateError, render_value
@@ -130,7 +131,7 @@ class Dispatcher:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first.get("loc", ())) or "data"
             await self._creator.emit_failure(
-                run_id, f"run request {event.id!r} is malformed: {where}: {first.get('msg')}", base
+                run_id, f"run request {event.id!r} is malformed: {where}: {plain(first)}", base
             )
             return None
         deployment = self._catalog.get(asked.deployment)

@@ -19,10 +19,14 @@ from flowbus.cli import (
     orchestrator_cmd,
     runner_cmd,
     source_cmd,
+    variable_cmd,
+    webhook_cmd,
 )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="flowbus", prog_name="flowbus",
+                      message="%(prog)s %(version)s")
 def cli() -> None:
     """flowbus: run Python flows when events arrive."""
 
@@ -56,6 +60,8 @@ cli.add_command(deploy_cmd.flow_run)
 cli.add_command(gateway_cmd.gateway)
 cli.add_command(runner_cmd.runner)
 cli.add_command(source_cmd.source)
+cli.add_command(variable_cmd.variable)
+cli.add_command(webhook_cmd.webhook)
 
 
 def main() -> None:

@@ -12,6 +12,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from events.messages import plain
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -115,7 +117,7 @@ def nats_settings(**overrides: Any) -> Any:
         return NatsSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        fail(f"setting FLOWBUS_{str(first['loc'][0]).upper()}: {first['msg']}", 2)
+        fail(f"setting FLOWBUS_{str(first['loc'][0]).upper()}: {plain(first)}", 2)
     raise AssertionError("unreachable")
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from flowbus.cli._api import dev_api_file
 from flowbus.cli._common import LOG_LEVEL, configure_service_logging, fail, nats_settings
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -41,15 +42,15 @@ def dev_url_file() -> Path:
     return flowbus_home() / "dev" / "nats.url"
 
 
-def _write_url(url: str) -> None:
-    path = dev_url_file()
+def _write_url(url: str, path: Path | None = None) -> None:
+    path = path or dev_url_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(url + "\n")
 
 
-def _forget_url(url: str) -> None:
+def _forget_url(url: str, path: Path | None = None) -> None:
     """Remove the URL file if it still names our server (another dev may have replaced it)."""
-    path = dev_url_file()
+    path = path or dev_url_file()
     with contextlib.suppress(OSError):
         if path.read_text().strip() == url:
             path.unlink()
@@ -209,6 +210,8 @@ def _on_signal(stop: asyncio.Event, server: Any) -> None:
     for worker in multiprocessing.active_children():  # the runner's worker processes
         worker.kill()
     _forget_url(server.url)
+    with contextlib.suppress(OSError):
+        dev_api_file().unlink()
     server.stop()
     os._exit(130)
 
@@ -232,6 +235,9 @@ async def _serve(settings: Any, server: Any, data_dir: Path, gw_settings: Any,
         await services.enter_async_context(
             _sources(bus, gateway.app[GATEWAY].metrics.registry))
         deployed = await _deploy(bus, project) if project else []
+        api_url = f"{gateway.url}/api/v1"
+        _write_url(api_url, dev_api_file())  # `flowbus webhook`, `flowbus variable` find it
+        services.callback(_forget_url, api_url, dev_api_file())
         click.echo(f"NATS JetStream   {server.url}  (data in {data_dir})")
         click.echo(f"namespace        {bus.layout.namespace}")
         click.echo(f"gateway          {gateway.url}  (API {gateway.url}/api/v1)")

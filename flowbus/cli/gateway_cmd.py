@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from events.messages import plain
 from flowbus.cli._common import LOG_LEVEL, configure_service_logging, fail, nats_settings
 
 
@@ -21,7 +22,7 @@ def gateway_settings(**overrides: Any) -> Any:
         return GatewaySettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        fail(f"setting FLOWBUS_GATEWAY_{str(first['loc'][0]).upper()}: {first['msg']}", 2)
+        fail(f"setting FLOWBUS_GATEWAY_{str(first['loc'][0]).upper()}: {plain(first)}", 2)
     raise AssertionError("unreachable")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from events.messages import plain
 from flowbus.cli._common import LOG_LEVEL, default_log_level, fail, nats_settings
 
 
@@ -22,7 +23,7 @@ def orchestrator_settings(**overrides: Any) -> Any:
         return OrchestratorSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        fail(f"setting FLOWBUS_ORCHESTRATOR_{str(first['loc'][0]).upper()}: {first['msg']}", 2)
+        fail(f"setting FLOWBUS_ORCHESTRATOR_{str(first['loc'][0]).upper()}: {plain(first)}", 2)
     raise AssertionError("unreachable")
 
 

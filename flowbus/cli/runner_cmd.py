@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from events.messages import plain
 from flowbus.cli._common import LOG_LEVEL, default_log_level, fail, nats_settings
 
 
@@ -26,7 +27,7 @@ def runner_settings(**overrides: Any) -> Any:
             where = f"FLOWBUS_RUNNER_{name.upper()} (--{name.replace('_', '-')})"
         else:
             where = "of the runner"
-        fail(f"setting {where}: {first['msg']}", 2)
+        fail(f"setting {where}: {plain(first)}", 2)
     raise AssertionError("unreachable")
 
 
