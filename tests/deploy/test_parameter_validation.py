@@ -137,6 +137,14 @@ async def test_api_answers_422_naming_each_parameter_and_creates_nothing(
         async with http.post(f"{api.url}/api/v1/deployments/hello/runs",
                              json={"parameters": {"times": 2}}) as r:
             assert r.status == 202, await r.text()
+        automation = {"name": "a", "trigger": {"expect": ["x.y"]}, "actions": [
+            {"type": "run-deployment", "deployment": "helo"}]}
+        async with http.post(f"{api.url}/api/v1/automations", json=automation) as r:
+            body = await r.json(content_type=None)
+            assert r.status == 422 and "did you mean 'hello'?" in body["detail"], body
+        automation["actions"][0]["deployment"] = "hello"
+        async with http.post(f"{api.url}/api/v1/automations", json=automation) as r:
+            assert r.status == 201, await r.text()
     assert await run_requests(bus) == before + 1
 
 
