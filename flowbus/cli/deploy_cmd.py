@@ -231,10 +231,11 @@ def _check_name(ref: str) -> str:
     """A deployment name (or FLOW/NAME) that can exist (a KV key); click.BadParameter otherwise."""
     from events.records import NAME_PATTERN
 
-    name = split_deployment(ref)[1]
-    if re.match(NAME_PATTERN, name) is None:
+    flow, name = split_deployment(ref)
+    if re.match(NAME_PATTERN, name) is None or (
+            flow is not None and (not flow.strip() or flow.startswith(".") or "/" in flow)):
         raise click.BadParameter(
-            f"{name[:100]!r} is not a deployment name (letters, digits, '_', '.', '-'; up to 128)",
+            f"{ref[:100]!r} is not a deployment name (letters, digits, '_', '.', '-'; up to 128)",
             param_hint="NAME")
     return name
 

@@ -17,6 +17,10 @@ async def test_runs_are_found_by_short_id_and_by_name(flowbus_cli: Cli, project:
     assert (await flowbus_cli("deploy", "-f", str(project / "flowbus.yaml"))).exit_code == 0
     orch = await start(bus)
     try:
+        async def consuming() -> bool:  # a loaded machine may take longer than start() waits
+            return orch.orch.consuming.is_set()
+
+        await wait_until(consuming, within=60)
         asked = await flowbus_cli("deployment", "run", "greet/hello", "-p", "times=2")
         assert asked.exit_code == 0, asked.output
         run_id = asked.output.split()[2]
@@ -24,7 +28,7 @@ async def test_runs_are_found_by_short_id_and_by_name(flowbus_cli: Cli, project:
         async def created() -> bool:
             return any(r.id == run_id for r in await flow_runs(bus))
 
-        await wait_until(created, within=30)
+        await wait_until(created, within=60)
     finally:
         await orch.close()
     [run] = [r for r in await flow_runs(bus) if r.id == run_id]

@@ -155,12 +155,16 @@ async def test_orchestrator_stores_a_run_with_bad_parameters_failed(
     await _deploy(flowbus_cli, project)
     orch = await start(bus)
     try:
+        async def consuming() -> bool:  # a loaded machine may take longer than start() waits
+            return orch.orch.consuming.is_set()
+
+        await wait_until(consuming, within=60)
         run_id = await request_run(bus, "hello", {"times": "lots"}, source="test")
 
         async def failed() -> bool:
             return any(r.id == run_id and r.state.name == "Failed" for r in await flow_runs(bus))
 
-        await wait_until(failed, within=30)
+        await wait_until(failed, within=60)
         [run] = [r for r in await flow_runs(bus) if r.id == run_id]
         assert run.state.message == ("parameters of deployment 'hello': 'times' = 'lots': "
                                      "expected a whole number; the run was not started")
@@ -173,7 +177,7 @@ async def test_orchestrator_stores_a_run_with_bad_parameters_failed(
                        and "'name' = ['a', 'b']: expected a string" in (r.state.message or "")
                        for r in await flow_runs(bus))
 
-        await wait_until(trigger_failed, within=30)
+        await wait_until(trigger_failed, within=60)
     finally:
         await orch.close()
 
