@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from events.bus import Bus
 from flowbus.cli.deploy_cmd import format_log
 from tests.orchestrator.support import flow_runs, start, wait_until
@@ -12,6 +14,7 @@ from tests.orchestrator.support import flow_runs, start, wait_until
 from .conftest import Cli
 
 
+@pytest.mark.timeout(240)  # deploys, then an orchestrator; a loaded machine is slow at both
 async def test_runs_are_found_by_short_id_and_by_name(flowbus_cli: Cli, project: Path,
                                                       bus: Bus) -> None:
     assert (await flowbus_cli("deploy", "-f", str(project / "flowbus.yaml"))).exit_code == 0

@@ -148,6 +148,7 @@ async def test_api_answers_422_naming_each_parameter_and_creates_nothing(
     assert await run_requests(bus) == before + 1
 
 
+@pytest.mark.timeout(240)  # deploys, then an orchestrator; a loaded machine is slow at both
 async def test_orchestrator_stores_a_run_with_bad_parameters_failed(
     flowbus_cli: Cli, project: Path, bus: Bus
 ) -> None:
