@@ -13,4 +13,5 @@ lint:
 check: lint test
 
 bench:
-	.venv/bin/python bench/bus.py
+	for b in bus gateway orchestrator e2e deploy sources sdk_overhead; do \
+		.venv/bin/python bench/$$b.py || exit 1; done

@@ -4,9 +4,9 @@ Starts its own embedded nats-server with JetStream, and a ``flowbus runner`` pro
 per isolation mode (``process`` with warm workers, then ``inline``). Runs are
 started the way the orchestrator starts them (:func:`start_run_as_orchestrator`:
 the flow-run record in KV, then the job message), so the figures cover what the
-runner owns. Once the gateway and orchestrator are in, add a starter that POSTs a
-CloudEvent to the gateway and waits for the run id (the same signature, see
-``STARTERS``), and the figures become event POSTed -> body started.
+runner owns: not the gateway, not the orchestrator's matching (bench/orchestrator.py
+and bench/gateway.py measure those). ``STARTERS`` is where a starter that POSTs a
+CloudEvent would plug in; there is none yet.
 
 Prints, per isolation mode:
 

@@ -12,12 +12,15 @@ acts on, so an action is only ever executed in one place.
 
 from __future__ import annotations
 
+import difflib
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from events.automation_actions import RunDeployment
 from events.automations import (
     Automation,
     AutomationSpec,
@@ -29,6 +32,8 @@ from events.bus import Bus
 from events.cloudevent import CloudEvent
 from events.errors import NotFound
 from events.notification_channels import Channel, channel_key, parse_channel
+from events.parameters import check_parameters
+from events.records import Deployment
 
 REDRIVE_REQUESTED = "flowbus.automation.redrive-requested"
 DEAD_PREFIX = "dead."
@@ -54,9 +59,44 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def target_problems(spec: AutomationSpec, deployments: Mapping[str, Deployment]) -> list[str]:
+    """Run-deployment actions naming a missing deployment, or static parameters it refuses."""
+    problems: list[str] = []
+    groups = (("actions", spec.actions), ("actions_on_trigger", spec.actions_on_trigger),
+              ("actions_on_resolve", spec.actions_on_resolve))
+    for group, actions in groups:
+        for i, action in enumerate(actions):
+            if not isinstance(action, RunDeployment) or action.deployment is None:
+                continue
+            where = f"{group}[{i}] (run-deployment)"
+            target = deployments.get(action.deployment)
+            if target is None:
+                close = difflib.get_close_matches(action.deployment, list(deployments), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                problems.append(f"{where}: deployment {action.deployment!r} does not exist{hint}")
+                continue
+            for p in check_parameters(target.parameter_schema,
+                                      {**target.parameters, **action.parameters}, templates=True):
+                problems.append(f"{where}: parameter {p}")
+    return problems
+
+
+async def check_targets(bus: Bus, spec: AutomationSpec) -> None:
+    """:class:`InvalidAutomation` when a run-deployment action could never start a run."""
+    from events.deployments import list_deployments
+
+    if not any(isinstance(a, RunDeployment) and a.deployment
+               for a in (*spec.actions, *spec.actions_on_trigger, *spec.actions_on_resolve)):
+        return
+    problems = target_problems(spec, {d.name: d for d in await list_deployments(bus)})
+    if problems:
+        raise InvalidAutomation("; ".join(problems))
+
+
 async def create_automation(bus: Bus, definition: dict[str, Any] | AutomationSpec) -> Automation:
     """Validate and store a new automation (:class:`InvalidAutomation` naming the field)."""
     spec = parse_automation(definition)
+    await check_targets(bus, spec)
     now = _now()
     automation = Automation(**spec.model_dump(), id=str(uuid.uuid4()), created=now, updated=now)
     kv = await bus.kv(bus.layout.automations)
@@ -100,6 +140,7 @@ async def list_automations(bus: Bus) -> list[Automation]:
 
 async def update_automation(bus: Bus, automation_id: str, definition: dict[str, Any] | AutomationSpec) -> Automation:
     spec = parse_automation(definition)
+    await check_targets(bus, spec)
     current = await get_automation(bus, automation_id)
     automation = Automation(**spec.model_dump(), id=current.id, created=current.created, updated=_now())
     kv = await bus.kv(bus.layout.automations)

@@ -46,6 +46,7 @@ from events.automation_actions import (
     RunDeployment,
 )
 from events.errors import FlowbusError
+from events.messages import plain
 from events.states import FLOW_RUN_STATES
 from events.subjects import type_matches
 from events.triggers import (
@@ -311,7 +312,7 @@ def _where(loc: tuple[Any, ...]) -> str:
 def error_text(exc: ValidationError) -> str:
     first = exc.errors(include_url=False)[0]
     where = _where(tuple(first.get("loc", ())))
-    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    message = plain(first)
     return f"{where or 'definition'}: {message}"
 
 

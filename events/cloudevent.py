@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from events import jsonlimits
 from events.errors import EventTooLarge, InvalidEvent
 from events.jsonlimits import JsonLimitExceeded
+from events.messages import plain
 from events.subjects import check_type
 
 SPECVERSION: Literal["1.0"] = "1.0"
@@ -157,7 +158,7 @@ def _invalid(exc: ValidationError) -> InvalidEvent:
     attribute = str(loc[-1]) if loc and loc[0] == "extensions" and len(loc) > 1 else str(
         loc[0] if loc else "event"
     )
-    message = str(first.get("msg", "invalid"))
+    message = plain(first)
     message = message.removeprefix("Value error, ")
     if first.get("type") == "missing":
         message = "is required"

@@ -9,7 +9,9 @@ Python interpreter, so a machine that never had NATS can run flowbus::
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -62,6 +64,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def port_taken(host: str, port: int) -> bool:
+    """Whether something listens on (or holds) ``host:port``; port 0 is never taken."""
+    if port == 0:
+        return False
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        # As servers bind: a port in TIME_WAIT after a restart is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 class EmbeddedNats:
     """Start nats-server with JetStream in ``data_dir``; stop it on exit.
 
@@ -89,6 +106,9 @@ class EmbeddedNats:
         self.max_payload = max_payload
         self.start_timeout = start_timeout
         self.stop_grace = stop_grace
+        # Our server says this name in its INFO line: a client is never handed a server
+        # that merely answers on the port (another project's NATS, say).
+        self.server_name = f"flowbus-{secrets.token_hex(8)}"
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -104,12 +124,20 @@ class EmbeddedNats:
         return None if self._proc is None else self._proc.pid
 
     def start(self) -> EmbeddedNats:
-        """Start the server and wait until it accepts clients."""
+        """Start the server and wait until it accepts clients.
+
+        :class:`NatsServerError` when the port is taken, or when whatever answers there
+        is not the server just started.
+        """
         binary = find_nats_server()
+        if port_taken(self.host, self.port):
+            raise NatsServerError(f"nats-server cannot start: port {self.port} on {self.host} "
+                                  "is taken (address already in use)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "nats.conf"
         store = self.data_dir / "jetstream"
         config.write_text(
+            f'server_name: "{self.server_name}"\n'
             f'host: "{self.host}"\n'
             f"port: {self.port}\n"
             f"max_payload: {self.max_payload}\n"
@@ -141,8 +169,14 @@ class EmbeddedNats:
                     f"nats-server exited with code {self._proc.returncode} at start-up:\n"
                     + self._log_tail()
                 )
-            if self._answers():
+            name = self._answering_name()
+            if name == self.server_name:
                 return
+            if name is not None:
+                self.stop()
+                raise NatsServerError(
+                    f"another NATS server ({name}) answers on {self.url}: port {self.port} "
+                    "is taken (address already in use); it is not used")
             time.sleep(0.02)
         self.stop()
         raise NatsServerError(
@@ -150,12 +184,25 @@ class EmbeddedNats:
             + self._log_tail()
         )
 
-    def _answers(self) -> bool:
+    def _answering_name(self) -> str | None:
+        """The ``server_name`` in the INFO line of what answers on our port (None: nothing)."""
         try:
             with socket.create_connection((self.host, self.port), timeout=0.5) as s:
-                return s.recv(4).startswith(b"INFO")
+                line = b""
+                while not line.endswith(b"\r\n") and len(line) < 65536:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    line += chunk
         except OSError:
-            return False
+            return None
+        if not line.startswith(b"INFO "):
+            return None
+        try:
+            info = json.loads(line[5:].strip())
+        except ValueError:
+            return "an unknown server"
+        return str(info.get("server_name") or info.get("server_id") or "an unknown server")
 
     def _log_tail(self, lines: int = 30) -> str:
         try:

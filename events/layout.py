@@ -1,4 +1,4 @@
-"""The JetStream layout of ARCHITECTURE.md: names, and one function that creates it.
+"""The JetStream layout of docs/architecture.md: names, and one function that creates it.
 
 Every part calls :func:`ensure_layout` at start-up; whichever starts first creates
 the streams, KV buckets and object stores, the others find them in place. All

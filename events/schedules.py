@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from events.errors import FlowbusError
+from events.messages import plain
 
 DEFAULT_ANCHOR = datetime(2020, 1, 1, tzinfo=UTC)
 MIN_INTERVAL = timedelta(seconds=1)
@@ -144,5 +145,5 @@ def parse_schedule(value: Any) -> Schedule:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        message = plain(first)
         raise InvalidSchedule(f"schedule {where or 'definition'}: {message}") from None

@@ -43,6 +43,7 @@ from pydantic import (
 )
 
 from events.errors import FlowbusError
+from events.messages import plain
 from events.subjects import check_pattern
 from events.templates import TemplateError, check_value
 
@@ -390,7 +391,7 @@ def parse_deployment_trigger(value: Any) -> DeploymentEventTrigger | DeploymentC
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first.get("loc", ()) if str(p) not in ("event", "compound", "sequence"))
-        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        message = plain(first)
         raise InvalidTrigger(f"trigger {where or 'definition'}: {message}") from None
     return result
 

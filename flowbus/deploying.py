@@ -21,6 +21,8 @@ from prometheus_client import Counter
 from events.bus import Bus
 from events.deployments import save_deployment
 from events.entrypoints import locate, parse_entrypoint
+from events.messages import plain
+from events.parameters import stored_parameter_problems
 from events.records import Deployment
 from flowbus.bundles import Bundle, build_bundle, upload_bundle
 from flowbus.entrypoints import EntrypointError, FlowInfo, inspect_entrypoints
@@ -77,6 +79,15 @@ def to_deployment(spec: DeploymentSpec, info: FlowInfo, code_digest: str | None)
     )
 
 
+def check_stored_parameters(records: list[Deployment]) -> None:
+    """EntrypointError naming every trigger or schedule whose runs could never bind."""
+    for record in records:
+        problems = stored_parameter_problems(
+            record.parameter_schema, record.parameters, record.triggers, record.schedules)
+        if problems:
+            raise EntrypointError(f"deployment {record.name!r}: " + "; ".join(problems))
+
+
 async def deploy_project(
     bus: Bus,
     root: Path,
@@ -106,6 +117,8 @@ async def register(
     """Bundle (when asked) and save the checked deployments."""
     bundle: Bundle | None = None
     uploaded = False
+    records = [to_deployment(spec, info, None) for spec, info in zip(specs, infos, strict=True)]
+    check_stored_parameters(records)  # before uploading anything
     if build.bundle:
         bundle = await asyncio.to_thread(build_bundle, root, build, settings.bundle_max_bytes)
         uploaded = await upload_bundle(bus, bundle)
@@ -169,7 +182,7 @@ def spec_for_flow(
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = ".".join(str(p) for p in first.get("loc", ()))
-        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        message = plain(first)
         raise EntrypointError(f"deployment {name!r} field {field}: {message}") from None
 
 

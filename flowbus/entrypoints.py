@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from events.entrypoints import Entrypoint, locate, parse_entrypoint
 from events.entrypoints import EntrypointError as EntrypointError  # raised by this module's API
+from events.messages import plain
 from events.records import Deployment
 
 INSPECT_TIMEOUT_SECONDS = 120.0
@@ -281,7 +282,7 @@ def check_parameters(fn: Any, parameters: dict[str, Any]) -> None:
             TypeAdapter(hints[name]).validate_python(value)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
-            bad.append(f"{name}={value!r}: {first['msg']}")
+            bad.append(f"{name}={value!r}: {plain(first)}")
         except Exception:  # a type pydantic cannot validate: leave it to the run
             continue
     if bad:

@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.entrypoints import parse_entrypoint
 from events.errors import FlowbusError
+from events.messages import plain
 from events.records import NAME_PATTERN
 from events.schedules import InvalidSchedule, parse_schedule
 from events.settings import register
@@ -184,7 +185,7 @@ def _describe(exc: ValidationError, data: Any) -> str:
                 name = None
             field = ".".join(str(p) for p in loc[2:]) or "definition"
             where = f"deployment {name!r} field {field}" if name else f"deployments[{loc[1]}].{field}"
-        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        message = plain(error)
         if error.get("type") == "extra_forbidden":
             message = "unknown key (check its spelling)"
         lines.append(f"{where}: {message}")

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from events.messages import plain
 from flowbus.exceptions import ConfigurationError
 
 SOURCE = "flowbus/serve"
@@ -75,7 +76,7 @@ class RunnerDeployment:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"])
             raise ConfigurationError(
-                f"deployment {self.name!r}: {where}: {first['msg']}"
+                f"deployment {self.name!r}: {where}: {plain(first)}"
             ) from None
 
 

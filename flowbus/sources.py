@@ -26,6 +26,7 @@ from typing import Any
 
 from events.bus import Bus
 from events.errors import FlowbusError
+from events.messages import plain
 from events.settings import NatsSettings
 from events.source_store import DeadLetter, RedriveReport, SourceStore
 from events.sources import Source, SourceSpec, SourceState
@@ -84,7 +85,7 @@ def parse_definition(data: Any, *, where: str = "definition") -> SourceSpec:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = ".".join(str(p) for p in first.get("loc", ())) or "definition"
-        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        message = plain(first)
         raise DefinitionError(f"{where}: field {field!r}: {message}") from None
 
 

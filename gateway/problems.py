@@ -26,6 +26,7 @@ from events.errors import (
     InvalidEvent,
     PublishFailed,
 )
+from events.messages import plain
 from events.templates import TemplateError
 from gateway.types import Handler
 
@@ -76,9 +77,9 @@ def problem_response(
 def invalid_input(exc: ValidationError, where: str = "body") -> Problem:
     """A 400 naming every field pydantic refused and why."""
     errors = []
-    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+    for error in exc.errors(include_url=False, include_input=False):
         field = ".".join(str(p) for p in error.get("loc", ())) or where
-        errors.append({"field": field, "reason": str(error.get("msg", "invalid"))})
+        errors.append({"field": field, "reason": plain(error)})
     first = errors[0] if errors else {"field": where, "reason": "invalid"}
     return Problem(
         400, f"{where} field {first['field']!r}: {first['reason']}", errors=errors

@@ -67,7 +67,8 @@ async def running(
         except OSError as exc:
             raise ListenError(
                 f"the gateway cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}; "
-                "choose another port (FLOWBUS_GATEWAY_PORT, --port; 0 picks a free one)"
+                "choose another port (FLOWBUS_GATEWAY_PORT, `flowbus gateway --port`, "
+                "`flowbus dev --gateway-port`; 0 picks a free one)"
             ) from None
         host, port = runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in str(host) else str(host)

@@ -52,6 +52,7 @@ class RunRequest:
     tags: list[str] = field(default_factory=list)
     name: str | None = None
     triggering_event: dict[str, Any] | None = None
+    refused: str | None = None  # why its parameters cannot run: stored Failed, never run
 
 
 def make_state(name: str, when: datetime, message: str | None = None) -> State:
@@ -119,8 +120,8 @@ class RunCreator:
             return run
         deployment = request.deployment
         tags = sorted({*deployment.tags, *request.tags})
-        limits = await self.limits_for(deployment, tags)
-        initial, cancel = "Scheduled", False
+        limits = [] if request.refused else await self.limits_for(deployment, tags)
+        initial, cancel = ("Failed" if request.refused else "Scheduled"), False
         if limits and not await self.take_slots(request.flow_run_id, limits):
             # Stored waiting first even for CANCEL_NEW: a crash before the cancel then
             # leaves a queued run, never one over the limit.
@@ -136,7 +137,7 @@ class RunCreator:
             work_pool=deployment.work_pool,
             parameters=request.parameters,
             tags=tags,
-            state=make_state(initial, now),
+            state=make_state(initial, now, request.refused),
             expected_start_time=request.expected_start_time,
             created=now,
             updated=now,
@@ -148,6 +149,9 @@ class RunCreator:
         try:
             await self._runs.create(run.id, run.model_dump_json().encode())
             self._metrics.runs.labels(request.origin, "created").inc()
+            if request.refused:
+                log.warning("flow run %s of deployment %s refused: %s", run.id, deployment.name,
+                            request.refused)
         except AlreadyExists:
             stored = await self._runs.get(run.id)
             assert stored is not None

@@ -2,7 +2,9 @@
 
 Parameters are the deployment's defaults overlaid with the trigger's, rendered from
 the event with :func:`events.templates.render_value` (a single ``{{ expression }}``
-keeps its type). A template that fails, a paused or unknown deployment, or a
+keeps its type), then checked against the deployment's parameter schema
+(:mod:`events.parameters`): a run whose parameters do not fit is stored Failed with
+a message naming each bad parameter, and never sent to a runner. A template that fails, a paused or unknown deployment, or a
 malformed run request creates no run and emits ``flowbus.automation.action.failed``
 saying why.
 """
@@ -14,7 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from events.records import FlowRun, flow_run_id_for
+from events.messages import plain
+from events.parameters import check_parameters, describe
+from events.records import Deployment, FlowRun, flow_run_id_for
 from events.runs import RunRequested
 from events.templates import TemplateError, render_value
 from orchestrator.creation import SOURCE, RunCreator, RunRequest
@@ -25,6 +29,14 @@ from orchestrator.metrics import Metrics
 from orchestrator.types import Clock
 
 log = logging.getLogger("flowbus.orchestrator.dispatch")
+
+
+
+def refusal(deployment: Deployment, parameters: dict[str, Any]) -> str | None:
+    """Why ``parameters`` cannot run ``deployment`` (each bad parameter named), or None."""
+    problems = check_parameters(deployment.parameter_schema, parameters)
+    return describe(deployment.name, problems) + "; the run was not started" if problems else None
+
 
 def _self_caused(firing: Firing) -> bool:
     """Whether the event is about a run this very trigger created (a trigger loop)."""
@@ -73,11 +85,13 @@ class Dispatcher:
             return None
         if not isinstance(rendered, dict):  # pragma: no cover - a dict renders to a dict
             return None
+        parameters = {**deployment.parameters, **rendered}
         request = RunRequest(
             flow_run_id=run_id,
             deployment=deployment,
             origin="trigger",
-            parameters={**deployment.parameters, **rendered},
+            parameters=parameters,
+            refused=refusal(deployment, parameters),
             expected_start_time=self._clock() + deployed.definition.schedule_after,
             idempotency_key=":".join(firing.run_id_parts),
             triggering_event=firing.triggering_event,
@@ -96,7 +110,7 @@ class Dispatcher:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first.get("loc", ())) or "data"
             await self._creator.emit_failure(
-                run_id, f"run request {event.id!r} is malformed: {where}: {first.get('msg')}", base
+                run_id, f"run request {event.id!r} is malformed: {where}: {plain(first)}", base
             )
             return None
         deployment = self._catalog.get(asked.deployment)
@@ -115,11 +129,13 @@ class Dispatcher:
             log.warning("run request %s named flow run %s; using the derived id %s",
                         event.id, asked.flow_run_id, run_id)
         start = asked.scheduled_start_time or self._clock()
+        parameters = {**deployment.parameters, **asked.parameters}
         request = RunRequest(
             flow_run_id=run_id,
             deployment=deployment,
             origin="manual",
-            parameters={**deployment.parameters, **asked.parameters},
+            parameters=parameters,
+            refused=refusal(deployment, parameters),
             expected_start_time=start,
             idempotency_key=f"manual:{event.source}:{event.id}",
             tags=asked.tags,

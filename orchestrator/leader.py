@@ -3,7 +3,8 @@
 The lease is the key ``orchestrator`` in a bucket whose entries expire after
 ``FLOWBUS_LEASE_TTL_SECONDS``. The leader creates it (KV ``create``: one winner) and
 renews it by compare-and-set on the revision it holds, well before it expires; the
-revision of the winning ``create`` is the fencing token. A renewal that fails means
+revision of the winning ``create`` is logged as its token (only logged: no write is
+fenced with it; record writes are compare-and-set). A renewal that fails means
 another instance took over: the leader stops consuming at once. A standby retries
 ``create`` a few times per TTL, so it takes over within about one TTL of the
 leader's death; a leader that stops cleanly deletes the lease for an instant handover.

@@ -20,6 +20,7 @@ from events.records import Deployment, flow_run_id_for
 from events.schedules import Schedule
 from orchestrator.creation import RunCreator, RunRequest
 from orchestrator.deployments import DeploymentCatalog
+from orchestrator.dispatch import refusal
 from orchestrator.types import Clock
 
 log = logging.getLogger("flowbus.orchestrator.scheduler")
@@ -79,12 +80,14 @@ class Scheduler:
 
     async def _create(self, deployment: Deployment, schedule: Schedule, slot: datetime) -> None:
         run_id = schedule_run_id(deployment, schedule, slot)
+        parameters = {**deployment.parameters, **schedule.parameters}
         await self._creator.create(
             RunRequest(
                 flow_run_id=run_id,
                 deployment=deployment,
                 origin="schedule",
-                parameters={**deployment.parameters, **schedule.parameters},
+                parameters=parameters,
+                refused=refusal(deployment, parameters),
                 expected_start_time=slot,
                 idempotency_key=f"schedule:{deployment.id}:{schedule.key()}:{slot.isoformat()}",
                 tags=["auto-scheduled"],

@@ -32,25 +32,40 @@ class DaemonThreads:
     """
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
             queue.SimpleQueue())
         self._idle = 0
         self._lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         with self._lock:
             if self._idle == 0:
-                threading.Thread(target=self._work, daemon=True, name="flowbus-inline-run").start()
+                thread = threading.Thread(target=self._work, daemon=True, name="flowbus-inline-run")
+                self.threads = [t for t in self.threads if t.is_alive()] + [thread]
+                thread.start()
             else:
                 self._idle -= 1
         self._jobs.put((fn, args))
 
     def _work(self) -> None:
         while True:
-            fn, args = self._jobs.get()
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, args = job
             fn(*args)
             with self._lock:
                 self._idle += 1
+
+    def close(self) -> None:
+        """Let every thread end: idle ones at once, busy ones after their run.
+
+        (A run that never returns keeps its thread; it is a daemon.)
+        """
+        with self._lock:
+            for _ in self.threads:
+                self._jobs.put(None)
 
 
 class InlineExecution:
@@ -138,6 +153,7 @@ class InlineExecutor:
         from flowbus import _remote
 
         await asyncio.to_thread(_remote.reset)
+        self.threads.close()
         if self._filter is not None:
             if _sink.get_event_sink() is self._filter:
                 _sink.set_event_sink(self._previous)

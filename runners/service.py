@@ -386,6 +386,11 @@ class Runner:
         if await self.records.write(held, final):
             self.metrics.runs.labels(outcome.state_name, held.run.deployment_name or "").inc()
             self.metrics.duration.observe(time.monotonic() - held.started)
+            if outcome.state_name in ("Failed", "Crashed"):
+                # One line on the runner's console (the traceback is in the run's logs).
+                first = (outcome.message or "").strip().splitlines()[-1:] or [""]
+                log.warning("flow run %s (%s) %s: %s", held.run.id, held.run.name,
+                            outcome.state_name, first[0][:300])
             await self._announce_and_ack(held)
 
     async def _crashed(self, held: HeldRun, reason: str) -> None:

@@ -132,6 +132,8 @@ def worker_main(conn: Connection, settings_dump: dict[str, Any], runner_pid: int
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if os.environ.pop("_FLOWBUS_SET_PYTHONSAFEPATH", None):  # see runners.workers
+        os.environ.pop("PYTHONSAFEPATH", None)
     guard = Guard(runner_pid, lease, lease_seconds, poll)
     guard.start()
     sink = _install_sink(settings_dump, log_buffer)

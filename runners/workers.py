@@ -15,6 +15,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
@@ -30,6 +31,10 @@ log = logging.getLogger("flowbus.runner.workers")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+SAFE_PATH_MARK = "_FLOWBUS_SET_PYTHONSAFEPATH"
+_start_lock = threading.Lock()
+
+
 def _context() -> BaseContext:
     try:
         ctx = multiprocessing.get_context("forkserver")
@@ -37,7 +42,33 @@ def _context() -> BaseContext:
         return multiprocessing.get_context("spawn")
     # Workers fork with flowbus, pydantic and nats-py already imported.
     ctx.set_forkserver_preload(["runners.worker", "flowbus._nats_sink"])
+    _start_fork_server()
     return ctx
+
+
+def _start_fork_server() -> None:
+    """Start the fork server so that the working directory is not on its ``sys.path``.
+
+    It is a ``python -c`` process, which would put the working directory first on
+    ``sys.path``: a folder there named ``flowbus`` or ``runners`` (a project named
+    after the tool, the parent of a checkout) would then shadow the installed
+    packages and every run would fail to import. ``PYTHONSAFEPATH`` keeps it off;
+    the workers drop that variable again (:func:`runners.worker.worker_main`), so the
+    user's own subprocesses behave as usual.
+    """
+    from multiprocessing import forkserver
+
+    with _start_lock:
+        added = "PYTHONSAFEPATH" not in os.environ
+        if added:
+            os.environ["PYTHONSAFEPATH"] = "1"
+            os.environ[SAFE_PATH_MARK] = "1"
+        try:
+            forkserver.ensure_running()
+        finally:
+            if added:
+                os.environ.pop("PYTHONSAFEPATH", None)
+                os.environ.pop(SAFE_PATH_MARK, None)
 
 
 def rss_bytes(pid: int) -> int | None:

@@ -1,4 +1,4 @@
-"""The dependency rule of ARCHITECTURE.md, checked over the import graph.
+"""The dependency rule of docs/architecture.md, checked over the import graph.
 
 - events/ imports only the standard library and its few libraries;
 - gateway, orchestrator and runners never import each other;
@@ -21,12 +21,14 @@ from tests.astparse import parse_file
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("events", "flowbus", "gateway", "orchestrator", "runners")
 SERVICES = {"gateway", "orchestrator", "runners"}
-# Beyond ARCHITECTURE.md's list: jinja2 (templates), croniter and dateutil (schedules),
-# celpy (`when:` expressions) validate definitions that every part reads, so they sit
-# with the shared schema (docs/contract.md, "Shared libraries"); cryptography seals the
-# secrets that several parts store (events/secretbox.py).
+# Beyond docs/architecture.md's list (pydantic, nats-py, cloudevents): jinja2 (templates),
+# croniter and dateutil (schedules), celpy (`when:` expressions) validate definitions that
+# every part reads, and jsonschema checks run parameters against a deployment's schema
+# wherever a run is asked for, so they sit with the shared schema (docs/contract.md,
+# "Shared libraries"); cryptography seals the secrets that several parts store
+# (events/secretbox.py).
 EVENTS_MAY_USE = {"pydantic", "pydantic_settings", "nats", "cloudevents", "jinja2", "croniter",
-                  "dateutil", "celpy", "cryptography"}
+                  "dateutil", "celpy", "jsonschema", "cryptography"}
 MAY_IMPORT = {
     "events": {"events"},
     "flowbus": {"events", "flowbus"},

@@ -20,10 +20,14 @@ from flowbus.cli import (
     runner_cmd,
     source_cmd,
     state_cmd,
+    variable_cmd,
+    webhook_cmd,
 )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="flowbus", prog_name="flowbus",
+                      message="%(prog)s %(version)s")
 def cli() -> None:
     """flowbus: run Python flows when events arrive."""
 
@@ -60,6 +64,8 @@ cli.add_command(source_cmd.source)
 cli.add_command(state_cmd.artifact)
 cli.add_command(state_cmd.block)
 cli.add_command(state_cmd.concurrency_limit)
+cli.add_command(variable_cmd.variable)
+cli.add_command(webhook_cmd.webhook)
 
 
 def main() -> None:

@@ -12,6 +12,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from events.messages import plain
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -63,27 +65,59 @@ def check_settings() -> None:
         fail(str(exc), 2)
 
 
-def configure_service_logging() -> None:
-    """Log as FLOWBUS_LOG_FORMAT / FLOWBUS_LOG_LEVEL say (services only)."""
-    from events.logformat import configure_logging
+LOG_LEVEL = click.option(
+    "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None, help="lowest level logged  [default: FLOWBUS_LOG_LEVEL, else INFO]")
+
+
+def default_log_level() -> str:
+    """``FLOWBUS_LOG_LEVEL``, else INFO."""
+    from events.logformat import LogSettings
+
+    return LogSettings().level
+
+
+def configure_service_logging(level: str | None = None) -> None:
+    """Log as FLOWBUS_LOG_FORMAT / FLOWBUS_LOG_LEVEL (or ``--log-level``) say (services only)."""
+    from events.logformat import LogSettings, configure_logging
     from flowbus.logging import setup_logging
 
-    configure_logging()
+    settings = LogSettings()
+    if level is not None:
+        settings = settings.model_copy(update={"level": level.upper()})
+    configure_logging(settings)
     setup_logging(console=False)
+
+
+def dev_nats_url() -> str | None:
+    """The URL a running ``flowbus dev`` left in ``$FLOWBUS_HOME/dev/nats.url``, if any."""
+    import os
+    from pathlib import Path
+
+    home = Path(os.environ.get("FLOWBUS_HOME") or str(Path.home() / ".flowbus"))
+    try:
+        url = (home / "dev" / "nats.url").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return url if url.startswith("nats://") and len(url) < 1024 else None
 
 
 def nats_settings(**overrides: Any) -> Any:
     """The process's NATS settings, with an unknown or bad setting reported as an error."""
     from pydantic import ValidationError
 
-    from events.settings import NatsSettings
+    from events.settings import NatsSettings, nats_url_from_env
 
     check_settings()
+    if overrides.get("nats_url") is None and nats_url_from_env() is None:
+        found = dev_nats_url()  # the NATS of a `flowbus dev` started with --nats-port 0
+        if found is not None:
+            overrides["nats_url"] = [found]
     try:
         return NatsSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        fail(f"setting FLOWBUS_{str(first['loc'][0]).upper()}: {first['msg']}", 2)
+        fail(f"setting FLOWBUS_{str(first['loc'][0]).upper()}: {plain(first)}", 2)
     raise AssertionError("unreachable")
 
 
@@ -103,3 +137,17 @@ def run_async(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T | None]:
         return None
 
     return wrapper
+
+
+def print_table(columns: list[str], rows: list[list[str]], *, empty: str = "nothing yet") -> None:
+    """One rich table, the same for every ``ls`` (a line saying so when there are no rows)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        click.echo(f"({empty})")
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=200).print(table)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from flowbus.cli._common import nats_settings, run_async
+from flowbus.cli._common import nats_settings, print_table, run_async
 
 MAX_FILE_BYTES = 1024 * 1024
 
@@ -80,10 +80,10 @@ async def list_command(as_json: bool) -> None:
     if as_json:
         _dump([a.model_dump(mode="json") for a in automations])
         return
-    for a in automations:
-        state = "enabled" if a.enabled else "paused"
-        kinds = ",".join(x.type for x in a.firing_actions())
-        click.echo(f"{a.id}  {state:<7}  {a.name}  [{kinds}]")
+    print_table(["id", "name", "state", "actions"],
+                [[a.id, a.name, "enabled" if a.enabled else "paused",
+                  ", ".join(x.type for x in a.firing_actions())] for a in automations],
+                empty="no automations")
 
 
 @automation.command()
@@ -229,5 +229,5 @@ async def list_channels() -> None:
 
     async with await Bus.connect(nats_settings()) as bus:
         channels = await store.list_channels(bus)
-    for c in channels:
-        click.echo(f"{c.name}  {c.config.kind}")
+    print_table(["name", "kind"], [[c.name, c.config.kind] for c in channels],
+                empty="no channels")

@@ -15,10 +15,11 @@ from typing import Any
 
 import click
 
-from flowbus.cli._common import fail, nats_settings, run_async
+from flowbus.cli._common import fail, nats_settings, print_table, run_async
+from flowbus.cli._lookup import all_runs, find_deployment, find_run, split_deployment
+from flowbus.cli._times import run_duration, run_start
 
 RESULT_WAIT_SECONDS = 3600.0 * 24 * 365
-READ_CONCURRENCY = 64
 
 
 def _nats() -> Any:
@@ -93,9 +94,6 @@ def deployment() -> None:
 @run_async
 async def deployment_ls(as_json: bool) -> None:
     """List deployments."""
-    from rich.console import Console
-    from rich.table import Table
-
     from events.bus import Bus
     from events.deployments import list_deployments
 
@@ -104,25 +102,22 @@ async def deployment_ls(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([d.model_dump(mode="json") for d in items], indent=2))
         return
-    table = Table("name", "flow", "pool", "entrypoint", "triggers", "schedules", "paused", "code")
-    for d in items:
-        table.add_row(d.name, d.flow_name, d.work_pool, d.entrypoint, str(len(d.triggers)),
-                      str(len(d.schedules)), "yes" if d.paused else "no",
-                      (d.code_digest or "-")[:19])
-    Console(width=200).print(table)
+    print_table(["name", "flow", "pool", "entrypoint", "triggers", "schedules", "paused", "code"],
+                [[d.name, d.flow_name, d.work_pool, d.entrypoint, str(len(d.triggers)),
+                  str(len(d.schedules)), "yes" if d.paused else "no", (d.code_digest or "-")[:19]]
+                 for d in items])
 
 
 @deployment.command("inspect")
 @click.argument("name")
 @run_async
 async def deployment_inspect(name: str) -> None:
-    """Print a deployment as JSON."""
+    """Print a deployment (NAME or FLOW/NAME) as JSON."""
     _check_name(name)
     from events.bus import Bus
-    from events.deployments import get_deployment
 
     async with await Bus.connect(_nats()) as bus:
-        found = await get_deployment(bus, name)
+        found = await find_deployment(bus, name)
     click.echo(found.model_dump_json(indent=2))
 
 
@@ -139,15 +134,25 @@ async def deployment_inspect(name: str) -> None:
 async def deployment_run(name: str, params: tuple[str, ...], param_json: str | None,
                          tags: tuple[str, ...], idempotency_key: str | None, watch: bool,
                          max_wait: float | None) -> None:
-    """Ask for a run of deployment NAME; its id is printed at once."""
+    """Ask for a run of deployment NAME (or FLOW/NAME); its id is printed at once.
+
+    The parameters are checked against the flow's signature first: a bad one is named
+    and nothing is run.
+    """
     from events.bus import Bus
-    from events.deployments import get_deployment, read_result, request_run, wait_flow_run
+    from events.deployments import read_result, request_run, wait_flow_run
     from events.errors import NotFound
+    from events.parameters import check_parameters, describe
 
     _check_name(name)
     parameters = parse_params(params, param_json)
     async with await Bus.connect(_nats()) as bus:
-        await get_deployment(bus, name)  # unknown deployment: a clear error, no orphan request
+        # Unknown deployment or bad parameters: a clear error, no orphan request.
+        found = await find_deployment(bus, name)
+        name = found.name
+        problems = check_parameters(found.parameter_schema, {**found.parameters, **parameters})
+        if problems:
+            fail(describe(name, problems) + "; nothing was run", 2)
         run_id = await request_run(bus, name, parameters, source="flowbus/cli", tags=tags,
                                    idempotency_key=idempotency_key)
         click.echo(f"flow run {run_id} requested for deployment {name}")
@@ -179,6 +184,7 @@ async def deployment_pause(name: str) -> None:
     from events.deployments import set_paused
 
     async with await Bus.connect(_nats()) as bus:
+        name = (await find_deployment(bus, name)).name
         await set_paused(bus, name, True, source="flowbus/cli")
     click.echo(f"paused deployment {name}")
 
@@ -193,6 +199,7 @@ async def deployment_resume(name: str) -> None:
     from events.deployments import set_paused
 
     async with await Bus.connect(_nats()) as bus:
+        name = (await find_deployment(bus, name)).name
         await set_paused(bus, name, False, source="flowbus/cli")
     click.echo(f"resumed deployment {name}")
 
@@ -207,6 +214,7 @@ async def deployment_delete(name: str) -> None:
     from events.deployments import delete_deployment
 
     async with await Bus.connect(_nats()) as bus:
+        name = (await find_deployment(bus, name)).name
         await delete_deployment(bus, name, source="flowbus/cli")
     click.echo(f"deleted deployment {name}")
 
@@ -219,25 +227,17 @@ def flow_run() -> None:
     """List, inspect, read the logs of and cancel flow runs."""
 
 
-def _check_name(name: str) -> str:
-    """A deployment name that can exist (a KV key); click.BadParameter otherwise."""
+def _check_name(ref: str) -> str:
+    """A deployment name (or FLOW/NAME) that can exist (a KV key); click.BadParameter otherwise."""
     from events.records import NAME_PATTERN
 
-    if re.match(NAME_PATTERN, name) is None:
+    flow, name = split_deployment(ref)
+    if re.match(NAME_PATTERN, name) is None or (
+            flow is not None and (not flow.strip() or flow.startswith(".") or "/" in flow)):
         raise click.BadParameter(
-            f"{name[:100]!r} is not a deployment name (letters, digits, '_', '.', '-'; up to 128)",
+            f"{ref[:100]!r} is not a deployment name (letters, digits, '_', '.', '-'; up to 128)",
             param_hint="NAME")
     return name
-
-
-def _check_run_id(run_id: str) -> str:
-    from events.records import FlowRun, State
-
-    try:
-        FlowRun(id=run_id, name="x", flow_name="x", state=State.named("Scheduled"))
-    except ValueError:
-        raise click.BadParameter(f"{run_id[:100]!r} is not a flow-run id", param_hint="ID") from None
-    return run_id
 
 
 @flow_run.command("ls")
@@ -248,23 +248,14 @@ def _check_run_id(run_id: str) -> str:
 @run_async
 async def flow_run_ls(deployment_name: str | None, state: str | None, limit: int, as_json: bool) -> None:
     """List flow runs, newest first."""
-    from rich.console import Console
-    from rich.table import Table
-
     from events.bus import Bus
-    from events.records import FlowRun
     from events.states import FLOW_RUN_STATES
 
     if state is not None and state not in FLOW_RUN_STATES:
         raise click.BadParameter(f"unknown state {state!r}; one of {', '.join(FLOW_RUN_STATES)}",
                                  param_hint="--state")
     async with await Bus.connect(_nats()) as bus:
-        kv = await bus.kv(bus.layout.flow_runs)
-        keys = await kv.keys()
-        runs: list[FlowRun] = []
-        for start in range(0, len(keys), READ_CONCURRENCY):  # bounded concurrent reads
-            entries = await asyncio.gather(*(kv.get(k) for k in keys[start:start + READ_CONCURRENCY]))
-            runs.extend(FlowRun.model_validate_json(e.value) for e in entries if e is not None)
+        runs = await all_runs(bus)
     runs = [r for r in runs
             if (deployment_name is None or deployment_name in (r.deployment_name, r.deployment_id))
             and (state is None or r.state.name == state)]
@@ -273,27 +264,20 @@ async def flow_run_ls(deployment_name: str | None, state: str | None, limit: int
     if as_json:
         click.echo(json.dumps([r.model_dump(mode="json") for r in runs], indent=2))
         return
-    table = Table("id", "name", "deployment", "state", "created", "runs")
-    for r in runs:
-        table.add_row(r.id, r.name, r.deployment_name or "-", r.state.name,
-                      r.created.isoformat(timespec="seconds"), str(r.run_count))
-    Console(width=200).print(table)
+    print_table(["id", "name", "deployment", "state", "start", "duration", "runs"],
+                [[r.id[:8], r.name, r.deployment_name or "-", r.state.name, run_start(r),
+                  run_duration(r), str(r.run_count)] for r in runs])
 
 
 @flow_run.command("inspect")
 @click.argument("run_id", metavar="ID")
 @run_async
 async def flow_run_inspect(run_id: str) -> None:
-    """Print a flow run as JSON."""
+    """Print a flow run (ID, id prefix or run name) as JSON."""
     from events.bus import Bus
-    from events.deployments import get_flow_run
-    from events.errors import NotFound
 
-    _check_run_id(run_id)
     async with await Bus.connect(_nats()) as bus:
-        run = await get_flow_run(bus, run_id)
-    if run is None:
-        raise NotFound(f"flow run {run_id!r} not found")
+        run = await find_run(bus, run_id)
     click.echo(run.model_dump_json(indent=2))
 
 
@@ -302,11 +286,10 @@ async def flow_run_inspect(run_id: str) -> None:
 @click.option("--follow", is_flag=True, help="keep printing new lines until the run ends")
 @run_async
 async def flow_run_logs(run_id: str, follow: bool) -> None:
-    """Print a flow run's logs."""
+    """Print a flow run's logs (ID, id prefix or run name)."""
     import signal
     import threading
 
-    _check_run_id(run_id)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT) if threading.current_thread() is threading.main_thread() else ()
@@ -323,11 +306,9 @@ async def flow_run_logs(run_id: str, follow: bool) -> None:
 async def _print_logs(run_id: str, follow: bool, stop: Any) -> None:
     from events.bus import Bus
     from events.deployments import get_flow_run
-    from events.errors import NotFound
 
     async with await Bus.connect(_nats()) as bus:
-        if await get_flow_run(bus, run_id) is None:
-            raise NotFound(f"flow run {run_id!r} not found")
+        run_id = (await find_run(bus, run_id)).id
         consumer = await bus.consumer(
             f"clilogs{uuid.uuid4().hex}", stream=bus.layout.logs_stream,
             filter_subjects=[bus.layout.logs_subject(run_id)], max_ack_pending=1000,
@@ -363,20 +344,32 @@ def log_records(data: bytes) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
+def level_name(level: Any) -> str:
+    """``20`` -> ``INFO``; a name stays a name."""
+    import logging
+
+    if isinstance(level, int) and not isinstance(level, bool):
+        name = logging.getLevelName(level)
+        return name if not name.startswith("Level ") else str(level)
+    return str(level)
+
+
 def format_log(record: dict[str, Any]) -> str:
     when = str(record.get("timestamp", ""))[11:23]
-    return f"{when} | {record.get('level', '')!s:<7} | {record.get('name', '')} - {record.get('message', '')}"
+    level = level_name(record.get("level", ""))
+    return f"{when} | {level:<7} | {record.get('name', '')} - {record.get('message', '')}"
 
 
 @flow_run.command("cancel")
 @click.argument("run_id", metavar="ID")
 @run_async
 async def flow_run_cancel(run_id: str) -> None:
-    """Cancel a flow run: Cancelling while a runner stops it, or Cancelled if not started."""
+    """Cancel a flow run (ID, id prefix or run name): Cancelling while a runner stops it,
+    or Cancelled if not started."""
     from events.bus import Bus
     from events.deployments import request_cancel
 
-    _check_run_id(run_id)
     async with await Bus.connect(_nats()) as bus:
+        run_id = (await find_run(bus, run_id)).id
         run = await request_cancel(bus, run_id, source="flowbus/cli")
     click.echo(f"flow run {run_id} {run.state.name}")

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from flowbus.cli._common import fail, nats_settings
+from events.messages import plain
+from flowbus.cli._common import LOG_LEVEL, configure_service_logging, fail, nats_settings
 
 
 def gateway_settings(**overrides: Any) -> Any:
@@ -21,7 +22,7 @@ def gateway_settings(**overrides: Any) -> Any:
         return GatewaySettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        fail(f"setting FLOWBUS_GATEWAY_{str(first['loc'][0]).upper()}: {first['msg']}", 2)
+        fail(f"setting FLOWBUS_GATEWAY_{str(first['loc'][0]).upper()}: {plain(first)}", 2)
     raise AssertionError("unreachable")
 
 
@@ -31,12 +32,15 @@ def gateway_settings(**overrides: Any) -> Any:
               help="TCP port (0: any free port) [default: 8080]")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="processes sharing the port, one core each [default: 1]")
-def gateway(host: str | None, port: int | None, workers: int | None) -> None:
+@LOG_LEVEL
+def gateway(host: str | None, port: int | None, workers: int | None,
+            log_level: str | None) -> None:
     """Serve CloudEvents ingest, webhooks and the REST API over HTTP."""
     from events.errors import FlowbusError
     from gateway.service import serve
     from gateway.workers import serve_workers
 
+    configure_service_logging(log_level)
     settings = nats_settings()
     gw_settings = gateway_settings(host=host, port=port, workers=workers)
     if not gw_settings.auth:

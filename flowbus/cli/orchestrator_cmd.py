@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from flowbus.cli._common import fail, nats_settings
+from events.messages import plain
+from flowbus.cli._common import LOG_LEVEL, default_log_level, fail, nats_settings
 
 
 def orchestrator_settings(**overrides: Any) -> Any:
@@ -22,21 +23,21 @@ def orchestrator_settings(**overrides: Any) -> Any:
         return OrchestratorSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        fail(f"setting FLOWBUS_ORCHESTRATOR_{str(first['loc'][0]).upper()}: {first['msg']}", 2)
+        fail(f"setting FLOWBUS_ORCHESTRATOR_{str(first['loc'][0]).upper()}: {plain(first)}", 2)
     raise AssertionError("unreachable")
 
 
 @click.command("orchestrator")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
               help="serve Prometheus /metrics on this port")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
-              default="INFO", show_default=True)
-def orchestrator_command(metrics_port: int | None, log_level: str) -> None:
+@LOG_LEVEL
+def orchestrator_command(metrics_port: int | None, log_level: str | None) -> None:
     """Run the orchestrator (active/standby: start two for failover)."""
     import orchestrator.automations.settings  # registers FLOWBUS_AUTOMATIONS_* for the env check
     import orchestrator.settings  # noqa: F401  (registers FLOWBUS_ORCHESTRATOR_* for the env check)
 
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=(log_level or default_log_level()).upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = nats_settings()
     orch_settings = orchestrator_settings(metrics_port=metrics_port)
     asyncio.run(_run(settings, orch_settings))

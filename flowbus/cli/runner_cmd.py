@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from flowbus.cli._common import fail, nats_settings
+from events.messages import plain
+from flowbus.cli._common import LOG_LEVEL, default_log_level, fail, nats_settings
 
 
 def runner_settings(**overrides: Any) -> Any:
@@ -26,7 +27,7 @@ def runner_settings(**overrides: Any) -> Any:
             where = f"FLOWBUS_RUNNER_{name.upper()} (--{name.replace('_', '-')})"
         else:
             where = "of the runner"
-        fail(f"setting {where}: {first['msg']}", 2)
+        fail(f"setting {where}: {plain(first)}", 2)
     raise AssertionError("unreachable")
 
 
@@ -36,8 +37,9 @@ def runner_settings(**overrides: Any) -> Any:
 @click.option("--isolation", type=click.Choice(["process", "inline"]), default=None,
               help="warm worker processes, or the runner's own process  [default: process]")
 @click.option("--metrics-port", type=int, default=None, help="serve /metrics on this port")
+@LOG_LEVEL
 def runner(pool: str | None, limit: int | None, isolation: str | None,
-           metrics_port: int | None) -> None:
+           metrics_port: int | None, log_level: str | None) -> None:
     """Execute the flow runs of a work pool until SIGTERM or Ctrl-C (then drain)."""
     import runners.settings  # noqa: F401  (registers FLOWBUS_RUNNER_* before the check)
 
@@ -47,26 +49,26 @@ def runner(pool: str | None, limit: int | None, isolation: str | None,
     from events.errors import FlowbusError
 
     try:
-        asyncio.run(_serve(nats, settings))
+        asyncio.run(_serve(nats, settings, (log_level or default_log_level()).upper()))
     except FlowbusError as exc:
         fail(str(exc))
 
 
-def _log_to_stderr() -> None:
+def _log_to_stderr(level: str) -> None:
     import logging
 
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"))
     logger = logging.getLogger("flowbus.runner")
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(level)
     logger.propagate = False
 
 
-async def _serve(nats: Any, settings: Any) -> None:
+async def _serve(nats: Any, settings: Any, log_level: str) -> None:
     from runners.service import serve
 
-    _log_to_stderr()
+    _log_to_stderr(log_level)
     stop, ready = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

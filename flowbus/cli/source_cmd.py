@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from flowbus.cli._common import nats_settings, run_async
+from flowbus.cli._common import nats_settings, print_table, run_async
 
 _NAME = click.argument("name", metavar="NAME")
 
@@ -64,9 +64,9 @@ async def list_command() -> None:
         for s in await store.all():
             status = await store.status(s.name)
             state = "paused" if s.paused else (status.state if status else "not running")
-            reason = f" ({status.reason})" if status and status.reason and not s.paused else ""
-            rows.append(f"{s.name:<24} {s.kind:<15} {state}{reason}")
-    click.echo("\n".join(rows) if rows else "no sources")
+            reason = status.reason if status and status.reason and not s.paused else ""
+            rows.append([s.name, s.kind, state, reason or "-"])
+    print_table(["name", "kind", "state", "reason"], rows, empty="no sources")
 
 
 @source.command()

@@ -12,6 +12,7 @@ stored value, so a definition can be read, edited and put back.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import UTC, datetime
@@ -19,7 +20,9 @@ from typing import Any
 
 from pydantic import Field
 
+from events.automation_store import target_problems
 from events.automations import AutomationSpec
+from events.records import Deployment
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
@@ -77,6 +80,15 @@ def _kept(new: Any, old: Any) -> Any:
     if isinstance(new, list) and isinstance(old, list):
         return [_kept(item, old[i] if i < len(old) else None) for i, item in enumerate(new)]
     return new
+async def _check_targets(call: Call, spec: AutomationSpec) -> None:
+    """422 when a run-deployment action names a missing deployment or bad parameters."""
+    kv = await call.gateway.kv(call.gateway.bus.layout.deployments)
+    raws = await asyncio.gather(*(kv.get_json(n) for n in await kv.keys()))
+    deployments = {d.name: d for d in (Deployment.model_validate(r) for r in raws if r is not None)}
+    problems = target_problems(spec, deployments)
+    if problems:
+        raise Problem(422, "; ".join(problems),
+                      errors=[{"field": "actions", "reason": p} for p in problems])
 
 
 def _encode(automation: Automation) -> bytes:
@@ -96,9 +108,10 @@ async def _load(call: Call) -> Automation:
 
 
 @router.route("POST", "/automations", scope=Scope.WRITE, summary="Create an automation",
-              body=AutomationSpec, response=Automation, status=201, errors=(413,))
+              body=AutomationSpec, response=Automation, status=201, errors=(413, 422))
 async def create_automation(call: Call) -> Automation:
     body: AutomationSpec = call.body
+    await _check_targets(call, body)
     now = datetime.now(UTC)
     automation = Automation(**body.model_dump(), id=str(uuid.uuid4()), created=now, updated=now)
     kv = await call.gateway.kv(call.gateway.bus.layout.automations)
@@ -127,10 +140,11 @@ async def get_automation(call: Call) -> Automation:
 
 @router.route("PUT", "/automations/{automation_id}", scope=Scope.WRITE,
               summary="Replace an automation's definition", body=AutomationSpec,
-              response=Automation, errors=(404, 413))
+              response=Automation, errors=(404, 413, 422))
 async def replace_automation(call: Call) -> Automation:
     body: AutomationSpec = call.body
     current = await _load(call)
+    await _check_targets(call, body)
     spec = _kept(body.model_dump(mode="json"), current.model_dump(mode="json"))
     automation = Automation.model_validate(
         {**spec, "id": current.id, "created": current.created, "updated": datetime.now(UTC)})

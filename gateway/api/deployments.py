@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from events.cloudevent import CloudEvent, encode
 from events.errors import AlreadyExists, EventTooLarge, NotFound
+from events.parameters import check_parameters, describe, stored_parameter_problems
 from events.records import Deployment, FlowRun, State
 from events.runs import RunRequested, run_requested_event
 from events.validation import InvalidDefinition, check_deployment
@@ -30,6 +32,8 @@ from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope, check_scope
 from gateway.context import Gateway, closing_of
 from gateway.problems import Problem, invalid_input
+
+log = logging.getLogger("flowbus.gateway.api")
 
 router = ApiRouter()
 
@@ -112,6 +116,25 @@ class RunOutcome(BaseModel):
     result_available: bool = Field(default=False, description="whether a result was found")
 
 
+def refuse_bad_parameters(deployment: Deployment, parameters: dict[str, Any]) -> None:
+    """422 naming each parameter the deployment's schema refuses; nothing is created."""
+    problems = check_parameters(deployment.parameter_schema, parameters)
+    if problems:
+        detail = describe(deployment.name, problems)
+        log.warning("run refused: %s", detail)
+        raise Problem(422, detail, errors=[{"field": f"parameters.{p.name}", "reason": p.reason}
+                                           for p in problems])
+
+
+def refuse_bad_stored_parameters(deployment: Deployment) -> None:
+    """422 when default, trigger or schedule parameters could never make a valid run."""
+    problems = stored_parameter_problems(deployment.parameter_schema, deployment.parameters,
+                                         deployment.triggers, deployment.schedules)
+    if problems:
+        raise Problem(422, f"deployment {deployment.name!r}: " + "; ".join(problems),
+                      errors=[{"field": "parameters", "reason": p} for p in problems])
+
+
 def _kv_name(call: Call) -> str:
     return call.gateway.bus.layout.deployments
 
@@ -175,6 +198,7 @@ async def create_deployment(call: Call) -> Deployment:
     except ValidationError as exc:
         raise invalid_input(exc) from None
     check_usable(call.gateway, deployment)
+    refuse_bad_stored_parameters(deployment)
     kv = await call.gateway.kv(_kv_name(call))
     try:
         await kv.create(deployment.name, deployment.model_dump_json().encode())
@@ -210,9 +234,11 @@ async def update_deployment(call: Call) -> Deployment:
     def apply(current: Deployment) -> Deployment:
         merged = {**current.model_dump(), **changes, "updated": datetime.now(UTC)}
         try:
-            return check_usable(call.gateway, Deployment.model_validate(merged))
+            changed = check_usable(call.gateway, Deployment.model_validate(merged))
         except ValidationError as exc:
             raise invalid_input(exc) from None
+        refuse_bad_stored_parameters(changed)
+        return changed
 
     deployment = await _change(call, apply)
     await _announce(call.gateway, "updated", deployment)
@@ -255,11 +281,12 @@ async def resume_deployment(call: Call) -> Deployment:
 @router.route("POST", "/deployments/{name}/runs", scope=Scope.WRITE,
               summary="Run a deployment: 202 with the run id at once; with ?wait, 200 and its outcome "
               "once final",
-              body=RunRequest, query=RunQuery, response=RunOutcome, status=202, errors=(404,))
+              body=RunRequest, query=RunQuery, response=RunOutcome, status=202, errors=(404, 422))
 async def run_deployment(call: Call) -> RunOutcome | web.Response:
     body: RunRequest = call.body
     query: RunQuery = call.query
     deployment = await _load(call)
+    refuse_bad_parameters(deployment, {**deployment.parameters, **body.parameters})
     event_id = body.idempotency_key or str(uuid.uuid4())
     event = run_requested_event(
         RunRequested(deployment=deployment.name, parameters=body.parameters, tags=body.tags,

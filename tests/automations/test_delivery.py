@@ -11,6 +11,8 @@ from events import automation_store as store
 from events.automations import source_of
 from events.bus import MSG_ID_HEADER, Bus
 from events.cloudevent import CloudEvent
+from events.deployments import delete_deployment, save_deployment
+from events.records import Deployment
 from orchestrator.automations.http import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
@@ -162,9 +164,17 @@ async def test_a_4xx_answer_is_dead_lettered_without_retries_and_can_be_purged(
 async def test_a_missing_channel_or_deployment_is_dead_lettered_with_the_reason(
     bus: Bus, orchestrator: Orchestrator
 ) -> None:
+    # An automation may only name an existing deployment; it is deleted afterwards.
+    await save_deployment(bus, Deployment(name="ghost", flow_name="ghost"))
     await automation(bus, orchestrator,
                      {"type": "send-notification", "channel": "nowhere", "body": "x"},
                      {"type": "run-deployment", "deployment": "ghost"})
+    await delete_deployment(bus, "ghost")
+
+    async def forgotten() -> bool:
+        return orchestrator.catalog.get("ghost") is None
+
+    await wait_until(forgotten)
     await bus.publish(event("shop.order.created"))
     failed = await wait_events(bus, "flowbus.automation.action.failed", 2)
     reasons = sorted(f.data["reason"] for f in failed)

@@ -6,7 +6,9 @@ import pytest
 
 from events.automations import InvalidAutomation
 from events.bus import Bus
+from events.deployments import save_deployment
 from events.errors import FlowbusError, NotFound
+from events.records import Deployment
 from events.settings import NatsSettings
 from flowbus.automations import Automation
 
@@ -25,7 +27,14 @@ def chain() -> Automation:
     )
 
 
-async def test_create_read_update_pause_resume_delete(server_env: None, bus: Bus) -> None:
+@pytest.fixture
+async def load_deployed(bus: Bus) -> None:
+    """The deployment the chain runs (an automation may only name an existing one)."""
+    await save_deployment(bus, Deployment(name="load", flow_name="load"))
+
+
+async def test_create_read_update_pause_resume_delete(server_env: None, bus: Bus,
+                                                      load_deployed: None) -> None:
     made = await chain().acreate()
     assert made.id and made.enabled
     read = await Automation.aread(name="load after extract")
@@ -39,7 +48,12 @@ async def test_create_read_update_pause_resume_delete(server_env: None, bus: Bus
         await Automation.aread(id=made.id)
 
 
-def test_the_sync_methods_work_outside_an_event_loop(server_env: None) -> None:
+async def test_an_automation_naming_a_missing_deployment_is_refused(server_env: None) -> None:
+    with pytest.raises(InvalidAutomation, match="deployment 'load' does not exist"):
+        await chain().acreate()
+
+
+def test_the_sync_methods_work_outside_an_event_loop(server_env: None, load_deployed: None) -> None:
     made = chain().create()
     assert Automation.read(id=made.id).pause().enabled is False
     made.delete()

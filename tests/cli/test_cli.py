@@ -139,7 +139,7 @@ def test_dev_starts_and_stops_cleanly(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
     env["FLOWBUS_HOME"] = str(tmp_path)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flowbus.cli", "dev", "--nats-port", "0"],
+        [sys.executable, "-m", "flowbus.cli", "dev", "--nats-port", "0", "--gateway-port", "0"],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -156,6 +156,12 @@ def test_dev_starts_and_stops_cleanly(tmp_path: Path) -> None:
         emitted = flowbus("events", "emit", "com.example.hello",
                           env={**env, "FLOWBUS_NATS_URL": url})
         assert emitted.returncode == 0, emitted.stderr
+        # Without FLOWBUS_NATS_URL the CLI finds this dev's NATS by itself; the banner
+        # also says how to point other tools at it.
+        assert any(line.strip() == f"export FLOWBUS_NATS_URL={url}" for line in lines), lines
+        assert (tmp_path / "dev" / "nats.url").read_text().strip() == url
+        found = flowbus("nats", "status", env=env)
+        assert found.returncode == 0 and "FLOWBUS_EVENTS" in found.stdout, found.stderr
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
     finally:
@@ -163,3 +169,4 @@ def test_dev_starts_and_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, rest
     assert "flowbus dev stopped." in rest
     assert (tmp_path / "dev" / "jetstream").is_dir()
+    assert not (tmp_path / "dev" / "nats.url").exists()

@@ -201,6 +201,7 @@ async def test_client_variables_and_automations(api: RunningGateway) -> None:
                                                "match": {"data.deployment_name": "etl"}},
                   "actions": [{"type": "run-deployment", "deployment": "etl-cleanup"}]}
     async with get_client() as client:
+        await client.create_deployment(Deployment(name="etl-cleanup", flow_name="cleanup"))
         await client.create_variable("region", "eu", tags=["x"])
         variable = await client.read_variable_by_name("region")
         assert variable is not None and variable["value"] == "eu"

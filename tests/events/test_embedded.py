@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from events import embedded
 from events.embedded import EmbeddedNats, NatsServerError, find_nats_server
 
 
@@ -57,3 +58,19 @@ def test_a_ctrl_c_to_our_process_group_does_not_reach_nats(tmp_path: Path) -> No
         assert os.getpgid(server.pid) != os.getpgid(0)
     finally:
         server.stop()
+
+
+def test_a_taken_port_is_refused_before_starting(tmp_path: Path, nats_server: EmbeddedNats) -> None:
+    with pytest.raises(NatsServerError, match=f"port {nats_server.port} .* taken"):
+        EmbeddedNats(tmp_path / "second", port=nats_server.port).start()
+
+
+def test_a_server_that_is_not_ours_is_never_used(
+    tmp_path: Path, nats_server: EmbeddedNats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even when the port looked free (a race), what answers must be the server we started."""
+    monkeypatch.setattr(embedded, "port_taken", lambda host, port: False)
+    second = EmbeddedNats(tmp_path / "second", port=nats_server.port)
+    with pytest.raises(NatsServerError, match=r"address already in use|exited"):
+        second.start()
+    assert second.pid is None  # stopped, not left running

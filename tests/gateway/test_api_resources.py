@@ -56,6 +56,10 @@ AUTOMATION = {
 
 
 async def test_automation_lifecycle(client: aiohttp.ClientSession, bus: Bus) -> None:
+    async with client.post(A, json=AUTOMATION) as r:  # its target does not exist yet
+        assert r.status == 422 and "etl-cleanup" in problem(await r.json(content_type=None))
+    async with client.post("/api/v1/deployments", json={"name": "etl-cleanup", "flow_name": "c"}) as r:
+        assert r.status == 201
     async with client.post(A, json=AUTOMATION) as r:
         made = await r.json()
         assert r.status == 201 and made["enabled"] is True

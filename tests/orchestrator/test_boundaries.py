@@ -1,4 +1,4 @@
-"""The orchestrator imports neither gateway, runners nor nats-py (ARCHITECTURE.md)."""
+"""The orchestrator imports neither gateway, runners nor nats-py (docs/architecture.md)."""
 
 from __future__ import annotations
 

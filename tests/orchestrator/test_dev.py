@@ -29,7 +29,7 @@ def _start_dev(env: dict[str, str], log: Path, data: Path) -> subprocess.Popen[b
     with log.open("wb") as sink:
         return subprocess.Popen(
             [sys.executable, "-c", "from flowbus.cli import main; main()", "dev", "--nats-port", "0",
-             "--data-dir", str(data)],
+             "--gateway-port", "0", "--data-dir", str(data)],
             env=env, stdout=sink, stderr=subprocess.STDOUT,
         )
 
