@@ -43,13 +43,27 @@ def now() -> _dt.datetime:
 
 
 
+def run_result(run: FlowRun | TaskRun, state: State[Any]) -> Any:
+    """What calling a flow or task gives, as in Prefect: the value its body returned
+    (for a task, even a state); otherwise the final state's result (raising its
+    error), i.e. when the body raised or a flow returned a state."""
+    returned = run.returned
+    if returned is not None and (isinstance(run, TaskRun) or not isinstance(returned[0], State)):
+        return returned[0]
+    return state.result()
+
+
 def set_task_state(task_run: TaskRun, state: State[Any]) -> None:
+    details = state.state_details
+    details.task_run_id = task_run.id
+    details.flow_run_id = task_run.flow_run_id
     task_run.state = state
     if _sink.enabled:
         _sink.emit_state_event("task-run", task_run.id, state.name, task_run.to_dict())
 
 
 def set_flow_state(flow_run: FlowRun, state: State[Any]) -> None:
+    state.state_details.flow_run_id = flow_run.id
     flow_run.state = state
     if _sink.enabled:
         _sink.emit_state_event("flow-run", flow_run.id, state.name, flow_run.to_dict())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from types import GeneratorType
 from typing import Any
 
 from flowbus import _sink
@@ -52,6 +53,8 @@ from flowbus.states import (
     Running,
     State,
     StateType,
+    is_state_iterable,
+    return_value_to_state,
 )
 
 
@@ -136,31 +139,41 @@ def _task_attempts(
     args, kwargs = task._shape.to_call(parameters)
     while True:
         task_run.run_count += 1
+        task_run.returned = None
         set_task_state(task_run, Running() if task_run.run_count == 1 else Retrying())
+        if task.on_running:
+            yield from run_hooks(task.on_running, task, task_run, task_run.state, task_run_logger(task_run))
         ok, value = yield Call(task.fn, args, kwargs, task.timeout_seconds, TaskRunTimeoutError)
         if ok:
-            return _task_result_state(task, task_run, value, parameters, cache_key), None
-        if not isinstance(value, Exception):
+            final = _task_result_state(task, task_run, value, parameters, cache_key)
+            if not final.is_failed():
+                return final, None
+            error: Any = value if isinstance(value, State) else final.data
+        elif not isinstance(value, Exception):
             return interrupted_state(value), value
-        failed = Failed(message=f"Task run encountered an exception {type(value).__name__}: {value}", data=value)
+        else:
+            error = value
+            final = Failed(message=f"Task run encountered an exception {type(value).__name__}: {value}", data=value)
         logger = task_run_logger(task_run)
-        if task_run.run_count <= task.retries and _should_retry(task, task_run, failed, logger):
+        if task_run.run_count <= task.retries and _should_retry(task, task_run, final, logger):
             delay = retry_delay(task.retry_delay_seconds, task_run.run_count, task.retries, task.retry_jitter_factor)
             logger.warning(
-                "Task run failed with exception: %r - Retry %d/%d will start %s",
-                value,
+                "Task run failed with %s: %r - Retry %d/%d will start %s",
+                "state" if isinstance(error, State) else "exception",
+                error,
                 task_run.run_count,
                 task.retries,
                 f"in {delay:g} second(s)" if delay else "immediately",
             )
-            set_task_state(task_run, AwaitingRetry(message=str(value)))
+            set_task_state(task_run, AwaitingRetry(message=final.message or str(error)))
             if delay > 0:
-                ok, error = yield Sleep(delay)
+                ok, interruption = yield Sleep(delay)
                 if not ok:
-                    return interrupted_state(error), error
+                    return interrupted_state(interruption), interruption
             continue
-        logger.error("Task run failed with exception: %r", value, exc_info=value)
-        return failed, None
+        if isinstance(error, Exception):
+            logger.error("Task run failed with exception: %r", error, exc_info=error)
+        return final, None
 
 
 def _check_cache(
@@ -178,7 +191,7 @@ def _check_cache(
         flow_parameters = flow_ctx.parameters if flow_ctx else {}
     context = CacheContext(task, task_run, flow_parameters, task_run.flow_run_id)
     try:
-        cache_key = policy.compute_key(context, parameters)
+        cache_key = policy.compute_key(context, parameters, flow_parameters)
     except Exception as exc:
         task_run_logger(task_run).warning("Not caching this run: cache key failed: %s", exc)
         return None, None
@@ -196,9 +209,16 @@ def _check_cache(
 def _task_result_state(
     task: Any, task_run: TaskRun, value: Any, parameters: dict[str, Any], cache_key: str | None
 ) -> State[Any]:
-    """The final state of a body that returned `value` (persisted and cached if asked)."""
-    if isinstance(value, State):
-        return value
+    """The final state of a body that returned `value` (persisted and cached if asked).
+
+    A returned state, or list/set/tuple of states, decides the state as in
+    `return_value_to_state`; a returned generator is consumed into a list.
+    """
+    if isinstance(value, GeneratorType):
+        value = list(value)
+    task_run.returned = (value,)
+    if isinstance(value, State) or is_state_iterable(value):
+        return return_value_to_state(value)
     if not task._persist:
         return Completed(data=value)
     try:
@@ -209,6 +229,7 @@ def _task_result_state(
         )
         return persist_result(task, value, key, cache_key)
     except Exception as exc:  # unserializable, or the store refused it: the run fails
+        task_run.returned = None
         return Failed(message=str(exc), data=exc)
 
 

@@ -120,6 +120,8 @@ def resolve_futures_to_states(value: Any) -> Any:
         return value.final_state()
     if not contains_upstream(value):
         return value
+    if isinstance(value, FutureList):  # once resolved it holds states, not futures
+        return [resolve_futures_to_states(v) for v in value]
     if isinstance(value, list | tuple | set | frozenset):
         return rebuild(value, [resolve_futures_to_states(v) for v in value])
     if isinstance(value, dict):

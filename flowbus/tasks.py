@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import inspect
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from flowbus import _engine
-from flowbus._params import CallShape
+from flowbus._params import CallShape, rewrap_method
+from flowbus._params import unwrap_method as _unwrap_method
 from flowbus.cache_policies import NONE, CacheKeyFnPolicy, CachePolicy, hash_objects
 from flowbus.futures import FlowbusFuture, FutureList
 from flowbus.results import ResultStore
@@ -100,7 +102,9 @@ class Task(Generic[P, R]):
         refresh_cache: bool | None = None,
         on_completion: list[Callable[..., Any]] | None = None,
         on_failure: list[Callable[..., Any]] | None = None,
+        on_running: list[Callable[..., Any]] | None = None,
     ) -> None:
+        fn, self._method_kind = _unwrap_method(fn)
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
         if retries is not None and retries < 0:
@@ -108,6 +112,7 @@ class Task(Generic[P, R]):
         if timeout_seconds is not None and timeout_seconds <= 0:
             raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds}")
         self.fn = fn
+        functools.update_wrapper(self, fn)  # inspect.signature(obj) is the function's
         self.name = name or fn.__name__
         self.description = description if description is not None else inspect.getdoc(fn)
         self.tags = set(tags or ())
@@ -133,6 +138,7 @@ class Task(Generic[P, R]):
         self.refresh_cache = bool(refresh_cache)
         self.on_completion = _listify(on_completion)
         self.on_failure = _listify(on_failure)
+        self.on_running = _listify(on_running)
         self._shape = CallShape(fn)
         self._method_shape: CallShape | None = None
         self._init_caching(cache_policy, persist_result)
@@ -147,7 +153,7 @@ class Task(Generic[P, R]):
             "result_storage_key": result_storage_key, "result_serializer": result_serializer,
             "cache_result_in_memory": cache_result_in_memory, "timeout_seconds": timeout_seconds,
             "log_prints": log_prints, "refresh_cache": refresh_cache,
-            "on_completion": on_completion, "on_failure": on_failure,
+            "on_completion": on_completion, "on_failure": on_failure, "on_running": on_running,
         }  # fmt: skip
 
     def _init_caching(self, cache_policy: Any, persist_result: bool | None) -> None:
@@ -168,15 +174,26 @@ class Task(Generic[P, R]):
         self._cache_policy = policy if persist_result else None
 
     def __get__(self, instance: Any, owner: type | None = None) -> Task[P, R]:
-        """Used as a method, the task binds `self` like the function would."""
-        if instance is None:
+        """Used as a method, the task binds `self` (or the class, for a classmethod)
+        like the function would; a staticmethod binds nothing."""
+        kind = self._method_kind
+        if kind == "static" or (instance is None and kind != "class"):
             return self
+        target = (owner if owner is not None else type(instance)) if kind == "class" else instance
         bound = copy.copy(self)
-        bound.fn = self.fn.__get__(instance, owner)
+        bound.fn = self.fn.__get__(target, owner)
         if self._method_shape is None:
             self._method_shape = CallShape(bound.fn)
         bound._shape = self._method_shape
         return bound
+
+    @property
+    def isclassmethod(self) -> bool:
+        return self._method_kind == "class"
+
+    @property
+    def isstaticmethod(self) -> bool:
+        return self._method_kind == "static"
 
     def with_options(self, **options: Any) -> Task[P, R]:
         """A copy of this task with some options changed.
@@ -188,7 +205,7 @@ class Task(Generic[P, R]):
         unknown = set(options) - set(self._options)
         if unknown:
             raise TypeError(f"Unknown task option(s) {sorted(unknown)}; options: {sorted(self._options)}")
-        return Task(self.fn, **{**self._options, **options})
+        return Task(rewrap_method(self.fn, self._method_kind), **{**self._options, **options})
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the task inline and return its result (a coroutine for an async task).
@@ -290,6 +307,7 @@ def task(
     refresh_cache: bool | None = None,
     on_completion: list[Callable[..., Any]] | None = None,
     on_failure: list[Callable[..., Any]] | None = None,
+    on_running: list[Callable[..., Any]] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
