@@ -28,8 +28,9 @@ def is_state_iterable(obj: Any) -> TypeGuard[Iterable[State[Any]]]:
     Dicts and other containers are never state iterables, even when they hold states.
     """
     from flowbus.states import State
+    from flowbus.utilities.annotations import BaseAnnotation
 
-    if isinstance(obj, list | set | tuple) and obj:
+    if isinstance(obj, list | set | tuple) and obj and not isinstance(obj, BaseAnnotation):
         return all(isinstance(o, State) for o in obj)
     return False
 

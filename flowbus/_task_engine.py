@@ -34,6 +34,7 @@ from flowbus.context import (
     current_tags,
 )
 from flowbus.exceptions import (
+    ParameterBindError,
     TaskRunTimeoutError,
     UpstreamTaskError,
 )
@@ -223,7 +224,7 @@ def _task_result_state(
         return Completed(data=value)
     try:
         key = (
-            render_run_name(task.result_storage_key, parameters, "result_storage_key")
+            format_storage_key(task.result_storage_key, parameters)
             if task.result_storage_key
             else cache_key or task_run.id
         )
@@ -231,6 +232,23 @@ def _task_result_state(
     except Exception as exc:  # unserializable, or the store refused it: the run fails
         task_run.returned = None
         return Failed(message=str(exc), data=exc)
+
+
+def format_storage_key(template: str, parameters: dict[str, Any]) -> str:
+    """A `result_storage_key` template filled in as Prefect does: ``{parameters[x]}``,
+    ``{flow_run.id}``, ``{task_run.name}``, ``{deployment.name}`` (and, as before,
+    a bare ``{x}`` for parameter `x`)."""
+    from flowbus import runtime
+
+    fields = {**parameters, "parameters": parameters, "flow_run": runtime.flow_run,
+              "task_run": runtime.task_run, "deployment": runtime.deployment}  # fmt: skip
+    try:
+        return template.format(**fields)
+    except (KeyError, IndexError, AttributeError) as exc:
+        raise ParameterBindError(
+            f"result_storage_key {template!r} refers to {exc}, which is neither a parameter "
+            f"(parameters: {sorted(parameters)}) nor parameters[...], flow_run, task_run or deployment"
+        ) from None
 
 
 def _should_retry(task: Any, task_run: TaskRun, state: State[Any], logger: Any) -> bool:

@@ -29,6 +29,7 @@ from flowbus.cache_policies import NONE, CacheKeyFnPolicy, CachePolicy, hash_obj
 from flowbus.futures import FlowbusFuture, FutureList
 from flowbus.results import ResultStore
 from flowbus.serializers import Serializer, resolve_serializer
+from flowbus.utilities.annotations import BaseAnnotation
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -257,6 +258,14 @@ class Task(Generic[P, R]):
         for name, value in parameters.items():
             if isinstance(value, unmapped):
                 static[name] = value.value
+            elif isinstance(value, BaseAnnotation):  # allow_failure([...]): map inside, keep the mark
+                inner = value.unwrap()
+                if isinstance(inner, unmapped):
+                    static[name] = value.rewrap(inner.value)
+                elif isinstance(inner, Iterable) and not isinstance(inner, str | bytes | dict | FlowbusFuture):
+                    iterables[name] = [value.rewrap(v) for v in inner]
+                else:
+                    static[name] = value
             elif isinstance(value, Iterable) and not isinstance(value, str | bytes | dict | FlowbusFuture):
                 iterables[name] = list(value)
             else:
