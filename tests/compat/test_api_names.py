@@ -155,3 +155,26 @@ def test_top_level_names() -> None:
         flowbus.deploy()
     with pytest.raises(ConfigurationError, match="at least one deployment"):
         asyncio.run(flowbus.aserve())
+
+
+def test_the_test_harness_uses_throw_away_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    import os
+
+    from flowbus import _sink
+    from flowbus.testing.utilities import flowbus_test_harness, prefect_test_harness
+    from flowbus.variables import Variable
+
+    events = tmp_path / "events.jsonl"
+    monkeypatch.setenv("FLOWBUS_EVENTS_FILE", str(events))
+    monkeypatch.setenv("FLOWBUS_NATS_URL", "nats://127.0.0.1:1")  # must not be used
+    outside_home = os.environ["FLOWBUS_HOME"]
+    assert flowbus_test_harness is prefect_test_harness
+    with prefect_test_harness():
+        inside_home = os.environ["FLOWBUS_HOME"]
+        assert inside_home != outside_home and "FLOWBUS_NATS_URL" not in os.environ
+        Variable.set("inside", 1)
+        assert echo(3) == 3
+    assert not os.path.exists(inside_home) and not events.exists()
+    assert Variable.get("inside") is None
+    assert os.environ["FLOWBUS_NATS_URL"] == "nats://127.0.0.1:1" and os.environ["FLOWBUS_HOME"] == outside_home
+    assert not _sink.enabled
