@@ -55,16 +55,14 @@ def run_result(run: FlowRun | TaskRun, state: State[Any]) -> Any:
 
 
 def set_task_state(task_run: TaskRun, state: State[Any]) -> None:
-    details = state.state_details
-    details.task_run_id = task_run.id
-    details.flow_run_id = task_run.flow_run_id
+    state._bind_run(task_run.flow_run_id, task_run.id)
     task_run.state = state
     if _sink.enabled:
         _sink.emit_state_event("task-run", task_run.id, state.name, task_run.to_dict())
 
 
 def set_flow_state(flow_run: FlowRun, state: State[Any]) -> None:
-    state.state_details.flow_run_id = flow_run.id
+    state._bind_run(flow_run.id, state._run_ids_now()[1])
     flow_run.state = state
     if _sink.enabled:
         _sink.emit_state_event("flow-run", flow_run.id, state.name, flow_run.to_dict())

@@ -78,8 +78,7 @@ class StateGroup:
 
 
 def _is_run_state(state: State[Any]) -> bool:
-    details = state._details
-    return details is not None and (details.flow_run_id is not None or details.task_run_id is not None)
+    return state._run_ids_now() != (None, None)
 
 
 def return_value_to_state(retval: Any) -> State[Any]:

@@ -141,7 +141,7 @@ class State(Generic[R]):
     fields (type, name, timestamp, message, details, data), as Prefect's do.
     """
 
-    __slots__ = ("_details", "data", "message", "name", "timestamp", "type")
+    __slots__ = ("_details", "_run_ids", "data", "message", "name", "timestamp", "type")
 
     def __init__(
         self,
@@ -158,6 +158,9 @@ class State(Generic[R]):
         self.data = data
         self.timestamp = timestamp if timestamp is not None else _dt.datetime.now(_UTC)
         self._details: StateDetails | None = None
+        # (flow_run_id, task_run_id) set by the engine; kept apart from `_details` so
+        # that a run's states cost no StateDetails unless someone reads them.
+        self._run_ids: tuple[str | None, str | None] | None = None
         if state_details is not None:
             self._details = StateDetails.coerce(state_details)
         if self.type is StateType.SCHEDULED and self.state_details.scheduled_time is None:
@@ -168,11 +171,28 @@ class State(Generic[R]):
         details = self._details
         if details is None:
             details = self._details = StateDetails()
+            if self._run_ids is not None:
+                details.flow_run_id, details.task_run_id = self._run_ids
+                self._run_ids = None
         return details
 
     @state_details.setter
     def state_details(self, value: StateDetails | dict[str, Any]) -> None:
         self._details = StateDetails.coerce(value)
+
+    def _bind_run(self, flow_run_id: str | None, task_run_id: str | None) -> None:
+        """Mark this state as the state of a run (what the engine does on every transition)."""
+        details = self._details
+        if details is None:
+            self._run_ids = (flow_run_id, task_run_id)
+        else:
+            details.flow_run_id, details.task_run_id = flow_run_id, task_run_id
+
+    def _run_ids_now(self) -> tuple[str | None, str | None]:
+        details = self._details
+        if details is not None:
+            return details.flow_run_id, details.task_run_id
+        return self._run_ids or (None, None)
 
     def result(self, raise_on_failure: bool = True, retry_result_failure: bool = True) -> R:
         """The run's return value; for a failed, crashed or cancelled state, raise its error.
@@ -349,13 +369,7 @@ class State(Generic[R]):
         )
 
     def __hash__(self) -> int:
-        details = self._details
-        return hash((
-            details.flow_run_id if details else None,
-            details.task_run_id if details else None,
-            self.timestamp,
-            self.type,
-        ))
+        return hash((*self._run_ids_now(), self.timestamp, self.type))
 
     def __str__(self) -> str:
         parts = []
