@@ -275,6 +275,26 @@ class Flow(Generic[P, R]):
             concurrency_limit=concurrency_limit,
         )
 
+    def generate_mermaid_graph(self, *args: Any, **kwargs: Any) -> str:
+        """A Mermaid ``flowchart TD`` of this flow's task calls, found by running the body
+        with task calls recorded instead of run (code outside tasks does run)."""
+        from flowbus.visualization import trace_flow
+
+        return trace_flow(self, args, kwargs).mermaid()
+
+    async def agenerate_mermaid_graph(self, *args: Any, **kwargs: Any) -> str:
+        """`generate_mermaid_graph` for async code."""
+        from flowbus.visualization import atrace_flow
+
+        return (await atrace_flow(self, args, kwargs)).mermaid()
+
+    def visualize(self, *args: Any, **kwargs: Any) -> None:
+        """Draw this flow's task graph with Graphviz (needs the graphviz package and
+        Graphviz's `dot`; `generate_mermaid_graph` needs neither)."""
+        from flowbus.visualization import render_graphviz, trace_flow
+
+        render_graphviz(trace_flow(self, args, kwargs), self.name)
+
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"
 

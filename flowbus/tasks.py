@@ -30,6 +30,7 @@ from flowbus.futures import FlowbusFuture, FutureList
 from flowbus.results import ResultStore
 from flowbus.serializers import Serializer, resolve_serializer
 from flowbus.utilities.annotations import BaseAnnotation
+from flowbus.visualization import _tracker as _viz_tracker
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -104,6 +105,7 @@ class Task(Generic[P, R]):
         on_completion: list[Callable[..., Any]] | None = None,
         on_failure: list[Callable[..., Any]] | None = None,
         on_running: list[Callable[..., Any]] | None = None,
+        viz_return_value: Any = None,
     ) -> None:
         fn, self._method_kind = _unwrap_method(fn)
         if not callable(fn):
@@ -140,6 +142,7 @@ class Task(Generic[P, R]):
         self.on_completion = _listify(on_completion)
         self.on_failure = _listify(on_failure)
         self.on_running = _listify(on_running)
+        self.viz_return_value = viz_return_value
         self._shape = CallShape(fn)
         self._method_shape: CallShape | None = None
         self._init_caching(cache_policy, persist_result)
@@ -155,6 +158,7 @@ class Task(Generic[P, R]):
             "cache_result_in_memory": cache_result_in_memory, "timeout_seconds": timeout_seconds,
             "log_prints": log_prints, "refresh_cache": refresh_cache,
             "on_completion": on_completion, "on_failure": on_failure, "on_running": on_running,
+            "viz_return_value": viz_return_value,
         }  # fmt: skip
 
     def _init_caching(self, cache_policy: Any, persist_result: bool | None) -> None:
@@ -218,6 +222,8 @@ class Task(Generic[P, R]):
         return_state = bool(options.pop("return_state", False))
         wait_for = options.pop("wait_for", None)
         parameters = self._shape.bind(args, options)
+        if _viz_tracker.get() is not None:  # Flow.visualize(): record, do not run
+            return self._record_for_viz(parameters)  # type: ignore[no-any-return]
         if self.isasync:
             return _engine.call_task_async(self, parameters, wait_for, return_state)  # type: ignore[return-value]
         return _engine.call_task_sync(self, parameters, wait_for, return_state)  # type: ignore[no-any-return]
@@ -237,7 +243,15 @@ class Task(Generic[P, R]):
         kwargs.pop("return_state", None)
         wait_for = kwargs.pop("wait_for", None)
         parameters = self._shape.bind(args, kwargs)
+        if _viz_tracker.get() is not None:  # Flow.visualize(): record, do not run
+            return self._record_for_viz(parameters)  # type: ignore[no-any-return]
         return _engine.submit_task(self, parameters, wait_for)
+
+    def _record_for_viz(self, parameters: dict[str, Any]) -> Any:
+        from flowbus.visualization import track_task_call
+
+        tracker = _viz_tracker.get()
+        return track_task_call(tracker, self, parameters) if tracker is not None else None
 
     @overload
     def map(self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> FutureList[T]: ...
@@ -276,6 +290,10 @@ class Task(Generic[P, R]):
         if len(set(lengths.values())) > 1:
             raise ValueError(f"Task.map of {self.name!r} got iterables of different lengths: {lengths}")
         count = next(iter(lengths.values()))
+        if _viz_tracker.get() is not None:  # Flow.visualize(): record each call
+            return [  # type: ignore[return-value]
+                self._record_for_viz({**static, **{n: v[i] for n, v in iterables.items()}}) for i in range(count)
+            ]
         return FutureList(
             _engine.submit_task(
                 self, {**static, **{n: v[i] for n, v in iterables.items()}}, wait_for
@@ -317,6 +335,7 @@ def task(
     on_completion: list[Callable[..., Any]] | None = None,
     on_failure: list[Callable[..., Any]] | None = None,
     on_running: list[Callable[..., Any]] | None = None,
+    viz_return_value: Any = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
