@@ -183,3 +183,31 @@ def test_artifacts_are_plain_in_sync_code_and_awaitable_in_async_code() -> None:
         return await Artifact.get("report")
 
     assert asyncio.run(async_flow()).data == "# two"
+
+
+def test_local_and_remote_file_systems_as_result_storage(tmp_path: Any) -> None:
+    from flowbus.filesystems import LocalFileSystem, RemoteFileSystem
+
+    local = LocalFileSystem(basepath=str(tmp_path / "results"))
+    remote = RemoteFileSystem(basepath="memory://flowbus-compat-results")
+
+    @task(result_storage=local, result_storage_key="local-{parameters[x]}")
+    def to_local(x: int) -> int:
+        return x + 1
+
+    @task(result_storage=remote, result_storage_key="remote-{parameters[x]}")
+    def to_remote(x: int) -> int:
+        return x + 2
+
+    assert to_local(1) == 2 and to_remote(1) == 3
+    assert local.read_path("local-1") == b"2" and remote.read_path("remote-1") == b"3"
+    assert local.read("missing") is None and remote.read("missing") is None
+    remote.delete("remote-1")
+    assert remote.read("remote-1") is None
+    for bad in ("../escape", "/etc/passwd", ""):
+        with pytest.raises(ValueError, match="relative path"):
+            local.write_path(bad, b"x")
+    from flowbus.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="scheme"):
+        RemoteFileSystem(basepath="/no/scheme")
