@@ -27,12 +27,12 @@ def is_state_iterable(obj: Any) -> TypeGuard[Iterable[State[Any]]]:
 
     Dicts and other containers are never state iterables, even when they hold states.
     """
+    if not isinstance(obj, list | set | tuple) or not obj:  # the common case, kept cheap
+        return False
     from flowbus.states import State
     from flowbus.utilities.annotations import BaseAnnotation
 
-    if isinstance(obj, list | set | tuple) and obj and not isinstance(obj, BaseAnnotation):
-        return all(isinstance(o, State) for o in obj)
-    return False
+    return not isinstance(obj, BaseAnnotation) and all(isinstance(o, State) for o in obj)
 
 
 class StateGroup:

@@ -231,3 +231,24 @@ def test_return_value_to_state_keeps_a_manual_state_and_aggregates_a_run_state()
     aggregate = return_value_to_state(run_state)
     assert aggregate is not run_state and aggregate.data is run_state
     assert return_value_to_state({"a": manual}).data == {"a": manual}
+
+
+class _NoTruth:
+    """Like a DataFrame: asking for its truth value is an error."""
+
+    def __bool__(self) -> bool:
+        raise ValueError("The truth value is ambiguous")
+
+
+def test_values_without_a_truth_value_are_returned_untouched() -> None:
+    value = _NoTruth()
+
+    @task
+    def t() -> _NoTruth:
+        return value
+
+    @flow
+    def f() -> _NoTruth:
+        return t()
+
+    assert f() is value and t() is value
