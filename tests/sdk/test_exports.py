@@ -19,7 +19,8 @@ PREFECT_MODULE_PATHS = [
     "flowbus.flows", "flowbus.tasks", "flowbus.states", "flowbus.futures", "flowbus.task_runners",
     "flowbus.cache_policies", "flowbus.logging", "flowbus.artifacts", "flowbus.runtime",
     "flowbus.context", "flowbus.variables", "flowbus.exceptions", "flowbus.results",
-    "flowbus.serializers", "flowbus.schedules", "flowbus.utilities.annotations",
+    "flowbus.serializers", "flowbus.schedules", "flowbus.utilities.annotations", "flowbus.flow_runs",
+    "flowbus.filesystems", "flowbus.visualization", "flowbus.testing.utilities",
 ]  # fmt: skip
 
 
