@@ -153,7 +153,7 @@ class State(Generic[R]):
         state_details: StateDetails | dict[str, Any] | None = None,
     ) -> None:
         self.type = type if type.__class__ is StateType else _coerce_type(type)
-        self.name = name if name is not None else _default_name(self.type)
+        self.name = name if name is not None else _DEFAULT_NAMES[self.type]
         self.message = message
         self.data = data
         self.timestamp = timestamp if timestamp is not None else _dt.datetime.now(_UTC)
@@ -391,8 +391,8 @@ def _same_data(a: Any, b: Any) -> bool:
         return False
 
 
-def _default_name(type: StateType) -> str:
-    return " ".join(part.capitalize() for part in type.value.split("_"))
+# A state's default name is its type's, capitalised word by word ("Completed").
+_DEFAULT_NAMES = {t: " ".join(part.capitalize() for part in t.value.split("_")) for t in StateType}
 
 
 _DEFAULT_MESSAGES = {
