@@ -13,16 +13,29 @@ Example::
         return [double(i) for i in range(n)]
 """
 
+from typing import Any
+
 from flowbus.context import get_run_context, tags
 from flowbus.exceptions import FlowbusError
 from flowbus.flows import Flow, flow
 from flowbus.futures import FlowbusFuture, as_completed, wait
 from flowbus.logging import get_run_logger
-from flowbus.serving import serve
+from flowbus.serving import aserve, deploy, serve
 from flowbus.states import State
 from flowbus.tasks import Task, task, unmapped
+from flowbus.utilities.annotations import allow_failure
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # `get_client` pulls in the HTTP client; only those who use it pay for the import.
+    if name == "get_client":
+        from flowbus.client import get_client
+
+        return get_client
+    raise AttributeError(f"module 'flowbus' has no attribute {name!r}")
+
 
 __all__ = [
     "Flow",
@@ -31,8 +44,12 @@ __all__ = [
     "State",
     "Task",
     "__version__",
+    "allow_failure",
     "as_completed",
+    "aserve",
+    "deploy",
     "flow",
+    "get_client",
     "get_run_context",
     "get_run_logger",
     "serve",

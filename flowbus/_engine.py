@@ -14,7 +14,7 @@ from typing import Any
 
 from flowbus._drivers import drive_async, drive_sync
 from flowbus._flow_engine import flow_run_steps, new_flow_run
-from flowbus._run_support import retry_delay
+from flowbus._run_support import retry_delay, run_result
 from flowbus._task_engine import TaskJob, new_task_run, task_run_steps
 from flowbus.context import _flow_run_ctx
 from flowbus.futures import FlowbusFuture
@@ -55,7 +55,7 @@ def run_flow(
         tags=tags,
     )
     state = drive_sync(flow_run_steps(flow, flow_run, wait_for))
-    return state if return_state else state.result()
+    return state if return_state else run_result(flow_run, state)
 
 
 async def run_flow_async(
@@ -99,31 +99,31 @@ async def run_flow_async(
         tags=tags,
     )
     state = await drive_async(flow_run_steps(flow, flow_run, wait_for))
-    return state if return_state else state.result()
+    return state if return_state else run_result(flow_run, state)
 
 
 def call_flow_sync(flow: Any, parameters: dict[str, Any], wait_for: Any, return_state: bool) -> Any:
     flow_run = new_flow_run(flow, parameters)
     state = drive_sync(flow_run_steps(flow, flow_run, wait_for))
-    return state if return_state else state.result()
+    return state if return_state else run_result(flow_run, state)
 
 
 async def call_flow_async(flow: Any, parameters: dict[str, Any], wait_for: Any, return_state: bool) -> Any:
     flow_run = new_flow_run(flow, parameters)
     state = await drive_async(flow_run_steps(flow, flow_run, wait_for))
-    return state if return_state else state.result()
+    return state if return_state else run_result(flow_run, state)
 
 
 def call_task_sync(task: Any, parameters: dict[str, Any], wait_for: Any, return_state: bool) -> Any:
     task_run = new_task_run(task, parameters)
     state = drive_sync(task_run_steps(task, task_run, parameters, wait_for))
-    return state if return_state else state.result()
+    return state if return_state else run_result(task_run, state)
 
 
 async def call_task_async(task: Any, parameters: dict[str, Any], wait_for: Any, return_state: bool) -> Any:
     task_run = new_task_run(task, parameters)
     state = await drive_async(task_run_steps(task, task_run, parameters, wait_for))
-    return state if return_state else state.result()
+    return state if return_state else run_result(task_run, state)
 
 
 _default_runner: Any = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from types import GeneratorType
 from typing import Any
 
 from flowbus import _sink
@@ -36,7 +37,7 @@ from flowbus.exceptions import (
     ParameterTypeError,
     UpstreamTaskError,
 )
-from flowbus.futures import rebuild, resolve_futures_to_states
+from flowbus.futures import resolve_futures_to_states
 from flowbus.logging import (
     _log_prints,
     enable_log_prints,
@@ -52,6 +53,8 @@ from flowbus.states import (
     Running,
     State,
     StateType,
+    is_state_iterable,
+    return_value_to_state,
 )
 
 
@@ -155,6 +158,7 @@ def _flow_attempts(
     flow_run.start_time = now()
     while True:
         flow_run.run_count += 1
+        flow_run.returned = None
         set_flow_state(flow_run, Running() if flow_run.run_count == 1 else Retrying())
         if flow_run.run_count == 1 and flow.on_running:
             yield from run_hooks(flow.on_running, flow, flow_run, flow_run.state, logger)
@@ -188,35 +192,24 @@ def _flow_attempts(
 
 
 def _state_from_return(flow: Any, flow_run: FlowRun, value: Any) -> State[Any]:
-    """The flow's final state from what its body returned.
+    """The flow's final state from what its body returned (Prefect's rule).
 
-    A returned State is the final state. Returned futures are waited for; if any of the
-    returned futures or states failed, the flow fails; otherwise the result is the
-    returned value with futures and states replaced by their results.
+    Returned futures become their final states first; then `return_value_to_state`
+    decides: a state the body built is the final state as is; another run's state,
+    or a list/set/tuple of states only, gives their aggregate; any other value
+    (a dict or tuple mixing states and values included) completes the run. The caller
+    of the flow gets the returned value itself unless it is a state.
     """
     resolved = resolve_futures_to_states(value)
-    if isinstance(resolved, State):
-        # The flow's own copy: a returned task state must not become shared.
-        return State(resolved.type, resolved.name, resolved.message, resolved.data)
-    if isinstance(resolved, list | tuple | set | dict):
-        items = resolved.values() if isinstance(resolved, dict) else resolved
-        states = [s for s in items if isinstance(s, State)]
-        if states:
-            failed = [s for s in states if s.is_final() and not s.is_completed()]
-            if failed:
-                return Failed(
-                    message=f"{len(failed)}/{len(states)} states failed.", data=failed[0]._exception()
-                )
-            value = _results_of(resolved)
+    if isinstance(resolved, GeneratorType):
+        resolved = list(resolved)
+    flow_run.returned = (resolved,)
+    if isinstance(resolved, State) or is_state_iterable(resolved):
+        return return_value_to_state(resolved)
     if flow.persist_result:
         try:
-            return persist_result(flow, value, f"flow-runs/{flow_run.id}", None)
+            return persist_result(flow, resolved, f"flow-runs/{flow_run.id}", None)
         except Exception as exc:  # unserializable, or the store refused it: the run fails
+            flow_run.returned = None
             return Failed(message=str(exc), data=exc)
-    return Completed(data=value)
-
-
-def _results_of(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: v.result() if isinstance(v, State) else v for k, v in value.items()}
-    return rebuild(value, [v.result() if isinstance(v, State) else v for v in value])
+    return Completed(data=resolved)

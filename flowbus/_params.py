@@ -178,3 +178,21 @@ def render_run_name(
             f"{what} {template!r} refers to {exc} which is not a parameter "
             f"(parameters: {sorted(parameters)})"
         ) from None
+
+
+def unwrap_method(fn: Any) -> tuple[Any, str | None]:
+    """`fn` without a classmethod/staticmethod wrapper, and which wrapper it had."""
+    if isinstance(fn, classmethod):
+        return fn.__func__, "class"
+    if isinstance(fn, staticmethod):
+        return fn.__func__, "static"
+    return fn, None
+
+
+def rewrap_method(fn: Any, kind: str | None) -> Any:
+    """The inverse of `unwrap_method`."""
+    if kind == "class":
+        return classmethod(fn)
+    if kind == "static":
+        return staticmethod(fn)
+    return fn

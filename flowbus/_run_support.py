@@ -33,6 +33,7 @@ from flowbus.states import (
     ResultRef,
     State,
 )
+from flowbus.utilities.annotations import BaseAnnotation, allow_failure, opaque, quote
 
 _UTC = _dt.UTC
 
@@ -43,13 +44,25 @@ def now() -> _dt.datetime:
 
 
 
+def run_result(run: FlowRun | TaskRun, state: State[Any]) -> Any:
+    """What calling a flow or task gives, as in Prefect: the value its body returned
+    (for a task, even a state); otherwise the final state's result (raising its
+    error), i.e. when the body raised or a flow returned a state."""
+    returned = run.returned
+    if returned is not None and (isinstance(run, TaskRun) or not isinstance(returned[0], State)):
+        return returned[0]
+    return state.result()
+
+
 def set_task_state(task_run: TaskRun, state: State[Any]) -> None:
+    state._bind_run(task_run.flow_run_id, task_run.id)
     task_run.state = state
     if _sink.enabled:
         _sink.emit_state_event("task-run", task_run.id, state.name, task_run.to_dict())
 
 
 def set_flow_state(flow_run: FlowRun, state: State[Any]) -> None:
+    state._bind_run(flow_run.id, state._run_ids_now()[1])
     flow_run.state = state
     if _sink.enabled:
         _sink.emit_state_event("flow-run", flow_run.id, state.name, flow_run.to_dict())
@@ -94,34 +107,45 @@ def run_hooks(hooks: Iterable[Callable[..., Any]], obj: Any, run: Any, state: St
             raise value
 
 
-def _resolve(value: Any) -> Any:
+def _resolve(value: Any, allow_failed: bool = False) -> Any:
     if isinstance(value, FlowbusFuture | State):
         state = value.final_state() if isinstance(value, FlowbusFuture) else value
+        if allow_failed and state.is_final():
+            return state.result(raise_on_failure=False)
         if not state.is_completed():
             name = value.task_run.name if isinstance(value, FlowbusFuture) else "upstream"
             raise UpstreamTaskError(
                 f"Upstream task run {name!r} did not reach a 'COMPLETED' state (it is {state!r})."
             )
         return state.result()
+    if isinstance(value, BaseAnnotation):
+        inner = value.unwrap()
+        if isinstance(value, quote):
+            return inner
+        if isinstance(value, opaque):
+            return _resolve(inner, allow_failed) if isinstance(inner, FlowbusFuture | State) else inner
+        return _resolve(inner, allow_failed or isinstance(value, allow_failure))
     if not contains_upstream(value):
         return value
     if isinstance(value, dict):
-        return {k: _resolve(v) for k, v in value.items()}
-    return rebuild(value, [_resolve(v) for v in value])
+        return {k: _resolve(v, allow_failed) for k, v in value.items()}
+    return rebuild(value, [_resolve(v, allow_failed) for v in value])
 
 
 def resolve_inputs(parameters: dict[str, Any], wait_for: Iterable[Any] | None) -> dict[str, Any]:
     """Parameters with upstream futures/states replaced by their results.
 
-    Raises `UpstreamTaskError` if an upstream run (or one in `wait_for`) did not complete.
-    Collections are copied only when they hold a future or a state.
+    Raises `UpstreamTaskError` if an upstream run (or one in `wait_for`) did not complete,
+    unless it is wrapped in `allow_failure` (then its exception is the value).
+    `quote(x)` passes `x` untouched. Collections are copied only when they hold a
+    future or a state.
     """
     if wait_for:
         for upstream in wait_for:
-            if isinstance(upstream, FlowbusFuture | State):
+            if isinstance(upstream, FlowbusFuture | State | BaseAnnotation):
                 _resolve(upstream)
     for value in parameters.values():
-        if contains_upstream(value):
+        if isinstance(value, BaseAnnotation) or contains_upstream(value):
             return {k: _resolve(v) for k, v in parameters.items()}
     return parameters
 

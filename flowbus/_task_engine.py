@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from types import GeneratorType
 from typing import Any
 
 from flowbus import _sink
@@ -35,6 +36,7 @@ from flowbus.context import (
     current_tags,
 )
 from flowbus.exceptions import (
+    ParameterBindError,
     TaskRunTimeoutError,
     UpstreamTaskError,
 )
@@ -54,6 +56,8 @@ from flowbus.states import (
     Running,
     State,
     StateType,
+    is_state_iterable,
+    return_value_to_state,
 )
 
 
@@ -143,25 +147,40 @@ def _task_attempts(
         args, kwargs = task._shape.to_call(parameters)
         while True:
             task_run.run_count += 1
+            task_run.returned = None
             set_task_state(task_run, Running() if task_run.run_count == 1 else Retrying())
+            if task.on_running:
+                yield from run_hooks(task.on_running, task, task_run, task_run.state,
+                                     task_run_logger(task_run))
             ok, value = yield Call(task.fn, args, kwargs, task.timeout_seconds, TaskRunTimeoutError)
-            if ok:
-                return _task_result_state(task, task_run, value, parameters, cache_key), None
-            if not isinstance(value, Exception):
+            if not ok and not isinstance(value, Exception):
                 return interrupted_state(value), value
-            failed = Failed(message=f"Task run encountered an exception {type(value).__name__}: {value}", data=value)
-            delay = _plan_retry(task, task_run, failed, value)
+            final, failed = _attempt_state(task, task_run, ok, value, parameters, cache_key)
+            if not failed:
+                return final, None
+            error: Any = value if ok and isinstance(value, State) else (final.data if ok else value)
+            delay = _plan_retry(task, task_run, final, error)
             if delay is None:
-                return failed, None
+                return final, None
             if delay > 0:
-                ok, error = yield Sleep(delay)
+                ok, interruption = yield Sleep(delay)
                 if not ok:
-                    return interrupted_state(error), error
+                    return interrupted_state(interruption), interruption
     finally:
         if tag_slots is not None:
             tag_slots.release()
         if lock is not None:
             lock.release()
+
+
+def _attempt_state(
+    task: Any, task_run: TaskRun, ok: bool, value: Any, parameters: dict[str, Any], cache_key: str | None
+) -> tuple[State[Any], bool]:
+    """The state one attempt ended in, and whether it failed (a retry may follow)."""
+    if not ok:
+        return Failed(message=f"Task run encountered an exception {type(value).__name__}: {value}", data=value), True
+    final = _task_result_state(task, task_run, value, parameters, cache_key)
+    return final, final.is_failed()
 
 
 def _lock_cache_key(
@@ -181,21 +200,26 @@ def _lock_cache_key(
     return None if key is None else acquire_cache_lock(key)
 
 
-def _plan_retry(task: Any, task_run: TaskRun, failed: State[Any], error: Exception) -> float | None:
-    """The delay before the next attempt (AwaitingRetry is set), or None: the run fails."""
+def _plan_retry(task: Any, task_run: TaskRun, final: State[Any], error: Any) -> float | None:
+    """The delay before the next attempt (AwaitingRetry is set), or None: the run fails.
+
+    ``error`` is the exception the body raised, or the failed state it returned.
+    """
     logger = task_run_logger(task_run)
-    if task_run.run_count <= task.retries and _should_retry(task, task_run, failed, logger):
+    if task_run.run_count <= task.retries and _should_retry(task, task_run, final, logger):
         delay = retry_delay(task.retry_delay_seconds, task_run.run_count, task.retries, task.retry_jitter_factor)
         logger.warning(
-            "Task run failed with exception: %r - Retry %d/%d will start %s",
+            "Task run failed with %s: %r - Retry %d/%d will start %s",
+            "state" if isinstance(error, State) else "exception",
             error,
             task_run.run_count,
             task.retries,
             f"in {delay:g} second(s)" if delay else "immediately",
         )
-        set_task_state(task_run, AwaitingRetry(message=str(error)))
+        set_task_state(task_run, AwaitingRetry(message=final.message or str(error)))
         return delay
-    logger.error("Task run failed with exception: %r", error, exc_info=error)
+    if isinstance(error, Exception):
+        logger.error("Task run failed with exception: %r", error, exc_info=error)
     return None
 
 
@@ -234,7 +258,7 @@ def _cache_key(
         flow_parameters = flow_ctx.parameters if flow_ctx else {}
     context = CacheContext(task, task_run, flow_parameters, task_run.flow_run_id)
     try:
-        key = task._cache_policy.compute_key(context, parameters)
+        key = task._cache_policy.compute_key(context, parameters, flow_parameters)
     except Exception as exc:
         task_run_logger(task_run).warning("Not caching this run: cache key failed: %s", exc)
         return None
@@ -244,20 +268,45 @@ def _cache_key(
 def _task_result_state(
     task: Any, task_run: TaskRun, value: Any, parameters: dict[str, Any], cache_key: str | None
 ) -> State[Any]:
-    """The final state of a body that returned `value` (persisted and cached if asked)."""
-    if isinstance(value, State):
-        return value
+    """The final state of a body that returned `value` (persisted and cached if asked).
+
+    A returned state, or list/set/tuple of states, decides the state as in
+    `return_value_to_state`; a returned generator is consumed into a list.
+    """
+    if isinstance(value, GeneratorType):
+        value = list(value)
+    task_run.returned = (value,)
+    if isinstance(value, State) or is_state_iterable(value):
+        return return_value_to_state(value)
     if not task._persist:
         return Completed(data=value)
     try:
         key = (
-            render_run_name(task.result_storage_key, parameters, "result_storage_key")
+            format_storage_key(task.result_storage_key, parameters)
             if task.result_storage_key
             else cache_key or task_run.id
         )
         return persist_result(task, value, key, cache_key)
     except Exception as exc:  # unserializable, or the store refused it: the run fails
+        task_run.returned = None
         return Failed(message=str(exc), data=exc)
+
+
+def format_storage_key(template: str, parameters: dict[str, Any]) -> str:
+    """A `result_storage_key` template filled in as Prefect does: ``{parameters[x]}``,
+    ``{flow_run.id}``, ``{task_run.name}``, ``{deployment.name}`` (and, as before,
+    a bare ``{x}`` for parameter `x`)."""
+    from flowbus import runtime
+
+    fields = {**parameters, "parameters": parameters, "flow_run": runtime.flow_run,
+              "task_run": runtime.task_run, "deployment": runtime.deployment}  # fmt: skip
+    try:
+        return template.format(**fields)
+    except (KeyError, IndexError, AttributeError) as exc:
+        raise ParameterBindError(
+            f"result_storage_key {template!r} refers to {exc}, which is neither a parameter "
+            f"(parameters: {sorted(parameters)}) nor parameters[...], flow_run, task_run or deployment"
+        ) from None
 
 
 def _should_retry(task: Any, task_run: TaskRun, state: State[Any], logger: Any) -> bool:

@@ -15,14 +15,18 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import builtins
 import datetime as _dt
 import json
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from flowbus import _sink, _state
+from flowbus._dual import dual, dual_classmethod
 from flowbus.context import _flow_run_ctx, _task_run_ctx
 
 _KEY = re.compile(r"^[a-z0-9-]{1,200}$")
@@ -43,8 +47,14 @@ class Artifact:
     updated: str
 
     @classmethod
-    def get(cls, key: str) -> Artifact | None:
-        """The latest artifact with `key`, or None (from any process that shares the state)."""
+    async def aget(cls, key: str) -> Artifact | None:
+        """`get` for async code."""
+        return await asyncio.to_thread(cls.get, key, _sync=True)
+
+    @dual_classmethod("aget")
+    def get(cls: builtins.type[Artifact], key: str) -> Artifact | None:
+        """The latest artifact with `key`, or None (from any process that shares the state;
+        awaitable in async code)."""
         if not isinstance(key, str) or not _KEY.match(key):
             return None
         pointer = _state.bucket("artifacts").get(f"key.{key}")
@@ -158,8 +168,35 @@ def _check_progress(progress: float) -> None:
         raise ValueError(f"Progress must be between 0 and 100, got {progress}")
 
 
+# As in Prefect, each helper is called plainly in sync code and awaited in async code
+# (an async flow or task, or any coroutine); the `a...` names are always awaitable.
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _with_async_twin(fn: F) -> tuple[Callable[..., Awaitable[Any]], F]:
+    async def twin(*args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    twin.__name__ = twin.__qualname__ = f"a{fn.__name__}"
+    twin.__doc__ = f"`{fn.__name__}` for async code."
+    return twin, dual(twin)(fn)
+
+
+acreate_markdown_artifact, create_markdown_artifact = _with_async_twin(create_markdown_artifact)
+acreate_table_artifact, create_table_artifact = _with_async_twin(create_table_artifact)
+acreate_link_artifact, create_link_artifact = _with_async_twin(create_link_artifact)
+acreate_image_artifact, create_image_artifact = _with_async_twin(create_image_artifact)
+acreate_progress_artifact, create_progress_artifact = _with_async_twin(create_progress_artifact)
+aupdate_progress_artifact, update_progress_artifact = _with_async_twin(update_progress_artifact)
+
 __all__ = [
     "Artifact",
+    "acreate_image_artifact",
+    "acreate_link_artifact",
+    "acreate_markdown_artifact",
+    "acreate_progress_artifact",
+    "acreate_table_artifact",
+    "aupdate_progress_artifact",
     "create_image_artifact",
     "create_link_artifact",
     "create_markdown_artifact",

@@ -16,17 +16,34 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from flowbus.exceptions import SerializationError
 
 
+def _json_default(value: Any) -> Any:
+    """JSON for what `json` cannot write: pydantic models by their own serialisation
+    (a custom ``model_serializer`` included), then what pydantic knows (datetimes,
+    UUIDs, paths, dataclasses, ...). Anything else falls back to cloudpickle."""
+    from pydantic import BaseModel
+    from pydantic_core import to_jsonable_python
+
+    if isinstance(value, BaseModel):
+        cls = type(value)
+        return {"__model__": f"{cls.__module__}.{cls.__qualname__}", "data": value.model_dump(mode="json")}
+    return to_jsonable_python(value)
+
+
 def hash_objects(*objects: Any) -> str:
-    """A stable hex digest of `objects`: JSON when possible, else cloudpickle."""
+    """A stable hex digest of `objects`: JSON when possible, else cloudpickle.
+
+    Pydantic models hash by what they serialise to, so two equal models give one key
+    in every process.
+    """
     try:
-        data = json.dumps(objects, sort_keys=True, separators=(",", ":")).encode()
+        data = json.dumps(objects, sort_keys=True, separators=(",", ":"), default=_json_default).encode()
     except (TypeError, ValueError):
         import cloudpickle  # lazy: only for inputs JSON cannot express
 
@@ -68,18 +85,34 @@ class CacheContext:
 
 
 class CachePolicy:
-    """Base class: `compute_key` returns a key, or None for "do not cache"."""
+    """Base class: `compute_key` returns a key, or None for "do not cache".
 
-    def compute_key(self, context: CacheContext, inputs: dict[str, Any]) -> str | None:
+    A policy of your own overrides ``compute_key(task_ctx, inputs, flow_parameters,
+    **kwargs)``, as in Prefect; `task_ctx` has the `task` and its `task_run`.
+    """
+
+    @classmethod
+    def from_cache_key_fn(cls, cache_key_fn: Callable[[Any, dict[str, Any]], str | None]) -> CacheKeyFnPolicy:
+        """A policy from a ``cache_key_fn(context, parameters)``."""
+        return CacheKeyFnPolicy(cache_key_fn=cache_key_fn)
+
+    def compute_key(
+        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str | None:
         raise NotImplementedError
 
     def __add__(self, other: CachePolicy) -> CachePolicy:
+        if isinstance(other, _NoCache):  # adding NONE changes nothing, as in Prefect
+            return self
         mine = self.policies if isinstance(self, CompoundCachePolicy) else (self,)
         theirs = other.policies if isinstance(other, CompoundCachePolicy) else (other,)
         return CompoundCachePolicy(mine + theirs)
 
     def __sub__(self, name: str) -> CachePolicy:
-        raise TypeError(f"Only INPUTS-based policies can exclude inputs, not {self!r}")
+        """Leave input `name` out of the key; a no-op for policies that do not hash inputs."""
+        if not isinstance(name, str):
+            raise TypeError(f"Only input names (str) can be subtracted from a cache policy, not {name!r}")
+        return self
 
     def configure(
         self, key_storage: Any = None, lock_manager: Any = None, isolation_level: Any = None
@@ -108,22 +141,34 @@ class CachePolicy:
         return ConfiguredCachePolicy(base, level)
 
 
-@dataclass(frozen=True, slots=True)
+def _flow_parameters(task_ctx: Any, flow_parameters: dict[str, Any] | None) -> dict[str, Any]:
+    if flow_parameters is not None:
+        return flow_parameters
+    return getattr(task_ctx, "flow_parameters", None) or {}
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class CompoundCachePolicy(CachePolicy):
+    """Several policies in one key (what ``a + b`` builds)."""
+
     policies: tuple[CachePolicy, ...]
 
-    def compute_key(self, context: CacheContext, inputs: dict[str, Any]) -> str | None:
+    def __init__(self, policies: Iterable[CachePolicy] = ()) -> None:
+        object.__setattr__(self, "policies", tuple(policies))
+
+    def compute_key(
+        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str | None:
         keys = []
         for policy in self.policies:
-            key = policy.compute_key(context, inputs)
+            key = policy.compute_key(task_ctx, inputs, _flow_parameters(task_ctx, flow_parameters), **kwargs)
             if key is not None:
                 keys.append(key)
         return hash_objects(*keys) if keys else None
 
     def __sub__(self, name: str) -> CachePolicy:
-        return CompoundCachePolicy(
-            tuple(p - name if isinstance(p, Inputs) else p for p in self.policies)
-        )
+        super(CompoundCachePolicy, self).__sub__(name)
+        return CompoundCachePolicy(p - name for p in self.policies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +178,10 @@ class ConfiguredCachePolicy(CachePolicy):
     policy: CachePolicy
     isolation_level: Any = None
 
-    def compute_key(self, context: CacheContext, inputs: dict[str, Any]) -> str | None:
-        return self.policy.compute_key(context, inputs)
+    def compute_key(
+        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str | None:
+        return self.policy.compute_key(task_ctx, inputs, flow_parameters, **kwargs)
 
     def __sub__(self, name: str) -> CachePolicy:
         return ConfiguredCachePolicy(self.policy - name, self.isolation_level)
@@ -145,7 +192,7 @@ def isolation_level(policy: CachePolicy | None) -> Any:
     return getattr(policy, "isolation_level", None)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Inputs(CachePolicy):
     """The task's inputs (minus `exclude`), namespaced by the task.
 
@@ -153,13 +200,19 @@ class Inputs(CachePolicy):
     called with equal inputs never share a cache entry by accident.
     """
 
-    exclude: tuple[str, ...] = ()
+    exclude: tuple[str, ...]
 
-    def compute_key(self, context: CacheContext, inputs: dict[str, Any]) -> str | None:
+    def __init__(self, exclude: Iterable[str] = ()) -> None:
+        object.__setattr__(self, "exclude", tuple(exclude))
+
+    def compute_key(
+        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str | None:
         kept = {k: v for k, v in inputs.items() if k not in self.exclude}
-        return hash_objects(context.task.task_key, kept)
+        return hash_objects(task_ctx.task.task_key, kept)
 
     def __sub__(self, name: str) -> CachePolicy:
+        super(Inputs, self).__sub__(name)
         return Inputs((*self.exclude, name))
 
 
@@ -167,43 +220,59 @@ class Inputs(CachePolicy):
 class TaskSource(CachePolicy):
     """The source code of the task's function: editing it invalidates the cache."""
 
-    def compute_key(self, context: CacheContext, inputs: dict[str, Any]) -> str | None:
-        return source_hash(context.task.fn)
+    def compute_key(
+        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str | None:
+        return source_hash(task_ctx.task.fn)
 
 
 @dataclass(frozen=True, slots=True)
 class FlowParameters(CachePolicy):
     """The parameters of the enclosing flow run."""
 
-    def compute_key(self, context: CacheContext, inputs: dict[str, Any]) -> str | None:
-        return hash_objects(context.flow_parameters)
+    def compute_key(
+        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str | None:
+        return hash_objects(_flow_parameters(task_ctx, flow_parameters))
 
 
 @dataclass(frozen=True, slots=True)
 class RunId(CachePolicy):
     """The enclosing flow run's id: caches only within one flow run."""
 
-    def compute_key(self, context: CacheContext, inputs: dict[str, Any]) -> str | None:
-        return context.flow_run_id
+    def compute_key(
+        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str | None:
+        run_id = getattr(task_ctx.task_run, "flow_run_id", None)
+        return run_id if run_id is not None else task_ctx.task_run.id  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
 class _NoCache(CachePolicy):
-    def compute_key(self, context: CacheContext, inputs: dict[str, Any]) -> str | None:
+    def compute_key(
+        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str | None:
         return None
+
+    def __add__(self, other: CachePolicy) -> CachePolicy:
+        return other
 
 
 @dataclass(frozen=True, slots=True)
 class CacheKeyFnPolicy(CachePolicy):
     """A user function ``(context, parameters) -> str | None`` (a task's `cache_key_fn`)."""
 
-    fn: Callable[[Any, dict[str, Any]], str | None]
+    cache_key_fn: Callable[[Any, dict[str, Any]], str | None] | None = None
 
-    def compute_key(self, context: CacheContext, inputs: dict[str, Any]) -> str | None:
+    def compute_key(
+        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str | None:
         from flowbus.context import TaskRunContext
 
-        task_ctx = TaskRunContext.get()
-        return self.fn(task_ctx if task_ctx is not None else context, inputs)
+        if self.cache_key_fn is None:
+            return None
+        current = TaskRunContext.get()
+        return self.cache_key_fn(current if current is not None else task_ctx, inputs)
 
 
 INPUTS: CachePolicy = Inputs()
@@ -226,5 +295,8 @@ __all__ = [
     "CachePolicy",
     "CompoundCachePolicy",
     "ConfiguredCachePolicy",
+    "FlowParameters",
     "Inputs",
+    "RunId",
+    "TaskSource",
 ]

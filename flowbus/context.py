@@ -60,6 +60,8 @@ class FlowRun:
     )
     start_time: _dt.datetime | None = None
     end_time: _dt.datetime | None = None
+    # What the body returned, futures resolved, as a 1-tuple; None until it returns.
+    returned: tuple[Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-safe record carried in ``flowbus.flow-run.*`` events."""
@@ -94,6 +96,8 @@ class TaskRun:
     flow_run_id: str | None
     run_count: int = 0
     cache_key: str | None = None
+    # What the body returned, as a 1-tuple; None until it returns.
+    returned: tuple[Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-safe record carried in ``flowbus.task-run.*`` events."""

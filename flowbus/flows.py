@@ -18,13 +18,15 @@ Example::
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from flowbus import _engine
-from flowbus._params import CallShape, ParameterValidator
+from flowbus._params import CallShape, ParameterValidator, rewrap_method
+from flowbus._params import unwrap_method as _unwrap_method
 from flowbus.results import ResultStore
 from flowbus.serializers import Serializer, resolve_serializer
 from flowbus.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -70,6 +72,7 @@ class Flow(Generic[P, R]):
         on_running: list[Callable[..., Any]] | None = None,
         log_prints: bool | None = None,
     ) -> None:
+        fn, self._method_kind = _unwrap_method(fn)
         if not callable(fn):
             raise TypeError(f"@flow needs a function, got {fn!r}")
         if retries is not None and retries < 0:
@@ -77,6 +80,7 @@ class Flow(Generic[P, R]):
         if timeout_seconds is not None and timeout_seconds <= 0:
             raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds}")
         self.fn = fn
+        functools.update_wrapper(self, fn)  # inspect.signature(obj) is the function's
         self.name = name or fn.__name__.replace("_", "-")
         self.description = description if description is not None else inspect.getdoc(fn)
         self.version = version
@@ -118,15 +122,26 @@ class Flow(Generic[P, R]):
         }  # fmt: skip
 
     def __get__(self, instance: Any, owner: type | None = None) -> Flow[P, R]:
-        """Used as a method, the flow binds `self` like the function would."""
-        if instance is None:
+        """Used as a method, the flow binds `self` (or the class, for a classmethod)
+        like the function would; a staticmethod binds nothing."""
+        kind = self._method_kind
+        if kind == "static" or (instance is None and kind != "class"):
             return self
+        target = (owner if owner is not None else type(instance)) if kind == "class" else instance
         bound = copy.copy(self)
-        bound.fn = self.fn.__get__(instance, owner)
+        bound.fn = self.fn.__get__(target, owner)
         if self._method_shape is None:
             self._method_shape = CallShape(bound.fn)
         bound._shape = self._method_shape
         return bound
+
+    @property
+    def isclassmethod(self) -> bool:
+        return self._method_kind == "class"
+
+    @property
+    def isstaticmethod(self) -> bool:
+        return self._method_kind == "static"
 
     def with_options(self, **options: Any) -> Flow[P, R]:
         """A copy of this flow with some options changed.
@@ -138,7 +153,7 @@ class Flow(Generic[P, R]):
         unknown = set(options) - set(self._options)
         if unknown:
             raise TypeError(f"Unknown flow option(s) {sorted(unknown)}; options: {sorted(self._options)}")
-        return Flow(self.fn, **{**self._options, **options})
+        return Flow(rewrap_method(self.fn, self._method_kind), **{**self._options, **options})
 
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """`parameters` validated and coerced against the type hints (pydantic).
@@ -259,6 +274,26 @@ class Flow(Generic[P, R]):
             version=version if version is not None else self.version,
             concurrency_limit=concurrency_limit,
         )
+
+    def generate_mermaid_graph(self, *args: Any, **kwargs: Any) -> str:
+        """A Mermaid ``flowchart TD`` of this flow's task calls, found by running the body
+        with task calls recorded instead of run (code outside tasks does run)."""
+        from flowbus.visualization import trace_flow
+
+        return trace_flow(self, args, kwargs).mermaid()
+
+    async def agenerate_mermaid_graph(self, *args: Any, **kwargs: Any) -> str:
+        """`generate_mermaid_graph` for async code."""
+        from flowbus.visualization import atrace_flow
+
+        return (await atrace_flow(self, args, kwargs)).mermaid()
+
+    def visualize(self, *args: Any, **kwargs: Any) -> None:
+        """Draw this flow's task graph with Graphviz (needs the graphviz package and
+        Graphviz's `dot`; `generate_mermaid_graph` needs neither)."""
+        from flowbus.visualization import render_graphviz, trace_flow
+
+        render_graphviz(trace_flow(self, args, kwargs), self.name)
 
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"

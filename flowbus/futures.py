@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from flowbus.states import State
+from flowbus.utilities.annotations import BaseAnnotation
 
 R = TypeVar("R")
 
@@ -118,8 +119,10 @@ def resolve_futures_to_states(value: Any) -> Any:
     """`value` with every future replaced by its final state; untouched if it holds none."""
     if isinstance(value, FlowbusFuture):
         return value.final_state()
-    if not contains_upstream(value):
+    if not contains_upstream(value) or isinstance(value, BaseAnnotation):  # quote(...) stays as is
         return value
+    if isinstance(value, FutureList):  # once resolved it holds states, not futures
+        return [resolve_futures_to_states(v) for v in value]
     if isinstance(value, list | tuple | set | frozenset):
         return rebuild(value, [resolve_futures_to_states(v) for v in value])
     if isinstance(value, dict):
@@ -127,4 +130,35 @@ def resolve_futures_to_states(value: Any) -> Any:
     return value
 
 
-__all__ = ["FlowbusFuture", "FutureList", "as_completed", "wait"]
+def resolve_futures_to_results(value: Any) -> Any:
+    """`value` with every future (and state) replaced by its result; raises for a failed one."""
+    resolved = resolve_futures_to_states(value)
+    if isinstance(resolved, State):
+        return resolved.result()
+    if isinstance(resolved, BaseAnnotation) or not contains_upstream(resolved):
+        return resolved
+    if isinstance(resolved, list | tuple | set | frozenset):
+        return rebuild(resolved, [resolve_futures_to_results(v) for v in resolved])
+    if isinstance(resolved, dict):
+        return {k: resolve_futures_to_results(v) for k, v in resolved.items()}
+    return resolved
+
+
+# Prefect's names. flowbus has one future class for thread- and process-pool runs.
+PrefectFuture = FlowbusFuture
+PrefectConcurrentFuture = FlowbusFuture
+PrefectDistributedFuture = FlowbusFuture
+PrefectFutureList = FutureList
+
+__all__ = [
+    "FlowbusFuture",
+    "FutureList",
+    "PrefectConcurrentFuture",
+    "PrefectDistributedFuture",
+    "PrefectFuture",
+    "PrefectFutureList",
+    "as_completed",
+    "resolve_futures_to_results",
+    "resolve_futures_to_states",
+    "wait",
+]

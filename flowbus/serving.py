@@ -187,6 +187,49 @@ def serve(*deployments: RunnerDeployment, limit: int | None = None) -> None:
 
         serve(hello.to_deployment("hello"), bye.to_deployment("bye"), limit=8)
     """
+    pool = _work_pool_for(deployments, limit)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise ConfigurationError("serve() blocks; call it from synchronous code, not in an event loop")
+    asyncio.run(_serve(list(deployments), pool, limit))
+
+
+async def aserve(*deployments: RunnerDeployment, limit: int | None = None) -> None:
+    """`serve` for async code: runs in the calling event loop until cancelled.
+
+    Example::
+
+        await aserve(hello.to_deployment("hello"), limit=8)
+    """
+    await _serve(list(deployments), _work_pool_for(deployments, limit), limit)
+
+
+def deploy(*deployments: RunnerDeployment, work_pool_name: str | None = None, bundle: bool = True) -> list[str]:
+    """Deploy several flows' deployments (``flow.to_deployment(...)``) to runners started
+    separately; returns their ids. See `Flow.deploy`.
+
+    Example::
+
+        deploy(etl.to_deployment("etl", cron="0 3 * * *"), report.to_deployment("report"),
+               work_pool_name="default")
+    """
+    if not deployments:
+        raise ConfigurationError("deploy() needs at least one deployment (flow.to_deployment(...))")
+    return [
+        d.flow.deploy(
+            d.name, work_pool_name=work_pool_name or d.work_pool, triggers=d.triggers,
+            schedules=d.schedules, parameters=d.parameters, tags=d.tags, description=d.description,
+            version=d.version, concurrency_limit=d.concurrency_limit, bundle=bundle,
+        )
+        for d in deployments
+    ]  # fmt: skip
+
+
+def _work_pool_for(deployments: Sequence[RunnerDeployment], limit: int | None) -> str:
+    """The one work pool `deployments` are served in; a clear error for what cannot be served."""
     if not deployments:
         raise ConfigurationError("serve() needs at least one deployment (flow.to_deployment(...))")
     names = [d.name for d in deployments]
@@ -205,14 +248,7 @@ def serve(*deployments: RunnerDeployment, limit: int | None = None) -> None:
             "serving needs a flowbus server: set FLOWBUS_NATS_URL (e.g. nats://127.0.0.1:4222; "
             "`flowbus dev` starts one locally)"
         )
-    pool = pools.pop() if pools else f"serve-{deployments[0].name}"[:64].replace(".", "-")
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise ConfigurationError("serve() blocks; call it from synchronous code, not in an event loop")
-    asyncio.run(_serve(list(deployments), pool, limit))
+    return pools.pop() if pools else f"serve-{deployments[0].name}"[:64].replace(".", "-")
 
 
 async def _serve(deployments: list[RunnerDeployment], pool: str, limit: int | None) -> None:

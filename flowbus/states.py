@@ -15,7 +15,10 @@ Example::
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Generic, Protocol, TypeVar
+from dataclasses import dataclass as _dataclass
+from dataclasses import fields as _fields
+from dataclasses import replace as _replace
+from typing import Any, Generic, TypeVar
 
 # One set of state types for the SDK and the records the services keep.
 from events.states import FINAL_TYPES as _FINAL
@@ -51,29 +54,152 @@ class ResultRef:
         return f"ResultRef(key={self.key!r})"
 
 
-class State(Generic[R]):
-    """A run state. `data` holds the result, or the exception for a failed state."""
+@_dataclass(slots=True, eq=True)
+class StateDetails:
+    """What a state says about the run it belongs to, as Prefect's ``state_details``.
 
-    __slots__ = ("data", "message", "name", "timestamp", "type")
+    A state built by user code has no run ids; the engine fills them in when the state
+    becomes a run's state. That is how a returned state is told apart from a state
+    that came from another run (see `return_value_to_state`).
+    """
+
+    flow_run_id: str | None = None
+    task_run_id: str | None = None
+    child_flow_run_id: str | None = None
+    scheduled_time: _dt.datetime | None = None
+    cache_key: str | None = None
+    cache_expiration: _dt.datetime | None = None
+    deferred: bool | None = None
+    untrackable_result: bool = False
+    pause_timeout: _dt.datetime | None = None
+    pause_reschedule: bool = False
+    pause_key: str | None = None
+    run_input_keyset: dict[str, str] | None = None
+    refresh_cache: bool | None = None
+    retriable: bool | None = None
+    transition_id: str | None = None
+    task_parameters_id: str | None = None
+    traceparent: str | None = None
+    deployment_concurrency_lease_id: str | None = None
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def coerce(cls, value: StateDetails | dict[str, Any] | None) -> StateDetails:
+        if isinstance(value, StateDetails):
+            return value
+        if value is None:
+            return cls()
+        if isinstance(value, dict):
+            unknown = set(value) - set(_DETAIL_FIELDS)
+            if unknown:
+                raise TypeError(f"Unknown state detail(s) {sorted(unknown)}; known: {sorted(_DETAIL_FIELDS)}")
+            fields: dict[str, Any] = {
+                k: _parse_time(v) if k in _DETAIL_TIMES and isinstance(v, str) else v for k, v in value.items()
+            }
+            return cls(**fields)
+        raise TypeError(f"state_details must be a StateDetails or a dict, got {type(value).__name__}")
+
+    def model_dump(self, mode: str = "python") -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in _DETAIL_FIELDS}
+        if mode == "json":
+            out = {k: v.isoformat() if isinstance(v, _dt.datetime) else v for k, v in out.items()}
+        return out
+
+    def model_copy(self) -> StateDetails:
+        return _replace(self)
+
+
+_DETAIL_FIELDS = tuple(f.name for f in _fields(StateDetails))
+_DETAIL_TIMES = frozenset({"scheduled_time", "cache_expiration", "pause_timeout"})
+
+
+def _coerce_type(value: StateType | str) -> StateType:
+    if isinstance(value, StateType):
+        return value
+    try:
+        return StateType(str(value).upper())
+    except ValueError:
+        raise ValueError(
+            f"State type {value!r} is not one of {[t.value for t in StateType]}"
+        ) from None
+
+
+def _parse_time(value: Any) -> _dt.datetime:
+    if isinstance(value, _dt.datetime):
+        return value
+    if isinstance(value, str):
+        return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    raise TypeError(f"A state timestamp must be a datetime or an ISO string, got {value!r}")
+
+
+class State(Generic[R]):
+    """A run state. `data` holds the result, or the exception for a failed state.
+
+    Build one directly (``State(type=StateType.COMPLETED, message="done")``) or with the
+    constructors below (``Completed(message="done")``). States compare by their
+    fields (type, name, timestamp, message, details, data), as Prefect's do.
+    """
+
+    __slots__ = ("_details", "_run_ids", "data", "message", "name", "timestamp", "type")
 
     def __init__(
         self,
-        type: StateType,
+        type: StateType | str,
         name: str | None = None,
         message: str | None = None,
         data: Any = None,
         timestamp: _dt.datetime | None = None,
+        state_details: StateDetails | dict[str, Any] | None = None,
     ) -> None:
-        self.type = type
-        self.name = name if name is not None else type.value.capitalize()
+        self.type = type if type.__class__ is StateType else _coerce_type(type)
+        self.name = name if name is not None else _DEFAULT_NAMES[self.type]
         self.message = message
         self.data = data
         self.timestamp = timestamp if timestamp is not None else _dt.datetime.now(_UTC)
+        self._details: StateDetails | None = None
+        # (flow_run_id, task_run_id) set by the engine; kept apart from `_details` so
+        # that a run's states cost no StateDetails unless someone reads them.
+        self._run_ids: tuple[str | None, str | None] | None = None
+        if state_details is not None:
+            self._details = StateDetails.coerce(state_details)
+        if self.type is StateType.SCHEDULED and self.state_details.scheduled_time is None:
+            self.state_details.scheduled_time = self.timestamp
 
-    def result(self, raise_on_failure: bool = True) -> R:
+    @property
+    def state_details(self) -> StateDetails:
+        details = self._details
+        if details is None:
+            details = self._details = StateDetails()
+            if self._run_ids is not None:
+                details.flow_run_id, details.task_run_id = self._run_ids
+                self._run_ids = None
+        return details
+
+    @state_details.setter
+    def state_details(self, value: StateDetails | dict[str, Any]) -> None:
+        self._details = StateDetails.coerce(value)
+
+    def _bind_run(self, flow_run_id: str | None, task_run_id: str | None) -> None:
+        """Mark this state as the state of a run (what the engine does on every transition)."""
+        details = self._details
+        if details is None:
+            self._run_ids = (flow_run_id, task_run_id)
+        else:
+            details.flow_run_id, details.task_run_id = flow_run_id, task_run_id
+
+    def _run_ids_now(self) -> tuple[str | None, str | None]:
+        details = self._details
+        if details is not None:
+            return details.flow_run_id, details.task_run_id
+        return self._run_ids or (None, None)
+
+    def result(self, raise_on_failure: bool = True, retry_result_failure: bool = True) -> R:
         """The run's return value; for a failed, crashed or cancelled state, raise its error.
 
         With ``raise_on_failure=False`` the error is returned instead of raised.
+        (``retry_result_failure`` is accepted for Prefect compatibility; results here
+        are read once.)
         """
         if self.type in _FINAL and self.type is not StateType.COMPLETED:
             exc = self._exception()
@@ -90,13 +216,28 @@ class State(Generic[R]):
             return data.load()  # type: ignore[no-any-return]
         return data  # type: ignore[no-any-return]
 
+    async def aresult(self, raise_on_failure: bool = True, retry_result_failure: bool = True) -> R:
+        """`result` for async code (a persisted result is read in a worker thread)."""
+        if isinstance(self.data, ResultRef) and self.type is StateType.COMPLETED:
+            import asyncio
+
+            return await asyncio.to_thread(self.result, raise_on_failure)
+        return self.result(raise_on_failure)
+
     def _exception(self) -> BaseException:
         data = self.data
         if isinstance(data, BaseException):
             return data
         if isinstance(data, State) and data.type in _FINAL:
             return data._exception()
-        message = self.message or f"Run ended in state {self.name!r}."
+        if isinstance(data, list | tuple | set) and data and all(isinstance(s, State) for s in data):
+            for inner in data:
+                if isinstance(inner, State) and inner.type in _FINAL and inner.type is not StateType.COMPLETED:
+                    return inner._exception()
+        if isinstance(data, str) and data:
+            message = data
+        else:
+            message = self.message or _DEFAULT_MESSAGES.get(self.type, f"Run ended in state {self.name!r}.")
         if self.type is StateType.CRASHED:
             return CrashedRun(message)
         if self.type is StateType.CANCELLED:
@@ -142,54 +283,160 @@ class State(Generic[R]):
             "timestamp": self.timestamp.isoformat(),
         }
 
-    def __repr__(self) -> str:
+    # -- Prefect's pydantic-style API: dump, validate, copy, compare --------------------
+
+    def model_dump(self, mode: str = "python", exclude: set[str] | None = None) -> dict[str, Any]:
+        """The state as a dict (``mode="json"``: JSON-safe; data that JSON cannot hold
+        is given as its ``repr``)."""
+        out: dict[str, Any] = {
+            "type": self.type,
+            "name": self.name,
+            "timestamp": self.timestamp,
+            "message": self.message,
+            "state_details": self.state_details.model_dump(mode),
+            "data": self.data,
+        }
+        if mode == "json":
+            from pydantic_core import to_jsonable_python
+
+            out["type"] = self.type.value
+            out["timestamp"] = self.timestamp.isoformat()
+            out["data"] = to_jsonable_python(self.data, fallback=repr)
+        for key in exclude or ():
+            out.pop(key, None)
+        return out
+
+    def model_dump_json(self) -> str:
+        import json
+
+        return json.dumps(self.model_dump("json"))
+
+    @classmethod
+    def model_validate(cls, obj: Any) -> State[Any]:
+        """A state from a `State` or from the dict `model_dump` gives."""
+        if isinstance(obj, State):
+            return obj
+        if not isinstance(obj, dict) or "type" not in obj:
+            raise ValueError(f"A state needs at least a 'type'; got {obj!r}")
+        unknown = set(obj) - {"type", "name", "timestamp", "message", "state_details", "data", "id"}
+        if unknown:
+            raise ValueError(f"Unknown state field(s) {sorted(unknown)}")
+        details = obj.get("state_details")
+        timestamp = obj.get("timestamp")
+        return cls(
+            _coerce_type(obj["type"]),
+            obj.get("name"),
+            obj.get("message"),
+            obj.get("data"),
+            _parse_time(timestamp) if timestamp is not None else None,
+            StateDetails.coerce(details) if details is not None else None,
+        )
+
+    @classmethod
+    def model_validate_json(cls, text: str | bytes) -> State[Any]:
+        import json
+
+        return cls.model_validate(json.loads(text))
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> State[R]:
+        """A copy with a fresh timestamp (as Prefect's: a copy is a new state)."""
+        import copy as _copy
+
+        fields = {
+            "type": self.type,
+            "name": self.name,
+            "message": self.message,
+            "data": _copy.deepcopy(self.data) if deep else self.data,
+            "timestamp": _dt.datetime.now(_UTC),
+            "state_details": self.state_details.model_copy(),
+            **(update or {}),
+        }
+        return State(**fields)
+
+    def fresh_copy(self, **kwargs: Any) -> State[R]:
+        return self.model_copy(**kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, State):
+            return NotImplemented
+        return (
+            self.type is other.type
+            and self.name == other.name
+            and self.timestamp == other.timestamp
+            and self.message == other.message
+            and self.state_details == other.state_details
+            and _same_data(self.data, other.data)
+        )
+
+    def __hash__(self) -> int:
+        return hash((*self._run_ids_now(), self.timestamp, self.type))
+
+    def __str__(self) -> str:
         parts = []
         if self.message:
             parts.append(repr(self.message))
-        if self.name != self.type.value.capitalize():
+        if self.name.lower() != self.type.value.lower():
             parts.append(f"type={self.type.value}")
         return f"{self.name}({', '.join(parts)})"
 
-
-class StateConstructor(Protocol):
-    def __call__(
-        self,
-        message: str | None = None,
-        data: Any = None,
-        name: str | None = None,
-        timestamp: _dt.datetime | None = None,
-    ) -> State[Any]: ...
+    __repr__ = __str__
 
 
-def _make(type: StateType, default_name: str | None = None) -> StateConstructor:
-    def constructor(
-        message: str | None = None,
-        data: Any = None,
-        name: str | None = None,
-        timestamp: _dt.datetime | None = None,
-    ) -> State[Any]:
-        return State(type, name or default_name, message, data, timestamp)
-
-    constructor.__name__ = default_name or type.value.capitalize()
-    constructor.__doc__ = f"A {constructor.__name__!r} state (type {type.value})."
-    return constructor
+def _same_data(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. arrays whose == is elementwise
+        return False
 
 
-Scheduled = _make(StateType.SCHEDULED)
-Late = _make(StateType.SCHEDULED, "Late")
-AwaitingRetry = _make(StateType.SCHEDULED, "AwaitingRetry")
-AwaitingConcurrencySlot = _make(StateType.SCHEDULED, "AwaitingConcurrencySlot")
-Pending = _make(StateType.PENDING)
-Running = _make(StateType.RUNNING)
-Retrying = _make(StateType.RUNNING, "Retrying")
-Completed = _make(StateType.COMPLETED)
-Cached = _make(StateType.COMPLETED, "Cached")
-Failed = _make(StateType.FAILED)
-Crashed = _make(StateType.CRASHED)
-Cancelled = _make(StateType.CANCELLED)
-Cancelling = _make(StateType.CANCELLING)
-Paused = _make(StateType.PAUSED)
-Suspended = _make(StateType.PAUSED, "Suspended")
+# A state's default name is its type's, capitalised word by word ("Completed").
+_DEFAULT_NAMES = {t: " ".join(part.capitalize() for part in t.value.split("_")) for t in StateType}
+
+
+_DEFAULT_MESSAGES = {
+    StateType.FAILED: "Run failed.",
+    StateType.CRASHED: "Run crashed.",
+    StateType.CANCELLED: "Run cancelled.",
+}
+
+
+# The constructors (`Completed(...)`, `Scheduled(scheduled_time=...)`, ...) live in
+# their own module.
+from flowbus._state_constructors import (  # noqa: E402
+    AwaitingConcurrencySlot,
+    AwaitingRetry,
+    Cached,
+    Cancelled,
+    Cancelling,
+    Completed,
+    Crashed,
+    Failed,
+    InfrastructurePending,
+    Late,
+    Paused,
+    Pending,
+    Retrying,
+    Running,
+    Scheduled,
+    Submitting,
+    Suspended,
+)
+
+# Helpers over states (Prefect's prefect.states functions), kept in their own module.
+from flowbus._state_rules import (  # noqa: E402
+    StateGroup,
+    aget_state_exception,
+    araise_state_exception,
+    exception_to_crashed_state,
+    exception_to_failed_state,
+    format_exception,
+    get_state_exception,
+    is_state_iterable,
+    raise_state_exception,
+    return_value_to_state,
+)
 
 __all__ = [
     "AwaitingConcurrencySlot",
@@ -200,6 +447,7 @@ __all__ = [
     "Completed",
     "Crashed",
     "Failed",
+    "InfrastructurePending",
     "Late",
     "Paused",
     "Pending",
@@ -208,6 +456,18 @@ __all__ = [
     "Running",
     "Scheduled",
     "State",
+    "StateDetails",
+    "StateGroup",
     "StateType",
+    "Submitting",
     "Suspended",
+    "aget_state_exception",
+    "araise_state_exception",
+    "exception_to_crashed_state",
+    "exception_to_failed_state",
+    "format_exception",
+    "get_state_exception",
+    "is_state_iterable",
+    "raise_state_exception",
+    "return_value_to_state",
 ]

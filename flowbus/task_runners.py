@@ -17,6 +17,7 @@ import concurrent.futures as cf
 import contextvars
 import os
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from flowbus.futures import FlowbusFuture
@@ -123,6 +124,13 @@ class SequentialTaskRunner(TaskRunner):
         return FlowbusFuture(future, job.task_run)
 
 
+def _initialize_worker(payload: bytes) -> None:
+    import cloudpickle
+
+    initializer, initargs = cloudpickle.loads(payload)
+    initializer(*initargs)
+
+
 def _call_in_process(payload: bytes) -> bytes:
     import cloudpickle
 
@@ -136,18 +144,36 @@ class ProcessPoolTaskRunner(TaskRunner):
     Upstream futures are resolved in the parent first, then the task, its inputs and
     its final state travel by cloudpickle. Logs and events of a task run in a worker
     go to that worker's sink (its stderr and ``FLOWBUS_EVENTS_FILE`` by default).
+    ``initializer(*initargs)`` runs once in each worker process before its first task
+    (it travels by cloudpickle, so a local function works too).
+
+    Example::
+
+        @flow(task_runner=ProcessPoolTaskRunner(max_workers=4, initializer=setup, initargs=("x",)))
+        def crunch(): ...
     """
 
-    def __init__(self, max_workers: int | None = None) -> None:
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+    ) -> None:
         if max_workers is not None and max_workers <= 0:
             raise ValueError(f"max_workers must be > 0, got {max_workers}")
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable, got {initializer!r}")
+        if not isinstance(initargs, tuple):
+            raise TypeError(f"initargs must be a tuple, got {type(initargs).__name__}")
         self.max_workers = max_workers
+        self.initializer = initializer
+        self.initargs = initargs
         self._processes: cf.ProcessPoolExecutor | None = None
         self._threads: cf.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def duplicate(self) -> ProcessPoolTaskRunner:
-        return type(self)(self.max_workers)
+        return type(self)(self.max_workers, self.initializer, self.initargs)
 
     def _start(self) -> tuple[cf.ProcessPoolExecutor, cf.ThreadPoolExecutor]:
         with self._lock:
@@ -155,8 +181,16 @@ class ProcessPoolTaskRunner(TaskRunner):
                 import multiprocessing
 
                 # spawn, not fork: forking a process that runs threads can deadlock.
+                init: tuple[Callable[..., object] | None, tuple[Any, ...]] = (None, ())
+                if self.initializer is not None:
+                    import cloudpickle
+
+                    init = (_initialize_worker, (cloudpickle.dumps((self.initializer, self.initargs)),))
                 self._processes = cf.ProcessPoolExecutor(
-                    self.max_workers, mp_context=multiprocessing.get_context("spawn")
+                    self.max_workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=init[0],
+                    initargs=init[1],
                 )
                 self._threads = cf.ThreadPoolExecutor(thread_name_prefix="flowbus-dispatch")
             return self._processes, self._threads

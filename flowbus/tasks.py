@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import inspect
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from flowbus import _engine
-from flowbus._params import CallShape
+from flowbus._params import CallShape, rewrap_method
+from flowbus._params import unwrap_method as _unwrap_method
 from flowbus.cache_policies import NONE, CacheKeyFnPolicy, CachePolicy, hash_objects
 from flowbus.futures import FlowbusFuture, FutureList
 from flowbus.results import ResultStore
 from flowbus.serializers import Serializer, resolve_serializer
+from flowbus.utilities.annotations import BaseAnnotation
+from flowbus.visualization import _tracker as _viz_tracker
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -100,7 +104,10 @@ class Task(Generic[P, R]):
         refresh_cache: bool | None = None,
         on_completion: list[Callable[..., Any]] | None = None,
         on_failure: list[Callable[..., Any]] | None = None,
+        on_running: list[Callable[..., Any]] | None = None,
+        viz_return_value: Any = None,
     ) -> None:
+        fn, self._method_kind = _unwrap_method(fn)
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
         if retries is not None and retries < 0:
@@ -108,6 +115,7 @@ class Task(Generic[P, R]):
         if timeout_seconds is not None and timeout_seconds <= 0:
             raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds}")
         self.fn = fn
+        functools.update_wrapper(self, fn)  # inspect.signature(obj) is the function's
         self.name = name or fn.__name__
         self.description = description if description is not None else inspect.getdoc(fn)
         self.tags = set(tags or ())
@@ -133,6 +141,8 @@ class Task(Generic[P, R]):
         self.refresh_cache = bool(refresh_cache)
         self.on_completion = _listify(on_completion)
         self.on_failure = _listify(on_failure)
+        self.on_running = _listify(on_running)
+        self.viz_return_value = viz_return_value
         self._shape = CallShape(fn)
         self._method_shape: CallShape | None = None
         self._init_caching(cache_policy, persist_result)
@@ -147,7 +157,8 @@ class Task(Generic[P, R]):
             "result_storage_key": result_storage_key, "result_serializer": result_serializer,
             "cache_result_in_memory": cache_result_in_memory, "timeout_seconds": timeout_seconds,
             "log_prints": log_prints, "refresh_cache": refresh_cache,
-            "on_completion": on_completion, "on_failure": on_failure,
+            "on_completion": on_completion, "on_failure": on_failure, "on_running": on_running,
+            "viz_return_value": viz_return_value,
         }  # fmt: skip
 
     def _init_caching(self, cache_policy: Any, persist_result: bool | None) -> None:
@@ -168,15 +179,26 @@ class Task(Generic[P, R]):
         self._cache_policy = policy if persist_result else None
 
     def __get__(self, instance: Any, owner: type | None = None) -> Task[P, R]:
-        """Used as a method, the task binds `self` like the function would."""
-        if instance is None:
+        """Used as a method, the task binds `self` (or the class, for a classmethod)
+        like the function would; a staticmethod binds nothing."""
+        kind = self._method_kind
+        if kind == "static" or (instance is None and kind != "class"):
             return self
+        target = (owner if owner is not None else type(instance)) if kind == "class" else instance
         bound = copy.copy(self)
-        bound.fn = self.fn.__get__(instance, owner)
+        bound.fn = self.fn.__get__(target, owner)
         if self._method_shape is None:
             self._method_shape = CallShape(bound.fn)
         bound._shape = self._method_shape
         return bound
+
+    @property
+    def isclassmethod(self) -> bool:
+        return self._method_kind == "class"
+
+    @property
+    def isstaticmethod(self) -> bool:
+        return self._method_kind == "static"
 
     def with_options(self, **options: Any) -> Task[P, R]:
         """A copy of this task with some options changed.
@@ -188,7 +210,7 @@ class Task(Generic[P, R]):
         unknown = set(options) - set(self._options)
         if unknown:
             raise TypeError(f"Unknown task option(s) {sorted(unknown)}; options: {sorted(self._options)}")
-        return Task(self.fn, **{**self._options, **options})
+        return Task(rewrap_method(self.fn, self._method_kind), **{**self._options, **options})
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the task inline and return its result (a coroutine for an async task).
@@ -200,6 +222,8 @@ class Task(Generic[P, R]):
         return_state = bool(options.pop("return_state", False))
         wait_for = options.pop("wait_for", None)
         parameters = self._shape.bind(args, options)
+        if _viz_tracker.get() is not None:  # Flow.visualize(): record, do not run
+            return self._record_for_viz(parameters)  # type: ignore[no-any-return]
         if self.isasync:
             return _engine.call_task_async(self, parameters, wait_for, return_state)  # type: ignore[return-value]
         return _engine.call_task_sync(self, parameters, wait_for, return_state)  # type: ignore[no-any-return]
@@ -219,7 +243,15 @@ class Task(Generic[P, R]):
         kwargs.pop("return_state", None)
         wait_for = kwargs.pop("wait_for", None)
         parameters = self._shape.bind(args, kwargs)
+        if _viz_tracker.get() is not None:  # Flow.visualize(): record, do not run
+            return self._record_for_viz(parameters)  # type: ignore[no-any-return]
         return _engine.submit_task(self, parameters, wait_for)
+
+    def _record_for_viz(self, parameters: dict[str, Any]) -> Any:
+        from flowbus.visualization import track_task_call
+
+        tracker = _viz_tracker.get()
+        return track_task_call(tracker, self, parameters) if tracker is not None else None
 
     @overload
     def map(self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> FutureList[T]: ...
@@ -240,6 +272,14 @@ class Task(Generic[P, R]):
         for name, value in parameters.items():
             if isinstance(value, unmapped):
                 static[name] = value.value
+            elif isinstance(value, BaseAnnotation):  # allow_failure([...]): map inside, keep the mark
+                inner = value.unwrap()
+                if isinstance(inner, unmapped):
+                    static[name] = value.rewrap(inner.value)
+                elif isinstance(inner, Iterable) and not isinstance(inner, str | bytes | dict | FlowbusFuture):
+                    iterables[name] = [value.rewrap(v) for v in inner]
+                else:
+                    static[name] = value
             elif isinstance(value, Iterable) and not isinstance(value, str | bytes | dict | FlowbusFuture):
                 iterables[name] = list(value)
             else:
@@ -250,6 +290,10 @@ class Task(Generic[P, R]):
         if len(set(lengths.values())) > 1:
             raise ValueError(f"Task.map of {self.name!r} got iterables of different lengths: {lengths}")
         count = next(iter(lengths.values()))
+        if _viz_tracker.get() is not None:  # Flow.visualize(): record each call
+            return [  # type: ignore[return-value]
+                self._record_for_viz({**static, **{n: v[i] for n, v in iterables.items()}}) for i in range(count)
+            ]
         return FutureList(
             _engine.submit_task(
                 self, {**static, **{n: v[i] for n, v in iterables.items()}}, wait_for
@@ -290,6 +334,8 @@ def task(
     refresh_cache: bool | None = None,
     on_completion: list[Callable[..., Any]] | None = None,
     on_failure: list[Callable[..., Any]] | None = None,
+    on_running: list[Callable[..., Any]] | None = None,
+    viz_return_value: Any = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

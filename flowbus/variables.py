@@ -4,12 +4,14 @@ With a server (a run on a runner, or ``FLOWBUS_NATS_URL`` set) they live in the
 ``flowbus-variables`` KV bucket that ``/api/v1/variables`` reads and writes, so a
 variable set through the API is what a flow on any runner reads. With no server
 they live under ``$FLOWBUS_HOME/variables``, one file each, written atomically.
-Sync and async::
+As in Prefect, `get`, `set` and `unset` are called plainly in sync code and awaited in
+async code (an async flow or task, or any coroutine)::
 
     from flowbus.variables import Variable
 
     Variable.set("threshold", 10, overwrite=True)
     Variable.get("threshold")            # 10
+    await Variable.get("threshold")      # 10, in async code
     await Variable.aget("threshold")     # 10
 """
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowbus import _state
+from flowbus._dual import dual_classmethod
 
 _NAME = re.compile(r"^[a-z0-9_-]{1,255}$")
 MAX_VALUE_BYTES = 64 * 1024
@@ -44,14 +47,16 @@ class Variable:
     value: Any
     tags: list[str]
 
-    @classmethod
-    def get(cls, name: str, default: Any = None) -> Any:
+    @dual_classmethod("aget")
+    def get(cls: type[Variable], name: str, default: Any = None) -> Any:
         """The value of variable `name`, or `default` when it is not set."""
         raw = _state.bucket("variables").get(_check(name))
         return default if raw is None else json.loads(raw)["value"]
 
-    @classmethod
-    def set(cls, name: str, value: Any, tags: list[str] | None = None, overwrite: bool = False) -> Variable:
+    @dual_classmethod("aset")
+    def set(
+        cls: type[Variable], name: str, value: Any, tags: list[str] | None = None, overwrite: bool = False
+    ) -> Variable:
         """Set variable `name`; without ``overwrite=True`` an existing one is an error."""
         from events.variables import VariableRecord
 
@@ -77,22 +82,22 @@ class Variable:
             raise ValueError(f"Variable {name!r} already exists; pass overwrite=True to replace it")
         return cls(name, value, list(tags or []))
 
-    @classmethod
-    def unset(cls, name: str) -> bool:
+    @dual_classmethod("aunset")
+    def unset(cls: type[Variable], name: str) -> bool:
         """Delete variable `name`; True if it existed."""
         return _state.bucket("variables").delete(_check(name))
 
     @classmethod
     async def aget(cls, name: str, default: Any = None) -> Any:
-        return await asyncio.to_thread(cls.get, name, default)
+        return await asyncio.to_thread(cls.get, name, default, _sync=True)
 
     @classmethod
     async def aset(cls, name: str, value: Any, tags: list[str] | None = None, overwrite: bool = False) -> Variable:
-        return await asyncio.to_thread(cls.set, name, value, tags, overwrite)
+        return await asyncio.to_thread(cls.set, name, value, tags, overwrite, _sync=True)
 
     @classmethod
     async def aunset(cls, name: str) -> bool:
-        return await asyncio.to_thread(cls.unset, name)
+        return await asyncio.to_thread(cls.unset, name, _sync=True)
 
 
 __all__ = ["Variable"]

@@ -10,15 +10,17 @@ import flowbus
 from tests.astparse import parse_file
 
 EXPECTED = {
-    "Flow", "FlowbusError", "FlowbusFuture", "State", "Task", "__version__", "as_completed",
-    "flow", "get_run_context", "get_run_logger", "serve", "tags", "task", "unmapped", "wait",
+    "Flow", "FlowbusError", "FlowbusFuture", "State", "Task", "__version__", "allow_failure",
+    "as_completed", "aserve", "deploy", "flow", "get_client", "get_run_context", "get_run_logger",
+    "serve", "tags", "task", "unmapped", "wait",
 }  # fmt: skip
 
 PREFECT_MODULE_PATHS = [
     "flowbus.flows", "flowbus.tasks", "flowbus.states", "flowbus.futures", "flowbus.task_runners",
     "flowbus.cache_policies", "flowbus.logging", "flowbus.artifacts", "flowbus.runtime",
     "flowbus.context", "flowbus.variables", "flowbus.exceptions", "flowbus.results",
-    "flowbus.serializers",
+    "flowbus.serializers", "flowbus.schedules", "flowbus.utilities.annotations", "flowbus.flow_runs",
+    "flowbus.filesystems", "flowbus.visualization", "flowbus.testing.utilities",
 ]  # fmt: skip
 
 

@@ -197,7 +197,8 @@ def test_returned_failed_future_fails_the_flow() -> None:
     assert state.message == "1/2 states failed."
 
 
-def test_returned_futures_are_resolved_to_their_results() -> None:
+def test_returned_futures_are_resolved_to_their_final_states() -> None:
+    # As in Prefect 3: the caller gets the futures' final states, the run completes.
     @task
     def sq(x: int) -> int:
         return x * x
@@ -206,7 +207,10 @@ def test_returned_futures_are_resolved_to_their_results() -> None:
     def f():  # type: ignore[no-untyped-def]
         return [sq.submit(i) for i in range(4)]
 
-    assert f() == [0, 1, 4, 9]
+    states = f()
+    assert all(isinstance(s, State) and s.is_completed() for s in states)
+    assert [s.result() for s in states] == [0, 1, 4, 9]
+    assert f(return_state=True).message == "All states completed."
 
 
 def test_body_may_return_a_state_to_set_its_final_state() -> None:
@@ -351,7 +355,8 @@ def test_a_flow_run_name_callable_that_raises_fails_the_run() -> None:
     assert state.is_failed() and "no name" in (state.message or "")
 
 
-def test_flow_returning_a_task_state_takes_it_as_its_own_final_state() -> None:
+def test_flow_returning_a_task_state_ends_in_their_aggregate() -> None:
+    # As in Prefect 3: another run's state is aggregated, and is the flow's result.
     @task
     def t() -> int:
         return 9
@@ -361,7 +366,9 @@ def test_flow_returning_a_task_state_takes_it_as_its_own_final_state() -> None:
         return t(return_state=True)
 
     state = f(return_state=True)
-    assert state.is_completed() and state.result() == 9
+    assert state.is_completed() and state.message == "All states completed."
+    inner = state.result()
+    assert isinstance(inner, State) and inner.result() == 9
 
 
 def test_flows_and_tasks_work_as_methods() -> None:

@@ -26,10 +26,13 @@ def state_env(flowbus_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture
 def flow_source(tmp_path: Path) -> Callable[[str], str]:
+    """Write flow source into the runners' code root (``tmp_path``); returns its entrypoint
+    path, relative to that root as every entrypoint is."""
+
     def write(source: str) -> str:
-        path = tmp_path / f"flows_{uuid.uuid4().hex[:8]}.py"
-        path.write_text(textwrap.dedent(source))
-        return str(path)
+        name = f"flows_{uuid.uuid4().hex[:8]}.py"
+        (tmp_path / name).write_text(textwrap.dedent(source))
+        return name
 
     return write
 
@@ -41,7 +44,8 @@ def start_runner(state_env: dict[str, str], tmp_path: Path) -> Iterator[Callable
 
     def start(pool: str) -> subprocess.Popen[bytes]:
         home = tmp_path / f"home-{pool}"
-        env = {**state_env, "FLOWBUS_HOME": str(home), "FLOWBUS_RUNNER_FETCH_WAIT": "0.2"}
+        env = {**state_env, "FLOWBUS_HOME": str(home), "FLOWBUS_RUNNER_FETCH_WAIT": "0.2",
+               "FLOWBUS_RUNNER_CODE_ROOT": str(tmp_path)}
         with open(tmp_path / f"runner-{pool}.log", "wb") as log:  # the child keeps its own copy
             proc = subprocess.Popen([sys.executable, "-m", "flowbus.cli", "runner", "--pool", pool],
                                     env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,

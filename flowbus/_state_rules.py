@@ -1,0 +1,250 @@
+"""Functions over states, as Prefect's `prefect.states` module has them.
+
+`return_value_to_state` is the rule that turns what a flow or task body returned into
+the run's final state; the engine calls it for every run.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections import Counter
+from collections.abc import Iterable
+from types import GeneratorType, TracebackType
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+from flowbus._dual import dual
+from flowbus.exceptions import CancelledRun, CrashedRun, FailedRun
+
+if TYPE_CHECKING:
+    from flowbus.states import State
+
+from events.states import StateType
+
+
+def is_state_iterable(obj: Any) -> TypeGuard[Iterable[State[Any]]]:
+    """Whether `obj` is a non-empty list, set or tuple made only of states.
+
+    Dicts and other containers are never state iterables, even when they hold states.
+    """
+    if not isinstance(obj, list | set | tuple) or not obj:  # the common case, kept cheap
+        return False
+    from flowbus.states import State
+    from flowbus.utilities.annotations import BaseAnnotation
+
+    return not isinstance(obj, BaseAnnotation) and all(isinstance(o, State) for o in obj)
+
+
+class StateGroup:
+    """Counts over a group of states, to decide one state for all of them."""
+
+    def __init__(self, states: list[State[Any]]) -> None:
+        self.states = states
+        self.type_counts: Counter[StateType] = Counter(s.type for s in states)
+        self.total_count = len(states)
+        self.cancelled_count = self.type_counts[StateType.CANCELLED]
+        self.final_count = sum(s.is_final() for s in states)
+        self.not_final_count = self.total_count - self.final_count
+        self.paused_count = self.type_counts[StateType.PAUSED]
+
+    @property
+    def fail_count(self) -> int:
+        return self.type_counts[StateType.FAILED] + self.type_counts[StateType.CRASHED]
+
+    def all_completed(self) -> bool:
+        return self.type_counts[StateType.COMPLETED] == self.total_count
+
+    def any_cancelled(self) -> bool:
+        return self.cancelled_count > 0
+
+    def any_failed(self) -> bool:
+        return self.fail_count > 0
+
+    def any_paused(self) -> bool:
+        return self.paused_count > 0
+
+    def all_final(self) -> bool:
+        return self.final_count == self.total_count
+
+    def counts_message(self) -> str:
+        parts = [f"total={self.total_count}"]
+        if self.not_final_count:
+            parts.append(f"not_final={self.not_final_count}")
+        parts += [f"{t.value!r}={n}" for t, n in self.type_counts.items() if n]
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"StateGroup<{self.counts_message()}>"
+
+
+def _is_run_state(state: State[Any]) -> bool:
+    return state._run_ids_now() != (None, None)
+
+
+def return_value_to_state(retval: Any) -> State[Any]:
+    """The state a run ends in, given what its body returned (futures already resolved).
+
+    - A state built by the body itself (it has no run ids) is the run's state, as is.
+    - A state of another run, or a non-empty list/set/tuple of states only, gives one
+      aggregate state: COMPLETED when all are, else CANCELLED if any is, else PAUSED
+      if any is, else FAILED; its data is the returned value.
+    - A generator is consumed into a list.
+    - Anything else (including a dict or a tuple holding states next to plain
+      values) is a COMPLETED state holding the value as is.
+    """
+    from flowbus.states import Completed, State
+
+    if isinstance(retval, State) and not _is_run_state(retval):
+        return retval
+    if isinstance(retval, State) or is_state_iterable(retval):
+        group = StateGroup(list(retval) if not isinstance(retval, State) else [retval])
+        if group.all_completed():
+            type_, message = StateType.COMPLETED, "All states completed."
+        elif group.any_cancelled():
+            type_, message = StateType.CANCELLED, f"{group.cancelled_count}/{group.total_count} states cancelled."
+        elif group.any_paused():
+            type_, message = StateType.PAUSED, f"{group.paused_count}/{group.total_count} states paused."
+        elif group.any_failed():
+            type_, message = StateType.FAILED, f"{group.fail_count}/{group.total_count} states failed."
+        elif not group.all_final():
+            type_ = StateType.FAILED
+            message = f"{group.not_final_count}/{group.total_count} states are not final."
+        else:
+            type_, message = StateType.FAILED, "Given states: " + group.counts_message()
+        return State(type_, message=message, data=retval)
+    if isinstance(retval, GeneratorType):
+        retval = list(retval)
+    return Completed(data=retval)
+
+
+def format_exception(exc: BaseException, tb: TracebackType | None = None) -> str:
+    """``Type: message``, or the full traceback when `tb` is given."""
+    if tb is not None:
+        return "".join(traceback.format_exception(type(exc), exc, tb))
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def aget_state_exception(state: State[Any]) -> BaseException:
+    """`get_state_exception` for async code."""
+    return _state_exception(state)
+
+
+@dual(aget_state_exception)
+def get_state_exception(state: State[Any]) -> BaseException:
+    """The exception a failed, crashed or cancelled state stands for (see
+    `_state_exception`); awaitable in async code."""
+    return _state_exception(state)
+
+
+def _state_exception(state: State[Any]) -> BaseException:
+    """The exception a failed, crashed or cancelled state stands for.
+
+    The state's own exception; the first failure of the states it holds; or a
+    `FailedRun` / `CrashedRun` / `CancelledRun` carrying its message. Raises
+    ValueError for any other state.
+    """
+    if not (state.is_failed() or state.is_crashed() or state.is_cancelled()):
+        raise ValueError(f"Expected failed or crashed state got {state!r}.")
+    data = state.data
+    if data is not None and not isinstance(data, BaseException | str | Iterable) and not _is_state(data):
+        raise TypeError(
+            f"Unexpected result for failed state: {data!r} —— "
+            f"{type(data).__name__} cannot be resolved into an exception"
+        )
+    if is_state_iterable(data) and not any(s.is_failed() or s.is_crashed() or s.is_cancelled() for s in data):
+        raise ValueError("Failed state result was an iterable of states but none were failed.")
+    return state._exception()
+
+
+def _is_state(value: Any) -> bool:
+    from flowbus.states import State
+
+    return isinstance(value, State)
+
+
+async def araise_state_exception(state: State[Any]) -> None:
+    """`raise_state_exception` for async code."""
+    _raise_state_exception(state)
+
+
+@dual(araise_state_exception)
+def raise_state_exception(state: State[Any]) -> None:
+    """Raise the exception of a failed, crashed or cancelled state; other states: nothing."""
+    _raise_state_exception(state)
+
+
+def _raise_state_exception(state: State[Any]) -> None:
+    if state.is_failed() or state.is_crashed() or state.is_cancelled():
+        raise _state_exception(state)
+
+
+async def _aexception_to_failed_state(
+    exc: BaseException | None = None, message: str = "", **kwargs: Any
+) -> State[Any]:
+    return _failed_state(exc, message, **kwargs)
+
+
+@dual(_aexception_to_failed_state)
+def exception_to_failed_state(exc: BaseException | None = None, message: str = "", **kwargs: Any) -> State[Any]:
+    """A Failed state for `exc` (see `_failed_state`); awaitable in async code."""
+    return _failed_state(exc, message, **kwargs)
+
+
+def _failed_state(exc: BaseException | None = None, message: str = "", **kwargs: Any) -> State[Any]:
+    """A Failed state for `exc` (default: the exception being handled), its message
+    ending with ``Type: message``."""
+    from flowbus.states import Failed
+
+    if exc is None:
+        exc = sys.exc_info()[1]
+        if exc is None:
+            raise ValueError("Exception was not passed and no active exception could be found.")
+    if message and not message.endswith(" "):
+        message += " "
+    state = Failed(message=message + format_exception(exc), data=exc, **kwargs)
+    state.state_details.retriable = False
+    return state
+
+
+async def _aexception_to_crashed_state(exc: BaseException) -> State[Any]:
+    return _crashed_state(exc)
+
+
+@dual(_aexception_to_crashed_state)
+def exception_to_crashed_state(exc: BaseException) -> State[Any]:
+    """A Crashed state for `exc` (see `_crashed_state`); awaitable in async code."""
+    return _crashed_state(exc)
+
+
+def _crashed_state(exc: BaseException) -> State[Any]:
+    """A Crashed state for an exception raised outside user code (a signal, an exit)."""
+    import asyncio
+
+    from flowbus.states import Crashed
+
+    if isinstance(exc, asyncio.CancelledError):
+        message = "Execution was cancelled by the runtime environment."
+    elif isinstance(exc, KeyboardInterrupt):
+        message = "Execution was aborted by an interrupt signal."
+    elif isinstance(exc, SystemExit):
+        message = "Execution was aborted by Python system exit call."
+    else:
+        message = f"Execution was interrupted by an unexpected exception: {format_exception(exc)}"
+    return Crashed(message=message, data=exc)
+
+
+__all__ = [
+    "CancelledRun",
+    "CrashedRun",
+    "FailedRun",
+    "StateGroup",
+    "aget_state_exception",
+    "araise_state_exception",
+    "exception_to_crashed_state",
+    "exception_to_failed_state",
+    "format_exception",
+    "get_state_exception",
+    "is_state_iterable",
+    "raise_state_exception",
+    "return_value_to_state",
+]

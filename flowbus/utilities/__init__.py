@@ -1,0 +1,1 @@
+"""Utilities users import by Prefect's paths (`prefect.utilities.*`)."""
