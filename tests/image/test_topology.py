@@ -124,8 +124,8 @@ class Topology:
             spec.image, name, [*entrypoint, *spec.args],
             env=chart_env.on_loopback(spec.env, FLOWBUS_NATS_URL=self.nats_url, **env),
             user=spec.user, mounts=self.volumes(name, spec.mounts), log_dir=self.tmp)
-        self.started.append(container.start())
-        return container
+        self.started.append(container)          # stopped at the end even if start fails
+        return container.start()
 
     def baseline_writes(self, image: str, paths: list[str]) -> set[str]:
         """What ``buildah run`` itself leaves in a container's root filesystem."""
@@ -185,7 +185,8 @@ def test_the_charts_topology_runs_from_the_image(topology: Topology, flowbus_ima
                                              str(nats_port), "-sd", "/var/lib/flowbus/nats"],
                      env={}, user=chart["gateway"].user,
                      mounts=top.volumes("nats", ["/var/lib/flowbus"]), log_dir=top.tmp)
-    top.started.append(nats.start())
+    top.started.append(nats)
+    nats.start()
     wait_for("NATS", lambda: tcp_open(nats_port), 120, top.diagnose)
 
     gw_port = free_port()
