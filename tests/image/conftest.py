@@ -31,9 +31,14 @@ def _require_tools() -> None:
 
 
 def _report(config: pytest.Config, text: str) -> None:
+    """Show the build's figures in the run's output, past pytest's output capture."""
+    capture = config.pluginmanager.get_plugin("capturemanager")
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    for line in text.strip().splitlines():
-        if reporter is not None:
+    if capture is None or reporter is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("")
+        for line in text.strip().splitlines():
             reporter.write_line(line)
 
 
