@@ -1,0 +1,65 @@
+"""Fixtures of the image tests: the flowbus image and the example flow image, built once.
+
+These tests are marked ``image`` (they need root, buildah and debootstrap, and the
+first build bootstraps Debian, several minutes). CI runs them; deselect them locally
+with ``pytest -m 'not image'``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import tomllib
+
+import pytest
+
+from tests.image.containers import BUILD_SCRIPT, EXAMPLE, REPO
+
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+IMAGE = f"localhost/flowbus:{VERSION}"
+EXAMPLE_IMAGE = f"localhost/flowbus-example-orders:{VERSION}"
+
+
+def _require_tools() -> None:
+    missing = [tool for tool in ("buildah", "debootstrap") if shutil.which(tool) is None]
+    if missing or os.geteuid() != 0:
+        pytest.fail(f"the image tests need root and buildah and debootstrap (missing: "
+                    f"{', '.join(missing) or 'root'}); run scripts/install-system-deps as "
+                    "root, or deselect them with -m 'not image'", pytrace=False)
+
+
+def _report(config: pytest.Config, text: str) -> None:
+    """Show the build's figures in the run's output, past pytest's output capture."""
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if capture is None or reporter is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("")
+        for line in text.strip().splitlines():
+            reporter.write_line(line)
+
+
+def _run(config: pytest.Config, args: list[str], what: str) -> None:
+    started = time.monotonic()
+    done = subprocess.run(args, capture_output=True, text=True, timeout=1500,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, f"{what} failed:\n{done.stdout}\n{done.stderr}"
+    _report(config, f"{done.stdout}({what}: {time.monotonic() - started:.0f} s in the test)")
+
+
+@pytest.fixture(scope="session")
+def flowbus_image(pytestconfig: pytest.Config) -> str:
+    """The image scripts/build-image builds (its base is cached between runs)."""
+    _require_tools()
+    _run(pytestconfig, [str(BUILD_SCRIPT)], "scripts/build-image")
+    return IMAGE
+
+
+@pytest.fixture(scope="session")
+def example_image(pytestconfig: pytest.Config, flowbus_image: str) -> str:
+    """The example flow image, built FROM the flowbus image by its own build script."""
+    _run(pytestconfig, [str(EXAMPLE / "build")], "examples/flow-image/build")
+    return EXAMPLE_IMAGE
