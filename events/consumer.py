@@ -148,7 +148,7 @@ class Consumer:
         await self._nc.publish(self._next, body, reply=f"{self._inbox}.{rid}")
 
     def _take(self, n: int) -> list[Delivery]:
-        out = []
+        out: list[Delivery] = []
         while self._ready and len(out) < n:
             out.append(Delivery(self._ready.popleft()))
         return out
@@ -178,7 +178,8 @@ class Consumer:
             raise BusUnavailable(f"connection closed while fetching from {self.durable}") from exc
 
     async def info(self) -> api.ConsumerInfo:
-        return await self._js.consumer_info(self.stream, self.durable)
+        info: api.ConsumerInfo = await self._js.consumer_info(self.stream, self.durable)
+        return info
 
     async def close(self) -> None:
         """Stop fetching; the durable consumer and its position stay on the server.
