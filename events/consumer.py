@@ -95,7 +95,8 @@ class Consumer:
     """A durable pull consumer: fetch exactly as many messages as there is room for.
 
     Pull requests are issued on our own inbox, one reply subject per request, so the
-    consumer knows how many messages each live request may still bring. A fetch
+    consumer knows how many messages the live requests may still bring (JetStream
+    ends an expired request with a status on its subject). A fetch
     returns as soon as one message is there (with whatever else already arrived),
     and the requests it leaves open stay within the room the caller asked for: a
     later fetch takes what they delivered first, then asks only for the rest. A
@@ -120,18 +121,19 @@ class Consumer:
         self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_msg)
 
     async def _on_msg(self, msg: Msg) -> None:
-        rid = msg.subject.rpartition(".")[2]
-        request = self._open.get(rid)
         status = msg.headers.get("Status") if msg.headers else None
         if status is None:
+            # A message carries its own subject, not the request's: JetStream serves
+            # waiting requests in order, so it counts against the oldest one.
             self._ready.append(msg)
-            if request is not None:
+            for rid, request in self._open.items():
                 request.remaining -= 1
                 if request.remaining <= 0:
                     del self._open[rid]
+                break
             self._wake.set()
-        elif status != "100":  # 404/408/409: this request brings nothing more
-            if self._open.pop(rid, None) is not None:
+        elif status != "100":  # 404/408/409 on the request's own subject: it is over
+            if self._open.pop(msg.subject.rpartition(".")[2], None) is not None:
                 self._wake.set()
 
     def _credit(self) -> int:
