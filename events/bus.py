@@ -210,18 +210,21 @@ class Bus:
     async def publish_raw(
         self, subject: str, body: bytes, headers: dict[str, str] | None = None
     ) -> Ack:
-        """Publish bytes to a JetStream subject and await the ack."""
+        """Publish bytes to a JetStream subject and await the ack.
+
+        It goes out as a window of one on the shared reply subscription: no inbox,
+        timer task or reply parsing of nats-py's per-request path.
+        """
         try:
-            ack = await self._js.publish(subject, body, headers=headers)
-        except (NatsTimeout, TimeoutError, NoStreamResponseError, NoRespondersError,
-                ConnectionClosedError) as exc:
+            [ack] = await self._publish_window([(subject, body, headers)])
+        except (NatsTimeout, TimeoutError, NoRespondersError, ConnectionClosedError) as exc:
             raise BusUnavailable(
                 f"JetStream did not acknowledge the message on {subject!r} "
                 f"({type(exc).__name__}); NATS is unreachable or overloaded"
             ) from None
-        except APIError as exc:
-            raise PublishFailed(f"JetStream refused the message on {subject!r}: {exc.description}") from None
-        return Ack(ack.stream, ack.seq, bool(ack.duplicate))
+        except PublishFailed as exc:
+            raise PublishFailed(f"{exc} (subject {subject!r})") from None
+        return ack
 
     async def publish_raw_many(
         self, messages: Sequence[tuple[str, bytes, dict[str, str] | None]]
