@@ -166,9 +166,11 @@ class Consumer:
         deadline = time.monotonic() + max_wait
         try:
             while True:
-                missing = n - self._credit()
-                if missing > 0:
-                    await self._request(missing, max_wait)
+                credit = self._credit()
+                # While a request is open, arriving messages flow without waiting: top
+                # it up only by a sizeable amount, not one pull request per free slot.
+                if n > credit and (credit == 0 or 2 * (n - credit) >= n):
+                    await self._request(n - credit, max_wait)
                 left = deadline - time.monotonic()
                 if self._ready or left <= 0:
                     return self._take(n)
