@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from events.bus import Bus  # noqa: E402
-from events.embedded import EmbeddedNats  # noqa: E402
-from events.settings import NatsSettings  # noqa: E402
+from events.bus import Bus
+from events.embedded import EmbeddedNats
+from events.settings import NatsSettings
 
 
 def pct(values: list[float], q: float) -> float:
