@@ -5,7 +5,10 @@ nothing running. Prints:
 
 - single publish (await each ack): events/s and p50/p99 latency;
 - pipelined publish (bounded window of unacknowledged publishes): events/s;
-- consume + ack through a durable pull consumer: events/s.
+- consume + ack through a durable pull consumer: events/s, with acks confirmed
+  one by one, then with unconfirmed acks (written without waiting; the
+  orchestrator's way for events nothing reacts to);
+- the benchmark process's CPU per event for each, and the load average.
 
 Usage: python bench/bus.py [--events N] [--single N] [--window N]
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -48,12 +52,14 @@ async def bench(url: str, n_single: int, n_pipelined: int, window: int) -> None:
 
         latencies = []
         single = _events(n_single, "single")
+        cpu = time.process_time()
         start = time.perf_counter()
         for ev in single:
             t0 = time.perf_counter()
             await bus.publish(ev)
             latencies.append((time.perf_counter() - t0) * 1000)
         single_rate = n_single / (time.perf_counter() - start)
+        single_cpu = (time.process_time() - cpu) / n_single * 1e6
 
         pipelined = _events(n_pipelined, "pipe")
         runs = []
@@ -63,24 +69,32 @@ async def bench(url: str, n_single: int, n_pipelined: int, window: int) -> None:
             await bus.publish_many(part)
             runs.append(len(part) / (time.perf_counter() - t0))
 
-        consumer = await bus.consumer("bench-reader")
         total = 500 + n_single + n_pipelined
-        got = 0
-        t0 = time.perf_counter()
-        while got < total:
-            batch = await consumer.fetch(min(256, total - got), max_wait=2)
-            if not batch:
-                break
-            await asyncio.gather(*(d.ack() for d in batch))
-            got += len(batch)
-        consume_rate = got / (time.perf_counter() - t0)
+        consume: dict[bool, tuple[float, float, int]] = {}
+        for confirm in (True, False):
+            consumer = await bus.consumer(f"bench-reader-{confirm}", max_ack_pending=1024)
+            got = 0
+            cpu = time.process_time()
+            t0 = time.perf_counter()
+            while got < total:
+                batch = await consumer.fetch(min(256, total - got), max_wait=2)
+                if not batch:
+                    break
+                await asyncio.gather(*(d.ack(confirm=confirm) for d in batch))
+                got += len(batch)
+            consume[confirm] = (got / (time.perf_counter() - t0),
+                                (time.process_time() - cpu) / max(1, got) * 1e6, got)
 
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"single publish (ack awaited): {single_rate:,.0f} events/s, "
-          f"p50 {statistics.median(latencies):.3f} ms, p99 {_pct(latencies, 0.99):.3f} ms "
-          f"({n_single} events)")
+          f"p50 {statistics.median(latencies):.3f} ms, p99 {_pct(latencies, 0.99):.3f} ms, "
+          f"CPU {single_cpu:.0f} us/event ({n_single} events)")
     print(f"pipelined publish (window {window}): median {statistics.median(runs):,.0f} events/s "
           f"(runs: {', '.join(f'{r:,.0f}' for r in runs)}; {n_pipelined} events)")
-    print(f"consume + ack (pull, batches of 256): {consume_rate:,.0f} events/s ({got} events)")
+    for confirm, label in ((True, "confirmed"), (False, "unconfirmed")):
+        rate, per_event, got = consume[confirm]
+        print(f"consume + {label} ack (pull, batches of 256): {rate:,.0f} events/s, "
+              f"CPU {per_event:.0f} us/event ({got} events)")
 
 
 def main() -> None:

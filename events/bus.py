@@ -33,10 +33,13 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 from events import subjects
 from events.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent, decode, encode
+from events.consumer import Consumer, Delivery
 from events.errors import BusUnavailable, FlowbusError, PublishFailed
 from events.kv import KV, Objects
 from events.layout import Layout, all_streams, delete_layout, ensure_layout
 from events.settings import NatsSettings
+
+__all__ = ["Ack", "Bus", "Consumer", "Delivery", "msg_id", "redact"]
 
 log = logging.getLogger("flowbus.events.bus")
 
@@ -207,18 +210,21 @@ class Bus:
     async def publish_raw(
         self, subject: str, body: bytes, headers: dict[str, str] | None = None
     ) -> Ack:
-        """Publish bytes to a JetStream subject and await the ack."""
+        """Publish bytes to a JetStream subject and await the ack.
+
+        It goes out as a window of one on the shared reply subscription: no inbox,
+        timer task or reply parsing of nats-py's per-request path.
+        """
         try:
-            ack = await self._js.publish(subject, body, headers=headers)
-        except (NatsTimeout, TimeoutError, NoStreamResponseError, NoRespondersError,
-                ConnectionClosedError) as exc:
+            [ack] = await self._publish_window([(subject, body, headers)])
+        except (NatsTimeout, TimeoutError, NoRespondersError, ConnectionClosedError) as exc:
             raise BusUnavailable(
                 f"JetStream did not acknowledge the message on {subject!r} "
                 f"({type(exc).__name__}); NATS is unreachable or overloaded"
             ) from None
-        except APIError as exc:
-            raise PublishFailed(f"JetStream refused the message on {subject!r}: {exc.description}") from None
-        return Ack(ack.stream, ack.seq, bool(ack.duplicate))
+        except PublishFailed as exc:
+            raise PublishFailed(f"{exc} (subject {subject!r})") from None
+        return ack
 
     async def publish_raw_many(
         self, messages: Sequence[tuple[str, bytes, dict[str, str] | None]]
@@ -302,16 +308,17 @@ class Bus:
             config.filter_subject = filters[0]
         elif filters:
             config.filter_subjects = filters
+        consumer = Consumer(self._nc, self._js, stream, durable)
         try:
             await self._js.add_consumer(stream, config)
-            sub = await self._js.pull_subscribe_bind(durable=durable, stream=stream)
+            await consumer._subscribe()
         except (NatsTimeout, NoRespondersError) as exc:
             raise BusUnavailable(f"could not create consumer {durable} on {stream}: {exc}") from None
         except APIError as exc:
             raise PublishFailed(
                 f"JetStream refused consumer {durable} on {stream}: {exc.description}"
             ) from None
-        return Consumer(self._js, sub, stream, durable)
+        return consumer
 
     async def tail(
         self, pattern: str = "*", *, since: datetime | None = None
@@ -450,96 +457,3 @@ def _reply_to_ack(msg: Msg) -> Ack | FlowbusError:
         description = reply["error"].get("description", reply["error"])
         return PublishFailed(f"JetStream refused a message: {description}")
     return Ack(str(reply.get("stream", "")), int(reply.get("seq", 0)), bool(reply.get("duplicate")))
-
-
-class Delivery:
-    """One message fetched from a consumer, with its acknowledgement verbs."""
-
-    __slots__ = ("_event", "_msg")
-
-    def __init__(self, msg: Msg) -> None:
-        self._msg = msg
-        self._event: CloudEvent | None = None
-
-    @property
-    def data(self) -> bytes:
-        return self._msg.data
-
-    @property
-    def subject(self) -> str:
-        return self._msg.subject
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return dict(self._msg.headers or {})
-
-    @property
-    def event(self) -> CloudEvent:
-        """The message decoded as a CloudEvent (InvalidEvent if it is not one)."""
-        if self._event is None:
-            self._event = decode(self._msg.data)
-        return self._event
-
-    @property
-    def num_delivered(self) -> int:
-        return int(self._msg.metadata.num_delivered)
-
-    @property
-    def stream_seq(self) -> int:
-        return int(self._msg.metadata.sequence.stream)
-
-    @property
-    def timestamp(self) -> datetime:
-        return self._msg.metadata.timestamp
-
-    async def ack(self) -> None:
-        """Acknowledge, and wait until JetStream confirmed it (no redelivery after this)."""
-        await self._msg.ack_sync()
-
-    async def nak(self, delay: float | None = None) -> None:
-        """Hand the message back for redelivery, after ``delay`` seconds if given."""
-        await self._msg.nak(delay=delay)
-
-    async def in_progress(self) -> None:
-        """Reset the ack timer: the work goes on (doubles as a heartbeat)."""
-        await self._msg.in_progress()
-
-    async def term(self) -> None:
-        """Never deliver this message again (it can never be processed)."""
-        await self._msg.term()
-
-
-class Consumer:
-    """A durable pull consumer: fetch exactly as many messages as there is room for."""
-
-    def __init__(self, js: JetStreamContext, sub: JetStreamContext.PullSubscription,
-                 stream: str, durable: str) -> None:
-        self._js = js
-        self._sub = sub
-        self.stream = stream
-        self.durable = durable
-
-    async def fetch(self, n: int, max_wait: float = 1.0) -> list[Delivery]:
-        """Up to ``n`` messages, waiting at most ``max_wait`` s for the first; [] if none."""
-        if n <= 0:
-            return []
-        try:
-            msgs = await self._sub.fetch(batch=n, timeout=max_wait)
-        except (NatsTimeout, TimeoutError):
-            return []
-        except ConnectionClosedError as exc:
-            raise BusUnavailable(f"connection closed while fetching from {self.durable}") from exc
-        except (APIError, NoRespondersError) as exc:
-            # A cluster electing a new stream or consumer leader answers 503 for a moment.
-            raise BusUnavailable(f"fetching from {self.durable} failed: {exc!r}") from exc
-        return [Delivery(m) for m in msgs]
-
-    async def info(self) -> api.ConsumerInfo:
-        return await self._sub.consumer_info()
-
-    async def close(self) -> None:
-        """Stop fetching; the durable consumer and its position stay on the server."""
-        try:
-            await self._sub.unsubscribe()
-        except (ConnectionClosedError, nats.errors.BadSubscriptionError):
-            pass

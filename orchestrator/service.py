@@ -18,7 +18,7 @@ import logging
 import time
 
 from events import concurrency
-from events.automation_store import count_dead_letters
+from events.automation_store import REDRIVE_REQUESTED, count_dead_letters
 from events.bus import Bus, Consumer, Delivery
 from events.errors import FlowbusError, InvalidEvent
 from events.records import utcnow
@@ -247,6 +247,13 @@ class Orchestrator:
                 task.add_done_callback(in_flight.discard)
             self.metrics.in_flight.set(len(in_flight))
 
+    def _idle(self, event_type: str) -> bool:
+        """True when no trigger, automation or request can act on ``event_type``."""
+        if event_type in (RUN_REQUESTED, REDRIVE_REQUESTED):
+            return False
+        return not (self.catalog.index.candidates(event_type)
+                    or self.automations.catalog.index.candidates(event_type))
+
     async def handle(self, delivery: Delivery) -> None:
         """Match one event, create the runs it causes, then ack it."""
         started = time.perf_counter()
@@ -281,7 +288,10 @@ class Orchestrator:
                 stored = time.time() - delivery.timestamp.timestamp() - (time.perf_counter() - started)
                 self.metrics.stored_latency_samples.append(stored + job_times[0] - started)
             await self.automations.on_event(view, delivery.in_progress)
-            await delivery.ack()
+            # An event nothing could react to is acked without waiting for JetStream's
+            # confirmation: those acks leave in shared socket writes. Should one be
+            # lost, the event comes back after the ack wait and matches nothing again.
+            await delivery.ack(confirm=bool(leaves) or not self._idle(event.type))
             self.metrics.events.labels("matched" if leaves else "unmatched").inc()
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):

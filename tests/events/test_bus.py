@@ -281,3 +281,75 @@ async def test_streams_are_found_however_many_the_server_holds(
         for other in others:
             await other.destroy_layout()
             await other.close()
+
+
+async def test_a_waiting_fetch_returns_on_the_first_message(bus: Bus) -> None:
+    consumer = await bus.consumer("eager")
+    waiting = asyncio.create_task(consumer.fetch(10, max_wait=30))
+    await asyncio.sleep(0.3)  # the fetch's pull request is open on the server
+    await bus.publish(event(7))
+    # It returns with the one message, not when ten came or the 30 s ran out.
+    [delivery] = await asyncio.wait_for(waiting, 15)
+    assert delivery.event.data == {"i": 7}
+
+
+async def test_a_fetch_that_timed_out_does_not_delay_the_next_message(bus: Bus) -> None:
+    consumer = await bus.consumer("again")
+    assert await consumer.fetch(5, max_wait=0.2) == []
+    waiting = asyncio.create_task(consumer.fetch(5, max_wait=30))
+    await asyncio.sleep(0.5)  # the first fetch's request has expired meanwhile
+    await bus.publish(event(8))
+    [delivery] = await asyncio.wait_for(waiting, 15)
+    assert delivery.event.data == {"i": 8}
+
+
+async def test_open_requests_never_bring_more_than_the_room_asked_for(bus: Bus) -> None:
+    consumer = await bus.consumer("bounded", ack_wait=30)
+    waiting = asyncio.create_task(consumer.fetch(3, max_wait=20))
+    await asyncio.sleep(0.3)
+    await bus.publish(event(0))
+    first = await asyncio.wait_for(waiting, 15)
+    assert len(first) == 1
+    # The request asked for 3 and brought 1: at most 2 more may come, however many wait.
+    await bus.publish_many([event(i) for i in range(1, 11)])
+
+    async def delivered() -> int:
+        return int((await consumer.info()).num_ack_pending)
+
+    for _ in range(200):
+        if await delivered() >= 3:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    assert await delivered() == 3
+    # What the open request brought is handed out without waiting, in order.
+    rest = await asyncio.wait_for(consumer.fetch(2, max_wait=20), 5)
+    assert [d.event.data["i"] for d in rest] == [1, 2]
+
+
+async def test_closing_hands_back_what_was_delivered_but_not_fetched(bus: Bus) -> None:
+    consumer = await bus.consumer("handback", ack_wait=60)
+    await bus.publish(event(0))
+    [_first] = await consumer.fetch(4, max_wait=5)
+    await bus.publish_many([event(1), event(2)])
+    for _ in range(200):  # the open request brings both
+        if (await consumer.info()).num_ack_pending >= 3:
+            break
+        await asyncio.sleep(0.05)
+    await consumer.close()
+    resumed = await bus.consumer("handback", ack_wait=60)
+    # Redelivered at once, not after the 60 s ack wait.
+    again = await asyncio.wait_for(resumed.fetch(5, max_wait=10), 15)
+    assert sorted(d.event.data["i"] for d in again) == [1, 2]
+    assert all(d.num_delivered == 2 for d in again)
+    with pytest.raises(BusUnavailable, match="closed"):
+        await consumer.fetch(1, max_wait=0.1)
+
+
+async def test_an_unconfirmed_ack_is_not_redelivered(bus: Bus) -> None:
+    await bus.publish(event(0))
+    consumer = await bus.consumer("quick", ack_wait=1)
+    [delivery] = await consumer.fetch(1, max_wait=5)
+    await delivery.ack(confirm=False)
+    await asyncio.sleep(2)  # past the ack wait
+    assert await consumer.fetch(1, max_wait=0.5) == []

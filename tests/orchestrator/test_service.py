@@ -102,3 +102,25 @@ def test_orchestrator_command_refuses_a_bad_metrics_port(flowbus_env: dict[str, 
              "--metrics-port", port], env=env, capture_output=True, text=True, timeout=30, check=False,
         )
         assert result.returncode == 2 and "metrics-port" in result.stderr
+
+
+async def test_events_nothing_reacts_to_are_acked_and_matching_ones_still_run(
+    bus: Bus, orchestrator: Orchestrator
+) -> None:
+    await deploy(bus, triggers=[{"expect": ["a.b"]}])
+    await wait_until(lambda: _indexed(orchestrator))
+    assert orchestrator._idle("x.y") and not orchestrator._idle("a.b")
+    await bus.publish_many([CloudEvent.create("x.y", source="s") for _ in range(50)])
+    await bus.publish(CloudEvent.create("a.b", source="s"))
+    await wait_for_runs(bus, 1)
+
+    async def all_acked() -> bool:
+        consumer = orchestrator._consumer
+        if consumer is None:
+            return False
+        info = await consumer.info()
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    await wait_until(all_acked, within=30)
+    unmatched = orchestrator.metrics.events.labels("unmatched")._value.get()
+    assert unmatched >= 50  # and the new run's own state events

@@ -1,0 +1,228 @@
+"""Where the milliseconds go: one event's path through ``flowbus dev``, stage by stage.
+
+Starts ``flowbus dev`` (embedded NATS, gateway, orchestrator, one runner) in a
+subprocess on free ports, deploys a flow triggered by ``bench.stage`` events (plus
+``--extra`` idle deployments with triggers on other types, to load the index),
+then POSTs single events one at a time and splits each one's way to the flow
+body from the parts' own timestamps:
+
+- ``POST``: request sent -> gateway answered (the bench's clock);
+- ``record``: answered -> the flow-run record's ``created`` (the orchestrator's);
+- ``running``: created -> the record's ``start_time`` (the runner's claim);
+- ``body``: start_time -> the flow body's first line (``time.time()`` in the body);
+- ``total``: request sent -> body's first line.
+
+All clocks are this machine's wall clock. Prints p50 / p90 / p99 / max per stage
+and the load average before and after.
+
+Usage: python bench/stages.py [--events 200] [--pace 0.02] [--extra 0] [--burst 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from events.bus import Bus  # noqa: E402
+from events.deployments import read_result, save_deployment  # noqa: E402
+from events.records import Deployment, FlowRun  # noqa: E402
+from events.settings import NatsSettings  # noqa: E402
+
+FLOW = '''
+import time
+from flowbus import flow
+
+@flow
+def started_at() -> float:
+    return time.time()
+'''
+
+STAGES = ("POST", "record", "running", "body", "total")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+class Dev:
+    """``flowbus dev`` in a subprocess; its NATS URL, namespace and gateway URL."""
+
+    def __init__(self, workdir: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
+        env.update(PYTHONPATH=str(ROOT), FLOWBUS_HOME=str(workdir / "home"),
+                   FLOWBUS_LOGGING_LEVEL="WARNING", FLOWBUS_NAMESPACE=f"st{uuid.uuid4().hex[:6]}")
+        self.log = workdir / "dev.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flowbus.cli", "dev", "--nats-port", "0", "--gateway-port", "0",
+             "--data-dir", str(workdir / "nats")],
+            env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=open(self.log, "wb"), text=True)
+        self.nats = self.namespace = self.gateway = ""
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        for line in self.proc.stdout:
+            if m := re.match(r"NATS JetStream\s+(\S+)", line):
+                self.nats = m.group(1)
+            elif m := re.match(r"namespace\s+(\S+)", line):
+                self.namespace = m.group(1)
+            elif m := re.match(r"gateway\s+(\S+)", line):
+                self.gateway = m.group(1)
+            elif "is ready" in line:
+                return
+            if time.monotonic() > deadline:
+                break
+        raise RuntimeError(f"flowbus dev did not start:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class Records:
+    """Flow runs of one deployment, by the id of the event that caused them."""
+
+    def __init__(self, deployment_id: str) -> None:
+        self.deployment_id = deployment_id
+        self.waiting: dict[str, asyncio.Future[FlowRun]] = {}
+        self.started = 0
+
+    def expect(self, event_id: str) -> asyncio.Future[FlowRun]:
+        future: asyncio.Future[FlowRun] = asyncio.get_running_loop().create_future()
+        self.waiting[event_id] = future
+        return future
+
+    async def watch(self, bus: Bus) -> None:
+        kv = await bus.kv(bus.layout.flow_runs)
+        async for change in kv.watch(">"):
+            if change.value is None or b'"COMPLETED"' not in change.value:
+                continue
+            run = FlowRun.model_validate_json(change.value)
+            if run.deployment_id != self.deployment_id or not run.triggering_event:
+                continue
+            future = self.waiting.pop(str(run.triggering_event.get("id")), None)
+            if future is not None and not future.done():
+                future.set_result(run)
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: Any, batch: bool = False) -> None:
+    kind = "cloudevents-batch" if batch else "cloudevents"
+    async with session.post(f"{url}/events", data=json.dumps(body),
+                            headers={"content-type": f"application/{kind}+json"}) as resp:
+        if resp.status >= 300:
+            raise RuntimeError(f"gateway answered {resp.status}: {await resp.text()}")
+
+
+def event(event_id: str) -> dict[str, Any]:
+    return {"specversion": "1.0", "type": "bench.stage", "source": "/bench/stages",
+            "id": event_id, "data": {}}
+
+
+async def single(bus: Bus, gateway: str, records: Records, args: argparse.Namespace) -> None:
+    rows: dict[str, list[float]] = {s: [] for s in STAGES}
+    async with aiohttp.ClientSession() as session:
+        for i in range(args.warmup + args.events):
+            event_id = uuid.uuid4().hex
+            future = records.expect(event_id)
+            t0 = time.time()
+            await post(session, gateway, event(event_id))
+            t1 = time.time()
+            run = await asyncio.wait_for(future, 60)
+            body = float(await read_result(bus, run))
+            if i < args.warmup:
+                continue
+            assert run.start_time is not None
+            created, running = run.created.timestamp(), run.start_time.timestamp()
+            for name, value in zip(STAGES, (t1 - t0, created - t1, running - created,
+                                            body - running, body - t0), strict=True):
+                rows[name].append(value * 1000)
+            await asyncio.sleep(args.pace)
+    print(f"single events: {args.events} paced {args.pace * 1000:.0f} ms apart "
+          f"({args.extra + 1} deployments); ms per stage:")
+    for name in STAGES:
+        values = rows[name]
+        print(f"  {name:>8}: p50 {pct(values, 0.5):7.2f}  p90 {pct(values, 0.9):7.2f}  "
+              f"p99 {pct(values, 0.99):7.2f}  max {max(values):7.2f}")
+
+
+async def burst(bus: Bus, gateway: str, records: Records, size: int) -> None:
+    ids = [uuid.uuid4().hex for _ in range(size)]
+    futures = [records.expect(i) for i in ids]
+    begin = time.time()
+    async with aiohttp.ClientSession() as session:
+        for first in range(0, size, 500):
+            await post(session, gateway, [event(i) for i in ids[first:first + 500]], batch=True)
+    posted = time.time() - begin
+    runs = await asyncio.wait_for(asyncio.gather(*futures), 600)
+    bodies = [float(await read_result(bus, run)) for run in runs]
+    print(f"burst of {size}: POSTed in {posted:.2f} s; last body started {max(bodies) - begin:.2f} s "
+          f"after the first POST; all {len(runs)} completed at "
+          f"{max(r.end_time.timestamp() for r in runs if r.end_time) - begin:.2f} s")
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(f"cpus {os.cpu_count()}, python {sys.version.split()[0]}, load average before: {load()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        (workdir / "bench_flows.py").write_text(FLOW)
+        dev = Dev(workdir)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, dev.wait_ready)
+            settings = NatsSettings(nats_url=[dev.nats], namespace=dev.namespace)
+            async with await Bus.connect(settings) as bus:
+                deployment, _ = await save_deployment(bus, Deployment(
+                    name="stages", flow_name="started-at",
+                    entrypoint=f"{workdir / 'bench_flows.py'}:started_at",
+                    triggers=[{"expect": ["bench.stage"]}]))
+                for n in range(args.extra):
+                    await save_deployment(bus, Deployment(
+                        name=f"idle-{n}", flow_name="started-at",
+                        entrypoint=f"{workdir / 'bench_flows.py'}:started_at",
+                        triggers=[{"expect": [f"bench.idle.{n}"]}]))
+                records = Records(deployment.id)
+                watcher = asyncio.create_task(records.watch(bus))
+                await asyncio.sleep(1.0)  # the orchestrator has read the deployments
+                try:
+                    if args.events:
+                        await single(bus, dev.gateway, records, args)
+                    if args.burst:
+                        await burst(bus, dev.gateway, records, args.burst)
+                finally:
+                    watcher.cancel()
+        finally:
+            dev.stop()
+    print(f"load average after: {load()}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=200, help="paced single events")
+    parser.add_argument("--warmup", type=int, default=20, help="events not counted, first")
+    parser.add_argument("--pace", type=float, default=0.02, help="seconds between events")
+    parser.add_argument("--extra", type=int, default=0, help="idle deployments with triggers")
+    parser.add_argument("--burst", type=int, default=0, help="then a burst of N (batched POSTs)")
+    asyncio.run(main(parser.parse_args()))
