@@ -230,6 +230,24 @@ async def run_deployment(call: Call) -> RunOutcome | web.Response:
     body: RunRequest = call.body
     query: RunQuery = call.query
     deployment = await _load(call)
+    outcome = await request_run(call.gateway, deployment, body)
+    if not query.wait:
+        return outcome
+    run_id = outcome.flow_run_id
+    timeout = min(query.wait, call.gateway.settings.wait_max_seconds)
+    run = await wait_final(call.gateway, run_id, timeout, closing_of(call.request))
+    if run is None:
+        return outcome
+    outcome.state, outcome.final = run.state, run.state.is_final()
+    if not outcome.final:
+        return outcome
+    outcome.result_available, outcome.result = await read_result(call.gateway, run_id)
+    return web.Response(status=200, body=outcome.model_dump_json().encode(),
+                        content_type="application/json")
+
+
+async def request_run(gateway: Gateway, deployment: Deployment, body: RunRequest) -> RunOutcome:
+    """Publish the run-requested event of a manual run; the orchestrator creates the run."""
     event_id = body.idempotency_key or str(uuid.uuid4())
     run_id = flow_run_id_for("manual", SOURCE, event_id)
     event = CloudEvent.create(
@@ -246,20 +264,8 @@ async def run_deployment(call: Call) -> RunOutcome | web.Response:
             ),
         },
     )
-    await call.gateway.bus.publish(event)
-    outcome = RunOutcome(flow_run_id=run_id, event_id=event_id)
-    if not query.wait:
-        return outcome
-    timeout = min(query.wait, call.gateway.settings.wait_max_seconds)
-    run = await wait_final(call.gateway, run_id, timeout, closing_of(call.request))
-    if run is None:
-        return outcome
-    outcome.state, outcome.final = run.state, run.state.is_final()
-    if not outcome.final:
-        return outcome
-    outcome.result_available, outcome.result = await read_result(call.gateway, run_id)
-    return web.Response(status=200, body=outcome.model_dump_json().encode(),
-                        content_type="application/json")
+    await gateway.bus.publish(event)
+    return RunOutcome(flow_run_id=run_id, event_id=event_id)
 
 
 async def wait_final(

@@ -16,14 +16,16 @@ from events.errors import TransitionRejected
 from events.records import FlowRun, State
 from events.states import FLOW_RUN_STATES
 from gateway.api.emit import emit
-from gateway.api.paging import Page, PageQuery, page_of
+from gateway.api.paging import Page, PageQuery
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
-from gateway.context import Gateway, closing_of
+from gateway.context import closing_of, gateway_of
 from gateway.problems import Problem
+from gateway.runindex import RUN_INDEX, RunFilter
 
 router = ApiRouter()
-_READ_CONCURRENCY = 64
+# How long a list waits for a starting gateway's index before answering 503.
+_INDEX_WAIT_SECONDS = 10.0
 
 
 class FlowRunQuery(PageQuery):
@@ -34,6 +36,10 @@ class FlowRunQuery(PageQuery):
     state: str | None = Field(default=None, description="state name, e.g. Running")
     since: datetime | None = Field(default=None, description="created at or after (RFC 3339)")
     until: datetime | None = Field(default=None, description="created before (RFC 3339)")
+    flow: str | None = Field(default=None, max_length=256, description="flow name")
+    tag: str | None = Field(default=None, max_length=256, description="runs carrying this tag")
+    q: str | None = Field(default=None, max_length=256,
+                          description="text found in the id, name, flow, deployment or tags")
 
     @field_validator("state")
     @classmethod
@@ -65,35 +71,39 @@ class LogLines(BaseModel):
     items: list[dict[str, Any]] = Field(description="log records as the runner sent them")
 
 
-async def _all_runs(gateway: Gateway) -> list[FlowRun]:
+def _filter(q: FlowRunQuery) -> RunFilter:
+    return RunFilter(state=q.state, deployment=q.deployment, flow=q.flow, tag=q.tag,
+                     since=q.since, until=q.until, text=q.q or None)
+
+
+async def query_runs(request: web.Request, query: FlowRunQuery) -> Page[FlowRun]:
+    """One page of runs from the run index, each read from KV (newest first).
+
+    The index is first brought up to the bucket's latest revision, so a run written
+    before the request is in the answer.
+    """
+    gateway = gateway_of(request)
+    index = request.app[RUN_INDEX]
     kv = await gateway.kv(gateway.bus.layout.flow_runs)
-    keys = await kv.keys()
-    runs: list[FlowRun] = []
-    for start in range(0, len(keys), _READ_CONCURRENCY):
-        chunk = keys[start : start + _READ_CONCURRENCY]
-        for raw in await asyncio.gather(*(kv.get(k) for k in chunk)):
-            if raw is not None:
-                runs.append(FlowRun.model_validate_json(raw.value))
-    return runs
-
-
-def _matches(run: FlowRun, q: FlowRunQuery) -> bool:
-    if q.deployment is not None and q.deployment not in (run.deployment_name, run.deployment_id):
-        return False
-    if q.state is not None and run.state.name != q.state:
-        return False
-    if q.since is not None and run.created < q.since:
-        return False
-    return q.until is None or run.created < q.until
+    # Read your writes: a run stored before this request is listed by it.
+    try:
+        async with asyncio.timeout(_INDEX_WAIT_SECONDS):
+            await index.wait_revision(await kv.last_revision())
+    except TimeoutError:
+        raise Problem(503, "the flow-run index is still loading or behind; retry shortly",
+                      headers={"Retry-After": str(gateway.settings.retry_after_seconds)}) from None
+    ids, total = index.query(_filter(query), query.offset, query.limit)
+    entries = await asyncio.gather(*(kv.get(run_id) for run_id in ids))
+    runs = [FlowRun.model_validate_json(e.value) for e in entries if e is not None]
+    end = query.offset + len(ids)
+    return Page[FlowRun](items=runs, total=total, limit=query.limit, offset=query.offset,
+                         next_offset=end if end < total else None)
 
 
 @router.route("GET", "/flow-runs", scope=Scope.READ, summary="List flow runs, newest first",
               query=FlowRunQuery, response=Page[FlowRun])
 async def list_flow_runs(call: Call) -> Page[FlowRun]:
-    query: FlowRunQuery = call.query
-    runs = [r for r in await _all_runs(call.gateway) if _matches(r, query)]
-    runs.sort(key=lambda r: r.created, reverse=True)
-    return page_of(runs, query)
+    return await query_runs(call.request, call.query)
 
 
 async def _load(call: Call) -> FlowRun:

@@ -1,0 +1,279 @@
+"""An in-memory index of flow runs, kept current by watching the flow-run bucket.
+
+Listing flow runs used to read every record and filter in the gateway: O(all runs)
+per request. The index holds one small summary per run (id, creation time, state,
+deployment, flow, tags, a search text) in lists sorted by creation time, one list per
+filter value, so a page of a filtered list is found by bisection and slicing and only
+that page's records are read from KV. A query combining several filters walks the
+shortest matching list and checks the others on the summaries.
+
+Every gateway process keeps its own index; it follows the bucket through a KV watch,
+so a run written by the orchestrator or a runner is listed a moment later.
+
+>>> index = RunIndex()
+>>> index.apply("r1", b'{"id": "r1", ...}', 1)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from bisect import bisect_left, insort
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from events.records import FlowRun
+from gateway.context import GATEWAY
+
+log = logging.getLogger("flowbus.gateway.runindex")
+
+Key = tuple[float, str]
+_RETRY_SECONDS = 1.0
+_CATCH_UP_POLL_SECONDS = 0.002
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What the index knows of one run: enough to filter and order, not the record."""
+
+    id: str
+    created: float
+    state: str
+    deployment_name: str | None
+    deployment_id: str | None
+    flow: str
+    tags: tuple[str, ...]
+    text: str
+    revision: int
+
+    @property
+    def key(self) -> Key:
+        return (self.created, self.id)
+
+    def facets(self) -> Iterator[tuple[str, str]]:
+        """The (dimension, value) pairs this run is listed under."""
+        yield ("state", self.state)
+        yield ("flow", self.flow)
+        for dep in {self.deployment_name, self.deployment_id}:
+            if dep is not None:
+                yield ("deployment", dep)
+        for tag in set(self.tags):
+            yield ("tag", tag)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """A list query: exact filters, a creation-time range and a text to find."""
+
+    state: str | None = None
+    deployment: str | None = None
+    flow: str | None = None
+    tag: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str | None = None
+
+    def facets(self) -> list[tuple[str, str]]:
+        pairs = [("state", self.state), ("deployment", self.deployment), ("flow", self.flow),
+                 ("tag", self.tag)]
+        return [(dim, value) for dim, value in pairs if value is not None]
+
+
+def summarize(raw: bytes, revision: int) -> RunSummary:
+    """The summary of a stored record (raises ``ValidationError`` for a record that is not one)."""
+    run = FlowRun.model_validate_json(raw)
+    text = " ".join(filter(None, (run.id, run.name, run.flow_name, run.deployment_name,
+                                  *run.tags))).lower()
+    return RunSummary(
+        id=run.id, created=run.created.timestamp(), state=run.state.name,
+        deployment_name=run.deployment_name, deployment_id=run.deployment_id,
+        flow=run.flow_name, tags=tuple(run.tags), text=text, revision=revision,
+    )
+
+
+class RunIndex:
+    """Flow-run summaries ordered by creation time, per filter value."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, RunSummary] = {}
+        self._all: list[Key] = []
+        self._by: dict[tuple[str, str], list[Key]] = {}
+        self._listeners: set[asyncio.Queue[str]] = set()
+        self.current = asyncio.Event()
+        self.revision = 0
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def apply(self, run_id: str, raw: bytes | None, revision: int) -> None:
+        """Take one change of the bucket: a new or changed record, or a delete (``raw`` None)."""
+        self.revision = max(self.revision, revision)
+        old = self._runs.get(run_id)
+        if old is not None and revision and revision < old.revision:
+            return  # an older value arriving late
+        new: RunSummary | None = None
+        if raw is not None:
+            try:
+                new = summarize(raw, revision)
+            except ValidationError:
+                log.warning("flow-run record %s is not a valid record; not listed", run_id)
+        if old is not None:
+            self._remove(old)
+        if new is not None:
+            self._add(new)
+        for queue in self._listeners:
+            if not queue.full():
+                queue.put_nowait(run_id)
+
+    def retain(self, ids: set[str]) -> None:
+        """Drop every run not in ``ids`` (after a re-read of the bucket, deletes missed)."""
+        for run_id in [r for r in self._runs if r not in ids]:
+            self.apply(run_id, None, 0)
+
+    def _add(self, run: RunSummary) -> None:
+        self._runs[run.id] = run
+        insort(self._all, run.key)
+        for facet in run.facets():
+            insort(self._by.setdefault(facet, []), run.key)
+
+    def _remove(self, run: RunSummary) -> None:
+        del self._runs[run.id]
+        _discard(self._all, run.key)
+        for facet in run.facets():
+            keys = self._by.get(facet)
+            if keys is not None:
+                _discard(keys, run.key)
+                if not keys:
+                    del self._by[facet]
+
+    def query(self, where: RunFilter, offset: int, limit: int) -> tuple[list[str], int]:
+        """Ids of one page (newest first) and how many runs match in all."""
+        lo_key: Key = (where.since.timestamp(), "") if where.since else (float("-inf"), "")
+        hi_key: Key = (where.until.timestamp(), "") if where.until else (float("inf"), "")
+        ranges: list[tuple[list[Key], int, int]] = []
+        for facet in where.facets() or [("", "")]:
+            keys = self._by.get(facet, []) if facet[0] else self._all
+            ranges.append((keys, bisect_left(keys, lo_key), bisect_left(keys, hi_key)))
+        keys, lo, hi = min(ranges, key=lambda r: r[2] - r[1])
+        needle = where.text.lower() if where.text else None
+        if len(ranges) == 1 and needle is None:
+            # One list answers it: the page is a slice, the total a subtraction.
+            start = max(hi - offset, lo)
+            stop = max(start - limit, lo)
+            return [keys[i][1] for i in range(start - 1, stop - 1, -1)], hi - lo
+        checks = where.facets()
+        page: list[str] = []
+        total = 0
+        runs = self._runs
+        for i in range(hi - 1, lo - 1, -1):
+            run = runs[keys[i][1]]
+            if needle is not None and needle not in run.text:
+                continue
+            if checks and not all(_has(run, facet) for facet in checks):
+                continue
+            if offset <= total < offset + limit:
+                page.append(run.id)
+            total += 1
+        return page, total
+
+    async def wait_revision(self, revision: int) -> None:
+        """Wait until the index has seen the bucket up to ``revision`` (bound it by a timeout)."""
+        while self.revision < revision:
+            await asyncio.sleep(_CATCH_UP_POLL_SECONDS)
+
+    def count(self, where: RunFilter) -> int:
+        """How many runs match (cheap for one filter and a time range: two bisections)."""
+        return self.query(where, 0, 0)[1]
+
+    def histogram(self, start: float, end: float, step: float) -> list[tuple[float, int]]:
+        """Runs created per ``step`` seconds from ``start`` to ``end`` (bucket start, count)."""
+        out: list[tuple[float, int]] = []
+        edge = start
+        while edge < end:
+            lo = bisect_left(self._all, (edge, ""))
+            hi = bisect_left(self._all, (min(edge + step, end), ""))
+            out.append((edge, hi - lo))
+            edge += step
+        return out
+
+    @contextlib.contextmanager
+    def changes(self, size: int = 1024) -> Iterator[asyncio.Queue[str]]:
+        """A bounded queue of ids of runs that change while the block runs (extra ones dropped)."""
+        queue: asyncio.Queue[str] = asyncio.Queue(size)
+        self._listeners.add(queue)
+        try:
+            yield queue
+        finally:
+            self._listeners.discard(queue)
+
+
+def _has(run: RunSummary, facet: tuple[str, str]) -> bool:
+    dim, value = facet
+    if dim == "state":
+        return run.state == value
+    if dim == "flow":
+        return run.flow == value
+    if dim == "deployment":
+        return value in (run.deployment_name, run.deployment_id)
+    return value in run.tags
+
+
+def _discard(keys: list[Key], key: Key) -> None:
+    i = bisect_left(keys, key)
+    if i < len(keys) and keys[i] == key:
+        del keys[i]
+
+
+RUN_INDEX = web.AppKey("run_index", RunIndex)
+
+
+class _Pass:
+    """One read of the bucket: the keys of its initial values, then live changes."""
+
+    def __init__(self, index: RunIndex) -> None:
+        self.index = index
+        self.seen: set[str] | None = set()
+
+    def caught_up(self) -> None:
+        if self.seen is not None:
+            self.index.retain(self.seen)
+            self.seen = None
+        self.index.current.set()
+
+    def take(self, key: str, value: bytes | None, revision: int) -> None:
+        if self.seen is not None:
+            self.seen.add(key)
+        self.index.apply(key, value, revision)
+
+
+async def follow(index: RunIndex, app: web.Application) -> None:
+    """Keep ``index`` equal to the flow-run bucket until cancelled; re-read after a failure."""
+    gateway = app[GATEWAY]
+    kv = await gateway.kv(gateway.bus.layout.flow_runs)
+    while True:
+        reading = _Pass(index)
+        try:
+            async for change in kv.watch(on_current=reading.caught_up):
+                reading.take(change.key, change.value, change.revision)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # NATS went away: watch again once it is back
+            log.warning("flow-run index watch failed (%s: %s); watching again",
+                        type(exc).__name__, exc)
+        await asyncio.sleep(_RETRY_SECONDS)
+
+
+async def run_index_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The task that keeps the app's run index current (an aiohttp cleanup context)."""
+    task = asyncio.create_task(follow(app[RUN_INDEX], app), name="flowbus-run-index")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
