@@ -34,7 +34,6 @@ log = logging.getLogger("flowbus.gateway.runindex")
 
 Key = tuple[float, str]
 _RETRY_SECONDS = 1.0
-_CATCH_UP_POLL_SECONDS = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +105,7 @@ class RunIndex:
         self._listeners: set[asyncio.Queue[str]] = set()
         self.current = asyncio.Event()
         self.revision = 0
+        self._advanced = asyncio.Event()  # set, then replaced, whenever a change is applied
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -113,6 +113,8 @@ class RunIndex:
     def apply(self, run_id: str, raw: bytes | None, revision: int) -> None:
         """Take one change of the bucket: a new or changed record, or a delete (``raw`` None)."""
         self.revision = max(self.revision, revision)
+        self._advanced.set()
+        self._advanced = asyncio.Event()
         old = self._runs.get(run_id)
         if old is not None and revision and revision < old.revision:
             return  # an older value arriving late
@@ -184,7 +186,8 @@ class RunIndex:
     async def wait_revision(self, revision: int) -> None:
         """Wait until the index has seen the bucket up to ``revision`` (bound it by a timeout)."""
         while self.revision < revision:
-            await asyncio.sleep(_CATCH_UP_POLL_SECONDS)
+            advanced = self._advanced
+            await advanced.wait()
 
     def count(self, where: RunFilter) -> int:
         """How many runs match (cheap for one filter and a time range: two bisections)."""

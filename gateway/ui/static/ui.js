@@ -23,21 +23,33 @@
   });
   document.addEventListener("htmx:sseMessage", filterLogs);
 
+  // The Run form: the same type checks as the server, shown next to the field before sending.
+  function showError(input, msg) {
+    var box = input.parentNode.querySelector(".field-error.client");
+    if (!msg) { if (box) { box.remove(); } input.removeAttribute("aria-invalid"); return; }
+    if (!box) {
+      box = document.createElement("div");
+      box.className = "field-error client";
+      box.id = "client-err-" + input.id;
+      input.parentNode.appendChild(box);
+    }
+    box.textContent = (input.labels && input.labels[0] ? input.labels[0].firstChild.textContent.trim() : input.name) + " " + msg;
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", box.id);
+  }
   document.addEventListener("submit", function (e) {
     var form = e.target;
     if (!form.classList || !form.classList.contains("run-form")) { return; }
-    var bad = false;
+    var first = null;
     form.querySelectorAll("input[data-kind]").forEach(function (input) {
       var kind = input.getAttribute("data-kind"), v = input.value.trim(), msg = "";
-      if (v && kind === "integer" && !/^[-+]?\d+$/.test(v)) { msg = "must be a whole number"; }
-      if (v && kind === "number" && !isFinite(Number(v))) { msg = "must be a number"; }
-      input.setCustomValidity(msg);
-      if (msg) { bad = true; }
+      if (v && kind === "integer" && !/^[-+]?\d+$/.test(v)) { msg = "must be a whole number, got '" + v + "'"; }
+      if (v && kind === "number" && !isFinite(Number(v))) { msg = "must be a number, got '" + v + "'"; }
+      if (!v && input.getAttribute("aria-required") === "true") { msg = "is required"; }
+      showError(input, msg);
+      if (msg && !first) { first = input; }
     });
-    if (bad) { e.preventDefault(); form.reportValidity(); }
-  });
-  document.addEventListener("input", function (e) {
-    if (e.target.setCustomValidity && e.target.hasAttribute("data-kind")) { e.target.setCustomValidity(""); }
+    if (first) { e.preventDefault(); first.focus(); }
   });
 
   function drawChart() {
