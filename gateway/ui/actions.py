@@ -101,6 +101,6 @@ async def logout(request: web.Request) -> web.StreamResponse:
     cookie = request.cookies.get(CSRF_COOKIE, "")
     if not cookie or not hmac.compare_digest(sent.encode(), cookie.encode()):
         raise web.HTTPForbidden(text="the form's CSRF token is missing or does not match")
-    response = web.HTTPSeeOther("/ui/login")
+    response = web.Response(status=303, headers={"Location": "/ui/login"})
     end_session(response)
     return response

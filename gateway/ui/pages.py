@@ -183,6 +183,6 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     if await login(request, api_key) is None:
         return render("login.html", status=401, viewer=None, nav="", next=target,
                       error="That API key is unknown, revoked or cannot read.")
-    response = web.HTTPSeeOther(target)
+    response = web.Response(status=303, headers={"Location": target})
     start_session(request, response, api_key)
     return response
