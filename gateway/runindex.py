@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from bisect import bisect_left, insort
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -132,8 +133,12 @@ class RunIndex:
     list once, instead of inserting each run of a large bucket in order.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cached_records: int = 20_000) -> None:
         self._runs: dict[str, RunSummary] = {}
+        # The stored JSON of the runs changed most recently, so a list page of recent runs
+        # needs no KV reads; the rest are read from the bucket.
+        self._records: OrderedDict[str, bytes] = OrderedDict()
+        self._cached_records = cached_records
         self._all: list[Key] = []
         self._by: dict[tuple[str, str], list[Key]] = {}
         self._sets: dict[tuple[str, str], set[Key]] = {}
@@ -162,8 +167,13 @@ class RunIndex:
                 log.warning("flow-run record %s is not a valid record; not listed", run_id)
         if old is not None:
             self._remove(old)
-        if new is not None:
+            self._records.pop(run_id, None)
+        if new is not None and raw is not None:
             self._add(new)
+            if self._cached_records:
+                self._records[run_id] = raw
+                if len(self._records) > self._cached_records:
+                    self._records.popitem(last=False)
         for queue in self._listeners:
             if not queue.full():
                 queue.put_nowait(run_id)
@@ -236,6 +246,10 @@ class RunIndex:
         total = len(matched)
         page = matched[max(0, total - offset - limit) : max(0, total - offset)]
         return [k[1] for k in reversed(page)], total
+
+    def record(self, run_id: str) -> bytes | None:
+        """The stored JSON of a run, if it is among the cached ones."""
+        return self._records.get(run_id)
 
     async def wait_revision(self, revision: int) -> None:
         """Wait until the index is loaded and has seen the bucket up to ``revision``
