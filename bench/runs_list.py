@@ -74,6 +74,15 @@ def start_gateway(nats_url: str, port: int) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 async def wait_listing(url: str) -> float:
     import aiohttp
 
@@ -144,8 +153,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 await wait_listing(f"http://127.0.0.1:{port}")
                 rss_empty = rss_mb(empty.pid)
             finally:
-                empty.terminate()
-                empty.wait(10)
+                stop(empty)
             stored = await store_runs(bus, args.runs)
         port = free_port()
         gw = start_gateway(server.url, port)
@@ -155,8 +163,7 @@ async def main_async(args: argparse.Namespace) -> None:
             results = await timings(url, paths, args.requests)
             rss_full = rss_mb(gw.pid)
         finally:
-            gw.terminate()
-            gw.wait(10)
+            stop(gw)
     load1, load5, _ = os.getloadavg()
     print(f"cores: {os.cpu_count()}, load average {load1:.1f} / {load5:.1f} (1 / 5 min)")
     print(f"stored {args.runs:,} runs in {stored:.1f} s; gateway listed them {ready:.1f} s after start")

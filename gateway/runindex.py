@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import compress, repeat
 from operator import contains, itemgetter
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -55,6 +56,7 @@ class RunSummary:
     tags: tuple[str, ...]
     text: str
     revision: int
+    event_id: str | None = None
 
     @property
     def key(self) -> Key:
@@ -69,6 +71,8 @@ class RunSummary:
                 yield ("deployment", dep)
         for tag in set(self.tags):
             yield ("tag", tag)
+        if self.event_id is not None:
+            yield ("event", self.event_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +86,11 @@ class RunFilter:
     since: datetime | None = None
     until: datetime | None = None
     text: str | None = None
+    event: str | None = None
 
     def facets(self) -> list[tuple[str, str]]:
         pairs = [("state", self.state), ("deployment", self.deployment), ("flow", self.flow),
-                 ("tag", self.tag)]
+                 ("tag", self.tag), ("event", self.event)]
         return [(dim, value) for dim, value in pairs if value is not None]
 
 
@@ -112,17 +117,20 @@ class IndexedFields(BaseModel):
     tags: list[str] = Field(default_factory=list)
     state: _StateName
     created: datetime
+    triggering_event: dict[str, Any] | None = None
 
 
 def summarize(raw: bytes, revision: int) -> RunSummary:
     """The summary of a stored record (raises ``ValidationError`` for a record that is not one)."""
     run = IndexedFields.model_validate_json(raw)
+    event = run.triggering_event or {}
     text = " ".join(filter(None, (run.id, run.name, run.flow_name, run.deployment_name,
                                   *run.tags))).lower()
     return RunSummary(
         id=run.id, created=run.created.timestamp(), state=run.state.name,
         deployment_name=run.deployment_name, deployment_id=run.deployment_id,
         flow=run.flow_name, tags=tuple(run.tags), text=text, revision=revision,
+        event_id=str(event["id"]) if event.get("id") else None,
     )
 
 

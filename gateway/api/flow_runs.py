@@ -40,6 +40,8 @@ class FlowRunQuery(PageQuery):
     tag: str | None = Field(default=None, max_length=256, description="runs carrying this tag")
     q: str | None = Field(default=None, max_length=256,
                           description="text found in the id, name, flow, deployment or tags")
+    event: str | None = Field(default=None, max_length=256,
+                              description="id of the event that triggered the runs")
 
     @field_validator("state")
     @classmethod
@@ -73,7 +75,7 @@ class LogLines(BaseModel):
 
 def _filter(q: FlowRunQuery) -> RunFilter:
     return RunFilter(state=q.state, deployment=q.deployment, flow=q.flow, tag=q.tag,
-                     since=q.since, until=q.until, text=q.q or None)
+                     since=q.since, until=q.until, text=q.q or None, event=q.event)
 
 
 async def page_records(request: web.Request, query: FlowRunQuery) -> tuple[list[bytes], int]:

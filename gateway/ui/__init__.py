@@ -10,7 +10,7 @@ from aiohttp import web
 
 def install(app: web.Application) -> None:
     """Add the UI's routes to the gateway's app."""
-    from gateway.ui import actions, live, pages
+    from gateway.ui import actions, events_view, live, pages
     from gateway.ui.render import serve_static
 
     get, post = app.router.add_get, app.router.add_post
@@ -31,3 +31,6 @@ def install(app: web.Application) -> None:
     post("/ui/deployments/{name}/run", actions.run_deployment)
     post("/ui/deployments/{name}/pause", actions.pause_deployment)
     post("/ui/deployments/{name}/resume", actions.resume_deployment)
+    get("/ui/events", events_view.events_page)
+    get("/ui/events/live", events_view.events_stream)
+    get("/ui/event", events_view.event_page)

@@ -17,7 +17,9 @@ STATES = ["Scheduled", "Running", "Completed", "Failed"]
 def record(i: int, state: str, dep: int, flow: int, tags: list[str], minute: int) -> FlowRun:
     return FlowRun(id=f"run-{i}", name=f"name-{i}", flow_name=f"flow-{flow}",
                    deployment_name=f"dep-{dep}", deployment_id=f"id-{dep}", tags=tags,
-                   state=State.named(state), created=T0 + timedelta(minutes=minute))
+                   state=State.named(state), created=T0 + timedelta(minutes=minute),
+                   triggering_event=None if dep == 2 else {"id": f"e{flow}", "source": "/t",
+                                                           "type": "t.x"})
 
 
 def brute(runs: dict[str, FlowRun], where: RunFilter) -> list[str]:
@@ -32,6 +34,7 @@ def brute(runs: dict[str, FlowRun], where: RunFilter) -> list[str]:
             where.since is None or r.created >= where.since,
             where.until is None or r.created < where.until,
             where.text is None or where.text.lower() in text,
+            where.event is None or (r.triggering_event or {}).get("id") == where.event,
         ))
 
     chosen = sorted((r for r in runs.values() if ok(r)), key=lambda r: (r.created, r.id),
@@ -49,6 +52,7 @@ filters = st.builds(
     since=st.none() | st.integers(0, 20).map(lambda m: T0 + timedelta(minutes=m)),
     until=st.none() | st.integers(0, 20).map(lambda m: T0 + timedelta(minutes=m)),
     text=st.none() | st.sampled_from(["NAME-1", "dep-0", "run-2", "zzz"]),
+    event=st.none() | st.sampled_from(["e0", "e1"]),
 )
 
 

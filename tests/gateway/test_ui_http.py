@@ -174,6 +174,10 @@ async def test_hostile_input_gets_a_clear_answer_never_a_5xx(
             "/ui/runs/nope/live": 404, "/ui/deployments/%3Cscript%3E": 404,
             "/ui/static/000000000000/ui.css": 404, "/ui/static/abc/ui.css": 404,
             "/ui/static/000000000000/..%2F..%2Fapp.py": 404,
+            "/ui/events?pattern=a..b": 400, "/ui/events?pattern=" + "a" * 300: 400,
+            "/ui/events?source=" + "s" * 2000: 400, "/ui/event": 404,
+            "/ui/event?type=%3E&id=x": 404, "/ui/event?type=t.x&id=x&time=noon": 404,
+            "/ui/event?type=t.x&id=x&time=2026-01-01T00:00:00": 404,
         }
         for path, status in gets.items():
             async with session.get(path, allow_redirects=False) as r:

@@ -34,6 +34,25 @@ def test_a_posted_event_makes_its_run_appear_in_the_open_list_and_its_page_shows
         assert console.errors == []
 
 
+def test_the_events_page_shows_new_events_live_and_an_event_shows_its_runs(stack: Stack) -> None:
+    name = f"events-{uuid.uuid4().hex[:6]}"
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, ADMIN_KEY, "/ui/events?pattern=com.example.*")
+        page.wait_for_function("document.querySelector('[sse-connect]') !== null")
+        page.evaluate("window.__stillTheSamePage = true")
+        page.wait_for_timeout(500)  # the stream is open before the event is sent
+        stack.post_event(f"ev-{name}", name)
+        link = page.locator(f"#event-rows tr:has-text('ev-{name}') a")
+        expect(link).to_be_visible(timeout=30_000)
+        assert page.evaluate("window.__stillTheSamePage") is True
+        run = stack.wait_run(lambda r: r["parameters"].get("name") == name, f"for {name}")
+        link.click()
+        expect(page.locator("pre.code")).to_contain_text(f'"name": "{name}"')
+        expect(page.locator(f"a[href='/ui/runs/{run['id']}']")).to_be_visible()
+        assert console.errors == []
+
+
 def test_the_run_form_refuses_a_wrong_parameter_type_and_creates_nothing(stack: Stack) -> None:
     before = len(stack.runs(deployment="nap"))
     with chromium() as browser:
@@ -94,7 +113,7 @@ def test_pages_have_no_console_errors_and_no_serious_accessibility_violations(
         page.goto(stack.url + "/ui/login")
         assert serious_violations(page) == []
         log_in(page, stack.url, ADMIN_KEY)
-        for path in ("/ui", "/ui/runs", f"/ui/runs/{run['id']}", "/ui/deployments",
+        for path in ("/ui", "/ui/runs", f"/ui/runs/{run['id']}", "/ui/deployments", "/ui/events",
                      "/ui/deployments/nap", "/ui/runs?state=Completed"):
             page.goto(stack.url + path)
             page.wait_for_load_state("load")
