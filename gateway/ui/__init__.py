@@ -10,7 +10,7 @@ from aiohttp import web
 
 def install(app: web.Application) -> None:
     """Add the UI's routes to the gateway's app."""
-    from gateway.ui import actions, events_view, live, pages
+    from gateway.ui import actions, automations_view, events_view, live, pages
     from gateway.ui.render import serve_static
 
     get, post = app.router.add_get, app.router.add_post
@@ -34,3 +34,5 @@ def install(app: web.Application) -> None:
     get("/ui/events", events_view.events_page)
     get("/ui/events/live", events_view.events_stream)
     get("/ui/event", events_view.event_page)
+    get("/ui/automations", automations_view.automations_page)
+    post("/ui/automations/dead-letters/{key}/redrive", automations_view.redrive)

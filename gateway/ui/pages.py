@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from pydantic import ValidationError
 
+from events.automation_store import count_dead_letters
 from events.records import Deployment, FlowRun
 from events.states import FLOW_RUN_STATES
 from gateway.api.flow_runs import FlowRunQuery, query_runs
@@ -111,7 +112,8 @@ async def dashboard(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     per_minute = index.histogram(now - 3600, now, 60)
     recent = await query_runs(request, FlowRunQuery(limit=10))
     problems = await query_runs(request, FlowRunQuery(limit=10, state="Failed"))
-    return render("dashboard.html", viewer=viewer, nav="dashboard", counts=counts,
+    dead = await count_dead_letters(gateway_of(request).bus)
+    return render("dashboard.html", viewer=viewer, nav="dashboard", counts=counts, dead=dead,
                   total=len(index), per_minute=per_minute, recent=recent.items,
                   failed=problems.items, late=counts.get("Late", 0),
                   crashed=counts.get("Crashed", 0))

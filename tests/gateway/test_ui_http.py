@@ -220,3 +220,39 @@ async def test_static_files_are_content_hashed_and_cached_for_long(
             async with session.get(url) as r:
                 assert r.status == 200
                 assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+
+
+async def test_automations_and_dead_letters_show_no_secret_and_redrive(
+    gateway: RunningGateway, client: aiohttp.ClientSession, bus: Bus,
+) -> None:
+    from events.automation_store import REDRIVE_REQUESTED, DeadLetter, create_automation
+
+    await create_automation(bus, {
+        "name": "page-me", "trigger": {"expect": ["flowbus.flow-run.Failed"]},
+        "actions": [{"type": "call-webhook", "url": "http://127.0.0.1:9/hook",
+                     "headers": {"Authorization": "Bearer hook-secret-123"}}]})
+    kv = await bus.kv(bus.layout.automation_state)
+    letter = DeadLetter(key="k1", automation_id="a1", automation_name="page-me", action_index=0,
+                        action={"type": "call-webhook", "headers": {"Authorization": "Bearer hook-secret-123"}},
+                        reason="POST http://127.0.0.1:9/hook refused", attempts=5,
+                        firing={"key": "f", "event": {}}, failed_at="2026-03-01T00:00:00Z")
+    await kv.put("dead.k1", letter.model_dump_json().encode())
+    async with await browser(gateway, await make_key(client, "read")) as reader:
+        async with reader.get("/ui/automations") as r:
+            page = await r.text()
+        assert "page-me" in page and "flowbus.flow-run.Failed" in page and "call-webhook" in page
+        assert "refused" in page and "hook-secret-123" not in page and "Redrive</button>" not in page
+        token = await csrf_of(reader, "/ui/automations")
+        async with reader.post("/ui/automations/dead-letters/k1/redrive", data={"csrf": token},
+                               allow_redirects=False) as r:
+            assert r.status == 403
+    async with await browser(gateway, ADMIN_KEY) as admin:
+        token = await csrf_of(admin, "/ui/automations")
+        async with admin.post("/ui/automations/dead-letters/nope/redrive", data={"csrf": token},
+                              allow_redirects=False) as r:
+            assert r.status == 404
+        async with admin.post("/ui/automations/dead-letters/k1/redrive", data={"csrf": token},
+                              allow_redirects=False) as r:
+            assert r.status == 303
+    redrives = [e for e in await stored_events(bus, "redrive") if e.type == REDRIVE_REQUESTED]
+    assert [e.data["key"] for e in redrives] == ["k1"]

@@ -113,7 +113,7 @@ def test_pages_have_no_console_errors_and_no_serious_accessibility_violations(
         page.goto(stack.url + "/ui/login")
         assert serious_violations(page) == []
         log_in(page, stack.url, ADMIN_KEY)
-        for path in ("/ui", "/ui/runs", f"/ui/runs/{run['id']}", "/ui/deployments", "/ui/events",
+        for path in ("/ui", "/ui/runs", f"/ui/runs/{run['id']}", "/ui/deployments", "/ui/events", "/ui/automations",
                      "/ui/deployments/nap", "/ui/runs?state=Completed"):
             page.goto(stack.url + path)
             page.wait_for_load_state("load")
