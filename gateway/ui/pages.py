@@ -107,11 +107,11 @@ async def run_page(request: web.Request, viewer: Viewer) -> web.StreamResponse:
 @page
 async def dashboard(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     index = request.app[RUN_INDEX]
+    recent = await query_runs(request, FlowRunQuery(limit=10))  # first: waits for the index
+    problems = await query_runs(request, FlowRunQuery(limit=10, state="Failed"))
     counts = {name: index.count(RunFilter(state=name)) for name in FLOW_RUN_STATES}
     now = time.time()
     per_minute = index.histogram(now - 3600, now, 60)
-    recent = await query_runs(request, FlowRunQuery(limit=10))
-    problems = await query_runs(request, FlowRunQuery(limit=10, state="Failed"))
     dead = await count_dead_letters(gateway_of(request).bus)
     return render("dashboard.html", viewer=viewer, nav="dashboard", counts=counts, dead=dead,
                   total=len(index), per_minute=per_minute, recent=recent.items,
