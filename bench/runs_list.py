@@ -8,7 +8,10 @@ deployments, 5 flows, a mix of states and tags, created over 7 days), then start
 - p50/p99 of ``GET /api/v1/flow-runs?limit=50`` with no filter and with each filter
   (state, deployment, flow, tag, time range, text, a combination, a deep page);
 - p50/p99 of the UI's run list page ``GET /ui/runs`` (rendered HTML);
-- the gateway's resident memory with an empty bucket and with N runs.
+- the gateway's resident memory with an empty bucket and with N runs;
+- the run index alone, in this process: its load time, its memory (traced
+  allocations) and p50/p99 of each query, which is what the gateway adds per request
+  on top of HTTP, the KV revision check and JSON.
 
 Usage: python bench/runs_list.py [--runs N] [--requests N]
 """
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from events.bus import Bus
 from events.embedded import EmbeddedNats, free_port
 from events.records import FlowRun, State
 from events.settings import NatsSettings
+from gateway.runindex import RunFilter, RunIndex
 
 NOW = datetime.now(UTC)
 STATES = ["Completed"] * 70 + ["Failed"] * 10 + ["Running"] * 8 + ["Scheduled"] * 8 + ["Crashed"] * 2 + ["Cancelled"] * 2
@@ -57,6 +62,31 @@ async def store_runs(bus: Bus, n: int) -> float:
         runs = [_run(i, rng) for i in range(chunk, min(n, chunk + 1000))]
         await asyncio.gather(*(kv.put(r.id, r.model_dump_json().encode()) for r in runs))
     return time.perf_counter() - start
+
+
+def index_alone(n: int, queries: dict[str, RunFilter], repeat: int) -> tuple[float, float, dict[str, tuple[float, float]]]:
+    """Load time (s), traced memory (MB) and per-query p50/p99 (ms) of a RunIndex of ``n`` runs."""
+    rng = random.Random(7)
+    raws = [(r.id, r.model_dump_json().encode()) for r in (_run(i, rng) for i in range(n))]
+    tracemalloc.start()
+    start = time.perf_counter()
+    index = RunIndex()
+    for revision, (run_id, raw) in enumerate(raws, start=1):
+        index.apply(run_id, raw, revision)
+    index.finish_load()
+    loaded = time.perf_counter() - start
+    memory = tracemalloc.get_traced_memory()[0] / 2**20
+    tracemalloc.stop()
+    del raws
+    out: dict[str, tuple[float, float]] = {}
+    for label, where in queries.items():
+        samples = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            index.query(where, 0, 50)
+            samples.append((time.perf_counter() - t0) * 1000)
+        out[label] = (_pct(samples, 0.5), _pct(samples, 0.99))
+    return loaded, memory, out
 
 
 def rss_mb(pid: int) -> float:
@@ -173,11 +203,35 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"{label:28} {p50:8.1f} {p99:8.1f} {total if total else '':>9}")
 
 
+def print_index_alone(n: int) -> None:
+    since, until = NOW - timedelta(days=2), NOW - timedelta(days=1)
+    queries = {
+        "no filter": RunFilter(), "state=Failed": RunFilter(state="Failed"),
+        "deployment": RunFilter(deployment="dep-3"), "tag": RunFilter(tag="team-4"),
+        "time range": RunFilter(since=since, until=until),
+        "state+deployment": RunFilter(state="Crashed", deployment="dep-3"),
+        "flow+tag": RunFilter(flow="flow-2", tag="team-4"),
+        "text search": RunFilter(text="dep-7-"),
+    }
+    loaded, memory, results = index_alone(n, queries, 200)
+    load1, _, _ = os.getloadavg()
+    print(f"run index alone ({n:,} runs, load average {load1:.1f}): loaded in {loaded:.1f} s, "
+          f"{memory:.0f} MB traced (with its cache of recent records)")
+    print(f"{'query (limit 50)':28} {'p50 ms':>8} {'p99 ms':>8}")
+    for label, (p50, p99) in results.items():
+        print(f"{label:28} {p50:8.3f} {p99:8.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=100_000, help="flow runs stored")
     parser.add_argument("--requests", type=int, default=200, help="requests per query")
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument("--index-only", action="store_true",
+                        help="measure the run index alone (no NATS, no gateway)")
+    args = parser.parse_args()
+    print_index_alone(args.runs)
+    if not args.index_only:
+        asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

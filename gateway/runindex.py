@@ -23,10 +23,11 @@ import logging
 from bisect import bisect_left, insort
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import compress, repeat
 from operator import contains, itemgetter
+from sys import intern
 from typing import Any
 
 from aiohttp import web
@@ -57,10 +58,11 @@ class RunSummary:
     text: str
     revision: int
     event_id: str | None = None
+    key: Key = field(init=False)
 
-    @property
-    def key(self) -> Key:
-        return (self.created, self.id, self.text)
+    def __post_init__(self) -> None:
+        # One tuple shared by every list and set the run is in.
+        object.__setattr__(self, "key", (self.created, self.id, self.text))
 
     def facets(self) -> Iterator[tuple[str, str]]:
         """The (dimension, value) pairs this run is listed under."""
@@ -120,16 +122,22 @@ class IndexedFields(BaseModel):
     triggering_event: dict[str, Any] | None = None
 
 
+def _intern(value: str | None) -> str | None:
+    return None if value is None else intern(value)
+
+
 def summarize(raw: bytes, revision: int) -> RunSummary:
     """The summary of a stored record (raises ``ValidationError`` for a record that is not one)."""
     run = IndexedFields.model_validate_json(raw)
     event = run.triggering_event or {}
     text = " ".join(filter(None, (run.id, run.name, run.flow_name, run.deployment_name,
                                   *run.tags))).lower()
+    # Names repeat across many runs: interned, each is held once.
     return RunSummary(
-        id=run.id, created=run.created.timestamp(), state=run.state.name,
-        deployment_name=run.deployment_name, deployment_id=run.deployment_id,
-        flow=run.flow_name, tags=tuple(run.tags), text=text, revision=revision,
+        id=run.id, created=run.created.timestamp(), state=intern(run.state.name),
+        deployment_name=_intern(run.deployment_name), deployment_id=_intern(run.deployment_id),
+        flow=intern(run.flow_name), tags=tuple(intern(t) for t in run.tags), text=text,
+        revision=revision,
         event_id=str(event["id"]) if event.get("id") else None,
     )
 
