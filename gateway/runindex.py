@@ -41,6 +41,7 @@ log = logging.getLogger("flowbus.gateway.runindex")
 # a search reads it from the list it walks instead of looking each run up.
 Key = tuple[float, str, str]
 _RETRY_SECONDS = 1.0
+_STOP_SECONDS = 5.0
 _NONE: frozenset[Key] = frozenset()
 
 
@@ -327,11 +328,11 @@ class _Pass:
         self.index.apply(key, value, revision)
 
 
-async def follow(index: RunIndex, app: web.Application) -> None:
-    """Keep ``index`` equal to the flow-run bucket until cancelled; re-read after a failure."""
+async def follow(index: RunIndex, app: web.Application, stop: asyncio.Event) -> None:
+    """Keep ``index`` equal to the flow-run bucket until ``stop``; re-read after a failure."""
     gateway = app[GATEWAY]
     kv = await gateway.kv(gateway.bus.layout.flow_runs)
-    while True:
+    while not stop.is_set():
         reading = _Pass(index)
         try:
             async for change in kv.watch(on_current=reading.caught_up):
@@ -339,17 +340,32 @@ async def follow(index: RunIndex, app: web.Application) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # NATS went away: watch again once it is back
+            if stop.is_set():
+                return  # a cancellation the NATS client turned into an error
             log.warning("flow-run index watch failed (%s: %s); watching again",
                         type(exc).__name__, exc)
-        await asyncio.sleep(_RETRY_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), _RETRY_SECONDS)
 
 
 async def run_index_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The task that keeps the app's run index current (an aiohttp cleanup context)."""
-    task = asyncio.create_task(follow(app[RUN_INDEX], app), name="flowbus-run-index")
+    """The task that keeps the app's run index current (an aiohttp cleanup context).
+
+    Shutdown is bounded: the task is cancelled (again, if the NATS client swallowed a
+    cancellation) for at most ``_STOP_SECONDS``.
+    """
+    stop = asyncio.Event()
+    task = asyncio.create_task(follow(app[RUN_INDEX], app, stop), name="flowbus-run-index")
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _STOP_SECONDS
+        while not task.done() and loop.time() < deadline:
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.warning("flow-run index task ended with %r", task.exception())
+        elif not task.done():
+            log.warning("flow-run index task did not stop within %s s", _STOP_SECONDS)
