@@ -169,12 +169,27 @@ class KV:
         live = await asyncio.gather(*(self.get(key) for key in candidates))
         return [key for key, entry in zip(candidates, live, strict=True) if entry is not None]
 
-    async def watch(self, keys: str = ">", *, include_history: bool = False) -> AsyncIterator[Change]:
-        """Changes to ``keys`` as they happen (after the current values, unless history)."""
+    async def last_revision(self) -> int:
+        """The revision of the bucket's latest write (0 for a bucket never written)."""
+        info = await self._kv._js.stream_info(f"KV_{self.name}")
+        return int(info.state.last_seq or 0)
+
+    async def watch(
+        self, keys: str = ">", *, include_history: bool = False,
+        on_current: Callable[[], None] | None = None,
+    ) -> AsyncIterator[Change]:
+        """Changes to ``keys`` as they happen (after the current values, unless history).
+
+        ``on_current`` is called once the values present when the watch began have all
+        been yielded (at once for an empty bucket).
+        """
         watcher = await self._kv.watch(keys, include_history=include_history)
         try:
             async for entry in watcher:
                 if entry is None:  # the end of the initial values
+                    if on_current is not None:
+                        on_current()
+                        on_current = None
                     continue
                 deleted = entry.operation in ("DEL", "PURGE")
                 yield Change(entry.key, None if deleted else entry.value, int(entry.revision or 0))

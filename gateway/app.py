@@ -14,12 +14,13 @@ from aiohttp import web
 
 from events.bus import Bus
 from events.layout import all_streams
-from gateway import ingest, webhooks
+from gateway import ingest, ui, webhooks
 from gateway.api import routers
 from gateway.api.openapi import openapi_handler
 from gateway.context import CLOSING, GATEWAY, Gateway, gateway_of
 from gateway.limits import ascii_headers_middleware, host_middleware
 from gateway.problems import MAX_BODY_KEY, RETRY_AFTER_KEY, problem_middleware
+from gateway.runindex import RUN_INDEX, RunIndex, run_index_ctx
 from gateway.settings import GatewaySettings
 from gateway.types import Clock
 
@@ -38,6 +39,8 @@ def create_app(bus: Bus, settings: GatewaySettings, *, clock: Clock = time.time)
     app[MAX_BODY_KEY] = settings.request_max_bytes
     app[CLOSING] = asyncio.Event()
     app.cleanup_ctx.append(_lifecycle)
+    app[RUN_INDEX] = RunIndex()
+    app.cleanup_ctx.append(run_index_ctx)
     app.on_shutdown.append(_close_streams)
 
     app.router.add_get("/healthz", healthz)
@@ -50,6 +53,7 @@ def create_app(bus: Bus, settings: GatewaySettings, *, clock: Clock = time.time)
     app.router.add_get("/api/v1/openapi.json", openapi_handler)
     for router in routers():
         router.install(app)
+    ui.install(app)
     return app
 
 

@@ -252,6 +252,7 @@ async def _serve(settings: Any, server: Any, data_dir: Path, gw_settings: Any,
         click.echo(f"NATS JetStream   {server.url}  (data in {data_dir})")
         click.echo(f"namespace        {bus.layout.namespace}")
         click.echo(f"gateway          {gateway.url}  (API {gateway.url}/api/v1)")
+        click.echo(f"web UI           {gateway.url}/ui")
         click.echo(f"runner           pool 'default', limit {runner_settings.limit}, "
                    f"{runner_settings.isolation} isolation")
         click.echo(f"metrics          gateway {gateway.url}/metrics")

@@ -286,18 +286,10 @@ async def run_deployment(call: Call) -> RunOutcome | web.Response:
     body: RunRequest = call.body
     query: RunQuery = call.query
     deployment = await _load(call)
-    refuse_bad_parameters(deployment, {**deployment.parameters, **body.parameters})
-    event_id = body.idempotency_key or str(uuid.uuid4())
-    event = run_requested_event(
-        RunRequested(deployment=deployment.name, parameters=body.parameters, tags=body.tags,
-                     name=body.name, scheduled_start_time=body.scheduled_start_time),
-        source=SOURCE, event_id=event_id,
-    )
-    run_id = str(event.data["flow_run_id"])
-    await call.gateway.bus.publish(event)
-    outcome = RunOutcome(flow_run_id=run_id, event_id=event_id)
+    outcome = await request_run(call.gateway, deployment, body)
     if not query.wait:
         return outcome
+    run_id = outcome.flow_run_id
     timeout = min(query.wait, call.gateway.settings.wait_max_seconds)
     run = await wait_final(call.gateway, run_id, timeout, closing_of(call.request))
     if run is None:
@@ -308,6 +300,24 @@ async def run_deployment(call: Call) -> RunOutcome | web.Response:
     outcome.result_available, outcome.result = await read_result(call.gateway, run_id)
     return web.Response(status=200, body=outcome.model_dump_json().encode(),
                         content_type="application/json")
+
+
+async def request_run(gateway: Gateway, deployment: Deployment, body: RunRequest) -> RunOutcome:
+    """Publish the run-requested event of a manual run; the orchestrator creates the run.
+
+    Parameters that do not fit the deployment's schema are refused first (422 naming
+    each), so the API and the UI create nothing that would fail.
+    """
+    refuse_bad_parameters(deployment, {**deployment.parameters, **body.parameters})
+    event_id = body.idempotency_key or str(uuid.uuid4())
+    event = run_requested_event(
+        RunRequested(deployment=deployment.name, parameters=body.parameters, tags=body.tags,
+                     name=body.name, scheduled_start_time=body.scheduled_start_time),
+        source=SOURCE, event_id=event_id,
+    )
+    run_id = str(event.data["flow_run_id"])
+    await gateway.bus.publish(event)
+    return RunOutcome(flow_run_id=run_id, event_id=event_id)
 
 
 async def wait_final(

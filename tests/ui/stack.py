@@ -1,0 +1,157 @@
+"""Real flowbus processes for the UI tests: gateway (auth on), orchestrator, runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from events.embedded import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_KEY = "ui-test-admin-key-0123456789abcdef"
+
+FLOWS = '''
+import time
+
+from flowbus import flow, get_run_logger
+
+
+@flow(log_prints=True)
+def greet(name: str = "world") -> str:
+    get_run_logger().info("greeting %s", name)
+    message = f"Hello, {name}!"
+    print(message)
+    return message
+
+
+@flow
+def nap(seconds: int = 60, label: str = "nap") -> str:
+    time.sleep(seconds)
+    return label
+'''
+
+PROJECT = '''
+deployments:
+  - name: hello
+    entrypoint: flows.py:greet
+    parameters:
+      name: world
+    triggers:
+      - expect: ["com.example.hello"]
+        parameters:
+          name: "{{ event.data.name }}"
+  - name: nap
+    entrypoint: flows.py:nap
+'''
+
+
+@dataclass
+class Stack:
+    """The running processes and how to reach them."""
+
+    url: str
+    env: dict[str, str]
+    home: Path
+    keys: dict[str, str] = field(default_factory=dict)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def api(self, method: str, path: str, body: Any = None, *, key: str = ADMIN_KEY,
+            content_type: str = "application/json") -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {key}", "Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                raw = r.read()
+                return r.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def post_event(self, event_id: str, name: str) -> None:
+        status, _ = self.api("POST", "/events", {
+            "specversion": "1.0", "id": event_id, "source": "/ui-test",
+            "type": "com.example.hello", "data": {"name": name}},
+            content_type="application/cloudevents+json")
+        assert status == 202, status
+
+    def runs(self, **params: str) -> list[dict[str, Any]]:
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        status, body = self.api("GET", f"/api/v1/flow-runs?limit=100&{query}")
+        assert status == 200, body
+        return list(body["items"])
+
+    def wait_run(self, predicate: Any, what: str, seconds: float = 60, **params: str) -> dict[str, Any]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for run in self.runs(**params):
+                if predicate(run):
+                    return run
+            time.sleep(0.2)
+        raise AssertionError(f"no run {what} within {seconds} s: {self.runs(**params)}")
+
+
+def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for proc in procs:
+            assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the gateway did not become ready")
+
+
+def start_stack(nats_url: str, namespace: str, home: Path) -> Stack:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
+    env.update(FLOWBUS_NATS_URL=nats_url, FLOWBUS_NAMESPACE=namespace, FLOWBUS_HOME=str(home),
+               FLOWBUS_GATEWAY_ADMIN_API_KEY=ADMIN_KEY, FLOWBUS_GATEWAY_AUTH="true",
+               FLOWBUS_RUNNER_FETCH_WAIT="0.2", PYTHONPATH=str(ROOT))
+    project = home / "project"
+    project.mkdir(parents=True)
+    (project / "flows.py").write_text(FLOWS)
+    (project / "flowbus.yaml").write_text(PROJECT)
+    flowbus = [sys.executable, "-m", "flowbus.cli"]
+    subprocess.run([*flowbus, "deploy", "-f", str(project / "flowbus.yaml")], env=env, cwd=project,
+                   check=True, capture_output=True, timeout=120)
+    port = free_port()
+    stack = Stack(url=f"http://127.0.0.1:{port}", env=env, home=home)
+    commands = {"gateway": ["gateway", "--port", str(port)], "orchestrator": ["orchestrator"],
+                "runner": ["runner", "--limit", "2"]}
+    try:
+        for name, args in commands.items():
+            with (home / f"{name}.log").open("wb") as log:
+                stack.procs.append(subprocess.Popen([*flowbus, *args], env=env, cwd=project,
+                                                    stdout=log, stderr=subprocess.STDOUT))
+        _wait_ready(stack.url, stack.procs)
+        for name, scopes in {"reader": ["read"], "writer": ["write"]}.items():
+            status, body = stack.api("POST", "/api/v1/api-keys", {"name": name, "scopes": scopes})
+            assert status == 201, body
+            stack.keys[name] = body["key"]
+    except BaseException:
+        stop_stack(stack)
+        raise
+    return stack
+
+
+def stop_stack(stack: Stack) -> None:
+    for proc in stack.procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in stack.procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

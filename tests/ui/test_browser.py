@@ -1,0 +1,121 @@
+"""The UI in a real browser against real gateway, orchestrator and runner processes."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.ui.browser import chromium, log_in, open_page, serious_violations
+from tests.ui.stack import ADMIN_KEY, Stack
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def test_a_posted_event_makes_its_run_appear_in_the_open_list_and_its_page_shows_the_log(
+    stack: Stack,
+) -> None:
+    name = f"browser-{uuid.uuid4().hex[:6]}"
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, ADMIN_KEY, "/ui/runs")
+        page.evaluate("window.__stillTheSamePage = true")
+        expect(page.locator("#run-rows")).to_be_visible()
+        page.wait_for_function("document.querySelector('[sse-connect]') !== null")
+        stack.post_event(f"ev-{name}", name)
+        run = stack.wait_run(lambda r: r["parameters"].get("name") == name, f"for {name}")
+        row = page.locator(f"#run-rows a[href='/ui/runs/{run['id']}']")
+        expect(row).to_be_visible(timeout=30_000)
+        assert page.evaluate("window.__stillTheSamePage") is True  # no reload happened
+        row.click()
+        expect(page.locator("#logs")).to_contain_text(f"Hello, {name}!", timeout=30_000)
+        expect(page.locator("#run-state")).to_contain_text("Completed", timeout=30_000)
+        assert console.errors == []
+
+
+def test_the_events_page_shows_new_events_live_and_an_event_shows_its_runs(stack: Stack) -> None:
+    name = f"events-{uuid.uuid4().hex[:6]}"
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, ADMIN_KEY, "/ui/events?pattern=com.example.*")
+        page.wait_for_function("document.querySelector('[sse-connect]') !== null")
+        page.evaluate("window.__stillTheSamePage = true")
+        page.wait_for_timeout(500)  # the stream is open before the event is sent
+        stack.post_event(f"ev-{name}", name)
+        link = page.locator(f"#event-rows tr:has-text('ev-{name}') a")
+        expect(link).to_be_visible(timeout=30_000)
+        assert page.evaluate("window.__stillTheSamePage") is True
+        run = stack.wait_run(lambda r: r["parameters"].get("name") == name, f"for {name}")
+        link.click()
+        expect(page.locator("pre.code")).to_contain_text(f'"name": "{name}"')
+        expect(page.locator(f"a[href='/ui/runs/{run['id']}']")).to_be_visible()
+        assert console.errors == []
+
+
+def test_the_run_form_refuses_a_wrong_parameter_type_and_creates_nothing(stack: Stack) -> None:
+    before = len(stack.runs(deployment="nap"))
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, ADMIN_KEY, "/ui/deployments/nap")
+        page.fill("#p-seconds", "soon")
+        page.click("form.run-form button[type=submit]")
+        expect(page.locator(".field-error")).to_contain_text("must be a whole number")
+        assert page.url.endswith("/ui/deployments/nap")
+        assert console.errors == []
+    assert len(stack.runs(deployment="nap")) == before
+
+
+def test_a_run_started_from_the_form_can_be_cancelled(stack: Stack) -> None:
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, ADMIN_KEY, "/ui/deployments/nap")
+        page.fill("#p-seconds", "120")
+        page.click("form.run-form button[type=submit]")
+        page.wait_for_url("**/ui/runs/*")
+        run_id = page.url.rsplit("/", 1)[1]
+        stack.wait_run(lambda r: r["id"] == run_id and r["state"]["name"] == "Running", "running",
+                       deployment="nap")
+        page.reload()
+        page.click("button:has-text('Cancel')")
+        page.wait_for_url(f"**/ui/runs/{run_id}")
+        expect(page.locator("#run-state")).to_contain_text("Cancel")
+        assert console.errors == []
+    final = stack.wait_run(lambda r: r["id"] == run_id and r["state"]["name"] == "Cancelled",
+                           "cancelled", deployment="nap")
+    assert final["state"]["type"] == "CANCELLED"
+
+
+def test_a_read_only_key_sees_no_action(stack: Stack) -> None:
+    stack.post_event(f"ev-ro-{uuid.uuid4().hex[:6]}", "reader")
+    run = stack.wait_run(lambda r: r["parameters"].get("name") == "reader", "for reader")
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, stack.keys["reader"], f"/ui/runs/{run['id']}")
+        expect(page.locator("h1")).to_be_visible()
+        assert page.locator("form[method=post] button:has-text('Rerun')").count() == 0
+        assert page.locator("button:has-text('Cancel')").count() == 0
+        page.goto(stack.url + "/ui/deployments/nap")
+        assert page.locator("form.run-form").count() == 0
+        assert page.locator("button:has-text('Pause')").count() == 0
+        expect(page.locator(".who")).to_contain_text("read-only")
+        assert console.errors == []
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_pages_have_no_console_errors_and_no_serious_accessibility_violations(
+    stack: Stack, scheme: str,
+) -> None:
+    stack.post_event(f"ev-a11y-{uuid.uuid4().hex[:6]}", "a11y")
+    run = stack.wait_run(lambda r: r["parameters"].get("name") == "a11y", "for a11y")
+    with chromium() as browser:
+        page, console = open_page(browser, scheme=scheme)
+        page.goto(stack.url + "/ui/login")
+        assert serious_violations(page) == []
+        log_in(page, stack.url, ADMIN_KEY)
+        for path in ("/ui", "/ui/runs", f"/ui/runs/{run['id']}", "/ui/deployments", "/ui/events", "/ui/automations",
+                     "/ui/deployments/nap", "/ui/runs?state=Completed"):
+            page.goto(stack.url + path)
+            page.wait_for_load_state("load")
+            assert serious_violations(page) == [], path
+        assert console.errors == []
