@@ -10,7 +10,10 @@ from tests.image.containers import BUILD_SCRIPT, buildah, image_config, run_once
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(2400)]
 
-MAX_BYTES = 200 * 1000 * 1000        # the aim, in buildah's (decimal) megabytes
+# In buildah's (decimal) megabytes. The aim was 200 MB; sealing secrets at rest brought
+# `cryptography` (16 MB installed), and the image measures 217 MB. This bound keeps it
+# from growing further unnoticed.
+MAX_BYTES = 220 * 1000 * 1000
 
 
 def test_the_image_runs_flowbus_as_uid_10001_with_home_on_a_volume(flowbus_image: str) -> None:
