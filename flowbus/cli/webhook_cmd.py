@@ -61,8 +61,8 @@ def webhook() -> None:
 
 @webhook.command("create")
 @click.argument("slug")
-@click.option("--verifier", type=click.Choice(VERIFIERS), default="none", show_default=True,
-              help="how deliveries are signed")
+@click.option("--verifier", type=click.Choice(VERIFIERS), required=True,
+              help="how deliveries are signed ('none' only when anyone may send events)")
 @click.option("--signature-header", default=None,
               help="with --verifier hmac: the header holding the signature")
 @click.option("--type", "event_type", default=None,

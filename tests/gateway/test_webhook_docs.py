@@ -162,10 +162,13 @@ async def test_ls_show_rotate_and_rm(gateway: RunningGateway) -> None:
 
 
 @pytest.mark.parametrize("args", [
-    ["webhook", "create", "Bad Slug"],
+    ["webhook", "create", "Bad Slug", "--verifier", "none"],
+    ["webhook", "create", "x"],  # the verifier must be named, 'none' included
     ["webhook", "create", "x", "--verifier", "hmac"],
-    ["webhook", "create", "x", "--template-json", "[1]"],
-    ["webhook", "create", "x", "--type", "{{ nope("],
+    ["webhook", "create", "x", "--verifier", "none", "--template-json", "[1]"],
+    ["webhook", "create", "x", "--verifier", "none", "--type", "{{ nope("],
+    ["webhook", "create", "x", "--verifier", "github", "--secret-env", "SLACK_SIGNING_SECRET",
+     "--type", "flowbus.run"],
     ["webhook", "show", "missing"],
     ["webhook", "rm", "../../etc"],
 ])
@@ -173,6 +176,7 @@ async def test_bad_input_is_a_clear_error(gateway: RunningGateway, args: list[st
     result = await flowbus(gateway, *args)
     assert result.exit_code in (1, 2), result.output
     assert "Traceback" not in result.output and "Error" in result.output
+    assert not any(secret in result.output for secret in SENDER_SECRETS.values())
 
 
 def project_files(root: Path) -> Path:
