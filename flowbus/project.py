@@ -25,7 +25,7 @@ the field at fault; entrypoints follow the rules of :mod:`events.entrypoints`.
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -44,7 +44,7 @@ from events.records import NAME_PATTERN
 from events.schedules import InvalidSchedule, parse_schedule
 from events.settings import register
 from events.triggers import InvalidTrigger, parse_deployment_trigger
-from events.webhook_rules import SLUG_PATTERN
+from events.webhook_rules import SLUG_PATTERN, VERIFIER_NAMES
 
 PROJECT_FILE = "flowbus.yaml"
 PROJECT_FILE_MAX_BYTES = 1024 * 1024
@@ -159,8 +159,9 @@ class WebhookEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     slug: str = Field(pattern=SLUG_PATTERN, description="the URL part: /hooks/<slug>")
-    verifier: Literal["none", "github", "stripe", "slack", "hmac"] = Field(
-        description="signature check; required ('none' lets anyone who knows the URL send events)"
+    verifier: str = Field(
+        description="signature check, one of none, github, stripe, slack, hmac; required ('none' "
+        "lets anyone who knows the URL send events)"
     )
     secret_env: str | None = Field(
         default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
@@ -177,6 +178,13 @@ class WebhookEntry(BaseModel):
     )
     description: str = Field(default="", max_length=1000, description="what it is for")
     enabled: bool = Field(default=True, description="a disabled webhook answers 404")
+
+    @field_validator("verifier")
+    @classmethod
+    def _known_verifier(cls, value: str) -> str:
+        if value not in VERIFIER_NAMES:
+            raise ValueError(f"unknown verifier {value[:50]!r}; one of {', '.join(VERIFIER_NAMES)}")
+        return value
 
     @model_validator(mode="after")
     def _secret_matches_verifier(self) -> WebhookEntry:

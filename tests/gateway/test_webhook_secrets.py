@@ -10,6 +10,10 @@ import aiohttp
 import pytest
 from gateway_helpers import problem
 
+from events.webhook_rules import SLUG_PATTERN, VERIFIER_NAMES
+from gateway.signatures import Verifier
+from gateway.webhooks import WebhookCreate
+
 OWN = "whsec_" + "0123456789abcdef" * 2
 MASK = "*" * 16
 
@@ -101,3 +105,8 @@ async def test_rotate_secret_meets_hostile_bodies(
 async def test_a_given_secret_needs_the_admin_scope(anonymous: aiohttp.ClientSession) -> None:
     async with anonymous.post("/api/v1/webhooks", json={**HOOK, "secret": OWN}) as r:
         assert r.status == 401
+
+
+def test_the_gateway_and_the_cli_share_the_webhook_rules() -> None:
+    assert tuple(v.value for v in Verifier) == VERIFIER_NAMES
+    assert WebhookCreate.model_fields["slug"].metadata[0].pattern == SLUG_PATTERN
