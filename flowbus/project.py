@@ -12,6 +12,11 @@
         triggers:
           - expect: [com.example.hello]
             parameters: {name: "{{ event.data.name }}"}
+    webhooks:
+      - slug: github
+        verifier: github
+        secret_env: GITHUB_WEBHOOK_SECRET
+        template: {type: "com.github.{{ headers['x-github-event'] }}"}
 
 :func:`load_project` reads and validates it; every error names the deployment and
 the field at fault; entrypoints follow the rules of :mod:`events.entrypoints`.
@@ -22,7 +27,14 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.entrypoints import parse_entrypoint
@@ -32,6 +44,7 @@ from events.records import NAME_PATTERN
 from events.schedules import InvalidSchedule, parse_schedule
 from events.settings import register
 from events.triggers import InvalidTrigger, parse_deployment_trigger
+from events.webhook_rules import SLUG_PATTERN, VERIFIER_NAMES
 
 PROJECT_FILE = "flowbus.yaml"
 PROJECT_FILE_MAX_BYTES = 1024 * 1024
@@ -140,6 +153,52 @@ class DeploymentSpec(BaseModel):
         return out
 
 
+class WebhookEntry(BaseModel):
+    """One webhook in ``flowbus.yaml``; its secret is read from ``secret_env`` at deploy time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slug: str = Field(pattern=SLUG_PATTERN, description="the URL part: /hooks/<slug>")
+    verifier: str = Field(
+        description="signature check, one of none, github, stripe, slack, hmac; required ('none' "
+        "lets anyone who knows the URL send events)"
+    )
+    secret_env: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
+        description="environment variable holding the sender's secret (required unless verifier "
+        "is none)",
+    )
+    signature_header: str | None = Field(
+        default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9-]+$",
+        description="header holding the hex HMAC-SHA256 of the body (verifier hmac only)",
+    )
+    template: dict[str, Any] | None = Field(
+        default=None, description="CloudEvent attributes as templates, as the API takes them; "
+        "left out, a new webhook gets the gateway's default and an existing one keeps its own",
+    )
+    description: str = Field(default="", max_length=1000, description="what it is for")
+    enabled: bool = Field(default=True, description="a disabled webhook answers 404")
+
+    @field_validator("verifier")
+    @classmethod
+    def _known_verifier(cls, value: str) -> str:
+        if value not in VERIFIER_NAMES:
+            raise ValueError(f"unknown verifier {value[:50]!r}; one of {', '.join(VERIFIER_NAMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_matches_verifier(self) -> WebhookEntry:
+        if self.verifier == "none" and self.secret_env is not None:
+            raise ValueError("verifier 'none' checks no signature, so secret_env would not be "
+                             "used; name a verifier or remove secret_env")
+        if self.verifier != "none" and self.secret_env is None:
+            raise ValueError(f"verifier {self.verifier!r} needs secret_env: the environment "
+                             "variable holding the secret the sender signs with")
+        if self.verifier == "hmac" and self.signature_header is None:
+            raise ValueError("verifier 'hmac' needs signature_header, e.g. X-Signature")
+        return self
+
+
 class Project(BaseModel):
     """A whole ``flowbus.yaml``."""
 
@@ -148,6 +207,20 @@ class Project(BaseModel):
     build: BuildConfig = Field(default_factory=BuildConfig, description="code bundle settings")
     deployments: list[DeploymentSpec] = Field(min_length=1, max_length=1000,
                                               description="the deployments of this project")
+    webhooks: list[WebhookEntry] = Field(
+        default_factory=list, max_length=1000,
+        description="webhooks `flowbus deploy` creates or updates through the gateway's API",
+    )
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_slugs(cls, value: list[WebhookEntry]) -> list[WebhookEntry]:
+        seen: set[str] = set()
+        for entry in value:
+            if entry.slug in seen:
+                raise ValueError(f"webhook slug {entry.slug!r} is used twice")
+            seen.add(entry.slug)
+        return value
 
     @field_validator("deployments")
     @classmethod
@@ -185,6 +258,13 @@ def _describe(exc: ValidationError, data: Any) -> str:
                 name = None
             field = ".".join(str(p) for p in loc[2:]) or "definition"
             where = f"deployment {name!r} field {field}" if name else f"deployments[{loc[1]}].{field}"
+        elif len(loc) >= 2 and loc[0] == "webhooks" and isinstance(loc[1], int):
+            try:
+                slug = data["webhooks"][loc[1]].get("slug")
+            except (KeyError, IndexError, TypeError, AttributeError):
+                slug = None
+            field = ".".join(str(p) for p in loc[2:]) or "definition"
+            where = f"webhook {slug!r} field {field}" if slug else f"webhooks[{loc[1]}].{field}"
         message = plain(error)
         if error.get("type") == "extra_forbidden":
             message = "unknown key (check its spelling)"

@@ -29,6 +29,7 @@ from events.errors import InvalidEvent
 from events.kv import KV
 from events.subjects import check_outside_type
 from events.templates import TemplateError, check_value, render_value
+from events.webhook_rules import SLUG_PATTERN
 from gateway.api.routing import check_key
 from gateway.context import Gateway, gateway_of
 from gateway.ingest import decode_request, media_type, publish_events, refuse_reserved, with_time
@@ -45,7 +46,6 @@ from gateway.signatures import (
 )
 
 METHODS = ("POST", "PUT", "PATCH", "GET")
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _TEMPLATE_KEYS = frozenset(
     {"type", "source", "subject", "id", "data", "datacontenttype", "dataschema", "extensions"}
 )

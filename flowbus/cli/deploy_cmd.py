@@ -63,11 +63,13 @@ def deploy(file: Path, names: tuple[str, ...]) -> None:
 @run_async
 async def _deploy(file: Path, root: Path, names: tuple[str, ...]) -> None:
     from events.bus import Bus
+    from flowbus.cli._webhook_deploy import apply_webhooks, read_secrets
     from flowbus.deploying import deploy_project
     from flowbus.project import DeploySettings, load_project
 
     project = load_project(file)
     project.select(names)  # an unknown --name fails before connecting
+    secrets = read_secrets(project.webhooks, str(file))  # a missing secret fails before too
     settings = _nats()
     async with await Bus.connect(settings) as bus:
         outcome = await deploy_project(bus, root, project, names, settings=DeploySettings())
@@ -79,6 +81,9 @@ async def _deploy(file: Path, root: Path, names: tuple[str, ...]) -> None:
         d = item.deployment
         click.echo(f"{'created' if item.created else 'updated'} deployment {d.name} "
                    f"({d.flow_name} from {d.entrypoint}, pool {d.work_pool})")
+    if project.webhooks:
+        for line in await apply_webhooks(project.webhooks, secrets):
+            click.echo(line)
 
 
 # --- deployments ------------------------------------------------------------------------

@@ -7,14 +7,16 @@ docs/webhooks.md for what each sender signs and which header carries it.
 from __future__ import annotations
 
 import json
+import os
+import re
 from typing import Any
 
 import click
 
+from events.webhook_rules import VERIFIER_NAMES as VERIFIERS
 from flowbus.cli._api import api_client, hooks_url
 from flowbus.cli._common import print_table, run_async
 
-VERIFIERS = ("none", "github", "stripe", "slack", "hmac")
 # What a sender must send, per verifier (docs/webhooks.md).
 SIGNED_WITH = {
     "none": "nothing: anyone who knows the URL can send events",
@@ -24,6 +26,27 @@ SIGNED_WITH = {
              "v0=<hex HMAC-SHA256 of 'v0:<timestamp>:<body>'>",
     "hmac": "header {header}: <hex HMAC-SHA256 of the body> ('sha256=' prefix accepted)",
 }
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def secret_from_env(name: str, where: str) -> str:
+    """The webhook secret in environment variable ``name``; a clear error naming ``where``
+    (an option or a project key) when it is unset or not a valid secret. Never quoted."""
+    from events.webhook_rules import secret_problem
+
+    if not _ENV_NAME.match(name):
+        raise click.BadParameter(f"{name[:100]!r} is not an environment variable name",
+                                 param_hint=where)
+    value = os.environ.get(name)
+    if value is None or value == "":
+        raise click.BadParameter(f"environment variable {name} is not set; export it with the "
+                                 "secret your sender signs with", param_hint=where)
+    problem = secret_problem(value)
+    if problem is not None:
+        raise click.BadParameter(f"the secret in {name} {problem}", param_hint=where)
+    return value
 
 
 def signed_with(hook: dict[str, Any]) -> str:
@@ -38,8 +61,8 @@ def webhook() -> None:
 
 @webhook.command("create")
 @click.argument("slug")
-@click.option("--verifier", type=click.Choice(VERIFIERS), default="none", show_default=True,
-              help="how deliveries are signed")
+@click.option("--verifier", type=click.Choice(VERIFIERS), required=True,
+              help="how deliveries are signed ('none' only when anyone may send events)")
 @click.option("--signature-header", default=None,
               help="with --verifier hmac: the header holding the signature")
 @click.option("--type", "event_type", default=None,
@@ -49,12 +72,19 @@ def webhook() -> None:
 @click.option("--template-json", default=None,
               help="all CloudEvent attributes as one JSON object of templates")
 @click.option("--description", default="", help="what it is for")
+@click.option("--secret-env", default=None, metavar="NAME",
+              help="take the secret from environment variable NAME (for senders that make their "
+                   "own, e.g. Stripe or Slack); it is never shown back")
 @run_async
 async def create(slug: str, verifier: str, signature_header: str | None, event_type: str | None,
-                 data_template: str | None, template_json: str | None, description: str) -> None:
-    """Create webhook SLUG; prints its URL and, once only, its secret."""
+                 data_template: str | None, template_json: str | None, description: str,
+                 secret_env: str | None) -> None:
+    """Create webhook SLUG; prints its URL and, once only, the secret the gateway made
+    (none is printed with --secret-env)."""
     template = _template(event_type, data_template, template_json)
     body: dict[str, Any] = {"slug": slug, "verifier": verifier, "description": description}
+    if secret_env is not None:
+        body["secret"] = secret_from_env(secret_env, "--secret-env")
     if signature_header is not None:
         body["signature_header"] = signature_header
     if template is not None:
@@ -64,7 +94,10 @@ async def create(slug: str, verifier: str, signature_header: str | None, event_t
         url = hooks_url(client.api_url, hook["slug"])
     click.echo(f"created webhook {hook['slug']}")
     click.echo(f"  URL     {url}")
-    click.echo(f"  secret  {hook['secret']}  (shown once: store it in the sender now)")
+    if secret_env is not None:
+        click.echo(f"  secret  from ${secret_env} (not shown)")
+    else:
+        click.echo(f"  secret  {hook['secret']}  (shown once: store it in the sender now)")
     click.echo(f"  signed  {signed_with(hook)}")
     click.echo(f"  event   type {hook['template'].get('type')!r}")
 
@@ -128,12 +161,20 @@ async def rm(slug: str) -> None:
 
 @webhook.command("rotate-secret")
 @click.argument("slug")
+@click.option("--secret-env", default=None, metavar="NAME",
+              help="the new secret is the one in environment variable NAME (not shown back)")
 @run_async
-async def rotate_secret(slug: str) -> None:
-    """Give webhook SLUG a new secret (shown once); the old one stops working at once."""
+async def rotate_secret(slug: str, secret_env: str | None) -> None:
+    """Give webhook SLUG a new secret (made by the gateway and shown once, or taken from
+    --secret-env); the old one stops working at once."""
+    body = None if secret_env is None else {"secret": secret_from_env(secret_env, "--secret-env")}
     async with api_client() as client:
-        hook = await client.request("POST", f"/webhooks/{_segment(slug)}/rotate-secret")
-    click.echo(f"new secret of webhook {hook['slug']}: {hook['secret']}  (shown once)")
+        hook = await client.request("POST", f"/webhooks/{_segment(slug)}/rotate-secret",
+                                    json_body=body)
+    if secret_env is not None:
+        click.echo(f"new secret of webhook {hook['slug']}: from ${secret_env} (not shown)")
+    else:
+        click.echo(f"new secret of webhook {hook['slug']}: {hook['secret']}  (shown once)")
 
 
 def _segment(value: str) -> str:

@@ -1,12 +1,20 @@
-"""``/api/v1/webhooks``: manage webhook definitions; the secret is shown only at creation."""
+"""``/api/v1/webhooks``: manage webhook definitions; the secret is write-only.
+
+A webhook's secret is the gateway's own (made at creation and by ``rotate-secret``,
+shown once in that answer) or its owner's (``secret`` in the body, for senders such as
+Stripe or Slack that make their own): an owner's secret is never sent back, not even
+once; answers carry :data:`MASK` in its place. Listings never carry a secret.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from events.errors import AlreadyExists
+from events.webhook_rules import SECRET_MAX_LENGTH, SECRET_MIN_LENGTH, secret_problem
+from gateway.api.automations import MASK
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
@@ -24,19 +32,58 @@ from gateway.webhooks import (
 
 router = ApiRouter()
 
+_SECRET_DESCRIPTION = (
+    f"the sender's own shared secret ({SECRET_MIN_LENGTH} to {SECRET_MAX_LENGTH} printable "
+    "characters, no spaces); write-only: never shown back. Left out, the gateway makes one "
+    "and shows it once"
+)
+
+
+def _checked_secret(value: str | None) -> str | None:
+    if value is not None:
+        problem = secret_problem(value)
+        if problem is not None:
+            raise ValueError(f"the secret {problem}")
+    return value
+
+
+class WebhookCreateBody(WebhookCreate):
+    """A new webhook, optionally with the secret its sender was given."""
+
+    secret: str | None = Field(default=None, description=_SECRET_DESCRIPTION)
+
+    _secret_shape = field_validator("secret")(_checked_secret)
+
+
+class SecretBody(BaseModel):
+    """A new secret for a webhook; none makes the gateway make one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: str | None = Field(default=None, description=_SECRET_DESCRIPTION)
+
+    _secret_shape = field_validator("secret")(_checked_secret)
+
+
+def _answer(stored: StoredWebhook, given: bool) -> WebhookWithSecret:
+    """The stored webhook with its secret shown (made here) or masked (the owner's)."""
+    answer = WebhookWithSecret.model_validate(stored.model_dump())
+    return answer.model_copy(update={"secret": MASK}) if given else answer
+
 
 @router.route("POST", "/webhooks", scope=Scope.ADMIN, summary="Create a webhook",
-              body=WebhookCreate, response=WebhookWithSecret, status=201, errors=(409,))
+              body=WebhookCreateBody, response=WebhookWithSecret, status=201, errors=(409,))
 async def create_webhook(call: Call) -> WebhookWithSecret:
-    body: WebhookCreate = call.body
+    body: WebhookCreateBody = call.body
     now = datetime.now(UTC)
-    stored = StoredWebhook(**body.model_dump(), created=now, updated=now, secret=new_secret())
+    stored = StoredWebhook(**body.model_dump(exclude={"secret"}), created=now, updated=now,
+                           secret=body.secret or new_secret())
     kv = await call.gateway.kv(call.gateway.bus.layout.webhooks)
     try:
         await kv.create(body.slug, stored.model_dump_json().encode())
     except AlreadyExists:
         raise Problem(409, f"a webhook named {body.slug!r} already exists") from None
-    return WebhookWithSecret.model_validate(stored.model_dump())
+    return _answer(stored, given=body.secret is not None)
 
 
 @router.route("GET", "/webhooks", scope=Scope.READ, summary="List webhooks",
@@ -84,14 +131,16 @@ async def update_webhook(call: Call) -> Webhook:
 
 
 @router.route("POST", "/webhooks/{slug}/rotate-secret", scope=Scope.ADMIN,
-              summary="Replace a webhook's secret (the new one is shown once)",
-              response=WebhookWithSecret, errors=(404,))
+              summary="Replace a webhook's secret (the owner's, or a new one shown once)",
+              body=SecretBody, response=WebhookWithSecret, errors=(404,))
 async def rotate_webhook_secret(call: Call) -> WebhookWithSecret:
+    body: SecretBody = call.body
     hook = await _get(call)
-    updated = hook.model_copy(update={"secret": new_secret(), "updated": datetime.now(UTC)})
+    updated = hook.model_copy(update={"secret": body.secret or new_secret(),
+                                      "updated": datetime.now(UTC)})
     kv = await call.gateway.kv(call.gateway.bus.layout.webhooks)
     await kv.put(hook.slug, updated.model_dump_json().encode())
-    return WebhookWithSecret.model_validate(updated.model_dump())
+    return _answer(updated, given=body.secret is not None)
 
 
 @router.route("DELETE", "/webhooks/{slug}", scope=Scope.ADMIN, summary="Delete a webhook",

@@ -202,3 +202,30 @@ def test_module_entrypoint_in_a_package(tmp_path: Path) -> None:
     [info] = check_specs(tmp_path, parse_project(
         "deployments:\n  - name: d\n    entrypoint: pkg.flows:greet\n").deployments)
     assert info.flow_name == "greet"
+
+
+BASE = "deployments:\n  - {name: a, entrypoint: flows.py:greet}\nwebhooks:\n"
+
+
+@pytest.mark.parametrize(("webhook", "message"), [
+    ("{slug: gh, secret_env: GH}", "webhook 'gh' field verifier: is required"),
+    ("{slug: gh, verifier: github}", "verifier 'github' needs secret_env"),
+    ("{slug: gh, verifier: none, secret_env: GH}", "verifier 'none' checks no signature"),
+    ("{slug: gh, verifier: hmac, secret_env: GH}", "verifier 'hmac' needs signature_header"),
+    ("{slug: gh, verifier: github, secret_env: GH, secret: plain}",
+     "webhook 'gh' field secret: unknown key"),
+    ("{slug: gh, verifier: github, secret_env: 'GH SECRET'}", "webhook 'gh' field secret_env"),
+    ("{slug: gh, verifier: sha1, secret_env: GH}", "webhook 'gh' field verifier"),
+    ("{slug: Bad/Slug, verifier: none}", "field slug"),
+    ("{slug: gh, verifier: none, template: [1]}", "webhook 'gh' field template"),
+    ("[1]", "webhooks[0].definition"),
+])
+def test_bad_webhooks_name_the_webhook_and_key(webhook: str, message: str) -> None:
+    with pytest.raises(ProjectError) as caught:
+        parse_project(BASE + f"  - {webhook}\n")
+    assert message in str(caught.value)
+
+
+def test_an_unsigned_webhook_is_written_out() -> None:
+    project = parse_project(BASE + "  - {slug: open, verifier: none}\n")
+    assert [(w.slug, w.verifier, w.secret_env) for w in project.webhooks] == [("open", "none", None)]
