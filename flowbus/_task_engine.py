@@ -1,4 +1,5 @@
-"""The task-run state machine: Pending -> (Cached | Running -> [AwaitingRetry -> Retrying]*) -> final.
+"""The task-run state machine:
+Pending -> (Cached | [AwaitingConcurrencySlot ->] Running -> [AwaitingRetry -> Retrying]*) -> final.
 
 A generator (see `flowbus._drivers`) that yields where the task body runs or a retry
 waits, so the same code drives sync and async task runs.
@@ -26,7 +27,7 @@ from flowbus._run_support import (
     set_task_state,
 )
 from flowbus.cache_policies import CacheContext, isolation_level
-from flowbus.concurrency._slots import hold_task_tag_slots
+from flowbus.concurrency._slots import Held, task_tag_slot_waiter
 from flowbus.context import (
     FlowRunContext,
     TaskRun,
@@ -47,6 +48,7 @@ from flowbus.logging import (
     task_run_logger,
 )
 from flowbus.states import (
+    AwaitingConcurrencySlot,
     AwaitingRetry,
     Cached,
     Completed,
@@ -142,8 +144,10 @@ def _task_attempts(
         cache_key, cached = _check_cache(task, task_run, parameters, flow_ctx, flow_parameters)
         if cached is not None:
             return cached, None
-        if task_run.tags:
-            tag_slots = hold_task_tag_slots(task_run.tags)
+        # No tags, no work: the SDK's fast path does not reach the tag limits at all.
+        tag_slots, interruption = (yield from _wait_for_tag_slots(task_run)) if task_run.tags else _NO_SLOTS
+        if interruption is not None:
+            return interrupted_state(interruption), interruption
         args, kwargs = task._shape.to_call(parameters)
         while True:
             task_run.run_count += 1
@@ -171,6 +175,35 @@ def _task_attempts(
             tag_slots.release()
         if lock is not None:
             lock.release()
+
+
+_NO_SLOTS: tuple[Held | None, BaseException | None] = (None, None)
+
+
+def _wait_for_tag_slots(task_run: TaskRun) -> Steps[tuple[Held | None, BaseException | None]]:
+    """Hold a slot of every tag limit of the run (None: no limit applies), or the
+    interruption that stopped the wait.
+
+    While a limit is full the run is ``AwaitingConcurrencySlot`` and the wait is the
+    driver's ``Sleep``, so an async task run does not block its event loop.
+    """
+    waiter = task_tag_slot_waiter(task_run.tags)
+    if waiter is None:
+        return None, None
+    try:
+        while (held := waiter.try_take()) is None:
+            if not waiter.waiting:
+                from events.concurrency import TASK_TAG_PREFIX
+
+                limited = ", ".join(name.removeprefix(TASK_TAG_PREFIX) for name in waiter.names)
+                set_task_state(task_run, AwaitingConcurrencySlot(
+                    message=f"Concurrency limit reached for tags: {limited}"))
+            ok, interruption = yield Sleep(waiter.next_delay())
+            if not ok:
+                return None, interruption
+        return held, None
+    finally:
+        waiter.close()
 
 
 def _attempt_state(

@@ -67,6 +67,28 @@ def acquire(
     skip_missing_quietly: bool = False,
 ) -> Held | None:
     """Take ``occupy`` slots of every limit in ``names``; None when nothing is to be held."""
+    waiter = slot_waiter(names, occupy, strict, lease_duration=lease_duration,
+                         rate_limit=rate_limit, skip_missing_quietly=skip_missing_quietly)
+    if waiter is None:
+        return None
+    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    try:
+        while (held := waiter.try_take()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise AcquireConcurrencySlotTimeoutError(
+                    f"no free slots of {waiter.names} within {timeout_seconds} seconds")
+            time.sleep(waiter.next_delay())
+    finally:
+        waiter.close()
+    return held
+
+
+def slot_waiter(
+    names: str | list[str], occupy: int, strict: bool, *, lease_duration: float,
+    rate_limit: bool = False, skip_missing_quietly: bool = False,
+) -> SlotWaiter | None:
+    """A :class:`SlotWaiter` over the limits in ``names`` that exist; None when none does
+    (or there is no server)."""
     from events import concurrency
 
     listed = _names(names)
@@ -105,52 +127,66 @@ def acquire(
             limits.append((name, size, lease_duration))
     if not limits:
         return None
-    holder = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-    slots = _take_all(remote, kv, limits, holder, occupy, deadline, timeout_seconds)
-    stop = threading.Event()
-    if rate_limit:
-        stop.set()  # rate-limit slots are never given back: they decay
-        return Held(remote, kv, [], stop, None)
-    held = Held(remote, kv, slots, stop, None)
-    held.thread = threading.Thread(target=_renew, args=(held, lease_duration),
-                                   name="flowbus-concurrency-lease", daemon=True)
-    held.thread.start()
-    return held
+    return SlotWaiter(remote, kv, limits, occupy, lease_duration, keep=not rate_limit)
 
 
-def _take_all(remote: Any, kv: Any, limits: list[tuple[str, int, float]], holder: str,
-              occupy: int, deadline: float | None, timeout: float | None) -> list[Any]:
-    from events import concurrency
+class SlotWaiter:
+    """Takes slots one attempt at a time, so the caller decides how to wait between them
+    (``time.sleep``, or the task engine's ``Sleep`` step, which does not block an event
+    loop). :meth:`next_delay` marks the holder as a waiter on first use;
+    :meth:`close` unmarks it.
+    """
 
-    delay = _POLL_MIN
-    waiting = False
-    try:
-        while True:
-            taken: list[Any] = []
-            for name, size, ttl in limits:
-                got = remote.call(concurrency.acquire_many(kv, name, holder, occupy=occupy,
-                                                           ttl=ttl, limit=size))
-                if not got:
-                    remote.call(concurrency.release_all(kv, taken))
-                    taken = []
-                    break
-                taken.extend(got)
-            if taken:
-                return taken
-            if deadline is not None and time.monotonic() >= deadline:
-                raise AcquireConcurrencySlotTimeoutError(
-                    f"no free slots of {[n for n, _, _ in limits]} within {timeout} seconds")
-            if not waiting:
-                waiting = True
-                for name, _, _ in limits:
-                    remote.call(concurrency.mark_waiting(kv, name, holder, ttl=60))
-            time.sleep(delay)
-            delay = min(delay * 2, _POLL_MAX)
-    finally:
-        if waiting:
-            for name, _, _ in limits:
-                remote.call(concurrency.unmark_waiting(kv, name, holder))
+    def __init__(self, remote: Any, kv: Any, limits: list[tuple[str, int, float]], occupy: int,
+                 lease_duration: float, *, keep: bool = True) -> None:
+        self.remote, self.kv, self.limits = remote, kv, limits
+        self.occupy, self.lease_duration, self.keep = occupy, lease_duration, keep
+        self.holder = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.names = [name for name, _, _ in limits]
+        self.waiting = False
+        self._delay = _POLL_MIN
+
+    def try_take(self) -> Held | None:
+        """One all-or-nothing attempt over every limit; the held slots, or None."""
+        from events import concurrency
+
+        taken: list[Any] = []
+        for name, size, ttl in self.limits:
+            got = self.remote.call(concurrency.acquire_many(
+                self.kv, name, self.holder, occupy=self.occupy, ttl=ttl, limit=size))
+            if not got:
+                self.remote.call(concurrency.release_all(self.kv, taken))
+                return None
+            taken.extend(got)
+        stop = threading.Event()
+        if not self.keep:
+            stop.set()  # rate-limit slots are never given back: they decay
+            return Held(self.remote, self.kv, [], stop, None)
+        held = Held(self.remote, self.kv, taken, stop, None)
+        held.thread = threading.Thread(target=_renew, args=(held, self.lease_duration),
+                                       name="flowbus-concurrency-lease", daemon=True)
+        held.thread.start()
+        return held
+
+    def next_delay(self) -> float:
+        """How long to wait before the next attempt (backing off); marks this holder waiting."""
+        from events import concurrency
+
+        if not self.waiting:
+            self.waiting = True
+            for name in self.names:
+                self.remote.call(concurrency.mark_waiting(self.kv, name, self.holder, ttl=60))
+        delay, self._delay = self._delay, min(self._delay * 2, _POLL_MAX)
+        return delay
+
+    def close(self) -> None:
+        """Stop waiting: the holder is no longer counted among the limits' waiters."""
+        from events import concurrency
+
+        if self.waiting:
+            self.waiting = False
+            for name in self.names:
+                self.remote.call(concurrency.unmark_waiting(self.kv, name, self.holder))
 
 
 def _renew(held: Held, lease: float) -> None:
@@ -182,10 +218,12 @@ def _no_server(names: list[str], strict: bool) -> None:  # raises, or warns once
                      names)
 
 
-def hold_task_tag_slots(tags: tuple[str, ...] | list[str]) -> Held | None:
-    """Wait for a slot of every task tag limit (``flowbus concurrency-limit create --tag``)."""
+def task_tag_slot_waiter(tags: tuple[str, ...] | list[str]) -> SlotWaiter | None:
+    """A waiter for one slot of every task tag limit (``flowbus concurrency-limit create
+    --tag``) of ``tags``; None when there is no server or no tag has a limit."""
     if not tags or server_connection() is None:  # no server: no limits (and no cost)
         return None
     from events.concurrency import task_tag_limit
 
-    return acquire([task_tag_limit(t) for t in tags], 1, None, False, skip_missing_quietly=True)
+    return slot_waiter([task_tag_limit(t) for t in tags], 1, False,
+                       lease_duration=DEFAULT_LEASE_SECONDS, skip_missing_quietly=True)

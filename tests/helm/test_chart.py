@@ -39,6 +39,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                                           "grafanaDashboard": {"enabled": True}},
                            "networkPolicy": {"metricsFrom": [{"namespaceSelector": {
                                "matchLabels": {"name": "monitoring"}}}]}},
+    "own-secrets-key": {"secretsKey": {"existingSecret": "flowbus-keys", "secretKey": "fernet"}},
 }
 
 
@@ -201,10 +202,42 @@ def test_bundled_cluster_gets_replicated_streams() -> None:
 
 
 def test_generated_admin_key_lives_in_a_secret() -> None:
-    [secret] = by_kind(render({}), "Secret")
+    [secret] = [s for s in by_kind(render({}), "Secret") if s["metadata"]["name"].endswith("-auth")]
     assert secret["metadata"]["name"] == "prod-flowbus-auth"
     assert list(secret["data"]) == ["admin-api-key"]
-    assert by_kind(render({"auth": {"existingSecret": "mine"}}), "Secret") == []
+    assert [s["metadata"]["name"] for s in by_kind(render({"auth": {"existingSecret": "mine"}}), "Secret")] == [
+        "prod-flowbus-secrets-key"]
+
+
+def test_every_part_gets_the_generated_secrets_key_from_one_secret() -> None:
+    import base64
+
+    from events.secretbox import SecretBox
+
+    docs = render({})
+    [secret] = [s for s in by_kind(docs, "Secret") if s["metadata"]["name"] == "prod-flowbus-secrets-key"]
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    key = base64.b64decode(secret["data"]["secrets-key"]).decode()
+    box = SecretBox(key)  # a valid key: it seals and opens
+    assert box.open(box.seal("s3cret")) == "s3cret"
+    parts = {c["name"]: env(c) for _, c in containers(docs) if c["name"] != "nats"}
+    assert set(parts) == {"gateway", "orchestrator", "runner"}
+    for name, variables in parts.items():
+        assert variables["FLOWBUS_SECRETS_KEY"] == {
+            "secretKeyRef": {"name": "prod-flowbus-secrets-key", "key": "secrets-key"}}, name
+    [nats] = [c for _, c in containers(docs) if c["name"] == "nats"]
+    assert "FLOWBUS_SECRETS_KEY" not in env(nats)
+
+
+def test_an_existing_secret_supplies_the_secrets_key_of_every_runner_pool() -> None:
+    values = {**SCENARIOS["own-secrets-key"], "runners": SCENARIOS["two-pools"]["runners"]}
+    docs = render(values)
+    assert [s["metadata"]["name"] for s in by_kind(docs, "Secret")] == ["prod-flowbus-auth"]
+    parts = [c for _, c in containers(docs) if c["name"] != "nats"]
+    assert sorted(c["name"] for c in parts) == ["gateway", "orchestrator", "runner", "runner"]
+    for container in parts:
+        assert env(container)["FLOWBUS_SECRETS_KEY"] == {
+            "secretKeyRef": {"name": "flowbus-keys", "key": "fernet"}}
 
 
 @pytest.mark.parametrize(
@@ -217,6 +250,9 @@ def test_generated_admin_key_lives_in_a_secret() -> None:
         ({"runners": {"pools": [{"name": "p", "scaling": {"mode": "magic"}}]}}, "scaling/mode"),
         ({"nats": {"external": {"url": "http://nats"}}}, "/nats/external/url"),
         ({"gateway": {"port": 70000}}, "/gateway/port"),
+        ({"secretsKey": {"secretKey": "no spaces"}}, "/secretsKey/secretKey"),
+        ({"secretsKey": {"existingSecret": 3}}, "/secretsKey/existingSecret"),
+        ({"secretsKey": {"name": "x"}}, "'name' not allowed"),
     ],
 )
 def test_bad_values_are_refused_by_the_schema(values: dict[str, Any], fragment: str) -> None:

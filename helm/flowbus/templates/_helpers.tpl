@@ -33,6 +33,11 @@ app.kubernetes.io/component: {{ .part }}
 {{- .Values.auth.existingSecret | default (printf "%s-auth" (include "flowbus.fullname" .)) -}}
 {{- end -}}
 
+{{/* The Secret holding FLOWBUS_SECRETS_KEY: yours (secretsKey.existingSecret) or the chart's. */}}
+{{- define "flowbus.secretsKeySecretName" -}}
+{{- .Values.secretsKey.existingSecret | default (printf "%s-secrets-key" (include "flowbus.fullname" .)) -}}
+{{- end -}}
+
 {{- define "flowbus.natsUrl" -}}
 {{- if .Values.nats.bundled -}}
 {{- printf "nats://%s-nats:%d" (include "flowbus.fullname" .) (int .Values.nats.clientPort) -}}
@@ -41,10 +46,16 @@ app.kubernetes.io/component: {{ .part }}
 {{- end -}}
 {{- end -}}
 
-{{/* Environment every flowbus container gets: how to reach NATS, namespace, logs. */}}
+{{/* Environment every flowbus container gets: how to reach NATS, namespace, logs, and
+the key that seals and opens secrets at rest (the same in every part). */}}
 {{- define "flowbus.commonEnv" -}}
 - name: FLOWBUS_NATS_URL
   value: {{ include "flowbus.natsUrl" . | quote }}
+- name: FLOWBUS_SECRETS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "flowbus.secretsKeySecretName" . }}
+      key: {{ .Values.secretsKey.secretKey }}
 - name: FLOWBUS_NAMESPACE
   value: {{ .Values.flowbusNamespace | quote }}
 - name: FLOWBUS_HOME
