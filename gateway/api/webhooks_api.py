@@ -20,6 +20,7 @@ from gateway.webhooks import (
     WebhookWithSecret,
     load,
     new_secret,
+    stored_form,
 )
 
 router = ApiRouter()
@@ -33,7 +34,7 @@ async def create_webhook(call: Call) -> WebhookWithSecret:
     stored = StoredWebhook(**body.model_dump(), created=now, updated=now, secret=new_secret())
     kv = await call.gateway.kv(call.gateway.bus.layout.webhooks)
     try:
-        await kv.create(body.slug, stored.model_dump_json().encode())
+        await kv.create(body.slug, stored_form(stored, call.gateway.secrets))
     except AlreadyExists:
         raise Problem(409, f"a webhook named {body.slug!r} already exists") from None
     return WebhookWithSecret.model_validate(stored.model_dump())
@@ -79,7 +80,7 @@ async def update_webhook(call: Call) -> Webhook:
         raise invalid_input(exc) from None
     updated = hook.model_copy(update={**spec.model_dump(), "updated": datetime.now(UTC)})
     kv = await call.gateway.kv(call.gateway.bus.layout.webhooks)
-    await kv.put(hook.slug, updated.model_dump_json().encode())
+    await kv.put(hook.slug, stored_form(updated, call.gateway.secrets))
     return updated.public()
 
 
@@ -90,7 +91,7 @@ async def rotate_webhook_secret(call: Call) -> WebhookWithSecret:
     hook = await _get(call)
     updated = hook.model_copy(update={"secret": new_secret(), "updated": datetime.now(UTC)})
     kv = await call.gateway.kv(call.gateway.bus.layout.webhooks)
-    await kv.put(hook.slug, updated.model_dump_json().encode())
+    await kv.put(hook.slug, stored_form(updated, call.gateway.secrets))
     return WebhookWithSecret.model_validate(updated.model_dump())
 
 
