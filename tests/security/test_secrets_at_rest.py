@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,15 @@ H = "/api/v1/webhooks"
 SECRET = "s3cret-s3cret-s3cret-0123"
 TOKEN = "Bearer tok-plain-123"
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    server = await Receiver().start()
+    try:
+        yield server
+    finally:
+        await server.close()
 
 
 def _sign(secret: str, payload: bytes) -> str:
