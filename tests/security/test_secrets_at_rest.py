@@ -3,6 +3,7 @@ FLOWBUS_SECRETS_KEY, opened only where they are used, and legacy plain records s
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -243,9 +244,9 @@ async def test_writing_a_secret_without_a_key_is_refused_naming_the_setting(
     assert [a.id for a in await store.list_automations(bus)] == [made.id]
 
 
-def _orchestrator(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flowbus.cli", "orchestrator"], env=env, cwd=ROOT,
+        [sys.executable, "-m", "flowbus.cli", *args], env=env, cwd=ROOT,
         capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -257,6 +258,18 @@ async def test_an_orchestrator_without_a_key_refuses_to_start_when_automations_h
         "actions": [_call_webhook("https://hooks.example.com/x")]})
     env = {k: v for k, v in flowbus_env.items() if k != "FLOWBUS_SECRETS_KEY"}
     env["PYTHONPATH"] = str(ROOT)
-    done = _orchestrator(env)
+    done = await asyncio.to_thread(_cli, env, "orchestrator")
     assert done.returncode != 0
     assert "FLOWBUS_SECRETS_KEY" in done.stderr and "stored automations" in done.stderr, done.stderr
+
+
+async def test_a_gateway_process_without_a_key_exits_naming_the_setting(
+    admin: aiohttp.ClientSession, flowbus_env: dict[str, str]
+) -> None:
+    async with admin.post(H, json={"slug": "gh", "verifier": "github"}) as r:
+        assert r.status == 201
+    env = {k: v for k, v in flowbus_env.items() if k != "FLOWBUS_SECRETS_KEY"}
+    env.update(PYTHONPATH=str(ROOT), FLOWBUS_GATEWAY_ADMIN_API_KEY=ADMIN_KEY)
+    done = await asyncio.to_thread(_cli, env, "gateway", "--port", "0")
+    assert done.returncode != 0
+    assert "FLOWBUS_SECRETS_KEY" in done.stderr and "webhooks (first: 'gh')" in done.stderr, done.stderr
