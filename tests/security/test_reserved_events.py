@@ -18,8 +18,9 @@ import nats
 import pytest
 
 from events.bus import Bus
-from events.deployments import RUN_REQUESTED, get_flow_run
+from events.deployments import get_flow_run
 from events.embedded import EmbeddedNats
+from events.runs import RUN_REQUESTED
 from events.source_store import SourceStore
 from events.sources import SourceSpec
 from events.subjects import event_subject
