@@ -6,8 +6,9 @@ every action's type, parameters and templates, flow control, and the loop guard.
 Secrets are write-only: a call-webhook ``secret`` and the values of credential headers
 (``Authorization``, cookies, anything named like a token, key, secret, signature or
 password) are shown when the automation is created, and as :data:`MASK` afterwards,
-whatever the caller's scope; they are stored sealed with ``FLOWBUS_SECRETS_KEY``. A replacement that sends :data:`MASK` back keeps the
-stored value, so a definition can be read, edited and put back.
+whatever the caller's scope; they are stored sealed with ``FLOWBUS_SECRETS_KEY``. A
+replacement that sends :data:`MASK` back keeps the stored value, so a definition can be
+read, edited and put back.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def _kept(new: Any, old: Any) -> Any:
     if isinstance(new, list) and isinstance(old, list):
         return [_kept(item, old[i] if i < len(old) else None) for i, item in enumerate(new)]
     return new
+
+
 def _plain_secrets(body: AutomationSpec) -> None:
     """422 for a secret sent already sealed: secrets are given in plain text."""
     found = sealed_paths(body.model_dump(mode="json"))
