@@ -26,17 +26,21 @@ from events.secretbox import ENV_KEY, SecretBox, SecretOpenError, SecretsKeyErro
 __all__ = [
     "CREDENTIAL_HEADER",
     "ENV_KEY",
+    "MAX_SEALED",
     "SecretBox",
     "SecretOpenError",
     "SecretsKeyError",
     "box_or_none",
+    "check_plain_length",
     "dev_box",
     "has_secrets",
     "is_sealed",
     "open_tree",
     "open_value",
+    "refuse_start",
     "require_box",
     "seal_tree",
+    "sealed_paths",
     "walk_secrets",
 ]
 
