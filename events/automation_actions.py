@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from events.sealed import MAX_SEALED, check_plain_length
 from events.states import FLOW_RUN_STATES
 from events.subjects import check_type
 from events.templates import TemplateError, check_value
@@ -167,7 +168,9 @@ class CallWebhook(_Action):
     method: Literal["POST", "PUT", "PATCH"] = Field(default="POST", description="HTTP method")
     headers: dict[str, str] = Field(default_factory=dict, max_length=32, description="extra headers")
     body: Any = Field(default=None, description="template (string) or JSON value with templates")
-    secret: str | None = Field(default=None, min_length=16, max_length=512, description="HMAC key")
+    secret: str | None = Field(
+        default=None, max_length=MAX_SEALED,
+        description="HMAC key, 16 to 512 characters (stored sealed, events.sealed)")
     timeout_seconds: float = Field(default=10, gt=0, le=60, description="per attempt")
     max_attempts: int = Field(default=5, ge=1, le=10, description="attempts before dead-lettering")
 
@@ -175,6 +178,11 @@ class CallWebhook(_Action):
     @classmethod
     def _check_url(cls, value: str) -> str:
         return check_url(value)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        return check_plain_length(value, 16, 512, "secret")
 
     @field_validator("body")
     @classmethod

@@ -13,6 +13,7 @@ acts on, so an action is only ever executed in one place.
 from __future__ import annotations
 
 import difflib
+import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from events.errors import NotFound
 from events.notification_channels import Channel, channel_key, parse_channel
 from events.parameters import check_parameters
 from events.records import Deployment
+from events.sealed import SecretBox, box_or_none, has_secrets, refuse_start, seal_tree, sealed_paths
 
 REDRIVE_REQUESTED = "flowbus.automation.redrive-requested"
 DEAD_PREFIX = "dead."
@@ -57,6 +59,29 @@ class DeadLetter(BaseModel):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def stored_form(definition: BaseModel, *, keep_plain: bool = False) -> bytes:
+    """A definition as stored: JSON with every secret sealed (``FLOWBUS_SECRETS_KEY``).
+
+    A definition without secrets needs no key; one with a plain secret and no key is
+    refused with :class:`events.secretbox.SecretsKeyError` naming the setting, unless
+    ``keep_plain`` (a flag flipped on a record stored before sealing existed).
+    """
+    tree = definition.model_dump(mode="json")
+    box = box_or_none()
+    if box is not None or not keep_plain:
+        tree = seal_tree(tree, box)
+    return json.dumps(tree, separators=(",", ":")).encode()
+
+
+def refuse_sealed_input(definition: Any, what: str) -> None:
+    """Secrets are given in plain text: a value that is already sealed is refused."""
+    found = sealed_paths(definition)
+    if found:
+        raise InvalidAutomation(
+            f"{what} holds a sealed value ({found[0]}); give secrets in plain text, "
+            "flowbus seals them when it stores them")
 
 
 def target_problems(spec: AutomationSpec, deployments: Mapping[str, Deployment]) -> list[str]:
@@ -96,11 +121,12 @@ async def check_targets(bus: Bus, spec: AutomationSpec) -> None:
 async def create_automation(bus: Bus, definition: dict[str, Any] | AutomationSpec) -> Automation:
     """Validate and store a new automation (:class:`InvalidAutomation` naming the field)."""
     spec = parse_automation(definition)
+    refuse_sealed_input(spec.model_dump(mode="json"), "the automation")
     await check_targets(bus, spec)
     now = _now()
     automation = Automation(**spec.model_dump(), id=str(uuid.uuid4()), created=now, updated=now)
     kv = await bus.kv(bus.layout.automations)
-    await kv.create(automation.id, automation.model_dump_json().encode())
+    await kv.create(automation.id, stored_form(automation))
     return automation
 
 
@@ -140,11 +166,12 @@ async def list_automations(bus: Bus) -> list[Automation]:
 
 async def update_automation(bus: Bus, automation_id: str, definition: dict[str, Any] | AutomationSpec) -> Automation:
     spec = parse_automation(definition)
+    refuse_sealed_input(spec.model_dump(mode="json"), "the automation")
     await check_targets(bus, spec)
     current = await get_automation(bus, automation_id)
     automation = Automation(**spec.model_dump(), id=current.id, created=current.created, updated=_now())
     kv = await bus.kv(bus.layout.automations)
-    await kv.put(automation.id, automation.model_dump_json().encode())
+    await kv.put(automation.id, stored_form(automation))
     return automation
 
 
@@ -156,7 +183,8 @@ async def set_enabled(bus: Bus, automation_id: str, enabled: bool) -> Automation
         if raw is None:
             raise NotFound(f"automation {automation_id!r} not found")
         current = parse_stored(raw)
-        return current.model_copy(update={"enabled": enabled, "updated": _now()}).model_dump_json().encode()
+        return stored_form(current.model_copy(update={"enabled": enabled, "updated": _now()}),
+                           keep_plain=True)
 
     if not _plain(automation_id):
         raise NotFound(f"automation {automation_id!r} not found")
@@ -177,8 +205,9 @@ def _plain(key: str) -> bool:
 
 async def save_channel(bus: Bus, definition: dict[str, Any]) -> Channel:
     channel = parse_channel(definition)
+    refuse_sealed_input(channel.model_dump(mode="json"), "the channel")
     kv = await bus.kv(bus.layout.automation_state)
-    await kv.put(channel_key(channel.name), channel.model_dump_json().encode())
+    await kv.put(channel_key(channel.name), stored_form(channel))
     return channel
 
 
@@ -205,6 +234,20 @@ async def delete_channel(bus: Bus, name: str) -> None:
     await get_channel(bus, name)
     kv = await bus.kv(bus.layout.automation_state)
     await kv.delete(channel_key(name))
+
+
+async def check_secrets_key(bus: Bus) -> SecretBox | None:
+    """The orchestrator's key at start; :class:`SecretsKeyError` when secrets are stored without one."""
+    box = box_or_none()
+    if box is not None:
+        return box
+    for bucket, prefix, what in ((bus.layout.automations, "", "stored automations"),
+                                 (bus.layout.automation_state, "channel.", "notification channels")):
+        kv = await bus.kv(bucket)
+        for key in await kv.keys():
+            if key.startswith(prefix) and has_secrets(await kv.get_json(key)):
+                raise refuse_start("orchestrator", what)
+    return None
 
 
 async def list_dead_letters(bus: Bus, automation_id: str | None = None) -> list[DeadLetter]:

@@ -22,6 +22,7 @@ from pydantic import (
 
 from events.automation_actions import NAME, check_url
 from events.automations import InvalidAutomation, check_size, error_text
+from events.sealed import MAX_SEALED, check_plain_length
 
 
 class WebhookChannel(BaseModel):
@@ -81,10 +82,16 @@ class EmailChannel(BaseModel):
         default=None, max_length=4096, description="CA bundle to verify the server (default: system CAs)"
     )
     username: str | None = Field(default=None, max_length=256, description="SMTP login")
-    password: str | None = Field(default=None, max_length=1024, description="SMTP password")
+    password: str | None = Field(default=None, max_length=MAX_SEALED,
+                                 description="SMTP password, up to 1024 characters (stored sealed)")
     sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=256, description="From address")
     to: list[str] = Field(min_length=1, max_length=100, description="recipient addresses")
     timeout_seconds: float = Field(default=15, gt=0, le=120, description="SMTP timeout")
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str | None) -> str | None:
+        return check_plain_length(value, 0, 1024, "password")
 
     @field_validator("to")
     @classmethod

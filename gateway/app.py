@@ -14,6 +14,7 @@ from aiohttp import web
 
 from events.bus import Bus
 from events.layout import all_streams
+from events.sealed import refuse_start
 from gateway import ingest, ui, webhooks
 from gateway.api import routers
 from gateway.api.openapi import openapi_handler
@@ -22,6 +23,7 @@ from gateway.limits import ascii_headers_middleware, host_middleware
 from gateway.problems import MAX_BODY_KEY, RETRY_AFTER_KEY, problem_middleware
 from gateway.runindex import RUN_INDEX, RunIndex, run_index_ctx
 from gateway.settings import GatewaySettings
+from gateway.signatures import Verifier
 from gateway.types import Clock
 
 log = logging.getLogger("flowbus.gateway")
@@ -64,10 +66,22 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     for bucket in (layout.api_keys, layout.webhooks, layout.deployments, layout.flow_runs,
                    layout.variables, layout.automations):
         await gateway.kv(bucket)
+    await _check_secrets_key(gateway)
     log.info("gateway up (namespace %s, auth %s)", gateway.bus.layout.namespace,
              "on" if gateway.settings.auth else "OFF")
     yield
     log.info("gateway stopped")
+
+
+async def _check_secrets_key(gateway: Gateway) -> None:
+    """Refuse to start without ``FLOWBUS_SECRETS_KEY`` when a webhook's secret needs it."""
+    if gateway.secrets is not None:
+        return
+    kv = await gateway.kv(gateway.bus.layout.webhooks)
+    for slug in await kv.keys():
+        hook = await webhooks.load(kv, slug)
+        if hook is not None and hook.verifier != Verifier.NONE:
+            raise refuse_start("gateway", f"webhooks (first: {slug!r})")
 
 
 async def _close_streams(app: web.Application) -> None:

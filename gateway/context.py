@@ -12,6 +12,7 @@ from aiohttp import web
 
 from events.bus import Bus
 from events.kv import KV
+from events.sealed import SecretBox, box_or_none
 from gateway.auth import Authenticator, KeyStore, RateLimiter
 from gateway.metrics import Metrics
 from gateway.problems import Problem
@@ -28,6 +29,7 @@ class Gateway:
     settings: GatewaySettings
     clock: Clock = time.time
     metrics: Metrics = field(default_factory=Metrics)
+    secrets: SecretBox | None = field(default_factory=box_or_none)  # FLOWBUS_SECRETS_KEY
     auth: Authenticator = field(init=False)
     replays: ReplayCache = field(init=False)
     _kvs: dict[str, KV] = field(init=False, default_factory=dict)

@@ -27,6 +27,7 @@ from events.errors import (
     PublishFailed,
 )
 from events.messages import plain
+from events.secretbox import SecretOpenError, SecretsKeyError
 from events.templates import TemplateError
 from gateway.types import Handler
 
@@ -108,6 +109,11 @@ def _from_exception(exc: BaseException, retry_after: int) -> web.Response | None
         )
     if isinstance(exc, TemplateError):
         return problem_response(400, str(exc))
+    if isinstance(exc, SecretsKeyError | SecretOpenError):
+        # The gateway's key is missing or is not the one the secret was sealed with:
+        # the operator's to fix, nothing the client sent was wrong; nothing was stored.
+        log.error("secrets: %s", exc)
+        return problem_response(503, f"{exc}; nothing was accepted or changed")
     return None
 
 

@@ -27,6 +27,7 @@ from events import jsonlimits
 from events.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent, build_event, is_binary_mode
 from events.errors import InvalidEvent
 from events.kv import KV
+from events.sealed import SecretBox, is_sealed, open_value, require_box
 from events.subjects import check_outside_type
 from events.templates import TemplateError, check_value, render_value
 from events.webhook_rules import SLUG_PATTERN
@@ -168,8 +169,20 @@ def new_secret() -> str:
 
 
 async def load(kv: KV, slug: str) -> StoredWebhook | None:
+    """The stored webhook, its secret as stored (sealed, or plain if stored before sealing)."""
     entry = await kv.get(slug)
     return None if entry is None else StoredWebhook.model_validate_json(entry.value)
+
+
+def stored_form(hook: StoredWebhook, box: SecretBox | None) -> bytes:
+    """The webhook as written to the bucket: its secret sealed (a plain one is sealed now)."""
+    secret = hook.secret if is_sealed(hook.secret) else require_box(box, "storing a webhook secret").seal(hook.secret)
+    return hook.model_copy(update={"secret": secret}).model_dump_json().encode()
+
+
+def secret_of(hook: StoredWebhook, box: SecretBox | None) -> str:
+    """The webhook's secret in plain text, for checking a signature."""
+    return open_value(hook.secret, box)
 
 
 # --- receiving --------------------------------------------------------------------------
@@ -179,19 +192,22 @@ def verify(gateway: Gateway, hook: StoredWebhook, headers: Mapping[str, str], bo
     """Check the delivery's signature; :class:`SignatureRejected` saying why."""
     tolerance = gateway.settings.signature_tolerance_seconds
     now = gateway.clock()
+    if hook.verifier == Verifier.NONE:
+        return
+    secret = secret_of(hook, gateway.secrets)
     if hook.verifier == Verifier.GITHUB:
-        verify_github(hook.secret, headers, body)
+        verify_github(secret, headers, body)
     elif hook.verifier == Verifier.STRIPE:
-        timestamp = verify_stripe(hook.secret, headers, body, now, tolerance)
+        timestamp = verify_stripe(secret, headers, body, now, tolerance)
         gateway.replays.check_and_add(f"{hook.slug}:{replay_key('stripe', timestamp, body)}",
                                       tolerance)
     elif hook.verifier == Verifier.SLACK:
-        timestamp = verify_slack(hook.secret, headers, body, now, tolerance)
+        timestamp = verify_slack(secret, headers, body, now, tolerance)
         gateway.replays.check_and_add(f"{hook.slug}:{replay_key('slack', timestamp, body)}",
                                       tolerance)
     elif hook.verifier == Verifier.HMAC:
         assert hook.signature_header is not None
-        verify_hmac(hook.secret, headers, body, hook.signature_header)
+        verify_hmac(secret, headers, body, hook.signature_header)
 
 
 def parse_body(headers: Mapping[str, str], body: bytes) -> tuple[Any, str]:

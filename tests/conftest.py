@@ -11,7 +11,11 @@ import pytest
 
 from events.bus import Bus
 from events.embedded import EmbeddedNats
+from events.secretbox import SecretBox
 from events.settings import NatsSettings
+
+# One key for the session: every part a test starts, in process or not, seals with it.
+SESSION_SECRETS_KEY = SecretBox.generate_key()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -21,8 +25,10 @@ def _clean_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     for key in saved:
         del os.environ[key]
     os.environ["FLOWBUS_HOME"] = str(tmp_path_factory.mktemp("flowbus-home"))
+    os.environ["FLOWBUS_SECRETS_KEY"] = SESSION_SECRETS_KEY
     yield
     os.environ.pop("FLOWBUS_HOME", None)
+    os.environ.pop("FLOWBUS_SECRETS_KEY", None)
     os.environ.update(saved)
 
 
@@ -62,4 +68,5 @@ def flowbus_env(nats_settings: NatsSettings, tmp_path: Path) -> dict[str, str]:
     env["FLOWBUS_NATS_URL"] = ",".join(nats_settings.nats_url)
     env["FLOWBUS_NAMESPACE"] = nats_settings.namespace
     env["FLOWBUS_HOME"] = str(tmp_path / "home")
+    env["FLOWBUS_SECRETS_KEY"] = SESSION_SECRETS_KEY  # the key the in-process parts use
     return env

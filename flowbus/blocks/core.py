@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import json
-import os
 import re
 import uuid
 from typing import Any, ClassVar, TypeVar
@@ -64,16 +63,9 @@ def _secret_box() -> Any:
         raise SecretsKeyError(
             f"blocks with secret fields need {ENV_KEY} set in every process that saves or "
             "loads them (the same key everywhere); make one with `flowbus block generate-key`")
-    path = flowbus_home() / "secrets.key"
-    try:
-        return SecretBox(path.read_text().strip())
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = SecretBox.generate_key()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key)
-        return SecretBox(key)
+    from events.sealed import dev_box
+
+    return SecretBox(dev_box(flowbus_home()))
 
 
 class Block(BaseModel):

@@ -119,6 +119,11 @@ def dev(nats_port: int, gateway_port: int, orchestrator_metrics_port: int | None
     url = server.url
     try:
         os.environ["FLOWBUS_NATS_URL"] = url
+        # Secrets (webhooks, automations, blocks) are sealed in dev too: with no key set,
+        # with a key file made once in FLOWBUS_HOME (mode 0600).
+        from events.sealed import ENV_KEY, dev_box
+
+        os.environ.setdefault(ENV_KEY, dev_box(flowbus_home()))
         _write_url(url)
         settings = nats_settings(nats_url=[url])
         asyncio.run(_serve(settings, server, data_dir, gw_settings, project, runner, orch))

@@ -63,4 +63,7 @@ async def _run(settings: Any, orch_settings: Any) -> None:
             await serve(settings, orch_settings, ready=ready, stop=stop)
             announcer.cancel()
     except* FlowbusError as group:
-        fail(str(group.exceptions[0]))
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):  # serve's own task group nests one
+            first = first.exceptions[0]
+        fail(str(first))

@@ -6,14 +6,15 @@ every action's type, parameters and templates, flow control, and the loop guard.
 Secrets are write-only: a call-webhook ``secret`` and the values of credential headers
 (``Authorization``, cookies, anything named like a token, key, secret, signature or
 password) are shown when the automation is created, and as :data:`MASK` afterwards,
-whatever the caller's scope. A replacement that sends :data:`MASK` back keeps the
-stored value, so a definition can be read, edited and put back.
+whatever the caller's scope; they are stored sealed with ``FLOWBUS_SECRETS_KEY``. A
+replacement that sends :data:`MASK` back keeps the stored value, so a definition can be
+read, edited and put back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from pydantic import Field
 from events.automation_store import target_problems
 from events.automations import AutomationSpec
 from events.records import Deployment
+from events.sealed import seal_tree, sealed_paths, walk_secrets
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
@@ -41,24 +43,10 @@ class Automation(AutomationSpec):
 
 
 MASK = "*" * 16  # as long as the shortest secret allowed, so a masked definition is valid
-_CREDENTIAL_HEADER = re.compile(r"authorization|cookie|token|secret|key|signature|password", re.I)
 
 
 def _masked(value: Any) -> Any:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if key == "secret" and isinstance(item, str):
-                out[key] = MASK
-            elif key == "headers" and isinstance(item, dict):
-                out[key] = {name: MASK if _CREDENTIAL_HEADER.search(name) else v
-                            for name, v in item.items()}
-            else:
-                out[key] = _masked(item)
-        return out
-    if isinstance(value, list):
-        return [_masked(item) for item in value]
-    return value
+    return walk_secrets(value, lambda _: MASK)
 
 
 def shown(automation: Automation) -> Automation:
@@ -80,6 +68,16 @@ def _kept(new: Any, old: Any) -> Any:
     if isinstance(new, list) and isinstance(old, list):
         return [_kept(item, old[i] if i < len(old) else None) for i, item in enumerate(new)]
     return new
+
+
+def _plain_secrets(body: AutomationSpec) -> None:
+    """422 for a secret sent already sealed: secrets are given in plain text."""
+    found = sealed_paths(body.model_dump(mode="json"))
+    if found:
+        raise Problem(422, f"a secret is given sealed ({found[0]}); send secrets in plain text, "
+                      "flowbus seals them when it stores them")
+
+
 async def _check_targets(call: Call, spec: AutomationSpec) -> None:
     """422 when a run-deployment action names a missing deployment or bad parameters."""
     kv = await call.gateway.kv(call.gateway.bus.layout.deployments)
@@ -91,8 +89,10 @@ async def _check_targets(call: Call, spec: AutomationSpec) -> None:
                       errors=[{"field": "actions", "reason": p} for p in problems])
 
 
-def _encode(automation: Automation) -> bytes:
-    raw = automation.model_dump_json().encode()
+def _encode(call: Call, automation: Automation) -> bytes:
+    """The stored form: secrets sealed with the gateway's key (events.sealed)."""
+    raw = json.dumps(seal_tree(automation.model_dump(mode="json"), call.gateway.secrets),
+                     separators=(",", ":")).encode()
     if len(raw) > MAX_DEFINITION_BYTES:
         raise Problem(413, f"automation is {len(raw)} bytes encoded, over {MAX_DEFINITION_BYTES}")
     return raw
@@ -111,11 +111,12 @@ async def _load(call: Call) -> Automation:
               body=AutomationSpec, response=Automation, status=201, errors=(413, 422))
 async def create_automation(call: Call) -> Automation:
     body: AutomationSpec = call.body
+    _plain_secrets(body)
     await _check_targets(call, body)
     now = datetime.now(UTC)
     automation = Automation(**body.model_dump(), id=str(uuid.uuid4()), created=now, updated=now)
     kv = await call.gateway.kv(call.gateway.bus.layout.automations)
-    await kv.create(automation.id, _encode(automation))
+    await kv.create(automation.id, _encode(call, automation))
     return automation
 
 
@@ -143,13 +144,14 @@ async def get_automation(call: Call) -> Automation:
               response=Automation, errors=(404, 413, 422))
 async def replace_automation(call: Call) -> Automation:
     body: AutomationSpec = call.body
+    _plain_secrets(body)
     current = await _load(call)
     await _check_targets(call, body)
     spec = _kept(body.model_dump(mode="json"), current.model_dump(mode="json"))
     automation = Automation.model_validate(
         {**spec, "id": current.id, "created": current.created, "updated": datetime.now(UTC)})
     kv = await call.gateway.kv(call.gateway.bus.layout.automations)
-    await kv.put(automation.id, _encode(automation))
+    await kv.put(automation.id, _encode(call, automation))
     return shown(automation)
 
 

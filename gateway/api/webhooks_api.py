@@ -28,6 +28,7 @@ from gateway.webhooks import (
     WebhookWithSecret,
     load,
     new_secret,
+    stored_form,
 )
 
 router = ApiRouter()
@@ -80,7 +81,7 @@ async def create_webhook(call: Call) -> WebhookWithSecret:
                            secret=body.secret or new_secret())
     kv = await call.gateway.kv(call.gateway.bus.layout.webhooks)
     try:
-        await kv.create(body.slug, stored.model_dump_json().encode())
+        await kv.create(body.slug, stored_form(stored, call.gateway.secrets))
     except AlreadyExists:
         raise Problem(409, f"a webhook named {body.slug!r} already exists") from None
     return _answer(stored, given=body.secret is not None)
@@ -126,7 +127,7 @@ async def update_webhook(call: Call) -> Webhook:
         raise invalid_input(exc) from None
     updated = hook.model_copy(update={**spec.model_dump(), "updated": datetime.now(UTC)})
     kv = await call.gateway.kv(call.gateway.bus.layout.webhooks)
-    await kv.put(hook.slug, updated.model_dump_json().encode())
+    await kv.put(hook.slug, stored_form(updated, call.gateway.secrets))
     return updated.public()
 
 
@@ -139,7 +140,7 @@ async def rotate_webhook_secret(call: Call) -> WebhookWithSecret:
     updated = hook.model_copy(update={"secret": body.secret or new_secret(),
                                       "updated": datetime.now(UTC)})
     kv = await call.gateway.kv(call.gateway.bus.layout.webhooks)
-    await kv.put(hook.slug, updated.model_dump_json().encode())
+    await kv.put(hook.slug, stored_form(updated, call.gateway.secrets))
     return _answer(updated, given=body.secret is not None)
 
 

@@ -34,7 +34,9 @@ from events.bus import Bus
 from events.cloudevent import CloudEvent
 from events.deployments import read_result, request_cancel, run_request_event, set_paused
 from events.errors import BusUnavailable, NotFound, PublishFailed, TransitionRejected
+from events.notification_channels import Channel
 from events.records import FlowRun
+from events.sealed import SecretBox, SecretOpenError, SecretsKeyError, open_tree, open_value
 from events.templates import render, render_value
 from orchestrator.automations.http import DeliveryFailed, HttpSender
 from orchestrator.automations.notify import Notifier
@@ -104,8 +106,10 @@ class ActionRunner:
         self, bus: Bus, deployments: DeploymentCatalog, creator: RunCreator, http: HttpSender,
         notifier: Notifier, clock: Callable[[], datetime], result_max_bytes: int,
         create_requested: Callable[[CloudEvent], Awaitable[Any]] | None = None,
+        secrets: SecretBox | None = None,
     ) -> None:
         self._bus = bus
+        self._secrets = secrets  # opens sealed secrets just before they are used
         self._deployments = deployments
         self._creator = creator
         self._http = http
@@ -147,6 +151,8 @@ class ActionRunner:
             return await self._dispatch(action, ctx, key)
         except (BusUnavailable, PublishFailed) as exc:
             raise DeliveryFailed(str(exc)) from None
+        except (SecretOpenError, SecretsKeyError) as exc:  # the key is wrong or missing
+            raise DeliveryFailed(str(exc), permanent=True) from None
         except (NotFound, TransitionRejected, ValueError) as exc:  # TemplateError is a ValueError
             raise DeliveryFailed(str(exc), permanent=True) from None
         except DeliveryFailed:
@@ -182,7 +188,8 @@ class ActionRunner:
             await automation_store.set_enabled(self._bus, target, enabled)
             return {"automation_id": target, "enabled": enabled}
         if isinstance(action, SendNotification):
-            channel = await automation_store.get_channel(self._bus, action.channel)
+            channel = Channel.model_validate(open_tree(
+                (await automation_store.get_channel(self._bus, action.channel)).model_dump(), self._secrets))
             values = await self.template_context(ctx, [action.subject, action.body])
             subject, body = str(render(action.subject, values)), str(render(action.body, values))
             await self._notifier.send(channel, subject, body, ctx.event, key)
@@ -192,7 +199,9 @@ class ActionRunner:
             rendered = render_value(action.body, values)
             payload = rendered.encode() if isinstance(rendered, str) else json.dumps(rendered, default=str).encode()
             status = await self._http.send(
-                action.url, payload, method=action.method, headers=action.headers, secret=action.secret,
+                action.url, payload, method=action.method,
+                headers=open_tree({"headers": action.headers}, self._secrets)["headers"],
+                secret=open_value(action.secret, self._secrets) if action.secret else None,
                 delivery=key, attempts=1, time_limit=action.timeout_seconds,
             )
             return {"url": action.url, "status": status}

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import TypeAdapter
 
 from events.automation_actions import Action
-from events.automation_store import DEAD_PREFIX, REDRIVE_REQUESTED, DeadLetter
+from events.automation_store import DEAD_PREFIX, REDRIVE_REQUESTED, DeadLetter, check_secrets_key
 from events.automations import (
     EVENT_RESOLVED,
     EVENT_TRIGGERED,
@@ -87,13 +87,14 @@ class AutomationEngine:
         self.evaluator = TriggerEvaluator(await self.bus.kv(layout.trigger_state), self._clock)
         self._state: KV = await self.bus.kv(layout.automation_state)
         settings = self.settings
+        secrets = await check_secrets_key(self.bus)
         self.http = HttpSender(Backoff(settings.retry_base_seconds, settings.retry_max_seconds),
                                settings.http_timeout_seconds, settings.denied_networks,
                                settings.allowed_networks)
         runner = ActionRunner(
             self.bus, self._deployments, self._creator, self.http,
             Notifier(self.http, attempts=1), self._clock, settings.result_max_bytes,
-            self._create_requested,
+            self._create_requested, secrets,
         )
         self.deliveries = Deliveries(
             self.bus, await self.bus.kv(layout.automation_deliveries), self._state, runner,

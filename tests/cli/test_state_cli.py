@@ -125,4 +125,5 @@ async def test_blocks_are_listed_masked_and_deleted(env: dict[str, str], bus: Bu
                          "Secret(value='x').save('other')"],
         env=no_key, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0 and "FLOWBUS_SECRETS_KEY" in result.stderr
-    assert os.environ.get("FLOWBUS_SECRETS_KEY") is None
+    # The test's own key never leaked into this process (which has the session's key).
+    assert os.environ.get("FLOWBUS_SECRETS_KEY") != env["FLOWBUS_SECRETS_KEY"]

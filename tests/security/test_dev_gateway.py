@@ -58,3 +58,35 @@ async def test_dev_gateway_is_on_loopback_and_checks_host(dev: str) -> None:
         assert status == expected, (host, body)
         if expected == 403:
             assert b"is not served here" in body
+
+
+async def test_dev_makes_its_own_secrets_key_and_stores_webhook_secrets_sealed(
+    dev: str, tmp_path: Path
+) -> None:
+    import hashlib
+    import hmac
+    import json
+
+    import aiohttp
+
+    from events.bus import Bus
+    from events.secretbox import SecretBox, is_sealed
+    from events.settings import NatsSettings
+
+    key_file = tmp_path / "secrets.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    async with aiohttp.ClientSession(base_url=dev) as http:
+        async with http.post("/api/v1/webhooks", json={"slug": "gh", "verifier": "github"}) as r:
+            assert r.status == 201, await r.text()
+            secret = (await r.json())["secret"]
+        body = b'{"action": "opened"}'
+        signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        async with http.post("/hooks/gh", data=body, headers={
+                "Content-Type": "application/json", "X-Hub-Signature-256": signature}) as r:
+            assert r.status == 202, await r.text()
+    url = (tmp_path / "dev" / "nats.url").read_text().strip()
+    async with await Bus.connect(NatsSettings(nats_url=[url]), ensure=False) as bus:
+        entry = await (await bus.kv(bus.layout.webhooks)).get("gh")
+    assert entry is not None and secret.encode() not in entry.value
+    stored = json.loads(entry.value)["secret"]
+    assert is_sealed(stored) and SecretBox(key_file.read_text().strip()).open(stored) == secret

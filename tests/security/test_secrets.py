@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import aiohttp
 
 from events.bus import Bus
+from events.sealed import SecretBox, open_tree
 from gateway.api.automations import MASK
 from tests.security.conftest import KeyMaker
 
@@ -48,6 +50,6 @@ async def test_putting_back_a_masked_definition_keeps_the_secrets(
     async with admin.put(f"/api/v1/automations/{made['id']}", json=edited) as r:
         assert r.status == 200 and (await r.json())["actions"][0]["secret"] == MASK
     stored = await (await bus.kv(bus.layout.automations)).get_json(made["id"])
-    action = stored["actions"][0]
+    action = open_tree(stored, SecretBox(os.environ["FLOWBUS_SECRETS_KEY"]))["actions"][0]
     assert stored["name"] == "renamed" and action["secret"] == SECRET
     assert action["headers"]["Authorization"] == "Bearer tok-123"
