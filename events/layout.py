@@ -268,7 +268,9 @@ def _differences(have: api.StreamConfig, want: api.StreamConfig) -> list[str]:
     out = []
     for name in _COMPARED:
         wanted = getattr(want, name)
-        if wanted is None:
+        if wanted is None or (name == "duplicate_window" and not wanted):
+            # Unset here: the server's default (a 2-minute window) is what we asked for,
+            # so it is no difference (else every connect "updates" the stream).
             continue
         had = getattr(have, name)
         if name == "subjects":

@@ -208,6 +208,16 @@ async def test_changed_limits_update_the_stream(bus: Bus, nats_settings: NatsSet
     assert info.config.max_age == pytest.approx(30 * 86400)
 
 
+async def test_connecting_again_changes_no_stream(
+    bus: Bus, nats_settings: NatsSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A stream that leaves a field to the server's default (the logs stream's dedup
+    # window) must not count as different on every connect.
+    with caplog.at_level("INFO", logger="flowbus.events.layout"):
+        await (await Bus.connect(nats_settings)).close()
+    assert not [r for r in caplog.records if "updated stream" in r.getMessage()], caplog.text
+
+
 async def test_conflicting_stream_is_a_clear_error(bus: Bus, nats_settings: NatsSettings) -> None:
     # A stream of ours whose retention was changed by hand cannot be updated back.
     await bus.destroy_layout()
