@@ -7,6 +7,8 @@ of eating the test's whole timeout (and on a loaded machine, the next tests' too
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 from typing import Any
 
 #: Long enough for a drain on a machine shared with other work; a hang still ends here.
@@ -17,9 +19,24 @@ async def wait_stopped(task: asyncio.Future[Any], *, what: str,
                        within: float = SHUTDOWN_SECONDS) -> Any:
     """Wait for ``task`` to end; cancel it and fail naming ``what`` when it takes too long."""
     try:
-        return await asyncio.wait_for(task, within)
+        return await asyncio.wait_for(asyncio.shield(task), within)
     except TimeoutError:
-        raise AssertionError(f"{what} did not stop within {within:.0f}s") from None
+        stacks = _stacks()
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 10)
+        raise AssertionError(f"{what} did not stop within {within:.0f}s; where the loop's "
+                             f"tasks wait:\n{stacks}") from None
+
+
+def _stacks() -> str:
+    """Where every task of the loop is waiting (to name the hang in the failure)."""
+    out = []
+    for other in asyncio.all_tasks():
+        buffer = io.StringIO()
+        other.print_stack(limit=8, file=buffer)
+        out.append(buffer.getvalue())
+    return "\n".join(out)[-20000:]
 
 
 async def stop_service(stop: asyncio.Event, task: asyncio.Future[Any], *, what: str,
