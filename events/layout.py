@@ -53,6 +53,8 @@ class Layout:
     code: str = field(init=False)
     artifacts: str = field(init=False)
     blocks: str = field(init=False)
+    tasks_stream: str = field(init=False)
+    task_runs: str = field(init=False)
 
     def __post_init__(self) -> None:
         stream = self.namespace.upper().replace("-", "_")
@@ -60,12 +62,14 @@ class Layout:
             "events_stream": f"{stream}_EVENTS",
             "runs_stream": f"{stream}_RUNS",
             "logs_stream": f"{stream}_LOGS",
+            "tasks_stream": f"{stream}_TASKS",
         }
         for name in ("deployments", "automations", "variables", "concurrency", "cache",
                      "leases", "webhooks", "results", "code", "artifacts", "blocks"):
             values[name] = f"{self.namespace}-{name}"
         values["flow_runs"] = f"{self.namespace}-flow-runs"
         values["attempts"] = f"{self.namespace}-attempts"
+        values["task_runs"] = f"{self.namespace}-task-runs"
         values["trigger_state"] = f"{self.namespace}-trigger-state"
         values["api_keys"] = f"{self.namespace}-api-keys"
         values["automation_state"] = f"{self.namespace}-automation-state"
@@ -125,6 +129,15 @@ def _streams(layout: Layout, settings: NatsSettings) -> list[api.StreamConfig]:
             num_replicas=settings.stream_replicas,
         ),
         api.StreamConfig(
+            name=layout.tasks_stream,
+            description="one job message per background task run (Task.delay)",
+            subjects=[f"{layout.namespace}.tasks.>"],
+            retention=api.RetentionPolicy.WORK_QUEUE,
+            storage=api.StorageType.FILE,
+            max_msg_size=max_msg,
+            num_replicas=settings.stream_replicas,
+        ),
+        api.StreamConfig(
             name=layout.logs_stream,
             description="log lines of flow and task runs",
             subjects=[f"{layout.namespace}.logs.>"],
@@ -149,6 +162,7 @@ def _buckets(layout: Layout, settings: NatsSettings) -> list[_Bucket]:
         _Bucket(layout.variables, history=5, description="variables"),
         _Bucket(layout.flow_runs, history=1, description="current flow-run records"),
         _Bucket(layout.attempts, ttl=7 * _DAY, description="outcomes of flow-run attempts"),
+        _Bucket(layout.task_runs, ttl=7 * _DAY, description="background task-run records"),
         _Bucket(layout.concurrency, description="concurrency slots as leases"),
         _Bucket(layout.cache, ttl=30 * _DAY, description="task cache keys"),
         _Bucket(layout.artifacts, description="artifacts of runs, by id, and latest by key"),

@@ -20,7 +20,7 @@ import datetime as _dt
 import functools
 import inspect
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from flowbus import _engine
 from flowbus._params import CallShape, rewrap_method
@@ -31,6 +31,9 @@ from flowbus.results import ResultStore
 from flowbus.serializers import Serializer, resolve_serializer
 from flowbus.utilities.annotations import BaseAnnotation
 from flowbus.visualization import _tracker as _viz_tracker
+
+if TYPE_CHECKING:
+    from flowbus.background import TaskRunFuture
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -246,6 +249,32 @@ class Task(Generic[P, R]):
         if _viz_tracker.get() is not None:  # Flow.visualize(): record, do not run
             return self._record_for_viz(parameters)  # type: ignore[no-any-return]
         return _engine.submit_task(self, parameters, wait_for)
+
+    def delay(self, *args: Any, **kwargs: Any) -> TaskRunFuture[Any]:
+        """Queue a run for a task worker (``flowbus task-worker``); returns a future at once.
+
+        Works from any process connected to the server (``FLOWBUS_NATS_URL``), also
+        without a flow around it. Example::
+
+            future = add.delay(1, 2)
+            future.result(timeout=30)   # 3, once a worker has run it
+        """
+        from flowbus.background import submit_background
+
+        return submit_background(self, args, kwargs)
+
+    def apply_async(
+        self,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        wait_for: Iterable[Any] | None = None,
+        dependencies: dict[str, Any] | None = None,
+    ) -> TaskRunFuture[Any]:
+        """`delay` with Prefect's shape: ``wait_for`` names upstream background futures
+        the run waits for; ``dependencies`` is accepted and has no effect."""
+        from flowbus.background import apply_async
+
+        return apply_async(self, args, kwargs, wait_for, dependencies)
 
     def _record_for_viz(self, parameters: dict[str, Any]) -> Any:
         from flowbus.visualization import track_task_call

@@ -20,6 +20,7 @@ from flowbus.cli import (
     runner_cmd,
     source_cmd,
     state_cmd,
+    task_cmd,
     variable_cmd,
     webhook_cmd,
 )
@@ -51,6 +52,8 @@ def version() -> None:
 
 
 cli.add_command(automation_cmd.automation)
+cli.add_command(task_cmd.task_worker)
+cli.add_command(task_cmd.task_run)
 cli.add_command(dev.dev)
 cli.add_command(events_cmd.events)
 cli.add_command(nats_cmd.nats)

@@ -46,7 +46,7 @@ def fail(message: str, code: int = 1) -> None:
 SETTINGS_MODULES = (
     "events.settings", "events.logformat", "flowbus.project", "gateway.settings",
     "orchestrator.settings", "orchestrator.automations.settings", "runners.settings",
-    "gateway.sources.settings",
+    "gateway.sources.settings", "events.background",
 )
 
 

@@ -1,0 +1,260 @@
+"""Background task runs: the job, the record and the lease rules (Task.delay, task workers).
+
+``Task.delay()`` (the SDK, any process) creates a :class:`TaskRunRecord` in the
+``<ns>-task-runs`` KV bucket (key = task-run id, state Scheduled), then publishes a
+:class:`TaskJob` on ``<ns>.tasks.<task token>`` in the ``<NS>_TASKS`` stream (work-queue
+retention). Task workers (``flowbus task-worker``) pull the jobs of the tasks they serve
+through one durable consumer per task (:func:`consumer_name`), so several workers share
+the work. Every write of a record is compare-and-set on its KV revision; the rules
+below decide what a worker may do with a job, as flow-run claims do for runners:
+
+- a Scheduled run is claimed (Running, a new attempt, the worker's id);
+- a Running run whose record was refreshed within the lease is left alone (the job is
+  handed back for later); one whose holder stopped refreshing it is taken over, and
+  counted as a crash (:data:`MAX_CRASHES` crashes end it Crashed);
+- a final run's job is dropped.
+
+A worker holding an attempt refreshes the record's ``updated`` time and the job's ack
+deadline; a worker whose write conflicts has lost the run and writes nothing more.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from nats.js.errors import NotFoundError
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from events.bus import Bus
+from events.kv import KV
+from events.records import State, StateData, utcnow
+from events.settings import register
+
+# A run whose attempts are cut off (worker killed, lease lost) this many times is Crashed.
+MAX_CRASHES = 3
+TASK_KEY_MAX = 512
+TASK_RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# The job carries the parameters inline; a larger call is refused by Task.delay.
+MAX_PARAMETERS_BYTES = 512 * 1024
+# The state names a task-run record passes through.
+TASK_RUN_STATES = ("Scheduled", "Running", "Completed", "Cached", "Failed", "Crashed")
+
+
+@register
+class TaskWorkerSettings(BaseSettings):
+    """How one task worker takes and executes background task runs."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWBUS_TASK_WORKER_", extra="forbid", frozen=True)
+
+    limit: int = Field(default=10, ge=1, le=1024, description="task runs executed at once")
+    lease_seconds: float = Field(
+        default=15.0, ge=1.0, le=3600.0,
+        description="a run whose worker stopped refreshing it this long is taken over")
+    drain_timeout: float = Field(
+        default=30.0, ge=0, description="seconds running task runs get to finish after SIGTERM")
+
+
+def task_token(task_key: str) -> str:
+    """The subject token and consumer suffix of a task key (any key is usable)."""
+    return hashlib.sha256(task_key.encode()).hexdigest()[:24]
+
+
+def task_subject(namespace: str, task_key: str) -> str:
+    """The subject the jobs of ``task_key`` are published on."""
+    return f"{namespace}.tasks.{task_token(task_key)}"
+
+
+def consumer_name(task_key: str) -> str:
+    """The durable consumer that every worker serving ``task_key`` shares."""
+    return f"tasks-{task_token(task_key)}"
+
+
+class TaskJob(BaseModel):
+    """One job message: which task run, of which task, with its encoded parameters."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task_run_id: str = Field(pattern=TASK_RUN_ID_PATTERN, description="key of the record")
+    task_key: str = Field(min_length=1, max_length=TASK_KEY_MAX)
+    parameters: bytes = Field(
+        default=b"", max_length=MAX_PARAMETERS_BYTES,
+        description="the call's parameters, encoded with the task's serializer")
+
+    @field_serializer("parameters")
+    def _b64(self, value: bytes) -> str:
+        return base64.b64encode(value).decode()
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _from_b64(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return base64.b64decode(value, validate=True)
+            except ValueError:
+                raise ValueError("parameters must be base64") from None
+        return value
+
+
+class TaskRunRecord(BaseModel):
+    """The current record of a background task run (``<ns>-task-runs``, key = id)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=TASK_RUN_ID_PATTERN)
+    name: str = Field(max_length=256)
+    task_key: str = Field(min_length=1, max_length=TASK_KEY_MAX)
+    task_name: str = Field(max_length=256)
+    tags: list[str] = Field(default_factory=list)
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="the parameters, when they are JSON (for people to read)")
+    state: State
+    created: datetime = Field(default_factory=utcnow)
+    updated: datetime = Field(default_factory=utcnow, description="last write: the lease")
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    worker_id: str | None = Field(default=None, description="the worker holding the attempt")
+    run_count: int = Field(default=0, ge=0, description="attempts claimed by a worker")
+    crashes: int = Field(default=0, ge=0, description="attempts cut off before they ended")
+    result_key: str | None = Field(default=None, description="key in the result store")
+    result_serializer: str | None = Field(default=None, description="how the result is encoded")
+    wait_for: list[str] = Field(default_factory=list, description="upstream task-run ids")
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> TaskRunRecord:
+        return cls.model_validate_json(raw)
+
+    def moved(self, name: str, message: str | None = None, **changes: Any) -> TaskRunRecord:
+        """This record in state ``name`` (``updated`` now), with other fields changed."""
+        data = StateData(attempt=changes.get("run_count", self.run_count) or None)
+        state = State.named(name, message, data=data)
+        return self.model_copy(update={"state": state, "updated": utcnow(), **changes})
+
+
+def scheduled_record(*, task_run_id: str, name: str, task_key: str, task_name: str,
+                     tags: list[str], parameters: dict[str, Any] | None,
+                     wait_for: list[str]) -> TaskRunRecord:
+    """The record ``Task.delay`` creates before it publishes the job."""
+    return TaskRunRecord(
+        id=task_run_id, name=name, task_key=task_key, task_name=task_name, tags=tags,
+        parameters=parameters, wait_for=wait_for, state=State.named("Scheduled"))
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """The background-task queue: jobs not yet acknowledged (waiting or running), and
+    the age of the oldest of them."""
+
+    depth: int
+    oldest_age_seconds: float
+
+
+async def queue_stats(bus: Bus) -> QueueStats:
+    """What the queue holds now (the tasks stream keeps a job until it is acknowledged)."""
+    js = bus._js  # events/ is the one package that talks to JetStream itself
+    stream = bus.layout.tasks_stream
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return QueueStats(0, 0.0)
+    depth = int(info.state.messages)
+    if depth == 0:
+        return QueueStats(0, 0.0)
+    try:
+        first = await js.get_msg(stream, seq=info.state.first_seq)
+    except NotFoundError:  # acknowledged meanwhile
+        return QueueStats(depth, 0.0)
+    when = first.time if isinstance(first.time, datetime) else None
+    age = (utcnow() - when).total_seconds() if when is not None else 0.0
+    return QueueStats(depth, max(age, 0.0))
+
+
+async def all_task_runs(kv: KV) -> list[TaskRunRecord]:
+    """Every stored task-run record (unreadable values are skipped), newest first."""
+    records = []
+    for key in await kv.keys():
+        entry = await kv.get(key)
+        if entry is None:
+            continue
+        try:
+            records.append(TaskRunRecord.decode(entry.value))
+        except ValueError:
+            continue
+    records.sort(key=lambda r: r.created, reverse=True)
+    return records
+
+
+Action = Literal["claim", "take-over", "later", "drop"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a worker does with a job: claim it, take a dead attempt over, hand it back
+    for ``later`` (after ``delay`` seconds), or ``drop`` (ack) it."""
+
+    action: Action
+    reason: str
+    delay: float = 0.0
+
+
+def decide(record: TaskRunRecord, *, now: datetime, lease: float) -> Decision:
+    """What to do with the job of ``record``, given the lease period in seconds."""
+    name = record.state.name
+    if record.state.is_final():
+        return Decision("drop", f"the task run is already {name}")
+    if name == "Scheduled":
+        return Decision("claim", "the task run is Scheduled")
+    age = (now - record.updated).total_seconds()
+    if age < lease:
+        return Decision("later", f"worker {record.worker_id} holds it (seen {age:.1f}s ago)",
+                        lease - age)
+    return Decision("take-over", f"worker {record.worker_id} stopped refreshing its lease "
+                                 f"({age:.1f}s ago)")
+
+
+def claimed(record: TaskRunRecord, worker_id: str, decision: Decision) -> TaskRunRecord:
+    """The record of a new attempt held by ``worker_id`` (Running), or Crashed when a
+    taken-over run has been cut off :data:`MAX_CRASHES` times."""
+    crashes = record.crashes + (1 if decision.action == "take-over" else 0)
+    if crashes >= MAX_CRASHES:
+        return record.moved("Crashed", f"cut off {crashes} times; last: {decision.reason}",
+                            crashes=crashes, end_time=utcnow(), worker_id=None)
+    message = None if decision.action == "claim" else f"retried after a crash: {decision.reason}"
+    now = utcnow()
+    return record.moved("Running", message, worker_id=worker_id, run_count=record.run_count + 1,
+                        crashes=crashes, start_time=record.start_time or now)
+
+
+def finished(record: TaskRunRecord, name: str, message: str | None, *,
+             result_key: str | None, result_serializer: str | None) -> TaskRunRecord:
+    """The record of an attempt that ended in state ``name``."""
+    return record.moved(name, message, end_time=utcnow(), result_key=result_key,
+                        result_serializer=result_serializer)
+
+
+__all__ = [
+    "MAX_CRASHES",
+    "MAX_PARAMETERS_BYTES",
+    "TASK_RUN_STATES",
+    "Decision",
+    "QueueStats",
+    "TaskJob",
+    "TaskRunRecord",
+    "TaskWorkerSettings",
+    "all_task_runs",
+    "claimed",
+    "consumer_name",
+    "decide",
+    "finished",
+    "queue_stats",
+    "scheduled_record",
+    "task_subject",
+    "task_token",
+]

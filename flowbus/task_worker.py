@@ -1,0 +1,327 @@
+"""Task workers: processes that execute background task runs (`Task.delay`).
+
+``flowbus task-worker my_tasks:add my_tasks:resize --limit 10`` or, in Python::
+
+    from flowbus.task_worker import serve
+    from my_tasks import add, resize
+
+    serve(add, resize, limit=10)
+
+Every worker serving a task shares one durable consumer of its jobs, so several
+workers split the work. A worker claims a run by compare-and-set on its record and
+keeps a lease on it (the record's ``updated`` time and the job's ack deadline,
+refreshed every ``heartbeat_interval``); a worker that dies mid-run leaves the job
+un-acknowledged, JetStream hands it to another worker once the lease has run out,
+and that worker runs it again (see `events.background` for the rules). Retries,
+timeouts, caching and result persistence are the task's own, as for any call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from events import background as contract
+from events.background import TaskWorkerSettings
+from events.bus import Bus
+from events.errors import FlowbusError, UpdateConflict
+from events.kv import KV
+from events.records import utcnow
+from events.settings import NatsSettings
+from flowbus._drivers import drive_sync
+from flowbus._task_engine import task_run_steps
+from flowbus.background import UPSTREAM_MARKER, TaskRunFuture
+from flowbus.context import TaskRun
+from flowbus.exceptions import ConfigurationError
+from flowbus.results import resolve_result_store
+from flowbus.states import Pending, State, StateType
+from flowbus.tasks import Task
+
+log = logging.getLogger("flowbus.task_worker")
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class _Lease:
+    """The revision this worker last wrote to a record it holds; lost on a conflict."""
+
+    __slots__ = ("lost", "record", "revision")
+
+    def __init__(self, record: contract.TaskRunRecord, revision: int) -> None:
+        self.record, self.revision, self.lost = record, revision, False
+
+    async def write(self, kv: KV, record: contract.TaskRunRecord) -> bool:
+        if self.lost:
+            return False
+        try:
+            self.revision = await kv.cas(record.id, record.encode(), self.revision)
+        except UpdateConflict:
+            self.lost = True
+            return False
+        self.record = record
+        return True
+
+
+class TaskWorker:
+    """Executes the runs of ``tasks`` (keyed by task key) from the bus, ``limit`` at once."""
+
+    def __init__(self, bus: Bus, kv: KV, tasks: list[Task[Any, Any]],
+                 settings: TaskWorkerSettings) -> None:
+        self.bus, self.kv, self.settings = bus, kv, settings
+        self.tasks = {t.task_key: t for t in tasks}
+        self.worker_id = _worker_id()
+        self._free = settings.limit
+        self._running: set[asyncio.Task[None]] = set()
+        self._pool = ThreadPoolExecutor(settings.limit, thread_name_prefix="flowbus-task")
+        self.ready = asyncio.Event()
+        self.stop = asyncio.Event()
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.settings.lease_seconds / 5
+
+    async def run(self) -> None:
+        """Serve until :attr:`stop` is set, then drain (bounded by ``drain_timeout``)."""
+        layout = self.bus.layout
+        consumers = [
+            (task, await self.bus.consumer(
+                contract.consumer_name(key), stream=layout.tasks_stream,
+                filter_subjects=[contract.task_subject(layout.namespace, key)],
+                ack_wait=self.settings.lease_seconds, max_ack_pending=100_000))
+            for key, task in self.tasks.items()
+        ]
+        self.ready.set()
+        try:
+            async with asyncio.TaskGroup() as group:
+                for task, consumer in consumers:
+                    group.create_task(self._pull(task, consumer))
+        finally:
+            for _, consumer in consumers:
+                await consumer.close()
+            if self._running:
+                await asyncio.wait(self._running, timeout=self.settings.drain_timeout)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _pull(self, task: Task[Any, Any], consumer: Any) -> None:
+        wait = 0.5 if len(self.tasks) == 1 else 0.1
+        while not self.stop.is_set():
+            n = self._free
+            if n <= 0:
+                await asyncio.sleep(0.002)
+                continue
+            self._free -= n  # reserved before the await: two tasks' loops never both take it
+            try:
+                deliveries = await consumer.fetch(n, max_wait=wait)
+            except FlowbusError as exc:
+                log.warning("fetching jobs of %s failed: %s", task.task_key, exc)
+                deliveries = []
+                await asyncio.sleep(0.5)
+            finally:
+                self._free += n
+            for delivery in deliveries:
+                self._free -= 1
+                job = asyncio.create_task(self._handle(task, delivery))
+                self._running.add(job)
+                job.add_done_callback(self._done)
+
+    def _done(self, job: asyncio.Task[None]) -> None:
+        self._running.discard(job)
+        self._free += 1
+        if not job.cancelled() and job.exception() is not None:
+            log.error("handling a task job failed", exc_info=job.exception())
+
+    async def _handle(self, task: Task[Any, Any], delivery: Any) -> None:
+        try:
+            job = contract.TaskJob.model_validate_json(delivery.data)
+        except ValidationError as exc:
+            log.error("dropping a malformed task job: %s", exc.errors()[0]["msg"])
+            await delivery.term()
+            return
+        if job.task_key != task.task_key:
+            log.error("dropping job %s: it is for task %r, not %r", job.task_run_id, job.task_key,
+                      task.task_key)
+            await delivery.term()
+            return
+        lease = await self._claim(job, delivery)
+        if lease is None:
+            return
+        if lease.record.state.name == "Crashed":
+            await delivery.ack()
+            return
+        beat = asyncio.create_task(self._heartbeat(lease, delivery))
+        try:
+            name, message, result_key = await self._execute(task, job, lease)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+        serializer = getattr(task._serializer, "name", "custom")
+        final = contract.finished(lease.record, name, message, result_key=result_key,
+                                  result_serializer=serializer if result_key else None)
+        if await lease.write(self.kv, final):
+            await delivery.ack()
+        else:
+            log.warning("task run %s was taken over by another worker; its outcome here is "
+                        "dropped", job.task_run_id)
+
+    async def _claim(self, job: contract.TaskJob, delivery: Any) -> _Lease | None:
+        for _ in range(5):
+            entry = await self.kv.get(job.task_run_id)
+            if entry is None:
+                log.error("dropping job %s: no such task run (expired?)", job.task_run_id)
+                await delivery.term()
+                return None
+            record = contract.TaskRunRecord.decode(entry.value)
+            decision = contract.decide(record, now=utcnow(), lease=self.settings.lease_seconds)
+            if decision.action == "drop":
+                await delivery.ack()
+                return None
+            if decision.action == "later":
+                await delivery.nak(delay=max(decision.delay, 0.1))
+                return None
+            lease = _Lease(record, entry.revision)
+            if await lease.write(self.kv, contract.claimed(record, self.worker_id, decision)):
+                if decision.action == "take-over":
+                    log.warning("task run %s: %s; running it again", job.task_run_id,
+                                decision.reason)
+                return lease
+        await delivery.nak(delay=1.0)
+        return None
+
+    async def _heartbeat(self, lease: _Lease, delivery: Any) -> None:
+        while not lease.lost:
+            await asyncio.sleep(self.heartbeat_interval)
+            await delivery.in_progress()
+            refreshed = lease.record.model_copy(update={"updated": utcnow()})
+            await lease.write(self.kv, refreshed)
+
+    async def _execute(self, task: Task[Any, Any], job: contract.TaskJob,
+                       lease: _Lease) -> tuple[str, str | None, str | None]:
+        """Run the body once (with the task's own retries): final state name, message,
+        result key."""
+        record = lease.record
+        for upstream in record.wait_for:
+            state = await self._wait_final(upstream)
+            if state is not None:
+                return "Failed", state, None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, _run_body, task, job, record)
+
+    async def _wait_final(self, task_run_id: str) -> str | None:
+        """Wait until upstream run ``task_run_id`` is final; None if it Completed, else why not."""
+        pause = 0.01
+        while True:
+            entry = await self.kv.get(task_run_id)
+            if entry is None:
+                return f"upstream task run {task_run_id} does not exist"
+            upstream = contract.TaskRunRecord.decode(entry.value)
+            if upstream.state.is_final():
+                if upstream.state.type.value == "COMPLETED":
+                    return None
+                return f"upstream task run {task_run_id} ended {upstream.state.name}"
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
+def _run_body(task: Task[Any, Any], job: contract.TaskJob,
+              record: contract.TaskRunRecord) -> tuple[str, str | None, str | None]:
+    """In a worker thread: decode the parameters, run the task engine, store the result."""
+    try:
+        raw = task._serializer.loads(job.parameters)
+        if not isinstance(raw, dict):
+            raise TypeError(f"parameters decode to a {type(raw).__name__}, not a mapping")
+        parameters = {k: _resolve_upstream(v) for k, v in raw.items()}
+        task._shape.bind((), dict(parameters))  # names that do not fit fail here
+    except Exception as exc:
+        return "Failed", f"The parameters of {task.name!r} do not fit: {exc}", None
+    task_run = TaskRun(id=record.id, name=record.name, task_name=task.name, task_key=task.task_key,
+                       parameters=parameters, tags=tuple(record.tags), state=Pending(),
+                       flow_run_id=None)
+    state: State[Any] = drive_sync(task_run_steps(task, task_run, parameters, None, {}))
+    if state.type is not StateType.COMPLETED:
+        return state.name if state.name in contract.TASK_RUN_STATES else "Failed", state.message, None
+    try:
+        payload = task._serializer.dumps(state.result())
+        resolve_result_store(task.result_storage).write(record.id, payload)
+    except Exception as exc:  # unserializable, or the store refused it: the run fails
+        return "Failed", f"The result could not be stored: {exc}", None
+    return state.name, state.message, record.id
+
+
+def _resolve_upstream(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {UPSTREAM_MARKER}:
+        return TaskRunFuture(str(value[UPSTREAM_MARKER])).result(timeout=60)
+    return value
+
+
+async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
+                 settings: TaskWorkerSettings | None = None,
+                 nats: NatsSettings | None = None) -> None:
+    """Serve ``tasks`` until SIGTERM/SIGINT (the async form of :func:`serve`)."""
+    for item in tasks:
+        if not isinstance(item, Task):
+            raise ConfigurationError(f"serve() takes @task objects, got {item!r}")
+    if not tasks:
+        raise ConfigurationError("serve() needs at least one @task to serve")
+    settings = settings or TaskWorkerSettings()
+    if limit is not None:
+        settings = settings.model_copy(update={"limit": limit})
+    nats = nats or NatsSettings()
+    from flowbus import _remote, _sink
+
+    _remote.install(nats)  # results and caches go to the server's stores
+    os.environ.setdefault("FLOWBUS_NATS_URL", nats.nats_url[0])
+    _sink.configure_from_env()
+    async with await Bus.connect(nats, name="flowbus-task-worker") as bus:
+        kv = await bus.kv(bus.layout.task_runs)
+        worker = TaskWorker(bus, kv, list(tasks), settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, worker.stop.set)
+        runner = asyncio.create_task(worker.run())
+        await worker.ready.wait()
+        print(f"task worker {worker.worker_id} serving "
+              + ", ".join(sorted(worker.tasks)), flush=True)
+        await worker.stop.wait()
+        await runner
+        _sink.flush_event_sink()
+
+
+def serve(*tasks: Task[Any, Any], limit: int | None = None) -> Any:
+    """Execute background runs of ``tasks`` in this process until SIGTERM/SIGINT.
+
+    Called inside a running event loop it returns the coroutine to await instead.
+    """
+    coro = aserve(*tasks, limit=limit)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    return coro
+
+
+def load_task(entrypoint: str, root: Path | None = None) -> Task[Any, Any]:
+    """The ``@task`` an entrypoint (``module:name`` or ``path/file.py:name``) names."""
+    from flowbus.entrypoints import load_flow_object
+
+    obj = load_flow_object(entrypoint, root or Path.cwd())
+    if not isinstance(obj, Task):
+        raise ConfigurationError(
+            f"entrypoint {entrypoint!r} names a {type(obj).__name__}, not a @task")
+    return obj
+
+
+__all__ = ["TaskWorker", "TaskWorkerSettings", "aserve", "load_task", "serve"]

@@ -1,0 +1,104 @@
+"""Task-worker processes for the background-task tests, each stopped when the test ends."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+TASKS = '''
+import os, time
+from flowbus import task
+
+
+@task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@task
+def marked(i: int, seconds: float = 0.0) -> int:
+    """Appends one line per execution of its body, so a test can count them."""
+    marks = os.environ["MARKS_DIR"]
+    with open(os.path.join(marks, f"{i}.start"), "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    time.sleep(seconds)
+    with open(os.path.join(marks, f"{i}.end"), "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    return i * i
+
+
+@task(retries=2)
+def flaky(path: str) -> str:
+    count = int(open(path).read()) + 1 if os.path.exists(path) else 1
+    open(path, "w").write(str(count))
+    if count < 3:
+        raise RuntimeError(f"attempt {count} fails")
+    return f"ok after {count}"
+
+
+@task
+def fails() -> None:
+    raise ValueError("the body said no")
+
+
+@task(timeout_seconds=0.5)
+def too_slow() -> None:
+    time.sleep(5)
+
+
+not_a_task = 42
+'''
+
+
+def write_tasks(root: Path) -> None:
+    (root / "bg_tasks.py").write_text(TASKS)
+
+
+@contextmanager
+def task_worker(root: Path, env: dict[str, str], *entrypoints: str,
+                extra: tuple[str, ...] = ()) -> Iterator[subprocess.Popen[str]]:
+    """A ``flowbus task-worker`` process serving ``entrypoints``, ready when yielded."""
+    log = (root / f"worker-{time.monotonic_ns()}.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowbus.cli", "task-worker", *entrypoints, *extra],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+        start_new_session=True)
+    log.close()
+    try:
+        wait_ready(proc)
+        yield proc
+    finally:
+        stop(proc)
+
+
+def wait_ready(proc: subprocess.Popen[str], within: float = 60.0) -> None:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            line = proc.stdout.readline()
+            if "serving" in line:
+                return
+        if proc.poll() is not None:
+            raise AssertionError(f"task worker exited {proc.returncode}")
+    raise AssertionError("task worker did not become ready")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    if proc.stdout is not None:
+        proc.stdout.close()
