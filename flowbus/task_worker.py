@@ -85,6 +85,7 @@ class TaskWorker:
         self._free = settings.limit
         self._running: set[asyncio.Task[None]] = set()
         self._pool = ThreadPoolExecutor(settings.limit, thread_name_prefix="flowbus-task")
+        self._freed = asyncio.Event()
         self.ready = asyncio.Event()
         self.stop = asyncio.Event()
 
@@ -115,11 +116,17 @@ class TaskWorker:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _pull(self, task: Task[Any, Any], consumer: Any) -> None:
+        # Each served task fetches at most its share of the slots at a time, so one
+        # task's queue never starves another's.
+        share = max(1, self.settings.limit // len(self.tasks))
         wait = 0.5 if len(self.tasks) == 1 else 0.1
         while not self.stop.is_set():
-            n = self._free
+            n = min(self._free, share)
             if n <= 0:
-                await asyncio.sleep(0.002)
+                self._freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        await self._freed.wait()
                 continue
             self._free -= n  # reserved before the await: two tasks' loops never both take it
             try:
@@ -139,6 +146,7 @@ class TaskWorker:
     def _done(self, job: asyncio.Task[None]) -> None:
         self._running.discard(job)
         self._free += 1
+        self._freed.set()
         if not job.cancelled() and job.exception() is not None:
             log.error("handling a task job failed", exc_info=job.exception())
 
