@@ -47,6 +47,7 @@ def create_app(bus: Bus, settings: GatewaySettings, *, clock: Clock = time.time)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    gateway.metrics.before_scrape.append(lambda: _refresh_task_queue(gateway))
     app.router.add_get("/metrics", gateway.metrics.handle)
     app.router.add_post("/events", ingest.post_events)
     app.router.add_route("OPTIONS", "/events", ingest.options_events)
@@ -116,3 +117,11 @@ async def readyz(request: web.Request) -> web.Response:
             status=503, headers={"Retry-After": "1"},
         )
     return web.json_response({"status": "ready", "namespace": bus.layout.namespace})
+
+
+async def _refresh_task_queue(gateway: Gateway) -> None:
+    from events.background import queue_stats
+
+    stats = await queue_stats(gateway.bus)
+    gateway.metrics.task_queue_depth.set(stats.depth)
+    gateway.metrics.task_queue_oldest_age.set(stats.oldest_age_seconds)

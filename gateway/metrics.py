@@ -1,4 +1,5 @@
-"""Prometheus metrics of the gateway (prefix ``flowbus_gateway_``), on their own registry.
+"""Prometheus metrics of the gateway (prefix ``flowbus_gateway_``), on their own registry,
+and the background-task queue's (``flowbus_task_queue_*``, read from JetStream at scrape).
 
 Labels are bounded: the route's canonical path (never the raw URL), the method,
 the status class, the ingest mode and the webhook verifier kind.
@@ -6,7 +7,10 @@ the status class, the ingest mode and the webhook verifier kind.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -63,6 +67,18 @@ class Metrics:
         )
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._histograms: dict[str, Any] = {}
+        self.task_queue_depth = Gauge(
+            "flowbus_task_queue_depth",
+            "background task runs queued and not yet finished (waiting or running)",
+            registry=self.registry,
+        )
+        self.task_queue_oldest_age = Gauge(
+            "flowbus_task_queue_oldest_age_seconds",
+            "age of the oldest background task run still queued (0 when none)",
+            registry=self.registry,
+        )
+        # Refreshed before each scrape (e.g. the task queue, read from JetStream).
+        self.before_scrape: list[Callable[[], Awaitable[None]]] = []
         self.streams_open = Gauge(
             "flowbus_gateway_streams_open", "open SSE, WebSocket and log-follow streams",
             registry=self.registry,
@@ -106,6 +122,12 @@ class Metrics:
 
     async def handle(self, request: web.Request) -> web.Response:
         """``GET /metrics``: the Prometheus text format."""
+        for refresh in self.before_scrape:
+            try:
+                async with asyncio.timeout(2.0):
+                    await refresh()
+            except Exception as exc:  # a gauge left as it was beats a failed scrape
+                logging.getLogger("flowbus.gateway").warning("metrics refresh failed: %s", exc)
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

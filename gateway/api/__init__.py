@@ -17,10 +17,11 @@ def routers() -> list[ApiRouter]:
         flow_runs,
         keys,
         sources,
+        task_runs,
         variables,
         webhooks_api,
     )
 
     return [deployments.router, flow_runs.router, automations.router, variables.router,
             events_api.router, webhooks_api.router, keys.router, sources.router,
-            artifacts.router, blocks.router, concurrency_limits.router]
+            artifacts.router, blocks.router, concurrency_limits.router, task_runs.router]

@@ -1,0 +1,67 @@
+"""``/api/v1/task-runs``: background task runs (``Task.delay``), from ``<ns>-task-runs``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from events.background import TaskRunRecord, all_task_runs, queue_stats
+from gateway.api.paging import Page, PageQuery, page_of
+from gateway.api.routing import ApiRouter, Call, check_key
+from gateway.auth import Scope
+from gateway.problems import Problem
+
+router = ApiRouter()
+
+TaskRunStateName = Literal["Scheduled", "Running", "Completed", "Cached", "Failed", "Crashed"]
+
+
+class TaskRunQuery(PageQuery):
+    """Which background task runs to list."""
+
+    state: TaskRunStateName | None = Field(default=None, description="only runs in this state")
+    task: str | None = Field(default=None, max_length=512,
+                             description="only runs of this task (its key or name)")
+
+
+class TaskRun(TaskRunRecord):
+    """A background task run as stored (the record task workers write)."""
+
+
+class TaskQueue(BaseModel):
+    """The background-task queue now."""
+
+    depth: int = Field(description="jobs not yet acknowledged: waiting or running")
+    oldest_age_seconds: float = Field(description="age of the oldest of them, 0 when none")
+
+
+@router.route("GET", "/task-runs", scope=Scope.READ,
+              summary="List background task runs, newest first",
+              query=TaskRunQuery, response=Page[TaskRun])
+async def list_task_runs(call: Call) -> Page[TaskRun]:
+    query: TaskRunQuery = call.query
+    kv = await call.gateway.kv(call.gateway.bus.layout.task_runs)
+    runs = [TaskRun.model_validate(r.model_dump()) for r in await all_task_runs(kv)
+            if (query.state is None or r.state.name == query.state)
+            and (query.task is None or query.task in (r.task_key, r.task_name))]
+    return page_of(runs, query)
+
+
+@router.route("GET", "/task-runs/{task_run_id}", scope=Scope.READ,
+              summary="Get a background task run", response=TaskRun, errors=(404,))
+async def get_task_run(call: Call) -> TaskRun:
+    run_id = check_key(call.path("task_run_id"), "task run")
+    kv = await call.gateway.kv(call.gateway.bus.layout.task_runs)
+    entry = await kv.get(run_id)
+    if entry is None:
+        raise Problem(404, f"no task run with id {run_id!r}")
+    return TaskRun.model_validate_json(entry.value)
+
+
+@router.route("GET", "/task-queue", scope=Scope.READ,
+              summary="Depth of the background-task queue and age of its oldest job",
+              response=TaskQueue)
+async def get_task_queue(call: Call) -> TaskQueue:
+    stats = await queue_stats(call.gateway.bus)
+    return TaskQueue(depth=stats.depth, oldest_age_seconds=stats.oldest_age_seconds)

@@ -1,0 +1,105 @@
+"""Background task runs in the REST API, the command line and the gateway's metrics;
+hostile requests get 4xx, never 5xx."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from events.bus import Bus
+from gateway.service import running
+from gateway.settings import GatewaySettings
+from tests.background.helpers import task_worker
+
+
+async def test_task_runs_are_listed_and_read_through_the_api(
+        tasks_root: Path, caller: None, worker_env: dict[str, Any], bus: Bus) -> None:
+    import bg_tasks
+
+    with task_worker(tasks_root, worker_env, "bg_tasks:add", "bg_tasks:fails"):
+        ok = await asyncio.to_thread(bg_tasks.add.delay, 1, 2)
+        bad = await asyncio.to_thread(bg_tasks.fails.delay)
+        await asyncio.to_thread(ok.wait, 60)
+        await asyncio.to_thread(bad.wait, 60)
+    async with running(bus, GatewaySettings(port=0, auth=False)) as gw, \
+            aiohttp.ClientSession(base_url=gw.url) as http:
+        async with http.get("/api/v1/task-runs") as response:
+            page = await response.json()
+        assert response.status == 200 and page["total"] == 2
+        states = {item["id"]: item["state"]["name"] for item in page["items"]}
+        assert states == {ok.task_run_id: "Completed", bad.task_run_id: "Failed"}
+        async with http.get("/api/v1/task-runs", params={"state": "Failed"}) as response:
+            assert [i["id"] for i in (await response.json())["items"]] == [bad.task_run_id]
+        async with http.get("/api/v1/task-runs", params={"task": "add"}) as response:
+            assert [i["id"] for i in (await response.json())["items"]] == [ok.task_run_id]
+        async with http.get(f"/api/v1/task-runs/{ok.task_run_id}") as response:
+            run = await response.json()
+        assert run["parameters"] == {"x": 1, "y": 2} and run["result_key"] == ok.task_run_id
+        async with http.get("/api/v1/task-runs/does-not-exist") as response:
+            assert response.status == 404
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/task-runs/..%2F..%2Fetc", "/api/v1/task-runs/" + "a" * 5000,
+    "/api/v1/task-runs/%00", "/api/v1/task-runs/a*b", "/api/v1/task-runs?limit=0",
+    "/api/v1/task-runs?limit=abc", "/api/v1/task-runs?state=Bogus",
+    "/api/v1/task-runs?task=" + "x" * 600, "/api/v1/task-runs?unknown=1",
+    "/api/v1/task-runs?offset=-1", "/api/v1/task-runs?limit=99999999999999999999999",
+])
+async def test_hostile_requests_get_a_client_error(bus: Bus, path: str) -> None:
+    async with running(bus, GatewaySettings(port=0, auth=False)) as gw, \
+            aiohttp.ClientSession(base_url=gw.url) as http, http.get(path) as response:
+        assert 400 <= response.status < 500, (path, response.status, await response.text())
+
+
+async def test_queue_depth_and_oldest_age_are_metrics(
+        tasks_root: Path, caller: None, bus: Bus) -> None:
+    import bg_tasks
+
+    for _ in range(3):  # no worker serves it: the runs wait
+        await asyncio.to_thread(bg_tasks.fails.delay)
+    await asyncio.sleep(0.2)
+    async with running(bus, GatewaySettings(port=0, auth=False)) as gw, \
+            aiohttp.ClientSession(base_url=gw.url) as http:
+        async with http.get("/api/v1/task-queue") as response:
+            queue = await response.json()
+        async with http.get("/metrics") as response:
+            text = await response.text()
+    assert queue["depth"] == 3 and queue["oldest_age_seconds"] >= 0.2
+    metrics = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                   if line.startswith("flowbus_task_queue"))
+    assert float(metrics["flowbus_task_queue_depth"]) == 3
+    assert float(metrics["flowbus_task_queue_oldest_age_seconds"]) >= 0.2
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flowbus.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_command_line_lists_and_inspects_task_runs(
+        tasks_root: Path, caller: None, worker_env: dict[str, Any]) -> None:
+    import bg_tasks
+
+    with task_worker(tasks_root, worker_env, "bg_tasks:add"):
+        future = bg_tasks.add.delay(2, 2)
+        assert future.result(timeout=60) == 4
+    listed = _cli(worker_env, "task-run", "ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [(r["id"], r["state"]["name"]) for r in json.loads(listed.stdout)] == [
+        (future.task_run_id, "Completed")]
+    table = _cli(worker_env, "task-run", "ls", "--state", "Completed")
+    assert future.task_run_id[:8] in table.stdout and "bg_tasks.add" in table.stdout
+    inspected = _cli(worker_env, "task-run", "inspect", future.task_run_id)
+    assert json.loads(inspected.stdout)["result_key"] == future.task_run_id
+    assert _cli(worker_env, "task-run", "inspect", "../../x").returncode == 2
+    missing = _cli(worker_env, "task-run", "inspect", "nope")
+    assert missing.returncode == 1 and "no task run 'nope'" in missing.stderr
+    assert _cli(worker_env, "task-run", "ls", "--state", "Bogus").returncode == 2
