@@ -91,6 +91,7 @@ def test_calls_that_do_not_fit_fail_in_the_caller(tasks_root: Path, caller: None
 
 def test_delay_without_a_server_says_what_to_set(tasks_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import bg_tasks
+
     from flowbus import _remote
 
     monkeypatch.delenv("FLOWBUS_NATS_URL", raising=False)
