@@ -179,7 +179,8 @@ class TaskWorker:
         final = contract.finished(lease.record, name, message, result_key=result_key,
                                   result_serializer=serializer if result_key else None)
         if await lease.write(self.kv, final):
-            await delivery.ack()
+            # Unconfirmed: a lost ack only redelivers a job whose record is final (dropped).
+            await delivery.ack(confirm=False)
         else:
             log.warning("task run %s was taken over by another worker; its outcome here is "
                         "dropped", job.task_run_id)

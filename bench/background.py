@@ -1,0 +1,141 @@
+"""Benchmark background task runs: ``Task.delay`` -> task body started, and tasks/s.
+
+Starts its own embedded nats-server with JetStream and two ``flowbus task-worker``
+processes serving the same task; this process calls ``Task.delay`` as a web handler
+would (no flow around it). Prints:
+
+- ``Task.delay`` called -> task body started: p50 / p90 / p99, one run at a time;
+- trivial task runs completed per second with both workers (many in flight), from the
+  first ``delay`` to the last body's end, and how fast ``delay`` itself returns;
+- the load average before and after.
+
+The body stamps the wall clock when it starts; the caller stamps it before ``delay``
+(one machine, one clock).
+
+Usage: python bench/background.py [--runs N] [--burst N] [--limit N] [--callers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from events.embedded import EmbeddedNats  # noqa: E402
+
+TASKS = '''
+import time
+from flowbus import task
+
+@task
+def started_at() -> float:
+    return time.time()
+
+@task
+def trivial(i: int) -> float:
+    return time.time()
+'''
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def start_worker(root: Path, env: dict[str, str], limit: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowbus.cli", "task-worker", "bench_tasks:started_at",
+         "bench_tasks:trivial", "--limit", str(limit), "--log-level", "WARNING"],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        start_new_session=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "serving" not in line:
+        raise SystemExit(f"task worker did not start: {line!r}")
+    return proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=300, help="one-at-a-time runs for latency")
+    parser.add_argument("--burst", type=int, default=2000, help="runs for throughput")
+    parser.add_argument("--limit", type=int, default=16, help="--limit of each worker")
+    parser.add_argument("--callers", type=int, default=4, help="threads calling delay")
+    args = parser.parse_args()
+    print(f"cpus {os.cpu_count()}, load average before: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedNats(Path(tmp) / "nats") as server:
+        root = Path(tmp) / "code"
+        root.mkdir()
+        (root / "bench_tasks.py").write_text(TASKS)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
+        env.update(FLOWBUS_NATS_URL=server.url, FLOWBUS_NAMESPACE="bench",
+                   FLOWBUS_HOME=str(Path(tmp) / "home"))
+        os.environ.update({k: env[k] for k in ("FLOWBUS_NATS_URL", "FLOWBUS_NAMESPACE",
+                                               "FLOWBUS_HOME")})
+        sys.path.insert(0, str(root))
+        import bench_tasks
+
+        workers = [start_worker(root, env, args.limit) for _ in range(2)]
+        try:
+            run(bench_tasks, args)
+        finally:
+            from flowbus import _remote
+
+            _remote.reset()  # before the server stops
+            for w in workers:
+                os.killpg(w.pid, signal.SIGTERM)
+            for w in workers:
+                try:
+                    w.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(w.pid, signal.SIGKILL)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def run(tasks: Any, args: argparse.Namespace) -> None:
+    for _ in range(20):  # warm up: connections, imports, consumers
+        tasks.started_at.delay().result(timeout=60)
+    latencies, delay_calls = [], []
+    for _ in range(args.runs):
+        sent = time.time()
+        future = tasks.started_at.delay()
+        delay_calls.append(time.time() - sent)
+        latencies.append(future.result(timeout=60) - sent)
+    ms = [x * 1000 for x in latencies]
+    print(f"Task.delay -> body started, one at a time ({args.runs} runs): "
+          f"p50 {pct(ms, 0.5):.2f} ms, p90 {pct(ms, 0.9):.2f} ms, p99 {pct(ms, 0.99):.2f} ms")
+    print(f"Task.delay call returns in: p50 {pct(delay_calls, 0.5) * 1000:.2f} ms")
+
+    first = time.time()
+    per_caller = args.burst // args.callers
+
+    def call(offset: int) -> list[Any]:
+        return [tasks.trivial.delay(offset + i) for i in range(per_caller)]
+
+    with ThreadPoolExecutor(args.callers) as pool:
+        futures = [f for chunk in pool.map(call, range(0, args.burst, per_caller)) for f in chunk]
+    published = time.time()
+    ends = [f.result(timeout=600) for f in futures]
+    elapsed = max(ends) - first
+    print(f"{len(futures)} trivial task runs over 2 workers (--limit {args.limit}, "
+          f"{args.callers} calling threads): {len(futures) / elapsed:.0f} tasks/s "
+          f"(all queued in {published - first:.2f} s, "
+          f"{len(futures) / (published - first):.0f} delay calls/s)")
+    print(f"median of the burst's body ends after the first delay: "
+          f"{statistics.median(ends) - first:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
