@@ -33,7 +33,7 @@ ROUTE = re.compile(r"^(?:(GET|POST|PUT|PATCH|DELETE) )?(/api/v1/[^\s?]*)")
 
 # Names the docs use on purpose that are not settings of a part: the namespace-derived
 # stream names, and prefixes written with a trailing underscore.
-NOT_SETTINGS = {"FLOWBUS_EVENTS", "FLOWBUS_RUNS", "FLOWBUS_LOGS"}
+NOT_SETTINGS = {"FLOWBUS_EVENTS", "FLOWBUS_RUNS", "FLOWBUS_LOGS", "FLOWBUS_TASKS"}
 
 
 def _is_module_claim(text: str) -> bool:
