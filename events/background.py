@@ -147,6 +147,25 @@ def scheduled_record(*, task_run_id: str, name: str, task_key: str, task_name: s
         parameters=parameters, wait_for=wait_for, state=State.named("Scheduled"))
 
 
+async def queue_task_run(bus: Bus, record: TaskRunRecord, job: TaskJob) -> None:
+    """Create ``record`` and publish ``job`` in one pipelined window (one round trip).
+
+    The record is written as a KV ``create`` (a publish that JetStream refuses when the
+    key holds anything). Both go out on one connection, record first; a worker that
+    gets the job before the record is readable hands the job back for a moment.
+    """
+    await bus.publish_raw_many([
+        (f"$KV.{bus.layout.task_runs}.{record.id}", record.encode(),
+         {"Nats-Expected-Last-Subject-Sequence": "0"}),
+        (task_subject(bus.layout.namespace, job.task_key), job.model_dump_json().encode(),
+         {"Nats-Msg-Id": f"task-run-{job.task_run_id}"}),
+    ])
+
+
+# Deliveries of a job whose record is not (yet) readable before the job is dropped.
+MISSING_RECORD_DELIVERIES = 5
+
+
 @dataclass(frozen=True, slots=True)
 class QueueStats:
     """The background-task queue: jobs not yet acknowledged (waiting or running), and
@@ -254,6 +273,7 @@ __all__ = [
     "decide",
     "finished",
     "queue_stats",
+    "queue_task_run",
     "scheduled_record",
     "task_subject",
     "task_token",

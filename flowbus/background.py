@@ -97,18 +97,8 @@ def submit_background(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
         task_name=task.name, tags=list(task._tags),
         parameters=_readable(payload, serializer_name), wait_for=upstream)
     job = contract.TaskJob(task_run_id=run_id, task_key=task.task_key, parameters=payload)
-    kv = remote.kv(remote.layout.task_runs)
-    subject = contract.task_subject(remote.layout.namespace, job.task_key)
-    remote.call(_queue(remote.bus, kv, subject, record, job))
+    remote.call(contract.queue_task_run(remote.bus, record, job))
     return TaskRunFuture(run_id, task)
-
-
-async def _queue(bus: Any, kv: Any, subject: str, record: contract.TaskRunRecord,
-                 job: contract.TaskJob) -> None:
-    # The record first: a worker that gets the job always finds it.
-    await kv.create(record.id, record.encode())
-    await bus.publish_raw(subject, job.model_dump_json().encode(),
-                          {"Nats-Msg-Id": f"task-run-{job.task_run_id}"})
 
 
 def read_record(task_run_id: str) -> contract.TaskRunRecord | None:

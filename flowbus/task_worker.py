@@ -189,6 +189,9 @@ class TaskWorker:
         for _ in range(5):
             entry = await self.kv.get(job.task_run_id)
             if entry is None:
+                if delivery.num_delivered < contract.MISSING_RECORD_DELIVERIES:
+                    await delivery.nak(delay=0.05)  # published together: not stored yet
+                    return None
                 log.error("dropping job %s: no such task run (expired?)", job.task_run_id)
                 await delivery.term()
                 return None
