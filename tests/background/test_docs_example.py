@@ -33,9 +33,10 @@ async def test_the_docs_background_example_runs(tmp_path: Path, flowbus_env: dic
     assert set(files) == {"my_tasks.py", "caller.py"}
     for name, source in files.items():
         (tmp_path / name).write_text(source)
-    worker = subprocess.Popen([sys.executable, "-m", "flowbus.cli", *command[1:]], cwd=tmp_path,
-                              env=flowbus_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              text=True, start_new_session=True)
+    worker = await asyncio.to_thread(
+        subprocess.Popen, [sys.executable, "-m", "flowbus.cli", *command[1:]], cwd=tmp_path,
+        env=flowbus_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        start_new_session=True)
     try:
         await asyncio.to_thread(wait_ready, worker)
         out = await asyncio.to_thread(
