@@ -20,6 +20,7 @@ deadline; a worker whose write conflicts has lost the run and writes nothing mor
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from dataclasses import dataclass
@@ -198,14 +199,15 @@ async def queue_stats(bus: Bus) -> QueueStats:
 async def all_task_runs(kv: KV) -> list[TaskRunRecord]:
     """Every stored task-run record (unreadable values are skipped), newest first."""
     records = []
-    for key in await kv.keys():
-        entry = await kv.get(key)
-        if entry is None:
-            continue
-        try:
-            records.append(TaskRunRecord.decode(entry.value))
-        except ValueError:
-            continue
+    keys = await kv.keys()
+    for start in range(0, len(keys), 256):  # reads in flight together, a bounded number
+        for entry in await asyncio.gather(*(kv.get(k) for k in keys[start:start + 256])):
+            if entry is None:
+                continue
+            try:
+                records.append(TaskRunRecord.decode(entry.value))
+            except ValueError:
+                continue
     records.sort(key=lambda r: r.created, reverse=True)
     return records
 

@@ -168,10 +168,8 @@ class TaskRunFuture(Generic[R]):
             serializer = (task._serializer if task is not None
                           else resolve_serializer(record.result_serializer or "json"))
             data = ResultRef(store, record.result_key, serializer)
-        elif kind in (StateType.FAILED, StateType.CRASHED):
+        elif kind is StateType.FAILED:  # a crashed state raises CrashedRun by itself
             data = FailedRun(record.state.message or f"Task run ended {name}")
-            if kind is StateType.CRASHED:
-                data = None
         return State(kind, name=name, message=record.state.message, data=data,
                      timestamp=record.state.timestamp)
 

@@ -90,6 +90,11 @@ class TaskWorker:
         self.stop = asyncio.Event()
 
     @property
+    def unfinished(self) -> int:
+        """Task runs being handled now."""
+        return len(self._running)
+
+    @property
     def heartbeat_interval(self) -> float:
         return self.settings.lease_seconds / 5
 
@@ -215,9 +220,12 @@ class TaskWorker:
     async def _heartbeat(self, lease: _Lease, delivery: Any) -> None:
         while not lease.lost:
             await asyncio.sleep(self.heartbeat_interval)
-            await delivery.in_progress()
-            refreshed = lease.record.model_copy(update={"updated": utcnow()})
-            await lease.write(self.kv, refreshed)
+            try:
+                await delivery.in_progress()
+                refreshed = lease.record.model_copy(update={"updated": utcnow()})
+                await lease.write(self.kv, refreshed)
+            except FlowbusError as exc:  # NATS away for a moment: the next beat tries again
+                log.warning("refreshing the lease of %s failed: %s", lease.record.id, exc)
 
     async def _execute(self, task: Task[Any, Any], job: contract.TaskJob,
                        lease: _Lease) -> tuple[str, str | None, str | None]:
@@ -310,6 +318,13 @@ async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
         await worker.stop.wait()
         await runner
         _sink.flush_event_sink()
+        if worker.unfinished:
+            # A body still running after the drain timeout cannot be stopped from here;
+            # its run is taken over by another worker once its lease runs out.
+            log.warning("%d task run(s) still running after the drain timeout; exiting",
+                        worker.unfinished)
+            logging.shutdown()
+            os._exit(1)
 
 
 def serve(*tasks: Task[Any, Any], limit: int | None = None) -> Any:

@@ -75,3 +75,23 @@ def test_two_workers_with_one_task_each_serve_their_own(
             task_worker(tasks_root, worker_env, "bg_tasks:flaky"):
         assert bg_tasks.add.delay(1, 1).result(timeout=60) == 2
         assert bg_tasks.flaky.delay(str(tmp_path / "n")).result(timeout=60) == "ok after 3"
+
+
+def test_a_run_outlasting_the_drain_timeout_is_left_to_another_worker(
+        tasks_root: Path, caller: None, worker_env: dict[str, Any]) -> None:
+    import bg_tasks
+
+    marks = Path(worker_env["MARKS_DIR"])
+    env = {**worker_env, "FLOWBUS_TASK_WORKER_DRAIN_TIMEOUT": "1"}
+    with task_worker(tasks_root, env, "bg_tasks:marked") as worker:
+        future = bg_tasks.marked.delay(8, seconds=15.0)
+        deadline = time.monotonic() + 60
+        while not (marks / "8.start").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.killpg(worker.pid, signal.SIGTERM)
+        assert worker.wait(timeout=30) == 1
+        assert not (marks / "8.end").exists()  # it did not wait for the body
+        assert future.state.name == "Running"
+        with task_worker(tasks_root, worker_env, "bg_tasks:add", "bg_tasks:marked") as other:
+            assert future.result(timeout=120) == 64  # taken over once the lease ran out
+    assert (marks / "8.start").read_text().split() == [str(worker.pid), str(other.pid)]
