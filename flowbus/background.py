@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -158,6 +159,21 @@ class TaskRunFuture(Generic[R]):
         if not state.is_final():
             raise TimeoutError(f"Task run {self.task_run_id} did not finish within {timeout} seconds")
         return state.result(raise_on_failure=raise_on_failure)
+
+    async def wait_async(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 (Prefect's signature; a wait, not a deadline)
+    ) -> None:
+        """`wait` for async code (a web handler): the polling runs in a worker thread."""
+        await asyncio.to_thread(self.wait, timeout)
+
+    async def result_async(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 (Prefect's signature; a wait, not a deadline)
+        raise_on_failure: bool = True,
+    ) -> R:
+        """`result` for async code (a web handler): the waiting runs in a worker thread."""
+        return await asyncio.to_thread(self.result, timeout, raise_on_failure)
 
     def _state_of(self, record: contract.TaskRunRecord) -> State[Any]:
         name, kind = record.state.name, StateType(record.state.type.value)

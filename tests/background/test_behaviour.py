@@ -156,3 +156,15 @@ def test_task_worker_refuses_a_bad_limit(tasks_root: Path, worker_env: dict[str,
 def test_unknown_future_id_is_a_lookup_error(caller: None) -> None:
     with pytest.raises(LookupError, match="No background task run"):
         _ = TaskRunFuture("does-not-exist").state
+
+
+async def test_a_web_handler_awaits_the_future(
+        tasks_root: Path, caller: None, worker_env: dict[str, Any]) -> None:
+    import asyncio
+
+    import bg_tasks
+
+    with task_worker(tasks_root, worker_env, "bg_tasks:add"):
+        future = await asyncio.to_thread(bg_tasks.add.delay, 4, 5)  # delay blocks briefly
+        await future.wait_async(timeout=60)
+        assert await future.result_async(timeout=1) == 9
