@@ -250,6 +250,13 @@ class Task(Generic[P, R]):
             return self._record_for_viz(parameters)  # type: ignore[no-any-return]
         return _engine.submit_task(self, parameters, wait_for)
 
+    # The future of an async task's run holds what its coroutine returns.
+    @overload
+    def delay(self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs) -> TaskRunFuture[T]: ...
+
+    @overload
+    def delay(self: Task[P, T], *args: P.args, **kwargs: P.kwargs) -> TaskRunFuture[T]: ...
+
     def delay(self, *args: Any, **kwargs: Any) -> TaskRunFuture[Any]:
         """Queue a run for a task worker (``flowbus task-worker``); returns a future at once.
 
