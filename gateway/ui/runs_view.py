@@ -17,9 +17,11 @@ from aiohttp import web
 from events.bus import Bus, Consumer
 from events.records import FlowRun
 from gateway.api.deployments import read_result
+from gateway.api.flow_runs import FlowRunQuery, query_runs
 from gateway.api.paging import Page
 from gateway.context import gateway_of
 from gateway.problems import Problem
+from gateway.ui.run_history import MAX_TRIGGERED, gantt, read_history, run_artifacts
 
 _KEY = re.compile(r"[-_=.A-Za-z0-9]{1,256}")
 LOG_PAGE = 1000
@@ -113,7 +115,18 @@ async def details(request: web.Request, run: FlowRun) -> dict[str, Any]:
     result_found, result = (False, None)
     if run.state.type.value == "COMPLETED":
         result_found, result = await read_result(gateway, run.id)
+    history = await read_history(gateway.bus, run)
+    triggered: dict[str, FlowRun] = {}
+    for event_id in history.event_ids:
+        if len(triggered) >= MAX_TRIGGERED:
+            break
+        listing = await query_runs(request, FlowRunQuery(event=event_id, limit=MAX_TRIGGERED))
+        triggered.update((r.id, r) for r in listing.items)
     return {
+        "history": history,
+        "bars": gantt(run, history.task_runs),
+        "artifacts": await run_artifacts(gateway.bus, run.id),
+        "triggered": sorted(triggered.values(), key=lambda r: r.created)[:MAX_TRIGGERED],
         "error": error_of(run),
         "result_found": result_found,
         "result": result,

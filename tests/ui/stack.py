@@ -21,7 +21,13 @@ ADMIN_KEY = "ui-test-admin-key-0123456789abcdef"
 FLOWS = '''
 import time
 
-from flowbus import flow, get_run_logger
+from flowbus import flow, get_run_logger, task
+from flowbus.artifacts import create_markdown_artifact, create_table_artifact
+
+
+@task
+def shout(message: str) -> str:
+    return message.upper()
 
 
 @flow(log_prints=True)
@@ -29,6 +35,9 @@ def greet(name: str = "world") -> str:
     get_run_logger().info("greeting %s", name)
     message = f"Hello, {name}!"
     print(message)
+    shout(message)
+    create_markdown_artifact(f"Greeted [{name}](https://example.com/{name})", key="greeting")
+    create_table_artifact([{"who": name, "times": 1}])
     return message
 
 
@@ -50,6 +59,14 @@ deployments:
           name: "{{ event.data.name }}"
   - name: nap
     entrypoint: flows.py:nap
+  - name: after-hello
+    entrypoint: flows.py:nap
+    parameters:
+      seconds: 0
+      label: chained
+    triggers:
+      - expect: ["flowbus.flow-run.Completed"]
+        when: "event.data.deployment == 'hello' && event.data.parameters.name.startsWith('chain')"
 '''
 
 
@@ -113,6 +130,18 @@ def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], seconds: float =
     raise AssertionError("the gateway did not become ready")
 
 
+def _wait_logged(log: Path, text: str, procs: list[subprocess.Popen[bytes]],
+                 seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for proc in procs:
+            assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
+        if text in log.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{log.name} did not say {text!r} within {seconds} s")
+
+
 def start_stack(nats_url: str, namespace: str, home: Path) -> Stack:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
     env.update(FLOWBUS_NATS_URL=nats_url, FLOWBUS_NAMESPACE=namespace, FLOWBUS_HOME=str(home),
@@ -135,6 +164,9 @@ def start_stack(nats_url: str, namespace: str, home: Path) -> Stack:
                 stack.procs.append(subprocess.Popen([*flowbus, *args], env=env, cwd=project,
                                                     stdout=log, stderr=subprocess.STDOUT))
         _wait_ready(stack.url, stack.procs)
+        # An event posted before the orchestrator leads (its consumer exists) is not seen.
+        _wait_logged(home / "orchestrator.log", "leading", stack.procs)
+        _wait_logged(home / "runner.log", "ready", stack.procs)
         for name, scopes in {"reader": ["read"], "writer": ["write"]}.items():
             status, body = stack.api("POST", "/api/v1/api-keys", {"name": name, "scopes": scopes})
             assert status == 201, body

@@ -53,6 +53,34 @@ def test_the_events_page_shows_new_events_live_and_an_event_shows_its_runs(stack
         assert console.errors == []
 
 
+def test_a_run_page_shows_its_states_task_runs_artifacts_and_the_runs_it_triggered(
+    stack: Stack,
+) -> None:
+    name = f"chain-{uuid.uuid4().hex[:6]}"
+    stack.post_event(f"ev-{name}", name)
+    run = stack.wait_run(lambda r: r["parameters"].get("name") == name
+                         and r["state"]["name"] == "Completed", f"completed for {name}")
+    chained = stack.wait_run(lambda r: (r.get("triggering_event") or {}).get("type")
+                             == "flowbus.flow-run.Completed" and r["state"]["name"] == "Completed"
+                             and r["created"] > run["created"], "chained", deployment="after-hello")
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, ADMIN_KEY, f"/ui/runs/{run['id']}")
+        timeline = page.locator("#state-timeline li")
+        expect(timeline.first).to_contain_text("Scheduled")
+        expect(timeline.last).to_contain_text("Completed")
+        assert "Running" in page.locator("#state-timeline").inner_text()
+        bar = page.locator("#task-gantt .gantt-row:has-text('shout') rect.state-completed")
+        expect(bar).to_have_count(1)
+        link = page.locator(f"#artifacts a[href='https://example.com/{name}']")
+        expect(link).to_have_text(name)
+        expect(page.locator("#artifacts td").first).to_have_text(name)
+        page.locator(f"#triggered-runs a[href='/ui/runs/{chained['id']}']").click()
+        expect(page.locator("h1")).to_have_text(chained["name"])
+        expect(page.locator("#triggered-runs")).to_have_count(0)
+        assert console.errors == []
+
+
 def test_the_run_form_refuses_a_wrong_parameter_type_and_creates_nothing(stack: Stack) -> None:
     before = len(stack.runs(deployment="nap"))
     with chromium() as browser:
