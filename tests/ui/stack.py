@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -113,6 +114,13 @@ class Stack:
                     return run
             time.sleep(0.2)
         raise AssertionError(f"no run {what} within {seconds} s: {self.runs(**params)}")
+
+
+    def runner_id(self) -> str:
+        """The runner's id, as it announced it when it started serving."""
+        found = re.search(r"runner (\S+) ready", (self.home / "runner.log").read_text())
+        assert found, "the runner did not say it is ready"
+        return found.group(1)
 
 
 def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], seconds: float = 60) -> None:

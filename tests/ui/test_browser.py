@@ -104,7 +104,11 @@ def test_a_run_started_from_the_form_can_be_cancelled(stack: Stack) -> None:
         run_id = page.url.rsplit("/", 1)[1]
         stack.wait_run(lambda r: r["id"] == run_id and r["state"]["name"] == "Running", "running",
                        deployment="nap")
-        page.reload()
+        page.goto(stack.url + "/ui/runners")
+        held = page.locator(f"#runners tr:has(a[href='/ui/runs/{run_id}'])")
+        expect(held).to_contain_text("default")
+        expect(held.locator("td").first).to_have_text(stack.runner_id())
+        page.goto(stack.url + f"/ui/runs/{run_id}")
         page.click("button:has-text('Cancel')")
         page.wait_for_url(f"**/ui/runs/{run_id}")
         expect(page.locator("#run-state")).to_contain_text("Cancel")
@@ -142,7 +146,7 @@ def test_pages_have_no_console_errors_and_no_serious_accessibility_violations(
         assert serious_violations(page) == []
         log_in(page, stack.url, ADMIN_KEY)
         for path in ("/ui", "/ui/runs", f"/ui/runs/{run['id']}", "/ui/deployments", "/ui/events", "/ui/automations",
-                     "/ui/deployments/nap", "/ui/runs?state=Completed"):
+                     "/ui/deployments/nap", "/ui/runs?state=Completed", "/ui/sources", "/ui/runners"):
             page.goto(stack.url + path)
             page.wait_for_load_state("load")
             assert serious_violations(page) == [], path
