@@ -16,7 +16,7 @@ from aiohttp import web
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ROUTES: list[tuple[str, str, str]] = [
-    ("GET", "/ui", "pages:dashboard"),
+    ("GET", "/ui", "dashboard_view:dashboard"),
     ("GET", "/ui/login", "pages:login_page"),
     ("POST", "/ui/login", "pages:login_submit"),
     ("POST", "/ui/logout", "actions:logout"),

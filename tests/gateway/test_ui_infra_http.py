@@ -112,3 +112,14 @@ async def test_sources_show_their_status_and_limits_their_slots(
         assert r.status == 200 and "No runner holds a run right now" in page
         limits = page.split('id="limits"', 1)[1]
         assert '<td class="mono">db</td>' in limits and "<td>3</td>" in limits
+
+
+async def test_the_dashboard_window_is_checked(gateway: RunningGateway) -> None:
+    async with await browser(gateway, ADMIN_KEY) as session:
+        for window in ("1h", "24h", "7d", "all"):
+            async with session.get(f"/ui?window={window}") as r:
+                assert r.status == 200, window
+        for window in ("bogus", "%3Cscript%3E", "1" * 5000):
+            async with session.get(f"/ui?window={window}") as r:
+                page = await r.text()
+                assert r.status == 400 and "window" in page and "<script>" not in page

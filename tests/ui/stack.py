@@ -43,6 +43,11 @@ def greet(name: str = "world") -> str:
 
 
 @flow
+def boom(reason: str = "no reason") -> None:
+    raise RuntimeError(f"boom: {reason}")
+
+
+@flow
 def nap(seconds: int = 60, label: str = "nap") -> str:
     time.sleep(seconds)
     return label
@@ -60,6 +65,12 @@ deployments:
           name: "{{ event.data.name }}"
   - name: nap
     entrypoint: flows.py:nap
+  - name: boom
+    entrypoint: flows.py:boom
+    triggers:
+      - expect: ["com.example.boom"]
+        parameters:
+          reason: "{{ event.data.reason }}"
   - name: after-hello
     entrypoint: flows.py:nap
     parameters:
@@ -93,10 +104,10 @@ class Stack:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
 
-    def post_event(self, event_id: str, name: str) -> None:
+    def post_event(self, event_id: str, name: str, type: str = "com.example.hello") -> None:
         status, _ = self.api("POST", "/events", {
             "specversion": "1.0", "id": event_id, "source": "/ui-test",
-            "type": "com.example.hello", "data": {"name": name}},
+            "type": type, "data": {"name": name, "reason": name}},
             content_type="application/cloudevents+json")
         assert status == 202, status
 

@@ -81,6 +81,24 @@ def test_a_run_page_shows_its_states_task_runs_artifacts_and_the_runs_it_trigger
         assert console.errors == []
 
 
+def test_the_dashboard_shows_failing_deployments_and_event_to_run_latency(stack: Stack) -> None:
+    reason = f"boom-{uuid.uuid4().hex[:6]}"
+    stack.post_event(f"ev-{reason}", reason, type="com.example.boom")
+    failed = stack.wait_run(lambda r: r["parameters"].get("reason") == reason
+                            and r["state"]["name"] == "Failed", "failed", deployment="boom")
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, ADMIN_KEY, "/ui?window=1h")
+        row = page.locator("#failing tr:has(a[href='/ui/deployments/boom'])")
+        expect(row).to_be_visible()
+        expect(row.locator(f"a[href='/ui/runs/{failed['id']}']")).to_be_visible()
+        expect(page.locator("#latency dd").first).to_contain_text(" s")
+        page.click("nav.windows a:has-text('all runs')")
+        page.wait_for_url("**/ui?window=all")
+        expect(page.locator("#tile-total")).to_have_text(str(len(stack.runs())))
+        assert console.errors == []
+
+
 def test_the_run_form_refuses_a_wrong_parameter_type_and_creates_nothing(stack: Stack) -> None:
     before = len(stack.runs(deployment="nap"))
     with chromium() as browser:
