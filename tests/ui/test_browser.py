@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from typing import Any
 
 import pytest
 from playwright.sync_api import expect
@@ -96,6 +98,36 @@ def test_the_dashboard_shows_failing_deployments_and_event_to_run_latency(stack:
         page.click("nav.windows a:has-text('all runs')")
         page.wait_for_url("**/ui?window=all")
         expect(page.locator("#tile-total")).to_have_text(str(len(stack.runs())))
+        assert console.errors == []
+
+
+def test_an_event_page_shows_the_automation_firings_it_caused(stack: Stack) -> None:
+    name = f"firing-{uuid.uuid4().hex[:6]}"
+    status, made = stack.api("POST", "/api/v1/automations", {
+        "name": name, "trigger": {"expect": [f"com.example.{name}"]},
+        "actions": [{"type": "do-nothing"}]})
+    assert status == 201, made
+    fired: dict[str, Any] = {}
+    deadline = time.monotonic() + 60
+    while not fired and time.monotonic() < deadline:  # until the orchestrator has loaded it
+        event_id = f"ev-{uuid.uuid4().hex[:8]}"
+        stack.post_event(event_id, name, type=f"com.example.{name}")
+        for _ in range(15):
+            status, body = stack.api("GET", "/api/v1/events?pattern=flowbus.automation.*&limit=1000")
+            assert status == 200, body
+            fired = next((e for e in body["items"]
+                          if (e["data"] or {}).get("triggering_event", {}).get("id") == event_id), {})
+            if fired:
+                break
+            time.sleep(0.3)
+    assert fired, "the automation never fired"
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, ADMIN_KEY, f"/ui/events?pattern=com.example.{name}")
+        page.locator(f"#event-rows tr:has-text('{event_id}') a").click()
+        rows = page.locator(f"#firings tr:has-text('{name}')")
+        expect(rows.first).to_contain_text("triggered")
+        expect(page.locator("#firings")).to_contain_text("action do-nothing #0 done")
         assert console.errors == []
 
 
