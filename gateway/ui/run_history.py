@@ -133,7 +133,8 @@ async def read_history(bus: Bus, run: FlowRun) -> RunHistory:
               and event.data.get("flow_run_id") == run.id):
             _add_task_state(tasks, event)
     history.cut_short = seen >= MAX_EVENTS
-    history.states.sort(key=lambda s: s.timestamp)
+    # Kept in the stream's order, which is the order of the record's writes: a state's
+    # timestamp is when its writer made it, which can come before the previous write.
     history.task_runs = sorted(tasks.values(), key=lambda t: t.start)
     return history
 
