@@ -97,6 +97,26 @@ def parse_job(data: bytes) -> Job:
     return Job.model_validate(obj)
 
 
+def event_ref(event: CloudEvent) -> dict[str, Any]:
+    """What a run records of the event that created it (``FlowRun.triggering_event``):
+    its identity, type and time (the time lets a reader measure event-to-run latency)."""
+    ref: dict[str, Any] = {"id": event.id, "source": event.source, "type": event.type}
+    if event.time is not None:
+        ref["time"] = event.time.isoformat()
+    return ref
+
+
+def event_time(ref: dict[str, Any] | None) -> datetime | None:
+    """The time :func:`event_ref` recorded, if any (runs made before it was recorded have none)."""
+    raw = (ref or {}).get("time")
+    if not isinstance(raw, str):
+        return None
+    try:
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+
+
 class FlowRunStateEvent(FlowRun):
     """The ``data`` of a ``flowbus.flow-run.<State>`` event: the record and its deployment."""
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from events.messages import plain
 from events.parameters import check_parameters, describe
 from events.records import Deployment, FlowRun, flow_run_id_for
-from events.runs import RunRequested
+from events.runs import RunRequested, event_ref
 from events.templates import TemplateError, render_value
 from orchestrator.creation import SOURCE, RunCreator, RunRequest
 from orchestrator.deployments import DeploymentCatalog
@@ -102,7 +102,7 @@ class Dispatcher:
         """Create the run a ``flowbus.deployment.run-requested`` event asks for."""
         event = view.event
         run_id = flow_run_id_for("manual", event.source, event.id)
-        ref = {"id": event.id, "source": event.source, "type": event.type}
+        ref = event_ref(event)
         base: dict[str, Any] = {"kind": "manual", "flow_run_id": run_id, "triggering_event": ref}
         try:
             asked = RunRequested.model_validate(event.data)

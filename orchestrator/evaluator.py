@@ -25,6 +25,7 @@ from typing import Any
 
 from events.errors import AlreadyExists
 from events.kv import KV
+from events.runs import event_ref
 from events.triggers import CompoundTrigger, EventTrigger, Posture, SequenceTrigger
 from orchestrator import windows
 from orchestrator.index import DeployedTrigger, EventView, Leaf, Path, TriggerIndex
@@ -64,7 +65,7 @@ def _event_firing(deployed: DeployedTrigger, view: EventView) -> Firing:
         deployed,
         ("trigger", deployed.id, event.source, event.id),
         view.template_context(),
-        {"id": event.id, "source": event.source, "type": event.type},
+        event_ref(event),
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -311,42 +310,23 @@ async def flow_run_logs(run_id: str, follow: bool) -> None:
 async def _print_logs(run_id: str, follow: bool, stop: Any) -> None:
     from events.bus import Bus
     from events.deployments import get_flow_run
+    from events.run_logs import FETCH_BATCH, run_log_reader
 
     async with await Bus.connect(_nats()) as bus:
         run_id = (await find_run(bus, run_id)).id
-        consumer = await bus.consumer(
-            f"clilogs{uuid.uuid4().hex}", stream=bus.layout.logs_stream,
-            filter_subjects=[bus.layout.logs_subject(run_id)], max_ack_pending=1000,
-        )
-        try:
+        async with run_log_reader(bus, run_id, "clilogs") as reader:
             final_pass = False
             while not stop.is_set():
-                deliveries = await consumer.fetch(256, max_wait=0.3)
-                for delivery in deliveries:
-                    for record in log_records(delivery.data):
-                        click.echo(format_log(record))
-                    await delivery.ack()
-                if deliveries:
+                records = await reader.read(FETCH_BATCH, wait=0.3)
+                for record in records:
+                    click.echo(format_log(record))
+                if records:
                     continue
                 if not follow or final_pass:
                     break
                 run = await get_flow_run(bus, run_id)
                 # Once final, one more pass picks up lines sent just before the final state.
                 final_pass = run is None or run.state.is_final()
-        finally:
-            await consumer.close()
-            await bus.delete_consumer(bus.layout.logs_stream, consumer.durable)
-
-
-def log_records(data: bytes) -> list[dict[str, Any]]:
-    """The records of one logs message (a JSON array; a lone object is accepted)."""
-    try:
-        value = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
-        return []
-    if isinstance(value, dict):
-        value = [value]
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def level_name(level: Any) -> str:

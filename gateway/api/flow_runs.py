@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from events.bus import Consumer
 from events.errors import TransitionRejected
 from events.records import FlowRun, State
+from events.run_logs import FETCH_BATCH, RunLogReader, run_log_reader
 from events.runs import state_change_event
 from events.states import FLOW_RUN_STATES
 from gateway.api.emit import SOURCE
@@ -173,56 +172,23 @@ async def cancel_flow_run(call: Call) -> FlowRun:
 async def flow_run_logs(call: Call) -> LogLines | web.StreamResponse:
     run = await _load(call)
     query: LogQuery = call.query
-    gateway = call.gateway
-    bus = gateway.bus
-    consumer = await bus.consumer(
-        f"gwlogs{uuid.uuid4().hex}", stream=bus.layout.logs_stream,
-        filter_subjects=[bus.layout.logs_subject(run.id)],
-    )
-    try:
+    async with run_log_reader(call.gateway.bus, run.id, "gwlogs") as reader:
         if not query.follow:
-            return LogLines(items=await _read_logs(consumer, query.limit))
+            return LogLines(items=(await reader.read(query.limit))[:query.limit])
         with call.gateway.stream_slot():
-            return await _follow_logs(call, consumer, run.id)
-    finally:
-        await consumer.close()
-        await bus.delete_consumer(bus.layout.logs_stream, consumer.durable)
+            return await _follow_logs(call, reader, run.id)
 
 
-async def _read_logs(consumer: Consumer, limit: int) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    while len(items) < limit:
-        deliveries = await consumer.fetch(min(256, limit - len(items)), max_wait=0.2)
-        if not deliveries:
-            break
-        for delivery in deliveries:
-            items.extend(_records(delivery.data))
-        await asyncio.gather(*(d.ack() for d in deliveries))
-    return items[:limit]
-
-
-def _records(data: bytes) -> list[dict[str, Any]]:
-    try:
-        value = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
-        return []
-    if isinstance(value, dict):
-        value = [value]
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-async def _follow_logs(call: Call, consumer: Consumer, run_id: str) -> web.StreamResponse:
+async def _follow_logs(call: Call, reader: RunLogReader, run_id: str) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(call.request)
     closing = closing_of(call.request)
     kv = await call.gateway.kv(call.gateway.bus.layout.flow_runs)
     while not closing.is_set():
-        deliveries = await consumer.fetch(256, max_wait=0.5)
-        for delivery in deliveries:
-            for record in _records(delivery.data):
-                await response.write(json.dumps(record).encode() + b"\n")
-        await asyncio.gather(*(d.ack() for d in deliveries))
-        if not deliveries:
+        records = await reader.read(FETCH_BATCH, wait=0.5)
+        for record in records:
+            await response.write(json.dumps(record).encode() + b"\n")
+        if not records:
             entry = await kv.get(run_id)
             if entry is None or FlowRun.model_validate_json(entry.value).state.is_final():
                 break

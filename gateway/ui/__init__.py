@@ -16,7 +16,7 @@ from aiohttp import web
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ROUTES: list[tuple[str, str, str]] = [
-    ("GET", "/ui", "pages:dashboard"),
+    ("GET", "/ui", "dashboard_view:dashboard"),
     ("GET", "/ui/login", "pages:login_page"),
     ("POST", "/ui/login", "pages:login_submit"),
     ("POST", "/ui/logout", "actions:logout"),
@@ -38,6 +38,10 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/ui/event", "events_view:event_page"),
     ("GET", "/ui/automations", "automations_view:automations_page"),
     ("POST", "/ui/automations/dead-letters/{key}/redrive", "automations_view:redrive"),
+    ("GET", "/ui/sources", "infra_view:sources_page"),
+    ("POST", "/ui/webhooks", "infra_view:create_webhook"),
+    ("POST", "/ui/webhooks/{slug}/delete", "infra_view:delete_webhook"),
+    ("GET", "/ui/runners", "infra_view:runners_page"),
 ]
 
 

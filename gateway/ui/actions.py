@@ -7,6 +7,8 @@ answers with a redirect to the page that shows its effect.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 
 from aiohttp import web
@@ -24,6 +26,7 @@ from gateway.ui.pages import deployment_view, load_deployment, page
 from gateway.ui.session import CSRF_COOKIE, CSRF_FIELD, Viewer, check_action, end_session
 
 _MAX_FIELD_CHARS = 100_000
+_CREATED_WAIT_SECONDS = 5.0
 
 
 async def _form(request: web.Request, viewer: Viewer) -> dict[str, str]:
@@ -33,6 +36,26 @@ async def _form(request: web.Request, viewer: Viewer) -> dict[str, str]:
         raise Problem(413, f"a form field is longer than {_MAX_FIELD_CHARS} characters")
     await check_action(request, viewer, values.get(CSRF_FIELD))
     return values
+
+
+async def _created(request: web.Request, run_id: str) -> str:
+    """The new run's page, once the orchestrator wrote its record (or after a few seconds).
+
+    A run requested here is created by the orchestrator: sending the browser to its
+    page before the record exists would show a 404.
+    """
+    gateway = gateway_of(request)
+    kv = await gateway.kv(gateway.bus.layout.flow_runs)
+
+    async def written() -> None:
+        async for change in kv.watch(run_id):  # the current value first, then changes
+            if change.value is not None:
+                return
+
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_CREATED_WAIT_SECONDS):
+            await written()
+    return f"/ui/runs/{run_id}"
 
 
 def _call(request: web.Request, viewer: Viewer) -> Call:
@@ -62,7 +85,7 @@ async def rerun(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     deployment = Deployment.model_validate_json(entry.value)
     outcome = await request_run(gateway, deployment,
                                 RunRequest(parameters=run.parameters, tags=run.tags))
-    raise web.HTTPSeeOther(f"/ui/runs/{outcome.flow_run_id}")
+    raise web.HTTPSeeOther(await _created(request, outcome.flow_run_id))
 
 
 @page
@@ -77,7 +100,7 @@ async def run_deployment(request: web.Request, viewer: Viewer) -> web.StreamResp
         return deployment_view(request, viewer, deployment, runs.items, status=400,
                                errors=errors, values=values)
     outcome = await request_run(gateway_of(request), deployment, RunRequest(parameters=params))
-    raise web.HTTPSeeOther(f"/ui/runs/{outcome.flow_run_id}")
+    raise web.HTTPSeeOther(await _created(request, outcome.flow_run_id))
 
 
 @page

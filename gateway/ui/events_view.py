@@ -34,6 +34,9 @@ _IDLE_SECONDS = 0.3
 _FIND_WINDOW = timedelta(seconds=60)  # an event comes before the runs it causes
 _FIND_READ = 2000
 _LIVE_BUFFER = 256
+AUTOMATION_EVENTS = "flowbus.automation.*"
+_FIRINGS_READ = 5000  # automation events read after the event, at most
+_SLACK = timedelta(seconds=2)  # the event's time comes from its sender's clock
 
 
 def _filters(request: web.Request) -> tuple[str, str | None]:
@@ -138,8 +141,31 @@ async def event_page(request: web.Request, viewer: Viewer) -> web.StreamResponse
                       "near that time (it may have aged out of the stream)")
     runs = await query_runs(request, FlowRunQuery(event=event.id, limit=50))
     data: dict[str, Any] = to_dict(event)
+    firings, cut = await _firings(request, event)
     return render("event.html", viewer=viewer, nav="events", event=event,
-                  json_text=json.dumps(data, indent=2, default=str), runs=runs.items)
+                  json_text=json.dumps(data, indent=2, default=str), runs=runs.items,
+                  firings=firings, firings_cut=cut)
+
+
+async def _firings(request: web.Request, event: CloudEvent) -> tuple[list[CloudEvent], bool]:
+    """The automation events (triggered, resolved, action executed or failed) naming
+    ``event`` as their triggering event, read from its time on (bounded)."""
+    bus = gateway_of(request).bus
+    since = (event.time or datetime.now(UTC) - RECENT_WINDOW) - _SLACK
+    tail = bus.tail(AUTOMATION_EVENTS, since=since)
+    found: list[CloudEvent] = []
+    read = 0
+    try:
+        async for fired in _read(tail, _FIRINGS_READ, _IDLE_SECONDS):
+            read += 1
+            data = fired.data if isinstance(fired.data, dict) else {}
+            ref = data.get("triggering_event")
+            if (isinstance(ref, dict) and ref.get("id") == event.id
+                    and ref.get("source") == event.source):
+                found.append(fired)
+    finally:
+        await tail.aclose()  # type: ignore[attr-defined]  # an async generator
+    return found, read >= _FIRINGS_READ
 
 
 async def _find(request: web.Request, event_type: str, event_id: str,

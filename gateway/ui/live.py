@@ -9,11 +9,11 @@ gateway's stream slots and ends when the gateway shuts down.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from aiohttp import web
 
 from events.records import FlowRun
+from events.run_logs import run_log_reader
 from gateway.context import closing_of, gateway_of
 from gateway.runindex import RUN_INDEX
 from gateway.ui import runs_view
@@ -73,13 +73,12 @@ async def run_stream(request: web.Request, viewer: Viewer) -> web.StreamResponse
     lines_tpl = environment().get_template("_log_lines.html")
     badge_tpl = environment().get_template("_state.html")
     with gateway.stream_slot():
-        consumer = await runs_view.log_consumer(bus, run.id)
-        try:
+        async with run_log_reader(bus, run.id, "gwui") as reader:
             response = await _open(request)
             await response.write(b": connected\n\n")
             state = run.state
             while not closing.is_set():
-                lines = await runs_view.drain(consumer, runs_view.LOG_PAGE, _LOG_POLL_SECONDS)
+                lines = await runs_view.drain(reader, runs_view.LOG_PAGE, _LOG_POLL_SECONDS)
                 if lines:
                     await response.write(_frame("log", lines_tpl.render(lines=lines)))
                     continue
@@ -92,13 +91,9 @@ async def run_stream(request: web.Request, viewer: Viewer) -> web.StreamResponse
                     await response.write(_frame("state", badge_tpl.render(state=state)))
                 if state.is_final():
                     # Lines published just before the final state are read first.
-                    lines = await runs_view.drain(consumer, runs_view.LOG_PAGE, _LOG_POLL_SECONDS)
+                    lines = await runs_view.drain(reader, runs_view.LOG_PAGE, _LOG_POLL_SECONDS)
                     if lines:
                         await response.write(_frame("log", lines_tpl.render(lines=lines)))
                     await response.write(_frame("end", "final"))
                     break
-        finally:
-            with contextlib.suppress(Exception):
-                await consumer.close()
-                await bus.delete_consumer(bus.layout.logs_stream, consumer.durable)
     return response

@@ -6,7 +6,6 @@ buckets, the deployment loaders), so a page shows exactly what the API answers.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -14,7 +13,6 @@ from urllib.parse import urlencode
 from aiohttp import web
 from pydantic import ValidationError
 
-from events.automation_store import count_dead_letters
 from events.records import Deployment, FlowRun
 from events.states import FLOW_RUN_STATES
 from gateway.api.flow_runs import FlowRunQuery, query_runs
@@ -102,21 +100,6 @@ async def run_page(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     run = await runs_view.load_run(request)
     details = await runs_view.details(request, run)
     return render("run.html", viewer=viewer, nav="runs", run=run, **details)
-
-
-@page
-async def dashboard(request: web.Request, viewer: Viewer) -> web.StreamResponse:
-    index = request.app[RUN_INDEX]
-    recent = await query_runs(request, FlowRunQuery(limit=10))  # first: waits for the index
-    problems = await query_runs(request, FlowRunQuery(limit=10, state="Failed"))
-    counts = {name: index.count(RunFilter(state=name)) for name in FLOW_RUN_STATES}
-    now = time.time()
-    per_minute = index.histogram(now - 3600, now, 60)
-    dead = await count_dead_letters(gateway_of(request).bus)
-    return render("dashboard.html", viewer=viewer, nav="dashboard", counts=counts, dead=dead,
-                  total=len(index), per_minute=per_minute, recent=recent.items,
-                  failed=problems.items, late=counts.get("Late", 0),
-                  crashed=counts.get("Crashed", 0))
 
 
 async def _deployments(request: web.Request) -> list[Deployment]:

@@ -16,6 +16,8 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from gateway.ui.run_history import markdown_text, safe_link, table_of
+
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 _MEDIA = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
@@ -91,8 +93,9 @@ def environment() -> jinja2.Environment:
         autoescape=True, undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True,
     )
-    env.globals["static"] = static_url
-    env.filters.update(ago=_ago, stamp=_stamp, pretty=_pretty, duration=_duration)
+    env.globals.update(static=static_url, table_of=table_of, safe_link=safe_link)
+    env.filters.update(ago=_ago, stamp=_stamp, pretty=_pretty, duration=_duration,
+                       markdown=markdown_text)
     return env
 
 

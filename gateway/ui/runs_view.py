@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,12 +11,14 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from events.bus import Bus, Consumer
 from events.records import FlowRun
+from events.run_logs import RunLogReader
 from gateway.api.deployments import read_result
+from gateway.api.flow_runs import FlowRunQuery, query_runs
 from gateway.api.paging import Page
 from gateway.context import gateway_of
 from gateway.problems import Problem
+from gateway.ui.run_history import MAX_TRIGGERED, gantt, read_history, run_artifacts
 
 _KEY = re.compile(r"[-_=.A-Za-z0-9]{1,256}")
 LOG_PAGE = 1000
@@ -68,35 +67,9 @@ def log_line(record: dict[str, Any]) -> LogLine:
                    message=str(record.get("message") or ""))
 
 
-def records_of(data: bytes) -> list[dict[str, Any]]:
-    try:
-        value = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
-        return []
-    if isinstance(value, dict):
-        value = [value]
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-async def log_consumer(bus: Bus, run_id: str) -> Consumer:
-    """A throwaway consumer of one run's logs, from the first line (delete it when done)."""
-    return await bus.consumer(
-        f"gwui{uuid.uuid4().hex}", stream=bus.layout.logs_stream,
-        filter_subjects=[bus.layout.logs_subject(run_id)],
-    )
-
-
-async def drain(consumer: Consumer, limit: int, wait: float = 0.2) -> list[LogLine]:
-    """Up to ``limit`` lines available now (waiting at most ``wait`` for the first)."""
-    lines: list[LogLine] = []
-    while len(lines) < limit:
-        deliveries = await consumer.fetch(min(256, limit - len(lines)), max_wait=wait)
-        if not deliveries:
-            break
-        for delivery in deliveries:
-            lines.extend(log_line(r) for r in records_of(delivery.data))
-        await asyncio.gather(*(d.ack() for d in deliveries))
-    return lines
+async def drain(reader: RunLogReader, limit: int, wait: float = 0.2) -> list[LogLine]:
+    """Up to about ``limit`` lines available now (waiting at most ``wait`` for the first)."""
+    return [log_line(r) for r in await reader.read(limit, wait)]
 
 
 def error_of(run: FlowRun) -> str | None:
@@ -113,7 +86,18 @@ async def details(request: web.Request, run: FlowRun) -> dict[str, Any]:
     result_found, result = (False, None)
     if run.state.type.value == "COMPLETED":
         result_found, result = await read_result(gateway, run.id)
+    history = await read_history(gateway.bus, run)
+    triggered: dict[str, FlowRun] = {}
+    for event_id in history.event_ids:
+        if len(triggered) >= MAX_TRIGGERED:
+            break
+        listing = await query_runs(request, FlowRunQuery(event=event_id, limit=MAX_TRIGGERED))
+        triggered.update((r.id, r) for r in listing.items)
     return {
+        "history": history,
+        "bars": gantt(run, history.task_runs),
+        "artifacts": await run_artifacts(gateway.bus, run.id),
+        "triggered": sorted(triggered.values(), key=lambda r: r.created)[:MAX_TRIGGERED],
         "error": error_of(run),
         "result_found": result_found,
         "result": result,

@@ -41,6 +41,10 @@ class Viewer:
     def can_write(self) -> bool:
         return grants(self.principal.scopes, Scope.WRITE)
 
+    @property
+    def can_admin(self) -> bool:
+        return grants(self.principal.scopes, Scope.ADMIN)
+
 
 class LoginRequired(Exception):
     """The request has no valid session: send the browser to the login page."""
@@ -82,10 +86,13 @@ def with_csrf(viewer: Viewer) -> Viewer:
     return Viewer(viewer.principal, secrets.token_urlsafe(24), viewer.auth)
 
 
-async def check_action(request: web.Request, viewer: Viewer, form_token: str | None) -> None:
-    """403 unless the viewer may write and the CSRF token matches its cookie."""
-    if not viewer.can_write:
-        raise Problem(403, "this API key is read-only: it cannot act on runs or deployments")
+async def check_action(request: web.Request, viewer: Viewer, form_token: str | None,
+                       scope: Scope = Scope.WRITE) -> None:
+    """403 unless the viewer holds ``scope`` and the CSRF token matches its cookie."""
+    if not grants(viewer.principal.scopes, scope):
+        if scope == Scope.WRITE:
+            raise Problem(403, "this API key is read-only: it cannot act on runs or deployments")
+        raise Problem(403, f"this needs an API key with the {scope.value} scope")
     cookie = request.cookies.get(CSRF_COOKIE, "")
     sent = request.headers.get(CSRF_HEADER) or form_token or ""
     if not cookie or not hmac.compare_digest(cookie.encode(), sent.encode()):

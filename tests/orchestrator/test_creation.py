@@ -33,7 +33,8 @@ async def test_matching_event_creates_one_run_with_job_and_scheduled_event(
     assert run.id == flow_run_id_for("trigger", trigger_id(deployment.id, trigger), "gh", event.id)
     assert run.parameters == {"n": 3, "x": "default"}
     assert run.state.name == "Scheduled"
-    assert run.triggering_event == {"id": event.id, "source": "gh", "type": "com.github.push"}
+    assert run.triggering_event == {"id": event.id, "source": "gh", "type": "com.github.push",
+                                    "time": event.time.isoformat()}
     await wait_until(lambda: _has(seen, "flowbus.flow-run.Scheduled"))
     assert await jobs(bus) == [{"flow_run_id": run.id, "deployment_id": deployment.id, "attempt": 1}]
     tail.cancel()

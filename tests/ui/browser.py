@@ -39,7 +39,8 @@ def open_page(browser: Browser, width: int = 1280, height: int = 800,
     context.set_default_timeout(30_000)
     page = context.new_page()
     console = Console()
-    page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+    page.on("console", lambda m: console.errors.append(f"{m.text} at {m.location.get('url')}")
+            if m.type == "error" else None)
     page.on("pageerror", lambda e: console.errors.append(str(e)))
     return page, console
 

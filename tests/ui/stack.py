@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,7 +22,13 @@ ADMIN_KEY = "ui-test-admin-key-0123456789abcdef"
 FLOWS = '''
 import time
 
-from flowbus import flow, get_run_logger
+from flowbus import flow, get_run_logger, task
+from flowbus.artifacts import create_markdown_artifact, create_table_artifact
+
+
+@task
+def shout(message: str) -> str:
+    return message.upper()
 
 
 @flow(log_prints=True)
@@ -29,7 +36,15 @@ def greet(name: str = "world") -> str:
     get_run_logger().info("greeting %s", name)
     message = f"Hello, {name}!"
     print(message)
+    shout(message)
+    create_markdown_artifact(f"Greeted [{name}](https://example.com/{name})", key="greeting")
+    create_table_artifact([{"who": name, "times": 1}])
     return message
+
+
+@flow
+def boom(reason: str = "no reason") -> None:
+    raise RuntimeError(f"boom: {reason}")
 
 
 @flow
@@ -50,6 +65,20 @@ deployments:
           name: "{{ event.data.name }}"
   - name: nap
     entrypoint: flows.py:nap
+  - name: boom
+    entrypoint: flows.py:boom
+    triggers:
+      - expect: ["com.example.boom"]
+        parameters:
+          reason: "{{ event.data.reason }}"
+  - name: after-hello
+    entrypoint: flows.py:nap
+    parameters:
+      seconds: 0
+      label: chained
+    triggers:
+      - expect: ["flowbus.flow-run.Completed"]
+        when: "event.data.deployment == 'hello' && event.data.parameters.name.startsWith('chain')"
 '''
 
 
@@ -75,10 +104,10 @@ class Stack:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
 
-    def post_event(self, event_id: str, name: str) -> None:
+    def post_event(self, event_id: str, name: str, type: str = "com.example.hello") -> None:
         status, _ = self.api("POST", "/events", {
             "specversion": "1.0", "id": event_id, "source": "/ui-test",
-            "type": "com.example.hello", "data": {"name": name}},
+            "type": type, "data": {"name": name, "reason": name}},
             content_type="application/cloudevents+json")
         assert status == 202, status
 
@@ -98,6 +127,13 @@ class Stack:
         raise AssertionError(f"no run {what} within {seconds} s: {self.runs(**params)}")
 
 
+    def runner_id(self) -> str:
+        """The runner's id, as it announced it when it started serving."""
+        found = re.search(r"runner (\S+) ready", (self.home / "runner.log").read_text())
+        assert found, "the runner did not say it is ready"
+        return found.group(1)
+
+
 def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -111,6 +147,18 @@ def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], seconds: float =
             pass
         time.sleep(0.2)
     raise AssertionError("the gateway did not become ready")
+
+
+def _wait_logged(log: Path, text: str, procs: list[subprocess.Popen[bytes]],
+                 seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for proc in procs:
+            assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
+        if text in log.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{log.name} did not say {text!r} within {seconds} s")
 
 
 def start_stack(nats_url: str, namespace: str, home: Path) -> Stack:
@@ -135,6 +183,9 @@ def start_stack(nats_url: str, namespace: str, home: Path) -> Stack:
                 stack.procs.append(subprocess.Popen([*flowbus, *args], env=env, cwd=project,
                                                     stdout=log, stderr=subprocess.STDOUT))
         _wait_ready(stack.url, stack.procs)
+        # An event posted before the orchestrator leads (its consumer exists) is not seen.
+        _wait_logged(home / "orchestrator.log", "leading", stack.procs)
+        _wait_logged(home / "runner.log", "ready", stack.procs)
         for name, scopes in {"reader": ["read"], "writer": ["write"]}.items():
             status, body = stack.api("POST", "/api/v1/api-keys", {"name": name, "scopes": scopes})
             assert status == 201, body

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from typing import Any
 
 import pytest
 from playwright.sync_api import expect
@@ -53,6 +55,82 @@ def test_the_events_page_shows_new_events_live_and_an_event_shows_its_runs(stack
         assert console.errors == []
 
 
+def test_a_run_page_shows_its_states_task_runs_artifacts_and_the_runs_it_triggered(
+    stack: Stack,
+) -> None:
+    name = f"chain-{uuid.uuid4().hex[:6]}"
+    stack.post_event(f"ev-{name}", name)
+    run = stack.wait_run(lambda r: r["parameters"].get("name") == name
+                         and r["state"]["name"] == "Completed", f"completed for {name}")
+    chained = stack.wait_run(lambda r: (r.get("triggering_event") or {}).get("type")
+                             == "flowbus.flow-run.Completed" and r["state"]["name"] == "Completed"
+                             and r["created"] > run["created"], "chained", deployment="after-hello")
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, ADMIN_KEY, f"/ui/runs/{run['id']}")
+        timeline = page.locator("#state-timeline li")
+        expect(timeline.first).to_contain_text("Scheduled")
+        expect(timeline.last).to_contain_text("Completed")
+        assert "Running" in page.locator("#state-timeline").inner_text()
+        bar = page.locator("#task-gantt .gantt-row:has-text('shout') rect.state-completed")
+        expect(bar).to_have_count(1)
+        link = page.locator(f"#artifacts a[href='https://example.com/{name}']")
+        expect(link).to_have_text(name)
+        expect(page.locator("#artifacts td").first).to_have_text(name)
+        page.locator(f"#triggered-runs a[href='/ui/runs/{chained['id']}']").click()
+        expect(page.locator("h1")).to_have_text(chained["name"])
+        expect(page.locator("#triggered-runs")).to_have_count(0)
+        assert console.errors == []
+
+
+def test_the_dashboard_shows_failing_deployments_and_event_to_run_latency(stack: Stack) -> None:
+    reason = f"boom-{uuid.uuid4().hex[:6]}"
+    stack.post_event(f"ev-{reason}", reason, type="com.example.boom")
+    failed = stack.wait_run(lambda r: r["parameters"].get("reason") == reason
+                            and r["state"]["name"] == "Failed", "failed", deployment="boom")
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, ADMIN_KEY, "/ui?window=1h")
+        row = page.locator("#failing tr:has(a[href='/ui/deployments/boom'])")
+        expect(row).to_be_visible()
+        expect(row.locator(f"a[href='/ui/runs/{failed['id']}']")).to_be_visible()
+        expect(page.locator("#latency dd").first).to_contain_text(" s")
+        page.click("nav.windows a:has-text('all runs')")
+        page.wait_for_url("**/ui?window=all")
+        expect(page.locator("#tile-total")).to_have_text(str(len(stack.runs())))
+        assert console.errors == []
+
+
+def test_an_event_page_shows_the_automation_firings_it_caused(stack: Stack) -> None:
+    name = f"firing-{uuid.uuid4().hex[:6]}"
+    status, made = stack.api("POST", "/api/v1/automations", {
+        "name": name, "trigger": {"expect": [f"com.example.{name}"]},
+        "actions": [{"type": "do-nothing"}]})
+    assert status == 201, made
+    fired: dict[str, Any] = {}
+    deadline = time.monotonic() + 60
+    while not fired and time.monotonic() < deadline:  # until the orchestrator has loaded it
+        event_id = f"ev-{uuid.uuid4().hex[:8]}"
+        stack.post_event(event_id, name, type=f"com.example.{name}")
+        for _ in range(15):
+            status, body = stack.api("GET", "/api/v1/events?pattern=flowbus.automation.*&limit=1000")
+            assert status == 200, body
+            fired = next((e for e in body["items"]
+                          if (e["data"] or {}).get("triggering_event", {}).get("id") == event_id), {})
+            if fired:
+                break
+            time.sleep(0.3)
+    assert fired, "the automation never fired"
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, ADMIN_KEY, f"/ui/events?pattern=com.example.{name}")
+        page.locator(f"#event-rows tr:has-text('{event_id}') a").click()
+        rows = page.locator(f"#firings tr:has-text('{name}')")
+        expect(rows.first).to_contain_text("triggered")
+        expect(page.locator("#firings")).to_contain_text("action do-nothing #0 done")
+        assert console.errors == []
+
+
 def test_the_run_form_refuses_a_wrong_parameter_type_and_creates_nothing(stack: Stack) -> None:
     before = len(stack.runs(deployment="nap"))
     with chromium() as browser:
@@ -76,7 +154,11 @@ def test_a_run_started_from_the_form_can_be_cancelled(stack: Stack) -> None:
         run_id = page.url.rsplit("/", 1)[1]
         stack.wait_run(lambda r: r["id"] == run_id and r["state"]["name"] == "Running", "running",
                        deployment="nap")
-        page.reload()
+        page.goto(stack.url + "/ui/runners")
+        held = page.locator(f"#runners tr:has(a[href='/ui/runs/{run_id}'])")
+        expect(held).to_contain_text("default")
+        expect(held.locator("td").first).to_have_text(stack.runner_id())
+        page.goto(stack.url + f"/ui/runs/{run_id}")
         page.click("button:has-text('Cancel')")
         page.wait_for_url(f"**/ui/runs/{run_id}")
         expect(page.locator("#run-state")).to_contain_text("Cancel")
@@ -114,7 +196,7 @@ def test_pages_have_no_console_errors_and_no_serious_accessibility_violations(
         assert serious_violations(page) == []
         log_in(page, stack.url, ADMIN_KEY)
         for path in ("/ui", "/ui/runs", f"/ui/runs/{run['id']}", "/ui/deployments", "/ui/events", "/ui/automations",
-                     "/ui/deployments/nap", "/ui/runs?state=Completed"):
+                     "/ui/deployments/nap", "/ui/runs?state=Completed", "/ui/sources", "/ui/runners"):
             page.goto(stack.url + path)
             page.wait_for_load_state("load")
             assert serious_violations(page) == [], path

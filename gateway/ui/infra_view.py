@@ -1,0 +1,159 @@
+"""The pages of what feeds and runs flowbus: sources and webhooks, runners and limits.
+
+Webhooks are created and deleted through the REST API's own handlers, with its admin
+scope: a webhook lets anyone holding its URL (and secret) send events. A webhook's
+secret made by the gateway is shown once, in the answer to the form that created it,
+and never again (the answer is not cached and not redirected to).
+
+Runners keep no record of their own: a runner is seen through the runs it holds
+(``runner_id`` on the record), and its heartbeat is the last time it touched one of
+them (every beat rewrites the record's ``updated``). An idle runner is not listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from events import concurrency
+from events.records import FlowRun
+from events.source_store import SourceStore
+from events.sources import Source, SourceState
+from gateway.api import webhooks_api
+from gateway.api.flow_runs import FlowRunQuery, query_runs
+from gateway.api.routing import Call
+from gateway.api.webhooks_api import WebhookCreateBody
+from gateway.auth import Scope
+from gateway.context import gateway_of
+from gateway.problems import Problem
+from gateway.signatures import Verifier
+from gateway.ui.pages import page
+from gateway.ui.render import render
+from gateway.ui.session import CSRF_FIELD, Viewer, check_action
+from gateway.webhooks import Webhook, WebhookWithSecret, load
+
+HELD_STATES = ("Pending", "Running", "Cancelling")
+MAX_HELD = 1000  # runs read per held state to find the runners
+_FORM_FIELDS = ("slug", "verifier", "description", "signature_header")
+_MAX_FIELD_CHARS = 1000
+
+
+async def _sources(request: web.Request) -> list[tuple[Source, SourceState | None]]:
+    gateway = gateway_of(request)
+    layout = gateway.bus.layout
+    store = SourceStore(gateway.bus, await gateway.kv(layout.sources),
+                        await gateway.kv(layout.source_dead_letters))
+    sources = sorted(await store.all(), key=lambda s: s.name)
+    return [(s, await store.status(s.name)) for s in sources]
+
+
+async def _webhooks(request: web.Request) -> list[Webhook]:
+    gateway = gateway_of(request)
+    kv = await gateway.kv(gateway.bus.layout.webhooks)
+    hooks = []
+    for slug in sorted(await kv.keys()):
+        hook = await load(kv, slug)
+        if hook is not None:
+            hooks.append(hook.public())
+    return hooks
+
+
+async def _sources_view(request: web.Request, viewer: Viewer, *, status: int = 200,
+                        created: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
+                        values: dict[str, str] | None = None) -> web.Response:
+    return render("sources.html", status=status, viewer=viewer, nav="sources",
+                  sources=await _sources(request), webhooks=await _webhooks(request),
+                  verifiers=[v.value for v in Verifier], created=created, errors=errors or {},
+                  values=values or {}, base=f"{request.scheme}://{request.host}",
+                  deleted=request.query.get("deleted", "")[:100])
+
+
+@page
+async def sources_page(request: web.Request, viewer: Viewer) -> web.StreamResponse:
+    return await _sources_view(request, viewer)
+
+
+async def _admin_form(request: web.Request, viewer: Viewer) -> dict[str, str]:
+    form = await request.post()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    if any(len(v) > _MAX_FIELD_CHARS for v in values.values()):
+        raise Problem(413, f"a form field is longer than {_MAX_FIELD_CHARS} characters")
+    await check_action(request, viewer, values.get(CSRF_FIELD), Scope.ADMIN)
+    return values
+
+
+@page
+async def create_webhook(request: web.Request, viewer: Viewer) -> web.StreamResponse:
+    """Create a webhook from the form; the answer shows its URL and (made here) secret once."""
+    form = await _admin_form(request, viewer)
+    values = {k: form[k].strip() for k in _FORM_FIELDS if form.get(k, "").strip()}
+    try:
+        body = WebhookCreateBody.model_validate(values)
+    except ValidationError as exc:
+        errors = {".".join(str(p) for p in e["loc"]) or "form": e["msg"] for e in exc.errors()}
+        return await _sources_view(request, viewer, status=400, errors=errors, values=values)
+    call = Call(request, gateway_of(request), viewer.principal, body, None)
+    try:
+        made = await webhooks_api.create_webhook(call)
+    except Problem as exc:
+        if exc.status != 409:
+            raise
+        return await _sources_view(request, viewer, status=409, errors={"slug": exc.detail},
+                                   values=values)
+    assert isinstance(made, WebhookWithSecret)  # the API handler's declared answer
+    # The form takes no secret of the sender's, so the secret is the one made here.
+    return await _sources_view(request, viewer, status=201,
+                               created={"slug": made.slug, "secret": made.secret})
+
+
+@page
+async def delete_webhook(request: web.Request, viewer: Viewer) -> web.StreamResponse:
+    await _admin_form(request, viewer)
+    call = Call(request, gateway_of(request), viewer.principal, None, None)
+    await webhooks_api.delete_webhook(call)
+    raise web.HTTPSeeOther(f"/ui/sources?deleted={request.match_info['slug']}")
+
+
+@dataclass(slots=True)
+class RunnerView:
+    """A runner as seen through the runs it holds."""
+
+    id: str
+    pools: set[str] = field(default_factory=set)
+    runs: list[FlowRun] = field(default_factory=list)
+
+    @property
+    def heartbeat(self) -> datetime:
+        return max(r.updated for r in self.runs)
+
+
+async def held_runs(request: web.Request) -> tuple[list[RunnerView], list[FlowRun], bool]:
+    """Runners with the runs they hold, runs held by no runner yet, and whether cut short."""
+    runners: dict[str, RunnerView] = {}
+    waiting: list[FlowRun] = []
+    cut = False
+    for state in HELD_STATES:
+        listing = await query_runs(request, FlowRunQuery(state=state, limit=MAX_HELD))
+        cut = cut or listing.next_offset is not None
+        for run in listing.items:
+            if run.runner_id is None:
+                waiting.append(run)
+                continue
+            view = runners.setdefault(run.runner_id, RunnerView(run.runner_id))
+            view.pools.add(run.work_pool)
+            view.runs.append(run)
+    return sorted(runners.values(), key=lambda r: r.id), waiting, cut
+
+
+@page
+async def runners_page(request: web.Request, viewer: Viewer) -> web.StreamResponse:
+    runners, waiting, cut = await held_runs(request)
+    gateway = gateway_of(request)
+    limits = await concurrency.list_limits(await gateway.kv(gateway.bus.layout.concurrency))
+    return render("runners.html", viewer=viewer, nav="runners", runners=runners,
+                  waiting=waiting, cut=cut, limits=sorted(limits, key=lambda i: i.name),
+                  max_held=MAX_HELD)
