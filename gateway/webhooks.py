@@ -30,7 +30,7 @@ from events.kv import KV
 from events.replays import claim_delivery, replay_key
 from events.sealed import SecretBox, is_sealed, open_value, require_box
 from events.subjects import check_outside_type
-from events.templates import TemplateError, check_value, render_value
+from events.templates import TemplateError, check_value, render_value_async
 from events.webhook_rules import SLUG_PATTERN
 from gateway.api.routing import check_key
 from gateway.context import Gateway, gateway_of
@@ -250,8 +250,8 @@ def delivery_id(headers: Mapping[str, str], body: Any) -> str | None:
     return None
 
 
-def to_event(hook: StoredWebhook, request: web.Request, body: bytes) -> CloudEvent:
-    """Render the webhook's template over the request into a CloudEvent."""
+async def to_event(hook: StoredWebhook, request: web.Request, body: bytes) -> CloudEvent:
+    """Render the webhook's template over the request into a CloudEvent (off the loop)."""
     parsed, text = parse_body(request.headers, body)
     context = {
         "method": request.method,
@@ -262,7 +262,7 @@ def to_event(hook: StoredWebhook, request: web.Request, body: bytes) -> CloudEve
         "slug": hook.slug,
     }
     try:
-        rendered = render_value(hook.template, context)
+        rendered = await render_value_async(hook.template, context)
     except TemplateError as exc:
         raise Problem(400, f"webhook {hook.slug!r}: {exc}") from None
     fields: dict[str, Any] = {
@@ -330,7 +330,7 @@ async def receive(request: web.Request) -> web.Response:
             gateway.auth.limit(f"webhook:{slug}", f"webhook {slug!r}", cost=len(events) - 1)
         events = with_time(events)
     else:
-        events = [to_event(hook, request, body)]
+        events = [await to_event(hook, request, body)]
     refuse_reserved(gateway, events)
     ids = await publish_events(gateway, events, "webhook")
     return web.json_response({"ids": ids}, status=202)

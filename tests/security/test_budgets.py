@@ -11,9 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from events import templates
 from events.bus import Bus
 from events.embedded import free_port
 from events.settings import NatsSettings
+from events.templates import TemplateError, render_value_async
 from gateway.service import RunningGateway
 from tests.security.conftest import poll
 
@@ -57,6 +59,39 @@ async def test_a_looping_template_fails_its_delivery_and_the_gateway_keeps_answe
         slowest = await health
     # Loose bound (shared, loaded machine); bench/hostile.py measures it properly.
     assert slowest < 2.0
+
+
+async def test_a_costly_template_renders_while_the_event_loop_keeps_running() -> None:
+    turns = 0
+    rendering = True
+
+    async def other_work() -> None:
+        nonlocal turns
+        while rendering:
+            turns += 1
+            await asyncio.sleep(0)
+
+    worker = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    started = turns
+    with pytest.raises(TemplateError, match="over 50 ms"):
+        await render_value_async({"data": LOOPS}, {})
+    during = turns - started
+    rendering = False
+    await worker
+    # The render spent its whole 50 ms budget; the loop ran other work meanwhile (in
+    # the loop, the render would have held it: not one turn).
+    assert during > 1
+
+
+async def test_an_evaluation_past_its_hard_deadline_fails_that_evaluation(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(templates, "MAX_WAIT_SECONDS", 0.001)
+    with pytest.raises(TemplateError, match="did not finish within"):
+        await render_value_async({"data": LOOPS}, {})
+    # Without a template nothing goes to a thread: no deadline to miss.
+    assert await render_value_async({"data": "plain", "n": 3}, {}) == {"data": "plain", "n": 3}
 
 
 async def _health_times(session: aiohttp.ClientSession) -> float:
