@@ -159,6 +159,8 @@ users: [
 {{- if .ctx.Values.nats.bundled }}
 - name: FLOWBUS_NATS_USER
   value: {{ .role | quote }}
+- name: FLOWBUS_NATS_INBOX_PREFIX
+  value: {{ printf "_INBOX.%s" .role | quote }}
 - name: FLOWBUS_NATS_PASSWORD
   valueFrom:
     secretKeyRef:
