@@ -20,7 +20,8 @@ pod can do only what its part does:
 
 Every role may read every stream and bucket of its namespace (stream info, direct
 gets, its own consumers) and receive replies on its own inbox prefix only
-(:func:`inbox_prefix`, ``_INBOX.<role>``), so no part reads another's replies. Deleting or purging a
+(:func:`inbox_prefix`, ``_INBOX.<role>``), so no part reads another's replies.
+Deleting or purging a
 stream (``$JS.API.STREAM.DELETE``/``PURGE``), except purging an object store it
 writes, is the admin's alone.
 
