@@ -402,7 +402,6 @@ def _connect_options(
         "reconnected_cb": on_reconnect,
         "error_cb": on_error,
         "pending_size": 64 * 1024 * 1024,
-        "inbox_prefix": settings.nats_inbox_prefix,
     }
     if settings.nats_user:
         options["user"] = settings.nats_user

@@ -19,9 +19,7 @@ pod can do only what its part does:
 - the **admin** (the ``flowbus`` CLI, ``flowbus deploy``) may do everything.
 
 Every role may read every stream and bucket of its namespace (stream info, direct
-gets, its own consumers) and receive replies on its own inbox prefix only
-(:func:`inbox_prefix`, ``_INBOX.<role>``), so no part reads another's replies.
-Deleting or purging a
+gets, its own consumers) and receive replies on ``_INBOX.>``. Deleting or purging a
 stream (``$JS.API.STREAM.DELETE``/``PURGE``), except purging an object store it
 writes, is the admin's alone.
 
@@ -80,11 +78,6 @@ def _read(stream: str, *, consume: bool = True) -> list[str]:
     return subjects
 
 
-def inbox_prefix(role: Role) -> str:
-    """The reply-subject prefix ``role`` connects with (``FLOWBUS_NATS_INBOX_PREFIX``)."""
-    return f"_INBOX.{role}"
-
-
 def role_permissions(role: Role, layout: Layout) -> dict[str, Any]:
     """NATS permissions of ``role`` in ``layout``'s namespace, as nats-server takes them:
     ``{"publish": {"allow": [...], "deny": [...]}, "subscribe": {"allow": [...]}}``."""
@@ -115,8 +108,7 @@ def role_permissions(role: Role, layout: Layout) -> dict[str, Any]:
         deny += [f"{control}flow-run.{state}" for state in sorted(STATE_TYPES)
                  if state not in GATEWAY_FLOW_RUN_STATES]
         deny += [f"{control}flow-run.*.>"]
-    return {"publish": {"allow": allow, "deny": deny},
-            "subscribe": {"allow": [f"{inbox_prefix(role)}.>"]}}
+    return {"publish": {"allow": allow, "deny": deny}, "subscribe": {"allow": ["_INBOX.>"]}}
 
 
 def chart_permissions() -> dict[str, Any]:

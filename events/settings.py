@@ -80,11 +80,6 @@ class NatsSettings(BaseSettings):
     nats_password: str | None = Field(default=None, description="password for NATS")
     nats_token: str | None = Field(default=None, description="token for NATS")
     nats_creds: str | None = Field(default=None, description="path of a NATS credentials file")
-    nats_inbox_prefix: str = Field(
-        default="_INBOX", max_length=128, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
-        description="prefix of this client's reply subjects (one per NATS user, so a user may "
-                    "subscribe to its own replies only)",
-    )
     nats_tls_ca: str | None = Field(default=None, description="CA bundle to verify NATS' TLS")
     nats_tls_cert: str | None = Field(default=None, description="client certificate for TLS")
     nats_tls_key: str | None = Field(default=None, description="client key for TLS")

@@ -13,13 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from events.layout import Layout
-from events.permissions import (
-    ROLES,
-    chart_file_text,
-    inbox_prefix,
-    password_variable,
-    role_permissions,
-)
+from events.permissions import ROLES, chart_file_text, password_variable, role_permissions
 from tests.helm.test_chart import by_kind, containers, env, render
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "flowbus"
@@ -77,7 +71,6 @@ def test_each_part_connects_with_its_own_user_and_generated_password() -> None:
             continue
         role = roles[container["name"]]
         assert variables["FLOWBUS_NATS_USER"] == role
-        assert variables["FLOWBUS_NATS_INBOX_PREFIX"] == inbox_prefix(role)
         assert variables["FLOWBUS_NATS_PASSWORD"] == {
             "secretKeyRef": {"name": "prod-flowbus-nats-users", "key": role}}
 

@@ -26,7 +26,7 @@ import pytest
 from events.bus import Bus
 from events.embedded import find_nats_server, free_port
 from events.layout import Layout
-from events.permissions import ROLES, Role, inbox_prefix, password_variable
+from events.permissions import ROLES, Role, password_variable
 from events.records import FlowRun
 from events.settings import NatsSettings
 from tests.helm.test_chart import render
@@ -46,7 +46,6 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
         env.update({"FLOWBUS_NATS_URL": self.url, "FLOWBUS_NAMESPACE": namespace,
                     "FLOWBUS_NATS_USER": role, "FLOWBUS_NATS_PASSWORD": self.passwords[role],
-                    "FLOWBUS_NATS_INBOX_PREFIX": inbox_prefix(role),
                     "FLOWBUS_SECRETS_KEY": os.environ["FLOWBUS_SECRETS_KEY"],
                     "PYTHONPATH": str(ROOT)})
         return env
@@ -173,27 +172,6 @@ async def _refused(server: Server, role: Role, subject: str) -> str:
     return errors[0]
 
 
-async def _refused_subscription(server: Server, role: Role, subject: str) -> None:
-    errors: list[str] = []
-    refused = asyncio.Event()
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(str(exc))
-        refused.set()
-
-    nc = await nats.connect(server.url, user=role, password=server.passwords[role],
-                            inbox_prefix=inbox_prefix(role), error_cb=on_error,
-                            allow_reconnect=False)
-    try:
-        await nc.subscribe(subject)
-        await nc.flush()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(refused.wait(), 10)
-    finally:
-        await nc.close()
-    assert errors and "permissions violation for subscription" in errors[0].lower(), errors
-
-
 async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
     server: Server, parts: Parts, namespace: str, tmp_path: Path
 ) -> None:
@@ -239,9 +217,6 @@ async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
                             f"$JS.API.STREAM.UPDATE.{layout.events_stream}",
                             f"$JS.API.STREAM.DELETE.{layout.flow_runs.upper()}"):
                 await _refused(server, "gateway", subject)
-            # Nor read the replies meant for another part.
-            await _refused_subscription(server, "gateway", "_INBOX.orchestrator.>")
-            await _refused_subscription(server, "runner", "_INBOX.>")
             # A runner may not create or change a deployment, an automation or an API key.
             for subject in (f"$KV.{layout.deployments}.greet", f"$KV.{layout.deployments}.evil",
                             f"$KV.{layout.automations}.a", f"$KV.{layout.api_keys}.k",
@@ -256,7 +231,7 @@ async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
             assert "flowbus.task-run.Completed" not in types
             assert types.count("flowbus.flow-run.Completed") == 1
     # The server logs each refusal: the empty list above was not a log that says nothing.
-    assert len(server.violations()) >= 16
+    assert len(server.violations()) >= 14
 
 
 async def _wait_final(runs: Any) -> FlowRun:

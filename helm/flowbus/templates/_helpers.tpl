@@ -159,8 +159,6 @@ users: [
 {{- if .ctx.Values.nats.bundled }}
 - name: FLOWBUS_NATS_USER
   value: {{ .role | quote }}
-- name: FLOWBUS_NATS_INBOX_PREFIX
-  value: {{ printf "_INBOX.%s" .role | quote }}
 - name: FLOWBUS_NATS_PASSWORD
   valueFrom:
     secretKeyRef:
