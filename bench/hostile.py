@@ -84,11 +84,13 @@ async def _serve_part(part: str, url: str, namespace: str) -> None:
 class Part:
     """A child process running one part, its reports collected."""
 
-    def __init__(self, part: str, url: str, namespace: str) -> None:
+    def __init__(self, part: str, url: str, namespace: str, secrets_key: str) -> None:
         self.name = part
+        # Webhook secrets are sealed at rest: every part needs the same key.
+        env = {**os.environ, "FLOWBUS_SECRETS_KEY": secrets_key}
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--part", part, "--nats", url, "--namespace", namespace],
-            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+            stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
         self.reports: list[dict[str, float]] = []
         self.url = ""
 
@@ -207,10 +209,13 @@ async def main() -> None:
     import aiohttp
 
     from events.embedded import EmbeddedNats
+    from events.secretbox import SecretBox
 
     with tempfile.TemporaryDirectory() as data, EmbeddedNats(Path(data)) as nats:
         namespace = f"hostile{uuid.uuid4().hex[:6]}"
-        parts = [Part("gateway", nats.url, namespace), Part("orchestrator", nats.url, namespace)]
+        key = os.environ.get("FLOWBUS_SECRETS_KEY") or SecretBox.generate_key()
+        parts = [Part("gateway", nats.url, namespace, key),
+                 Part("orchestrator", nats.url, namespace, key)]
         try:
             for part in parts:
                 await part.start()

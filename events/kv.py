@@ -82,10 +82,13 @@ class KV:
         entry = await self.get(key)
         return None if entry is None else entry.json()
 
-    async def create(self, key: str, value: bytes) -> int:
-        """Store ``value`` only if ``key`` holds nothing; :class:`AlreadyExists` otherwise."""
+    async def create(self, key: str, value: bytes, *, ttl: float | None = None) -> int:
+        """Store ``value`` only if ``key`` holds nothing; :class:`AlreadyExists` otherwise.
+
+        ``ttl``: the entry expires after that many seconds (a bucket with message TTLs).
+        """
         try:
-            return int(await self._kv.create(key, value))
+            return int(await self._kv.create(key, value, msg_ttl=ttl))
         except KeyWrongLastSequenceError:
             raise AlreadyExists(f"KV {self.name}: key {key!r} already exists") from None
 

@@ -46,6 +46,7 @@ class Layout:
     leases: str = field(init=False)
     trigger_state: str = field(init=False)
     webhooks: str = field(init=False)
+    webhook_replays: str = field(init=False)
     api_keys: str = field(init=False)
     sources: str = field(init=False)
     source_dead_letters: str = field(init=False)
@@ -72,6 +73,7 @@ class Layout:
         values["task_runs"] = f"{self.namespace}-task-runs"
         values["trigger_state"] = f"{self.namespace}-trigger-state"
         values["api_keys"] = f"{self.namespace}-api-keys"
+        values["webhook_replays"] = f"{self.namespace}-webhook-replays"
         values["automation_state"] = f"{self.namespace}-automation-state"
         values["automation_deliveries"] = f"{self.namespace}-automation-deliveries"
         values["sources"] = f"{self.namespace}-sources"
@@ -170,6 +172,10 @@ def _buckets(layout: Layout, settings: NatsSettings) -> list[_Bucket]:
         _Bucket(layout.leases, ttl=settings.lease_ttl_seconds, description="leader leases"),
         _Bucket(layout.trigger_state, description="trigger windows and sequences"),
         _Bucket(layout.webhooks, history=5, description="webhook definitions"),
+        # Each key expires on its own (a per-message TTL of twice the signature tolerance);
+        # the bucket's age limit only bounds what a gateway with a huge tolerance leaves.
+        _Bucket(layout.webhook_replays, ttl=_DAY,
+                description="signed webhook deliveries already accepted (replay protection)"),
         _Bucket(layout.api_keys, description="hashed API keys"),
         _Bucket(layout.sources, history=5, description="event source definitions and status"),
         _Bucket(layout.source_dead_letters, ttl=14 * _DAY,

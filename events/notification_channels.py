@@ -2,13 +2,16 @@
 
 Stored in ``flowbus-automation-state`` under ``channel.<name>``
 (:mod:`events.automation_store`); delivered by the orchestrator
-(``orchestrator/automations/notify.py``).
+(``orchestrator/automations/notify.py``). Secrets (an email password, credential
+headers, and Slack and Teams URLs, whose path is the provider's token) are stored
+sealed (:mod:`events.sealed`).
 """
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -22,7 +25,31 @@ from pydantic import (
 
 from events.automation_actions import NAME, check_url
 from events.automations import InvalidAutomation, check_size, error_text
-from events.sealed import MAX_SEALED, check_plain_length
+from events.sealed import (
+    MAX_SEALED,
+    SecretBox,
+    SecretOpenError,
+    SecretsKeyError,
+    check_plain_length,
+    is_sealed,
+    open_value,
+)
+
+
+def check_secret_url(value: str) -> str:
+    """A chat webhook URL: its path is the provider's token, so an error never quotes it.
+
+    A sealed URL (as stored) is checked when it is opened, just before sending.
+    """
+    if is_sealed(value):
+        if len(value) > MAX_SEALED:
+            raise ValueError(f"a sealed URL is at most {MAX_SEALED} characters")
+        return value
+    try:
+        return check_url(value)
+    except ValueError:
+        raise ValueError("the URL is not an http(s) URL of at most 2,048 characters "
+                         "(not quoted: it carries the provider's token)") from None
 
 
 class WebhookChannel(BaseModel):
@@ -46,12 +73,12 @@ class SlackChannel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["slack"] = "slack"
-    url: str = Field(description="the incoming-webhook URL")
+    url: str = Field(description="the incoming-webhook URL (it carries Slack's token: stored sealed)")
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        return check_url(value)
+        return check_secret_url(value)
 
 
 class TeamsChannel(BaseModel):
@@ -60,13 +87,13 @@ class TeamsChannel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["teams"] = "teams"
-    url: str = Field(description="the Teams (or Workflows) webhook URL")
+    url: str = Field(description="the Teams (or Workflows) webhook URL (it carries a token: stored sealed)")
     card: Literal["messagecard", "adaptive"] = Field(default="adaptive", description="card format")
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        return check_url(value)
+        return check_secret_url(value)
 
 
 class EmailChannel(BaseModel):
@@ -135,6 +162,27 @@ def parse_channel(value: Any) -> Channel:
     except ValidationError as exc:
         raise InvalidAutomation(f"channel {error_text(exc)}") from None
 
+
+def channel_target(channel: Channel, box: SecretBox | None) -> str:
+    """Where a channel delivers, as listings show it: a Slack or Teams URL is a
+    credential, so only its scheme and host (``(sealed)`` when no key opens it)."""
+    config = channel.config
+    if isinstance(config, EmailChannel):
+        return f"smtp://{config.host}:{config.port}"
+    if isinstance(config, WebhookChannel):
+        return config.url
+    try:
+        url = open_value(config.url, box)
+    except (SecretsKeyError, SecretOpenError):
+        return "(sealed)"
+    return redact_url(url)
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host[:port]/...``: a URL whose path is a credential, as errors and
+    listings show it."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/..."
 
 
 def channel_key(name: str) -> str:

@@ -1,7 +1,8 @@
 """Which values of a stored definition are secrets, and sealing / opening them in place.
 
-Webhook secrets, a call-webhook action's ``secret``, an email channel's ``password``
-and the values of credential headers (``Authorization``, cookies, anything named
+Webhook secrets, a call-webhook action's ``secret``, an email channel's ``password``,
+a Slack or Teams channel's ``url`` (its path is the provider's token) and the values
+of credential headers (``Authorization``, cookies, anything named
 like a token, key, secret, signature or password) are stored sealed with
 :class:`events.secretbox.SecretBox`; the part that uses one opens it just before use.
 A value stored in plain text before sealing existed is still read as it is, and is
@@ -46,6 +47,8 @@ __all__ = [
 
 CREDENTIAL_HEADER = re.compile(r"authorization|cookie|token|secret|key|signature|password", re.I)
 SECRET_KEYS = frozenset({"secret", "password"})
+# Chat channels whose URL is itself the credential (a Slack or Teams webhook URL).
+SECRET_URL_KINDS = frozenset({"slack", "teams"})
 MAX_SEALED = 4096  # a sealed 1 KiB secret is about 1.4 KiB
 KEY_FILE = "secrets.key"
 
@@ -62,8 +65,9 @@ def check_plain_length(value: str | None, low: int, high: int, what: str) -> str
 def walk_secrets(value: Any, change: Callable[[str], str]) -> Any:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
+        secret_url = value.get("kind") in SECRET_URL_KINDS
         for key, item in value.items():
-            if key in SECRET_KEYS and isinstance(item, str):
+            if (key in SECRET_KEYS or (secret_url and key == "url")) and isinstance(item, str):
                 out[key] = change(item)
             elif key == "headers" and isinstance(item, dict):
                 out[key] = {name: change(v) if isinstance(v, str) and CREDENTIAL_HEADER.search(name)

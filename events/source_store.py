@@ -26,15 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from events.bus import Bus
 from events.errors import AlreadyExists, NotFound
 from events.kv import KV
-from events.sources import (
-    MappingFailed,
-    Source,
-    SourceMessage,
-    SourceSpec,
-    SourceState,
-    message_key,
-    to_event,
-)
+from events.source_messages import MappingFailed, SourceMessage, message_key, to_event
+from events.sources import Source, SourceSpec, SourceState
 
 DEFINITION_PREFIX = "def."
 STATUS_PREFIX = "status."

@@ -8,7 +8,9 @@ sandbox with a budget: source size, output size (counted while rendering), loop
 iterations and wall time per evaluation, and the size of every string, list and
 number an operator or filter makes (``'x' * 10**8`` and ``'x'|center(10**9)`` are
 refused, also when Jinja would fold them while compiling). A failure raises
-:class:`TemplateError` saying which template and why, and creates nothing.
+:class:`TemplateError` saying which template and why, and creates nothing. A part's
+event loop renders with :func:`render_value_async`, in a worker thread with a hard
+deadline, so a costly template does not stall the loop.
 
 >>> render_value({"n": "{{ event.data.count }}", "msg": "got {{ event.data.count }}"},
 ...              {"event": {"data": {"count": 3}}})
@@ -17,12 +19,15 @@ refused, also when Jinja would fold them while compiling). A failure raises
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
@@ -35,6 +40,10 @@ MAX_ITERATIONS = 100_000  # loop iterations per evaluation, all loops together
 MAX_SECONDS = 0.05  # wall time per evaluation, checked at every iteration and output chunk
 MAX_INT_BITS = 4096  # the largest number an operator may make
 MAX_CACHE_CHARS = 4 * 1024 * 1024  # template source kept compiled, all templates together
+# How long an event loop waits for one off-loop evaluation, queueing included: the
+# cooperative budget stops a render long before, unless one C-level step runs long.
+MAX_WAIT_SECONDS = 1.0
+RENDER_THREADS = 4
 # Filters whose numeric arguments size their output (widths, counts).
 _SIZING_FILTERS = ("center", "indent", "wordwrap", "truncate", "format", "replace", "batch",
                    "slice", "join", "filesizeformat", "random", "urlize")
@@ -196,8 +205,13 @@ class _CompileCache:
         self.max_chars = max_chars
         self.chars = 0
         self._items: OrderedDict[str, tuple[Any, bool]] = OrderedDict()
+        self._lock = threading.Lock()  # renders run in worker threads
 
     def get(self, source: str) -> tuple[Any, bool]:
+        with self._lock:
+            return self._get(source)
+
+    def _get(self, source: str) -> tuple[Any, bool]:
         found = self._items.get(source)
         if found is not None:
             self._items.move_to_end(source)
@@ -338,6 +352,49 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(value, list | tuple):
         return [render_value(v, context) for v in value]
     return value
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _renderers() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="flowbus-templates")
+        return _pool
+
+
+def has_template(value: Any) -> bool:
+    """Whether ``value`` (walked like :func:`render_value`) holds a template to render."""
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, Mapping):
+        return any(has_template(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_template(v) for v in value)
+    return False
+
+
+async def render_value_async(value: Any, context: Mapping[str, Any]) -> Any:
+    """:func:`render_value` off the event loop: in one of :data:`RENDER_THREADS` worker
+    threads, so the loop keeps serving while a template renders.
+
+    The render stops itself at its budget (:data:`MAX_SECONDS` of wall time, checked at
+    every loop iteration and output chunk); the loop waits at most
+    :data:`MAX_WAIT_SECONDS` (queueing included) and then fails this evaluation with
+    :class:`TemplateError`. A value without templates is returned at once.
+    """
+    if not has_template(value):
+        return render_value(value, context)
+    loop = asyncio.get_running_loop()
+    job = loop.run_in_executor(_renderers(), contextvars.copy_context().run, render_value, value, context)
+    try:
+        return await asyncio.wait_for(job, MAX_WAIT_SECONDS)
+    except TimeoutError:
+        raise TemplateError(
+            f"template evaluation did not finish within {MAX_WAIT_SECONDS:g} s") from None
 
 
 def check_value(value: Any) -> None:

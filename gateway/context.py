@@ -17,7 +17,6 @@ from gateway.auth import Authenticator, KeyStore, RateLimiter
 from gateway.metrics import Metrics
 from gateway.problems import Problem
 from gateway.settings import GatewaySettings
-from gateway.signatures import ReplayCache
 from gateway.types import Clock
 
 
@@ -31,7 +30,6 @@ class Gateway:
     metrics: Metrics = field(default_factory=Metrics)
     secrets: SecretBox | None = field(default_factory=box_or_none)  # FLOWBUS_SECRETS_KEY
     auth: Authenticator = field(init=False)
-    replays: ReplayCache = field(init=False)
     _kvs: dict[str, KV] = field(init=False, default_factory=dict)
     _streams: int = field(init=False, default=0)
 
@@ -41,7 +39,6 @@ class Gateway:
         limiter = RateLimiter(s.rate_limit_per_second, s.rate_limit_burst, s.rate_limit_max_keys,
                               self.clock)
         self.auth = Authenticator(keys, limiter, s)
-        self.replays = ReplayCache(s.replay_cache_size, self.clock)
 
     async def kv(self, bucket: str) -> KV:
         """A KV bucket of the layout, looked up once."""

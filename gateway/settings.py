@@ -61,9 +61,6 @@ class GatewaySettings(BaseSettings):
     signature_tolerance_seconds: float = Field(
         default=300.0, gt=0, description="how old a signed webhook timestamp may be (replay)"
     )
-    replay_cache_size: int = Field(
-        default=100_000, gt=0, description="signatures remembered to refuse replays"
-    )
     webhook_allowed_origins: Annotated[list[str], NoDecode] = Field(
         default=["*"],
         description="origins allowed by the CloudEvents webhook handshake (comma-separated)",

@@ -4,20 +4,18 @@ Each is a pure function of the secret, the headers, the raw body and the time;
 it returns nothing when the delivery is authentic and raises
 :class:`SignatureRejected` saying why when it is not. Digests are compared with
 :func:`hmac.compare_digest`. Timestamped schemes (Stripe, Slack) refuse
-deliveries older than the tolerance, and :class:`ReplayCache` refuses the same
-signature seen twice within it.
+deliveries older than the tolerance; the gateway refuses the same signature seen
+twice within it through the shared replay bucket (:mod:`events.replays`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections import OrderedDict
 from collections.abc import Mapping
 from enum import StrEnum
 
 from events.errors import FlowbusError
-from gateway.types import Clock
 
 
 class SignatureRejected(FlowbusError):
@@ -112,38 +110,6 @@ def verify_hmac(secret: str, headers: Mapping[str, str], body: bytes, header: st
     return value
 
 
-def replay_key(provider: str, timestamp: str, body: bytes) -> str:
-    """What a timestamped signature covers: provider, timestamp and the body's digest.
-
-    Keyed on this rather than on the header's text, a delivery re-sent with its
-    signature header re-spelt (another ``v1=`` appended, spaces) is still the same one.
-    """
-    return f"{provider}:{timestamp}:{hashlib.sha256(body).hexdigest()}"
-
-
 def content_id(slug: str, body: bytes) -> str:
     """An event id derived from a signed delivery's content (when the provider sent none)."""
     return "sha256-" + hashlib.sha256(slug.encode() + b"\x00" + body).hexdigest()[:40]
-
-
-class ReplayCache:
-    """Signed deliveries already accepted, kept for twice the tolerance window (so longer
-    than any timestamp it accepts), bounded (oldest dropped), per gateway process."""
-
-    def __init__(self, size: int, clock: Clock) -> None:
-        self._size = size
-        self._clock = clock
-        self._seen: OrderedDict[str, float] = OrderedDict()
-
-    def check_and_add(self, signature: str, tolerance: float) -> None:
-        now = self._clock()
-        while self._seen:
-            oldest, expires = next(iter(self._seen.items()))
-            if expires > now:
-                break
-            del self._seen[oldest]
-        if signature in self._seen:
-            raise SignatureRejected("this signature was already used: replayed delivery refused")
-        self._seen[signature] = now + 2 * tolerance
-        if len(self._seen) > self._size:
-            self._seen.popitem(last=False)

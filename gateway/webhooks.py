@@ -27,9 +27,10 @@ from events import jsonlimits
 from events.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent, build_event, is_binary_mode
 from events.errors import InvalidEvent
 from events.kv import KV
+from events.replays import claim_delivery, replay_key
 from events.sealed import SecretBox, is_sealed, open_value, require_box
 from events.subjects import check_outside_type
-from events.templates import TemplateError, check_value, render_value
+from events.templates import TemplateError, check_value, render_value_async
 from events.webhook_rules import SLUG_PATTERN
 from gateway.api.routing import check_key
 from gateway.context import Gateway, gateway_of
@@ -39,7 +40,6 @@ from gateway.signatures import (
     SignatureRejected,
     Verifier,
     content_id,
-    replay_key,
     verify_github,
     verify_hmac,
     verify_slack,
@@ -188,8 +188,12 @@ def secret_of(hook: StoredWebhook, box: SecretBox | None) -> str:
 # --- receiving --------------------------------------------------------------------------
 
 
-def verify(gateway: Gateway, hook: StoredWebhook, headers: Mapping[str, str], body: bytes) -> None:
-    """Check the delivery's signature; :class:`SignatureRejected` saying why."""
+async def verify(gateway: Gateway, hook: StoredWebhook, headers: Mapping[str, str], body: bytes) -> None:
+    """Check the delivery's signature; :class:`SignatureRejected` saying why.
+
+    A timestamped signature is claimed in the shared replay bucket (events/replays.py),
+    so it is accepted once whichever gateway process receives it.
+    """
     tolerance = gateway.settings.signature_tolerance_seconds
     now = gateway.clock()
     if hook.verifier == Verifier.NONE:
@@ -199,15 +203,18 @@ def verify(gateway: Gateway, hook: StoredWebhook, headers: Mapping[str, str], bo
         verify_github(secret, headers, body)
     elif hook.verifier == Verifier.STRIPE:
         timestamp = verify_stripe(secret, headers, body, now, tolerance)
-        gateway.replays.check_and_add(f"{hook.slug}:{replay_key('stripe', timestamp, body)}",
-                                      tolerance)
+        await _claim(gateway, replay_key(hook.slug, "stripe", timestamp, body), tolerance)
     elif hook.verifier == Verifier.SLACK:
         timestamp = verify_slack(secret, headers, body, now, tolerance)
-        gateway.replays.check_and_add(f"{hook.slug}:{replay_key('slack', timestamp, body)}",
-                                      tolerance)
+        await _claim(gateway, replay_key(hook.slug, "slack", timestamp, body), tolerance)
     elif hook.verifier == Verifier.HMAC:
         assert hook.signature_header is not None
         verify_hmac(secret, headers, body, hook.signature_header)
+
+
+async def _claim(gateway: Gateway, key: str, tolerance: float) -> None:
+    if not await claim_delivery(await gateway.kv(gateway.bus.layout.webhook_replays), key, tolerance):
+        raise SignatureRejected("this signature was already used: replayed delivery refused")
 
 
 def parse_body(headers: Mapping[str, str], body: bytes) -> tuple[Any, str]:
@@ -243,8 +250,8 @@ def delivery_id(headers: Mapping[str, str], body: Any) -> str | None:
     return None
 
 
-def to_event(hook: StoredWebhook, request: web.Request, body: bytes) -> CloudEvent:
-    """Render the webhook's template over the request into a CloudEvent."""
+async def to_event(hook: StoredWebhook, request: web.Request, body: bytes) -> CloudEvent:
+    """Render the webhook's template over the request into a CloudEvent (off the loop)."""
     parsed, text = parse_body(request.headers, body)
     context = {
         "method": request.method,
@@ -255,7 +262,7 @@ def to_event(hook: StoredWebhook, request: web.Request, body: bytes) -> CloudEve
         "slug": hook.slug,
     }
     try:
-        rendered = render_value(hook.template, context)
+        rendered = await render_value_async(hook.template, context)
     except TemplateError as exc:
         raise Problem(400, f"webhook {hook.slug!r}: {exc}") from None
     fields: dict[str, Any] = {
@@ -308,7 +315,7 @@ async def receive(request: web.Request) -> web.Response:
     gateway.auth.limit(f"webhook:{slug}", f"webhook {slug!r}")
     body = await request.read()
     try:
-        verify(gateway, hook, request.headers, body)
+        await verify(gateway, hook, request.headers, body)
     except SignatureRejected as exc:
         gateway.metrics.webhook_signatures_failed.labels(hook.verifier.value).inc()
         raise Problem(401, f"webhook {slug!r}: {exc}") from None
@@ -323,7 +330,7 @@ async def receive(request: web.Request) -> web.Response:
             gateway.auth.limit(f"webhook:{slug}", f"webhook {slug!r}", cost=len(events) - 1)
         events = with_time(events)
     else:
-        events = [to_event(hook, request, body)]
+        events = [await to_event(hook, request, body)]
     refuse_reserved(gateway, events)
     ids = await publish_events(gateway, events, "webhook")
     return web.json_response({"ids": ids}, status=202)

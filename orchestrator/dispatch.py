@@ -1,7 +1,7 @@
 """From a fired trigger or a run request to a :class:`RunRequest`, and on to creation.
 
 Parameters are the deployment's defaults overlaid with the trigger's, rendered from
-the event with :func:`events.templates.render_value` (a single ``{{ expression }}``
+the event with :func:`events.templates.render_value_async` (a single ``{{ expression }}``
 keeps its type), then checked against the deployment's parameter schema
 (:mod:`events.parameters`): a run whose parameters do not fit is stored Failed with
 a message naming each bad parameter, and never sent to a runner. A template that fails, a paused or unknown deployment, or a
@@ -20,7 +20,7 @@ from events.messages import plain
 from events.parameters import check_parameters, describe
 from events.records import Deployment, FlowRun, flow_run_id_for
 from events.runs import RunRequested, event_ref
-from events.templates import TemplateError, render_value
+from events.templates import TemplateError, render_value_async
 from orchestrator.creation import SOURCE, RunCreator, RunRequest
 from orchestrator.deployments import DeploymentCatalog
 from orchestrator.evaluator import Firing
@@ -77,7 +77,7 @@ class Dispatcher:
             self._metrics.failures.labels("paused").inc()
             return None
         try:
-            rendered = render_value(deployed.definition.parameters, firing.context)
+            rendered = await render_value_async(deployed.definition.parameters, firing.context)
         except TemplateError as exc:
             await self._creator.emit_failure(
                 run_id, f"parameters of trigger {deployed.id}: {exc}", {**failure, "kind": "template"}

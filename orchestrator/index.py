@@ -48,10 +48,13 @@ class EventView:
     (``received``, the stream's timestamp); without ``time``, the arrival.
     """
 
-    __slots__ = ("_cel", "event", "key", "time")
+    __slots__ = ("_cel", "event", "key", "over_budget", "time")
 
     def __init__(self, event: CloudEvent, received: Any) -> None:
         self.event = event
+        # (trigger id, reason) of each leaf whose ``when`` went over its budget: the
+        # service turns each into a dead letter and a count.
+        self.over_budget: dict[str, str] = {}
         self.key = f"{event.source}\x1f{event.id}"
         # An event cannot have happened after it arrived: a clock far ahead (or a
         # hostile client) must not push a window into the future.
@@ -115,6 +118,7 @@ class Leaf:
                 return bool(self.when.evaluate(view.cel()))
             except WhenBudgetExceeded as exc:
                 log.warning("trigger 'when' not evaluated for event %s: %s", view.event.id, exc)
+                view.over_budget[self.trigger_id] = str(exc)
                 return False
             except Exception:  # a CEL error (missing field, wrong type) is "no match"
                 return False

@@ -28,7 +28,8 @@ class Metrics:
             "flowbus_orchestrator_flow_runs_total", "flow runs created or found", ["origin", "result"], registry=r
         )
         self.failures = Counter(
-            "flowbus_orchestrator_action_failures_total", "runs not created", ["reason"], registry=r
+            "flowbus_orchestrator_action_failures_total",
+            "runs not created and firings failed (when_over_budget: a 'when' over its budget)", ["reason"], registry=r
         )
         self.transitions = Counter(
             "flowbus_orchestrator_transitions_total", "runs moved by the orchestrator", ["state"], registry=r

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 
@@ -288,6 +289,7 @@ class Orchestrator:
                 stored = time.time() - delivery.timestamp.timestamp() - (time.perf_counter() - started)
                 self.metrics.stored_latency_samples.append(stored + job_times[0] - started)
             await self.automations.on_event(view, delivery.in_progress)
+            await self._report_over_budget(view)
             # An event nothing could react to is acked without waiting for JetStream's
             # confirmation: those acks leave in shared socket writes. Should one be
             # lost, the event comes back after the ack wait and matches nothing again.
@@ -307,6 +309,23 @@ class Orchestrator:
                     return
                 log.warning("handling an event failed; it will be redelivered: %r", exc)
                 await delivery.nak(delay=1.0)
+
+
+    async def _report_over_budget(self, view: EventView) -> None:
+        """A dead letter (``flowbus.automation.action.failed``) and a count per trigger whose
+        ``when`` went over its budget for this event: that firing failed, nothing else."""
+        for tid, reason in view.over_budget.items():
+            deployed = self.catalog.index.get(tid)
+            owner = deployed.deployment.name if deployed and deployed.deployment else None
+            automation = None if owner else self.automations.catalog.owner(tid)
+            digest = hashlib.blake2b(f"{view.key}\x1f{tid}".encode(), digest_size=12).hexdigest()
+            data: dict[str, str] = {"kind": "when_over_budget", "trigger": tid,
+                                    "event": view.event.id[:256], "event_type": view.event.type}
+            if owner:
+                data["deployment"] = owner
+            if automation is not None:
+                data["automation"] = automation.id
+            await self.creator.emit_failure(f"when:{digest}", f"'when' not evaluated: {reason}", data)
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

@@ -223,11 +223,15 @@ async def set_channel(path: str) -> None:
 @channel.command("ls")
 @run_async
 async def list_channels() -> None:
-    """List channels (without their secrets)."""
+    """List channels (without their secrets: a Slack or Teams URL shows its host only)."""
     from events import automation_store as store
     from events.bus import Bus
+    from events.notification_channels import channel_target
+    from events.sealed import box_or_none
 
     async with await Bus.connect(nats_settings()) as bus:
         channels = await store.list_channels(bus)
-    print_table(["name", "kind"], [[c.name, c.config.kind] for c in channels],
+    box = box_or_none()
+    print_table(["name", "kind", "target"],
+                [[c.name, c.config.kind, channel_target(c, box)] for c in channels],
                 empty="no channels")

@@ -19,7 +19,8 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage
 
-from events.sources import AmqpSubscription, SourceMessage, SourceSpec
+from events.source_messages import SourceMessage
+from events.sources import AmqpSubscription, SourceSpec
 from gateway.sources.secrets import resolve
 from gateway.sources.settings import SourcesSettings
 from gateway.sources.types import (

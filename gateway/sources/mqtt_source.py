@@ -21,7 +21,8 @@ from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from events.sources import MqttSubscription, SourceMessage, SourceSpec
+from events.source_messages import SourceMessage
+from events.sources import MqttSubscription, SourceSpec
 from gateway.sources.secrets import resolve
 from gateway.sources.settings import SourcesSettings
 from gateway.sources.types import (

@@ -18,7 +18,8 @@ from events.remote import (
     RemoteNatsOptions,
     RemoteRefused,
 )
-from events.sources import JetStreamSubscription, NatsSubscription, SourceMessage, SourceSpec
+from events.source_messages import SourceMessage
+from events.sources import JetStreamSubscription, NatsSubscription, SourceSpec
 from gateway.sources.secrets import resolve
 from gateway.sources.settings import SourcesSettings
 from gateway.sources.types import (

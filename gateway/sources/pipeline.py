@@ -15,8 +15,9 @@ from events import subjects
 from events.bus import MSG_ID_HEADER, Bus, msg_id
 from events.cloudevent import STRUCTURED_CONTENT_TYPE
 from events.errors import EventTooLarge, InvalidEvent
+from events.source_messages import MappingFailed, to_event
 from events.source_store import SourceStore
-from events.sources import MappingFailed, SourceSpec, to_event
+from events.sources import SourceSpec
 from gateway.sources.metrics import SourceMetrics
 from gateway.sources.settings import SourcesSettings
 from gateway.sources.types import Incoming

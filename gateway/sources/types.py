@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from events.errors import FlowbusError
-from events.sources import SourceMessage
+from events.source_messages import SourceMessage
 
 
 class SourceAuthFailed(FlowbusError):

@@ -37,7 +37,7 @@ from events.errors import BusUnavailable, NotFound, PublishFailed, TransitionRej
 from events.notification_channels import Channel
 from events.records import FlowRun
 from events.sealed import SecretBox, SecretOpenError, SecretsKeyError, open_tree, open_value
-from events.templates import render, render_value
+from events.templates import render_value_async
 from orchestrator.automations.http import DeliveryFailed, HttpSender
 from orchestrator.automations.notify import Notifier
 from orchestrator.creation import RunCreator
@@ -191,12 +191,13 @@ class ActionRunner:
             channel = Channel.model_validate(open_tree(
                 (await automation_store.get_channel(self._bus, action.channel)).model_dump(), self._secrets))
             values = await self.template_context(ctx, [action.subject, action.body])
-            subject, body = str(render(action.subject, values)), str(render(action.body, values))
+            subject = str(await render_value_async(action.subject, values))
+            body = str(await render_value_async(action.body, values))
             await self._notifier.send(channel, subject, body, ctx.event, key)
             return {"channel": channel.name, "kind": channel.config.kind}
         if isinstance(action, CallWebhook):
             values = await self.template_context(ctx, action.body)
-            rendered = render_value(action.body, values)
+            rendered = await render_value_async(action.body, values)
             payload = rendered.encode() if isinstance(rendered, str) else json.dumps(rendered, default=str).encode()
             status = await self._http.send(
                 action.url, payload, method=action.method,
@@ -207,10 +208,10 @@ class ActionRunner:
             return {"url": action.url, "status": status}
         if isinstance(action, EmitEvent):
             values = await self.template_context(ctx, [action.subject, action.data])
-            about = render(action.subject, values) if action.subject else None
+            about = await render_value_async(action.subject, values) if action.subject else None
             event = CloudEvent.create(
                 action.event, source=source, id=key, subject=str(about) if about else None,
-                data=render_value(action.data, values),
+                data=await render_value_async(action.data, values),
             )
             await self._bus.publish(event)
             return {"event": action.event, "id": key}
@@ -219,7 +220,7 @@ class ActionRunner:
 
     async def _run_id(self, template: str | None, ctx: FiringContext) -> str:
         if template:
-            return str(render(template, await self.template_context(ctx, template)))
+            return str(await render_value_async(template, await self.template_context(ctx, template)))
         run_id = ctx.flow_run_id()
         if not run_id:
             raise NotFound("the event is about no flow run; set `flow_run_id` in the action")
@@ -235,7 +236,7 @@ class ActionRunner:
         if deployment.paused:
             raise DeliveryFailed(f"deployment {name!r} is paused; resume it to run it", permanent=True)
         values = await self.template_context(ctx, action.parameters)
-        parameters = render_value(action.parameters, values)
+        parameters = await render_value_async(action.parameters, values)
         request = run_request_event(
             name, parameters, source=source_of(ctx.automation.id), tags=action.tags, idempotency_key=key,
         )
@@ -275,7 +276,7 @@ class ActionRunner:
         run = await self._record(await self._run_id(action.flow_run_id, ctx))
         message = None
         if action.message:
-            message = str(render(action.message, await self.template_context(ctx, action.message)))
+            message = str(await render_value_async(action.message, await self.template_context(ctx, action.message)))
         moved = await self._creator.move(run, action.state, message)
         await self._creator.finish(moved)
         return {"flow_run_id": run.id, "state": moved.state.name}

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from events.errors import FlowbusError
+from events.notification_channels import redact_url
 from orchestrator.automations.targets import TargetPolicy
 
 SIGNATURE_HEADER = "X-Flowbus-Signature"
@@ -77,7 +78,7 @@ class HttpSender:
         self._policy = TargetPolicy(denied, allowed)
         self._session: aiohttp.ClientSession | None = None
 
-    async def check_target(self, url: str) -> None:
+    async def check_target(self, url: str, *, shown: str | None = None) -> None:
         """Refuse a URL whose host resolves into a denied network (permanent failure).
 
         Every address the resolver answers is normalised (orchestrator/automations/
@@ -96,7 +97,7 @@ class HttpSender:
             network = self._policy.denied_by(address)
             if network is not None:
                 raise DeliveryFailed(
-                    f"{url} resolves to {address}, in denied network {network} "
+                    f"{shown or url} resolves to {address}, in denied network {network} "
                     "(FLOWBUS_AUTOMATIONS_DENIED_NETWORKS; exceptions in "
                     "FLOWBUS_AUTOMATIONS_ALLOWED_NETWORKS)", permanent=True,
                 )
@@ -117,9 +118,15 @@ class HttpSender:
     async def send(
         self, url: str, body: bytes, *, method: str = "POST", headers: Mapping[str, str] | None = None,
         secret: str | None = None, delivery: str = "", attempts: int = 1, time_limit: float | None = None,
+        secret_url: bool = False,
     ) -> int:
-        """Send until a 2xx/3xx answer; its status. :class:`DeliveryFailed` once attempts run out."""
-        await self.check_target(url)
+        """Send until a 2xx/3xx answer; its status. :class:`DeliveryFailed` once attempts run out.
+
+        ``secret_url``: the URL is a credential (a Slack or Teams webhook), so errors
+        name only its scheme and host.
+        """
+        shown = redact_url(url) if secret_url else url
+        await self.check_target(url, shown=shown)
         last = "no attempt made"
         for attempt in range(attempts):
             if attempt:
@@ -139,11 +146,11 @@ class HttpSender:
                     if response.status < 400:
                         return response.status
                     text = (await response.text(errors="replace"))[:MAX_RESPONSE_KEPT]
-                    last = f"{method} {url} answered {response.status}: {text}"
+                    last = f"{method} {shown} answered {response.status}: {text}"
                     if response.status < 500 and response.status != 429:
                         raise DeliveryFailed(last, permanent=True)
             except TimeoutError:
-                last = f"{method} {url} timed out"
+                last = f"{method} {shown} timed out"
             except aiohttp.ClientError as exc:
-                last = f"{method} {url} failed: {type(exc).__name__}: {exc}"
+                last = f"{method} {shown} failed: {type(exc).__name__}: {str(exc).replace(url, shown)}"
         raise DeliveryFailed(f"{last} (after {attempts} attempts)")

@@ -117,4 +117,5 @@ class Notifier:
         await self._http.send(
             config.url, json.dumps(payload, default=str).encode(), headers=headers,
             delivery=delivery, attempts=self._attempts,
+            secret_url=isinstance(config, SlackChannel | TeamsChannel),
         )

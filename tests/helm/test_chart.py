@@ -206,7 +206,7 @@ def test_generated_admin_key_lives_in_a_secret() -> None:
     assert secret["metadata"]["name"] == "prod-flowbus-auth"
     assert list(secret["data"]) == ["admin-api-key"]
     assert [s["metadata"]["name"] for s in by_kind(render({"auth": {"existingSecret": "mine"}}), "Secret")] == [
-        "prod-flowbus-secrets-key"]
+        "prod-flowbus-nats-users", "prod-flowbus-secrets-key"]
 
 
 def test_every_part_gets_the_generated_secrets_key_from_one_secret() -> None:
@@ -232,7 +232,8 @@ def test_every_part_gets_the_generated_secrets_key_from_one_secret() -> None:
 def test_an_existing_secret_supplies_the_secrets_key_of_every_runner_pool() -> None:
     values = {**SCENARIOS["own-secrets-key"], "runners": SCENARIOS["two-pools"]["runners"]}
     docs = render(values)
-    assert [s["metadata"]["name"] for s in by_kind(docs, "Secret")] == ["prod-flowbus-auth"]
+    assert [s["metadata"]["name"] for s in by_kind(docs, "Secret")] == [
+        "prod-flowbus-nats-users", "prod-flowbus-auth"]
     parts = [c for _, c in containers(docs) if c["name"] != "nats"]
     assert sorted(c["name"] for c in parts) == ["gateway", "orchestrator", "runner", "runner"]
     for container in parts:

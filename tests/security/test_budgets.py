@@ -11,7 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from events import templates
 from events.bus import Bus
+from events.embedded import free_port
+from events.settings import NatsSettings
+from events.templates import TemplateError, render_value_async
 from gateway.service import RunningGateway
 from tests.security.conftest import poll
 
@@ -55,6 +59,39 @@ async def test_a_looping_template_fails_its_delivery_and_the_gateway_keeps_answe
         slowest = await health
     # Loose bound (shared, loaded machine); bench/hostile.py measures it properly.
     assert slowest < 2.0
+
+
+async def test_a_costly_template_renders_while_the_event_loop_keeps_running() -> None:
+    turns = 0
+    rendering = True
+
+    async def other_work() -> None:
+        nonlocal turns
+        while rendering:
+            turns += 1
+            await asyncio.sleep(0)
+
+    worker = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    started = turns
+    with pytest.raises(TemplateError, match="over 50 ms"):
+        await render_value_async({"data": LOOPS}, {})
+    during = turns - started
+    rendering = False
+    await worker
+    # The render spent its whole 50 ms budget; the loop ran other work meanwhile (in
+    # the loop, the render would have held it: not one turn).
+    assert during > 1
+
+
+async def test_an_evaluation_past_its_hard_deadline_fails_that_evaluation(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(templates, "MAX_WAIT_SECONDS", 0.001)
+    with pytest.raises(TemplateError, match="did not finish within"):
+        await render_value_async({"data": LOOPS}, {})
+    # Without a template nothing goes to a thread: no deadline to miss.
+    assert await render_value_async({"data": "plain", "n": 3}, {}) == {"data": "plain", "n": 3}
 
 
 async def _health_times(session: aiohttp.ClientSession) -> float:
@@ -108,3 +145,51 @@ async def test_a_trigger_over_its_template_budget_fails_that_firing_only(
     runs = await bus.kv(bus.layout.flow_runs)
     await poll(lambda: runs.keys(), what="the light trigger's run")
     assert len(await runs.keys()) == 1
+
+
+async def test_a_when_over_its_budget_is_a_dead_letter_and_a_count(
+    admin: aiohttp.ClientSession, bus: Bus, nats_settings: NatsSettings
+) -> None:
+    from orchestrator.service import serve
+    from orchestrator.settings import OrchestratorSettings
+
+    port = free_port()
+    ready, stop = asyncio.Event(), asyncio.Event()
+    orchestrator = asyncio.create_task(serve(
+        nats_settings, OrchestratorSettings(fetch_wait_seconds=0.2, metrics_port=port),
+        ready=ready, stop=stop))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        async with admin.post("/api/v1/deployments", json={
+                "name": "cel", "flow_name": "greet", "entrypoint": "flows.py:greet",
+                "triggers": [{"expect": ["com.example.cel"],
+                              "when": "event.data.xs.exists(x, x == 1)"}]}) as r:
+            assert r.status == 201, await r.text()
+        failures = await bus.consumer(f"f-{uuid.uuid4().hex[:6]}")
+        for name, size in (("big", 257), ("small", 3)):
+            async with admin.post("/events", json={
+                    "specversion": "1.0", "id": name, "source": "/t", "type": "com.example.cel",
+                    "data": {"xs": list(range(size))}}, headers={"Content-Type": CE}) as r:
+                assert r.status == 202
+
+        seen: list[Any] = []
+
+        async def failed() -> Any:
+            seen.extend(d.event for d in await failures.fetch(50, max_wait=0.2))
+            return [e for e in seen if e.type == "flowbus.automation.action.failed"]
+
+        [failure] = await poll(failed, what="the dead letter of the 'when' over budget")
+        assert failure.data["kind"] == "when_over_budget" and failure.data["event"] == "big"
+        assert failure.data["deployment"] == "cel" and "over 256 items" in failure.data["reason"]
+        await failures.close()
+        # The small list was evaluated: its run exists, and only its run.
+        runs = await bus.kv(bus.layout.flow_runs)
+        await poll(lambda: runs.keys(), what="the run of the small list")
+        assert len(await runs.keys()) == 1
+        async with aiohttp.ClientSession() as session, \
+                session.get(f"http://127.0.0.1:{port}/metrics") as r:
+            text = await r.text()
+        assert 'flowbus_orchestrator_action_failures_total{reason="when_over_budget"} 1.0' in text
+    finally:
+        stop.set()
+        await asyncio.wait_for(orchestrator, 60)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,6 +20,7 @@ from gateway.settings import GatewaySettings
 from tests.security.conftest import ADMIN_KEY
 
 H = "/api/v1/webhooks"
+ROOT = Path(__file__).resolve().parents[2]
 STRIPE_EVENT = {"id": "evt_1NG8Du2eZvKYlo2CUI79vXWy", "object": "event",
                 "type": "payment_intent.succeeded", "data": {"object": {"amount": 2000}}}
 
@@ -100,3 +104,58 @@ async def test_a_signed_delivery_without_a_provider_id_is_stored_once(
             ids.update((await r.json())["ids"])
     assert len(ids) == 1
     assert await _events(bus) == list(ids)
+
+
+async def test_a_signed_delivery_sent_to_two_gateway_processes_is_stored_once(
+    bus: Bus, flowbus_env: dict[str, str]
+) -> None:
+    env = {**flowbus_env, "FLOWBUS_GATEWAY_ADMIN_API_KEY": ADMIN_KEY, "PYTHONPATH": str(ROOT)}
+    processes = [await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "flowbus.cli", "gateway", "--port", "0", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT) for _ in range(2)]
+    try:
+        urls = [await _listening(p) for p in processes]
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as s:
+            async with s.post(f"{urls[0]}{H}", json={"slug": "pay", "verifier": "stripe"}) as r:
+                hook = await r.json()
+                assert r.status == 201, hook
+            # Another provider id per delivery: only the replay bucket can catch the second.
+            delivery = {**STRIPE_EVENT, "id": "evt_two_gateways"}
+            body = json.dumps(delivery).encode()
+            stamp = str(int(time.time()))
+            header = f"t={stamp},v1={_sign(hook['secret'], stamp.encode() + b'.' + body)}"
+            sent = {"Content-Type": "application/json", "Stripe-Signature": header}
+
+            async def deliver(url: str) -> tuple[int, dict[str, Any]]:
+                async with s.post(f"{url}/hooks/pay", data=body, headers=sent) as r:
+                    return r.status, dict(await r.json())
+
+            # At once, then again one after the other: accepted exactly once in all.
+            answers = await asyncio.gather(*(deliver(u) for u in urls))
+            answers += [await deliver(u) for u in urls]
+        statuses = sorted(status for status, _ in answers)
+        assert statuses == [202, 401, 401, 401], answers
+        assert all("replayed" in a["detail"] for status, a in answers if status == 401)
+        assert await _events(bus) == ["evt_two_gateways"]
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.terminate()
+        for process in processes:
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def _listening(process: asyncio.subprocess.Process) -> str:
+    assert process.stdout is not None
+    seen = []
+    while True:
+        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        if not line:
+            raise AssertionError(f"the gateway did not start: {''.join(seen)}")
+        seen.append(line)
+        if "gateway listening on" in line:
+            return line.rsplit(" ", 1)[1].strip()

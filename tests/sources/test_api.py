@@ -11,8 +11,8 @@ import pytest
 
 from events.bus import Bus
 from events.embedded import EmbeddedNats
+from events.source_messages import SourceMessage
 from events.source_store import SourceStore
-from events.sources import SourceMessage
 from gateway.service import running
 from gateway.settings import GatewaySettings
 

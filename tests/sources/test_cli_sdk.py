@@ -12,8 +12,8 @@ import pytest
 from events.bus import Bus
 from events.errors import AlreadyExists, NotFound
 from events.settings import NatsSettings
+from events.source_messages import SourceMessage
 from events.source_store import SourceStore
-from events.sources import SourceMessage
 from flowbus import sources as sdk
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from events.sources import MappingFailed, SecretRef, SourceMessage, SourceSpec, event_id, to_event
+from events.source_messages import MappingFailed, SourceMessage, event_id, to_event
+from events.sources import SecretRef, SourceSpec
 from gateway.sources.secrets import SecretUnavailable, resolve
 from gateway.sources.settings import SourcesSettings
 

@@ -122,3 +122,47 @@ imagePullSecrets:
 volumes:
   {{- include "flowbus.volumes" . | nindent 2 }}
 {{- end -}}
+
+{{/* The bundled NATS's per-part users: the Secret holding their passwords, one key per role. */}}
+{{- define "flowbus.natsUsersSecretName" -}}
+{{- printf "%s-nats-users" (include "flowbus.fullname" .) -}}
+{{- end -}}
+
+{{/* Roles of events/permissions.py, in its order. */}}
+{{- define "flowbus.natsRoles" -}}
+gateway orchestrator runner admin
+{{- end -}}
+
+{{/* The bundled NATS's users block: each role with its permissions from
+files/nats-permissions.json (written from events/permissions.py), for this namespace. */}}
+{{- define "flowbus.natsUsers" -}}
+{{- $ns := .Values.flowbusNamespace -}}
+{{- $text := .Files.Get "files/nats-permissions.json" -}}
+{{- $text = $text | replace "NSPLACEHOLDER" ($ns | upper | replace "-" "_") | replace "nsplaceholder" $ns -}}
+{{- $perms := $text | fromJson -}}
+users: [
+{{- range $role := splitList " " (include "flowbus.natsRoles" .) }}
+{{- $p := index $perms $role }}
+  {user: {{ $role }}, password: $NATS_PASSWORD_{{ upper $role }}, permissions: {publish: {allow: [
+    {{- range $i, $s := $p.publish.allow }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end -}}
+  ], deny: [
+    {{- range $i, $s := $p.publish.deny }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end -}}
+  ]}, subscribe: {allow: [
+    {{- range $i, $s := $p.subscribe.allow }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end -}}
+  ]}}}
+{{- end }}
+]
+{{- end -}}
+
+{{/* A part's own NATS user (bundled NATS): include with (dict "ctx" $ "role" "gateway"). */}}
+{{- define "flowbus.natsUserEnv" -}}
+{{- if .ctx.Values.nats.bundled }}
+- name: FLOWBUS_NATS_USER
+  value: {{ .role | quote }}
+- name: FLOWBUS_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "flowbus.natsUsersSecretName" .ctx }}
+      key: {{ .role }}
+{{- end }}
+{{- end -}}

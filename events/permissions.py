@@ -1,0 +1,127 @@
+"""Who may publish and subscribe to what on NATS: one user per part, derived from the layout.
+
+The Helm chart's bundled NATS gives each part its own user with these permissions
+(``helm/flowbus/files/nats-permissions.json``, written by ``scripts/nats-permissions``
+from :func:`chart_permissions`, and checked against it by a test), so a compromised
+pod can do only what its part does:
+
+- the **gateway** publishes outside events and its own control events (deployment
+  changes, run requests, a run's ``Cancelling``), never another part's control events
+  (``flowbus.flow-run.Completed``, task-run, runner and automation events), never run
+  jobs; it writes the definitions the REST API owns, never attempts, trigger state,
+  caches, results or automation deliveries;
+- the **orchestrator** publishes every event and the run jobs, writes runs, trigger
+  state, leases and automation state; it alone (with the admin) creates and updates
+  the streams and buckets;
+- a **runner** publishes events and logs, writes runs, attempts, results, caches,
+  slots, variables, artifacts and blocks (what flow code does), never deployments,
+  automations, webhooks, API keys or sources;
+- the **admin** (the ``flowbus`` CLI, ``flowbus deploy``) may do everything.
+
+Every role may read every stream and bucket of its namespace (stream info, direct
+gets, its own consumers) and receive replies on ``_INBOX.>``. Deleting or purging a
+stream (``$JS.API.STREAM.DELETE``/``PURGE``), except purging an object store it
+writes, is the admin's alone.
+
+>>> sorted(role_permissions("gateway", Layout("flowbus"))["publish"])
+['allow', 'deny']
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, get_args
+
+from events.layout import Layout, all_streams
+from events.settings import NatsSettings
+from events.states import STATE_TYPES
+from events.subjects import CONTROL_PREFIX
+
+Role = Literal["gateway", "orchestrator", "runner", "admin"]
+ROLES: tuple[Role, ...] = get_args(Role)
+
+# The namespace the chart's file is written for; the chart puts the real one in its place.
+CHART_NAMESPACE = "nsplaceholder"
+
+# Control-event families (``flowbus.<family>.>``) only flowbus's inner parts publish:
+# the gateway may not. ``flowbus.deployment.>`` is the gateway's own (changes, run
+# requests) and ``flowbus.flow-run.Cancelling`` is what its cancel publishes.
+GATEWAY_DENIED_FAMILIES = ("task-run", "runner", "automation", "artifact", "log", "worker", "trigger")
+GATEWAY_FLOW_RUN_STATES = frozenset({"Cancelling"})
+
+# Buckets (Layout attribute names) each part writes.
+_KV_WRITES: dict[Role, tuple[str, ...]] = {
+    "gateway": ("deployments", "automations", "variables", "webhooks", "webhook_replays",
+                "api_keys", "sources", "source_dead_letters", "blocks", "leases",
+                "concurrency", "flow_runs"),
+    "orchestrator": ("flow_runs", "attempts", "concurrency", "trigger_state", "leases",
+                     "automations", "automation_state", "automation_deliveries", "deployments"),
+    "runner": ("flow_runs", "attempts", "concurrency", "cache", "variables", "artifacts",
+               "blocks"),
+}
+_OBJECT_WRITES: dict[Role, tuple[str, ...]] = {
+    "gateway": (),
+    "orchestrator": (),
+    "runner": ("results",),
+}
+
+
+def _read(stream: str, *, consume: bool = True) -> list[str]:
+    subjects = [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.DIRECT.GET.{stream}",
+                f"$JS.API.DIRECT.GET.{stream}.>", f"$JS.API.STREAM.MSG.GET.{stream}"]
+    if consume:
+        subjects += [f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}.>",
+                     f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.*",
+                     f"$JS.API.CONSUMER.INFO.{stream}.*", f"$JS.API.CONSUMER.DELETE.{stream}.*",
+                     f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*", f"$JS.API.CONSUMER.NAMES.{stream}",
+                     f"$JS.ACK.{stream}.>", f"$JS.FC.{stream}.>"]
+    return subjects
+
+
+def role_permissions(role: Role, layout: Layout) -> dict[str, Any]:
+    """NATS permissions of ``role`` in ``layout``'s namespace, as nats-server takes them:
+    ``{"publish": {"allow": [...], "deny": [...]}, "subscribe": {"allow": [...]}}``."""
+    if role == "admin":
+        return {"publish": {"allow": [">"], "deny": []}, "subscribe": {"allow": [">"]}}
+    # Names only depend on the layout; the settings fill the rest of each config.
+    streams = [str(c.name) for c in all_streams(layout, NatsSettings.model_construct())]
+    ns = layout.namespace
+    allow = ["$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST"]
+    for stream in streams:
+        # The gateway never takes (nor acknowledges away) a run job.
+        allow += _read(stream, consume=not (role == "gateway" and stream == layout.runs_stream))
+    allow += [f"$KV.{getattr(layout, name)}.>" for name in _KV_WRITES[role]]
+    for name in _OBJECT_WRITES[role]:
+        bucket = getattr(layout, name)
+        allow += [f"$O.{bucket}.C.>", f"$O.{bucket}.M.>", f"$JS.API.STREAM.PURGE.OBJ_{bucket}"]
+    allow.append(f"{layout.events_prefix}.>")
+    deny: list[str] = []
+    if role == "orchestrator":
+        allow += [f"{ns}.runs.>"]
+        allow += [f"$JS.API.STREAM.{op}.{stream}" for stream in streams for op in ("CREATE", "UPDATE")]
+    elif role == "runner":
+        allow += [f"{ns}.logs.>"]
+    else:
+        control = f"{layout.events_prefix}.{CONTROL_PREFIX}"
+        deny += [f"{control}*"]
+        deny += [f"{control}{family}.>" for family in GATEWAY_DENIED_FAMILIES]
+        deny += [f"{control}flow-run.{state}" for state in sorted(STATE_TYPES)
+                 if state not in GATEWAY_FLOW_RUN_STATES]
+        deny += [f"{control}flow-run.*.>"]
+    return {"publish": {"allow": allow, "deny": deny}, "subscribe": {"allow": ["_INBOX.>"]}}
+
+
+def chart_permissions() -> dict[str, Any]:
+    """Every role's permissions for :data:`CHART_NAMESPACE`, as the chart's file holds them."""
+    layout = Layout(CHART_NAMESPACE)
+    return {role: role_permissions(role, layout) for role in ROLES}
+
+
+def chart_file_text() -> str:
+    """The text of ``helm/flowbus/files/nats-permissions.json``."""
+    return json.dumps(chart_permissions(), indent=1, sort_keys=True) + "\n"
+
+
+def password_variable(role: Role) -> str:
+    """The environment variable the chart's nats-server reads ``role``'s password from."""
+    return f"NATS_PASSWORD_{role.upper()}"

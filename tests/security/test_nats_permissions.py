@@ -1,0 +1,255 @@
+"""NATS with one user per part, as the Helm chart configures it (its ``auth.conf``, rendered
+from events/permissions.py): the real gateway, orchestrator and runner processes run a
+triggered flow to Completed under their own users, and a part's user is refused what
+belongs to another part."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import nats
+import pytest
+
+from events.bus import Bus
+from events.embedded import find_nats_server, free_port
+from events.layout import Layout
+from events.permissions import ROLES, Role, password_variable
+from events.records import FlowRun
+from events.settings import NatsSettings
+from tests.helm.test_chart import render
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_KEY = "admin-key-for-the-nats-permission-test-0123"
+FLOW = "from flowbus import flow\n\n@flow\ndef greet(name: str) -> str:\n    return 'hi ' + name\n"
+
+
+@dataclass
+class Server:
+    url: str
+    log: Path
+    passwords: dict[Role, str]
+
+    def env(self, role: Role, namespace: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
+        env.update({"FLOWBUS_NATS_URL": self.url, "FLOWBUS_NAMESPACE": namespace,
+                    "FLOWBUS_NATS_USER": role, "FLOWBUS_NATS_PASSWORD": self.passwords[role],
+                    "FLOWBUS_SECRETS_KEY": os.environ["FLOWBUS_SECRETS_KEY"],
+                    "PYTHONPATH": str(ROOT)})
+        return env
+
+    def settings(self, role: Role, namespace: str) -> NatsSettings:
+        return NatsSettings(nats_url=[self.url], namespace=namespace, nats_user=role,
+                            nats_password=self.passwords[role], nats_request_timeout=3)
+
+    def violations(self) -> list[str]:
+        return [line for line in self.log.read_text(errors="replace").splitlines()
+                if " Violation - " in line]
+
+
+def chart_auth_conf(namespace: str) -> str:
+    """The bundled NATS's ``auth.conf`` as the chart renders it for ``namespace``."""
+    [config] = [d for d in render({"flowbusNamespace": namespace})
+                if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-nats")]
+    return str(config["data"]["auth.conf"])
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"p{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def server(tmp_path: Path, namespace: str) -> Iterator[Server]:
+    """nats-server with JetStream and the per-part users of ``namespace``, no anonymous access."""
+    port = free_port()
+    passwords: dict[Role, str] = {role: secrets.token_urlsafe(24) for role in ROLES}
+    (tmp_path / "auth.conf").write_text(chart_auth_conf(namespace))
+    config = tmp_path / "nats.conf"
+    config.write_text(
+        f'host: "127.0.0.1"\nport: {port}\nmax_payload: 8MB\n'
+        f'jetstream {{\n  store_dir: "{tmp_path / "js"}"\n}}\n'
+        'authorization {\n  include "auth.conf"\n}\n')
+    log = tmp_path / "nats.log"
+    env = {**os.environ, **{password_variable(r): p for r, p in passwords.items()}}
+    with log.open("ab") as out:
+        process = subprocess.Popen([find_nats_server(), "-c", str(config)], env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while "Server is ready" not in log.read_text(errors="replace"):
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        yield Server(f"nats://127.0.0.1:{port}", log, passwords)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Parts:
+    def __init__(self) -> None:
+        self.processes: list[asyncio.subprocess.Process] = []
+
+    async def start(self, env: dict[str, str], marker: str, *args: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "flowbus.cli", *args, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        self.processes.append(process)
+        assert process.stdout is not None
+        seen = []
+        while True:
+            line = (await asyncio.wait_for(process.stdout.readline(), 90)).decode()
+            if not line:
+                raise AssertionError(f"{args[0]} did not start: {''.join(seen)}")
+            seen.append(line)
+            if marker in line:
+                asyncio.get_running_loop().create_task(_drain(process.stdout))
+                return line
+
+    async def stop(self) -> None:
+        for process in self.processes:
+            if process.returncode is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
+
+
+@pytest.fixture
+async def parts() -> AsyncIterator[Parts]:
+    running = Parts()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def _refused(server: Server, role: Role, subject: str) -> str:
+    """Publish on ``subject`` as ``role``; the server's refusal (fails if there is none)."""
+    errors: list[str] = []
+    refused = asyncio.Event()
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+        refused.set()
+
+    nc = await nats.connect(server.url, user=role, password=server.passwords[role],
+                            error_cb=on_error, allow_reconnect=False)
+    try:
+        await nc.publish(subject, b'{"forged": true}')
+        await nc.flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(refused.wait(), 10)
+    finally:
+        await nc.close()
+    assert errors, f"{role} was allowed to publish on {subject}"
+    assert "permissions violation" in errors[0].lower(), errors
+    return errors[0]
+
+
+async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
+    server: Server, parts: Parts, namespace: str, tmp_path: Path
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "flows.py").write_text(FLOW)
+    # The orchestrator creates the layout (the gateway and runners may only read it).
+    await parts.start(server.env("orchestrator", namespace), "orchestrator ready", "orchestrator")
+    line = await parts.start({**server.env("gateway", namespace), "FLOWBUS_GATEWAY_ADMIN_API_KEY": ADMIN_KEY},
+                             "gateway listening on", "gateway", "--port", "0")
+    url = line.rsplit(" ", 1)[1].strip()
+    await parts.start({**server.env("runner", namespace), "FLOWBUS_RUNNER_CODE_ROOT": str(code)},
+                      "ready: pool", "runner", "--pool", "default", "--limit", "1")
+
+    async with aiohttp.ClientSession(base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as api:
+        async with api.post("/api/v1/deployments", json={
+                "name": "greet", "flow_name": "greet", "entrypoint": "flows.py:greet",
+                "triggers": [{"expect": ["com.example.order"],
+                              "parameters": {"name": "{{ event.data.who }}"}}]}) as r:
+            assert r.status == 201, await r.text()
+        async with await Bus.connect(server.settings("admin", namespace), ensure=False) as admin:
+            runs = await admin.kv(admin.layout.flow_runs)
+            await asyncio.sleep(1.0)  # the orchestrator indexes the new trigger
+            async with api.post("/events", json={
+                    "specversion": "1.0", "id": "o-1", "source": "/shop", "type": "com.example.order",
+                    "data": {"who": "ada"}}, headers={"Content-Type": "application/cloudevents+json"}) as r:
+                assert r.status == 202, await r.text()
+            run = await _wait_final(runs)
+            assert run.state.name == "Completed", run.state
+            # The real parts did all that without one refusal.
+            assert server.violations() == []
+
+            # The gateway may not forge another part's control event, queue a run job, or
+            # write records it does not own.
+            layout = Layout(namespace)
+            for subject in (f"{namespace}.events.flowbus.flow-run.Completed",
+                            f"{namespace}.events.flowbus.automation.action.failed",
+                            f"{namespace}.events.flowbus.task-run.Completed",
+                            f"{namespace}.runs.default",
+                            f"$KV.{layout.attempts}.{run.id}",
+                            f"$KV.{layout.trigger_state}.x",
+                            f"$KV.{layout.automation_deliveries}.done.x",
+                            f"$JS.API.STREAM.UPDATE.{layout.events_stream}",
+                            f"$JS.API.STREAM.DELETE.{layout.flow_runs.upper()}"):
+                await _refused(server, "gateway", subject)
+            # A runner may not create or change a deployment, an automation or an API key.
+            for subject in (f"$KV.{layout.deployments}.greet", f"$KV.{layout.deployments}.evil",
+                            f"$KV.{layout.automations}.a", f"$KV.{layout.api_keys}.k",
+                            f"$KV.{layout.webhooks}.w"):
+                await _refused(server, "runner", subject)
+            deployments = await admin.kv(layout.deployments)
+            assert sorted(await deployments.keys()) == ["greet"]
+            stored = json.loads((await deployments.get("greet")).value)  # type: ignore[union-attr]
+            assert stored["entrypoint"] == "flows.py:greet"
+            # Nothing forged reached the events stream.
+            types = await _event_types(admin)
+            assert "flowbus.task-run.Completed" not in types
+            assert types.count("flowbus.flow-run.Completed") == 1
+    # The server logs each refusal: the empty list above was not a log that says nothing.
+    assert len(server.violations()) >= 14
+
+
+async def _wait_final(runs: Any) -> FlowRun:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for key in await runs.keys():
+            entry = await runs.get(key)
+            if entry is not None:
+                run = FlowRun.model_validate_json(entry.value)
+                if run.state.is_final():
+                    return run
+        await asyncio.sleep(0.2)
+    raise AssertionError("no run reached a final state")
+
+
+async def _event_types(bus: Bus) -> list[str]:
+    consumer = await bus.consumer(f"check-{uuid.uuid4().hex[:6]}")
+    try:
+        return [d.event.type for d in await consumer.fetch(500, max_wait=0.5)]
+    finally:
+        await consumer.close()
