@@ -56,7 +56,7 @@ async def _create_or_read(kv: KV, value: AttemptOutcome) -> AttemptOutcome:
         await kv.create(key, value.model_dump_json().encode())
         return value
     except AlreadyExists:
-        entry = await kv.get(key)
+        entry = await kv.get(key, latest=True)  # a replica may not have it yet
         if entry is None:  # expired between the two calls: the bucket keeps a week
             raise
         return AttemptOutcome.model_validate_json(entry.value)

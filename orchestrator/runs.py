@@ -129,7 +129,7 @@ class RunTracker:
 
     async def _crash(self, run: FlowRun, now: datetime) -> None:
         """Settle the attempt of a run whose runner went silent (events.attempts)."""
-        entry = await self._kv.get(run.id)
+        entry = await self._kv.get(run.id, latest=True)
         if entry is None:
             return
         stored = FlowRun.model_validate_json(entry.value)

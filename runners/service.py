@@ -198,9 +198,17 @@ class Runner:
             self.metrics.active.dec()
 
     async def _claim(self, delivery: Delivery, job: Job) -> HeldRun | None:
+        # The first read may be answered by any replica of the bucket; on a cluster one
+        # that lags shows no record yet, or a step already overwritten (Crashed before
+        # AwaitingRetry). So a job is only dropped on the stream leader's answer, and
+        # every read after a lost compare-and-set asks the leader (events.kv).
+        latest = False
         for _ in range(20):
-            entry = await self.kv.get(job.flow_run_id)
+            entry = await self.kv.get(job.flow_run_id, latest=latest)
             if entry is None:
+                if not latest:
+                    latest = True
+                    continue
                 log.warning("job for flow run %s, which has no record: dropped", job.flow_run_id)
                 self.metrics.jobs.labels("drop").inc()
                 await quietly(delivery.ack())
@@ -216,7 +224,11 @@ class Runner:
                 run, job, runner_id=self.settings.runner_id, holding=run.id in self._held,
                 now=self._clock(), stale_after=self.settings.stale_after,
             )
+            if decision.action == "drop" and not latest:
+                latest = True
+                continue
             self.metrics.jobs.labels(decision.action).inc()
+            latest = True
             try:
                 if decision.action == "drop":
                     await quietly(delivery.ack())
