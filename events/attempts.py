@@ -99,7 +99,8 @@ def after_crash(run: FlowRun, settled: AttemptOutcome, reason: str,
     otherwise the attempt is Crashed with ``reason`` and, if :func:`retry_after_crash`
     allows, moved on to AwaitingRetry. A Cancelling run becomes Cancelled.
     """
-    data = StateData(attempt=run.run_count, body_started=run.state.data.body_started)
+    data = StateData(attempt=run.run_count, body_started=run.state.data.body_started,
+                     stale_after=run.state.data.stale_after)
     if settled.kind == "outcome" and settled.state_name is not None:
         if run.state.name == "Cancelling" and settled.state_name not in ("Completed", "Failed"):
             return [run.transition(State.named("Cancelled", message=f"cancelled; {reason}",

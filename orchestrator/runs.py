@@ -5,9 +5,10 @@ in memory (at most ``max_tracked_runs``). Each tick it
 
 - publishes the job of a Scheduled/AwaitingRetry run whose start time came;
 - marks a Scheduled run past its start plus ``late_grace_seconds`` Late;
-- settles a Pending/Running run whose record was not updated for
-  ``heartbeat_timeout_seconds`` (the runner touches ``updated`` while the flow
-  runs): concluded from the outcome its attempt recorded, or Crashed and, if the
+- settles a Pending/Running run whose record was not updated for the stale
+  period its runner stamped into the state data at the claim (worker lease plus
+  heartbeat interval), or ``heartbeat_timeout_seconds`` for a record without one
+  (the runner touches ``updated`` while the flow runs): concluded from the outcome its attempt recorded, or Crashed and, if the
   run's ``retries`` (copied from the deployment) allow, AwaitingRetry
   (:func:`events.attempts.after_crash`);
 - renews the concurrency slots of live runs and releases those of finished ones;
@@ -124,8 +125,15 @@ class RunTracker:
             grace = timedelta(seconds=settings.late_grace_seconds)
             if name == "Scheduled" and now > run.expected_start_time + grace:
                 await self._publish(await self._creator.move(run, "Late", "not started in time"))
-        elif name in ACTIVE and now - run.updated > timedelta(seconds=settings.heartbeat_timeout_seconds):
+        elif name in ACTIVE and now - run.updated > timedelta(seconds=self.silence_limit(run)):
             await self._crash(run, now)
+
+    def silence_limit(self, run: FlowRun) -> float:
+        """Seconds without an update after which ``run``'s attempt is settled: the stale
+        period its runner stamped at the claim (worker lease + heartbeat interval, the
+        same wait as a runner's takeover), else ``heartbeat_timeout_seconds``."""
+        stamped = run.state.data.stale_after
+        return stamped if stamped is not None else self._settings.heartbeat_timeout_seconds
 
     async def _crash(self, run: FlowRun, now: datetime) -> None:
         """Settle the attempt of a run whose runner went silent (events.attempts)."""

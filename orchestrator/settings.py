@@ -29,7 +29,8 @@ class OrchestratorSettings(BaseSettings):
     tick_seconds: float = Field(default=1.0, gt=0, description="period of schedule/late/crash checks")
     late_grace_seconds: float = Field(default=60, ge=0, description="Scheduled this long past start: Late")
     heartbeat_timeout_seconds: float = Field(
-        default=90, gt=0, description="a Running run not updated for this long has Crashed"
+        default=90, gt=0, description="a Running run not updated for this long has Crashed, "
+        "when its record does not carry its runner's stale period (inline isolation)"
     )
     slot_ttl_seconds: float = Field(default=60, gt=0, description="life of a concurrency slot lease")
     max_tracked_runs: int = Field(default=100_000, gt=0, description="non-final runs kept in memory")

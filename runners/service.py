@@ -268,7 +268,9 @@ class Runner:
 
     async def _claim_waiting(self, delivery: Delivery, run: FlowRun, revision: int) -> HeldRun:
         now = self._clock()
-        pending, running = claims.claimed(run, self.settings.runner_id, now)
+        # Only a runner that fences its workers may promise when its attempt is dead.
+        fenced = None if self.settings.isolation == "inline" else self.settings.stale_after
+        pending, running = claims.claimed(run, self.settings.runner_id, now, fenced)
         revision = await self.kv.cas(run.id, dump(pending), revision)
         revision = await self.kv.cas(run.id, dump(running), revision)
         self.metrics.start_latency.observe(
