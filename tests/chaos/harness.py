@@ -323,9 +323,20 @@ class Chaos:
             logs = [(part.logs / f"{part.name}.{part.starts}.log")
                     for name, part in self.parts.items() if name != "gateway"]
             if all(" ready" in log.read_text(errors="replace") for log in logs if log.exists()):
-                return
+                break
             await asyncio.sleep(0.1)
-        raise RuntimeError("an orchestrator or a runner did not become ready")
+        else:
+            raise RuntimeError("an orchestrator or a runner did not become ready")
+        # "ready" comes once the catalog is loaded; the leader creates its durable
+        # consumer (which starts at new events) just after. Events sent before it
+        # exists would never reach it, so the streaming waits for it.
+        async with await Bus.connect(self.settings(), name="chaos-ready") as bus:
+            for _ in range(1200):
+                consumers = await bus.consumers(bus.layout.events_stream)
+                if any(c.name == "orchestrator" for c in consumers):
+                    return
+                await asyncio.sleep(0.1)
+        raise RuntimeError("no orchestrator started consuming events")
 
     async def _layout(self) -> None:
         for _ in range(150):  # a cluster elects its JetStream meta leader first
