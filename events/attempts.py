@@ -14,6 +14,8 @@ KV ``create``:
 Of the two, exactly one wins. A takeover that finds an outcome concludes the run
 from it instead of running the body again; a late outcome of a superseded attempt
 is refused. :func:`after_crash` turns what was found into the records to write.
+A run left Pending (its claim never finished) has no attempt to settle:
+:func:`abandoned_claim` hands it back.
 """
 
 from __future__ import annotations
@@ -89,6 +91,20 @@ def retry_after_crash(run: FlowRun) -> float | None:
     if not run.state.data.body_started:
         return 0.0 if run.run_count - run.body_runs <= MAX_UNSTARTED_ATTEMPTS else None
     return run.retry_delay_seconds if run.body_runs <= run.retries else None
+
+
+def abandoned_claim(run: FlowRun, reason: str) -> FlowRun:
+    """The record of a run left ``Pending`` by a runner that stopped mid-claim.
+
+    A claim writes Pending, then Running with the new attempt number; Pending means
+    that no attempt started (no worker ran, nothing to settle in the attempts
+    bucket, and the attempt number was never taken). The run goes back to Scheduled
+    for the next claim; the stopped runner's own next write is refused by the
+    compare-and-set.
+    """
+    return run.transition(
+        State.named("Scheduled", message=f"the claim did not finish ({reason}); handed back"),
+        runner_id=None)
 
 
 def after_crash(run: FlowRun, settled: AttemptOutcome, reason: str,

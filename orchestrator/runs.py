@@ -145,9 +145,14 @@ class RunTracker:
             self._apply(run.id, entry.value)  # it moved or heartbeated meanwhile
             return
         silent = int((now - run.updated).total_seconds())
-        settled = await attempts.settle(self._attempts, run.id, run.run_count)
+        reason = f"no heartbeat for {silent} s"
+        if stored.state.name == "Pending":  # the claim never finished: no attempt started
+            steps = [attempts.abandoned_claim(stored, reason)]
+        else:
+            settled = await attempts.settle(self._attempts, run.id, run.run_count)
+            steps = attempts.after_crash(stored, settled, reason, now)
         revision = entry.revision
-        for step in attempts.after_crash(stored, settled, f"no heartbeat for {silent} s", now):
+        for step in steps:
             step = step.model_copy(update={"updated": now})
             try:
                 revision = await self._kv.cas(run.id, step.model_dump_json().encode(), revision)

@@ -251,20 +251,27 @@ class Runner:
     async def _take_over(self, run: FlowRun, revision: int, reason: str) -> bool:
         """Settle a dead runner's attempt (events.attempts); True if a retry is due now."""
         assert self._attempts is not None
-        settled = await attempts.settle(self._attempts, run.id, run.run_count)
-        steps = attempts.after_crash(run, settled, reason, self._clock())
+        settled = None
+        if run.state.name == "Pending":  # the claim never finished: no attempt started
+            steps = [attempts.abandoned_claim(run, reason)]
+        else:
+            settled = await attempts.settle(self._attempts, run.id, run.run_count)
+            steps = attempts.after_crash(run, settled, reason, self._clock())
         for step in steps:
             revision = await self.kv.cas(run.id, dump(step), revision)
             await self.records.announce(step)
             self.metrics.runs.labels(step.state.name, run.deployment_name or "").inc()
-        if settled.kind == "outcome":
+        if settled is not None and settled.kind == "outcome":
             await self.records.log(run.id, logging.WARNING, (
                 f"Attempt {run.run_count} finished ({settled.state_name}) but its runner "
                 f"stopped before recording it ({reason}); concluded from its recorded outcome"))
             return False
-        await self.records.log(run.id, logging.WARNING, f"Attempt {run.run_count} crashed: {reason}")
+        await self.records.log(run.id, logging.WARNING, (
+            f"The claim by {run.runner_id} did not finish ({reason}); handed back"
+            if settled is None else f"Attempt {run.run_count} crashed: {reason}"))
         last = steps[-1]
-        return last.state.name == "AwaitingRetry" and last.expected_start_time <= self._clock()
+        return (last.state.name in ("AwaitingRetry", "Scheduled")
+                and last.expected_start_time <= self._clock())
 
     async def _claim_waiting(self, delivery: Delivery, run: FlowRun, revision: int) -> HeldRun:
         now = self._clock()

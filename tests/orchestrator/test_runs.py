@@ -102,6 +102,26 @@ async def test_a_silent_run_is_settled_after_its_runners_stale_period(
     assert "retrying after a crash" in (run.state.message or "")
 
 
+async def test_a_run_left_pending_mid_claim_is_handed_back_not_settled(
+    bus: Bus, orchestrator: Orchestrator, clock: ManualClock
+) -> None:
+    """A runner that stopped between the claim's two writes (Pending, then Running)
+    started no attempt: there is nothing to settle (attempt 0 does not exist), and the
+    run goes back to Scheduled for the next claim."""
+    deployment = Deployment(name="d", flow_name="f")
+    created = await orchestrator.creator.create(RunRequest(
+        flow_run_id="r1", deployment=deployment, origin="tests", parameters={},
+        expected_start_time=clock.now, idempotency_key="tests:r1"))
+    pending, _ = claims.claimed(created, "runner-1", clock.now, 2.0)
+    await _store(bus, pending.model_copy(update={"updated": clock.now}))
+    clock.advance(2.5)
+    await _tick(orchestrator)
+    [run] = await flow_runs(bus)
+    assert (run.state.name, run.runner_id, run.run_count) == ("Scheduled", None, 0)
+    assert "the claim did not finish" in (run.state.message or "")
+    assert await (await bus.kv(bus.layout.attempts)).keys() == []
+
+
 async def test_crashed_run_is_retried_when_retries_allow(
     bus: Bus, orchestrator: Orchestrator, clock: ManualClock
 ) -> None:
