@@ -107,6 +107,16 @@ def abandoned_claim(run: FlowRun, reason: str) -> FlowRun:
         runner_id=None)
 
 
+async def take_over(kv: KV, run: FlowRun, reason: str,
+                    now: datetime) -> tuple[AttemptOutcome | None, list[FlowRun]]:
+    """How a silent run is taken over: what settled its attempt (None for a claim that
+    never finished) and the records to write, in order (runner and orchestrator alike)."""
+    if run.state.name == "Pending":
+        return None, [abandoned_claim(run, reason)]
+    settled = await settle(kv, run.id, run.run_count)
+    return settled, after_crash(run, settled, reason, now)
+
+
 def after_crash(run: FlowRun, settled: AttemptOutcome, reason: str,
                 now: datetime) -> list[FlowRun]:
     """The records to write, in order, once attempt ``run.run_count`` is settled.

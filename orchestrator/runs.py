@@ -145,12 +145,8 @@ class RunTracker:
             self._apply(run.id, entry.value)  # it moved or heartbeated meanwhile
             return
         silent = int((now - run.updated).total_seconds())
-        reason = f"no heartbeat for {silent} s"
-        if stored.state.name == "Pending":  # the claim never finished: no attempt started
-            steps = [attempts.abandoned_claim(stored, reason)]
-        else:
-            settled = await attempts.settle(self._attempts, run.id, run.run_count)
-            steps = attempts.after_crash(stored, settled, reason, now)
+        _, steps = await attempts.take_over(self._attempts, stored, f"no heartbeat for {silent} s",
+                                            now)
         revision = entry.revision
         for step in steps:
             step = step.model_copy(update={"updated": now})

@@ -251,12 +251,7 @@ class Runner:
     async def _take_over(self, run: FlowRun, revision: int, reason: str) -> bool:
         """Settle a dead runner's attempt (events.attempts); True if a retry is due now."""
         assert self._attempts is not None
-        settled = None
-        if run.state.name == "Pending":  # the claim never finished: no attempt started
-            steps = [attempts.abandoned_claim(run, reason)]
-        else:
-            settled = await attempts.settle(self._attempts, run.id, run.run_count)
-            steps = attempts.after_crash(run, settled, reason, self._clock())
+        settled, steps = await attempts.take_over(self._attempts, run, reason, self._clock())
         for step in steps:
             revision = await self.kv.cas(run.id, dump(step), revision)
             await self.records.announce(step)
