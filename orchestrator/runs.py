@@ -8,9 +8,10 @@ in memory (at most ``max_tracked_runs``). Each tick it
 - settles a Pending/Running run whose record was not updated for the stale
   period its runner stamped into the state data at the claim (worker lease plus
   heartbeat interval), or ``heartbeat_timeout_seconds`` for a record without one
-  (the runner touches ``updated`` while the flow runs): concluded from the outcome its attempt recorded, or Crashed and, if the
-  run's ``retries`` (copied from the deployment) allow, AwaitingRetry
-  (:func:`events.attempts.after_crash`);
+  (the runner touches ``updated`` while the flow runs): concluded from the
+  outcome its attempt recorded, or Crashed and, if the run's ``retries`` (copied
+  from the deployment) allow, AwaitingRetry; a run left Pending mid-claim is
+  handed back to Scheduled (:func:`events.attempts.take_over`);
 - renews the concurrency slots of live runs and releases those of finished ones;
 - starts queued (AwaitingConcurrencySlot) runs, oldest first, when slots are free.
 
