@@ -10,7 +10,8 @@ trigger journals each event id, and for each fault kind streams ``--events`` eve
 through the gateway at ``--rate``/s (a refused event is resent with the same id)
 while injecting ``--faults`` faults of that kind at random points. It prints, per
 fault kind: accepted, executed (distinct ids whose body ran to the end), executed
-twice, executed twice at once, lost, and the time from a runner's SIGKILL / SIGSTOP
+twice, executed twice at once, lost, accepted events without exactly one run that
+ended Completed (read from the flow-run records), and the time from a runner's SIGKILL / SIGSTOP
 to the next attempt of a run it held, or its conclusion from the outcome the attempt
 recorded (p50 and max). The harness is ``tests/chaos/harness.py``.
 """
@@ -47,7 +48,10 @@ async def main(args: argparse.Namespace) -> int:
                 print(figures.line(), flush=True)
                 if figures.lost:
                     print(f"  lost: {', '.join(figures.lost[:20])}", flush=True)
-                failed |= bool(figures.lost) or figures.concurrent > 0
+                if figures.not_completed:
+                    shown = list(figures.not_completed.items())[:20]
+                    print(f"  not exactly one Completed run: {shown}", flush=True)
+                failed |= bool(figures.lost or figures.not_completed) or figures.concurrent > 0
         finally:
             chaos.stop()
     print(f"done; {load()}")

@@ -14,6 +14,8 @@ KV ``create``:
 Of the two, exactly one wins. A takeover that finds an outcome concludes the run
 from it instead of running the body again; a late outcome of a superseded attempt
 is refused. :func:`after_crash` turns what was found into the records to write.
+A run left Pending (its claim never finished) has no attempt to settle:
+:func:`abandoned_claim` hands it back.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ async def _create_or_read(kv: KV, value: AttemptOutcome) -> AttemptOutcome:
         await kv.create(key, value.model_dump_json().encode())
         return value
     except AlreadyExists:
-        entry = await kv.get(key)
+        entry = await kv.get(key, latest=True)  # a replica may not have it yet
         if entry is None:  # expired between the two calls: the bucket keeps a week
             raise
         return AttemptOutcome.model_validate_json(entry.value)
@@ -91,6 +93,30 @@ def retry_after_crash(run: FlowRun) -> float | None:
     return run.retry_delay_seconds if run.body_runs <= run.retries else None
 
 
+def abandoned_claim(run: FlowRun, reason: str) -> FlowRun:
+    """The record of a run left ``Pending`` by a runner that stopped mid-claim.
+
+    A claim writes Pending, then Running with the new attempt number; Pending means
+    that no attempt started (no worker ran, nothing to settle in the attempts
+    bucket, and the attempt number was never taken). The run goes back to Scheduled
+    for the next claim; the stopped runner's own next write is refused by the
+    compare-and-set.
+    """
+    return run.transition(
+        State.named("Scheduled", message=f"the claim did not finish ({reason}); handed back"),
+        runner_id=None)
+
+
+async def take_over(kv: KV, run: FlowRun, reason: str,
+                    now: datetime) -> tuple[AttemptOutcome | None, list[FlowRun]]:
+    """How a silent run is taken over: what settled its attempt (None for a claim that
+    never finished) and the records to write, in order (runner and orchestrator alike)."""
+    if run.state.name == "Pending":
+        return None, [abandoned_claim(run, reason)]
+    settled = await settle(kv, run.id, run.run_count)
+    return settled, after_crash(run, settled, reason, now)
+
+
 def after_crash(run: FlowRun, settled: AttemptOutcome, reason: str,
                 now: datetime) -> list[FlowRun]:
     """The records to write, in order, once attempt ``run.run_count`` is settled.
@@ -99,7 +125,8 @@ def after_crash(run: FlowRun, settled: AttemptOutcome, reason: str,
     otherwise the attempt is Crashed with ``reason`` and, if :func:`retry_after_crash`
     allows, moved on to AwaitingRetry. A Cancelling run becomes Cancelled.
     """
-    data = StateData(attempt=run.run_count, body_started=run.state.data.body_started)
+    data = StateData(attempt=run.run_count, body_started=run.state.data.body_started,
+                     stale_after=run.state.data.stale_after)
     if settled.kind == "outcome" and settled.state_name is not None:
         if run.state.name == "Cancelling" and settled.state_name not in ("Completed", "Failed"):
             return [run.transition(State.named("Cancelled", message=f"cancelled; {reason}",

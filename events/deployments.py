@@ -37,7 +37,8 @@ def _deployment_event(action: str, deployment: Deployment, source: str) -> Cloud
 async def get_deployment(bus: Bus, name: str) -> Deployment:
     """The deployment called ``name``; :class:`NotFound` naming it when there is none."""
     kv = await bus.kv(bus.layout.deployments)
-    entry = await kv.get(name)
+    # "Not found" is only believed from the stream leader: a replica may lag (events.kv).
+    entry = await kv.get(name) or await kv.get(name, latest=True)
     if entry is None:
         raise NotFound(f"deployment {name!r} not found")
     return Deployment.model_validate_json(entry.value)

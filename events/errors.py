@@ -63,3 +63,18 @@ class TransitionRejected(FlowbusError):
 
 class SettingsError(FlowbusError, ValueError):
     """A setting is unknown or has a bad value."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` says NATS was unreachable or leaderless for a moment.
+
+    Such a failure (a node restarting, a cluster electing a stream leader) goes away
+    by itself: the work that met it is retried, never given up on.
+    """
+    from nats.errors import ConnectionClosedError, ConnectionReconnectingError, NoRespondersError
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+
+    return isinstance(exc, (
+        BusUnavailable, TimeoutError, NatsTimeout, NoRespondersError, ConnectionClosedError,
+        ConnectionReconnectingError, NoStreamResponseError, ServiceUnavailableError))

@@ -4,6 +4,15 @@ Records that several processes change (flow runs, leases, concurrency slots) are
 only ever written with :meth:`KV.update`, a read-modify-write loop that retries
 when another writer got there first, so no update is ever lost.
 
+Reads come in two kinds. :meth:`KV.get` is a JetStream *direct get*, which any
+replica of the bucket may answer: on a cluster (``FLOWBUS_STREAM_REPLICAS=3``) a
+follower answers with what it has applied, which can lag the leader, so a key just
+written may read as absent or as its previous value (measured: a few reads in a
+hundred, right after the write). That is fine where a stale read only costs a lost
+compare-and-set and another try. A decision that would *drop* work on what it read
+(a job whose run seems to be gone or finished) reads with ``latest=True``: the
+stream leader answers, which has every acknowledged write.
+
 >>> async def mark_late(kv: KV, run_id: str) -> None:
 ...     await kv.update_json(run_id, lambda run: {**run, "state": "Late"})
 """
@@ -18,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import (
     KeyDeletedError,
@@ -25,6 +35,7 @@ from nats.js.errors import (
     KeyWrongLastSequenceError,
     NotFoundError,
     ObjectNotFoundError,
+    ServiceUnavailableError,
 )
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
@@ -65,14 +76,21 @@ class KV:
     def __init__(self, kv: KeyValue, name: str) -> None:
         self._kv = kv
         self.name = name
+        # The same bucket read through the stream leader (no direct get).
+        self._leader = KeyValue(name=kv._name, stream=kv._stream, pre=kv._pre, js=kv._js,
+                                direct=False)
 
-    async def get(self, key: str) -> Entry | None:
-        """The entry at ``key``, or None when absent or deleted."""
+    async def get(self, key: str, *, latest: bool = False) -> Entry | None:
+        """The entry at ``key``, or None when absent or deleted.
+
+        ``latest``: ask the stream leader, so every acknowledged write is seen (see
+        the module docstring); otherwise any replica answers, possibly a stale one.
+        """
         try:
-            entry = await self._kv.get(key)
+            entry = await (self._leader if latest else self._kv).get(key)
         except (KeyNotFoundError, KeyDeletedError, NotFoundError):
             return None
-        except NatsTimeout:
+        except (NatsTimeout, NoRespondersError, ServiceUnavailableError):
             raise BusUnavailable(f"KV {self.name}: no answer reading {key!r}") from None
         if entry.value is None or entry.revision is None:
             return None
@@ -163,13 +181,14 @@ class KV:
         Read from the subjects the bucket's stream holds, then each key's latest
         value: nats-py's own ``keys()`` ends on a watcher's pending count, which
         can report the end before the keys arrive, so a key just written could be
-        missing from the list.
+        missing from the list. The values are read from the stream leader, for the
+        same reason (a lagging replica answers "absent" for a key just written).
         """
         prefix = f"$KV.{self.name}."
         info = await self._kv._js.stream_info(f"KV_{self.name}", subjects_filter=f"{prefix}>")
         subjects = info.state.subjects or {}
         candidates = sorted(subject.removeprefix(prefix) for subject in subjects)
-        live = await asyncio.gather(*(self.get(key) for key in candidates))
+        live = await asyncio.gather(*(self.get(key, latest=True) for key in candidates))
         return [key for key, entry in zip(candidates, live, strict=True) if entry is not None]
 
     async def last_revision(self) -> int:

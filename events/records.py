@@ -38,6 +38,11 @@ class StateData(BaseModel):
         default=None, ge=1, description="the attempt (run_count) this state belongs to")
     body_started: bool = Field(
         default=False, description="the flow's body was started in this attempt")
+    stale_after: float | None = Field(
+        default=None, gt=0,
+        description="seconds without a record update after which this attempt is provably "
+        "dead (its runner's worker lease plus heartbeat interval; None: the runner cannot "
+        "fence its workers, e.g. inline isolation)")
 
 
 class State(BaseModel):

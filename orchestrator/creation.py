@@ -153,8 +153,9 @@ class RunCreator:
                 log.warning("flow run %s of deployment %s refused: %s", run.id, deployment.name,
                             request.refused)
         except AlreadyExists:
-            stored = await self._runs.get(run.id)
-            assert stored is not None
+            stored = await self._runs.get(run.id, latest=True)  # a replica may lag (events.kv)
+            if stored is None:  # created, then deleted at once: try the event again later
+                raise
             run = FlowRun.model_validate_json(stored.value)
             self._metrics.runs.labels(request.origin, "existing").inc()
             await self.finish(run)

@@ -86,7 +86,9 @@ class DeploymentCatalog:
         for key in set(self._names) - set(keys):
             self.apply(key, None)
         for key in keys:
-            entry = await self._kv.get(key)
+            # From the stream leader: a lagging replica could answer "absent" and so
+            # drop a deployment, and with it every event of its triggers (events.kv).
+            entry = await self._kv.get(key, latest=True)
             self.apply(key, None if entry is None else entry.value)
 
     async def follow(self) -> None:

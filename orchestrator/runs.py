@@ -5,11 +5,13 @@ in memory (at most ``max_tracked_runs``). Each tick it
 
 - publishes the job of a Scheduled/AwaitingRetry run whose start time came;
 - marks a Scheduled run past its start plus ``late_grace_seconds`` Late;
-- settles a Pending/Running run whose record was not updated for
-  ``heartbeat_timeout_seconds`` (the runner touches ``updated`` while the flow
-  runs): concluded from the outcome its attempt recorded, or Crashed and, if the
-  run's ``retries`` (copied from the deployment) allow, AwaitingRetry
-  (:func:`events.attempts.after_crash`);
+- settles a Pending/Running run whose record was not updated for the stale
+  period its runner stamped into the state data at the claim (worker lease plus
+  heartbeat interval), or ``heartbeat_timeout_seconds`` for a record without one
+  (the runner touches ``updated`` while the flow runs): concluded from the
+  outcome its attempt recorded, or Crashed and, if the run's ``retries`` (copied
+  from the deployment) allow, AwaitingRetry; a run left Pending mid-claim is
+  handed back to Scheduled (:func:`events.attempts.take_over`);
 - renews the concurrency slots of live runs and releases those of finished ones;
 - starts queued (AwaitingConcurrencySlot) runs, oldest first, when slots are free.
 
@@ -124,12 +126,19 @@ class RunTracker:
             grace = timedelta(seconds=settings.late_grace_seconds)
             if name == "Scheduled" and now > run.expected_start_time + grace:
                 await self._publish(await self._creator.move(run, "Late", "not started in time"))
-        elif name in ACTIVE and now - run.updated > timedelta(seconds=settings.heartbeat_timeout_seconds):
+        elif name in ACTIVE and now - run.updated > timedelta(seconds=self.silence_limit(run)):
             await self._crash(run, now)
+
+    def silence_limit(self, run: FlowRun) -> float:
+        """Seconds without an update after which ``run``'s attempt is settled: the stale
+        period its runner stamped at the claim (worker lease + heartbeat interval, the
+        same wait as a runner's takeover), else ``heartbeat_timeout_seconds``."""
+        stamped = run.state.data.stale_after
+        return stamped if stamped is not None else self._settings.heartbeat_timeout_seconds
 
     async def _crash(self, run: FlowRun, now: datetime) -> None:
         """Settle the attempt of a run whose runner went silent (events.attempts)."""
-        entry = await self._kv.get(run.id)
+        entry = await self._kv.get(run.id, latest=True)
         if entry is None:
             return
         stored = FlowRun.model_validate_json(entry.value)
@@ -137,9 +146,10 @@ class RunTracker:
             self._apply(run.id, entry.value)  # it moved or heartbeated meanwhile
             return
         silent = int((now - run.updated).total_seconds())
-        settled = await attempts.settle(self._attempts, run.id, run.run_count)
+        _, steps = await attempts.take_over(self._attempts, stored, f"no heartbeat for {silent} s",
+                                            now)
         revision = entry.revision
-        for step in attempts.after_crash(stored, settled, f"no heartbeat for {silent} s", now):
+        for step in steps:
             step = step.model_copy(update={"updated": now})
             try:
                 revision = await self._kv.cas(run.id, step.model_dump_json().encode(), revision)

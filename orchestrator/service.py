@@ -21,7 +21,7 @@ import time
 from events import concurrency
 from events.automation_store import REDRIVE_REQUESTED, count_dead_letters
 from events.bus import Bus, Consumer, Delivery
-from events.errors import FlowbusError, InvalidEvent
+from events.errors import FlowbusError, InvalidEvent, is_transient
 from events.records import utcnow
 from events.runs import RUN_REQUESTED
 from events.settings import NatsSettings
@@ -302,6 +302,14 @@ class Orchestrator:
         except Exception as exc:  # one bad event must not stop the consumer; it is redelivered
             self.metrics.events.labels("error").inc()
             with contextlib.suppress(Exception):
+                if is_transient(exc):
+                    # NATS unreachable or electing a leader: not the event's fault, so it
+                    # never counts towards giving up (an outage longer than
+                    # max_deliveries seconds would otherwise drop accepted events).
+                    log.warning("handling an event failed, NATS is unavailable; it will be "
+                                "redelivered: %r", exc)
+                    await delivery.nak(delay=min(5.0, float(delivery.num_delivered)))
+                    return
                 if delivery.num_delivered >= self.settings.max_deliveries:
                     log.error("giving up on an event after %d attempts: %r",
                               delivery.num_delivered, exc)

@@ -22,13 +22,15 @@ class OrchestratorSettings(BaseSettings):
     fetch_wait_seconds: float = Field(default=0.5, gt=0, description="longest wait of one fetch")
     ack_wait_seconds: float = Field(default=30, gt=0, description="redelivery after this without ack")
     max_deliveries: int = Field(
-        default=20, gt=0, description="attempts at an event that keeps failing before it is dropped"
+        default=20, gt=0, description="attempts at an event that keeps failing before it is dropped "
+        "(failures while NATS is unreachable or electing a leader do not count)"
     )
     drain_seconds: float = Field(default=10, ge=0, description="time given to in-flight events on stop")
     tick_seconds: float = Field(default=1.0, gt=0, description="period of schedule/late/crash checks")
     late_grace_seconds: float = Field(default=60, ge=0, description="Scheduled this long past start: Late")
     heartbeat_timeout_seconds: float = Field(
-        default=90, gt=0, description="a Running run not updated for this long has Crashed"
+        default=90, gt=0, description="a Running run not updated for this long has Crashed, "
+        "when its record does not carry its runner's stale period (inline isolation)"
     )
     slot_ttl_seconds: float = Field(default=60, gt=0, description="life of a concurrency slot lease")
     max_tracked_runs: int = Field(default=100_000, gt=0, description="non-final runs kept in memory")

@@ -62,10 +62,15 @@ def decide(run: FlowRun, job: Job, *, runner_id: str, holding: bool, now: dateti
     return Decision("drop", f"the run is {name}; it gets a new job when it can start")
 
 
-def claimed(run: FlowRun, runner_id: str, now: datetime) -> tuple[FlowRun, FlowRun]:
-    """The two records of a claim: Pending, then Running (a new attempt, its number stamped)."""
+def claimed(run: FlowRun, runner_id: str, now: datetime,
+            stale_after: float | None = None) -> tuple[FlowRun, FlowRun]:
+    """The two records of a claim: Pending, then Running (a new attempt, its number stamped).
+
+    ``stale_after``: the claiming runner's stale period, stamped into the state data so
+    the orchestrator settles a silent attempt after it (docs/runners.md, "Fencing").
+    """
     attempt = run.run_count + 1
-    data = StateData(attempt=attempt)
+    data = StateData(attempt=attempt, stale_after=stale_after)
     pending = run.transition(State.named("Pending", data=data), runner_id=runner_id)
     running = pending.transition(
         State.named("Running", data=data), run_count=attempt, start_time=run.start_time or now,

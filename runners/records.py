@@ -127,8 +127,11 @@ class Recorder:
         return True
 
     async def refresh(self, held: HeldRun) -> bool:
-        """Re-read a held run's record after a lost CAS; False (and stop it) if not ours."""
-        entry = await self.kv.get(held.run.id)
+        """Re-read a held run's record after a lost CAS; False (and stop it) if not ours.
+
+        From the stream leader: a lagging replica could show no record or an older one,
+        and stop an attempt that is still ours (events.kv)."""
+        entry = await self.kv.get(held.run.id, latest=True)
         if entry is None:
             held.stop_for("lost")
             return False

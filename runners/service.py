@@ -8,8 +8,9 @@
 One durable pull consumer per pool (``pool-<pool>``, shared by all its runners: the
 runs stream is a work queue), fetching only as many jobs as there are free slots.
 Each job: claim the run by compare-and-set, execute it (:mod:`runners.workers` or
-:mod:`runners.inline`), keep the job alive with in-progress acks (the heartbeat)
-and the record's ``updated`` time fresh, record the final state and result, ack.
+:mod:`runners.inline`, from :mod:`runners.specs`), keep the job alive with in-progress
+acks and the record's ``updated`` time fresh (the heartbeat, :mod:`runners.liveness`),
+record the final state and result, ack.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,21 +29,19 @@ from events import attempts
 from events.bus import Bus, Consumer, Delivery
 from events.errors import FlowbusError, TransitionRejected, UpdateConflict
 from events.kv import KV, Objects
-from events.records import Deployment, FlowRun, State, utcnow
+from events.records import FlowRun, State, utcnow
 from events.runs import Job, parse_job
 from events.settings import NatsSettings
-from flowbus.bundles import fetch_bundle
-from flowbus.entrypoints import EntrypointError, resolve_entrypoint
-from flowbus.results import flowbus_home
+from flowbus.entrypoints import resolve_entrypoint
 from runners import claims
+from runners.liveness import Liveness
 from runners.metrics import RunnerMetrics, start_metrics_server
-from runners.records import HeldRun, Recorder, dump, quietly, touched
+from runners.records import HeldRun, Recorder, dump, quietly
 from runners.settings import RunnerSettings
-from runners.types import Execution, Executor, FlowInfo, Outcome, RunSpec
+from runners.specs import Resolver, code_root, run_spec
+from runners.types import Execution, Executor, FlowInfo, Outcome
 
 log = logging.getLogger("flowbus.runner")
-
-Resolver = Callable[[Deployment], tuple[str, str]]
 
 
 class Runner:
@@ -106,9 +104,11 @@ class Runner:
                 from runners.metrics import bound_port
 
                 self.metrics_port = bound_port(site)
+            liveness = Liveness(self.settings, self.executor, self._held, self._records,
+                                self._kv, self.metrics)
             background = [
-                asyncio.create_task(self._heartbeats(), name="flowbus-runner-heartbeats"),
-                asyncio.create_task(self._watch_records(), name="flowbus-runner-watch"),
+                asyncio.create_task(liveness.heartbeats(), name="flowbus-runner-heartbeats"),
+                asyncio.create_task(liveness.watch_records(), name="flowbus-runner-watch"),
             ]
             try:
                 self.metrics.free_slots.set(self.free_slots)
@@ -198,9 +198,17 @@ class Runner:
             self.metrics.active.dec()
 
     async def _claim(self, delivery: Delivery, job: Job) -> HeldRun | None:
+        # The first read may be answered by any replica of the bucket; on a cluster one
+        # that lags shows no record yet, or a step already overwritten (Crashed before
+        # AwaitingRetry). So a job is only dropped on the stream leader's answer, and
+        # every read after a lost compare-and-set asks the leader (events.kv).
+        latest = False
         for _ in range(20):
-            entry = await self.kv.get(job.flow_run_id)
+            entry = await self.kv.get(job.flow_run_id, latest=latest)
             if entry is None:
+                if not latest:
+                    latest = True
+                    continue
                 log.warning("job for flow run %s, which has no record: dropped", job.flow_run_id)
                 self.metrics.jobs.labels("drop").inc()
                 await quietly(delivery.ack())
@@ -216,7 +224,11 @@ class Runner:
                 run, job, runner_id=self.settings.runner_id, holding=run.id in self._held,
                 now=self._clock(), stale_after=self.settings.stale_after,
             )
+            if decision.action == "drop" and not latest:
+                latest = True
+                continue
             self.metrics.jobs.labels(decision.action).inc()
+            latest = True
             try:
                 if decision.action == "drop":
                     await quietly(delivery.ack())
@@ -239,24 +251,28 @@ class Runner:
     async def _take_over(self, run: FlowRun, revision: int, reason: str) -> bool:
         """Settle a dead runner's attempt (events.attempts); True if a retry is due now."""
         assert self._attempts is not None
-        settled = await attempts.settle(self._attempts, run.id, run.run_count)
-        steps = attempts.after_crash(run, settled, reason, self._clock())
+        settled, steps = await attempts.take_over(self._attempts, run, reason, self._clock())
         for step in steps:
             revision = await self.kv.cas(run.id, dump(step), revision)
             await self.records.announce(step)
             self.metrics.runs.labels(step.state.name, run.deployment_name or "").inc()
-        if settled.kind == "outcome":
+        if settled is not None and settled.kind == "outcome":
             await self.records.log(run.id, logging.WARNING, (
                 f"Attempt {run.run_count} finished ({settled.state_name}) but its runner "
                 f"stopped before recording it ({reason}); concluded from its recorded outcome"))
             return False
-        await self.records.log(run.id, logging.WARNING, f"Attempt {run.run_count} crashed: {reason}")
+        await self.records.log(run.id, logging.WARNING, (
+            f"The claim by {run.runner_id} did not finish ({reason}); handed back"
+            if settled is None else f"Attempt {run.run_count} crashed: {reason}"))
         last = steps[-1]
-        return last.state.name == "AwaitingRetry" and last.expected_start_time <= self._clock()
+        return (last.state.name in ("AwaitingRetry", "Scheduled")
+                and last.expected_start_time <= self._clock())
 
     async def _claim_waiting(self, delivery: Delivery, run: FlowRun, revision: int) -> HeldRun:
         now = self._clock()
-        pending, running = claims.claimed(run, self.settings.runner_id, now)
+        # Only a runner that fences its workers may promise when its attempt is dead.
+        fenced = None if self.settings.isolation == "inline" else self.settings.stale_after
+        pending, running = claims.claimed(run, self.settings.runner_id, now, fenced)
         revision = await self.kv.cas(run.id, dump(pending), revision)
         revision = await self.kv.cas(run.id, dump(running), revision)
         self.metrics.start_latency.observe(
@@ -268,37 +284,9 @@ class Runner:
 
     # --- execution ----------------------------------------------------------------
 
-    async def _code_root(self, held: HeldRun) -> Path | str | None:
-        """The unpacked code bundle of the run's deployment (None: code from the image)."""
-        deployment = held.deployment
-        if deployment is None or not deployment.code_digest:
-            return None
-        try:
-            return await fetch_bundle(self.bus, deployment.code_digest,
-                                      flowbus_home() / "bundles")
-        except FlowbusError as exc:
-            return f"could not fetch the code bundle of deployment {deployment.name!r}: {exc}"
-
-    def _spec(self, held: HeldRun, root: Path | None = None) -> RunSpec | str:
-        run, deployment = held.run, held.deployment
-        if deployment is None:
-            return (f"the deployment {run.deployment_name!r} of this run was not found"
-                    if run.deployment_name else "the run has no deployment to take its code from")
-        try:
-            module, attribute = self._resolve(deployment)
-        except EntrypointError as exc:
-            return str(exc)
-        return RunSpec(
-            flow_run_id=run.id, flow_run_name=run.name, module=module, attribute=attribute,
-            parameters={**deployment.parameters, **run.parameters},
-            deployment_id=deployment.id, deployment_name=deployment.name, tags=tuple(run.tags),
-            result_max_bytes=self.settings.result_max_bytes, attempt=held.attempt,
-            code_root=str(root or self.settings.code_root),
-        )
-
     async def _execute(self, held: HeldRun) -> None:
-        root = await self._code_root(held)
-        spec = root if isinstance(root, str) else self._spec(held, root)
+        root = await code_root(self.bus, held)
+        spec = root if isinstance(root, str) else run_spec(held, self.settings, self._resolve, root)
         announce = asyncio.create_task(self._announce_claim(held))
         if isinstance(spec, str):
             await announce
@@ -435,56 +423,6 @@ class Runner:
 
         await self.records.write(held, back, announce=True)
         await quietly(held.delivery.nak())
-
-    # --- background -------------------------------------------------------------
-
-    async def _heartbeats(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_interval)
-            self.executor_check()
-            held = [h for h in self._held.values() if not (h.signal.done() or h.finishing)]
-            results = await asyncio.gather(*(self._beat(h) for h in held), return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    if isinstance(result, asyncio.CancelledError):
-                        raise result
-                    self.metrics.heartbeat_failures.inc()
-                    log.warning("heartbeat failed: %s", result)
-
-    def executor_check(self) -> None:
-        check = getattr(self.executor, "check_memory", None)
-        if check is not None:
-            check()
-
-    async def _beat(self, held: HeldRun) -> None:
-        since = time.monotonic()
-        await held.delivery.in_progress()
-        if held.finishing:
-            return
-        if await self.records.write(held, touched) and held.execution is not None:
-            # Both the job and the record are alive as of ``since``: extend the
-            # worker's lease from then (never from when the writes came back).
-            held.execution.renew(since)
-
-    async def _watch_records(self) -> None:
-        """Stop runs whose record went to Cancelling or to another runner."""
-        while True:
-            try:
-                async for change in self.kv.watch(">"):
-                    held = self._held.get(change.key)
-                    if held is None or change.value is None:
-                        continue
-                    try:
-                        run = FlowRun.model_validate_json(change.value)
-                    except ValidationError:
-                        continue
-                    if run.state.name == "Cancelling":
-                        held.stop_for("cancel")
-                    elif run.runner_id not in (None, self.settings.runner_id):
-                        held.stop_for("lost")
-            except Exception as exc:  # a broken watch must not end cancellation support
-                log.warning("watching flow-run records failed: %r; watching again", exc)
-                await asyncio.sleep(1)
 
 
 def make_executor(nats_settings: NatsSettings, settings: RunnerSettings,

@@ -79,7 +79,7 @@ class AutomationCatalog:
 
     async def load(self) -> None:
         for key in await self._kv.keys():
-            entry = await self._kv.get(key)
+            entry = await self._kv.get(key, latest=True)  # a lagging replica says "absent"
             self.apply(key, None if entry is None else entry.value)
 
     async def follow(self, changed: Callable[[], None] = lambda: None) -> None:

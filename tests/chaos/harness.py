@@ -29,6 +29,7 @@ import aiohttp
 
 from events.bus import Bus
 from events.embedded import find_nats_server, free_port
+from events.records import FlowRun
 from events.runs import FlowRunStateEvent
 from events.settings import NatsSettings
 
@@ -161,6 +162,9 @@ class Figures:
     concurrent: int = 0
     lost: list[str] = field(default_factory=list)
     recovery: list[float] = field(default_factory=list)
+    # Accepted events without exactly one run, or whose run did not end Completed:
+    # event id -> the states of its runs (read from the flow-run records).
+    not_completed: dict[str, list[str]] = field(default_factory=dict)
 
     def line(self) -> str:
         rec = sorted(self.recovery)
@@ -168,7 +172,8 @@ class Figures:
         worst = f"{rec[-1]:.1f}" if rec else "-"
         return (f"{self.kind:<18} accepted {self.accepted:>5}  executed {self.executed:>5}  "
                 f"twice {self.executed_twice:>3}  twice-at-once {self.concurrent:>2}  "
-                f"lost {len(self.lost):>2}  recovery p50/max {p50}/{worst} s")
+                f"lost {len(self.lost):>2}  not-one-Completed-run {len(self.not_completed):>2}  "
+                f"recovery p50/max {p50}/{worst} s")
 
 
 FINAL = frozenset({"Completed", "Failed", "Cancelled"})  # concluded, not crashed
@@ -267,6 +272,28 @@ class Chaos:
                     "FLOWBUS_GATEWAY_AUTH": "false", "PYTHONPATH": str(ROOT), **RUNNER_ENV})
         return env
 
+    async def run_states(self, accepted: set[str]) -> dict[str, list[str]]:
+        """The final states of the runs each accepted event produced (from the records)."""
+        states: dict[str, list[str]] = {event_id: [] for event_id in accepted}
+        async with await Bus.connect(self.settings(), name="chaos-records") as bus:
+            kv = await bus.kv(bus.layout.flow_runs)
+            for key in await kv.keys():
+                entry = await kv.get(key, latest=True)
+                if entry is None:
+                    continue
+                run = FlowRun.model_validate_json(entry.value)
+                event_id = run.parameters.get("event_id")
+                if event_id in states:
+                    states[event_id].append(run.state.name)
+        return states
+
+    async def _not_completed(self, accepted: set[str]) -> dict[str, list[str]]:
+        try:
+            states = await self.run_states(accepted)
+        except Exception as exc:  # NATS still settling after a fault: count it as not yet
+            return {"(records unreadable)": [repr(exc)]}
+        return {e: s for e, s in states.items() if s != ["Completed"]}
+
     def settings(self) -> NatsSettings:
         return NatsSettings(nats_url=self.nats.urls, namespace=self.namespace,
                             stream_replicas=self.nats.size)
@@ -296,9 +323,20 @@ class Chaos:
             logs = [(part.logs / f"{part.name}.{part.starts}.log")
                     for name, part in self.parts.items() if name != "gateway"]
             if all(" ready" in log.read_text(errors="replace") for log in logs if log.exists()):
-                return
+                break
             await asyncio.sleep(0.1)
-        raise RuntimeError("an orchestrator or a runner did not become ready")
+        else:
+            raise RuntimeError("an orchestrator or a runner did not become ready")
+        # "ready" comes once the catalog is loaded; the leader creates its durable
+        # consumer (which starts at new events) just after. Events sent before it
+        # exists would never reach it, so the streaming waits for it.
+        async with await Bus.connect(self.settings(), name="chaos-ready") as bus:
+            for _ in range(1200):
+                consumers = await bus.consumers(bus.layout.events_stream)
+                if any(c.name == "orchestrator" for c in consumers):
+                    return
+                await asyncio.sleep(0.1)
+        raise RuntimeError("no orchestrator started consuming events")
 
     async def _layout(self) -> None:
         for _ in range(150):  # a cluster elects its JetStream meta leader first
@@ -421,17 +459,24 @@ class Chaos:
                 await asyncio.sleep(max(0.0, began + (n + 1) / rate - time.monotonic()))
             await asyncio.gather(*senders)
             await chaos
+        not_completed: dict[str, list[str]] = {}
         try:
             while time.monotonic() < deadline:
                 done = analyse(kind, self.journal, accepted, self.faults, self.history)
                 if done.executed >= len(accepted):
                     break
                 await asyncio.sleep(0.5)
+            while True:  # every run recorded Completed (a retry may still be finishing)
+                not_completed = await self._not_completed(accepted)
+                if not not_completed or time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(1)
             await asyncio.sleep(1)  # late duplicates, if any, show up in the journal
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         figures = analyse(kind, self.journal, accepted, self.faults, self.history)
+        figures.not_completed = not_completed
         self.faults.clear()
         self.history.clear()
         return figures

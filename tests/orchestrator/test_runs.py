@@ -13,6 +13,7 @@ from events.records import Deployment, FlowRun, State
 from orchestrator.creation import RunRequest
 from orchestrator.service import Orchestrator
 from runners import claims
+from runners.settings import RunnerSettings
 from tests.orchestrator.support import ManualClock, flow_runs, jobs
 
 
@@ -49,7 +50,8 @@ async def test_scheduled_run_past_grace_becomes_late(
 
 
 async def _held(orch: Orchestrator, clock: ManualClock, *, retries: int = 0, delay: float = 0,
-                body: bool = True, attempts: int = 1) -> FlowRun:
+                body: bool = True, attempts: int = 1,
+                stale_after: float | None = None) -> FlowRun:
     """A run created by the orchestrator and claimed ``attempts`` times by a runner."""
     deployment = Deployment(name="d", flow_name="f", retries=retries, retry_delay_seconds=delay)
     run = await orch.creator.create(RunRequest(
@@ -59,7 +61,7 @@ async def _held(orch: Orchestrator, clock: ManualClock, *, retries: int = 0, del
     for _ in range(attempts):
         if run.state.name != "Scheduled":  # a crashed attempt, handed back for the next
             run = run.transition(State.named("AwaitingRetry"), runner_id=None)
-        _, run = claims.claimed(run, "runner-1", clock.now)
+        _, run = claims.claimed(run, "runner-1", clock.now, stale_after)
         if body:
             run = claims.body_started(run)
     run = run.model_copy(update={"updated": clock.now})
@@ -79,6 +81,45 @@ async def test_running_run_without_heartbeat_crashes(
     [run] = await flow_runs(bus)
     assert run.state.name == "Crashed"
     assert "no heartbeat" in (run.state.message or "")
+
+
+async def test_a_silent_run_is_settled_after_its_runners_stale_period(
+    bus: Bus, orchestrator: Orchestrator, clock: ManualClock
+) -> None:
+    """The runner stamps its stale period (worker lease + heartbeat) at the claim; the
+    orchestrator waits that long, not its 90 s fallback, exactly like a runner's takeover."""
+    stale_after = RunnerSettings(pool="default").stale_after
+    held = await _held(orchestrator, clock, retries=1, stale_after=stale_after)
+    assert held.state.data.stale_after == stale_after
+    assert stale_after < orchestrator.settings.heartbeat_timeout_seconds
+    clock.advance(stale_after - 0.5)
+    await _tick(orchestrator)
+    assert (await flow_runs(bus))[0].state.name == "Running"
+    clock.advance(1)
+    await _tick(orchestrator)
+    [run] = await flow_runs(bus)
+    assert (run.state.name, run.state.data.stale_after) == ("AwaitingRetry", stale_after)
+    assert "retrying after a crash" in (run.state.message or "")
+
+
+async def test_a_run_left_pending_mid_claim_is_handed_back_not_settled(
+    bus: Bus, orchestrator: Orchestrator, clock: ManualClock
+) -> None:
+    """A runner that stopped between the claim's two writes (Pending, then Running)
+    started no attempt: there is nothing to settle (attempt 0 does not exist), and the
+    run goes back to Scheduled for the next claim."""
+    deployment = Deployment(name="d", flow_name="f")
+    created = await orchestrator.creator.create(RunRequest(
+        flow_run_id="r1", deployment=deployment, origin="tests", parameters={},
+        expected_start_time=clock.now, idempotency_key="tests:r1"))
+    pending, _ = claims.claimed(created, "runner-1", clock.now, 2.0)
+    await _store(bus, pending.model_copy(update={"updated": clock.now}))
+    clock.advance(2.5)
+    await _tick(orchestrator)
+    [run] = await flow_runs(bus)
+    assert (run.state.name, run.runner_id, run.run_count) == ("Scheduled", None, 0)
+    assert "the claim did not finish" in (run.state.message or "")
+    assert await (await bus.kv(bus.layout.attempts)).keys() == []
 
 
 async def test_crashed_run_is_retried_when_retries_allow(

@@ -55,7 +55,9 @@ async def test_every_record_job_and_event_of_a_run_follows_the_typed_contract(
     assert run.state.name == "Completed", run.state.message
     assert (run.retries, run.retry_delay_seconds) == (2, 5.0)  # copied at creation
     assert (run.run_count, run.body_runs) == (1, 1)
-    assert run.state.data == StateData(attempt=1, body_started=True)
+    # The runner's stale period, for the orchestrator's check of a silent attempt.
+    stale_after = runner_settings().stale_after
+    assert run.state.data == StateData(attempt=1, body_started=True, stale_after=stale_after)
 
     kv = await bus.kv(bus.layout.attempts)
     entry = await kv.get(f"{run_id}.1")

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from runner_helpers import (
@@ -23,8 +24,9 @@ from runner_helpers import (
 
 from events.bus import Bus
 from events.deployments import read_result, request_cancel
-from events.records import FlowRun
+from events.records import FlowRun, utcnow
 from events.settings import NatsSettings
+from runners import claims
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -157,6 +159,31 @@ async def test_killed_runner_run_is_crashed_then_retried_once_elsewhere(
     assert [kind for kind, *_ in lines] == ["start", "start", "end"]
     assert lines[1][1] == lines[2][1]  # only the second attempt ever finished
     assert any("Attempt 1 crashed" in r["message"] for r in await logs_of(bus, run_id))
+
+
+async def test_a_run_left_pending_by_a_runner_stopped_mid_claim_is_claimed_again(
+    bus: Bus, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    """A runner stopped between the claim's Pending and Running writes left the run
+    Pending (run_count 0). The next runner given its job hands the claim back and runs
+    it as attempt 1, once."""
+    journal = tmp_path / "journal.txt"
+    deployment = await deploy_checked(bus, "fragile", RETRIED, "fragile", root=tmp_path / "code")
+    run_id = await schedule(bus, deployment, {"journal": str(journal)})
+    kv = await bus.kv(bus.layout.flow_runs)
+    entry = await kv.get(run_id, latest=True)
+    assert entry is not None
+    settings = runner_settings(limit=1, runner_id="rescuer")
+    pending, _ = claims.claimed(FlowRun.model_validate_json(entry.value), "victim",
+                                utcnow(), settings.stale_after)
+    silent = pending.model_copy(update={"updated": utcnow() - timedelta(seconds=60)})
+    await kv.cas(run_id, silent.model_dump_json().encode(), entry.revision)
+    async with running(bus, nats_settings, settings):
+        run = await wait_state(bus, run_id, "Completed")
+    assert (run.run_count, run.runner_id) == (1, "rescuer")
+    assert [line.split()[0] for line in journal.read_text().splitlines()] == ["start", "end"]
+    assert any("The claim by victim did not finish" in r["message"]
+               for r in await logs_of(bus, run_id))
 
 
 COUNTS = """
