@@ -193,6 +193,8 @@ class TaskWorker:
     async def _claim(self, job: contract.TaskJob, delivery: Any) -> _Lease | None:
         for _ in range(5):
             entry = await self.kv.get(job.task_run_id)
+            if entry is None:  # a lagging replica may not have it yet: ask the leader
+                entry = await self.kv.get(job.task_run_id, latest=True)
             if entry is None:
                 if delivery.num_delivered < contract.MISSING_RECORD_DELIVERIES:
                     await delivery.nak(delay=0.05)  # published together: not stored yet
@@ -243,7 +245,7 @@ class TaskWorker:
         """Wait until upstream run ``task_run_id`` is final; None if it Completed, else why not."""
         pause = 0.01
         while True:
-            entry = await self.kv.get(task_run_id)
+            entry = await self.kv.get(task_run_id, latest=True)
             if entry is None:
                 return f"upstream task run {task_run_id} does not exist"
             upstream = contract.TaskRunRecord.decode(entry.value)
