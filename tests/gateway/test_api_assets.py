@@ -9,7 +9,7 @@ folds the events into ``flowbus-assets``. Bad, oversized and unknown keys get
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote
 
 import aiohttp
@@ -72,13 +72,18 @@ async def index(bus: Bus, events: int) -> AssetIndexer:
     halt = asyncio.Event()
     running = asyncio.create_task(indexer.run(halt))
     try:
-        async with asyncio.timeout(30):
-            while indexer.indexed + indexer.dropped < events:
-                await asyncio.sleep(0.05)
+        await settled(lambda: indexer.indexed + indexer.dropped >= events)
     finally:
         halt.set()
         await asyncio.wait_for(running, 10)
     return indexer
+
+
+async def settled(condition: Callable[[], bool], within: float = 30.0) -> None:
+    """Poll ``condition`` until it holds (generous bound: the machine is loaded)."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - a counter, not an event to wait on
+            await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -143,11 +148,11 @@ async def index_replay(bus: Bus) -> AssetIndexer:
                            fetch_wait_seconds=0.2)
     halt = asyncio.Event()
     running = asyncio.create_task(indexer.run(halt))
-    async with asyncio.timeout(30):
-        while indexer.indexed < 4:
-            await asyncio.sleep(0.05)
-    halt.set()
-    await asyncio.wait_for(running, 10)
+    try:
+        await settled(lambda: indexer.indexed >= 4)
+    finally:
+        halt.set()
+        await asyncio.wait_for(running, 10)
     return indexer
 
 

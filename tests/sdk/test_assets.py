@@ -22,7 +22,13 @@ from events.assets import (
     check_asset_key,
 )
 from flowbus import flow, task
-from flowbus.assets import Asset, AssetProperties, MaterializingTask, add_asset_metadata, materialize
+from flowbus.assets import (
+    Asset,
+    AssetProperties,
+    MaterializingTask,
+    add_asset_metadata,
+    materialize,
+)
 from flowbus.cache_policies import INPUTS
 
 from .conftest import CollectingSink
@@ -56,7 +62,7 @@ def test_a_hostile_key_is_refused_naming_the_rule(key: str, why: str) -> None:
     with pytest.raises(InvalidAssetKey, match="asset key") as raised:
         check_asset_key(key)
     assert why in str(raised.value)
-    with pytest.raises(ValidationError, match="asset key|at most 512 characters"):
+    with pytest.raises(ValidationError, match=r"asset key|at most 512 characters"):
         Asset(key=key)
     with pytest.raises(ValidationError):
         materialize(key)
