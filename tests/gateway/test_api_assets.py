@@ -8,8 +8,7 @@ folds the events into ``flowbus-assets``. Bad, oversized and unknown keys get
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import aiohttp
@@ -21,76 +20,18 @@ from events.assets import REFERENCED, AssetRecord, get_asset, list_assets
 from events.bus import Bus
 from events.cloudevent import CloudEvent
 from events.settings import NatsSettings
-from flowbus import _sink, flow, task
-from flowbus._nats_sink import nats_event_sink
-from flowbus.assets import add_asset_metadata, materialize
-from orchestrator.assets import AssetIndexer
+from tests.assets.asset_helpers import PRODUCED_EVENTS, index, produce
 
 
 def path(key: str) -> str:
     return f"/api/v1/assets/{quote(key, safe='')}"
 
 
-async def produce(nats_settings: NatsSettings, *, fail: bool = False) -> None:
-    """Run a flow that materialises two assets from a third, publishing to NATS."""
-    sink = nats_event_sink(nats_settings)
-    assert sink is not None
-    previous = _sink.set_event_sink(sink)
-
-    @task
-    def extract() -> list[int]:
-        return [1, 2, 3]
-
-    @materialize("s3://lake/clean.parquet", asset_deps=["postgres://shop/orders"], by="spark")
-    def clean(rows: list[int]) -> list[int]:
-        add_asset_metadata("s3://lake/clean.parquet", {"rows": len(rows)})
-        if fail:
-            raise RuntimeError("spark died")
-        return rows
-
-    report = materialize(
-        "s3://lake/report.csv",
-        "s3://lake/report.csv",  # named twice: materialised once
-    )(lambda rows: sum(rows))
-
-    @flow
-    def pipeline() -> None:
-        rows = clean(extract())
-        report(rows)
-
-    try:
-        await asyncio.to_thread(pipeline, return_state=True)  # type: ignore[call-arg]
-    finally:
-        _sink.set_event_sink(previous)
-        await asyncio.to_thread(sink.close)
-
-
-async def index(bus: Bus, events: int) -> AssetIndexer:
-    """Run the orchestrator's indexer until it has folded ``events`` more events."""
-    indexer = AssetIndexer(bus, await bus.kv(bus.layout.assets), durable="assets-test",
-                           fetch_wait_seconds=0.2)
-    halt = asyncio.Event()
-    running = asyncio.create_task(indexer.run(halt))
-    try:
-        await settled(lambda: indexer.indexed + indexer.dropped >= events)
-    finally:
-        halt.set()
-        await asyncio.wait_for(running, 10)
-    return indexer
-
-
-async def settled(condition: Callable[[], bool], within: float = 30.0) -> None:
-    """Poll ``condition`` until it holds (generous bound: the machine is loaded)."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - a counter, not an event to wait on
-            await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def cataloged(bus: Bus, nats_settings: NatsSettings) -> AsyncIterator[None]:
     await produce(nats_settings)
     # clean: referenced postgres + materialised; report: referenced clean + materialised
-    await index(bus, 4)
+    await index(bus, PRODUCED_EVENTS)
     yield
 
 
@@ -138,22 +79,9 @@ async def test_a_redelivered_or_late_event_changes_nothing(
     kv = await bus.kv(bus.layout.assets)
     before = await list_assets(kv)
     # Replay every stored asset event (as a redelivery would) through a fresh consumer.
-    indexer = await index_replay(bus)
-    assert indexer.indexed == 4
+    indexer = await index(bus, PRODUCED_EVENTS, durable="assets-replay")
+    assert indexer.indexed == PRODUCED_EVENTS
     assert await list_assets(kv) == before
-
-
-async def index_replay(bus: Bus) -> AssetIndexer:
-    indexer = AssetIndexer(bus, await bus.kv(bus.layout.assets), durable="assets-replay",
-                           fetch_wait_seconds=0.2)
-    halt = asyncio.Event()
-    running = asyncio.create_task(indexer.run(halt))
-    try:
-        await settled(lambda: indexer.indexed >= 4)
-    finally:
-        halt.set()
-        await asyncio.wait_for(running, 10)
-    return indexer
 
 
 async def test_a_forged_or_malformed_asset_event_is_dropped(bus: Bus) -> None:
