@@ -11,17 +11,33 @@ from typing import Any
 
 #: The running task's `flowbus.assets._context.AssetContext` (None outside one).
 current: contextvars.ContextVar[Any] = contextvars.ContextVar("flowbus_asset_context", default=None)
+#: In a task runner's worker process: the upstream assets the flow's process found.
+inherited: contextvars.ContextVar[Any] = contextvars.ContextVar("flowbus_asset_upstream", default=None)
+
+
+def _untracked(task: Any, flow_ctx: Any) -> bool:
+    return (not getattr(task, "asset_deps", None) and getattr(task, "assets", None) is None
+            and (flow_ctx is None or flow_ctx.asset_tracking is None))
 
 
 def enter(task: Any, task_run: Any, wait_for: Any, flow_ctx: Any) -> tuple[Any, Any]:
     """The asset context of a starting task run, made current, and the token to reset it."""
-    if (not getattr(task, "asset_deps", None) and getattr(task, "assets", None) is None
-            and (flow_ctx is None or flow_ctx.asset_tracking is None)):
+    if _untracked(task, flow_ctx) and inherited.get() is None:
         # Nothing to track; a task called inside a materialising task must not see its context.
         return None, (current.set(None) if current.get() is not None else None)
     from flowbus.assets._context import enter_run
 
     return enter_run(task, task_run, wait_for, flow_ctx)
+
+
+def for_process(task: Any, task_run: Any, wait_for: Any, flow_ctx: Any) -> Any:
+    """Before a task run leaves for a worker process: its upstream assets (to send along),
+    tracked here so later task runs of the flow find them through its future."""
+    if _untracked(task, flow_ctx):
+        return None
+    from flowbus.assets._context import prepare_remote_run
+
+    return prepare_remote_run(task, task_run, wait_for, flow_ctx)
 
 
 def finish(context: Any, token: Any, task_run: Any, state: Any, flow_ctx: Any) -> None:

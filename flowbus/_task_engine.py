@@ -374,13 +374,14 @@ class TaskJob:
         return drive_sync(task_run_steps(self.task, self.task_run, self.parameters, self.wait_for))
 
     def for_process(self) -> tuple[Any, ...] | State[Any]:
+        flow_ctx = _flow_run_ctx.get()
+        upstream_assets = _asset_hooks.for_process(self.task, self.task_run, self.wait_for, flow_ctx)
         try:
             parameters = resolve_inputs(self.parameters, self.wait_for)
         except UpstreamTaskError as exc:
             state: State[Any] = Failed(name="NotReady", message=str(exc), data=exc)
             set_task_state(self.task_run, state)
             return state
-        flow_ctx = _flow_run_ctx.get()
         return (
             _run_task_in_process,
             self.task,
@@ -388,15 +389,18 @@ class TaskJob:
             parameters,
             flow_ctx.parameters if flow_ctx else {},
             _log_prints.get(),
+            upstream_assets,
         )
 
 
 def _run_task_in_process(
-    task: Any, task_run: TaskRun, parameters: dict[str, Any], flow_parameters: dict[str, Any], log_prints: bool
+    task: Any, task_run: TaskRun, parameters: dict[str, Any], flow_parameters: dict[str, Any], log_prints: bool,
+    upstream_assets: Any = None,
 ) -> State[Any]:
     setup_logging()
     _sink.configure_from_env()
     _log_prints.set(log_prints)
+    _asset_hooks.inherited.set(upstream_assets)
     try:
         return drive_sync(task_run_steps(task, task_run, parameters, None, flow_parameters))
     finally:

@@ -26,6 +26,7 @@ from events.assets import (
 )
 from flowbus import _sink
 from flowbus._asset_hooks import current as _current
+from flowbus._asset_hooks import inherited
 from flowbus.assets.core import Asset
 from flowbus.context import FlowRunContext, _task_run_ctx
 from flowbus.futures import FlowbusFuture
@@ -125,21 +126,41 @@ def enter_run(task: Any, task_run: Any, wait_for: Any,
     deps = getattr(task, "asset_deps", None) or ()
     downstream = getattr(task, "assets", None) or ()
     tracking: _Tracking | None = flow_ctx.asset_tracking if flow_ctx is not None else None
-    upstream = (_upstream_assets(tracking, (task_run.parameters, wait_for))
-                if tracking is not None else frozenset())
+    if tracking is not None:
+        upstream = _upstream_assets(tracking, (task_run.parameters, wait_for))
+    else:  # in a worker process: what the flow's process found, for the task sent here only
+        upstream = frozenset(inherited.get() or ())
+        inherited.set(None)
     if not deps and not downstream and not upstream:
         return None, (_current.set(None) if _current.get() is not None else None)
     context = AssetContext(
         task_run_id=task_run.id, flow_run_id=task_run.flow_run_id,
         direct_asset_dependencies=frozenset(deps), downstream_assets=tuple(downstream),
         upstream_assets=upstream, materialized_by=getattr(task, "materialized_by", None))
-    if flow_ctx is not None:
-        if tracking is None:
-            tracking = flow_ctx.asset_tracking = _Tracking()
-        # A materialising task carries what it makes; any other what it was given.
-        carried = frozenset(downstream) if downstream else upstream | context.direct_asset_dependencies
-        tracking.task_run_assets[task_run.id] = carried
+    _track(flow_ctx, tracking, task_run.id, downstream, upstream | context.direct_asset_dependencies)
     return context, _current.set(context)
+
+
+def prepare_remote_run(task: Any, task_run: Any, wait_for: Any,
+                       flow_ctx: FlowRunContext | None) -> frozenset[Asset]:
+    """For a task run about to leave for a worker process: its upstream assets, which
+    the worker cannot find (its inputs arrive resolved), tracked here for later runs."""
+    tracking: _Tracking | None = flow_ctx.asset_tracking if flow_ctx is not None else None
+    upstream = (_upstream_assets(tracking, (task_run.parameters, wait_for))
+                if tracking is not None else frozenset())
+    deps = frozenset(getattr(task, "asset_deps", None) or ())
+    _track(flow_ctx, tracking, task_run.id, getattr(task, "assets", None) or (), upstream | deps)
+    return upstream
+
+
+def _track(flow_ctx: FlowRunContext | None, tracking: _Tracking | None, task_run_id: str,
+           downstream: Any, received: frozenset[Asset]) -> None:
+    """Record what a task run carries downstream: what it makes, else what it received."""
+    if flow_ctx is None:
+        return
+    if tracking is None:
+        tracking = flow_ctx.asset_tracking = _Tracking()
+    tracking.task_run_assets[task_run_id] = frozenset(downstream) if downstream else received
 
 
 def finish_run(context: AssetContext, task_run: Any, state: State[Any],

@@ -287,3 +287,40 @@ def test_outside_a_flow_a_materialising_task_still_reports(sink: CollectingSink)
     assert [(t, s) for t, s, _ in events] == [(REFERENCED, "s3://a/in"),
                                               (MATERIALIZATION_SUCCEEDED, "s3://a/alone")]
     assert "flow_run_id" not in events[-1][2]
+
+
+def test_in_a_process_pool_upstream_assets_travel_with_the_task_run(
+        sink: CollectingSink, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from flowbus.task_runners import ProcessPoolTaskRunner
+
+    events_file = tmp_path / "events.jsonl"
+    # The workers' sink (this process keeps the collecting one the fixture installed).
+    monkeypatch.setenv("FLOWBUS_EVENTS_FILE", str(events_file))
+
+    @materialize("s3://p/one", asset_deps=["s3://p/source"])
+    def one() -> int:
+        return 1
+
+    @task
+    def between() -> None:
+        pass
+
+    @materialize("s3://p/two")
+    def two() -> int:
+        return 2
+
+    # Futures go in wait_for: passing one as an argument to a process-pool task fails
+    # to pickle, with or without assets.
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def pipeline() -> int:
+        first = one.submit()
+        return two.submit(wait_for=[between.submit(wait_for=[first])]).result()
+
+    assert pipeline() == 2
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    made = {e["subject"]: e["data"] for e in events
+            if e.get("type") == MATERIALIZATION_SUCCEEDED}
+    assert [a["key"] for a in made["s3://p/one"]["upstream"]] == ["s3://p/source"]
+    assert [a["key"] for a in made["s3://p/two"]["upstream"]] == ["s3://p/one"]
