@@ -194,6 +194,8 @@ class AssetRecord(BaseModel):
     key: str = Field(description="the asset key")
     properties: AssetProperties | None = Field(default=None,
                                                description="the latest properties given")
+    properties_time: datetime | None = Field(
+        default=None, description="time of the event that gave those properties")
     latest_materialization: Materialization | None = Field(
         default=None, description="the latest materialisation, succeeded or failed; "
         "null for an asset only referenced as upstream so far")
@@ -236,8 +238,10 @@ def apply_event(record: AssetRecord | None, event: CloudEvent,
     if record is None:
         record = AssetRecord(key=data.asset.key, created=now, updated=now)
     new = record.model_copy(deep=True)
-    if data.asset.properties is not None:
-        new.properties = data.asset.properties
+    if data.asset.properties is not None and (
+            record.properties_time is None or when > record.properties_time):
+        new.properties = data.asset.properties  # the newest properties given win
+        new.properties_time = when
     if isinstance(data, ReferenceData):
         if record.last_referenced is None or when > record.last_referenced:
             new.last_referenced = when

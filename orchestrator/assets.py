@@ -19,7 +19,7 @@ import contextlib
 import logging
 
 from events.assets import ASSET_EVENT_PREFIX, record_event
-from events.bus import Bus
+from events.bus import Bus, Delivery
 from events.errors import FlowbusError, InvalidEvent
 from events.kv import KV
 from events.records import utcnow
@@ -47,7 +47,6 @@ class AssetIndexer:
 
     async def run(self, halt: asyncio.Event) -> None:
         """Fold asset events into the catalog until ``halt`` is set."""
-        namespace = self.bus.layout.namespace
         consumer = await self.bus.consumer(
             self.durable, filter_subjects=[f"{self.bus.layout.events_prefix}.{ASSET_EVENT_PREFIX}>"],
             ack_wait=30.0, max_ack_pending=_BATCH * 4)
@@ -60,32 +59,37 @@ class AssetIndexer:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(halt.wait(), 1.0)
                     continue
-                for delivery in deliveries:
-                    try:
-                        event = delivery.event
-                        if not on_own_subject(namespace, delivery.subject, event.type):
-                            raise ValueError(f"a {event.type[:100]!r} event on "
-                                             f"{delivery.subject[:200]!r}, not its own subject")
-                        await record_event(self.kv, event, self.clock())
-                    except (InvalidEvent, ValueError) as exc:
-                        log.warning("dropping an asset event: %s", exc)
-                        self.dropped += 1
-                        await delivery.term()
-                        continue
-                    except asyncio.CancelledError:
-                        with contextlib.suppress(Exception):
-                            await asyncio.wait_for(delivery.nak(), 1.0)
-                        raise
-                    except Exception as exc:  # NATS hiccup: the event comes back
-                        if delivery.num_delivered >= _MAX_DELIVERIES:
-                            log.error("giving up on an asset event after %d attempts: %r",
-                                      delivery.num_delivered, exc)
-                            await delivery.term()
-                        else:
-                            log.warning("indexing an asset event failed, retrying: %r", exc)
-                            await delivery.nak(delay=1.0)
-                        continue
-                    await delivery.ack()
-                    self.indexed += 1
+                # Records fold events in any order (the latest time wins), so a batch
+                # is handled at once; events of one asset meet in compare-and-set.
+                await asyncio.gather(*(self._handle(d) for d in deliveries))
         finally:
             await consumer.close()
+
+    async def _handle(self, delivery: Delivery) -> None:
+        """Fold one event into its record, then ack it (drop it when it is not valid)."""
+        try:
+            event = delivery.event
+            if not on_own_subject(self.bus.layout.namespace, delivery.subject, event.type):
+                raise ValueError(f"a {event.type[:100]!r} event on "
+                                 f"{delivery.subject[:200]!r}, not its own subject")
+            await record_event(self.kv, event, self.clock())
+        except (InvalidEvent, ValueError) as exc:
+            log.warning("dropping an asset event: %s", exc)
+            self.dropped += 1
+            await delivery.term()
+            return
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(delivery.nak(), 1.0)
+            raise
+        except Exception as exc:  # NATS hiccup: the event comes back
+            if delivery.num_delivered >= _MAX_DELIVERIES:
+                log.error("giving up on an asset event after %d attempts: %r",
+                          delivery.num_delivered, exc)
+                await delivery.term()
+            else:
+                log.warning("indexing an asset event failed, retrying: %r", exc)
+                await delivery.nak(delay=1.0)
+            return
+        await delivery.ack()
+        self.indexed += 1
