@@ -7,6 +7,7 @@ checks here; the rest (`flowbus.assets._context`) loads only once assets are in 
 from __future__ import annotations
 
 import contextvars
+import logging
 from typing import Any
 
 #: The running task's `flowbus.assets._context.AssetContext` (None outside one).
@@ -47,6 +48,9 @@ def finish(context: Any, token: Any, task_run: Any, state: Any, flow_ctx: Any) -
             from flowbus.assets._context import finish_run
 
             finish_run(context, task_run, state, flow_ctx)
+    except Exception as exc:  # like a hook: reporting assets never changes the run's state
+        logging.getLogger("flowbus.assets").error(
+            "Could not publish the asset events of task run %s: %r", task_run.id, exc)
     finally:
         if token is not None:
             current.reset(token)
