@@ -56,6 +56,7 @@ class Layout:
     blocks: str = field(init=False)
     tasks_stream: str = field(init=False)
     task_runs: str = field(init=False)
+    assets: str = field(init=False)
 
     def __post_init__(self) -> None:
         stream = self.namespace.upper().replace("-", "_")
@@ -66,7 +67,7 @@ class Layout:
             "tasks_stream": f"{stream}_TASKS",
         }
         for name in ("deployments", "automations", "variables", "concurrency", "cache",
-                     "leases", "webhooks", "results", "code", "artifacts", "blocks"):
+                     "leases", "webhooks", "results", "code", "artifacts", "blocks", "assets"):
             values[name] = f"{self.namespace}-{name}"
         values["flow_runs"] = f"{self.namespace}-flow-runs"
         values["attempts"] = f"{self.namespace}-attempts"
@@ -169,6 +170,7 @@ def _buckets(layout: Layout, settings: NatsSettings) -> list[_Bucket]:
         _Bucket(layout.cache, ttl=30 * _DAY, description="task cache keys"),
         _Bucket(layout.artifacts, description="artifacts of runs, by id, and latest by key"),
         _Bucket(layout.blocks, history=5, description="blocks (secret fields encrypted)"),
+        _Bucket(layout.assets, description="assets and their latest materialisation"),
         _Bucket(layout.leases, ttl=settings.lease_ttl_seconds, description="leader leases"),
         _Bucket(layout.trigger_state, description="trigger windows and sequences"),
         _Bucket(layout.webhooks, history=5, description="webhook definitions"),

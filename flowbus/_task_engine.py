@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from types import GeneratorType
 from typing import Any
 
-from flowbus import _sink
+from flowbus import _asset_hooks, _sink
 from flowbus._cache_lock import acquire as acquire_cache_lock
 from flowbus._drivers import Call, Sleep, Steps, drive_sync
 from flowbus._params import render_run_name
@@ -95,9 +95,14 @@ def task_run_steps(
     prints_token = _log_prints.set(log_prints) if task.log_prints is not None else None
     if log_prints:
         enable_log_prints()
+    assets = assets_token = None
     try:
+        assets, assets_token = _asset_hooks.enter(task, task_run, wait_for, flow_ctx)
         final, reraise = yield from _task_attempts(task, task_run, task_ctx, wait_for, flow_ctx, flow_parameters)
         set_task_state(task_run, final)
+        if assets is not None:
+            _asset_hooks.finish(assets, assets_token, task_run, final, flow_ctx)
+            assets = assets_token = None
         logger = task_run_logger(task_run)
         if final.is_failed() or final.is_crashed():
             logger.error("Finished in state %r", final)
@@ -111,6 +116,8 @@ def task_run_steps(
             raise reraise
         return final
     finally:
+        if assets_token is not None:
+            _asset_hooks.current.reset(assets_token)
         if prints_token is not None:
             _log_prints.reset(prints_token)
         _task_run_ctx.reset(token)
@@ -367,13 +374,14 @@ class TaskJob:
         return drive_sync(task_run_steps(self.task, self.task_run, self.parameters, self.wait_for))
 
     def for_process(self) -> tuple[Any, ...] | State[Any]:
+        flow_ctx = _flow_run_ctx.get()
+        upstream_assets = _asset_hooks.for_process(self.task, self.task_run, self.wait_for, flow_ctx)
         try:
             parameters = resolve_inputs(self.parameters, self.wait_for)
         except UpstreamTaskError as exc:
             state: State[Any] = Failed(name="NotReady", message=str(exc), data=exc)
             set_task_state(self.task_run, state)
             return state
-        flow_ctx = _flow_run_ctx.get()
         return (
             _run_task_in_process,
             self.task,
@@ -381,15 +389,18 @@ class TaskJob:
             parameters,
             flow_ctx.parameters if flow_ctx else {},
             _log_prints.get(),
+            upstream_assets,
         )
 
 
 def _run_task_in_process(
-    task: Any, task_run: TaskRun, parameters: dict[str, Any], flow_parameters: dict[str, Any], log_prints: bool
+    task: Any, task_run: TaskRun, parameters: dict[str, Any], flow_parameters: dict[str, Any], log_prints: bool,
+    upstream_assets: Any = None,
 ) -> State[Any]:
     setup_logging()
     _sink.configure_from_env()
     _log_prints.set(log_prints)
+    _asset_hooks.inherited.set(upstream_assets)
     try:
         return drive_sync(task_run_steps(task, task_run, parameters, None, flow_parameters))
     finally:

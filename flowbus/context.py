@@ -125,6 +125,8 @@ class FlowRunContext:
     parameters: dict[str, Any]
     log_prints: bool
     result_store: Any = None
+    # Which assets the flow's task runs carry downstream (`flowbus.assets._context`).
+    asset_tracking: Any = None
 
     @classmethod
     def get(cls) -> FlowRunContext | None:

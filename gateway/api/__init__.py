@@ -9,6 +9,7 @@ def routers() -> list[ApiRouter]:
     """Every API router, in the order their routes are installed."""
     from gateway.api import (
         artifacts,
+        assets,
         automations,
         blocks,
         concurrency_limits,
@@ -24,4 +25,5 @@ def routers() -> list[ApiRouter]:
 
     return [deployments.router, flow_runs.router, automations.router, variables.router,
             events_api.router, webhooks_api.router, keys.router, sources.router,
-            artifacts.router, blocks.router, concurrency_limits.router, task_runs.router]
+            artifacts.router, blocks.router, concurrency_limits.router, task_runs.router,
+            assets.router]

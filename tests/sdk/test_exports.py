@@ -21,6 +21,7 @@ PREFECT_MODULE_PATHS = [
     "flowbus.context", "flowbus.variables", "flowbus.exceptions", "flowbus.results",
     "flowbus.serializers", "flowbus.schedules", "flowbus.utilities.annotations", "flowbus.flow_runs",
     "flowbus.filesystems", "flowbus.visualization", "flowbus.testing.utilities",
+    "flowbus.assets", "flowbus.assets.core", "flowbus.assets.materialize",
 ]  # fmt: skip
 
 

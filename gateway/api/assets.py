@@ -1,0 +1,65 @@
+"""``/api/v1/assets``: the asset catalog, kept from the asset events in ``flowbus-assets``.
+
+An asset key is a URI (``s3://bucket/orders.csv``): in the path it is percent-encoded
+as one segment, ``/api/v1/assets/s3%3A%2F%2Fbucket%2Forders.csv``.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from events.assets import (
+    MAX_ASSET_KEY_LENGTH,
+    AssetRecord,
+    InvalidAssetKey,
+    check_asset_key,
+    get_asset,
+    list_assets,
+)
+from events.kv import KV
+from gateway.api.paging import Page, PageQuery, page_of
+from gateway.api.routing import ApiRouter, Call
+from gateway.auth import Scope
+from gateway.problems import Problem
+
+router = ApiRouter()
+
+
+class Asset(AssetRecord):
+    """An asset and its latest materialisation."""
+
+
+class AssetQuery(PageQuery):
+    """Filters of the asset list (sorted by key)."""
+
+    prefix: str | None = Field(default=None, min_length=1, max_length=MAX_ASSET_KEY_LENGTH,
+                               pattern=r"^[^\x00-\x1f\x7f]+$",
+                               description="only assets whose key starts with this, e.g. s3://lake/")
+
+
+async def _kv(call: Call) -> KV:
+    return await call.gateway.kv(call.gateway.bus.layout.assets)
+
+
+@router.route("GET", "/assets", scope=Scope.READ, summary="List assets with their latest materialisation",
+              query=AssetQuery, response=Page[Asset])
+async def list_all_assets(call: Call) -> Page[Asset]:
+    query: AssetQuery = call.query
+    records = await list_assets(await _kv(call), prefix=query.prefix)
+    return page_of([Asset.model_validate(r.model_dump()) for r in records], query)
+
+
+@router.route("GET", "/assets/{key}", scope=Scope.READ,
+              summary="An asset and its latest materialisation (key percent-encoded)",
+              response=Asset, errors=(404,))
+async def get_one_asset(call: Call) -> Asset:
+    key = call.path("key")
+    try:
+        check_asset_key(key)
+    except InvalidAssetKey as exc:
+        raise Problem(404, f"no asset can have key {key[:100]!r}: {exc}") from None
+    record = await get_asset(await _kv(call), key)
+    if record is None:
+        raise Problem(404, f"no asset with key {key!r}; assets appear once a task materialises "
+                      "or references them")
+    return Asset.model_validate(record.model_dump())
