@@ -182,10 +182,13 @@ class Bus:
         A re-publish of the same (source, id) within the dedup window is stored once
         (``Ack.duplicate`` is then True).
         """
-        body = self.encode(event)
-        return await self.publish_raw(
+        return await self.publish_raw(*self.event_message(event))
+
+    def event_message(self, event: CloudEvent) -> tuple[str, bytes, dict[str, str] | None]:
+        """(subject, body, headers) of ``event``, for :meth:`publish_raw_many` with others."""
+        return (
             subjects.event_subject(self.layout.namespace, event.type),
-            body,
+            self.encode(event),
             {MSG_ID_HEADER: msg_id(event), "Content-Type": STRUCTURED_CONTENT_TYPE},
         )
 
@@ -196,16 +199,7 @@ class Bus:
         part-way the error is raised; publishing the same events again is safe,
         since their message ids deduplicate what was already stored.
         """
-        bodies = [self.encode(e) for e in events]
-        messages = [
-            (
-                subjects.event_subject(self.layout.namespace, e.type),
-                body,
-                {MSG_ID_HEADER: msg_id(e), "Content-Type": STRUCTURED_CONTENT_TYPE},
-            )
-            for e, body in zip(events, bodies, strict=True)
-        ]
-        return await self.publish_raw_many(messages)
+        return await self.publish_raw_many([self.event_message(e) for e in events])
 
     async def publish_raw(
         self, subject: str, body: bytes, headers: dict[str, str] | None = None

@@ -256,8 +256,9 @@ class Runner:
 
     async def _claim_waiting(self, delivery: Delivery, run: FlowRun, revision: int) -> HeldRun:
         now = self._clock()
-        pending, running = claims.claimed(run, self.settings.runner_id, now)
-        revision = await self.kv.cas(run.id, dump(pending), revision)
+        # One compare-and-set stores Running with the attempt and runner id: Pending
+        # is announced (_announce_claim), never stored on its own.
+        _, running = claims.claimed(run, self.settings.runner_id, now)
         revision = await self.kv.cas(run.id, dump(running), revision)
         self.metrics.start_latency.observe(
             max(0.0, (now - run.expected_start_time).total_seconds()))
