@@ -65,6 +65,34 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def tree_cpu(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by ``root`` and its descendants, by
+    program: ``nats-server`` and ``python`` (the parts and their workers)."""
+    parents: dict[int, int] = {}
+    stats: dict[int, tuple[str, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+        stats[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    used: dict[str, float] = {}
+    for pid, (name, seconds) in stats.items():
+        ancestor = pid
+        while ancestor not in (0, 1, root) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == root:
+            kind = "nats-server" if "nats" in name else "python"
+            used[kind] = used.get(kind, 0.0) + seconds
+    return used
+
+
 class Dev:
     """``flowbus dev`` in a subprocess; its NATS URL, namespace and gateway URL."""
 
@@ -148,8 +176,10 @@ def event(event_id: str) -> dict[str, Any]:
             "id": event_id, "data": {}}
 
 
-async def single(bus: Bus, gateway: str, records: Records, args: argparse.Namespace) -> None:
+async def single(bus: Bus, gateway: str, records: Records, args: argparse.Namespace,
+                 dev_pid: int) -> None:
     rows: dict[str, list[float]] = {s: [] for s in STAGES}
+    cpu_before: dict[str, float] = {}
     async with aiohttp.ClientSession() as session:
         for i in range(args.warmup + args.events):
             event_id = uuid.uuid4().hex
@@ -168,14 +198,19 @@ async def single(bus: Bus, gateway: str, records: Records, args: argparse.Namesp
             body = float(await read_result(bus, run))
             if i < args.warmup:
                 continue
+            if not cpu_before:
+                cpu_before = tree_cpu(dev_pid)
             assert run.start_time is not None
             created, running = run.created.timestamp(), run.start_time.timestamp()
             for name, value in zip(STAGES, (t1 - t0, created - t1, running - created,
                                             body - running, body - t0), strict=True):
                 rows[name].append(value * 1000)
             await asyncio.sleep(args.pace)
+    cpu_after = tree_cpu(dev_pid)
     print(f"single events: {args.events} paced {args.pace * 1000:.0f} ms apart "
-          f"({args.extra + 1} deployments); ms per stage:")
+          f"({args.extra + 1} deployments); CPU per event (flowbus dev and its children): "
+          + ", ".join(f"{kind} {1000 * (cpu_after.get(kind, 0) - cpu_before.get(kind, 0)) / args.events:.1f} ms"
+                      for kind in ("python", "nats-server")) + "; ms per stage:")
     for name in STAGES:
         values = rows[name]
         print(f"  {name:>8}: p50 {pct(values, 0.5):7.2f}  p90 {pct(values, 0.9):7.2f}  "
@@ -221,7 +256,7 @@ async def main(args: argparse.Namespace) -> None:
                 await asyncio.sleep(1.0)  # the orchestrator has read the deployments
                 try:
                     if args.events:
-                        await single(bus, dev.gateway, records, args)
+                        await single(bus, dev.gateway, records, args, dev.proc.pid)
                     if args.burst:
                         await burst(bus, dev.gateway, records, args.burst)
                 finally:
@@ -236,28 +271,34 @@ async def main(args: argparse.Namespace) -> None:
         summarize(args.profile)
 
 
-def summarize(raw: str, top: int = 30) -> None:
-    """Where the sampled CPU went: own samples per function, then per flowbus module."""
+def summarize(raw: str, top: int = 25) -> None:
+    """Where the sampled CPU went, start-up (imports) and idle waits left out: own samples per
+    function, and per innermost flowbus function, for the dev process and its workers."""
     own: dict[str, int] = {}
-    modules: dict[str, int] = {}
+    ours: dict[str, int] = {}
+    procs: dict[str, int] = {}
     total = 0
     for line in Path(raw).read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
+        if not stack or not count.isdigit() or "_find_and_load" in stack:
             continue
+        n = int(count)
         frames = stack.split(";")
+        if frames[-1].startswith(("EpollSelector.select", "_PollLikeSelector.select")):
+            continue  # waiting for the next event
+        kind = "worker" if "forkserver" in stack else "dev"
+        procs[kind] = procs.get(kind, 0) + n
+        total += n
         leaf = re.sub(r":\d+\)$", ")", frames[-1])
-        if "idle" in leaf or "select" in leaf or "poll " in leaf or "epoll" in leaf:
-            continue
-        total += int(count)
-        own[leaf] = own.get(leaf, 0) + int(count)
-        ours = [f for f in frames if re.search(r"\((events|gateway|orchestrator|runners|flowbus)/", f)]
-        if ours:
-            name = re.sub(r".*\(([\w/]+)\.py:\d+\)$", r"\1", ours[-1])
-            modules[name] = modules.get(name, 0) + int(count)
-    print(f"profile: {total} busy samples (idle waits left out)")
+        own[leaf] = own.get(leaf, 0) + n
+        inner = [f for f in frames if re.search(r"\((events|gateway|orchestrator|runners|flowbus)/", f)]
+        if inner:
+            name = re.sub(r"^(\S+) \(([\w/]+)\.py:\d+\)$", r"\2:\1", inner[-1])
+            ours[f"{kind} {name}"] = ours.get(f"{kind} {name}", 0) + n
+    print(f"profile: {total} samples outside imports ("
+          + ", ".join(f"{k} {v}" for k, v in procs.items()) + ")")
     for title, table in (("own samples by function", own),
-                         ("samples by innermost flowbus module", modules)):
+                         ("samples by innermost flowbus function", ours)):
         print(f"  {title}:")
         for name, count in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
             print(f"    {100 * count / max(1, total):5.1f}%  {name}")
