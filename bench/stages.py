@@ -96,12 +96,16 @@ def tree_cpu(root: int) -> dict[str, float]:
 class Dev:
     """``flowbus dev`` in a subprocess; its NATS URL, namespace and gateway URL."""
 
-    def __init__(self, workdir: Path, profile: str | None = None) -> None:
+    def __init__(self, workdir: Path, profile: str | None = None, uvloop: bool = False) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
         env.update(PYTHONPATH=str(ROOT), FLOWBUS_HOME=str(workdir / "home"),
                    FLOWBUS_LOGGING_LEVEL="WARNING", FLOWBUS_NAMESPACE=f"st{uuid.uuid4().hex[:6]}")
         self.log = workdir / "dev.log"
-        command = [sys.executable, "-m", "flowbus.cli", "dev", "--nats-port", "0",
+        launcher = ["-m", "flowbus.cli"]
+        if uvloop:  # every part of ``flowbus dev`` on uvloop's event loop
+            launcher = ["-c", "import asyncio, uvloop; asyncio.set_event_loop_policy("
+                        "uvloop.EventLoopPolicy()); from flowbus.cli import main; main()"]
+        command = [sys.executable, *launcher, "dev", "--nats-port", "0",
                    "--gateway-port", "0", "--data-dir", str(workdir / "nats")]
         if profile:
             command = [str(Path(sys.executable).parent / "py-spy"), "record", "--subprocesses",
@@ -233,11 +237,12 @@ async def burst(bus: Bus, gateway: str, records: Records, size: int) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    print(f"cpus {os.cpu_count()}, python {sys.version.split()[0]}, load average before: {load()}")
+    print(f"cpus {os.cpu_count()}, python {sys.version.split()[0]}, "
+          f"loop {'uvloop' if args.uvloop else 'asyncio'}, load average before: {load()}")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         (workdir / "bench_flows.py").write_text(FLOW)
-        dev = Dev(workdir, args.profile)
+        dev = Dev(workdir, args.profile, args.uvloop)
         try:
             await asyncio.get_running_loop().run_in_executor(None, dev.wait_ready)
             settings = NatsSettings(nats_url=[dev.nats], namespace=dev.namespace)
@@ -311,6 +316,8 @@ if __name__ == "__main__":
     parser.add_argument("--pace", type=float, default=0.02, help="seconds between events")
     parser.add_argument("--extra", type=int, default=0, help="idle deployments with triggers")
     parser.add_argument("--burst", type=int, default=0, help="then a burst of N (batched POSTs)")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="run flowbus dev on uvloop's event loop (runner workers keep asyncio)")
     parser.add_argument("--profile", metavar="FILE", help="sample flowbus dev with py-spy "
                         "into FILE (raw format) and print where the CPU went")
     asyncio.run(main(parser.parse_args()))
