@@ -57,7 +57,7 @@ if __name__ == "__main__":  # Prefect: serve the deployment with its trigger
     from prefect.events import DeploymentEventTrigger
 
     started_at.serve(name="bench", triggers=[DeploymentEventTrigger(
-        expect={{"bench.stage"}}, parameters={{"key": "{{{{ event.id }}}}"}})])
+        expect={{"bench.stage"}}, parameters={{"key": "{{{{ event.payload.key }}}}"}})])
 '''
 
 
@@ -157,7 +157,7 @@ def measure_flowbus(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 await save_deployment(bus, Deployment(
                     name="bench", flow_name="started-at", entrypoint="bench_flows.py:started_at",
                     triggers=[{"expect": ["bench.stage"],
-                               "parameters": {"key": "{{ event.id }}"}}]))
+                               "parameters": {"key": "{{ event.data.key }}"}}]))
 
         asyncio.run(deploy())
 
@@ -168,7 +168,8 @@ def measure_flowbus(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 resp.read()
 
         def event(key: str) -> dict[str, Any]:
-            return {"specversion": "1.0", "type": "bench.stage", "source": "/bench", "id": key}
+            return {"specversion": "1.0", "type": "bench.stage", "source": "/bench", "id": key,
+                    "data": {"key": key}}
 
         def send_event(key: str) -> None:
             post("/events", event(key), "application/cloudevents+json")
@@ -217,7 +218,7 @@ def prefect_side(args: argparse.Namespace) -> None:
 
     def send_event(key: str) -> None:
         emit_event(event="bench.stage", resource={"prefect.resource.id": "bench.source"},
-                   id=uuid.UUID(key))
+                   id=uuid.UUID(key), payload={"key": key})
 
     def send_burst(keys: list[str]) -> None:
         for key in keys:

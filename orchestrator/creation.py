@@ -169,27 +169,27 @@ class RunCreator:
         return run
 
     async def finish(self, run: FlowRun) -> None:
-        """Publish what a stored record still needs: its job when due, its state event.
-
-        Both go out in one pipelined window (one round trip); both are stored before
-        this returns, and each carries a message id, so doing it again is harmless.
-        """
-        event = self._bus.event_message(state_event(run))
+        """Publish what a stored record still needs: its job when due, its state event."""
         if run.state.name in RUNNABLE and run.expected_start_time <= self._clock():
-            await self._bus.publish_raw_many([self._job_message(run), event])
-            self._published_job(run)
+            await self.publish_job(run, announce=True)
         else:
-            await self._bus.publish_raw_many([event])
+            await self.publish_state(run)
 
     async def publish_state(self, run: FlowRun) -> None:
         await self._bus.publish(state_event(run))
 
-    def _job_message(self, run: FlowRun) -> tuple[str, bytes, dict[str, str] | None]:
-        job = Job.of(run)
-        return self._bus.layout.runs_subject(run.work_pool), job.encode(), {MSG_ID_HEADER: job.msg_id}
+    async def publish_job(self, run: FlowRun, *, announce: bool = False) -> None:
+        """Publish ``run``'s job; with ``announce``, its state event in the same window.
 
-    async def publish_job(self, run: FlowRun) -> None:
-        await self._bus.publish_raw_many([self._job_message(run)])
+        One pipelined window is one round trip; both messages are stored before this
+        returns, and each carries a message id, so doing it again is harmless.
+        """
+        job = Job.of(run)
+        messages: list[tuple[str, bytes, dict[str, str] | None]] = [
+            (self._bus.layout.runs_subject(run.work_pool), job.encode(), {MSG_ID_HEADER: job.msg_id})]
+        if announce:
+            messages.append(self._bus.event_message(state_event(run)))
+        await self._bus.publish_raw_many(messages)
         self._published_job(run)
 
     def _published_job(self, run: FlowRun) -> None:
