@@ -260,6 +260,7 @@ def measure_prefect(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port",
                                str(port)], env=env, cwd=workdir, stdout=log, stderr=log)
     procs = [server]
+    serve_log = None
     try:
         try:
             wait_http(f"http://127.0.0.1:{port}/api/health", args.timeout)
@@ -268,8 +269,9 @@ def measure_prefect(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             print((workdir / "prefect.log").read_text()[-3000:], file=sys.stderr)
             raise
         env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+        serve_log = open(workdir / "serve.log", "wb")
         procs.append(subprocess.Popen([args.prefect_python, "bench_flows.py"], env=env,
-                                      cwd=workdir, stdout=log, stderr=log))
+                                      cwd=workdir, stdout=serve_log, stderr=serve_log))
         driver = subprocess.run(
             [args.prefect_python, str(Path(__file__).resolve()), "--side", "prefect",
              "--events", str(args.events), "--burst", str(args.burst),
@@ -281,8 +283,10 @@ def measure_prefect(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 results: dict[str, Any] = json.loads(line[8:])
                 return results
         log.flush()
+        serve_log.flush()
         raise RuntimeError(f"the Prefect driver failed:\n{driver.stderr[-3000:]}\n"
-                           f"server and runner log:\n{(workdir / 'prefect.log').read_text()[-3000:]}")
+                           f"server log:\n{(workdir / 'prefect.log').read_text()[-2000:]}\n"
+                           f"serve log:\n{(workdir / 'serve.log').read_text()[-3000:]}")
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -292,6 +296,8 @@ def measure_prefect(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 proc.kill()
                 proc.wait(10)
         log.close()
+        if serve_log is not None:
+            serve_log.close()
 
 
 def describe(value: Any) -> tuple[str, float | None]:
