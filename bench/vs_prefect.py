@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from typing import Any
 
 FLOW = '''
 import os
+import signal
 import time
 
 from {package} import flow
@@ -258,7 +260,8 @@ def measure_prefect(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     prefect = str(Path(args.prefect_python).parent / "prefect")
     log = open(workdir / "prefect.log", "wb")
     server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port",
-                               str(port)], env=env, cwd=workdir, stdout=log, stderr=log)
+                               str(port)], env=env, cwd=workdir, stdout=log, stderr=log,
+                              start_new_session=True)
     procs = [server]
     serve_log = None
     try:
@@ -271,7 +274,8 @@ def measure_prefect(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
         serve_log = open(workdir / "serve.log", "wb")
         procs.append(subprocess.Popen([args.prefect_python, "bench_flows.py"], env=env,
-                                      cwd=workdir, stdout=serve_log, stderr=serve_log))
+                                      cwd=workdir, stdout=serve_log, stderr=serve_log,
+                                      start_new_session=True))
         driver = subprocess.run(
             [args.prefect_python, str(Path(__file__).resolve()), "--side", "prefect",
              "--events", str(args.events), "--burst", str(args.burst),
@@ -289,15 +293,29 @@ def measure_prefect(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                            f"serve log:\n{(workdir / 'serve.log').read_text()[-3000:]}")
     finally:
         for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop_group(proc)
         log.close()
         if serve_log is not None:
             serve_log.close()
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop ``proc`` and every process it started (its session's group): Prefect's
+    server leaves multiprocessing children behind when only its main process ends."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the children, once the parent is gone
+        except ProcessLookupError:
+            pass
+        return
 
 
 def describe(value: Any) -> tuple[str, float | None]:
