@@ -10,7 +10,9 @@ nothing running. Prints:
   orchestrator's way for events nothing reacts to);
 - the benchmark process's CPU per event for each, and the load average.
 
-Usage: python bench/bus.py [--events N] [--single N] [--window N]
+With ``--uvloop`` the benchmark's event loop is uvloop's (when installed).
+
+Usage: python bench/bus.py [--events N] [--single N] [--window N] [--uvloop]
 """
 
 from __future__ import annotations
@@ -102,7 +104,13 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=3000)
     parser.add_argument("--events", type=int, default=60000)
     parser.add_argument("--window", type=int, default=512)
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
     args = parser.parse_args()
+    if args.uvloop:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    print(f"event loop: {'uvloop' if args.uvloop else 'asyncio'}")
     with EmbeddedNats() as server:
         asyncio.run(bench(server.url, args.single, args.events, args.window))
 

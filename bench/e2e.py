@@ -175,10 +175,10 @@ async def bench_mode(bus: Bus, mode: str, args: argparse.Namespace, url: str, wo
     flows.write_text(FLOW)
     pool = f"bench-{mode}"
     latency_dep, _ = await save_deployment(bus, Deployment(
-        name=f"latency-{mode}", flow_name="started-at", entrypoint=f"{flows}:started_at",
+        name=f"latency-{mode}", flow_name="started-at", entrypoint=f"{flows.name}:started_at",
         work_pool=pool))
     trivial_dep, _ = await save_deployment(bus, Deployment(
-        name=f"trivial-{mode}", flow_name="trivial", entrypoint=f"{flows}:trivial",
+        name=f"trivial-{mode}", flow_name="trivial", entrypoint=f"{flows.name}:trivial",
         work_pool=pool))
     limit = args.limit if mode == "process" else args.inline_limit
     runner = start_runner(url, bus.layout.namespace, mode, limit, workdir)

@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -64,19 +65,56 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def tree_cpu(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by ``root`` and its descendants, by
+    program: ``nats-server`` and ``python`` (the parts and their workers)."""
+    parents: dict[int, int] = {}
+    stats: dict[int, tuple[str, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+        stats[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    used: dict[str, float] = {}
+    for pid, (name, seconds) in stats.items():
+        ancestor = pid
+        while ancestor not in (0, 1, root) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == root:
+            kind = "nats-server" if "nats" in name else "python"
+            used[kind] = used.get(kind, 0.0) + seconds
+    return used
+
+
 class Dev:
     """``flowbus dev`` in a subprocess; its NATS URL, namespace and gateway URL."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, profile: str | None = None, uvloop: bool = False) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
         env.update(PYTHONPATH=str(ROOT), FLOWBUS_HOME=str(workdir / "home"),
                    FLOWBUS_LOGGING_LEVEL="WARNING", FLOWBUS_NAMESPACE=f"st{uuid.uuid4().hex[:6]}")
         self.log = workdir / "dev.log"
+        launcher = ["-m", "flowbus.cli"]
+        if uvloop:  # every part of ``flowbus dev`` on uvloop's event loop
+            launcher = ["-c", "import asyncio, uvloop; asyncio.set_event_loop_policy("
+                        "uvloop.EventLoopPolicy()); from flowbus.cli import main; main()"]
+        command = [sys.executable, *launcher, "dev", "--nats-port", "0",
+                   "--gateway-port", "0", "--data-dir", str(workdir / "nats")]
+        if profile:
+            command = [str(Path(sys.executable).parent / "py-spy"), "record", "--subprocesses",
+                       "--rate", "200", "--format", "raw", "--output", profile, "--", *command]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flowbus.cli", "dev", "--nats-port", "0", "--gateway-port", "0",
-             "--data-dir", str(workdir / "nats")],
+            command,
             env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=open(self.log, "wb"), text=True)
         self.nats = self.namespace = self.gateway = ""
+        self.profiled = bool(profile)
 
     def wait_ready(self, timeout: float = 120) -> None:
         assert self.proc.stdout is not None
@@ -95,7 +133,7 @@ class Dev:
         raise RuntimeError(f"flowbus dev did not start:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        self.proc.terminate()
+        self.proc.send_signal(signal.SIGINT if self.profiled else signal.SIGTERM)
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -142,8 +180,10 @@ def event(event_id: str) -> dict[str, Any]:
             "id": event_id, "data": {}}
 
 
-async def single(bus: Bus, gateway: str, records: Records, args: argparse.Namespace) -> None:
+async def single(bus: Bus, gateway: str, records: Records, args: argparse.Namespace,
+                 dev_pid: int) -> None:
     rows: dict[str, list[float]] = {s: [] for s in STAGES}
+    cpu_before: dict[str, float] = {}
     async with aiohttp.ClientSession() as session:
         for i in range(args.warmup + args.events):
             event_id = uuid.uuid4().hex
@@ -151,18 +191,30 @@ async def single(bus: Bus, gateway: str, records: Records, args: argparse.Namesp
             t0 = time.time()
             await post(session, gateway, event(event_id))
             t1 = time.time()
-            run = await asyncio.wait_for(future, 60)
+            try:
+                # A warm-up event may come before the orchestrator has read the
+                # deployment (nothing runs for it): it is skipped, not waited for.
+                run = await asyncio.wait_for(future, 15 if i < args.warmup else 60)
+            except TimeoutError:
+                if i < args.warmup:
+                    continue
+                raise
             body = float(await read_result(bus, run))
             if i < args.warmup:
                 continue
+            if not cpu_before:
+                cpu_before = tree_cpu(dev_pid)
             assert run.start_time is not None
             created, running = run.created.timestamp(), run.start_time.timestamp()
             for name, value in zip(STAGES, (t1 - t0, created - t1, running - created,
                                             body - running, body - t0), strict=True):
                 rows[name].append(value * 1000)
             await asyncio.sleep(args.pace)
+    cpu_after = tree_cpu(dev_pid)
     print(f"single events: {args.events} paced {args.pace * 1000:.0f} ms apart "
-          f"({args.extra + 1} deployments); ms per stage:")
+          f"({args.extra + 1} deployments); CPU per event (flowbus dev and its children): "
+          + ", ".join(f"{kind} {1000 * (cpu_after.get(kind, 0) - cpu_before.get(kind, 0)) / args.events:.1f} ms"
+                      for kind in ("python", "nats-server")) + "; ms per stage:")
     for name in STAGES:
         values = rows[name]
         print(f"  {name:>8}: p50 {pct(values, 0.5):7.2f}  p90 {pct(values, 0.9):7.2f}  "
@@ -185,37 +237,76 @@ async def burst(bus: Bus, gateway: str, records: Records, size: int) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    print(f"cpus {os.cpu_count()}, python {sys.version.split()[0]}, load average before: {load()}")
+    print(f"cpus {os.cpu_count()}, python {sys.version.split()[0]}, "
+          f"loop {'uvloop' if args.uvloop else 'asyncio'}, load average before: {load()}")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         (workdir / "bench_flows.py").write_text(FLOW)
-        dev = Dev(workdir)
+        dev = Dev(workdir, args.profile, args.uvloop)
         try:
             await asyncio.get_running_loop().run_in_executor(None, dev.wait_ready)
             settings = NatsSettings(nats_url=[dev.nats], namespace=dev.namespace)
             async with await Bus.connect(settings) as bus:
                 deployment, _ = await save_deployment(bus, Deployment(
                     name="stages", flow_name="started-at",
-                    entrypoint=f"{workdir / 'bench_flows.py'}:started_at",
+                    entrypoint="bench_flows.py:started_at",
                     triggers=[{"expect": ["bench.stage"]}]))
                 for n in range(args.extra):
                     await save_deployment(bus, Deployment(
                         name=f"idle-{n}", flow_name="started-at",
-                        entrypoint=f"{workdir / 'bench_flows.py'}:started_at",
+                        entrypoint="bench_flows.py:started_at",
                         triggers=[{"expect": [f"bench.idle.{n}"]}]))
                 records = Records(deployment.id)
                 watcher = asyncio.create_task(records.watch(bus))
                 await asyncio.sleep(1.0)  # the orchestrator has read the deployments
                 try:
                     if args.events:
-                        await single(bus, dev.gateway, records, args)
+                        await single(bus, dev.gateway, records, args, dev.proc.pid)
                     if args.burst:
                         await burst(bus, dev.gateway, records, args.burst)
                 finally:
                     watcher.cancel()
+        except BaseException:
+            print(f"flowbus dev's log ends:\n{dev.log.read_text()[-3000:]}", file=sys.stderr)
+            raise
         finally:
             dev.stop()
     print(f"load average after: {load()}")
+    if args.profile:
+        summarize(args.profile)
+
+
+def summarize(raw: str, top: int = 25) -> None:
+    """Where the sampled CPU went, start-up (imports) and idle waits left out: own samples per
+    function, and per innermost flowbus function, for the dev process and its workers."""
+    own: dict[str, int] = {}
+    ours: dict[str, int] = {}
+    procs: dict[str, int] = {}
+    total = 0
+    for line in Path(raw).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit() or "_find_and_load" in stack:
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        if frames[-1].startswith(("EpollSelector.select", "_PollLikeSelector.select")):
+            continue  # waiting for the next event
+        kind = "worker" if "forkserver" in stack else "dev"
+        procs[kind] = procs.get(kind, 0) + n
+        total += n
+        leaf = re.sub(r":\d+\)$", ")", frames[-1])
+        own[leaf] = own.get(leaf, 0) + n
+        inner = [f for f in frames if re.search(r"\((events|gateway|orchestrator|runners|flowbus)/", f)]
+        if inner:
+            name = re.sub(r"^(\S+) \(([\w/]+)\.py:\d+\)$", r"\2:\1", inner[-1])
+            ours[f"{kind} {name}"] = ours.get(f"{kind} {name}", 0) + n
+    print(f"profile: {total} samples outside imports ("
+          + ", ".join(f"{k} {v}" for k, v in procs.items()) + ")")
+    for title, table in (("own samples by function", own),
+                         ("samples by innermost flowbus function", ours)):
+        print(f"  {title}:")
+        for name, count in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"    {100 * count / max(1, total):5.1f}%  {name}")
 
 
 if __name__ == "__main__":
@@ -225,4 +316,8 @@ if __name__ == "__main__":
     parser.add_argument("--pace", type=float, default=0.02, help="seconds between events")
     parser.add_argument("--extra", type=int, default=0, help="idle deployments with triggers")
     parser.add_argument("--burst", type=int, default=0, help="then a burst of N (batched POSTs)")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="run flowbus dev on uvloop's event loop (runner workers keep asyncio)")
+    parser.add_argument("--profile", metavar="FILE", help="sample flowbus dev with py-spy "
+                        "into FILE (raw format) and print where the CPU went")
     asyncio.run(main(parser.parse_args()))

@@ -82,6 +82,9 @@ class Bus:
         self._replies: str | None = None
         self._windows: dict[str, _Window] = {}
         self._window_ids = itertools.count()
+        # Bound buckets: binding asks JetStream for the stream's info (a round trip),
+        # so each bucket is bound once per connection, not once per use.
+        self._bound: dict[tuple[str, str], KV | Objects] = {}
 
     # --- connection ---------------------------------------------------------------
 
@@ -182,10 +185,13 @@ class Bus:
         A re-publish of the same (source, id) within the dedup window is stored once
         (``Ack.duplicate`` is then True).
         """
-        body = self.encode(event)
-        return await self.publish_raw(
+        return await self.publish_raw(*self.event_message(event))
+
+    def event_message(self, event: CloudEvent) -> tuple[str, bytes, dict[str, str] | None]:
+        """(subject, body, headers) of ``event``, for :meth:`publish_raw_many` with others."""
+        return (
             subjects.event_subject(self.layout.namespace, event.type),
-            body,
+            self.encode(event),
             {MSG_ID_HEADER: msg_id(event), "Content-Type": STRUCTURED_CONTENT_TYPE},
         )
 
@@ -196,16 +202,7 @@ class Bus:
         part-way the error is raised; publishing the same events again is safe,
         since their message ids deduplicate what was already stored.
         """
-        bodies = [self.encode(e) for e in events]
-        messages = [
-            (
-                subjects.event_subject(self.layout.namespace, e.type),
-                body,
-                {MSG_ID_HEADER: msg_id(e), "Content-Type": STRUCTURED_CONTENT_TYPE},
-            )
-            for e, body in zip(events, bodies, strict=True)
-        ]
-        return await self.publish_raw_many(messages)
+        return await self.publish_raw_many([self.event_message(e) for e in events])
 
     async def publish_raw(
         self, subject: str, body: bytes, headers: dict[str, str] | None = None
@@ -344,12 +341,19 @@ class Bus:
     # --- KV and objects -----------------------------------------------------------
 
     async def kv(self, bucket: str) -> KV:
-        """A KV bucket of the layout (e.g. ``bus.layout.flow_runs``)."""
-        return KV(await self._js.key_value(bucket), bucket)
+        """A KV bucket of the layout (e.g. ``bus.layout.flow_runs``), bound once."""
+        bound = self._bound.get(("kv", bucket))
+        if not isinstance(bound, KV):
+            bound = self._bound["kv", bucket] = KV(await self._js.key_value(bucket), bucket)
+        return bound
 
     async def objects(self, bucket: str) -> Objects:
-        """An object store of the layout (e.g. ``bus.layout.results``)."""
-        return Objects(await self._js.object_store(bucket), bucket)
+        """An object store of the layout (e.g. ``bus.layout.results``), bound once."""
+        bound = self._bound.get(("objects", bucket))
+        if not isinstance(bound, Objects):
+            bound = Objects(await self._js.object_store(bucket), bucket)
+            self._bound["objects", bucket] = bound
+        return bound
 
     # --- inspection ---------------------------------------------------------------
 
@@ -373,6 +377,7 @@ class Bus:
 
     async def destroy_layout(self) -> None:
         """Delete the whole namespace: every stream, bucket and object store. Irreversible."""
+        self._bound.clear()
         await delete_layout(self._js, self.settings)
 
     async def delete_consumer(self, stream: str, durable: str) -> None:

@@ -112,15 +112,15 @@ class RunCreator:
 
     async def create(self, request: RunRequest) -> FlowRun:
         """The run for ``request``: created now, or as a previous attempt left it."""
-        existing = await self._runs.get(request.flow_run_id)
-        if existing is not None:
-            run = FlowRun.model_validate_json(existing.value)
-            self._metrics.runs.labels(request.origin, "existing").inc()
-            await self.finish(run)
-            return run
         deployment = request.deployment
         tags = sorted({*deployment.tags, *request.tags})
         limits = [] if request.refused else await self.limits_for(deployment, tags)
+        if limits:
+            # Read first: a redelivered request must not take slots for a run that is
+            # already stored. Without limits, ``create`` alone tells (AlreadyExists).
+            existing = await self._runs.get(request.flow_run_id, latest=True)
+            if existing is not None:
+                return await self._existing(request, existing.value)
         initial, cancel = ("Failed" if request.refused else "Scheduled"), False
         if limits and not await self.take_slots(request.flow_run_id, limits):
             # Stored waiting first even for CANCEL_NEW: a crash before the cancel then
@@ -156,31 +156,44 @@ class RunCreator:
             stored = await self._runs.get(run.id, latest=True)  # a replica may lag (events.kv)
             if stored is None:  # created, then deleted at once: try the event again later
                 raise
-            run = FlowRun.model_validate_json(stored.value)
-            self._metrics.runs.labels(request.origin, "existing").inc()
-            await self.finish(run)
-            return run
+            return await self._existing(request, stored.value)
         if cancel:
             run = await self.move(run, "Cancelled", "concurrency limit reached (CANCEL_NEW)")
+        await self.finish(run)
+        return run
+
+    async def _existing(self, request: RunRequest, stored: bytes) -> FlowRun:
+        run = FlowRun.model_validate_json(stored)
+        self._metrics.runs.labels(request.origin, "existing").inc()
         await self.finish(run)
         return run
 
     async def finish(self, run: FlowRun) -> None:
         """Publish what a stored record still needs: its job when due, its state event."""
         if run.state.name in RUNNABLE and run.expected_start_time <= self._clock():
-            await self.publish_job(run)
-        await self.publish_state(run)
+            await self.publish_job(run, announce=True)
+        else:
+            await self.publish_state(run)
 
     async def publish_state(self, run: FlowRun) -> None:
         await self._bus.publish(state_event(run))
 
-    async def publish_job(self, run: FlowRun) -> None:
+    async def publish_job(self, run: FlowRun, *, announce: bool = False) -> None:
+        """Publish ``run``'s job; with ``announce``, its state event in the same window.
+
+        One pipelined window is one round trip; both messages are stored before this
+        returns, and each carries a message id, so doing it again is harmless.
+        """
         job = Job.of(run)
-        job_id = job.msg_id
-        await self._bus.publish_raw(
-            self._bus.layout.runs_subject(run.work_pool), job.encode(), {MSG_ID_HEADER: job_id}
-        )
-        self._published[job_id] = None
+        messages: list[tuple[str, bytes, dict[str, str] | None]] = [
+            (self._bus.layout.runs_subject(run.work_pool), job.encode(), {MSG_ID_HEADER: job.msg_id})]
+        if announce:
+            messages.append(self._bus.event_message(state_event(run)))
+        await self._bus.publish_raw_many(messages)
+        self._published_job(run)
+
+    def _published_job(self, run: FlowRun) -> None:
+        self._published[Job.of(run).msg_id] = None
         times = JOB_TIMES.get()
         if times is not None:
             times.append(time.perf_counter())

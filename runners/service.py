@@ -272,8 +272,9 @@ class Runner:
         now = self._clock()
         # Only a runner that fences its workers may promise when its attempt is dead.
         fenced = None if self.settings.isolation == "inline" else self.settings.stale_after
-        pending, running = claims.claimed(run, self.settings.runner_id, now, fenced)
-        revision = await self.kv.cas(run.id, dump(pending), revision)
+        # One compare-and-set stores Running with the attempt and runner id: Pending
+        # is announced (_announce_claim), never stored on its own.
+        _, running = claims.claimed(run, self.settings.runner_id, now, fenced)
         revision = await self.kv.cas(run.id, dump(running), revision)
         self.metrics.start_latency.observe(
             max(0.0, (now - run.expected_start_time).total_seconds()))

@@ -51,7 +51,7 @@ async def test_record_without_job_gets_its_job_on_retry(bus: Bus) -> None:
                          idempotency_key="k")
     publish_job = creator.publish_job
 
-    async def crash(run: object) -> None:
+    async def crash(run: object, **_: object) -> None:
         raise RuntimeError("killed between record and job")
 
     creator.publish_job = crash  # type: ignore[method-assign,assignment]
