@@ -26,6 +26,7 @@ from flowbus._run_support import (
     run_hooks,
     set_task_state,
 )
+from flowbus._task_txn import close_task_transaction, open_task_transaction
 from flowbus.cache_policies import CacheContext, isolation_level
 from flowbus.concurrency._slots import Held, task_tag_slot_waiter
 from flowbus.context import (
@@ -95,9 +96,13 @@ def task_run_steps(
     prints_token = _log_prints.set(log_prints) if task.log_prints is not None else None
     if log_prints:
         enable_log_prints()
+    txn = open_task_transaction(task)
     try:
         final, reraise = yield from _task_attempts(task, task_run, task_ctx, wait_for, flow_ctx, flow_parameters)
         set_task_state(task_run, final)
+        if txn is not None:
+            closing, txn = txn, None
+            close_task_transaction(closing, task, task_run, final)
         logger = task_run_logger(task_run)
         if final.is_failed() or final.is_crashed():
             logger.error("Finished in state %r", final)
@@ -111,6 +116,8 @@ def task_run_steps(
             raise reraise
         return final
     finally:
+        if txn is not None:  # the run was interrupted: leave its transaction unstaged
+            close_task_transaction(txn, task, task_run, None)
         if prints_token is not None:
             _log_prints.reset(prints_token)
         _task_run_ctx.reset(token)
