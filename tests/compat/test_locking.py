@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from flowbus.locking import FileSystemLockManager, JetStreamLockManager, LockManager, MemoryLockManager
+from flowbus.locking import (
+    FileSystemLockManager,
+    JetStreamLockManager,
+    LockManager,
+    MemoryLockManager,
+)
 
 
 def test_every_manager_follows_the_protocol(tmp_path: Path) -> None:
