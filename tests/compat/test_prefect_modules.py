@@ -127,7 +127,7 @@ def test_event_schema_and_follows(sink: Any) -> None:
     back = Event.from_cloudevent(sent)
     assert back.follows == first.id and back.payload == {"carrier": "dhl"}
     assert back.resource == {"flowbus.resource.id": "order/1", "region": "eu"} and back.resource_id == "order/1"
-    with pytest.raises(ValueError, match="resource needs a 'flowbus.resource.id'"):
+    with pytest.raises(ValueError, match=r"resource needs a 'flowbus\.resource\.id'"):
         Event(event="x", resource={"name": "no id"})
     with pytest.raises(ValueError, match="reserved"):
         emit_event("my-app.x", resource={"prefect.resource.id": "a"}, payload={"follows": 1})
