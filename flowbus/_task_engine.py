@@ -26,7 +26,7 @@ from flowbus._run_support import (
     run_hooks,
     set_task_state,
 )
-from flowbus._task_txn import close_task_transaction, open_task_transaction
+from flowbus._task_txn import close_task_transaction, held_by, open_task_transaction
 from flowbus.cache_policies import CacheContext, isolation_level
 from flowbus.concurrency._slots import Held, task_tag_slot_waiter
 from flowbus.context import (
@@ -237,7 +237,10 @@ def _lock_cache_key(
     if isolation_level(task._cache_policy) != "SERIALIZABLE":
         return None
     key = _cache_key(task, task_run, parameters, flow_ctx, flow_parameters)
-    return None if key is None else acquire_cache_lock(key)
+    if key is None:
+        return None
+    manager = getattr(task._cache_policy, "lock_manager", None)
+    return acquire_cache_lock(key) if manager is None else held_by(manager, key, task_run.id)
 
 
 def _plan_retry(task: Any, task_run: TaskRun, final: State[Any], error: Any) -> float | None:

@@ -54,3 +54,19 @@ def _rolled_back(task_run: Any) -> Any:
 
     mark_rolled_back.log_on_run = False  # type: ignore[attr-defined]
     return mark_rolled_back
+
+
+class _ManagedLock:
+    """A lock taken from a :mod:`flowbus.locking` manager; ``release`` gives it back."""
+
+    def __init__(self, manager: Any, key: str, holder: str) -> None:
+        self._manager, self._key, self._holder = manager, key, holder
+
+    def release(self) -> None:
+        self._manager.release_lock(self._key, holder=self._holder)
+
+
+def held_by(manager: Any, key: str, holder: str) -> _ManagedLock:
+    """Wait for ``manager``'s lock on ``key`` (a cache key, under SERIALIZABLE)."""
+    manager.acquire_lock(key, holder=holder)
+    return _ManagedLock(manager, key, holder)

@@ -19,12 +19,13 @@ class MemoryLockManager(PollingLocks):
 
     def __new__(cls) -> MemoryLockManager:
         with cls._instance_lock:
-            if cls._instance is None:
+            instance = cls.__dict__.get("_instance")  # one per class: a subclass gets its own
+            if instance is None:
                 instance = super().__new__(cls)
                 instance._mutex = threading.Lock()
                 instance._held = {}
                 cls._instance = instance
-            return cls._instance
+            return instance
 
     _mutex: threading.Lock
     _held: dict[str, tuple[str, float | None]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -79,3 +80,39 @@ def test_a_file_lock_past_its_hold_timeout_can_be_broken_by_its_manager(tmp_path
 def test_bad_keys_and_holders_are_named(key: object, holder: str) -> None:
     with pytest.raises(ValueError, match="must be a non-empty string"):
         MemoryLockManager().acquire_lock(key, holder=holder)  # type: ignore[arg-type]
+
+
+def test_a_cache_policy_takes_its_locks_from_a_lock_manager() -> None:
+    import threading
+
+    from flowbus import task
+    from flowbus.cache_policies import INPUTS
+    from flowbus.transactions import IsolationLevel
+
+    class Counting(MemoryLockManager):
+        taken: ClassVar[list[str]] = []
+
+        def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
+                         hold_timeout: float | None = None) -> bool:  # fmt: skip
+            Counting.taken.append(key)
+            return super().acquire_lock(key, holder, acquire_timeout, hold_timeout)
+
+    ran: list[int] = []
+    policy = INPUTS.configure(isolation_level=IsolationLevel.SERIALIZABLE, lock_manager=Counting())
+
+    @task(cache_policy=policy)
+    def slow(x: int) -> int:
+        ran.append(x)
+        threading.Event().wait(0.3)
+        return x + 1
+
+    names: list[str] = []
+    threads = [threading.Thread(target=lambda: names.append(slow(1, return_state=True).name)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert ran == [1] and sorted(names) == ["Cached", "Completed"]
+    assert len(Counting.taken) == 2 and not Counting().is_locked(Counting.taken[0])
+    with pytest.raises(TypeError, match="has no acquire_lock/release_lock"):
+        INPUTS.configure(lock_manager=object())
