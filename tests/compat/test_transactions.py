@@ -281,3 +281,26 @@ def test_bad_arguments_are_named() -> None:
 
     with pytest.raises(ConfigurationError, match="no read/write methods"), transaction(key="k", store=object()):
         pass
+
+
+def test_submitted_and_mapped_runs_join_the_transaction() -> None:
+    log: list[str] = []
+
+    @task(on_commit=[_hook(log, "commit")], on_rollback=[_hook(log, "rollback")])
+    def step(x: int) -> int:
+        return x
+
+    @flow
+    def pipeline(fail: bool) -> None:
+        with transaction():
+            step.submit(1).result()
+            [f.result() for f in step.map([2, 3])]
+            if fail:
+                raise ValueError("late")
+
+    with pytest.raises(ValueError, match="late"):
+        pipeline(True)
+    assert log == ["rollback"] * 3
+    log.clear()
+    pipeline(False)
+    assert log == ["commit"] * 3
