@@ -148,5 +148,6 @@ def test_automation_takes_prefects_trigger_and_action_objects() -> None:
     assert automation.trigger.threshold == 3 and automation.trigger.posture is Posture.REACTIVE
     assert automation.actions[0].type == "cancel-flow-run"
     assert Same is DeploymentEventTrigger
+    assert Posture.Proactive is Posture.PROACTIVE and Posture.Reactive is Posture.REACTIVE  # Prefect's names
     with pytest.raises(ValueError, match="threshold"):
         Automation(name="bad", trigger=EventTrigger(expect={"a.b"}, threshold=0), actions=[CancelFlowRun()])
