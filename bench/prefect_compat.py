@@ -11,7 +11,7 @@ timeout. Prefect's examples run against one ``prefect server start`` the script
 starts (an ephemeral server per example is too slow on a loaded machine).
 
     python bench/prefect_compat.py --prefect-src ../prefect --prefect-python /opt/prefect/bin/python
-        [--limit N] [--timeout 120] [--jobs 2] [--report out.json]
+        [--limit N] [--only TEXT] [--timeout 120] [--jobs 2] [--report out.json]
 
 Prefect's own SDK test modules are not run by this script (see docs/compat.md).
 """
@@ -152,14 +152,20 @@ def main() -> None:
     parser.add_argument("--prefect-python", required=True, help="a python with prefect==3.8.8")
     parser.add_argument("--flowbus-python", default=sys.executable)
     parser.add_argument("--limit", type=int, default=None, help="run only the first N examples")
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="run only the examples whose name contains TEXT (repeatable)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per example and side")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--report", type=Path, default=None, help="write every outcome as JSON here")
     args = parser.parse_args()
+    # Examples run in temporary directories: a relative interpreter path would not resolve there.
+    args.prefect_python = os.path.abspath(args.prefect_python)
+    args.flowbus_python = os.path.abspath(args.flowbus_python)
     docs = args.prefect_src / "docs" / "v3"
     if not docs.is_dir():
         raise SystemExit(f"{docs} is not a directory: --prefect-src must be a checkout of Prefect's repository")
-    examples = find_examples(docs)[: args.limit]
+    examples = [e for e in find_examples(docs) if not args.only or any(t in e.name for t in args.only)]
+    examples = examples[: args.limit]
     with tempfile.TemporaryDirectory() as home:
         server, api_url = start_prefect_server(args.prefect_python, Path(home), 300)
         try:

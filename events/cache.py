@@ -62,6 +62,20 @@ async def try_lock(kv: KV, cache_key: str, holder: str, ttl: float) -> CacheLock
         return None
 
 
+async def lock_holder(kv: KV, cache_key: str) -> str | None:
+    """Who holds the unexpired lock of ``cache_key`` (None: nobody)."""
+    entry = await kv.get(lock_key(cache_key))
+    if entry is None:
+        return None
+    try:
+        body = entry.json()
+        if datetime.fromisoformat(body["expires"]) <= datetime.now(UTC):
+            return None
+        return str(body["holder"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 async def unlock(kv: KV, lock: CacheLock) -> None:
     """Release a lock (a no-op when it expired and passed to another holder)."""
     try:

@@ -71,6 +71,9 @@ class InvalidTrigger(FlowbusError, ValueError):
 class Posture(StrEnum):
     REACTIVE = "Reactive"
     PROACTIVE = "Proactive"
+    # Prefect's member names (aliases of the same values).
+    Reactive = "Reactive"
+    Proactive = "Proactive"
 
 
 def _check_labels(spec: dict[str, LabelValue], what: str) -> dict[str, LabelValue]:

@@ -26,6 +26,7 @@ from flowbus._run_support import (
     run_hooks,
     set_task_state,
 )
+from flowbus._task_txn import close_task_transaction, held_by, open_task_transaction
 from flowbus.cache_policies import CacheContext, isolation_level
 from flowbus.concurrency._slots import Held, task_tag_slot_waiter
 from flowbus.context import (
@@ -96,6 +97,7 @@ def task_run_steps(
     if log_prints:
         enable_log_prints()
     assets = assets_token = None
+    txn = open_task_transaction(task)
     try:
         assets, assets_token = _asset_hooks.enter(task, task_run, wait_for, flow_ctx)
         final, reraise = yield from _task_attempts(task, task_run, task_ctx, wait_for, flow_ctx, flow_parameters)
@@ -103,6 +105,9 @@ def task_run_steps(
         if assets is not None:
             _asset_hooks.finish(assets, assets_token, task_run, final, flow_ctx)
             assets = assets_token = None
+        if txn is not None:
+            closing, txn = txn, None
+            close_task_transaction(closing, task, task_run, final)
         logger = task_run_logger(task_run)
         if final.is_failed() or final.is_crashed():
             logger.error("Finished in state %r", final)
@@ -118,6 +123,8 @@ def task_run_steps(
     finally:
         if assets_token is not None:
             _asset_hooks.current.reset(assets_token)
+        if txn is not None:  # the run was interrupted: leave its transaction unstaged
+            close_task_transaction(txn, task, task_run, None)
         if prints_token is not None:
             _log_prints.reset(prints_token)
         _task_run_ctx.reset(token)
@@ -237,7 +244,10 @@ def _lock_cache_key(
     if isolation_level(task._cache_policy) != "SERIALIZABLE":
         return None
     key = _cache_key(task, task_run, parameters, flow_ctx, flow_parameters)
-    return None if key is None else acquire_cache_lock(key)
+    if key is None:
+        return None
+    manager = getattr(task._cache_policy, "lock_manager", None)
+    return acquire_cache_lock(key) if manager is None else held_by(manager, key, task_run.id)
 
 
 def _plan_retry(task: Any, task_run: TaskRun, final: State[Any], error: Any) -> float | None:

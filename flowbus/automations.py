@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
 
-from pydantic import Field
+from pydantic import BaseModel, Field, field_validator
 
 from events import automation_store as store
 from events.automations import AutomationSpec
@@ -62,6 +62,14 @@ class Automation(AutomationSpec):
     id: str | None = Field(default=None, description="set once created")
     created: datetime | None = Field(default=None, description="when it was created")
     updated: datetime | None = Field(default=None, description="when it last changed")
+
+    @field_validator("trigger", mode="before")
+    @classmethod
+    def _plain_trigger(cls, value: Any) -> Any:
+        # Prefect's code passes EventTrigger(...) objects: take them by their fields.
+        if isinstance(value, BaseModel) and not hasattr(value, "flow_control"):
+            return value.model_dump(mode="json", exclude_unset=True)
+        return value
 
     def _spec(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"id", "created", "updated"})

@@ -117,18 +117,22 @@ class CachePolicy:
     def configure(
         self, key_storage: Any = None, lock_manager: Any = None, isolation_level: Any = None
     ) -> CachePolicy:
-        """This policy with an isolation level (``"SERIALIZABLE"`` locks the cache key).
+        """This policy with an isolation level (``"SERIALIZABLE"`` locks the cache key),
+        and the lock manager that takes those locks (a :mod:`flowbus.locking` manager;
+        default: the process's state, a JetStream lease or an flock).
 
-        Records and locks always live where the process keeps its state (the server's
-        ``flowbus-cache`` KV, or ``FLOWBUS_HOME``), so ``key_storage`` and
-        ``lock_manager`` are refused rather than silently ignored.
+        Records always live where the process keeps its state (the server's
+        ``flowbus-cache`` KV, or ``FLOWBUS_HOME``), so ``key_storage`` is refused
+        rather than silently ignored.
         """
-        if key_storage is not None or lock_manager is not None:
+        if key_storage is not None:
             raise ValueError(
-                "configure(key_storage=..., lock_manager=...) is not supported: flowbus keeps "
-                "cache records and locks in the server's flowbus-cache bucket, or under "
-                "FLOWBUS_HOME with no server"
+                "configure(key_storage=...) is not supported: flowbus keeps cache records in the "
+                "server's flowbus-cache bucket, or under FLOWBUS_HOME with no server"
             )
+        if lock_manager is not None and not all(
+                callable(getattr(lock_manager, m, None)) for m in ("acquire_lock", "release_lock")):
+            raise TypeError(f"lock_manager {lock_manager!r} has no acquire_lock/release_lock (see flowbus.locking)")
         from flowbus.transactions import IsolationLevel
 
         try:
@@ -138,7 +142,9 @@ class CachePolicy:
                 f"isolation_level {isolation_level!r} is not one of READ_COMMITTED, SERIALIZABLE"
             ) from None
         base = self.policy if isinstance(self, ConfiguredCachePolicy) else self
-        return ConfiguredCachePolicy(base, level)
+        if lock_manager is None and isinstance(self, ConfiguredCachePolicy):
+            lock_manager = self.lock_manager
+        return ConfiguredCachePolicy(base, level, lock_manager)
 
 
 def _flow_parameters(task_ctx: Any, flow_parameters: dict[str, Any] | None) -> dict[str, Any]:
@@ -177,6 +183,7 @@ class ConfiguredCachePolicy(CachePolicy):
 
     policy: CachePolicy
     isolation_level: Any = None
+    lock_manager: Any = None
 
     def compute_key(
         self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any] | None = None, **kwargs: Any
@@ -184,7 +191,7 @@ class ConfiguredCachePolicy(CachePolicy):
         return self.policy.compute_key(task_ctx, inputs, flow_parameters, **kwargs)
 
     def __sub__(self, name: str) -> CachePolicy:
-        return ConfiguredCachePolicy(self.policy - name, self.isolation_level)
+        return ConfiguredCachePolicy(self.policy - name, self.isolation_level, self.lock_manager)
 
 
 def isolation_level(policy: CachePolicy | None) -> Any:

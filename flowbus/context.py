@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowbus._carry import with_context
 from flowbus.exceptions import MissingContextError
 from flowbus.states import State
 
@@ -203,4 +204,5 @@ __all__ = [
     "TaskRunContext",
     "get_run_context",
     "tags",
+    "with_context",
 ]

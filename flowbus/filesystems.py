@@ -53,7 +53,7 @@ class LocalFileSystem:
         write_atomic(target, content)
         return str(target)
 
-    # The result-store interface (`flowbus.results.ResultStore`).
+    # The result-store interface (`flowbus.results.ResultStorage`).
     def read(self, key: str) -> bytes | None:
         try:
             return self.read_path(key)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from flowbus import _engine
 from flowbus._params import CallShape, ParameterValidator, rewrap_method
 from flowbus._params import unwrap_method as _unwrap_method
-from flowbus.results import ResultStore
+from flowbus.results import ResultStorage
 from flowbus.serializers import Serializer, resolve_serializer
 from flowbus.task_runners import TaskRunner, ThreadPoolTaskRunner
 
@@ -62,7 +62,7 @@ class Flow(Generic[P, R]):
         retries: int | None = None,
         retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
         persist_result: bool | None = None,
-        result_storage: ResultStore | str | None = None,
+        result_storage: ResultStorage | str | None = None,
         result_serializer: Serializer | str | None = None,
         cache_result_in_memory: bool = True,
         on_completion: list[Callable[..., Any]] | None = None,
@@ -316,7 +316,7 @@ def flow(
     retries: int | None = None,
     retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
     persist_result: bool | None = None,
-    result_storage: ResultStore | str | None = None,
+    result_storage: ResultStorage | str | None = None,
     result_serializer: Serializer | str | None = None,
     cache_result_in_memory: bool = True,
     on_completion: list[Callable[..., Any]] | None = None,

@@ -1,6 +1,6 @@
 """Where persisted results and cache records live.
 
-`ResultStore` is the small interface the engine needs. `LocalResultStore` keeps one file
+`ResultStorage` is the small interface the engine needs. `LocalResultStore` keeps one file
 per key under a directory (by default ``$FLOWBUS_HOME/results``, ``~/.flowbus``
 when unset); writes are atomic (a temporary file, then `os.replace`) so a reader in
 another process sees either the old record or the new one, never half of one.
@@ -26,7 +26,7 @@ from flowbus.serializers import Serializer, resolve_serializer
 
 
 @runtime_checkable
-class ResultStore(Protocol):
+class ResultStorage(Protocol):
     """Bytes by key. Implementations must make `write` atomic for concurrent readers."""
 
     def read(self, key: str) -> bytes | None: ...
@@ -34,6 +34,55 @@ class ResultStore(Protocol):
     def write(self, key: str, data: bytes) -> None: ...
 
     def delete(self, key: str) -> None: ...
+
+
+class ResultStore:
+    """Prefect's ``ResultStore(...)`` configuration: where results go, and the lock
+    manager of ``SERIALIZABLE`` transactions on them.
+
+    It reads and writes through ``result_storage`` (a store, a directory, or None for
+    the default result store). As a transaction's ``store``, None means the task
+    cache's store instead, where task runs look their cache keys up.
+
+    Example::
+
+        from flowbus.locking.memory import MemoryLockManager
+        from flowbus.transactions import IsolationLevel, transaction
+
+        store = ResultStore(lock_manager=MemoryLockManager())
+        with transaction(key="nightly", isolation_level=IsolationLevel.SERIALIZABLE, store=store):
+            ...
+    """
+
+    def __init__(
+        self,
+        result_storage: ResultStorage | str | os.PathLike[str] | None = None,
+        metadata_storage: Any = None,
+        lock_manager: Any = None,
+        serializer: Serializer | str | None = None,
+        cache_result_in_memory: bool = True,
+    ) -> None:
+        self.result_storage = result_storage
+        self.metadata_storage = metadata_storage
+        self.lock_manager = lock_manager
+        self.serializer = resolve_serializer(serializer)
+        self.cache_result_in_memory = cache_result_in_memory
+
+    def _target(self) -> ResultStorage:
+        return resolve_result_store(self.result_storage)
+
+    def read(self, key: str) -> bytes | None:
+        return self._target().read(key)
+
+    def write(self, key: str, data: bytes) -> None:
+        self._target().write(key, data)
+
+    def delete(self, key: str) -> None:
+        self._target().delete(key)
+
+    def supports_isolation_level(self, level: Any) -> bool:
+        """Every level: without a lock manager, the process's state locks serve."""
+        return str(getattr(level, "value", level)) in ("READ_COMMITTED", "SERIALIZABLE")
 
 
 def flowbus_home() -> Path:
@@ -112,11 +161,11 @@ class LocalResultStore:
 
 
 # Stores installed by a transport (e.g. the NATS object store and KV); None: local files.
-_result_store: ResultStore | None = None
-_cache_store: ResultStore | None = None
+_result_store: ResultStorage | None = None
+_cache_store: ResultStorage | None = None
 
 
-def set_default_stores(results: ResultStore | None = None, cache: ResultStore | None = None) -> None:
+def set_default_stores(results: ResultStorage | None = None, cache: ResultStorage | None = None) -> None:
     """Install the stores used when a task or flow names none (None: local directories).
 
     Example (a server-backed process)::
@@ -127,10 +176,10 @@ def set_default_stores(results: ResultStore | None = None, cache: ResultStore | 
     _result_store, _cache_store = results, cache
 
 
-_server_stores: tuple[Any, ResultStore, ResultStore] | None = None
+_server_stores: tuple[Any, ResultStorage, ResultStorage] | None = None
 
 
-def _server_store(which: int) -> ResultStore | None:
+def _server_store(which: int) -> ResultStorage | None:
     global _server_stores
     remote = server_connection()
     if remote is None:
@@ -143,7 +192,7 @@ def _server_store(which: int) -> ResultStore | None:
     return stores[which]
 
 
-def resolve_result_store(value: ResultStore | str | os.PathLike[str] | None) -> ResultStore:
+def resolve_result_store(value: ResultStorage | str | os.PathLike[str] | None) -> ResultStorage:
     """The store for a `result_storage` option: a store, a directory, or None (default)."""
     if value is None:
         return _result_store or _server_store(1) or LocalResultStore(flowbus_home() / "results")
@@ -152,7 +201,7 @@ def resolve_result_store(value: ResultStore | str | os.PathLike[str] | None) -> 
     return value
 
 
-def default_cache_store() -> ResultStore:
+def default_cache_store() -> ResultStorage:
     """Where cache records go: the installed store, the server's KV, else ``$FLOWBUS_HOME/cache``."""
     return _cache_store or _server_store(2) or LocalResultStore(flowbus_home() / "cache")
 
@@ -182,4 +231,4 @@ def decode_cache_record(record: bytes) -> tuple[Serializer, bytes] | None:
     return serializer, payload
 
 
-__all__ = ["LocalResultStore", "ResultStore", "flowbus_home", "resolve_result_store", "set_default_stores"]
+__all__ = ["LocalResultStore", "ResultStorage", "ResultStore", "flowbus_home", "resolve_result_store", "set_default_stores"]

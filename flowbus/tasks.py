@@ -27,7 +27,7 @@ from flowbus._params import CallShape, rewrap_method
 from flowbus._params import unwrap_method as _unwrap_method
 from flowbus.cache_policies import NONE, CacheKeyFnPolicy, CachePolicy, hash_objects
 from flowbus.futures import FlowbusFuture, FutureList
-from flowbus.results import ResultStore
+from flowbus.results import ResultStorage
 from flowbus.serializers import Serializer, resolve_serializer
 from flowbus.utilities.annotations import BaseAnnotation
 from flowbus.visualization import _tracker as _viz_tracker
@@ -106,7 +106,7 @@ class Task(Generic[P, R]):
         retry_jitter_factor: float | None = None,
         retry_condition_fn: Callable[[Any, Any, Any], bool] | None = None,
         persist_result: bool | None = None,
-        result_storage: ResultStore | str | None = None,
+        result_storage: ResultStorage | str | None = None,
         result_storage_key: str | None = None,
         result_serializer: Serializer | str | None = None,
         cache_result_in_memory: bool = True,
@@ -116,6 +116,8 @@ class Task(Generic[P, R]):
         on_completion: list[Callable[..., Any]] | None = None,
         on_failure: list[Callable[..., Any]] | None = None,
         on_running: list[Callable[..., Any]] | None = None,
+        on_commit: list[Callable[..., Any]] | None = None,
+        on_rollback: list[Callable[..., Any]] | None = None,
         viz_return_value: Any = None,
         asset_deps: Iterable[Any] | None = None,
     ) -> None:
@@ -154,6 +156,8 @@ class Task(Generic[P, R]):
         self.on_completion = _listify(on_completion)
         self.on_failure = _listify(on_failure)
         self.on_running = _listify(on_running)
+        self.on_commit_hooks = _listify(on_commit)
+        self.on_rollback_hooks = _listify(on_rollback)
         self.viz_return_value = viz_return_value
         # Upstream assets of every run (keys or `flowbus.assets.Asset`), checked now.
         self.asset_deps: list[Any] = _asset_list(asset_deps)
@@ -173,6 +177,7 @@ class Task(Generic[P, R]):
             "log_prints": log_prints, "refresh_cache": refresh_cache,
             "on_completion": on_completion, "on_failure": on_failure, "on_running": on_running,
             "viz_return_value": viz_return_value, "asset_deps": asset_deps,
+            "on_commit": on_commit, "on_rollback": on_rollback,
         }  # fmt: skip
 
     def _init_caching(self, cache_policy: Any, persist_result: bool | None) -> None:
@@ -206,6 +211,17 @@ class Task(Generic[P, R]):
         bound._shape = self._method_shape
         return bound
 
+    def on_commit(self, fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Decorator: run ``fn(transaction)`` when this task's transaction commits."""
+        self.on_commit_hooks.append(fn)
+        return fn
+
+    def on_rollback(self, fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Decorator: run ``fn(transaction)`` when the transaction this task's run
+        staged into rolls back (see :mod:`flowbus.transactions`)."""
+        self.on_rollback_hooks.append(fn)
+        return fn
+
     @property
     def isclassmethod(self) -> bool:
         return self._method_kind == "class"
@@ -224,7 +240,8 @@ class Task(Generic[P, R]):
         unknown = set(options) - set(self._options)
         if unknown:
             raise TypeError(f"Unknown task option(s) {sorted(unknown)}; options: {sorted(self._options)}")
-        return Task(rewrap_method(self.fn, self._method_kind), **{**self._options, **options})
+        hooks = {"on_commit": self.on_commit_hooks, "on_rollback": self.on_rollback_hooks}
+        return Task(rewrap_method(self.fn, self._method_kind), **{**self._options, **hooks, **options})
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the task inline and return its result (a coroutine for an async task).
@@ -372,7 +389,7 @@ def task(
     retry_jitter_factor: float | None = None,
     retry_condition_fn: Callable[[Any, Any, Any], bool] | None = None,
     persist_result: bool | None = None,
-    result_storage: ResultStore | str | None = None,
+    result_storage: ResultStorage | str | None = None,
     result_storage_key: str | None = None,
     result_serializer: Serializer | str | None = None,
     cache_result_in_memory: bool = True,
@@ -382,6 +399,8 @@ def task(
     on_completion: list[Callable[..., Any]] | None = None,
     on_failure: list[Callable[..., Any]] | None = None,
     on_running: list[Callable[..., Any]] | None = None,
+    on_commit: list[Callable[..., Any]] | None = None,
+    on_rollback: list[Callable[..., Any]] | None = None,
     viz_return_value: Any = None,
     asset_deps: Iterable[Any] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...

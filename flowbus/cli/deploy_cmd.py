@@ -53,9 +53,19 @@ def parse_params(pairs: tuple[str, ...], param_json: str | None) -> dict[str, An
 @click.command()
 @click.option("-f", "--file", "file", default="flowbus.yaml", show_default=True,
               type=click.Path(dir_okay=False, path_type=Path), help="the project file")
-@click.option("--name", "names", multiple=True, help="deploy only this deployment (repeatable)")
-def deploy(file: Path, names: tuple[str, ...]) -> None:
-    """Check the flows, upload the code bundle and register the deployments of a project."""
+@click.option("--name", "-n", "names", multiple=True, help="deploy only this deployment (repeatable)")
+@click.option("--all", "deploy_all", is_flag=True, help="deploy every deployment (the default; as Prefect's)")
+def deploy(file: Path, names: tuple[str, ...], deploy_all: bool) -> None:
+    """Check the flows, upload the code bundle and register the deployments of a project.
+
+    The project file is a flowbus.yaml, or a Prefect prefect.yaml (used when named, or
+    when the directory has no flowbus.yaml): each of its keys flowbus does not use is
+    reported, and a key that would change what runs is refused.
+    """
+    if deploy_all and names:
+        raise click.UsageError("--all and --name exclude each other")
+    if file == Path("flowbus.yaml") and not file.exists() and Path("prefect.yaml").exists():
+        file = Path("prefect.yaml")
     _deploy(file, file.resolve().parent, names)
 
 
@@ -66,7 +76,15 @@ async def _deploy(file: Path, root: Path, names: tuple[str, ...]) -> None:
     from flowbus.deploying import deploy_project
     from flowbus.project import DeploySettings, load_project
 
-    project = load_project(file)
+    if file.name == "prefect.yaml":
+        from flowbus.prefect_yaml import load_prefect_yaml
+
+        converted = load_prefect_yaml(file)
+        for note in converted.notes:
+            click.echo(note, err=True)
+        project = converted.project
+    else:
+        project = load_project(file)
     project.select(names)  # an unknown --name fails before connecting
     secrets = read_secrets(project.webhooks, str(file))  # a missing secret fails before too
     settings = _nats()

@@ -143,8 +143,17 @@ class FlowbusClient:
 
     # --- deployments --------------------------------------------------------------------
 
-    async def read_deployments(self, *, limit: int | None = None) -> list[Deployment]:
-        return [_model(Deployment, d) for d in await self._pages("/deployments", limit=limit)]
+    async def read_deployments(self, *, limit: int | None = None, deployment_filter: Any = None,
+                               offset: int = 0) -> list[Deployment]:
+        """Deployments; ``deployment_filter`` is Prefect's ``DeploymentFilter`` (or a dict)."""
+        if deployment_filter is None and not offset:
+            return [_model(Deployment, d) for d in await self._pages("/deployments", limit=limit)]
+        from flowbus.client import _filtering as f
+        from flowbus.client.schemas.filters import DeploymentFilter
+
+        dep_f = f.check_filter(deployment_filter, DeploymentFilter, "deployment_filter")
+        found = [_model(Deployment, d) for d in await self._pages("/deployments", limit=None)]
+        return f.select(found, [dep_f.matches] if dep_f is not None else [], offset, limit)
 
     async def read_deployment(self, name: str) -> Deployment:
         return _model(Deployment, await self.request("GET", f"/deployments/{_segment(name)}"))
@@ -192,11 +201,68 @@ class FlowbusClient:
 
     # --- flow runs ----------------------------------------------------------------------
 
-    async def read_flow_runs(self, *, deployment: str | None = None, state: str | None = None,
-                             limit: int | None = 100) -> list[FlowRun]:
-        """Flow runs, newest first."""
-        items = await self._pages("/flow-runs", {"deployment": deployment, "state": state}, limit)
-        return [_model(FlowRun, r) for r in items]
+    async def read_flow_runs(
+        self, *, deployment: str | None = None, state: str | None = None, limit: int | None = 100,
+        flow_filter: Any = None, flow_run_filter: Any = None, deployment_filter: Any = None,
+        work_pool_filter: Any = None, sort: Any = None, offset: int = 0,
+    ) -> list[FlowRun]:
+        """Flow runs, newest first (or in ``sort``'s order).
+
+        Prefect's filters (``flowbus.client.schemas.filters``) are applied here, to every
+        run the API lists: fine for thousands of runs, not for millions.
+        """
+        from flowbus.client import _filtering as f
+        from flowbus.client.schemas import filters as s
+
+        run_f = f.check_filter(flow_run_filter, s.FlowRunFilter, "flow_run_filter")
+        flow_f = f.check_filter(flow_filter, s.FlowFilter, "flow_filter")
+        dep_f = f.check_filter(deployment_filter, s.DeploymentFilter, "deployment_filter")
+        pool_f = f.check_filter(work_pool_filter, s.WorkPoolFilter, "work_pool_filter")
+        if run_f is None and flow_f is None and dep_f is None and pool_f is None and sort is None and not offset:
+            items = await self._pages("/flow-runs", {"deployment": deployment, "state": state}, limit)
+            return [_model(FlowRun, r) for r in items]
+        runs = [_model(FlowRun, r) for r in
+                await self._pages("/flow-runs", {"deployment": deployment, "state": state}, None)]
+        predicates = [p.matches for p in (run_f, flow_f, pool_f) if p is not None]
+        if dep_f is not None:
+            chosen = [d for d in await self.read_deployments() if dep_f.matches(d)]
+            ids, names = {d.id for d in chosen}, {d.name for d in chosen}
+            predicates.append(lambda r: r.deployment_id in ids or r.deployment_name in names)
+        return f.select(f.sort_flow_runs(runs, sort), predicates, offset, limit)
+
+    async def set_flow_run_state(self, flow_run_id: str, state: Any, force: bool = False) -> FlowRun:
+        """Move a run to ``state``. The API changes a run's state only by cancelling it:
+        a CANCELLED (or CANCELLING) state cancels the run; any other is refused
+        (``ApiError`` 422) rather than ignored. ``force`` is accepted for Prefect's
+        signature; the API's transition rules still apply."""
+        kind = str(getattr(getattr(state, "type", None), "value", getattr(state, "type", "")))
+        if kind not in ("CANCELLED", "CANCELLING"):
+            raise ApiError(422, f"set_flow_run_state: flowbus's API only cancels runs; a {kind or state!r} "
+                                "state cannot be set from a client")
+        return await self.cancel_flow_run(flow_run_id)
+
+    async def read_artifacts(self, *, artifact_filter: Any = None, flow_run_filter: Any = None,
+                             sort: Any = None, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """Artifacts as the API lists them (JSON objects), filtered by ``artifact_filter``
+        (``flowbus.client.schemas.filters.ArtifactFilter``) and by their run's ``flow_run_filter``."""
+        from flowbus.client import _filtering as f
+        from flowbus.client.schemas import filters as s
+
+        art_f = f.check_filter(artifact_filter, s.ArtifactFilter, "artifact_filter")
+        run_f = f.check_filter(flow_run_filter, s.FlowRunFilter, "flow_run_filter")
+        items: list[dict[str, Any]] = await self._pages("/artifacts", None, None)
+        predicates = [art_f.matches] if art_f is not None else []
+        if run_f is not None:
+            chosen = {r.id for r in await self.read_flow_runs(flow_run_filter=run_f, limit=None)}
+            predicates.append(lambda a: a.get("flow_run_id") in chosen)
+        if sort is not None:
+            name = str(getattr(sort, "value", sort))
+            field, _, direction = name.rpartition("_")
+            field = {"CREATED": "created", "UPDATED": "updated", "ID": "id", "KEY": "key"}.get(field, "")
+            if not field:
+                raise ValueError(f"sort {sort!r} is not one of CREATED_DESC, UPDATED_DESC, ID_DESC, KEY_DESC, KEY_ASC")
+            items = sorted(items, key=lambda a: str(a.get(field) or ""), reverse=direction == "DESC")
+        return f.select(items, predicates, offset, limit)
 
     async def read_flow_run(self, flow_run_id: str) -> FlowRun:
         return _model(FlowRun, await self.request("GET", f"/flow-runs/{_segment(flow_run_id)}"))

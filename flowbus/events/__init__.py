@@ -37,14 +37,17 @@ from events.triggers import (
     Posture,
     SequenceTrigger,
 )
+from flowbus.events.schemas.events import Event, ResourceSpecification
 
 __all__ = [
     "CompoundTrigger",
     "DeploymentCompoundTrigger",
     "DeploymentEventTrigger",
     "DeploymentSequenceTrigger",
+    "Event",
     "EventTrigger",
     "Posture",
+    "ResourceSpecification",
     "SequenceTrigger",
     "emit_event",
 ]
@@ -67,13 +70,17 @@ def emit_event(
     related: Sequence[Mapping[str, str]] | None = None,
     id: str | None = None,
     occurred: datetime | None = None,
+    follows: Any = None,
 ) -> CloudEvent:
     """Emit an event about ``resource``; returns it (published when a server is configured).
 
     Raises :class:`events.errors.InvalidEvent` naming the attribute at fault (a bad
     event name, a time without a zone, ...), :class:`events.errors.EventTooLarge`
     past ``FLOWBUS_EVENT_MAX_BYTES``, and ``ValueError`` for a resource with
-    no id or a payload that uses the reserved keys ``resource`` / ``related``.
+    no id or a payload that uses the reserved keys ``resource`` / ``related`` /
+    ``follows``. ``follows`` (an :class:`~flowbus.events.schemas.events.Event`, a
+    CloudEvent or an id) is recorded as ``data.follows``, the id of the event this one
+    follows.
     """
     from flowbus import _sink
 
@@ -84,9 +91,11 @@ def emit_event(
             f"resource {labels!r} has no id; give it a 'flowbus.resource.id' label"
         )
     data: dict[str, Any] = dict(payload or {})
-    clash = {"resource", "related"} & set(data)
+    clash = {"resource", "related", "follows"} & set(data)
     if clash:
-        raise ValueError(f"payload keys {sorted(clash)} are reserved for the resource and related")
+        raise ValueError(f"payload keys {sorted(clash)} are reserved for the resource, related and follows")
+    if follows is not None:
+        data["follows"] = str(getattr(follows, "id", follows))
     extra = {k: v for k, v in labels.items() if k not in RESOURCE_ID_LABELS}
     if extra:
         data["resource"] = extra

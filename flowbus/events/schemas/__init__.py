@@ -1,0 +1,2 @@
+"""Prefect's ``prefect.events.schemas`` modules: ``events``, ``automations``,
+``deployment_triggers``."""
