@@ -35,6 +35,7 @@ from flowbus.exceptions import (
     FlowRunTimeoutError,
     ParameterBindError,
     ParameterTypeError,
+    Pause,
     UpstreamTaskError,
 )
 from flowbus.futures import resolve_futures_to_states
@@ -53,6 +54,7 @@ from flowbus.states import (
     Running,
     State,
     StateType,
+    Suspended,
     is_state_iterable,
     return_value_to_state,
 )
@@ -67,6 +69,7 @@ def new_flow_run(
     deployment_id: str | None = None,
     deployment_name: str | None = None,
     tags: Iterable[str] = (),
+    record_attempt: int = 0,
 ) -> FlowRun:
     parent = _flow_run_ctx.get()
     task_parent = _task_run_ctx.get()
@@ -82,6 +85,7 @@ def new_flow_run(
         deployment_name=deployment_name,
         parent_flow_run_id=parent.flow_run.id if parent else None,
         parent_task_run_id=task_parent.task_run.id if task_parent else None,
+        record_attempt=record_attempt,
     )
 
 
@@ -170,6 +174,8 @@ def _flow_attempts(
         finally:
             runner.__exit__(None if ok else type(value), None if ok else value, None)
         if not ok:
+            if isinstance(value, Pause):  # suspend_flow_run: the attempt ends Suspended
+                return value.state or Suspended(), None
             if not isinstance(value, Exception):
                 return interrupted_state(value), value
             logger.error("Encountered exception during execution: %r", value, exc_info=value)

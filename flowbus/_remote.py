@@ -51,6 +51,11 @@ class Remote:
             raise RuntimeError("Remote.call from the connection's own loop would deadlock")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
+    async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
+        """:meth:`call` for async code: awaits without blocking the caller's loop."""
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return await asyncio.wait_for(asyncio.wrap_future(future), CALL_TIMEOUT)
+
     def kv(self, bucket: str) -> KV:
         kv = self._kvs.get(bucket)
         if kv is None:

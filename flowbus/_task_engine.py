@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from types import GeneratorType
 from typing import Any
 
-from flowbus import _sink
+from flowbus import _durable, _sink
 from flowbus._cache_lock import acquire as acquire_cache_lock
 from flowbus._drivers import Call, Sleep, Steps, drive_sync
 from flowbus._params import render_run_name
@@ -76,6 +76,7 @@ def new_task_run(task: Any, parameters: dict[str, Any]) -> TaskRun:
         tags=task._tags + tuple(t for t in extra if t not in task._tags) if extra else task._tags,
         state=PENDING_PLACEHOLDER,
         flow_run_id=flow_ctx.flow_run.id if flow_ctx is not None else None,
+        dynamic_key=_durable.next_dynamic_key(flow_ctx, task.task_key),
     )
 
 
@@ -96,7 +97,12 @@ def task_run_steps(
     if log_prints:
         enable_log_prints()
     try:
-        final, reraise = yield from _task_attempts(task, task_run, task_ctx, wait_for, flow_ctx, flow_parameters)
+        reused = _durable.reused_state(task_run)
+        if reused is not None:
+            set_task_state(task_run, Pending())
+            final, reraise = reused, None
+        else:
+            final, reraise = yield from _task_attempts(task, task_run, task_ctx, wait_for, flow_ctx, flow_parameters)
         set_task_state(task_run, final)
         logger = task_run_logger(task_run)
         if final.is_failed() or final.is_crashed():
@@ -311,6 +317,7 @@ def _task_result_state(
     task_run.returned = (value,)
     if isinstance(value, State) or is_state_iterable(value):
         return return_value_to_state(value)
+    _durable.remember(task, task_run, value)
     if not task._persist:
         return Completed(data=value)
     try:

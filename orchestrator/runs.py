@@ -5,6 +5,7 @@ in memory (at most ``max_tracked_runs``). Each tick it
 
 - publishes the job of a Scheduled/AwaitingRetry run whose start time came;
 - marks a Scheduled run past its start plus ``late_grace_seconds`` Late;
+- fails a Paused/Suspended run whose pause expired (it never resumed, as Prefect does);
 - settles a Pending/Running run whose record was not updated for
   ``heartbeat_timeout_seconds`` (the runner touches ``updated`` while the flow
   runs): concluded from the outcome its attempt recorded, or Crashed and, if the
@@ -24,7 +25,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from events import attempts, concurrency
+from events import attempts, concurrency, pauses
 from events.errors import FlowbusError, TransitionRejected, UpdateConflict
 from events.kv import KV
 from events.records import Deployment, FlowRun
@@ -126,6 +127,10 @@ class RunTracker:
                 await self._publish(await self._creator.move(run, "Late", "not started in time"))
         elif name in ACTIVE and now - run.updated > timedelta(seconds=settings.heartbeat_timeout_seconds):
             await self._crash(run, now)
+        elif pauses.expired(run, now):
+            failed = await pauses.fail_expired(self._kv, run)
+            if failed is not None:
+                await self._publish(failed)
 
     async def _crash(self, run: FlowRun, now: datetime) -> None:
         """Settle the attempt of a run whose runner went silent (events.attempts)."""

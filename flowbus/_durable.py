@@ -1,0 +1,95 @@
+"""Durable task reuse: completed task runs of a flow run are not run again in a later
+attempt of the same run (after a crash retry, or when a suspended run resumes).
+
+Each task run of a run a runner executes has a deterministic identity, Prefect's:
+the flow-run id, the task's key and its dynamic key (how many runs of that task the
+flow run had started before it: ``"0"``, ``"1"``, ...). When such a task run
+completes, its result is written to the task cache store (the server's
+``<ns>-cache`` bucket, 30 days) under ``durable/<flow-run-id>/<task-key>/<dynamic-key>``.
+From the record's second attempt on, a task run whose identity has a stored result
+ends Completed with it at once, its body not run. A body that calls its tasks in the
+same order gets each result back; tasks of subflows run again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flowbus.context import FlowRunContext, TaskRun, _flow_run_ctx
+from flowbus.states import State
+
+_log = logging.getLogger("flowbus.durable")
+REUSED_MESSAGE = "Reused the result of an earlier attempt of this flow run"
+
+
+def next_dynamic_key(flow_ctx: FlowRunContext | None, task_key: str) -> str | None:
+    """The dynamic key of a new task run of ``task_key`` in the current flow run."""
+    if flow_ctx is None:
+        return None
+    count = flow_ctx.dynamic_keys.get(task_key, 0)
+    flow_ctx.dynamic_keys[task_key] = count + 1
+    return str(count)
+
+
+def _record_key(task_run: TaskRun) -> str:
+    return f"durable/{task_run.flow_run_id}/{task_run.task_key}/{task_run.dynamic_key}"
+
+
+def _applies(flow_ctx: FlowRunContext | None, task_run: TaskRun) -> bool:
+    if flow_ctx is None or flow_ctx.flow_run.record_attempt <= 0 or task_run.dynamic_key is None:
+        return False
+    if task_run.flow_run_id != flow_ctx.flow_run.id:
+        return False
+    from flowbus.results import server_connection
+
+    try:
+        return server_connection() is not None
+    except Exception:  # no reachable server: nothing durable to read or write
+        return False
+
+
+def reused(task_run: TaskRun) -> tuple[bool, Any]:
+    """``(True, value)`` when an earlier attempt of the flow run completed this task run."""
+    flow_ctx = _flow_run_ctx.get()
+    if flow_ctx is None or flow_ctx.flow_run.record_attempt <= 1 or not _applies(flow_ctx, task_run):
+        return False, None
+    from flowbus._run_support import cache_lookup
+
+    try:
+        return cache_lookup(_record_key(task_run))
+    except Exception as exc:  # unreadable: run the body again
+        _log.warning("Ignoring the unreadable result of an earlier attempt: %s", exc)
+        return False, None
+
+
+def reused_state(task_run: TaskRun) -> State[Any] | None:
+    """The Completed state of a task run an earlier attempt completed, else None."""
+    done, value = reused(task_run)
+    if not done:
+        return None
+    from flowbus.states import Completed
+
+    task_run.returned = (value,)
+    return Completed(data=value, message=REUSED_MESSAGE)
+
+
+def remember(task: Any, task_run: TaskRun, value: Any) -> None:
+    """Store a completed task run's result for later attempts of its flow run."""
+    if not _applies(_flow_run_ctx.get(), task_run):
+        return
+    from flowbus.results import default_cache_store, encode_cache_record
+    from flowbus.serializers import resolve_serializer
+
+    for serializer in (task._serializer, resolve_serializer("cloudpickle")):
+        try:
+            payload = serializer.dumps(value)
+        except Exception:
+            continue
+        try:
+            default_cache_store().write(_record_key(task_run), encode_cache_record(serializer, payload, None))
+        except Exception as exc:  # the run goes on; a later attempt runs the task again
+            _log.warning("Could not store the result of task run %s for reuse: %s", task_run.name, exc)
+        return
+    _log.warning("The result of task run %s cannot be serialized; a later attempt runs it again",
+                 task_run.name)
