@@ -35,7 +35,7 @@ from events.settings import NatsSettings
 from flowbus.bundles import fetch_bundle
 from flowbus.entrypoints import EntrypointError, resolve_entrypoint
 from flowbus.results import flowbus_home
-from runners import claims
+from runners import claims, suspension
 from runners.metrics import RunnerMetrics, start_metrics_server
 from runners.records import HeldRun, Recorder, dump, quietly, touched
 from runners.settings import RunnerSettings
@@ -366,6 +366,8 @@ class Runner:
         reason = outcome.extra.get("reason")
         if reason == "cancel":
             await self._cancelled(held)
+        elif reason == "suspend":
+            await suspension.release(self.records, held)
         elif reason == "drain":
             await self._hand_back(held)
         # "lost": another runner or an operator changed the record; it is theirs now.
@@ -377,6 +379,10 @@ class Runner:
             if stored is None:
                 return
             outcome = stored
+        if outcome.state_name == "Suspended":  # the body suspended itself (runners.suspension)
+            if await suspension.release(self.records, held):
+                self.metrics.runs.labels("Suspended", held.run.deployment_name or "").inc()
+            return
         state = State.named(outcome.state_name, message=outcome.message,
                             data=held.run.state.data)
 
@@ -480,6 +486,8 @@ class Runner:
                         continue
                     if run.state.name == "Cancelling":
                         held.stop_for("cancel")
+                    elif suspension.stop_requested(run, self.settings.runner_id):
+                        held.stop_for("suspend")
                     elif run.runner_id not in (None, self.settings.runner_id):
                         held.stop_for("lost")
             except Exception as exc:  # a broken watch must not end cancellation support
