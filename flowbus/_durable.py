@@ -5,7 +5,8 @@ Each task run of a run a runner executes has a deterministic identity, Prefect's
 the flow-run id, the task's key and its dynamic key (how many runs of that task the
 flow run had started before it: ``"0"``, ``"1"``, ...). When such a task run
 completes, its result is written to the task cache store (the server's
-``<ns>-cache`` bucket, 30 days) under ``durable/<flow-run-id>/<task-key>/<dynamic-key>``.
+``<ns>-cache`` bucket, 30 days) under ``durable/<flow-run-id>/<task-key>/<dynamic-key>``
+(the task key: its qualified name and a digest of its bytecode).
 From the record's second attempt on, a task run whose identity has a stored result
 ends Completed with it at once, its body not run. A body that calls its tasks in the
 same order gets each result back; tasks of subflows run again.
@@ -13,6 +14,7 @@ same order gets each result back; tasks of subflows run again.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -23,17 +25,28 @@ _log = logging.getLogger("flowbus.durable")
 REUSED_MESSAGE = "Reused the result of an earlier attempt of this flow run"
 
 
-def next_dynamic_key(flow_ctx: FlowRunContext | None, task_key: str) -> str | None:
-    """The dynamic key of a new task run of ``task_key`` in the current flow run."""
+def stable_task_key(task: Any) -> str:
+    """The task's identity across processes and code locations: its qualified name and
+    a digest of its body's bytecode (the module name of a bundle depends on where it
+    was unpacked, so ``task.task_key`` cannot serve)."""
+    fn = task.fn
+    code = getattr(fn, "__code__", None)
+    digest = hashlib.blake2b(code.co_code if code is not None else b"", digest_size=8).hexdigest()
+    return f"{getattr(fn, '__qualname__', task.name)}-{digest}"
+
+
+def next_dynamic_key(flow_ctx: FlowRunContext | None, task: Any) -> str | None:
+    """The dynamic key of a new run of ``task`` in the current flow run (``"0"``, ``"1"``...)."""
     if flow_ctx is None:
         return None
-    count = flow_ctx.dynamic_keys.get(task_key, 0)
-    flow_ctx.dynamic_keys[task_key] = count + 1
-    return str(count)
+    key = stable_task_key(task)
+    count = flow_ctx.dynamic_keys.get(key, 0)
+    flow_ctx.dynamic_keys[key] = count + 1
+    return f"{key}/{count}"
 
 
 def _record_key(task_run: TaskRun) -> str:
-    return f"durable/{task_run.flow_run_id}/{task_run.task_key}/{task_run.dynamic_key}"
+    return f"durable/{task_run.flow_run_id}/{task_run.dynamic_key}"
 
 
 def _applies(flow_ctx: FlowRunContext | None, task_run: TaskRun) -> bool:

@@ -76,7 +76,7 @@ def new_task_run(task: Any, parameters: dict[str, Any]) -> TaskRun:
         tags=task._tags + tuple(t for t in extra if t not in task._tags) if extra else task._tags,
         state=PENDING_PLACEHOLDER,
         flow_run_id=flow_ctx.flow_run.id if flow_ctx is not None else None,
-        dynamic_key=_durable.next_dynamic_key(flow_ctx, task.task_key),
+        dynamic_key=_durable.next_dynamic_key(flow_ctx, task),
     )
 
 

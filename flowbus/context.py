@@ -99,7 +99,8 @@ class TaskRun:
     flow_run_id: str | None
     run_count: int = 0
     cache_key: str | None = None
-    dynamic_key: str | None = None  # its place among the runs of its task in the flow run
+    # ``<task key>/<n>``: the n-th run of its task in the flow run (flowbus._durable)
+    dynamic_key: str | None = None
     # What the body returned, as a 1-tuple; None until it returns.
     returned: tuple[Any] | None = None
 
