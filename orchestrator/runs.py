@@ -5,7 +5,8 @@ in memory (at most ``max_tracked_runs``). Each tick it
 
 - publishes the job of a Scheduled/AwaitingRetry run whose start time came;
 - marks a Scheduled run past its start plus ``late_grace_seconds`` Late;
-- fails a Paused/Suspended run whose pause expired (it never resumed, as Prefect does);
+- fails a Suspended run whose pause expired (it never resumed, as Prefect does), and a
+  Paused one whose runner went silent too;
 - settles a Pending/Running run whose record was not updated for
   ``heartbeat_timeout_seconds`` (the runner touches ``updated`` while the flow
   runs): concluded from the outcome its attempt recorded, or Crashed and, if the
@@ -127,7 +128,9 @@ class RunTracker:
                 await self._publish(await self._creator.move(run, "Late", "not started in time"))
         elif name in ACTIVE and now - run.updated > timedelta(seconds=settings.heartbeat_timeout_seconds):
             await self._crash(run, now)
-        elif pauses.expired(run, now):
+        elif pauses.expired(run, now) and (name == "Suspended" or now - run.updated > timedelta(
+                seconds=settings.heartbeat_timeout_seconds)):
+            # A paused run whose runner is alive fails through its body (FlowPauseTimeout).
             failed = await pauses.fail_expired(self._kv, run)
             if failed is not None:
                 await self._publish(failed)

@@ -272,3 +272,28 @@ async def test_a_crash_retry_reuses_the_tasks_the_crashed_attempt_completed(
     assert await read_result(bus, done) == 50
     kinds = [line.split()[0] for line in journal.read_text().splitlines()]
     assert kinds == ["charged", "waiting", "waiting"]  # the task's side effect happened once
+
+
+async def test_the_orchestrator_fails_a_suspended_run_once_its_timeout_passed(
+    bus: Bus, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    from events.records import utcnow
+    from orchestrator.creation import RunCreator
+    from orchestrator.metrics import Metrics
+    from orchestrator.runs import RunTracker
+    from orchestrator.settings import OrchestratorSettings
+
+    deployment = await deploy_checked(bus, "brief", SUSPEND_BRIEFLY, "brief", root=tmp_path / "code")
+    async with running(bus, nats_settings, runner_settings(limit=1, runner_id="solo")):
+        run_id = await schedule(bus, deployment)
+        await wait_released(bus, run_id)
+    runs, slots = await bus.kv(bus.layout.flow_runs), await bus.kv(bus.layout.concurrency)
+    settings, metrics = OrchestratorSettings(), Metrics()
+    tracker = RunTracker(runs, slots, RunCreator(bus, runs, slots, settings, metrics, utcnow),
+                         settings, metrics, utcnow, attempts_kv=await bus.kv(bus.layout.attempts))
+    await tracker.load()
+    await asyncio.sleep(1.2)  # past the suspension's timeout of 1 s
+    await tracker.tick()
+    failed = await record(bus, run_id)
+    assert failed.state.name == "Failed"
+    assert failed.state.message == "The flow was suspended and never resumed."
