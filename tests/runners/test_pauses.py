@@ -297,3 +297,54 @@ async def test_the_orchestrator_fails_a_suspended_run_once_its_timeout_passed(
     failed = await record(bus, run_id)
     assert failed.state.name == "Failed"
     assert failed.state.message == "The flow was suspended and never resumed."
+
+
+GATED = """
+import os, time
+from flowbus import flow, task
+
+
+@task
+def step(journal: str) -> int:
+    with open(journal, "a") as f:
+        f.write("step\\n")
+    return 3
+
+
+@flow
+def gated(journal: str, gate: str) -> int:
+    value = step(journal)
+    with open(journal, "a") as f:
+        f.write("waiting\\n")
+    while not os.path.exists(gate):
+        time.sleep(0.05)
+    return value + 1
+"""
+
+
+async def test_a_run_suspended_from_outside_is_stopped_released_and_resumes(
+    bus: Bus, nats_settings: NatsSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowbus import _remote
+    from flowbus.flow_runs import suspend_flow_run
+
+    journal, gate = tmp_path / "journal.txt", tmp_path / "gate"
+    deployment = await deploy_checked(bus, "gated", GATED, "gated", root=tmp_path / "code")
+    monkeypatch.setenv("FLOWBUS_NATS_URL", ",".join(nats_settings.nats_url))
+    monkeypatch.setenv("FLOWBUS_NAMESPACE", nats_settings.namespace)
+    _remote.reset()
+    try:
+        async with running(bus, nats_settings, runner_settings(limit=1, runner_id="solo")):
+            run_id = await schedule(bus, deployment, {"journal": str(journal), "gate": str(gate)})
+            await wait_until(lambda: journal.exists() and "waiting" in journal.read_text(), 30)
+            await asyncio.to_thread(suspend_flow_run, flow_run_id=run_id, _sync=True)
+            released = await wait_released(bus, run_id)
+            assert released.state.data.pause is not None and released.state.data.pause.requested
+            gate.write_text("open")
+            await pauses.resume(bus, run_id, None, source="tests")
+            done = await wait_final(bus, run_id, 60)
+    finally:
+        _remote.reset()
+    assert done.state.name == "Completed" and done.run_count == 2
+    assert await read_result(bus, done) == 4
+    assert journal.read_text().split() == ["step", "waiting", "waiting"]
