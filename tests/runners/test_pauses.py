@@ -16,8 +16,8 @@ import pytest
 from runner_helpers import (
     RunnerProcess,
     deploy_checked,
-    running,
     runner_settings,
+    running,
     schedule,
     wait_final,
     wait_state,

@@ -18,7 +18,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 from click.testing import CliRunner, Result
-from runner_helpers import deploy_checked, running, runner_settings, schedule, wait_final, wait_state
+from runner_helpers import (
+    deploy_checked,
+    runner_settings,
+    running,
+    schedule,
+    wait_final,
+    wait_state,
+)
 
 from events.bus import Bus
 from events.deployments import read_result

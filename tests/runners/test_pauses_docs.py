@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from runner_helpers import ROOT, deploy_checked, running, runner_settings, schedule, wait_final, wait_state
+from runner_helpers import (
+    ROOT,
+    deploy_checked,
+    runner_settings,
+    running,
+    schedule,
+    wait_final,
+    wait_state,
+)
 
 from events.bus import Bus
 from events.deployments import read_result
