@@ -14,8 +14,12 @@ same order gets each result back; tasks of subflows run again.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import logging
+import threading
+import time
+from collections import deque
 from typing import Any
 
 from flowbus.context import FlowRunContext, TaskRun, _flow_run_ctx
@@ -91,7 +95,7 @@ def remember(task: Any, task_run: TaskRun, value: Any) -> None:
     """Store a completed task run's result for later attempts of its flow run."""
     if not _applies(_flow_run_ctx.get(), task_run):
         return
-    from flowbus.results import default_cache_store, encode_cache_record
+    from flowbus.results import encode_cache_record
     from flowbus.serializers import resolve_serializer
 
     for serializer in (task._serializer, resolve_serializer("cloudpickle")):
@@ -100,9 +104,55 @@ def remember(task: Any, task_run: TaskRun, value: Any) -> None:
         except Exception:
             continue
         try:
-            default_cache_store().write(_record_key(task_run), encode_cache_record(serializer, payload, None))
+            _write(_record_key(task_run), encode_cache_record(serializer, payload, None))
         except Exception as exc:  # the run goes on; a later attempt runs the task again
             _log.warning("Could not store the result of task run %s for reuse: %s", task_run.name, exc)
         return
     _log.warning("The result of task run %s cannot be serialized; a later attempt runs it again",
                  task_run.name)
+
+
+# Records are written without waiting for each acknowledgement (at most MAX_PENDING
+# in flight); the top-level flow run waits for all of them before it ends (flush),
+# so they are stored before the attempt's outcome is.
+MAX_PENDING = 256
+FLUSH_SECONDS = 30.0
+_pending: deque[concurrent.futures.Future[Any]] = deque()
+_pending_lock = threading.Lock()
+
+
+def _write(key: str, record: bytes) -> None:
+    from flowbus.results import default_cache_store
+
+    store = default_cache_store()
+    write_soon = getattr(store, "write_soon", None)
+    if write_soon is None:
+        store.write(key, record)
+        return
+    future = write_soon(key, record)
+    if future is None:
+        return
+    with _pending_lock:
+        _pending.append(future)
+        overflow = [_pending.popleft() for _ in range(len(_pending) - MAX_PENDING)]
+    for old in overflow:
+        _settle(old, FLUSH_SECONDS)
+
+
+def _settle(future: concurrent.futures.Future[Any], timeout: float) -> None:
+    try:
+        future.result(max(0.0, timeout))
+    except Exception as exc:  # a later attempt runs that task again
+        _log.warning("A task result was not stored for reuse: %r", exc)
+
+
+def flush() -> None:
+    """Wait (bounded) until the task results started writing are stored."""
+    if not _pending:
+        return
+    with _pending_lock:
+        waiting = list(_pending)
+        _pending.clear()
+    deadline = time.monotonic() + FLUSH_SECONDS
+    for future in waiting:
+        _settle(future, deadline - time.monotonic())

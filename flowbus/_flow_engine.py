@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from types import GeneratorType
 from typing import Any
 
-from flowbus import _sink
+from flowbus import _durable, _sink
 from flowbus._drivers import Call, Sleep, Steps
 from flowbus._params import random_run_name, render_run_name
 from flowbus._run_support import (
@@ -127,6 +127,7 @@ def flow_run_steps(flow: Any, flow_run: FlowRun, wait_for: Iterable[Any] | None 
         _task_run_ctx.reset(task_token)
         _flow_run_ctx.reset(token)
         if is_top_level:
+            _durable.flush()
             _sink.flush_event_sink()
 
 
