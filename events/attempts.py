@@ -90,7 +90,7 @@ def retry_after_crash(run: FlowRun) -> float | None:
         return None
     if not run.state.data.body_started:
         return 0.0 if run.run_count - run.body_runs <= MAX_UNSTARTED_ATTEMPTS else None
-    return run.retry_delay_seconds if run.body_runs <= run.retries else None
+    return run.retry_delay_seconds if run.body_runs - run.suspensions <= run.retries else None
 
 
 def abandoned_claim(run: FlowRun, reason: str) -> FlowRun:
@@ -141,7 +141,7 @@ def after_crash(run: FlowRun, settled: AttemptOutcome, reason: str,
     if delay is None:
         return [crashed]
     why = ("the body had not started" if not run.state.data.body_started
-           else f"retry {run.body_runs} of {run.retries}")
+           else f"retry {run.body_runs - run.suspensions} of {run.retries}")
     retried = crashed.transition(
         State.named("AwaitingRetry", message=f"retrying after a crash ({why})", data=data),
         runner_id=None, expected_start_time=now + timedelta(seconds=delay),

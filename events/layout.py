@@ -41,6 +41,7 @@ class Layout:
     variables: str = field(init=False)
     flow_runs: str = field(init=False)
     attempts: str = field(init=False)
+    run_input: str = field(init=False)
     concurrency: str = field(init=False)
     cache: str = field(init=False)
     leases: str = field(init=False)
@@ -72,6 +73,7 @@ class Layout:
         values["flow_runs"] = f"{self.namespace}-flow-runs"
         values["attempts"] = f"{self.namespace}-attempts"
         values["task_runs"] = f"{self.namespace}-task-runs"
+        values["run_input"] = f"{self.namespace}-flow-run-input"
         values["trigger_state"] = f"{self.namespace}-trigger-state"
         values["api_keys"] = f"{self.namespace}-api-keys"
         values["webhook_replays"] = f"{self.namespace}-webhook-replays"
@@ -166,6 +168,7 @@ def _buckets(layout: Layout, settings: NatsSettings) -> list[_Bucket]:
         _Bucket(layout.flow_runs, history=1, description="current flow-run records"),
         _Bucket(layout.attempts, ttl=7 * _DAY, description="outcomes of flow-run attempts"),
         _Bucket(layout.task_runs, ttl=7 * _DAY, description="background task-run records"),
+        _Bucket(layout.run_input, description="flow-run input: schemas, responses, sent input"),
         _Bucket(layout.concurrency, description="concurrency slots as leases"),
         _Bucket(layout.cache, ttl=30 * _DAY, description="task cache keys"),
         _Bucket(layout.artifacts, description="artifacts of runs, by id, and latest by key"),

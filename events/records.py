@@ -25,6 +25,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class PauseDetails(BaseModel):
+    """What a Paused or Suspended state records to be resumed (events/pauses.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str = Field(description="the pause key (fired once per run)")
+    reschedule: bool = Field(
+        default=False, description="Suspended: the runner is released; resuming starts a new attempt")
+    timeout: datetime | None = Field(
+        default=None, description="when the pause expires (the run then fails)")
+    run_input_keyset: dict[str, str] | None = Field(
+        default=None, description="run-input keys (description, response, schema) if it waits for input")
+    requested: bool = Field(
+        default=False, description="suspended from outside the run: its runner stops the attempt")
+
+
 class StateData(BaseModel):
     """What a flow-run state records beyond its name: which attempt, how far it got.
 
@@ -43,6 +59,8 @@ class StateData(BaseModel):
         description="seconds without a record update after which this attempt is provably "
         "dead (its runner's worker lease plus heartbeat interval; None: the runner cannot "
         "fence its workers, e.g. inline isolation)")
+    pause: PauseDetails | None = Field(
+        default=None, description="Paused/Suspended: how to resume")
 
 
 class State(BaseModel):
@@ -136,6 +154,10 @@ class FlowRun(BaseModel):
     )
     parent_task_run_id: str | None = None
     runner_id: str | None = Field(default=None, description="the runner that holds the run")
+    pause_keys: list[str] = Field(
+        default_factory=list, description="keys of the pauses that fired (a key fires once)")
+    suspensions: int = Field(
+        default=0, ge=0, description="attempts that ended Suspended (not counted against retries)")
     result_ref: str | None = Field(default=None, description="where the result is persisted")
 
     @field_validator("id")

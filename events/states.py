@@ -44,11 +44,13 @@ STATE_TYPES: dict[str, StateType] = {
 }
 
 FINAL_TYPES = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED})
-# The flow-run lifecycle the orchestrator and runners drive; Cached and Suspended are
-# names the SDK uses for task runs and in-process pauses and never reach a record.
+# The flow-run lifecycle the orchestrator and runners drive; Cached is a name the SDK
+# uses for task runs and never reaches a record. Paused keeps the run's runner (the
+# body waits in place); Suspended releases it (events/pauses.py).
 FLOW_RUN_STATES = (
     "Scheduled", "Late", "AwaitingRetry", "AwaitingConcurrencySlot", "Pending", "Running",
     "Retrying", "Completed", "Failed", "Crashed", "Cancelling", "Cancelled", "Paused",
+    "Suspended",
 )
 
 _ACTIVE = ("Pending", "Running", "Retrying")
@@ -64,9 +66,11 @@ _ALLOWED: dict[str | None, frozenset[str]] = {
     "AwaitingConcurrencySlot": frozenset({"Scheduled", "Late", "Pending", "Failed"}),
     # Pending -> Scheduled: a draining runner hands the run back before it started.
     "Pending": frozenset({"Running", "Retrying", "Scheduled", "Failed"}),
-    "Running": frozenset({"Completed", "Failed", "AwaitingRetry", "Paused"}),
-    "Retrying": frozenset({"Completed", "Failed", "AwaitingRetry", "Paused"}),
+    "Running": frozenset({"Completed", "Failed", "AwaitingRetry", "Paused", "Suspended"}),
+    "Retrying": frozenset({"Completed", "Failed", "AwaitingRetry", "Paused", "Suspended"}),
     "Paused": frozenset({"Running", "Scheduled", "Pending", "Failed"}),
+    # Resumed, a suspended run waits for a runner again (a new attempt, body restarted).
+    "Suspended": frozenset({"Scheduled", "Failed"}),
     # A run may still finish on its own before the cancellation reaches it.
     "Cancelling": frozenset({"Cancelled", "Completed", "Failed"}),
     # Final states only leave for a new attempt (retry-flow-run, manual retry).

@@ -26,6 +26,7 @@ from flowbus.tasks import Task, task, unmapped
 from flowbus.utilities.annotations import allow_failure
 
 __version__ = "0.1.0"
+_PAUSES = ("pause_flow_run", "resume_flow_run", "suspend_flow_run")
 
 
 def __getattr__(name: str) -> Any:
@@ -34,6 +35,10 @@ def __getattr__(name: str) -> Any:
         from flowbus.client import get_client
 
         return get_client
+    if name in _PAUSES:  # pausing talks to the server: imported on first use
+        from flowbus import _pauses
+
+        return getattr(_pauses, name)
     raise AttributeError(f"module 'flowbus' has no attribute {name!r}")
 
 
@@ -52,7 +57,10 @@ __all__ = [
     "get_client",
     "get_run_context",
     "get_run_logger",
+    "pause_flow_run",
+    "resume_flow_run",
     "serve",
+    "suspend_flow_run",
     "tags",
     "task",
     "unmapped",

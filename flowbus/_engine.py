@@ -31,6 +31,7 @@ def run_flow(
     tags: Iterable[str] = (),
     return_state: bool = True,
     wait_for: Iterable[Any] | None = None,
+    record_attempt: int = 0,
 ) -> Any:
     """Run `flow` for one flow-run record, in this thread, and return its final `State`.
 
@@ -53,6 +54,7 @@ def run_flow(
         deployment_id=deployment_id,
         deployment_name=deployment_name,
         tags=tags,
+        record_attempt=record_attempt,
     )
     state = drive_sync(flow_run_steps(flow, flow_run, wait_for))
     return state if return_state else run_result(flow_run, state)
@@ -69,6 +71,7 @@ async def run_flow_async(
     tags: Iterable[str] = (),
     return_state: bool = True,
     wait_for: Iterable[Any] | None = None,
+    record_attempt: int = 0,
 ) -> Any:
     """The async twin of `run_flow` (same engine).
 
@@ -87,6 +90,7 @@ async def run_flow_async(
             tags=tags,
             return_state=return_state,
             wait_for=wait_for,
+            record_attempt=record_attempt,
         )
     parameters = flow._shape.bind((), dict(parameters or {}))
     flow_run = new_flow_run(
@@ -97,6 +101,7 @@ async def run_flow_async(
         deployment_id=deployment_id,
         deployment_name=deployment_name,
         tags=tags,
+        record_attempt=record_attempt,
     )
     state = await drive_async(flow_run_steps(flow, flow_run, wait_for))
     return state if return_state else run_result(flow_run, state)

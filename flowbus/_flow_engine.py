@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from types import GeneratorType
 from typing import Any
 
-from flowbus import _sink
+from flowbus import _durable, _sink
 from flowbus._drivers import Call, Sleep, Steps
 from flowbus._params import random_run_name, render_run_name
 from flowbus._run_support import (
@@ -35,6 +35,7 @@ from flowbus.exceptions import (
     FlowRunTimeoutError,
     ParameterBindError,
     ParameterTypeError,
+    Pause,
     UpstreamTaskError,
 )
 from flowbus.futures import resolve_futures_to_states
@@ -53,6 +54,7 @@ from flowbus.states import (
     Running,
     State,
     StateType,
+    Suspended,
     is_state_iterable,
     return_value_to_state,
 )
@@ -67,6 +69,7 @@ def new_flow_run(
     deployment_id: str | None = None,
     deployment_name: str | None = None,
     tags: Iterable[str] = (),
+    record_attempt: int = 0,
 ) -> FlowRun:
     parent = _flow_run_ctx.get()
     task_parent = _task_run_ctx.get()
@@ -82,6 +85,7 @@ def new_flow_run(
         deployment_name=deployment_name,
         parent_flow_run_id=parent.flow_run.id if parent else None,
         parent_task_run_id=task_parent.task_run.id if task_parent else None,
+        record_attempt=record_attempt,
     )
 
 
@@ -123,6 +127,7 @@ def flow_run_steps(flow: Any, flow_run: FlowRun, wait_for: Iterable[Any] | None 
         _task_run_ctx.reset(task_token)
         _flow_run_ctx.reset(token)
         if is_top_level:
+            _durable.flush()
             _sink.flush_event_sink()
 
 
@@ -170,6 +175,8 @@ def _flow_attempts(
         finally:
             runner.__exit__(None if ok else type(value), None if ok else value, None)
         if not ok:
+            if isinstance(value, Pause):  # suspend_flow_run: the attempt ends Suspended
+                return value.state or Suspended(), None
             if not isinstance(value, Exception):
                 return interrupted_state(value), value
             logger.error("Encountered exception during execution: %r", value, exc_info=value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import logging
 import os
 import threading
@@ -50,6 +51,15 @@ class Remote:
             coro.close()
             raise RuntimeError("Remote.call from the connection's own loop would deadlock")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
+        """:meth:`call` for async code: awaits without blocking the caller's loop."""
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return await asyncio.wait_for(asyncio.wrap_future(future), CALL_TIMEOUT)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the connection's loop without waiting for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def kv(self, bucket: str) -> KV:
         kv = self._kvs.get(bucket)

@@ -8,6 +8,7 @@ Both offer the same small interface, so the public API above them is one code pa
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import uuid
@@ -203,6 +204,13 @@ class KvCache:
             self._objects.write(name, data)
             data = _POINTER + name.encode()
         self._remote.call(self._kv.put(kv_key, data))
+
+    def write_soon(self, key: str, data: bytes) -> concurrent.futures.Future[int] | None:
+        """Start writing a record and return at once (None: written already, it was large)."""
+        if len(data) > INLINE_RECORD_BYTES:
+            self.write(key, data)
+            return None
+        return self._remote.submit(self._kv.put(self._keys.record_key(key), data))
 
     def delete(self, key: str) -> None:
         kv_key = self._keys.record_key(key)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from types import GeneratorType
 from typing import Any
 
-from flowbus import _asset_hooks, _sink
+from flowbus import _asset_hooks, _durable, _sink
 from flowbus._cache_lock import acquire as acquire_cache_lock
 from flowbus._drivers import Call, Sleep, Steps, drive_sync
 from flowbus._params import render_run_name
@@ -77,6 +77,7 @@ def new_task_run(task: Any, parameters: dict[str, Any]) -> TaskRun:
         tags=task._tags + tuple(t for t in extra if t not in task._tags) if extra else task._tags,
         state=PENDING_PLACEHOLDER,
         flow_run_id=flow_ctx.flow_run.id if flow_ctx is not None else None,
+        dynamic_key=_durable.next_dynamic_key(flow_ctx, task),
     )
 
 
@@ -100,7 +101,12 @@ def task_run_steps(
     txn = open_task_transaction(task)
     try:
         assets, assets_token = _asset_hooks.enter(task, task_run, wait_for, flow_ctx)
-        final, reraise = yield from _task_attempts(task, task_run, task_ctx, wait_for, flow_ctx, flow_parameters)
+        reused = _durable.reused_state(task_run)
+        if reused is not None:
+            set_task_state(task_run, Pending())
+            final, reraise = reused, None
+        else:
+            final, reraise = yield from _task_attempts(task, task_run, task_ctx, wait_for, flow_ctx, flow_parameters)
         set_task_state(task_run, final)
         if assets is not None:
             _asset_hooks.finish(assets, assets_token, task_run, final, flow_ctx)
@@ -328,6 +334,7 @@ def _task_result_state(
     task_run.returned = (value,)
     if isinstance(value, State) or is_state_iterable(value):
         return return_value_to_state(value)
+    _durable.remember(task, task_run, value)
     if not task._persist:
         return Completed(data=value)
     try:

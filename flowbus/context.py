@@ -63,6 +63,9 @@ class FlowRun:
     end_time: _dt.datetime | None = None
     # What the body returned, futures resolved, as a 1-tuple; None until it returns.
     returned: tuple[Any] | None = None
+    # The attempt of the server's record this run executes (0: no record), for
+    # durable task reuse (flowbus._durable).
+    record_attempt: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-safe record carried in ``flowbus.flow-run.*`` events."""
@@ -97,6 +100,8 @@ class TaskRun:
     flow_run_id: str | None
     run_count: int = 0
     cache_key: str | None = None
+    # ``<task key>/<n>``: the n-th run of its task in the flow run (flowbus._durable)
+    dynamic_key: str | None = None
     # What the body returned, as a 1-tuple; None until it returns.
     returned: tuple[Any] | None = None
 
@@ -128,6 +133,8 @@ class FlowRunContext:
     result_store: Any = None
     # Which assets the flow's task runs carry downstream (`flowbus.assets._context`).
     asset_tracking: Any = None
+    observed_pauses: int = 0  # pause_flow_run / suspend_flow_run calls so far (their keys)
+    dynamic_keys: dict[str, int] = field(default_factory=dict)  # task_key -> calls so far
 
     @classmethod
     def get(cls) -> FlowRunContext | None:

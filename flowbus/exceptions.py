@@ -7,6 +7,8 @@ swallow with a bare ``except Exception`` derive from `BaseException` instead
 
 from __future__ import annotations
 
+from typing import Any
+
 # One root for the whole project: the backbone's errors and the SDK's share it.
 from events.errors import FlowbusError as FlowbusError
 
@@ -81,3 +83,19 @@ class RunInterrupted(FlowbusSignal):
     It is injected asynchronously into the worker thread running the body, so it can
     surface at any bytecode boundary of user code.
     """
+
+
+class Pause(FlowbusSignal):
+    """Raised by `suspend_flow_run` to end the current attempt; the run is Suspended."""
+
+    def __init__(self, message: str = "The flow run was suspended.", state: Any = None) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class FlowPauseTimeout(FlowbusError, TimeoutError):
+    """A paused flow run was not resumed within its timeout."""
+
+
+class NotPausedError(FlowbusError):
+    """`resume_flow_run` on a run that is not Paused or Suspended."""

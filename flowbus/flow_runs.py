@@ -1,4 +1,4 @@
-"""Waiting for flow runs (Prefect's `prefect.flow_runs` path).
+"""Waiting for, pausing, suspending and resuming flow runs (Prefect's `prefect.flow_runs`).
 
 Example::
 
@@ -19,6 +19,14 @@ from typing import Any
 
 from events.records import FlowRun
 from flowbus._dual import dual
+from flowbus._pauses import (
+    apause_flow_run,
+    aresume_flow_run,
+    asuspend_flow_run,
+    pause_flow_run,
+    resume_flow_run,
+    suspend_flow_run,
+)
 from flowbus.exceptions import FlowbusError
 
 logger = logging.getLogger("flowbus.flow_runs")
@@ -85,4 +93,6 @@ def wait_for_flow_run(
     return asyncio.run(await_flow_run(flow_run_id, timeout, poll_interval, client, log_states))
 
 
-__all__ = ["FlowRunWaitTimeout", "await_flow_run", "wait_for_flow_run"]
+__all__ = ["FlowRunWaitTimeout", "apause_flow_run", "aresume_flow_run", "asuspend_flow_run",
+           "await_flow_run", "pause_flow_run", "resume_flow_run", "suspend_flow_run",
+           "wait_for_flow_run"]

@@ -5,6 +5,8 @@ in memory (at most ``max_tracked_runs``). Each tick it
 
 - publishes the job of a Scheduled/AwaitingRetry run whose start time came;
 - marks a Scheduled run past its start plus ``late_grace_seconds`` Late;
+- fails a Suspended run whose pause expired (it never resumed, as Prefect does), and a
+  Paused one whose runner went silent too;
 - settles a Pending/Running run whose record was not updated for the stale
   period its runner stamped into the state data at the claim (worker lease plus
   heartbeat interval), or ``heartbeat_timeout_seconds`` for a record without one
@@ -26,7 +28,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from events import attempts, concurrency
+from events import attempts, concurrency, pauses
 from events.errors import FlowbusError, TransitionRejected, UpdateConflict
 from events.kv import KV
 from events.records import Deployment, FlowRun
@@ -128,6 +130,12 @@ class RunTracker:
                 await self._publish(await self._creator.move(run, "Late", "not started in time"))
         elif name in ACTIVE and now - run.updated > timedelta(seconds=self.silence_limit(run)):
             await self._crash(run, now)
+        elif pauses.expired(run, now) and (name == "Suspended" or now - run.updated > timedelta(
+                seconds=settings.heartbeat_timeout_seconds)):
+            # A paused run whose runner is alive fails through its body (FlowPauseTimeout).
+            failed = await pauses.fail_expired(self._kv, run)
+            if failed is not None:
+                await self._publish(failed)
 
     def silence_limit(self, run: FlowRun) -> float:
         """Seconds without an update after which ``run``'s attempt is settled: the stale

@@ -72,6 +72,7 @@ def _engine_kwargs(spec: RunSpec) -> dict[str, Any]:
         "deployment_name": spec.deployment_name,
         "tags": spec.tags,
         "return_state": True,
+        "record_attempt": spec.attempt,  # from the 2nd on, completed tasks are reused
     }
 
 
@@ -86,6 +87,8 @@ def outcome_of(flow: Any, spec: RunSpec, state: Any) -> Outcome:
     if state.is_failed():
         return Outcome("final", "Failed", failure_message(state.message, state.data),
                        recycle=timed_out)
+    if state.name == "Suspended":  # suspend_flow_run: the runner releases the run
+        return Outcome("final", "Suspended", state.message)
     return Outcome("final", state.name if state.name in ("Crashed", "Cancelled") else "Crashed",
                    failure_message(state.message, state.data))
 

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from events.kv import KV
 from events.records import FlowRun
+from runners import suspension
 from runners.metrics import RunnerMetrics
 from runners.records import HeldRun, Recorder, touched
 from runners.settings import RunnerSettings
@@ -67,7 +68,8 @@ class Liveness:
             held.execution.renew(since)
 
     async def watch_records(self) -> None:
-        """Stop runs whose record went to Cancelling or to another runner."""
+        """Stop runs whose record went to Cancelling, was suspended from outside, or went
+        to another runner."""
         while True:
             try:
                 async for change in self.kv.watch(">"):
@@ -80,6 +82,8 @@ class Liveness:
                         continue
                     if run.state.name == "Cancelling":
                         held.stop_for("cancel")
+                    elif suspension.stop_requested(run, self.settings.runner_id):
+                        held.stop_for("suspend")
                     elif run.runner_id not in (None, self.settings.runner_id):
                         held.stop_for("lost")
             except Exception as exc:  # a broken watch must not end cancellation support

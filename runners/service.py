@@ -33,7 +33,7 @@ from events.records import FlowRun, State, utcnow
 from events.runs import Job, parse_job
 from events.settings import NatsSettings
 from flowbus.entrypoints import resolve_entrypoint
-from runners import claims
+from runners import claims, suspension
 from runners.liveness import Liveness
 from runners.metrics import RunnerMetrics, start_metrics_server
 from runners.records import HeldRun, Recorder, dump, quietly
@@ -355,6 +355,8 @@ class Runner:
         reason = outcome.extra.get("reason")
         if reason == "cancel":
             await self._cancelled(held)
+        elif reason == "suspend":
+            await suspension.release(self.records, held)
         elif reason == "drain":
             await self._hand_back(held)
         # "lost": another runner or an operator changed the record; it is theirs now.
@@ -366,6 +368,10 @@ class Runner:
             if stored is None:
                 return
             outcome = stored
+        if outcome.state_name == "Suspended":  # the body suspended itself (runners.suspension)
+            if await suspension.release(self.records, held):
+                self.metrics.runs.labels("Suspended", held.run.deployment_name or "").inc()
+            return
         state = State.named(outcome.state_name, message=outcome.message,
                             data=held.run.state.data)
 

@@ -246,7 +246,7 @@ async def deployment_delete(name: str) -> None:
 
 @click.group("flow-run")
 def flow_run() -> None:
-    """List, inspect, read the logs of and cancel flow runs."""
+    """List, inspect, read the logs of, cancel and resume flow runs."""
 
 
 def _check_name(ref: str) -> str:
@@ -376,3 +376,39 @@ async def flow_run_cancel(run_id: str) -> None:
         run_id = (await find_run(bus, run_id)).id
         run = await request_cancel(bus, run_id, source="flowbus/cli")
     click.echo(f"flow run {run_id} {run.state.name}")
+
+
+@flow_run.command("resume")
+@click.argument("run_id", metavar="ID")
+@click.option("--input", "run_input", default=None, metavar="JSON",
+              help="the input the paused run waits for, a JSON object")
+@run_async
+async def flow_run_resume(run_id: str, run_input: str | None) -> None:
+    """Resume a Paused or Suspended flow run (ID, id prefix or run name)."""
+    from events.bus import Bus
+    from events.pauses import resume
+
+    value = parse_run_input(run_input)
+    async with await Bus.connect(_nats()) as bus:
+        run_id = (await find_run(bus, run_id)).id
+        run = await resume(bus, run_id, value, source="flowbus/cli")
+    click.echo(f"flow run {run_id} resumed: {run.state.name}")
+
+
+def parse_run_input(text: str | None) -> dict[str, Any] | None:
+    """``--input``: a JSON object of bounded size; click.BadParameter saying what is wrong."""
+    from events.jsonlimits import loads
+    from events.run_input import MAX_INPUT_BYTES
+
+    if text is None:
+        return None
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_INPUT_BYTES:
+        raise click.BadParameter(f"at most {MAX_INPUT_BYTES} bytes of JSON", param_hint="--input")
+    try:
+        value = loads(text.encode("utf-8", "surrogatepass"))
+    except (UnicodeError, ValueError) as exc:
+        raise click.BadParameter(f"not valid JSON: {str(exc)[:200]}", param_hint="--input") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter(f"must be a JSON object, got {type(value).__name__}",
+                                 param_hint="--input")
+    return value

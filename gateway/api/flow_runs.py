@@ -1,4 +1,4 @@
-"""``/api/v1/flow-runs``: list, get, cancel, and read or follow a run's logs."""
+"""``/api/v1/flow-runs``: list, get, cancel, resume, and read or follow a run's logs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from events.errors import TransitionRejected
+from events import pauses
+from events.errors import NotFound, TransitionRejected
 from events.records import FlowRun, State
 from events.run_logs import FETCH_BATCH, RunLogReader, run_log_reader
 from events.runs import state_change_event
@@ -164,6 +165,31 @@ async def cancel_flow_run(call: Call) -> FlowRun:
     updated = FlowRun.model_validate_json(entry.value)
     await call.gateway.bus.publish(state_change_event(updated, source=SOURCE))
     return updated
+
+
+class ResumeRequest(BaseModel):
+    """The body of a resume: the input the paused run waits for, if any."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_input: dict[str, Any] | None = Field(
+        default=None, description="input validated against the schema the paused run saved")
+
+
+@router.route("POST", "/flow-runs/{flow_run_id}/resume", scope=Scope.WRITE,
+              summary="Resume a Paused or Suspended flow run (with the input it waits for)",
+              body=ResumeRequest, response=FlowRun, errors=(404, 409, 422))
+async def resume_flow_run(call: Call) -> FlowRun:
+    run_id = check_key(call.path("flow_run_id"), "flow run")
+    body: ResumeRequest = call.body
+    try:
+        return await pauses.resume(call.gateway.bus, run_id, body.run_input, source=SOURCE)
+    except NotFound:
+        raise Problem(404, f"no flow run with id {run_id!r}") from None
+    except pauses.NotPaused as exc:
+        raise Problem(409, str(exc)) from None
+    except (pauses.InvalidRunInput, ValueError) as exc:
+        raise Problem(422, str(exc)) from None
 
 
 @router.route("GET", "/flow-runs/{flow_run_id}/logs", scope=Scope.READ,

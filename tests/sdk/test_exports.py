@@ -12,7 +12,8 @@ from tests.astparse import parse_file
 EXPECTED = {
     "Flow", "FlowbusError", "FlowbusFuture", "State", "Task", "__version__", "allow_failure",
     "as_completed", "aserve", "deploy", "flow", "get_client", "get_run_context", "get_run_logger",
-    "serve", "tags", "task", "unmapped", "wait",
+    "serve", "tags", "task", "unmapped", "wait", "pause_flow_run", "resume_flow_run",
+    "suspend_flow_run",
 }  # fmt: skip
 
 PREFECT_MODULE_PATHS = [
@@ -22,6 +23,7 @@ PREFECT_MODULE_PATHS = [
     "flowbus.serializers", "flowbus.schedules", "flowbus.utilities.annotations", "flowbus.flow_runs",
     "flowbus.filesystems", "flowbus.visualization", "flowbus.testing.utilities",
     "flowbus.assets", "flowbus.assets.core", "flowbus.assets.materialize",
+    "flowbus.input", "flowbus.input.actions", "flowbus.input.run_input",
 ]  # fmt: skip
 
 
