@@ -23,7 +23,13 @@ import aiohttp
 import nats
 import pytest
 
-from events.background import TaskRunRecord, consumer_name
+from events.background import (
+    TaskJob,
+    TaskRunRecord,
+    consumer_name,
+    queue_task_run,
+    scheduled_record,
+)
 from events.bus import Bus
 from events.embedded import find_nats_server, free_port
 from events.layout import Layout
@@ -270,6 +276,9 @@ async def test_a_task_worker_runs_a_delayed_task_under_its_own_user_and_nothing_
     await parts.start(server.env("orchestrator", namespace), "orchestrator ready", "orchestrator")
     await parts.start(server.env("task-worker", namespace), "serving", "task-worker",
                       "my_tasks:double", "--root", str(code))
+    line = await parts.start({**server.env("gateway", namespace), "FLOWBUS_GATEWAY_ADMIN_API_KEY": ADMIN_KEY},
+                             "gateway listening on", "gateway", "--port", "0")
+    url = line.rsplit(" ", 1)[1].strip()
     # A flow's process queues background runs under the runner's user.
     caller_env = {**server.env("runner", namespace), "PYTHONPATH": f"{ROOT}{os.pathsep}{code}",
                   "FLOWBUS_HOME": str(tmp_path / "home")}
@@ -297,6 +306,24 @@ async def test_a_task_worker_runs_a_delayed_task_under_its_own_user_and_nothing_
         [account] = [a for a in jsz["account_details"] if a["name"] == "$G"]
         [stream] = [st for st in account["stream_detail"] if st["name"] == layout.tasks_stream]
         assert consumer_name(record.task_key) in [c["name"] for c in stream["consumer_detail"]]
+
+        # The gateway's user reads the task runs and the queue (its first job included):
+        # a job of a task no worker serves waits there.
+        waiting = scheduled_record(task_run_id="waiting-1", name="w", task_key="nobody.serves",
+                                   task_name="serves", tags=[], parameters=None, wait_for=[])
+        await queue_task_run(admin, waiting, TaskJob(task_run_id="waiting-1", task_key="nobody.serves"))
+        async with aiohttp.ClientSession(
+                base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as api:
+            async with api.get(f"/api/v1/task-runs/{run_id}") as r:
+                assert r.status == 200 and (await r.json())["state"]["name"] == "Completed"
+            async with api.get("/api/v1/task-runs") as r:
+                assert r.status == 200, await r.text()
+                listed = json.dumps(await r.json())
+                assert run_id in listed and "waiting-1" in listed
+            async with api.get("/api/v1/task-queue") as r:
+                assert r.status == 200, await r.text()
+                assert (await r.json())["depth"] == 1
+        assert server.violations() == []
 
         # The worker may not write a deployment or a flow run, forge a flow run's (or any
         # non-task) control event, queue a flow-run job, or read another part's bucket.
