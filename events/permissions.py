@@ -15,11 +15,20 @@ pod can do only what its part does:
   the streams and buckets;
 - a **runner** publishes events and logs, writes runs, attempts, results, caches,
   slots, variables, artifacts and blocks (what flow code does), never deployments,
-  automations, webhooks, API keys or sources;
+  automations, webhooks, API keys or sources; it may queue background task runs
+  (``Task.delay`` in a flow: write a task-run record, publish a job);
+- a **task-worker** (``flowbus task-worker``) consumes the jobs of the tasks stream,
+  reads and writes task-run records, results, caches and tag-concurrency slots (what a
+  task body does with its retries, caching and limits), publishes task-run state events
+  (``flowbus.task-run.*``, no other event) and logs, and may queue background task runs
+  itself (a background task calling ``.delay``); it reads no other bucket or stream
+  (only their stream info, which connecting checks) and writes nothing else;
 - the **admin** (the ``flowbus`` CLI, ``flowbus deploy``) may do everything.
 
-Every role may read every stream and bucket of its namespace (stream info, direct
-gets, its own consumers) and receive replies on ``_INBOX.>``. Deleting or purging a
+Every role but the task-worker may read every stream and bucket of its namespace (stream
+info, direct gets, its own consumers); only the task-worker (and the admin) may create
+consumers on the tasks stream, whose work-queue retention would hand a consumer's
+acknowledgements the jobs away. Every role receives replies on ``_INBOX.>``. Deleting or purging a
 stream (``$JS.API.STREAM.DELETE``/``PURGE``), except purging an object store it
 writes, is the admin's alone.
 
@@ -37,7 +46,7 @@ from events.settings import NatsSettings
 from events.states import STATE_TYPES
 from events.subjects import CONTROL_PREFIX
 
-Role = Literal["gateway", "orchestrator", "runner", "admin"]
+Role = Literal["gateway", "orchestrator", "runner", "task-worker", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
 
 # The namespace the chart's file is written for; the chart puts the real one in its place.
@@ -57,13 +66,20 @@ _KV_WRITES: dict[Role, tuple[str, ...]] = {
     "orchestrator": ("flow_runs", "attempts", "concurrency", "trigger_state", "leases",
                      "automations", "automation_state", "automation_deliveries", "deployments"),
     "runner": ("flow_runs", "attempts", "concurrency", "cache", "variables", "artifacts",
-               "blocks"),
+               "blocks", "task_runs"),
+    "task-worker": ("task_runs", "cache", "concurrency"),
 }
 _OBJECT_WRITES: dict[Role, tuple[str, ...]] = {
     "gateway": (),
     "orchestrator": (),
     "runner": ("results",),
+    "task-worker": ("results",),
 }
+# Roles that may queue background task runs (write a record, publish a job); the admin
+# may too. The gateway and the orchestrator never call Task.delay.
+TASK_QUEUERS: frozenset[Role] = frozenset({"runner", "task-worker"})
+# Control-event family the task-worker publishes: its runs' state events.
+TASK_WORKER_FAMILY = "task-run"
 
 
 def _read(stream: str, *, consume: bool = True) -> list[str]:
@@ -87,9 +103,13 @@ def role_permissions(role: Role, layout: Layout) -> dict[str, Any]:
     streams = [str(c.name) for c in all_streams(layout, NatsSettings.model_construct())]
     ns = layout.namespace
     allow = ["$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST"]
+    if role == "task-worker":
+        return _task_worker(layout, streams, allow)
     for stream in streams:
-        # The gateway never takes (nor acknowledges away) a run job.
-        allow += _read(stream, consume=not (role == "gateway" and stream == layout.runs_stream))
+        # The gateway never takes (nor acknowledges away) a run job; no part but the
+        # task-worker takes a background task job.
+        allow += _read(stream, consume=not ((role == "gateway" and stream == layout.runs_stream)
+                                            or stream == layout.tasks_stream))
     allow += [f"$KV.{getattr(layout, name)}.>" for name in _KV_WRITES[role]]
     for name in _OBJECT_WRITES[role]:
         bucket = getattr(layout, name)
@@ -100,7 +120,7 @@ def role_permissions(role: Role, layout: Layout) -> dict[str, Any]:
         allow += [f"{ns}.runs.>"]
         allow += [f"$JS.API.STREAM.{op}.{stream}" for stream in streams for op in ("CREATE", "UPDATE")]
     elif role == "runner":
-        allow += [f"{ns}.logs.>"]
+        allow += [f"{ns}.logs.>", f"{ns}.tasks.>"]
     else:
         control = f"{layout.events_prefix}.{CONTROL_PREFIX}"
         deny += [f"{control}*"]
@@ -109,6 +129,21 @@ def role_permissions(role: Role, layout: Layout) -> dict[str, Any]:
                  if state not in GATEWAY_FLOW_RUN_STATES]
         deny += [f"{control}flow-run.*.>"]
     return {"publish": {"allow": allow, "deny": deny}, "subscribe": {"allow": ["_INBOX.>"]}}
+
+
+def _task_worker(layout: Layout, streams: list[str], allow: list[str]) -> dict[str, Any]:
+    ns = layout.namespace
+    own = {layout.tasks_stream, f"OBJ_{layout.results}",
+           *(f"KV_{getattr(layout, name)}" for name in _KV_WRITES["task-worker"])}
+    for stream in streams:
+        allow += _read(stream) if stream in own else [f"$JS.API.STREAM.INFO.{stream}"]
+    allow += [f"$KV.{getattr(layout, name)}.>" for name in _KV_WRITES["task-worker"]]
+    for name in _OBJECT_WRITES["task-worker"]:
+        bucket = getattr(layout, name)
+        allow += [f"$O.{bucket}.C.>", f"$O.{bucket}.M.>", f"$JS.API.STREAM.PURGE.OBJ_{bucket}"]
+    allow += [f"{layout.events_prefix}.{CONTROL_PREFIX}{TASK_WORKER_FAMILY}.>",
+              f"{ns}.logs.>", f"{ns}.tasks.>"]
+    return {"publish": {"allow": allow, "deny": []}, "subscribe": {"allow": ["_INBOX.>"]}}
 
 
 def chart_permissions() -> dict[str, Any]:
@@ -124,4 +159,4 @@ def chart_file_text() -> str:
 
 def password_variable(role: Role) -> str:
     """The environment variable the chart's nats-server reads ``role``'s password from."""
-    return f"NATS_PASSWORD_{role.upper()}"
+    return f"NATS_PASSWORD_{role.upper().replace('-', '_')}"

@@ -17,7 +17,7 @@ from events.permissions import ROLES, chart_file_text, password_variable, role_p
 from tests.helm.test_chart import by_kind, containers, env, render
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "flowbus"
-USER = re.compile(r"\{user: (?P<user>[a-z]+), password: \$(?P<var>\w+), permissions: (?P<perm>.*)\}$")
+USER = re.compile(r"\{user: (?P<user>[a-z-]+), password: \$(?P<var>\w+), permissions: (?P<perm>.*)\}$")
 
 
 def _users(conf: str) -> dict[str, tuple[str, Any]]:
@@ -56,12 +56,15 @@ def test_each_role_gets_its_permissions_for_the_release_namespace() -> None:
 
 
 def test_each_part_connects_with_its_own_user_and_generated_password() -> None:
-    docs = render({})
+    docs = render({"taskWorkers": {"workers": [{"name": "images", "tasks": ["my_tasks:resize"],
+                                                "scaling": {"mode": "keda"}}]}})
     [secret] = [s for s in by_kind(docs, "Secret") if s["metadata"]["name"] == "prod-flowbus-nats-users"]
     assert sorted(secret["data"]) == sorted(ROLES)
     passwords = {base64.b64decode(v).decode() for v in secret["data"].values()}
     assert len(passwords) == len(ROLES) and all(len(p) == 40 for p in passwords)
-    roles = {"gateway": "gateway", "orchestrator": "orchestrator", "runner": "runner"}
+    seen = set()
+    roles = {"gateway": "gateway", "orchestrator": "orchestrator", "runner": "runner",
+             "task-worker": "task-worker"}
     for _, container in containers(docs):
         variables = env(container)
         if container["name"] == "nats":
@@ -70,9 +73,11 @@ def test_each_part_connects_with_its_own_user_and_generated_password() -> None:
                     "secretKeyRef": {"name": "prod-flowbus-nats-users", "key": role}}
             continue
         role = roles[container["name"]]
+        seen.add(role)
         assert variables["FLOWBUS_NATS_USER"] == role
         assert variables["FLOWBUS_NATS_PASSWORD"] == {
             "secretKeyRef": {"name": "prod-flowbus-nats-users", "key": role}}
+    assert seen == set(ROLES) - {"admin"}  # the admin user is the flowbus CLI's
 
 
 def test_external_nats_gets_no_generated_users() -> None:
@@ -80,3 +85,12 @@ def test_external_nats_gets_no_generated_users() -> None:
     assert not [s for s in by_kind(docs, "Secret") if s["metadata"]["name"].endswith("-nats-users")]
     for _, container in containers(docs):
         assert "FLOWBUS_NATS_USER" not in env(container)
+
+
+def test_the_bundled_nats_is_2_11_or_newer() -> None:
+    # The webhook replay bucket keeps each delivery id for its own TTL (per-message TTL,
+    # nats-server 2.11+); an older server ignores that TTL without an error.
+    [nats] = [c for _, c in containers(render({})) if c["name"] == "nats"]
+    tag = nats["image"].rsplit(":", 1)[1]
+    match = re.match(r"(\d+)\.(\d+)", tag)
+    assert match and (int(match[1]), int(match[2])) >= (2, 11), tag

@@ -23,6 +23,13 @@ import aiohttp
 import nats
 import pytest
 
+from events.background import (
+    TaskJob,
+    TaskRunRecord,
+    consumer_name,
+    queue_task_run,
+    scheduled_record,
+)
 from events.bus import Bus
 from events.embedded import find_nats_server, free_port
 from events.layout import Layout
@@ -34,6 +41,10 @@ from tests.helm.test_chart import render
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "admin-key-for-the-nats-permission-test-0123"
 FLOW = "from flowbus import flow\n\n@flow\ndef greet(name: str) -> str:\n    return 'hi ' + name\n"
+TASKS = "from flowbus import task\n\n@task\ndef double(x: int) -> int:\n    return 2 * x\n"
+# A process that queues a background run (Task.delay) and waits for its result.
+CALLER = ("from my_tasks import double\nfuture = double.delay(21)\n"
+          "print(future.task_run_id, future.result(timeout=90), flush=True)\n")
 
 
 @dataclass
@@ -41,6 +52,7 @@ class Server:
     url: str
     log: Path
     passwords: dict[Role, str]
+    monitor: str
 
     def env(self, role: Role, namespace: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
@@ -74,12 +86,12 @@ def namespace() -> str:
 @pytest.fixture
 def server(tmp_path: Path, namespace: str) -> Iterator[Server]:
     """nats-server with JetStream and the per-part users of ``namespace``, no anonymous access."""
-    port = free_port()
+    port, monitor = free_port(), free_port()
     passwords: dict[Role, str] = {role: secrets.token_urlsafe(24) for role in ROLES}
     (tmp_path / "auth.conf").write_text(chart_auth_conf(namespace))
     config = tmp_path / "nats.conf"
     config.write_text(
-        f'host: "127.0.0.1"\nport: {port}\nmax_payload: 8MB\n'
+        f'host: "127.0.0.1"\nport: {port}\nhttp_port: {monitor}\nmax_payload: 8MB\n'
         f'jetstream {{\n  store_dir: "{tmp_path / "js"}"\n}}\n'
         'authorization {\n  include "auth.conf"\n}\n')
     log = tmp_path / "nats.log"
@@ -93,7 +105,7 @@ def server(tmp_path: Path, namespace: str) -> Iterator[Server]:
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
-        yield Server(f"nats://127.0.0.1:{port}", log, passwords)
+        yield Server(f"nats://127.0.0.1:{port}", log, passwords, f"http://127.0.0.1:{monitor}")
     finally:
         process.terminate()
         try:
@@ -253,3 +265,79 @@ async def _event_types(bus: Bus) -> list[str]:
         return [d.event.type for d in await consumer.fetch(500, max_wait=0.5)]
     finally:
         await consumer.close()
+
+
+async def test_a_task_worker_runs_a_delayed_task_under_its_own_user_and_nothing_else(
+    server: Server, parts: Parts, namespace: str, tmp_path: Path
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "my_tasks.py").write_text(TASKS)
+    await parts.start(server.env("orchestrator", namespace), "orchestrator ready", "orchestrator")
+    await parts.start(server.env("task-worker", namespace), "serving", "task-worker",
+                      "my_tasks:double", "--root", str(code))
+    line = await parts.start({**server.env("gateway", namespace), "FLOWBUS_GATEWAY_ADMIN_API_KEY": ADMIN_KEY},
+                             "gateway listening on", "gateway", "--port", "0")
+    url = line.rsplit(" ", 1)[1].strip()
+    # A flow's process queues background runs under the runner's user.
+    caller_env = {**server.env("runner", namespace), "PYTHONPATH": f"{ROOT}{os.pathsep}{code}",
+                  "FLOWBUS_HOME": str(tmp_path / "home")}
+    caller = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CALLER, env=caller_env, cwd=code,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    parts.processes.append(caller)
+    output = (await asyncio.wait_for(caller.communicate(), 120))[0].decode()
+    assert caller.returncode == 0, output
+    run_id, result = output.split()[-2:]
+    assert result == "42", output
+    assert server.violations() == []
+
+    layout = Layout(namespace)
+    async with await Bus.connect(server.settings("admin", namespace), ensure=False) as admin:
+        record = TaskRunRecord.decode((await (await admin.kv(layout.task_runs)).get(run_id)).value)  # type: ignore[union-attr]
+        assert record.state.name == "Completed" and record.worker_id is not None
+        types = await _event_types(admin)
+        assert "flowbus.task-run.Completed" in types  # published by the worker, under its user
+        # KEDA's JetStream scaler reads the task consumer's lag from the monitoring
+        # endpoint, in the account the chart's users share ($G): auth does not hide it.
+        async with aiohttp.ClientSession() as http, http.get(
+                f"{server.monitor}/jsz", params={"acc": "$G", "consumers": "true", "config": "true"}) as r:
+            jsz = await r.json()
+        [account] = [a for a in jsz["account_details"] if a["name"] == "$G"]
+        [stream] = [st for st in account["stream_detail"] if st["name"] == layout.tasks_stream]
+        assert consumer_name(record.task_key) in [c["name"] for c in stream["consumer_detail"]]
+
+        # The gateway's user reads the task runs and the queue (its first job included):
+        # a job of a task no worker serves waits there.
+        waiting = scheduled_record(task_run_id="waiting-1", name="w", task_key="nobody.serves",
+                                   task_name="serves", tags=[], parameters=None, wait_for=[])
+        await queue_task_run(admin, waiting, TaskJob(task_run_id="waiting-1", task_key="nobody.serves"))
+        async with aiohttp.ClientSession(
+                base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as api:
+            async with api.get(f"/api/v1/task-runs/{run_id}") as r:
+                assert r.status == 200 and (await r.json())["state"]["name"] == "Completed"
+            async with api.get("/api/v1/task-runs") as r:
+                assert r.status == 200, await r.text()
+                listed = json.dumps(await r.json())
+                assert run_id in listed and "waiting-1" in listed
+            async with api.get("/api/v1/task-queue") as r:
+                assert r.status == 200, await r.text()
+                assert (await r.json())["depth"] == 1
+        assert server.violations() == []
+
+        # The worker may not write a deployment or a flow run, forge a flow run's (or any
+        # non-task) control event, queue a flow-run job, or read another part's bucket.
+        for subject in (f"$KV.{layout.deployments}.evil", f"$KV.{layout.flow_runs}.x",
+                        f"{namespace}.events.flowbus.flow-run.Completed",
+                        f"{namespace}.events.flowbus.flow-run.Cancelling",
+                        f"{namespace}.events.flowbus.deployment.run-requested",
+                        f"{namespace}.runs.default",
+                        f"$JS.API.DIRECT.GET.KV_{layout.blocks}.$KV.{layout.blocks}.x",
+                        f"$JS.API.STREAM.UPDATE.{layout.tasks_stream}"):
+            await _refused(server, "task-worker", subject)
+        # No other part takes (and acknowledges away) a background task's job.
+        for role in ("gateway", "runner", "orchestrator"):
+            await _refused(server, role, f"$JS.API.CONSUMER.DURABLE.CREATE.{layout.tasks_stream}.steal")
+        assert await (await admin.kv(layout.deployments)).keys() == []
+        assert "flowbus.flow-run.Completed" not in await _event_types(admin)
+    assert len(server.violations()) >= 11

@@ -130,7 +130,7 @@ volumes:
 
 {{/* Roles of events/permissions.py, in its order. */}}
 {{- define "flowbus.natsRoles" -}}
-gateway orchestrator runner admin
+gateway orchestrator runner task-worker admin
 {{- end -}}
 
 {{/* The bundled NATS's users block: each role with its permissions from
@@ -143,7 +143,7 @@ files/nats-permissions.json (written from events/permissions.py), for this names
 users: [
 {{- range $role := splitList " " (include "flowbus.natsRoles" .) }}
 {{- $p := index $perms $role }}
-  {user: {{ $role }}, password: $NATS_PASSWORD_{{ upper $role }}, permissions: {publish: {allow: [
+  {user: {{ $role }}, password: $NATS_PASSWORD_{{ upper $role | replace "-" "_" }}, permissions: {publish: {allow: [
     {{- range $i, $s := $p.publish.allow }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end -}}
   ], deny: [
     {{- range $i, $s := $p.publish.deny }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end -}}
