@@ -186,9 +186,10 @@ async def post_event(session: aiohttp.ClientSession, url: str, event_id: str,
 class Chaos:
     """The whole system under test, in ``base``."""
 
-    def __init__(self, base: Path, *, nodes: int, seconds: float = 0.3, tasks: int = 3) -> None:
+    def __init__(self, base: Path, *, nodes: int, seconds: float = 0.3, tasks: int = 3,
+                 durable_tasks: bool = True) -> None:
         self.base = base
-        self.tasks = tasks
+        self.tasks, self.durable_tasks = tasks, durable_tasks
         self.nats = NatsNodes(base, nodes)
         self.journal = base / "journal"
         self.seconds = seconds
@@ -291,7 +292,8 @@ class Chaos:
         params = {"event_id": "{{ event.id }}", "path": str(self.journal),
                   "seconds": self.seconds, "tasks": self.tasks}
         spec = DeploymentSpec(name="chaos", entrypoint="flows.py:journal",
-                              triggers=[{"expect": ["chaos.tick"], "parameters": params}])
+                              triggers=[{"expect": ["chaos.tick"], "parameters": params}],
+                              durable_tasks=self.durable_tasks)
         infos = await asyncio.to_thread(check_specs, code, [spec])
         async with await Bus.connect(self.settings()) as bus:
             await register(bus, code, [spec], infos, BuildConfig(include=["*.py"]),
