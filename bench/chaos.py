@@ -13,7 +13,11 @@ fault kind: accepted, executed (distinct ids whose body ran to the end), execute
 twice, executed twice at once, lost, accepted events without exactly one run that
 ended Completed (read from the flow-run records), and the time from a runner's SIGKILL / SIGSTOP
 to the next attempt of a run it held, or its conclusion from the outcome the attempt
-recorded (p50 and max). The harness is ``tests/chaos/harness.py``.
+recorded (p50 and max), the task runs that completed, and those that completed and
+then ran again in a later attempt (durable task reuse keeps it at 0). The flow calls
+``--tasks`` tasks in order, the body's time split between them and itself. The harness
+is ``tests/chaos/harness.py``. ``--no-durable-tasks`` deploys the flow with durable
+task reuse off, to see the rerun count the reuse avoids.
 """
 
 from __future__ import annotations
@@ -37,11 +41,13 @@ async def main(args: argparse.Namespace) -> int:
     failed = False
     with tempfile.TemporaryDirectory(prefix="flowbus-chaos-") as tmp:
         base = Path(args.keep) if args.keep else Path(tmp)
-        chaos = Chaos(base, nodes=args.nodes, seconds=args.body_seconds)
+        chaos = Chaos(base, nodes=args.nodes, seconds=args.body_seconds, tasks=args.tasks,
+                      durable_tasks=not args.no_durable_tasks)
         try:
             await chaos.start()
             print(f"chaos: {args.nodes} NATS node(s), {args.events} events at {args.rate}/s "
-                  f"per kind, {args.faults} fault(s) per kind; {load()}", flush=True)
+                  f"per kind, {args.faults} fault(s) per kind, {args.tasks} tasks per run, "
+                  f"durable_tasks {not args.no_durable_tasks}; {load()}", flush=True)
             for kind in kinds:
                 figures = await chaos.run(kind, args.events, args.rate, args.faults,
                                           settle=args.settle)
@@ -52,6 +58,7 @@ async def main(args: argparse.Namespace) -> int:
                     shown = list(figures.not_completed.items())[:20]
                     print(f"  not exactly one Completed run: {shown}", flush=True)
                 failed |= bool(figures.lost or figures.not_completed) or figures.concurrent > 0
+                failed |= figures.tasks_rerun > 0 and not args.no_durable_tasks
         finally:
             chaos.stop()
     print(f"done; {load()}")
@@ -68,6 +75,10 @@ if __name__ == "__main__":
                         help="seconds after the stream for every accepted event to run")
     parser.add_argument("--body-seconds", type=float, default=1.0,
                         help="how long each flow body runs (longer: more bodies cut mid-way)")
+    parser.add_argument("--tasks", type=int, default=3,
+                        help="tasks the flow calls, one after the other")
+    parser.add_argument("--no-durable-tasks", action="store_true",
+                        help="deploy with durable_tasks: false (completed tasks run again)")
     parser.add_argument("--kinds", nargs="*", choices=KINDS)
     parser.add_argument("--keep", help="directory for the logs and journal, kept afterwards")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from events.errors import TransitionRejected
 from events.states import STATE_TYPES, StateType, check_transition
@@ -116,6 +116,8 @@ class Deployment(BaseModel):
     retry_delay_seconds: float = Field(
         default=0.0, ge=0, le=86_400 * 7, description="the flow's retry delay, read when deployed")
     code_digest: str | None = Field(default=None, description="bundle in flowbus-code, if any")
+    durable_tasks: StrictBool = Field(
+        default=True, description="a retried or resumed run reuses the tasks it completed")
     created: datetime = Field(default_factory=utcnow)
     updated: datetime = Field(default_factory=utcnow)
 
@@ -143,6 +145,8 @@ class FlowRun(BaseModel):
         default=0, ge=0, description="crash retries allowed, copied from the deployment")
     retry_delay_seconds: float = Field(
         default=0.0, ge=0, description="delay before a crash retry, copied from the deployment")
+    durable_tasks: bool = Field(
+        default=True, description="reuse completed tasks in later attempts, copied from the deployment")
     expected_start_time: datetime = Field(default_factory=utcnow)
     start_time: datetime | None = None
     end_time: datetime | None = None

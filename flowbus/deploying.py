@@ -75,7 +75,7 @@ def to_deployment(spec: DeploymentSpec, info: FlowInfo, code_digest: str | None)
         version=spec.version if spec.version is not None else info.version,
         description=spec.description if spec.description is not None else info.description,
         code_digest=code_digest, retries=info.retries,
-        retry_delay_seconds=info.retry_delay_seconds,
+        retry_delay_seconds=info.retry_delay_seconds, durable_tasks=spec.durable_tasks,
     )
 
 
@@ -147,6 +147,7 @@ def spec_for_flow(
     description: str | None,
     version: str | None,
     concurrency_limit: int | None,
+    durable_tasks: bool = True,
 ) -> DeploymentSpec:
     """The deployment spec ``Flow.deploy`` describes (entrypoint derived from the source)."""
     import inspect
@@ -178,6 +179,7 @@ def spec_for_flow(
             triggers=[t.model_dump(mode="json") if isinstance(t, BaseModel) else t for t in triggers or []],
             schedules=all_schedules, work_pool=work_pool_name or "default", tags=tags or [],
             description=description, version=version, concurrency_limit=concurrency_limit,
+            durable_tasks=durable_tasks,
         )
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]

@@ -192,6 +192,7 @@ class Flow(Generic[P, R]):
         concurrency_limit: int | None = None,
         work_pool: str | None = None,
         limit: int | None = None,
+        durable_tasks: bool = True,
     ) -> None:
         """Register a deployment of this flow and run it in this process until SIGINT/SIGTERM.
 
@@ -207,7 +208,7 @@ class Flow(Generic[P, R]):
         serve(self.to_deployment(
             name, triggers=triggers, cron=cron, interval=interval, schedules=schedules,
             parameters=parameters, tags=tags, description=description, version=version,
-            concurrency_limit=concurrency_limit, work_pool=work_pool,
+            concurrency_limit=concurrency_limit, work_pool=work_pool, durable_tasks=durable_tasks,
         ), limit=limit)
 
     def to_deployment(
@@ -224,6 +225,7 @@ class Flow(Generic[P, R]):
         version: str | None = None,
         concurrency_limit: int | None = None,
         work_pool: str | None = None,
+        durable_tasks: bool = True,
     ) -> RunnerDeployment:
         """A deployment of this flow for `flowbus.serve`, its triggers and schedules validated.
 
@@ -236,7 +238,7 @@ class Flow(Generic[P, R]):
         return to_deployment(
             self, name, triggers=triggers, cron=cron, interval=interval, schedules=schedules,
             parameters=parameters, tags=tags, description=description, version=version,
-            concurrency_limit=concurrency_limit, work_pool=work_pool,
+            concurrency_limit=concurrency_limit, work_pool=work_pool, durable_tasks=durable_tasks,
         )
 
     def deploy(
@@ -255,13 +257,15 @@ class Flow(Generic[P, R]):
         entrypoint: str | None = None,
         concurrency_limit: int | None = None,
         bundle: bool = True,
+        durable_tasks: bool = True,
     ) -> str:
         """Deploy this flow to runners started separately; returns the deployment's id.
 
         The entrypoint is this flow's source file relative to the current directory
         and its function name (or ``entrypoint``); the directory is uploaded as a code
         bundle unless ``bundle=False`` (the runners' image has the code). Needs
-        ``FLOWBUS_NATS_URL``. While deploying checks the module in a separate process,
+        ``FLOWBUS_NATS_URL``. ``durable_tasks=False`` turns durable task reuse off
+        (docs/sdk.md, "Durable task reuse"). While deploying checks the module in a separate process,
         a ``deploy`` call at its top level does nothing and returns "". See
         docs/deploying.md.
         """
@@ -272,7 +276,7 @@ class Flow(Generic[P, R]):
             triggers=triggers, schedules=schedules, cron=cron, interval=interval,
             parameters=parameters, tags=tags, description=description,
             version=version if version is not None else self.version,
-            concurrency_limit=concurrency_limit,
+            concurrency_limit=concurrency_limit, durable_tasks=durable_tasks,
         )
 
     def generate_mermaid_graph(self, *args: Any, **kwargs: Any) -> str:

@@ -31,6 +31,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -123,6 +124,8 @@ class DeploymentSpec(BaseModel):
     tags: list[str] = Field(default_factory=list, max_length=100, description="run tags")
     description: str | None = Field(default=None, max_length=10_000, description="shown in listings")
     version: str | None = Field(default=None, max_length=256, description="your version label")
+    durable_tasks: StrictBool = Field(
+        default=True, description="a retried or resumed run reuses the tasks it completed")
 
     @field_validator("entrypoint")
     @classmethod

@@ -55,6 +55,7 @@ class RunnerDeployment:
     concurrency_limit: int | None = None
     work_pool: str | None = None
     entrypoint: str = ""
+    durable_tasks: bool = True
 
     def to_record(self, work_pool: str) -> Any:
         """The ``events.records.Deployment`` to store (pydantic validates it here)."""
@@ -70,7 +71,7 @@ class RunnerDeployment:
                 work_pool=work_pool, parameters=self.parameters, triggers=self.triggers,
                 schedules=self.schedules, concurrency_limit=self.concurrency_limit,
                 tags=self.tags, version=self.version, description=self.description,
-                retries=retries, retry_delay_seconds=delay,
+                retries=retries, retry_delay_seconds=delay, durable_tasks=self.durable_tasks,
             )
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
@@ -159,6 +160,7 @@ def to_deployment(
     version: str | None = None,
     concurrency_limit: int | None = None,
     work_pool: str | None = None,
+    durable_tasks: bool = True,
 ) -> RunnerDeployment:
     """A deployment of ``flow`` for :func:`serve`, its triggers and schedules validated.
 
@@ -174,7 +176,7 @@ def to_deployment(
         description=description if description is not None else flow.description,
         version=version if version is not None else flow.version,
         concurrency_limit=concurrency_limit, work_pool=work_pool,
-        entrypoint=_entrypoint_of(flow),
+        entrypoint=_entrypoint_of(flow), durable_tasks=durable_tasks,
     )
     deployment.to_record(work_pool or "default")  # fail now, not at serve time
     return deployment
@@ -223,6 +225,7 @@ def deploy(*deployments: RunnerDeployment, work_pool_name: str | None = None, bu
             d.name, work_pool_name=work_pool_name or d.work_pool, triggers=d.triggers,
             schedules=d.schedules, parameters=d.parameters, tags=d.tags, description=d.description,
             version=d.version, concurrency_limit=d.concurrency_limit, bundle=bundle,
+            durable_tasks=d.durable_tasks,
         )
         for d in deployments
     ]  # fmt: skip

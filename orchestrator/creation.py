@@ -145,6 +145,7 @@ class RunCreator:
             triggering_event=request.triggering_event,
             retries=deployment.retries,
             retry_delay_seconds=deployment.retry_delay_seconds,
+            durable_tasks=deployment.durable_tasks,
         )
         try:
             await self._runs.create(run.id, run.model_dump_json().encode())

@@ -72,7 +72,8 @@ def _engine_kwargs(spec: RunSpec) -> dict[str, Any]:
         "deployment_name": spec.deployment_name,
         "tags": spec.tags,
         "return_state": True,
-        "record_attempt": spec.attempt,  # from the 2nd on, completed tasks are reused
+        # From the 2nd on, completed tasks are reused; 0 (no record): durable reuse off.
+        "record_attempt": spec.attempt if spec.durable_tasks else 0,
     }
 
 

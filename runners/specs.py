@@ -50,5 +50,5 @@ def run_spec(held: HeldRun, settings: RunnerSettings, resolve: Resolver,
         parameters={**deployment.parameters, **run.parameters},
         deployment_id=deployment.id, deployment_name=deployment.name, tags=tuple(run.tags),
         result_max_bytes=settings.result_max_bytes, attempt=held.attempt,
-        code_root=str(root or settings.code_root),
+        code_root=str(root or settings.code_root), durable_tasks=run.durable_tasks,
     )

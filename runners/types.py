@@ -24,6 +24,7 @@ class RunSpec:
     result_max_bytes: int = 8 * 1024 * 1024
     attempt: int = 1
     code_root: str = "."
+    durable_tasks: bool = True  # reuse tasks completed by earlier attempts (flowbus._durable)
 
     @property
     def result_name(self) -> str:

@@ -18,7 +18,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    create_model,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
 
 from events.cloudevent import CloudEvent, encode
 from events.errors import AlreadyExists, EventTooLarge, NotFound
@@ -58,12 +67,18 @@ def _optional(annotation: Any) -> Any:
     return annotation | None
 
 
+def _strict(field: FieldInfo) -> bool | None:
+    """Whether a field refuses coercion (``"yes"`` for a bool): kept in the update body."""
+    return True if any(isinstance(m, Strict) for m in field.metadata) else None
+
+
 DeploymentUpdate: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "DeploymentUpdate",
     __config__=ConfigDict(extra="forbid"),
     __doc__="Changes to a deployment; absent fields stay as they are.",
     **{
-        name: (_optional(field.annotation), Field(default=None, description=field.description))
+        name: (_optional(field.annotation),
+               Field(default=None, description=field.description, strict=_strict(field)))
         for name, field in Deployment.model_fields.items()
         if name not in _SERVER_FIELDS | {"name"}
     },

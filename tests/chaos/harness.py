@@ -4,7 +4,8 @@ Used by ``tests/chaos`` (a short version CI runs) and ``bench/chaos.py`` (the lo
 one, printing the figures). One NATS node or a 3-node JetStream cluster (routes on
 loopback, every stream and bucket with 3 replicas); a gateway, two orchestrators
 (leader lease) and two runners, each a ``flowbus`` subprocess. A deployment's trigger
-runs a flow that journals its event id; a client posts events to the gateway and
+runs a flow that journals its event id while its body and its tasks run, and each
+task's completion (``tests.chaos.figures``); a client posts events to the gateway and
 resends a refused one with the same id. Faults (SIGKILL, SIGSTOP, restart) hit each
 part at random points; the journal tells what ran, how often, and whether at once.
 """
@@ -20,8 +21,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from events.embedded import find_nats_server, free_port
 from events.records import FlowRun
 from events.runs import FlowRunStateEvent
 from events.settings import NatsSettings
+from tests.chaos.figures import Figures, History, analyse
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADERS = {"Content-Type": "application/cloudevents+json"}
@@ -40,22 +40,37 @@ RUNNER_ENV = {"FLOWBUS_RUNNER_HEARTBEAT_INTERVAL": "0.5", "FLOWBUS_RUNNER_ACK_WA
 
 FLOW = """
 import os, time
-from flowbus import flow
+from flowbus import flow, task
+
+
+def write(path: str, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, line.encode())
+    os.close(fd)
+
+
+def ticks(event_id: str, path: str, until: float) -> None:
+    while True:
+        write(path, f"tick {event_id} {os.getpid()} {time.time()}\\n")
+        if time.time() >= until:
+            return
+        time.sleep(0.05)
+
+
+@task
+def step(event_id: str, path: str, n: int, seconds: float) -> int:
+    ticks(event_id, path, time.time() + seconds)
+    write(path, f"task {event_id}/{n} {os.getpid()} {time.time()}\\n")
+    return n
+
 
 @flow(retries=5)
-def journal(event_id: str, path: str, seconds: float) -> str:
-    end = time.time() + seconds
-    while True:
-        line = f"tick {event_id} {os.getpid()} {time.time()}\\n"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        os.write(fd, line.encode())
-        os.close(fd)
-        if time.time() >= end:
-            break
-        time.sleep(0.05)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    os.write(fd, f"end {event_id} {os.getpid()} {time.time()}\\n".encode())
-    os.close(fd)
+def journal(event_id: str, path: str, seconds: float, tasks: int = 3) -> str:
+    share = seconds / (tasks + 1)  # the body's time, split between its tasks and itself
+    for n in range(tasks):
+        step(event_id, path, n, share)
+    ticks(event_id, path, time.time() + share)
+    write(path, f"end {event_id} {os.getpid()} {time.time()}\\n")
     return event_id
 """
 
@@ -151,88 +166,6 @@ class Part:
             self.proc.wait(10)
 
 
-@dataclass
-class Figures:
-    """What one chaos run measured, per fault kind and overall."""
-
-    kind: str
-    accepted: int = 0
-    executed: int = 0
-    executed_twice: int = 0
-    concurrent: int = 0
-    lost: list[str] = field(default_factory=list)
-    recovery: list[float] = field(default_factory=list)
-    # Accepted events without exactly one run, or whose run did not end Completed:
-    # event id -> the states of its runs (read from the flow-run records).
-    not_completed: dict[str, list[str]] = field(default_factory=dict)
-
-    def line(self) -> str:
-        rec = sorted(self.recovery)
-        p50 = f"{rec[len(rec) // 2]:.1f}" if rec else "-"
-        worst = f"{rec[-1]:.1f}" if rec else "-"
-        return (f"{self.kind:<18} accepted {self.accepted:>5}  executed {self.executed:>5}  "
-                f"twice {self.executed_twice:>3}  twice-at-once {self.concurrent:>2}  "
-                f"lost {len(self.lost):>2}  not-one-Completed-run {len(self.not_completed):>2}  "
-                f"recovery p50/max {p50}/{worst} s")
-
-
-FINAL = frozenset({"Completed", "Failed", "Cancelled"})  # concluded, not crashed
-History = list[tuple[float, str, str, str | None, int]]  # time, run, state, runner, attempt
-
-
-def recoveries(history: History, faults: list[tuple[float, str, str]]) -> list[float]:
-    """Seconds from a runner's SIGKILL/SIGSTOP to the next attempt (or the conclusion)
-    of each run it held."""
-    out = []
-    for at, what, victim in faults:
-        if not what.startswith("runner"):
-            continue
-        latest: dict[str, tuple[str, str | None, int]] = {}
-        for when, run_id, state, runner, attempt in history:
-            if when <= at:
-                latest[run_id] = (state, runner, attempt)
-        for run_id, (state, runner, attempt) in latest.items():
-            if runner != victim or state not in ("Pending", "Running"):
-                continue
-            # A new attempt started, or the run concluded (from the outcome its
-            # attempt recorded, when the body had finished).
-            retried = [when for when, rid, st, _, n in history
-                       if rid == run_id and when > at
-                       and ((st == "Running" and n > attempt) or st in FINAL)]
-            if retried:
-                out.append(min(retried) - at)
-    return out
-
-
-def analyse(kind: str, journal: Path, accepted: set[str],
-            faults: list[tuple[float, str, str]], history: History) -> Figures:
-    """Figures from the journal: each (event id, worker pid) is one body execution."""
-    spans: dict[str, dict[str, list[float]]] = defaultdict(dict)
-    ended: set[str] = set()
-    for line in journal.read_text().splitlines() if journal.exists() else []:
-        what, event_id, pid, at = line.split()
-        span = spans[event_id].setdefault(pid, [float(at), float(at)])
-        span[1] = max(span[1], float(at))
-        if what == "end":
-            ended.add(event_id)
-    figures = Figures(kind, accepted=len(accepted), executed=len(ended & accepted))
-    figures.lost = sorted(accepted - ended)
-    figures.recovery = recoveries(history, faults)
-    for event_id, by_pid in spans.items():
-        if event_id not in accepted:
-            continue  # another fault kind's event
-        runs = sorted(by_pid.values())
-        if len(runs) > 1:
-            figures.executed_twice += 1
-            latest_end = runs[0][1]
-            for later in runs[1:]:
-                if later[0] < latest_end:  # started before an earlier execution's last line
-                    figures.concurrent += 1
-                    break
-                latest_end = max(latest_end, later[1])
-    return figures
-
-
 async def post_event(session: aiohttp.ClientSession, url: str, event_id: str,
                      deadline: float) -> bool:
     """Post one event until the gateway accepts it (same id every time)."""
@@ -253,8 +186,10 @@ async def post_event(session: aiohttp.ClientSession, url: str, event_id: str,
 class Chaos:
     """The whole system under test, in ``base``."""
 
-    def __init__(self, base: Path, *, nodes: int, seconds: float = 0.3) -> None:
+    def __init__(self, base: Path, *, nodes: int, seconds: float = 0.3, tasks: int = 3,
+                 durable_tasks: bool = True) -> None:
         self.base = base
+        self.tasks, self.durable_tasks = tasks, durable_tasks
         self.nats = NatsNodes(base, nodes)
         self.journal = base / "journal"
         self.seconds = seconds
@@ -355,9 +290,10 @@ class Chaos:
         code.mkdir(parents=True, exist_ok=True)
         (code / "flows.py").write_text(textwrap.dedent(FLOW))
         params = {"event_id": "{{ event.id }}", "path": str(self.journal),
-                  "seconds": self.seconds}
+                  "seconds": self.seconds, "tasks": self.tasks}
         spec = DeploymentSpec(name="chaos", entrypoint="flows.py:journal",
-                              triggers=[{"expect": ["chaos.tick"], "parameters": params}])
+                              triggers=[{"expect": ["chaos.tick"], "parameters": params}],
+                              durable_tasks=self.durable_tasks)
         infos = await asyncio.to_thread(check_specs, code, [spec])
         async with await Bus.connect(self.settings()) as bus:
             await register(bus, code, [spec], infos, BuildConfig(include=["*.py"]),

@@ -2,7 +2,8 @@
 
 Every part a separate process; events stream in through the gateway while a part is
 killed, frozen or restarted. Nothing accepted may be lost, and no body may run twice
-at the same time; a body cut off by a crash may run again (at-least-once).
+at the same time; a body cut off by a crash may run again (at-least-once), but a task
+it completed before a runner was killed does not (durable task reuse).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ async def test_one_node_survives_every_part_killed_or_frozen(tmp_path: Path) -> 
         assert figures.lost == [], figures.line()
         assert figures.not_completed == {}, (figures.line(), figures.not_completed)
         assert figures.concurrent == 0, figures.line()
+        assert figures.tasks_completed == 30 * chaos.tasks, figures.line()
+    killed = results[SINGLE_NODE.index("runner-kill")]
+    assert killed.tasks_rerun == 0, killed.line()
 
 
 @pytest.mark.timeout(600)

@@ -133,6 +133,9 @@ async def test_flow_deploy_without_bundle(
     monkeypatch.chdir(root)
     greet.deploy("image-code", bundle=False)
     assert (await get_deployment(bus, "image-code")).code_digest is None
+    assert (await get_deployment(bus, "image-code")).durable_tasks is True
+    greet.deploy("not-durable", bundle=False, durable_tasks=False)
+    assert (await get_deployment(bus, "not-durable")).durable_tasks is False
 
 
 def test_flow_deploy_outside_the_current_directory_is_refused(
@@ -152,6 +155,7 @@ def test_flow_deploy_outside_the_current_directory_is_refused(
     ({"parameters": {"times": "many"}}, "times='many'"),
     ({"cron": "not a cron"}, "field schedules"),
     ({"work_pool_name": "bad pool"}, "field work_pool"),
+    ({"durable_tasks": "no"}, "field durable_tasks: must be true or false"),
 ])
 def test_flow_deploy_refuses_bad_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          kwargs: dict[str, Any], message: str) -> None:
@@ -160,6 +164,15 @@ def test_flow_deploy_refuses_bad_options(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(root)
     with pytest.raises(EntrypointError, match=message):
         greet.deploy("x", **kwargs)
+
+
+def test_serve_refuses_a_durable_tasks_value_that_is_not_a_boolean(tmp_path: Path) -> None:
+    from flowbus.exceptions import ConfigurationError
+
+    greet = _load_flow(write(tmp_path / "app7", {"flows.py": FLOWS}) / "flows.py")
+    assert greet.to_deployment("served", durable_tasks=False).to_record("default").durable_tasks is False
+    with pytest.raises(ConfigurationError, match="durable_tasks: must be true or false"):
+        greet.to_deployment("served", durable_tasks=1)
 
 
 def test_flow_deploy_refuses_a_bad_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

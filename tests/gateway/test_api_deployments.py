@@ -214,3 +214,27 @@ async def test_run_with_wait_ends_when_the_gateway_shuts_down(start_gateway: Any
     assert asyncio.get_running_loop().time() - started < 10
     response.close()
     await session.close()
+
+
+async def test_durable_tasks_is_on_by_default_and_can_be_turned_off(client: aiohttp.ClientSession, bus: Bus) -> None:
+    assert (await create(client))["durable_tasks"] is True
+    async with client.patch(f"{D}/etl", json={"durable_tasks": False}) as r:
+        assert r.status == 200 and (await r.json())["durable_tasks"] is False
+    kv = await bus.kv(bus.layout.deployments)
+    assert Deployment.model_validate(await kv.get_json("etl")).durable_tasks is False
+    assert (await create(client, "etl2", durable_tasks=False))["durable_tasks"] is False
+
+
+@pytest.mark.parametrize("value", ["yes", "false", 1, 0, None, [], {"on": True}])
+async def test_a_durable_tasks_value_that_is_not_a_boolean_is_refused(client: aiohttp.ClientSession, bus: Bus, value: Any) -> None:
+    async with client.post(D, json={"name": "etl", "flow_name": "f", "durable_tasks": value}) as r:
+        answer = await r.json(content_type=None)
+        assert r.status == 400 and answer["errors"][0]["field"] == "durable_tasks", answer
+        assert "must be true or false" in problem(answer), answer
+    await create(client)
+    async with client.patch(f"{D}/etl", json={"durable_tasks": value}) as r:
+        answer = await r.json(content_type=None)
+        assert r.status == 400 and "durable_tasks" in problem(answer), answer
+        assert "must be true or false" in problem(answer), answer
+    kv = await bus.kv(bus.layout.deployments)
+    assert Deployment.model_validate(await kv.get_json("etl")).durable_tasks is True

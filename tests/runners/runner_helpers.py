@@ -45,9 +45,10 @@ async def deploy(bus: Bus, name: str, entrypoint: str, *, pool: str = "default",
 
 
 async def deploy_checked(bus: Bus, name: str, source: str, function: str, *, root: Path,
-                         pool: str = "default") -> Deployment:
+                         pool: str = "default", durable_tasks: bool = True) -> Deployment:
     """Deploy as ``flowbus deploy`` does: the flow inspected (retries read), its code bundled."""
-    spec = DeploymentSpec(name=name, entrypoint=f"flows.py:{function}", work_pool=pool)
+    spec = DeploymentSpec(name=name, entrypoint=f"flows.py:{function}", work_pool=pool,
+                          durable_tasks=durable_tasks)
 
     def write_and_check() -> list[Any]:
         root.mkdir(parents=True, exist_ok=True)
