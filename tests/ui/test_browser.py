@@ -201,3 +201,56 @@ def test_pages_have_no_console_errors_and_no_serious_accessibility_violations(
             page.wait_for_load_state("load")
             assert serious_violations(page) == [], path
         assert console.errors == []
+
+
+def test_a_paused_run_is_resumed_from_its_page_with_input_checked_against_its_schema(
+    stack: Stack,
+) -> None:
+    status, outcome = stack.api("POST", "/api/v1/deployments/approve/runs", {})
+    assert status == 202, outcome
+    run_id = outcome["flow_run_id"]
+    stack.wait_run(lambda r: r["id"] == run_id and r["state"]["name"] == "Paused", "paused",
+                   deployment="approve")
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, stack.keys["reader"], f"/ui/runs/{run_id}")
+        expect(page.locator("#resume")).to_contain_text("waits for input")
+        assert page.locator("form.resume-form").count() == 0  # read-only: no form
+        page.context.clear_cookies()
+        log_in(page, stack.url, ADMIN_KEY, f"/ui/runs/{run_id}")
+        form = page.locator("form.resume-form")
+        expect(form).to_be_visible(timeout=30_000)  # shown once the body saved its schema
+        expect(page.locator("#resume")).to_contain_text("Ship it?")
+        expect(page.locator("#p-copies")).to_have_value("1")
+        assert serious_violations(page) == []
+        # The browser's check: not a whole number, nothing is sent.
+        page.fill("#p-reviewer", "ada")
+        page.fill("#p-copies", "many")
+        form.locator("button[type=submit]").click()
+        expect(page.locator(".field-error")).to_contain_text("must be a whole number")
+        # The server's check against the saved schema (copies >= 1): refused, shown inline.
+        page.fill("#p-copies", "0")
+        form.locator("button[type=submit]").click()
+        page.wait_for_url(f"**/ui/runs/{run_id}/resume")
+        expect(page.locator("#resume-refusal")).to_contain_text("copies")
+        expect(page.locator("#p-reviewer")).to_have_value("ada")  # what was typed is kept
+        assert serious_violations(page) == []
+        status, record = stack.api("GET", f"/api/v1/flow-runs/{run_id}")
+        assert status == 200 and record["state"]["name"] == "Paused", record
+        page.check("#p-approved")
+        page.fill("#p-copies", "2")
+        page.locator("form.resume-form button[type=submit]").click()
+        page.wait_for_url(f"**/ui/runs/{run_id}")
+        stack.wait_run(lambda r: r["id"] == run_id and r["state"]["name"] == "Completed",
+                       "completed", deployment="approve")
+        page.reload()
+        expect(page.locator("#run-state")).to_contain_text("Completed")
+        result = page.locator("section.card:has(h2:has-text('Result')) pre")
+        expect(result).to_contain_text("v1: approved=True by ada x2")
+        assert page.locator("#resume").count() == 0
+        token = page.locator("meta[name=csrf-token]").get_attribute("content")
+        again = page.request.post(f"{stack.url}/ui/runs/{run_id}/resume", form={"csrf": token or ""})
+        assert again.status == 409 and "not Paused" in again.text()
+        # Chromium notes the refused form's 422 document response; nothing else is reported.
+        refused = [e for e in console.errors if "status of 422" in e and e.endswith("/resume")]
+        assert len(refused) == 1 and console.errors == refused, console.errors
