@@ -43,6 +43,8 @@ ROUTES: list[tuple[str, str, str]] = [
     ("POST", "/ui/webhooks", "infra_view:create_webhook"),
     ("POST", "/ui/webhooks/{slug}/delete", "infra_view:delete_webhook"),
     ("GET", "/ui/runners", "infra_view:runners_page"),
+    ("GET", "/ui/task-runs", "catalog_view:task_runs_page"),
+    ("GET", "/ui/assets", "catalog_view:assets_page"),
 ]
 
 

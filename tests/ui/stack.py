@@ -26,6 +26,7 @@ from pydantic import Field
 
 from flowbus import flow, get_run_logger, task
 from flowbus.artifacts import create_markdown_artifact, create_table_artifact
+from flowbus.assets import materialize
 from flowbus.flow_runs import pause_flow_run
 from flowbus.input import RunInput
 
@@ -63,6 +64,23 @@ def nap(seconds: int = 60, label: str = "nap") -> str:
     return label
 
 
+@task
+def crunch(n: int) -> int:
+    return n * 2
+
+
+@materialize("s3://lake/ui-report.csv", asset_deps=["postgres://shop/orders"], by="pandas")
+def report(n: int) -> int:
+    return n
+
+
+@flow
+def lake(n: int = 3) -> str:
+    queued = crunch.delay(n)  # no task worker runs in these tests: it stays Scheduled
+    report(n)
+    return queued.task_run_id
+
+
 @flow
 def approve(release: str = "v1") -> str:
     answer = pause_flow_run(
@@ -85,6 +103,8 @@ deployments:
     entrypoint: flows.py:nap
   - name: approve
     entrypoint: flows.py:approve
+  - name: lake
+    entrypoint: flows.py:lake
   - name: boom
     entrypoint: flows.py:boom
     triggers:

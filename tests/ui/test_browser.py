@@ -196,7 +196,8 @@ def test_pages_have_no_console_errors_and_no_serious_accessibility_violations(
         assert serious_violations(page) == []
         log_in(page, stack.url, ADMIN_KEY)
         for path in ("/ui", "/ui/runs", f"/ui/runs/{run['id']}", "/ui/deployments", "/ui/events", "/ui/automations",
-                     "/ui/deployments/nap", "/ui/runs?state=Completed", "/ui/sources", "/ui/runners"):
+                     "/ui/deployments/nap", "/ui/runs?state=Completed", "/ui/sources", "/ui/runners",
+                     "/ui/task-runs", "/ui/assets"):
             page.goto(stack.url + path)
             page.wait_for_load_state("load")
             assert serious_violations(page) == [], path
@@ -254,3 +255,38 @@ def test_a_paused_run_is_resumed_from_its_page_with_input_checked_against_its_sc
         # Chromium notes the refused form's 422 document response; nothing else is reported.
         refused = [e for e in console.errors if "status of 422" in e and e.endswith("/resume")]
         assert len(refused) == 1 and console.errors == refused, console.errors
+
+
+def test_the_task_runs_and_assets_pages_show_what_a_flow_queued_and_materialised(
+    stack: Stack,
+) -> None:
+    status, outcome = stack.api("POST", "/api/v1/deployments/lake/runs?wait=60", {})
+    assert status == 200 and outcome["state"]["name"] == "Completed", outcome
+    task_run_id = outcome["result"]
+    deadline = time.monotonic() + 60
+    asset: dict[str, Any] = {}
+    while not asset and time.monotonic() < deadline:  # the orchestrator folds the events in
+        status, body = stack.api("GET", "/api/v1/assets?prefix=s3://lake/ui-report")
+        assert status == 200, body
+        asset = next(iter(body["items"]), {})
+        time.sleep(0.3)
+    assert (asset.get("latest_materialization") or {}).get("status") == "succeeded", asset
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, stack.keys["reader"], "/ui/task-runs?state=Scheduled&task=crunch")
+        row = page.locator(f"#task-runs tr:has(td[title='{task_run_id}'])")
+        expect(row).to_contain_text("crunch")
+        expect(row).to_contain_text("Scheduled")
+        expect(row).to_contain_text('"n": 3')
+        page.click("nav a:has-text('Assets')")
+        page.wait_for_url("**/ui/assets")
+        row = page.locator("#assets tr:has-text('s3://lake/ui-report.csv')")
+        expect(row).to_contain_text("succeeded")
+        expect(row).to_contain_text("by pandas")
+        expect(row).to_contain_text("postgres://shop/orders")
+        row.locator("a:has-text('run')").click()
+        expect(page.locator("h1")).to_have_count(1)
+        assert page.url.endswith(f"/ui/runs/{outcome['flow_run_id']}")
+        page.goto(stack.url + "/ui/assets?prefix=gs://nothing/")
+        expect(page.locator("#assets")).to_contain_text("No asset matches this prefix")
+        assert console.errors == []
