@@ -170,6 +170,8 @@ async def main_async(args: argparse.Namespace) -> None:
         "time range": f"/api/v1/flow-runs?limit=50&since={since}&until={until}",
         "state+deployment": "/api/v1/flow-runs?limit=50&state=Crashed&deployment=dep-3",
         "text search": "/api/v1/flow-runs?limit=50&q=dep-7-",
+        "text search, one run": "/api/v1/flow-runs?limit=50&q=dep-7-12347",
+        "text search, 2 letters": "/api/v1/flow-runs?limit=50&q=p-",
         "page at offset 50,000": "/api/v1/flow-runs?limit=50&offset=50000",
         "UI run list": "/ui/runs",
         "UI run list, state=Failed": "/ui/runs?state=Failed",
@@ -212,6 +214,9 @@ def print_index_alone(n: int) -> None:
         "state+deployment": RunFilter(state="Crashed", deployment="dep-3"),
         "flow+tag": RunFilter(flow="flow-2", tag="team-4"),
         "text search": RunFilter(text="dep-7-"),
+        "text search, one run": RunFilter(text="dep-7-12347"),
+        "text search, 2 letters": RunFilter(text="p-"),
+        "text + state": RunFilter(text="dep-7-1234", state="Failed"),
     }
     loaded, memory, results = index_alone(n, queries, 200)
     load1, _, _ = os.getloadavg()

@@ -5,8 +5,9 @@ per request. The index holds one small summary per run (id, creation time, state
 deployment, flow, tags, a search text) in lists sorted by creation time, one list per
 filter value, so a page of a filtered list is found by bisection and slicing and only
 that page's records are read from KV. A query combining several filters intersects
-their sets of runs (starting from the shortest); a text search is one pass over the
-shortest list, comparing lower-cased strings.
+their sets of runs (starting from the shortest); a text search first asks the gram
+index (:mod:`gateway.textindex`) which runs can contain the text, and compares only
+those (or, when it cannot narrow the search, makes one pass over the shortest list).
 
 Every gateway process keeps its own index; it follows the bucket through a KV watch,
 so a run written by the orchestrator or a runner is listed a moment later.
@@ -34,6 +35,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.context import GATEWAY
+from gateway.textindex import GramIndex
 
 log = logging.getLogger("flowbus.gateway.runindex")
 
@@ -150,8 +152,9 @@ class RunIndex:
     list once, instead of inserting each run of a large bucket in order.
     """
 
-    def __init__(self, cached_records: int = 20_000) -> None:
+    def __init__(self, cached_records: int = 20_000, common_gram_floor: int = 1000) -> None:
         self._runs: dict[str, RunSummary] = {}
+        self._text = GramIndex[Key](floor=common_gram_floor)
         # The stored JSON of the runs changed most recently, so a list page of recent runs
         # needs no KV reads; the rest are read from the bucket.
         self._records: OrderedDict[str, bytes] = OrderedDict()
@@ -209,6 +212,7 @@ class RunIndex:
             self._all = sorted(run.key for run in self._runs.values())
             self._by = {facet: sorted(keys) for facet, keys in by.items()}
             self._sets = {facet: set(keys) for facet, keys in by.items()}
+            self._text.build((run.key, run.text) for run in self._runs.values())
         self.current.set()
 
     def _add(self, run: RunSummary) -> None:
@@ -216,6 +220,7 @@ class RunIndex:
         if self._loading:
             return
         insort(self._all, run.key)
+        self._text.add(run.key, run.text)
         for facet in run.facets():
             insort(self._by.setdefault(facet, []), run.key)
             self._sets.setdefault(facet, set()).add(run.key)
@@ -225,6 +230,7 @@ class RunIndex:
         if self._loading:
             return
         _discard(self._all, run.key)
+        self._text.remove(run.key, run.text)
         for facet in run.facets():
             keys = self._by.get(facet)
             if keys is not None:
@@ -250,10 +256,18 @@ class RunIndex:
             start = max(hi - offset, lo)
             stop = max(start - limit, lo)
             return [keys[i][1] for i in range(start - 1, stop - 1, -1)], hi - lo
-        # Narrow the shortest range by the other filters, keeping its order. Each step is
-        # a chain of built-in iterators (filter, map, compress), so the per-run cost is
-        # paid in C rather than in Python bytecode.
-        matched = keys[lo:hi]
+        found = self._text.candidates(needle) if needle is not None else None
+        if found is not None and len(found) < hi - lo:
+            # The runs that can hold the text are fewer than the shortest list: sort those.
+            matched = sorted(k for k in found if lo_key <= k < hi_key)
+            driver = ("", "")
+        else:
+            # Narrow the shortest range by the other filters, keeping its order. Each step
+            # is a chain of built-in iterators (filter, map, compress), so the per-run cost
+            # is paid in C rather than in Python bytecode.
+            matched = keys[lo:hi]
+            if found is not None:
+                matched = list(filter(found.__contains__, matched))
         for facet in facets:
             if facet != driver:
                 matched = list(filter(self._sets.get(facet, _NONE).__contains__, matched))

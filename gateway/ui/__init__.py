@@ -28,6 +28,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/ui/runs/{flow_run_id}/live", "live:run_stream"),
     ("POST", "/ui/runs/{flow_run_id}/cancel", "actions:cancel_run"),
     ("POST", "/ui/runs/{flow_run_id}/rerun", "actions:rerun"),
+    ("POST", "/ui/runs/{flow_run_id}/resume", "actions:resume_run"),
     ("GET", "/ui/deployments", "pages:deployments_page"),
     ("GET", "/ui/deployments/{name}", "pages:deployment_page"),
     ("POST", "/ui/deployments/{name}/run", "actions:run_deployment"),
@@ -42,6 +43,8 @@ ROUTES: list[tuple[str, str, str]] = [
     ("POST", "/ui/webhooks", "infra_view:create_webhook"),
     ("POST", "/ui/webhooks/{slug}/delete", "infra_view:delete_webhook"),
     ("GET", "/ui/runners", "infra_view:runners_page"),
+    ("GET", "/ui/task-runs", "catalog_view:task_runs_page"),
+    ("GET", "/ui/assets", "catalog_view:assets_page"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""What the UI's buttons do: cancel and rerun a run, run, pause and resume a deployment.
+"""What the UI's buttons do: cancel, rerun and resume a run, run, pause and resume a deployment.
 
 Every action is a POST with the CSRF token and needs the ``write`` scope (see
 :mod:`gateway.ui.session`); it goes through the same code as the REST API and
@@ -20,7 +20,7 @@ from gateway.api.flow_runs import FlowRunQuery, query_runs
 from gateway.api.routing import Call
 from gateway.context import gateway_of
 from gateway.problems import Problem
-from gateway.ui import runs_view
+from gateway.ui import resume_view, runs_view
 from gateway.ui.forms import parse_parameters
 from gateway.ui.pages import deployment_view, load_deployment, page
 from gateway.ui.session import CSRF_COOKIE, CSRF_FIELD, Viewer, check_action, end_session
@@ -68,6 +68,13 @@ async def cancel_run(request: web.Request, viewer: Viewer) -> web.StreamResponse
     await _form(request, viewer)
     await flow_runs.cancel_flow_run(_call(request, viewer))
     raise web.HTTPSeeOther(f"/ui/runs/{request.match_info['flow_run_id']}")
+
+
+@page
+async def resume_run(request: web.Request, viewer: Viewer) -> web.StreamResponse:
+    """Resume a paused run with the input of its Resume form (see :mod:`gateway.ui.resume_view`)."""
+    form = await _form(request, viewer)
+    return await resume_view.resume_run(request, viewer, form)
 
 
 @page

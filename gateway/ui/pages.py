@@ -19,7 +19,7 @@ from gateway.api.flow_runs import FlowRunQuery, query_runs
 from gateway.context import gateway_of
 from gateway.problems import Problem
 from gateway.runindex import RUN_INDEX, RunFilter
-from gateway.ui import runs_view
+from gateway.ui import resume_view, runs_view
 from gateway.ui.forms import fields_of
 from gateway.ui.render import render
 from gateway.ui.session import (
@@ -99,7 +99,8 @@ async def runs_rows(request: web.Request, viewer: Viewer) -> web.StreamResponse:
 async def run_page(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     run = await runs_view.load_run(request)
     details = await runs_view.details(request, run)
-    return render("run.html", viewer=viewer, nav="runs", run=run, **details)
+    resume = await resume_view.resume_context(request, run)
+    return render("run.html", viewer=viewer, nav="runs", run=run, **details, **resume)
 
 
 async def _deployments(request: web.Request) -> list[Deployment]:
@@ -142,7 +143,7 @@ def deployment_view(request: web.Request, viewer: Viewer, deployment: Deployment
                     values: dict[str, str] | None = None) -> web.Response:
     return render("deployment.html", status=status, viewer=viewer, nav="deployments",
                   deployment=deployment, runs=runs, fields=fields_of(deployment.parameter_schema),
-                  errors=errors or {}, values=values or {})
+                  errors=errors or {}, values={**deployment.parameters, **(values or {})})
 
 
 @page

@@ -51,7 +51,8 @@ filters = st.builds(
     flow=st.none() | st.just("flow-1"), tag=st.none() | st.sampled_from(["a", "c"]),
     since=st.none() | st.integers(0, 20).map(lambda m: T0 + timedelta(minutes=m)),
     until=st.none() | st.integers(0, 20).map(lambda m: T0 + timedelta(minutes=m)),
-    text=st.none() | st.sampled_from(["NAME-1", "dep-0", "run-2", "zzz"]),
+    text=st.none() | st.sampled_from(["NAME-1", "dep-0", "run-2", "zzz", "-1", "e-1 dep",
+                                       "flow-1 dep-1", "1 d"]),
     event=st.none() | st.sampled_from(["e0", "e1"]),
 )
 
@@ -59,12 +60,13 @@ filters = st.builds(
 @settings(max_examples=200, deadline=None)
 @given(ops=st.lists(st.tuples(st.integers(0, 15), st.none() | run_args), max_size=40),
        load_first=st.integers(0, 40), where=filters, offset=st.integers(0, 12),
-       limit=st.integers(1, 7))
+       limit=st.integers(1, 7), common_gram_floor=st.sampled_from([0, 3, 1000]))
 def test_queries_match_filtering_all_runs(
     ops: list[tuple[int, tuple[str, int, int, list[str], int] | None]], load_first: int,
-    where: RunFilter, offset: int, limit: int,
+    where: RunFilter, offset: int, limit: int, common_gram_floor: int,
 ) -> None:
-    index = RunIndex()
+    # A low floor makes most grams common, so both ways of searching text are checked.
+    index = RunIndex(common_gram_floor=common_gram_floor)
     runs: dict[str, FlowRun] = {}
     for revision, (i, args) in enumerate(ops, start=1):
         if revision == load_first:
@@ -120,3 +122,21 @@ def test_histogram_counts_runs_per_step() -> None:
     index.finish_load()
     start = T0.timestamp()
     assert [n for _, n in index.histogram(start, start + 240, 60)] == [2, 1, 0, 1]
+
+
+def test_a_text_search_compares_only_the_runs_its_grams_point_to() -> None:
+    index = RunIndex(common_gram_floor=10)
+    for i in range(200):
+        index.apply(f"run-{i}", record(i, "Running", i % 3, 0, [], i).model_dump_json().encode(),
+                    i + 1)
+    index.finish_load()
+    text = index._text  # the gram index the query asks first
+    found = text.candidates("name-123")
+    assert found is not None and {k[1] for k in found} == {"run-123"}
+    assert text.candidates("zzz") == set()  # a gram no run has: nothing to compare
+    assert text.candidates("dep") is None  # in every run: common, not indexed
+    assert text.candidates("na") is None  # shorter than a gram
+    assert index.query(RunFilter(text="NAME-123"), 0, 10) == (["run-123"], 1)
+    index.apply("run-123", None, 500)
+    assert text.candidates("name-123") == set()
+    assert index.query(RunFilter(text="name-123"), 0, 10) == ([], 0)

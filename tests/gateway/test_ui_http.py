@@ -128,6 +128,9 @@ async def test_a_read_only_key_sees_no_action_and_the_server_refuses_them(
             async with session.post(f"/ui/deployments/calc/{action}",
                                     data={"csrf": token, "p.n": "1"}, allow_redirects=False) as r:
                 assert r.status == 403 and "read-only" in await r.text()
+        async with session.post("/ui/runs/any/resume", data={"csrf": token, "p.n": "1"},
+                                allow_redirects=False) as r:
+            assert r.status == 403 and "read-only" in await r.text()
     assert await run_requests(bus) == []
 
 
@@ -188,6 +191,9 @@ async def test_hostile_input_gets_a_clear_answer_never_a_5xx(
         posts = {
             "/ui/runs/nope/cancel": ({"csrf": token}, 404),
             "/ui/runs/nope/rerun": ({"csrf": token}, 404),
+            "/ui/runs/nope/resume": ({"csrf": token, "p.approved": "true"}, 404),
+            "/ui/runs/%3E%2A/resume": ({"csrf": token}, 404),
+            "/ui/runs/nope2/resume": ({"csrf": token, "p.x": "y" * 200_000}, 413),
             "/ui/deployments/ghost/run": ({"csrf": token}, 404),
             "/ui/deployments/calc/run": ({"csrf": token, "p.n": "1" * 200_000}, 413),
         }

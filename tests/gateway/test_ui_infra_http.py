@@ -123,3 +123,28 @@ async def test_the_dashboard_window_is_checked(gateway: RunningGateway) -> None:
             async with session.get(f"/ui?window={window}") as r:
                 page = await r.text()
                 assert r.status == 400 and "window" in page and "<script>" not in page
+
+
+async def test_the_task_runs_and_assets_pages_check_their_filters(
+    gateway: RunningGateway, client: aiohttp.ClientSession,
+) -> None:
+    async with await browser(gateway, await make_key(client, "read")) as session:
+        gets = {
+            "/ui/task-runs": 200, "/ui/assets": 200,
+            "/ui/task-runs?state=Exploded": 400, "/ui/task-runs?task=" + "t" * 5000: 400,
+            "/ui/task-runs?offset=-1": 400, "/ui/task-runs?offset=zz": 400,
+            "/ui/task-runs?task=%3Cscript%3E": 200,
+            "/ui/assets?prefix=%00": 400, "/ui/assets?prefix=" + "p" * 5000: 400,
+            "/ui/assets?offset=99999999999": 400, "/ui/assets?prefix=%3Cscript%3E": 200,
+        }
+        for path, status in gets.items():
+            async with session.get(path, allow_redirects=False) as r:
+                text = await r.text()
+                assert r.status == status, (path, r.status)
+                assert "<script>" not in text.split("</head>", 1)[1]
+        async with session.get("/ui/task-runs?state=Exploded") as r:
+            assert "filter state" in await r.text()
+    async with aiohttp.ClientSession(base_url=gateway.url) as anonymous:
+        for path in ("/ui/task-runs", "/ui/assets"):
+            async with anonymous.get(path, allow_redirects=False) as r:
+                assert r.status == 302 and r.headers["Location"].startswith("/ui/login")

@@ -22,8 +22,19 @@ ADMIN_KEY = "ui-test-admin-key-0123456789abcdef"
 FLOWS = '''
 import time
 
+from pydantic import Field
+
 from flowbus import flow, get_run_logger, task
 from flowbus.artifacts import create_markdown_artifact, create_table_artifact
+from flowbus.assets import materialize
+from flowbus.flow_runs import pause_flow_run
+from flowbus.input import RunInput
+
+
+class Approval(RunInput):
+    approved: bool
+    reviewer: str
+    copies: int = Field(default=1, ge=1, description="how many to ship")
 
 
 @task
@@ -51,6 +62,31 @@ def boom(reason: str = "no reason") -> None:
 def nap(seconds: int = 60, label: str = "nap") -> str:
     time.sleep(seconds)
     return label
+
+
+@task
+def crunch(n: int) -> int:
+    return n * 2
+
+
+@materialize("s3://lake/ui-report.csv", asset_deps=["postgres://shop/orders"], by="pandas")
+def report(n: int) -> int:
+    return n
+
+
+@flow
+def lake(n: int = 3) -> str:
+    queued = crunch.delay(n)  # no task worker runs in these tests: it stays Scheduled
+    report(n)
+    return queued.task_run_id
+
+
+@flow
+def approve(release: str = "v1") -> str:
+    answer = pause_flow_run(
+        wait_for_input=Approval.with_initial_data(description="Ship it?", approved=False),
+        timeout=900)
+    return f"{release}: approved={answer.approved} by {answer.reviewer} x{answer.copies}"
 '''
 
 PROJECT = '''
@@ -65,6 +101,10 @@ deployments:
           name: "{{ event.data.name }}"
   - name: nap
     entrypoint: flows.py:nap
+  - name: approve
+    entrypoint: flows.py:approve
+  - name: lake
+    entrypoint: flows.py:lake
   - name: boom
     entrypoint: flows.py:boom
     triggers:

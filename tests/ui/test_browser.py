@@ -196,8 +196,97 @@ def test_pages_have_no_console_errors_and_no_serious_accessibility_violations(
         assert serious_violations(page) == []
         log_in(page, stack.url, ADMIN_KEY)
         for path in ("/ui", "/ui/runs", f"/ui/runs/{run['id']}", "/ui/deployments", "/ui/events", "/ui/automations",
-                     "/ui/deployments/nap", "/ui/runs?state=Completed", "/ui/sources", "/ui/runners"):
+                     "/ui/deployments/nap", "/ui/runs?state=Completed", "/ui/sources", "/ui/runners",
+                     "/ui/task-runs", "/ui/assets"):
             page.goto(stack.url + path)
             page.wait_for_load_state("load")
             assert serious_violations(page) == [], path
+        assert console.errors == []
+
+
+def test_a_paused_run_is_resumed_from_its_page_with_input_checked_against_its_schema(
+    stack: Stack,
+) -> None:
+    status, outcome = stack.api("POST", "/api/v1/deployments/approve/runs", {})
+    assert status == 202, outcome
+    run_id = outcome["flow_run_id"]
+    stack.wait_run(lambda r: r["id"] == run_id and r["state"]["name"] == "Paused", "paused",
+                   deployment="approve")
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, stack.keys["reader"], f"/ui/runs/{run_id}")
+        expect(page.locator("#resume")).to_contain_text("waits for input")
+        assert page.locator("form.resume-form").count() == 0  # read-only: no form
+        page.context.clear_cookies()
+        log_in(page, stack.url, ADMIN_KEY, f"/ui/runs/{run_id}")
+        form = page.locator("form.resume-form")
+        expect(form).to_be_visible(timeout=30_000)  # shown once the body saved its schema
+        expect(page.locator("#resume")).to_contain_text("Ship it?")
+        expect(page.locator("#p-copies")).to_have_value("1")
+        assert serious_violations(page) == []
+        # The browser's check: not a whole number, nothing is sent.
+        page.fill("#p-reviewer", "ada")
+        page.fill("#p-copies", "many")
+        form.locator("button[type=submit]").click()
+        expect(page.locator(".field-error")).to_contain_text("must be a whole number")
+        # The server's check against the saved schema (copies >= 1): refused, shown inline.
+        page.fill("#p-copies", "0")
+        form.locator("button[type=submit]").click()
+        page.wait_for_url(f"**/ui/runs/{run_id}/resume")
+        expect(page.locator("#resume-refusal")).to_contain_text("copies")
+        expect(page.locator("#p-reviewer")).to_have_value("ada")  # what was typed is kept
+        assert serious_violations(page) == []
+        status, record = stack.api("GET", f"/api/v1/flow-runs/{run_id}")
+        assert status == 200 and record["state"]["name"] == "Paused", record
+        page.check("#p-approved")
+        page.fill("#p-copies", "2")
+        page.locator("form.resume-form button[type=submit]").click()
+        page.wait_for_url(f"**/ui/runs/{run_id}")
+        stack.wait_run(lambda r: r["id"] == run_id and r["state"]["name"] == "Completed",
+                       "completed", deployment="approve")
+        page.reload()
+        expect(page.locator("#run-state")).to_contain_text("Completed")
+        result = page.locator("section.card:has(h2:has-text('Result')) pre")
+        expect(result).to_contain_text("v1: approved=True by ada x2")
+        assert page.locator("#resume").count() == 0
+        token = page.locator("meta[name=csrf-token]").get_attribute("content")
+        again = page.request.post(f"{stack.url}/ui/runs/{run_id}/resume", form={"csrf": token or ""})
+        assert again.status == 409 and "not Paused" in again.text()
+        # Chromium notes the refused form's 422 document response; nothing else is reported.
+        refused = [e for e in console.errors if "status of 422" in e and e.endswith("/resume")]
+        assert len(refused) == 1 and console.errors == refused, console.errors
+
+
+def test_the_task_runs_and_assets_pages_show_what_a_flow_queued_and_materialised(
+    stack: Stack,
+) -> None:
+    status, outcome = stack.api("POST", "/api/v1/deployments/lake/runs?wait=60", {})
+    assert status == 200 and outcome["state"]["name"] == "Completed", outcome
+    task_run_id = outcome["result"]
+    deadline = time.monotonic() + 60
+    asset: dict[str, Any] = {}
+    while not asset and time.monotonic() < deadline:  # the orchestrator folds the events in
+        status, body = stack.api("GET", "/api/v1/assets?prefix=s3://lake/ui-report")
+        assert status == 200, body
+        asset = next(iter(body["items"]), {})
+        time.sleep(0.3)
+    assert (asset.get("latest_materialization") or {}).get("status") == "succeeded", asset
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, stack.keys["reader"], "/ui/task-runs?state=Scheduled&task=crunch")
+        row = page.locator(f"#task-runs tr:has(td[title='{task_run_id}'])")
+        expect(row).to_contain_text("crunch")
+        expect(row).to_contain_text("Scheduled")
+        expect(row).to_contain_text('"n": 3')
+        page.click("nav a:has-text('Assets')")
+        page.wait_for_url("**/ui/assets")
+        row = page.locator("#assets tr:has-text('s3://lake/ui-report.csv')")
+        expect(row).to_contain_text("succeeded")
+        expect(row).to_contain_text("by pandas")
+        expect(row).to_contain_text("postgres://shop/orders")
+        row.locator("a:has-text('run')").click()
+        expect(page.locator("h1")).to_have_count(1)
+        assert page.url.endswith(f"/ui/runs/{outcome['flow_run_id']}")
+        page.goto(stack.url + "/ui/assets?prefix=gs://nothing/")
+        expect(page.locator("#assets")).to_contain_text("No asset matches this prefix")
         assert console.errors == []
