@@ -21,6 +21,9 @@ from tests.security.conftest import poll
 
 LOOPS = "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}"
 CE = "application/cloudevents+json"
+# LOOPS trips whichever budget comes first: 100000 iterations on a fast machine, 50 ms on a
+# loaded one. Either refusal is the behaviour under test.
+OVER_BUDGET = ("over 50 ms", "limited to 100000 iterations")
 
 
 @pytest.mark.parametrize("template", [
@@ -53,7 +56,7 @@ async def test_a_looping_template_fails_its_delivery_and_the_gateway_keeps_answe
         for _ in range(3):
             async with outside.post("/hooks/loops", json={}) as r:
                 body = await r.json()
-                assert r.status == 400 and "over 50 ms" in body["detail"], body
+                assert r.status == 400 and any(m in body["detail"] for m in OVER_BUDGET), body
         async with outside.post("/hooks/lorem", json={}) as r:
             assert r.status == 400 and "'lipsum' is undefined" in (await r.json())["detail"]
         slowest = await health
@@ -74,7 +77,7 @@ async def test_a_costly_template_renders_while_the_event_loop_keeps_running() ->
     worker = asyncio.create_task(other_work())
     await asyncio.sleep(0)
     started = turns
-    with pytest.raises(TemplateError, match="over 50 ms"):
+    with pytest.raises(TemplateError, match=r"over 50 ms|limited to 100000 iterations"):
         await render_value_async({"data": LOOPS}, {})
     during = turns - started
     rendering = False

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,7 +239,8 @@ async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
             stored = json.loads((await deployments.get("greet")).value)  # type: ignore[union-attr]
             assert stored["entrypoint"] == "flows.py:greet"
             # Nothing forged reached the events stream.
-            types = await _event_types(admin)
+            # The runner announces the final state after recording it: wait for it.
+            types = await _event_types(admin, until=lambda t: "flowbus.flow-run.Completed" in t)
             assert "flowbus.task-run.Completed" not in types
             assert types.count("flowbus.flow-run.Completed") == 1
     # The server logs each refusal: the empty list above was not a log that says nothing.
@@ -259,12 +260,19 @@ async def _wait_final(runs: Any) -> FlowRun:
     raise AssertionError("no run reached a final state")
 
 
-async def _event_types(bus: Bus) -> list[str]:
-    consumer = await bus.consumer(f"check-{uuid.uuid4().hex[:6]}")
-    try:
-        return [d.event.type for d in await consumer.fetch(500, max_wait=0.5)]
-    finally:
-        await consumer.close()
+async def _event_types(bus: Bus, until: Callable[[list[str]], bool] | None = None,
+                       within: float = 30.0) -> list[str]:
+    """The types of the events in the stream; with ``until``, polled until it holds."""
+    deadline = time.monotonic() + within
+    while True:
+        consumer = await bus.consumer(f"check-{uuid.uuid4().hex[:6]}")
+        try:
+            types = [d.event.type for d in await consumer.fetch(500, max_wait=0.5)]
+        finally:
+            await consumer.close()
+        if until is None or until(types) or time.monotonic() > deadline:
+            return types
+        await asyncio.sleep(0.2)
 
 
 async def test_a_task_worker_runs_a_delayed_task_under_its_own_user_and_nothing_else(
@@ -296,7 +304,7 @@ async def test_a_task_worker_runs_a_delayed_task_under_its_own_user_and_nothing_
     async with await Bus.connect(server.settings("admin", namespace), ensure=False) as admin:
         record = TaskRunRecord.decode((await (await admin.kv(layout.task_runs)).get(run_id)).value)  # type: ignore[union-attr]
         assert record.state.name == "Completed" and record.worker_id is not None
-        types = await _event_types(admin)
+        types = await _event_types(admin, until=lambda t: "flowbus.task-run.Completed" in t)
         assert "flowbus.task-run.Completed" in types  # published by the worker, under its user
         # KEDA's JetStream scaler reads the task consumer's lag from the monitoring
         # endpoint, in the account the chart's users share ($G): auth does not hide it.
