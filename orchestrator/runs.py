@@ -29,6 +29,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from events import attempts, concurrency, pauses
+from events.aio import cancel_and_wait
 from events.errors import FlowbusError, TransitionRejected, UpdateConflict
 from events.kv import KV
 from events.records import Deployment, FlowRun
@@ -96,7 +97,7 @@ class RunTracker:
                 async for change in self._kv.watch():
                     self._apply(change.key, change.value)
             finally:
-                releaser.cancel()
+                await cancel_and_wait([releaser])
 
     async def _release_loop(self, halt: asyncio.Event) -> None:
         while not halt.is_set():

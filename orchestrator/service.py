@@ -19,6 +19,7 @@ import logging
 import time
 
 from events import concurrency
+from events.aio import cancel_and_wait
 from events.automation_store import REDRIVE_REQUESTED, count_dead_letters
 from events.bus import Bus, Consumer, Delivery
 from events.errors import FlowbusError, InvalidEvent, is_transient
@@ -103,8 +104,7 @@ class Orchestrator:
                         continue
                     await _wait(stop, self._lease_period() / 2)
             finally:
-                follower.cancel()
-                automations.cancel()
+                await cancel_and_wait([follower, automations])
                 await self.automations.close()
 
     async def _follow_deployments(self) -> None:
@@ -153,8 +153,7 @@ class Orchestrator:
                     tg.create_task(self.assets.run(halt)),
                 ]
                 await self._consume(halt)
-                for task in tasks:
-                    task.cancel()
+                await cancel_and_wait(tasks)
         finally:
             self.leading.clear()
             self.consuming.clear()
@@ -225,9 +224,7 @@ class Orchestrator:
         finally:
             if in_flight:
                 _, pending = await asyncio.wait(in_flight, timeout=settings.drain_seconds)
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+                await cancel_and_wait(pending)
             self._consumer = None
             await consumer.close()
 

@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from events import attempts
+from events.aio import cancel_and_wait
 from events.bus import Bus, Consumer, Delivery
 from events.errors import FlowbusError, TransitionRejected, UpdateConflict
 from events.kv import KV, Objects
@@ -120,9 +121,7 @@ class Runner:
                 await self._fetch_loop(consumer, stop)
                 await self._drain()
             finally:
-                for task in background:
-                    task.cancel()
-                await asyncio.gather(*background, return_exceptions=True)
+                await cancel_and_wait(background)
                 await consumer.close()
 
     async def _fetch_loop(self, consumer: Consumer, stop: asyncio.Event) -> None:
