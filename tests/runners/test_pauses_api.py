@@ -94,9 +94,9 @@ async def post(http: aiohttp.ClientSession, path: str, data: bytes | str,
     (b'{"run_input": {}}', 422, "quantity"),
     (b"{}", 422, "quantity"),
     (b'{"run_input": ' + b'{"a": ' * 300 + b"1" + b"}" * 301, 400, "nest"),
-    # More than NATS carries to the orchestrator: refused at the gateway, naming the limit.
-    (b'{"run_input": {"quantity": 1, "pad": "' + b"x" * (3 * 1024 * 1024) + b'"}}', 422, "bytes"),
-    (b'{"run_input": {"quantity": 1, "pad": "' + b"x" * (300 * 1024) + b'"}}', 422, "pad"),
+    (b'{"run_input": {"quantity": 1, "pad": "' + b"x" * (3 * 1024 * 1024) + b'"}}', 422, "pad"),
+    # More than NATS carries to the orchestrator (8 MiB): refused at the gateway, naming the limit.
+    (b'{"run_input": {"quantity": 1, "pad": "' + b"x" * (9 * 1024 * 1024) + b'"}}', 422, "bytes"),
     (b'{"run_input": {"quantity": 1, "pad": "' + b"x" * (11 * 1024 * 1024) + b'"}}', 413, ""),
 ])
 async def test_bad_resume_input_is_refused_and_the_run_stays_paused(
