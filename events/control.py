@@ -62,8 +62,9 @@ class ControlRequest(BaseModel):
     flow_run_id: str = Field(pattern=RUN_ID_PATTERN)
     run_input: dict[str, Any] | None = Field(
         default=None, description="resume only: the input the paused run waits for")
-    source: str = Field(default="flowbus/gateway", min_length=1, max_length=200,
-                        description="the source of the state events the change publishes")
+    source: str = Field(default="flowbus/gateway", pattern=r"^flowbus/[A-Za-z0-9._-]{1,100}$",
+                        description="the source of the state events the change publishes "
+                        "(one of flowbus's own parts)")
 
 
 class ControlReply(BaseModel):

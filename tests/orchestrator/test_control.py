@@ -101,6 +101,7 @@ async def test_refusals_and_hostile_requests_leave_runs_alone(bus: Bus) -> None:
         for raw in (b"not json", b"[1]", b'{"action": "complete", "flow_run_id": "' + run_id.encode() + b'"}',
                     b'{"action": "cancel", "flow_run_id": ">"}',
                     b'{"action": "cancel", "flow_run_id": "' + run_id.encode() + b'", "state": "Completed"}',
+                    b'{"action": "cancel", "flow_run_id": "' + run_id.encode() + b'", "source": "/evil"}',
                     b'{"action": "resume", "flow_run_id": "x", "run_input": ' + b'{"a": ' * 200
                     + b"1" + b"}" * 201, b"\xff\xfe"):
             msg = await bus._nc.request(subject, raw, timeout=10)
