@@ -42,8 +42,32 @@ from tests.helm.test_chart import render
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "admin-key-for-the-nats-permission-test-0123"
-FLOW = ("import time\n\nfrom flowbus import flow\n\n@flow\ndef greet(name: str) -> str:\n"
-        "    return 'hi ' + name\n\n@flow\ndef hold() -> None:\n    time.sleep(300)\n")
+FLOW = """
+import time
+
+from flowbus import flow
+from flowbus.flow_runs import pause_flow_run
+from flowbus.input import RunInput
+
+
+class Order(RunInput):
+    quantity: int
+
+
+@flow
+def greet(name: str) -> str:
+    return 'hi ' + name
+
+
+@flow
+def hold() -> None:
+    time.sleep(300)
+
+
+@flow
+def ask() -> int:
+    return pause_flow_run(wait_for_input=Order, timeout=300).quantity
+"""
 TASKS = "from flowbus import task\n\n@task\ndef double(x: int) -> int:\n    return 2 * x\n"
 # A process that queues a background run (Task.delay) and waits for its result.
 CALLER = ("from my_tasks import double\nfuture = double.delay(21)\n"
@@ -226,6 +250,10 @@ async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
             # Cancel through the API: the gateway asks, the orchestrator writes the record.
             held = await _cancelled_through_the_api(api, runs)
             assert held.state.name == "Cancelled", held.state
+            # Resume through the API: the runner saved the input schema, the orchestrator
+            # checks the input, stores it and moves the run on.
+            asked = await _resumed_through_the_api(api, runs)
+            assert asked.state.name == "Completed", asked.state
             # The real parts did all that without one refusal.
             assert server.violations() == []
 
@@ -270,7 +298,7 @@ async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
             assert {"orchestrator", "orchestrator-assets"} <= durables
             assert "pool-default" in {c.name for c in await admin.consumers(layout.runs_stream)}
             deployments = await admin.kv(layout.deployments)
-            assert sorted(await deployments.keys()) == ["greet", "hold"]
+            assert sorted(await deployments.keys()) == ["ask", "greet", "hold"]
             stored = json.loads((await deployments.get("greet")).value)  # type: ignore[union-attr]
             assert stored["entrypoint"] == "flows.py:greet"
             # Nothing forged reached the events stream.
@@ -298,6 +326,24 @@ async def _cancelled_through_the_api(api: aiohttp.ClientSession, runs: Any) -> F
     async with api.post(f"/api/v1/flow-runs/{run_id}/cancel") as r:
         assert r.status == 409, await r.text()  # already Cancelling: refused, not re-written
     return await _wait_state(runs, run_id, "Cancelled")
+
+
+async def _resumed_through_the_api(api: aiohttp.ClientSession, runs: Any) -> FlowRun:
+    """Run ``ask``, resume it through the API once Paused; its record once final."""
+    async with api.post("/api/v1/deployments", json={
+            "name": "ask", "flow_name": "ask", "entrypoint": "flows.py:ask"}) as r:
+        assert r.status == 201, await r.text()
+    async with api.post("/api/v1/deployments/ask/runs", json={}) as r:
+        assert r.status == 202, await r.text()
+        run_id = (await r.json())["flow_run_id"]
+    await _wait_state(runs, run_id, "Paused")
+    resume = f"/api/v1/flow-runs/{run_id}/resume"
+    async with api.post(resume, json={"run_input": {"quantity": "many"}}) as r:
+        assert r.status == 422 and "quantity" in await r.text()
+    async with api.post(resume, json={"run_input": {"quantity": 3}}) as r:
+        assert r.status == 200, await r.text()
+        assert (await r.json())["state"]["name"] == "Running"
+    return await _wait_state(runs, run_id, "Completed")
 
 
 async def _wait_state(runs: Any, run_id: str, state: str) -> FlowRun:
