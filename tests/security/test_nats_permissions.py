@@ -114,7 +114,9 @@ def namespace() -> str:
 def server(tmp_path: Path, namespace: str) -> Iterator[Server]:
     """nats-server with JetStream and the per-part users of ``namespace``, no anonymous access."""
     port, monitor = free_port(), free_port()
-    passwords: dict[Role, str] = {role: secrets.token_urlsafe(24) for role in ROLES}
+    # Letters and digits, starting with a letter: nats-server reads a value such as
+    # "12-..." in its configuration as a date (the chart's passwords are letters and digits too).
+    passwords: dict[Role, str] = {role: "p" + secrets.token_hex(20) for role in ROLES}
     (tmp_path / "auth.conf").write_text(chart_auth_conf(namespace))
     config = tmp_path / "nats.conf"
     config.write_text(
