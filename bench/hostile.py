@@ -6,7 +6,8 @@ this script (``--part``), each measuring its own event loop's lag (a 5 ms ticker
 lag is how late it woke) and its RSS, and reporting both every 50 ms on stdout. The
 parent sends each abuse, waits for the dust to settle, and prints per abuse the
 answer(s), the largest lag of each loop, and the RSS growth; ``/healthz`` is polled
-every 20 ms throughout and its p99 printed at the end::
+every 20 ms throughout and its p99 printed at the end. A source on the same NATS
+maps its messages with a looping template (each fails to a dead letter)::
 
     python bench/hostile.py
 
@@ -34,6 +35,9 @@ sys.path.insert(0, str(ROOT))
 CE = {"Content-Type": "application/cloudevents+json"}
 BATCH = {"Content-Type": "application/cloudevents-batch+json"}
 LOOPS = "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}"
+# Messages a source receives on this subject, mapped with LOOPS (each fails to a dead letter).
+SOURCE_SUBJECT = "hostilesource"
+SOURCE_MESSAGES = 10
 
 
 def _rss() -> int:
@@ -66,11 +70,16 @@ async def _serve_part(part: str, url: str, namespace: str) -> None:
         if part == "gateway":
             from gateway.service import running
             from gateway.settings import GatewaySettings
+            from gateway.sources.manager import run_sources
+            from gateway.sources.settings import SourcesSettings
 
             async with running(bus, GatewaySettings(port=0, auth=False,
                                                     rate_limit_per_second=0)) as gw:
+                # Event sources run beside the HTTP edge, as in `flowbus gateway`.
+                sources = asyncio.create_task(run_sources(bus, SourcesSettings(), asyncio.Event()))
                 print(json.dumps({"url": gw.url}), flush=True)
                 await asyncio.Event().wait()
+                sources.cancel()
         else:
             from orchestrator.service import Orchestrator
             from orchestrator.settings import OrchestratorSettings
@@ -137,7 +146,7 @@ def _event(i: int, data: Any = None) -> dict[str, Any]:
     return {"specversion": "1.0", "id": f"h-{i}", "source": "/h", "type": "h.list", "data": data}
 
 
-async def _abuses(http: Any, base: str) -> list[tuple[str, Any]]:
+async def _abuses(http: Any, base: str, nats_url: str) -> list[tuple[str, Any]]:
     """(name, coroutine giving the answer) of each abuse, in order."""
     async def post(path: str, body: Any, headers: dict[str, str] | None = None) -> str:
         data = body if isinstance(body, bytes | str) else json.dumps(body)
@@ -172,14 +181,38 @@ async def _abuses(http: Any, base: str) -> list[tuple[str, Any]]:
     async def trigger_template_bomb() -> str:
         return await post("/events", {**_event(3), "type": "h.heavy"}, CE)
 
+    async def source_mapping_loops() -> str:
+        import nats
+
+        nc = await nats.connect(nats_url)
+        try:
+            for i in range(SOURCE_MESSAGES):
+                await nc.publish(f"{SOURCE_SUBJECT}.x", json.dumps({"i": i}).encode())
+            await nc.flush()
+        finally:
+            await nc.close()
+        letters: list[Any] = []
+        deadline = time.monotonic() + 60
+        while len(letters) < SOURCE_MESSAGES and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            async with http.get(base + "/api/v1/sources/loopy/dead-letters") as r:
+                letters = (await r.json())["items"]
+        return f"{len(letters)} dead letters"
+
     return [("deep JSON (10,000 levels) on /events, /hooks, REST", deep_everywhere()),
             ("batch of 100,000 events", huge_batch()),
             ("template bombs (creation x2, delivery)", template_bombs()),
             ("CEL macro over 256 and 100,000-item lists", cel_over_lists()),
-            ("trigger parameters with nested 10k loops", trigger_template_bomb())]
+            ("trigger parameters with nested 10k loops", trigger_template_bomb()),
+            (f"source mapping with nested 10k loops x{SOURCE_MESSAGES}", source_mapping_loops())]
 
 
-async def _setup(http: Any, base: str) -> None:
+async def _setup(http: Any, base: str, nats_url: str) -> None:
+    async with http.post(base + "/api/v1/sources", json={
+            "name": "loopy", "kind": "nats", "connection": {"url": nats_url},
+            "subscription": {"subject": f"{SOURCE_SUBJECT}.>"},
+            "mapping": {"type": "h.src", "data": LOOPS}}) as r:
+        assert r.status == 201, await r.text()
     for hook in ({"slug": "open", "verifier": "none"},
                  {"slug": "loops", "verifier": "none", "template": {"type": "a.b", "data": LOOPS}}):
         async with http.post(base + "/api/v1/webhooks", json=hook) as r:
@@ -223,14 +256,14 @@ async def main() -> None:
             timeout = aiohttp.ClientTimeout(total=120)
             async with aiohttp.ClientSession(timeout=timeout) as http, \
                     aiohttp.ClientSession(timeout=timeout) as probe:
-                await _setup(http, base)
+                await _setup(http, base, nats.url)
                 await asyncio.sleep(3.0)  # the orchestrator loads and compiles the deployments
                 health: list[float] = []
                 stop = asyncio.Event()
                 prober = asyncio.create_task(_health(probe, base, health, stop))
                 print(f"{'abuse':52} {'answer':>18} {'gw lag ms':>10} {'orch lag ms':>11} "
                       f"{'gw RSS MB':>10} {'orch RSS MB':>11}")
-                for name, abuse in await _abuses(http, base):
+                for name, abuse in await _abuses(http, base, nats.url):
                     marks = [p.mark() for p in parts]
                     answer = await abuse
                     await asyncio.sleep(1.5)  # the orchestrator handles what was stored

@@ -6,15 +6,17 @@ from :func:`chart_permissions`, and checked against it by a test), so a compromi
 pod can do only what its part does:
 
 - the **gateway** publishes outside events and its own control events (deployment
-  changes, run requests, a run's ``Cancelling``), never another part's control events
-  (``flowbus.flow-run.Completed``, task-run, runner and automation events), never run
-  jobs; it writes the definitions the REST API owns, never attempts, trigger state,
-  caches, results or automation deliveries;
-- the **orchestrator** publishes every event and the run jobs, writes runs, trigger
-  state, leases and automation state; it alone (with the admin) creates and updates
-  the streams and buckets;
+  changes, run requests), never another part's control events (any
+  ``flowbus.flow-run.*``, task-run, runner and automation events), never run jobs; it
+  writes the definitions the REST API owns, never flow-run records, attempts, trigger
+  state, caches, results or automation deliveries: the API's cancel and resume are
+  control requests (:mod:`events.control`) only it may send;
+- the **orchestrator** publishes every event and the run jobs, writes runs, run input,
+  trigger state, leases and automation state, and alone answers control requests; it
+  alone (with the admin) creates and updates the streams and buckets;
 - a **runner** publishes events and logs, writes runs, attempts, results, caches,
-  slots, variables, artifacts and blocks (what flow code does), never deployments,
+  slots, variables, artifacts, blocks and run input (the schema a pausing flow waits
+  for; what flow code does), never deployments,
   automations, webhooks, API keys or sources; it may queue background task runs
   (``Task.delay`` in a flow: write a task-run record, publish a job);
 - a **task-worker** (``flowbus task-worker``) consumes the jobs of the tasks stream,
@@ -28,7 +30,9 @@ pod can do only what its part does:
 Every role but the task-worker may read every stream and bucket of its namespace (stream
 info, direct gets, its own consumers); only the task-worker (and the admin) may create
 consumers on the tasks stream, whose work-queue retention would hand a consumer's
-acknowledgements the jobs away. Every role receives replies on ``_INBOX.>``. Deleting or purging a
+acknowledgements the jobs away. Every role receives replies on ``_INBOX.>``. Deleting a
+consumer is allowed only where a part deletes its own (the gateway, its log readers on
+the logs stream), so no part can delete another's durable consumer. Deleting or purging a
 stream (``$JS.API.STREAM.DELETE``/``PURGE``), except purging an object store it
 writes, is the admin's alone.
 
@@ -41,9 +45,9 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, get_args
 
+from events.control import request_subject
 from events.layout import Layout, all_streams
 from events.settings import NatsSettings
-from events.states import STATE_TYPES
 from events.subjects import CONTROL_PREFIX
 
 Role = Literal["gateway", "orchestrator", "runner", "task-worker", "admin"]
@@ -54,19 +58,19 @@ CHART_NAMESPACE = "nsplaceholder"
 
 # Control-event families (``flowbus.<family>.>``) only flowbus's inner parts publish:
 # the gateway may not. ``flowbus.deployment.>`` is the gateway's own (changes, run
-# requests) and ``flowbus.flow-run.Cancelling`` is what its cancel publishes.
-GATEWAY_DENIED_FAMILIES = ("task-run", "runner", "automation", "artifact", "log", "worker", "trigger")
-GATEWAY_FLOW_RUN_STATES = frozenset({"Cancelling"})
+# requests); its cancel and resume are control requests the orchestrator carries out.
+GATEWAY_DENIED_FAMILIES = ("flow-run", "task-run", "runner", "automation", "artifact", "log",
+                           "worker", "trigger")
 
 # Buckets (Layout attribute names) each part writes.
 _KV_WRITES: dict[Role, tuple[str, ...]] = {
     "gateway": ("deployments", "automations", "variables", "webhooks", "webhook_replays",
                 "api_keys", "sources", "source_dead_letters", "blocks", "leases",
-                "concurrency", "flow_runs"),
-    "orchestrator": ("flow_runs", "attempts", "concurrency", "trigger_state", "leases",
+                "concurrency"),
+    "orchestrator": ("flow_runs", "run_input", "attempts", "concurrency", "trigger_state", "leases",
                      "automations", "automation_state", "automation_deliveries", "deployments"),
     "runner": ("flow_runs", "attempts", "concurrency", "cache", "variables", "artifacts",
-               "blocks", "task_runs"),
+               "blocks", "task_runs", "run_input"),
     "task-worker": ("task_runs", "cache", "concurrency"),
 }
 _OBJECT_WRITES: dict[Role, tuple[str, ...]] = {
@@ -75,6 +79,8 @@ _OBJECT_WRITES: dict[Role, tuple[str, ...]] = {
     "runner": ("results",),
     "task-worker": ("results",),
 }
+# Roles that delete consumers (their own log readers, on the logs stream only).
+_CONSUMER_DELETES: frozenset[Role] = frozenset({"gateway"})
 # Roles that may queue background task runs (write a record, publish a job); the admin
 # may too. The gateway and the orchestrator never call Task.delay.
 TASK_QUEUERS: frozenset[Role] = frozenset({"runner", "task-worker"})
@@ -82,15 +88,17 @@ TASK_QUEUERS: frozenset[Role] = frozenset({"runner", "task-worker"})
 TASK_WORKER_FAMILY = "task-run"
 
 
-def _read(stream: str, *, consume: bool = True) -> list[str]:
+def _read(stream: str, *, consume: bool = True, delete: bool = False) -> list[str]:
     subjects = [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.DIRECT.GET.{stream}",
                 f"$JS.API.DIRECT.GET.{stream}.>", f"$JS.API.STREAM.MSG.GET.{stream}"]
     if consume:
         subjects += [f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}.>",
                      f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.*",
-                     f"$JS.API.CONSUMER.INFO.{stream}.*", f"$JS.API.CONSUMER.DELETE.{stream}.*",
+                     f"$JS.API.CONSUMER.INFO.{stream}.*",
                      f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*", f"$JS.API.CONSUMER.NAMES.{stream}",
                      f"$JS.ACK.{stream}.>", f"$JS.FC.{stream}.>"]
+    if delete:
+        subjects.append(f"$JS.API.CONSUMER.DELETE.{stream}.*")
     return subjects
 
 
@@ -109,26 +117,28 @@ def role_permissions(role: Role, layout: Layout) -> dict[str, Any]:
         # The gateway never takes (nor acknowledges away) a run job; no part but the
         # task-worker takes a background task job.
         allow += _read(stream, consume=not ((role == "gateway" and stream == layout.runs_stream)
-                                            or stream == layout.tasks_stream))
+                                            or stream == layout.tasks_stream),
+                       delete=role in _CONSUMER_DELETES and stream == layout.logs_stream)
     allow += [f"$KV.{getattr(layout, name)}.>" for name in _KV_WRITES[role]]
     for name in _OBJECT_WRITES[role]:
         bucket = getattr(layout, name)
         allow += [f"$O.{bucket}.C.>", f"$O.{bucket}.M.>", f"$JS.API.STREAM.PURGE.OBJ_{bucket}"]
     allow.append(f"{layout.events_prefix}.>")
     deny: list[str] = []
+    subscribe = ["_INBOX.>"]
     if role == "orchestrator":
-        allow += [f"{ns}.runs.>"]
+        # Run jobs; the answers to control requests go to the asker's inbox.
+        allow += [f"{ns}.runs.>", "_INBOX.>"]
         allow += [f"$JS.API.STREAM.{op}.{stream}" for stream in streams for op in ("CREATE", "UPDATE")]
+        subscribe.append(request_subject(ns))
     elif role == "runner":
         allow += [f"{ns}.logs.>", f"{ns}.tasks.>"]
     else:
+        allow.append(request_subject(ns))
         control = f"{layout.events_prefix}.{CONTROL_PREFIX}"
         deny += [f"{control}*"]
         deny += [f"{control}{family}.>" for family in GATEWAY_DENIED_FAMILIES]
-        deny += [f"{control}flow-run.{state}" for state in sorted(STATE_TYPES)
-                 if state not in GATEWAY_FLOW_RUN_STATES]
-        deny += [f"{control}flow-run.*.>"]
-    return {"publish": {"allow": allow, "deny": deny}, "subscribe": {"allow": ["_INBOX.>"]}}
+    return {"publish": {"allow": allow, "deny": deny}, "subscribe": {"allow": subscribe}}
 
 
 def _task_worker(layout: Layout, streams: list[str], allow: list[str]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from events.cloudevent import (
     is_json_content_type,
 )
 from events.errors import FlowbusError, InvalidEvent
-from events.templates import TemplateError, render_value
+from events.templates import TemplateError, render_value_async
 
 if TYPE_CHECKING:
     from events.sources import SourceSpec
@@ -139,8 +139,13 @@ def _as_cloudevent(message: SourceMessage) -> CloudEvent | None:
     return None
 
 
-def to_event(spec: SourceSpec, message: SourceMessage, *, now: datetime | None = None) -> CloudEvent:
-    """Turn ``message`` into a CloudEvent as ``spec`` says; :class:`MappingFailed` saying why not."""
+async def to_event(spec: SourceSpec, message: SourceMessage, *,
+                   now: datetime | None = None) -> CloudEvent:
+    """Turn ``message`` into a CloudEvent as ``spec`` says; :class:`MappingFailed` saying why not.
+
+    The mapping's templates render off the event loop (:func:`~events.templates.render_value_async`):
+    a template over its budget fails this one message, the loop keeps serving.
+    """
     if spec.passthrough:
         try:
             passed = _as_cloudevent(message)
@@ -161,7 +166,7 @@ def to_event(spec: SourceSpec, message: SourceMessage, *, now: datetime | None =
         "kind": spec.kind,
     }
     try:
-        rendered = render_value(spec.mapping, context)
+        rendered = await render_value_async(spec.mapping, context)
     except TemplateError as exc:
         raise MappingFailed(f"mapping failed: {exc}") from None
     fields: dict[str, Any] = {

@@ -219,7 +219,7 @@ class SourceStore:
             if keys is not None and letter.key not in keys:
                 continue
             try:
-                event = to_event(source, letter.message())
+                event = await to_event(source, letter.message())
             except MappingFailed as exc:
                 failed += 1
                 updated = letter.model_copy(update={"reason": exc.reason,

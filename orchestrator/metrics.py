@@ -64,6 +64,11 @@ class Metrics:
             "flowbus_concurrency_limit_waiters", "holders waiting for a slot of a named limit",
             ["limit"], registry=r,
         )
+        self.control_requests = Counter(
+            "flowbus_orchestrator_control_requests_total",
+            "flow-run control requests (the API's cancel and resume) carried out or refused",
+            ["action", "outcome"], registry=r,
+        )
         self.in_flight = Gauge("flowbus_orchestrator_in_flight", "events being handled", registry=r)
         self.triggers = Gauge("flowbus_orchestrator_triggers", "deployment triggers indexed", registry=r)
         self.tracked = Gauge("flowbus_orchestrator_tracked_runs", "non-final runs watched", registry=r)

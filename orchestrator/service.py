@@ -3,7 +3,8 @@
 Every instance keeps the deployment catalog and trigger index current (so a
 standby takes over hot). Only the leader consumes ``<NS>_EVENTS`` through the durable
 pull consumer, fetching only as many events as it has free slots, and runs the
-ticks (proactive deadlines, schedules, due/late/crashed runs, queued runs). An
+ticks (proactive deadlines, schedules, due/late/crashed runs, queued runs), and
+answers the API's cancel and resume requests (:mod:`orchestrator.control`). An
 event is acked after every run it caused has its record, job and state event.
 
 >>> async def main(stop: asyncio.Event) -> None:
@@ -30,6 +31,7 @@ from events.subjects import is_control_type, on_own_subject
 from orchestrator.assets import AssetIndexer
 from orchestrator.automations.engine import AutomationEngine
 from orchestrator.automations.settings import AutomationSettings
+from orchestrator.control import ControlDesk
 from orchestrator.creation import RunCreator
 from orchestrator.deployments import DeploymentCatalog
 from orchestrator.dispatch import Dispatcher
@@ -78,6 +80,7 @@ class Orchestrator:
             deployment_of=self.catalog.get, attempts_kv=await self.bus.kv(layout.attempts),
         )
         self.scheduler = Scheduler(self.catalog, self.creator, self.clock)
+        self.control = ControlDesk(self.bus, self.metrics)
         self.lease = LeaderLease(await self.bus.kv(layout.leases), self._identity)
         self.assets = AssetIndexer(self.bus, await self.bus.kv(layout.assets),
                                    durable=f"{self.settings.consumer_name}-assets", clock=self.clock)
@@ -151,6 +154,8 @@ class Orchestrator:
                     tg.create_task(self.tracker.follow(halt)),
                     tg.create_task(self._ticks(halt)),
                     tg.create_task(self.assets.run(halt)),
+                    # The API's cancel and resume: answered by the leader only.
+                    tg.create_task(self.control.serve(halt)),
                 ]
                 await self._consume(halt)
                 await cancel_and_wait(tasks)

@@ -10,13 +10,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from events import pauses
-from events.errors import NotFound, TransitionRejected
-from events.records import FlowRun, State
+from events.records import FlowRun
 from events.run_logs import FETCH_BATCH, RunLogReader, run_log_reader
-from events.runs import state_change_event
 from events.states import FLOW_RUN_STATES
-from gateway.api.emit import SOURCE
+from gateway.api import run_control
 from gateway.api.paging import Page, PageQuery
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
@@ -145,26 +142,11 @@ async def get_flow_run(call: Call) -> FlowRun:
 
 @router.route("POST", "/flow-runs/{flow_run_id}/cancel", scope=Scope.WRITE,
               summary="Cancel a flow run (it becomes Cancelling; its runner stops it)",
-              response=FlowRun, errors=(404, 409))
+              response=FlowRun, errors=(404, 409, 503))
 async def cancel_flow_run(call: Call) -> FlowRun:
     run = await _load(call)
-    kv = await call.gateway.kv(call.gateway.bus.layout.flow_runs)
-
-    def step(raw: bytes | None) -> bytes | None:
-        if raw is None:
-            raise Problem(404, f"no flow run with id {run.id!r}")
-        current = FlowRun.model_validate_json(raw)
-        cancelling = current.transition(State.named("Cancelling", "cancelled through the API"))
-        return cancelling.model_dump_json().encode()
-
-    try:
-        entry = await kv.update(run.id, step)
-    except TransitionRejected as exc:
-        raise Problem(409, str(exc)) from None
-    assert entry is not None
-    updated = FlowRun.model_validate_json(entry.value)
-    await call.gateway.bus.publish(state_change_event(updated, source=SOURCE))
-    return updated
+    # The leading orchestrator writes the record and publishes the Cancelling event.
+    return await run_control.change_run(call.gateway, "cancel", run.id)
 
 
 class ResumeRequest(BaseModel):
@@ -178,17 +160,13 @@ class ResumeRequest(BaseModel):
 
 @router.route("POST", "/flow-runs/{flow_run_id}/resume", scope=Scope.WRITE,
               summary="Resume a Paused or Suspended flow run (with the input it waits for)",
-              body=ResumeRequest, response=FlowRun, errors=(404, 409, 422))
+              body=ResumeRequest, response=FlowRun, errors=(404, 409, 422, 503))
 async def resume_flow_run(call: Call) -> FlowRun:
-    run_id = check_key(call.path("flow_run_id"), "flow run")
+    run = await _load(call)
     body: ResumeRequest = call.body
     try:
-        return await pauses.resume(call.gateway.bus, run_id, body.run_input, source=SOURCE)
-    except NotFound:
-        raise Problem(404, f"no flow run with id {run_id!r}") from None
-    except pauses.NotPaused as exc:
-        raise Problem(409, str(exc)) from None
-    except (pauses.InvalidRunInput, ValueError) as exc:
+        return await run_control.change_run(call.gateway, "resume", run.id, body.run_input)
+    except run_control.InputRefused as exc:
         raise Problem(422, str(exc)) from None
 
 

@@ -62,7 +62,7 @@ class Pipeline:
         carried: list[int] = []
         for i, incoming in enumerate(batch):
             try:
-                event = to_event(self.spec, incoming.message)
+                event = await to_event(self.spec, incoming.message)
                 subjects.check_outside_type(event.type)
                 body = self.bus.encode(event)
             except MappingFailed as exc:

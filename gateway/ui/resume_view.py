@@ -2,10 +2,11 @@
 
 The form is generated from the JSON schema the paused body saved (its ``RunInput``
 type), field by field as the deployment Run form (:mod:`gateway.ui.forms`). A submitted
-form is converted to those types, then resumed through :func:`events.pauses.resume`,
-the one implementation the REST API and the command line also call: the input is
-validated against the saved schema there, and a refusal is shown on the page (422)
-with the run left as it was.
+form is converted to those types, then resumed as the REST API resumes
+(:mod:`gateway.api.run_control`: the leading orchestrator runs :func:`events.pauses.resume`,
+the one implementation the command line also calls): the input is validated against
+the saved schema there, and a refusal is shown on the page (422) with the run left as
+it was.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from aiohttp import web
 
 from events import pauses
 from events import run_input as inputs
-from events.errors import NotFound
 from events.records import FlowRun
-from gateway.api.emit import SOURCE
+from gateway.api import run_control
 from gateway.context import gateway_of
 from gateway.problems import Problem
 from gateway.ui import runs_view
@@ -88,11 +88,7 @@ async def resume_run(request: web.Request, viewer: Viewer, form: dict[str, str]
         if errors:
             return await _page(request, viewer, run, 422, errors=errors, values=values)
     try:
-        await pauses.resume(gateway_of(request).bus, run.id, run_input, source=SOURCE)
-    except NotFound:
-        raise Problem(404, f"no flow run with id {run.id!r}") from None
-    except pauses.NotPaused as exc:
-        raise Problem(409, str(exc)) from None
-    except (pauses.InvalidRunInput, ValueError) as exc:
+        await run_control.change_run(gateway_of(request), "resume", run.id, run_input)
+    except run_control.InputRefused as exc:
         return await _page(request, viewer, run, 422, values=values, refusal=str(exc))
     raise web.HTTPSeeOther(f"/ui/runs/{run.id}")

@@ -17,6 +17,7 @@ from flowbus.client import ApiError, ApiNotFound, FlowbusClient, get_client
 from flowbus.deployments import arun_deployment, run_deployment
 from gateway.service import RunningGateway, running
 from gateway.settings import GatewaySettings
+from tests.control_desk import control_desk
 
 from .conftest import act_as_runner, next_run_request
 
@@ -26,7 +27,8 @@ KEY = "deploy-tests-admin-key-0123456789abcdef"
 @pytest.fixture
 async def api(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningGateway]:
     """A gateway over the test's namespace; the SDK pointed at it with a key."""
-    async with running(bus, GatewaySettings(port=0, admin_api_key=KEY, wait_max_seconds=1)) as gw:
+    async with running(bus, GatewaySettings(port=0, admin_api_key=KEY, wait_max_seconds=1)) as gw, \
+            control_desk(bus):  # the orchestrator's answers to cancel and resume
         monkeypatch.setenv("FLOWBUS_API_URL", gw.url + "/api/v1")
         monkeypatch.setenv("FLOWBUS_API_KEY", KEY)
         yield gw

@@ -14,6 +14,8 @@ from gateway_helpers import ADMIN_KEY
 from events.bus import Bus
 from gateway.service import RunningGateway, running
 from gateway.settings import GatewaySettings
+from orchestrator.control import ControlDesk
+from tests.control_desk import control_desk
 
 
 class ManualClock:
@@ -45,6 +47,13 @@ async def gateway(
 ) -> AsyncIterator[RunningGateway]:
     async with running(bus, gateway_settings, clock=clock) as gw:
         yield gw
+
+
+@pytest.fixture
+async def desk(bus: Bus) -> AsyncIterator[ControlDesk]:
+    """The orchestrator's answers to the API's cancel and resume (no orchestrator process)."""
+    async with control_desk(bus) as running_desk:
+        yield running_desk
 
 
 @pytest.fixture

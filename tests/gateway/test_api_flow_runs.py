@@ -1,4 +1,4 @@
-"""Flow runs over the REST API: filtered lists, get, cancel by compare-and-set, logs."""
+"""Flow runs over the REST API: filtered lists, get, cancel (carried out by the orchestrator), logs."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import aiohttp
 import pytest
 from gateway_helpers import problem, stored_events
 
+from events import control
 from events.bus import Bus
+from events.control import ControlReply, ControlRequest
 from events.records import FlowRun, State
+from orchestrator.control import ControlDesk
 from tests.shutdown import wait_stopped
 
 R = "/api/v1/flow-runs"
@@ -62,7 +65,9 @@ async def test_get_a_run_and_unknown_ids(client: aiohttp.ClientSession, bus: Bus
             assert r.status == 404
 
 
-async def test_cancel_moves_the_record_to_cancelling_and_emits_the_event(client: aiohttp.ClientSession, bus: Bus) -> None:
+async def test_cancel_moves_the_record_to_cancelling_and_emits_the_event(
+    client: aiohttp.ClientSession, bus: Bus, desk: ControlDesk
+) -> None:
     await put_run(bus, "r1", "Running")
     async with client.post(f"{R}/r1/cancel") as r:
         body = await r.json()
@@ -75,12 +80,51 @@ async def test_cancel_moves_the_record_to_cancelling_and_emits_the_event(client:
     assert event.data["state"]["name"] == "Cancelling" and event.data["deployment"] == "etl"
 
 
-async def test_cancel_of_a_finished_run_is_409_saying_why(client: aiohttp.ClientSession, bus: Bus) -> None:
+async def test_cancel_of_a_finished_run_is_409_saying_why(
+    client: aiohttp.ClientSession, bus: Bus, desk: ControlDesk
+) -> None:
     await put_run(bus, "r1", "Completed")
     async with client.post(f"{R}/r1/cancel") as r:
         assert r.status == 409 and "Completed" in problem(await r.json(content_type=None))
     async with client.post(f"{R}/ghost/cancel") as r:
         assert r.status == 404
+    # The orchestrator refused the first; the unknown run was answered by the gateway.
+    assert desk.metrics.registry.get_sample_value(
+        "flowbus_orchestrator_control_requests_total", {"action": "cancel", "outcome": "conflict"}) == 1
+
+
+async def test_without_an_orchestrator_cancel_and_resume_answer_503_and_change_nothing(
+    client: aiohttp.ClientSession, bus: Bus
+) -> None:
+    await put_run(bus, "r1", "Running")
+    for action, body in (("cancel", None), ("resume", {})):
+        async with client.post(f"{R}/r1/{action}", json=body) as r:
+            assert r.status == 503, await r.text()
+            assert "orchestrator" in problem(await r.json(content_type=None))
+            assert r.headers["Retry-After"]
+    kv = await bus.kv(bus.layout.flow_runs)
+    assert FlowRun.model_validate(await kv.get_json("r1")).state.name == "Running"
+    assert await stored_events(bus) == []
+
+
+async def test_an_orchestrator_that_does_not_answer_in_time_is_503_not_a_hang(
+    client: aiohttp.ClientSession, bus: Bus
+) -> None:
+    await put_run(bus, "r1", "Running")
+    release = asyncio.Event()
+
+    async def frozen(request: ControlRequest) -> ControlReply:
+        await release.wait()  # an orchestrator that took the request and never answers
+        return ControlReply(outcome="busy")
+
+    async with control.answering(bus, frozen):
+        try:
+            async with asyncio.timeout(60):  # a hang check only: the answer comes after ~5 s
+                async with client.post(f"{R}/r1/cancel") as r:
+                    assert r.status == 503, await r.text()
+                    assert "within" in problem(await r.json(content_type=None))
+        finally:
+            release.set()
 
 
 async def publish_logs(bus: Bus, run_id: str, messages: list[str]) -> None:

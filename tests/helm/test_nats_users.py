@@ -52,7 +52,9 @@ def test_each_role_gets_its_permissions_for_the_release_namespace() -> None:
     assert "shop-prod.events.>" in gateway["allow"]
     assert "$JS.API.STREAM.INFO.SHOP_PROD_EVENTS" in gateway["allow"]
     assert "$KV.shop-prod-deployments.>" in gateway["allow"]
-    assert "shop-prod.events.flowbus.flow-run.Completed" in gateway["deny"]
+    assert "shop-prod.events.flowbus.flow-run.>" in gateway["deny"]
+    assert "shop-prod.control.flow-run" in gateway["allow"]
+    assert "$KV.shop-prod-flow-runs.>" not in gateway["allow"]
 
 
 def test_each_part_connects_with_its_own_user_and_generated_password() -> None:

@@ -33,6 +33,7 @@ from events.settings import NatsSettings
 from flowbus.cli import cli
 from gateway.service import running as gateway_running
 from gateway.settings import GatewaySettings
+from tests.control_desk import control_desk
 
 KEY = "pauses-admin-key-0123456789abcdef"
 R = "/api/v1/flow-runs"
@@ -65,7 +66,8 @@ class Paused:
 async def paused(bus: Bus, nats_settings: NatsSettings, tmp_path: Path) -> AsyncIterator[Paused]:
     deployment = await deploy_checked(bus, "ask", ASKING, "ask", root=tmp_path / "code")
     async with running(bus, nats_settings, runner_settings(limit=1, runner_id="solo")), \
-            gateway_running(bus, GatewaySettings(port=0, admin_api_key=KEY)) as gw:
+            gateway_running(bus, GatewaySettings(port=0, admin_api_key=KEY)) as gw, \
+            control_desk(bus):
         run_id = await schedule(bus, deployment)
         await wait_state(bus, run_id, "Paused", 30)
         async with aiohttp.ClientSession(base_url=gw.url,
@@ -93,6 +95,8 @@ async def post(http: aiohttp.ClientSession, path: str, data: bytes | str,
     (b"{}", 422, "quantity"),
     (b'{"run_input": ' + b'{"a": ' * 300 + b"1" + b"}" * 301, 400, "nest"),
     (b'{"run_input": {"quantity": 1, "pad": "' + b"x" * (3 * 1024 * 1024) + b'"}}', 422, "pad"),
+    # More than NATS carries to the orchestrator (8 MiB): refused at the gateway, naming the limit.
+    (b'{"run_input": {"quantity": 1, "pad": "' + b"x" * (9 * 1024 * 1024) + b'"}}', 422, "bytes"),
     (b'{"run_input": {"quantity": 1, "pad": "' + b"x" * (11 * 1024 * 1024) + b'"}}', 413, ""),
 ])
 async def test_bad_resume_input_is_refused_and_the_run_stays_paused(

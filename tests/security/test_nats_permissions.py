@@ -1,7 +1,8 @@
 """NATS with one user per part, as the Helm chart configures it (its ``auth.conf``, rendered
 from events/permissions.py): the real gateway, orchestrator and runner processes run a
-triggered flow to Completed under their own users, and a part's user is refused what
-belongs to another part."""
+triggered flow to Completed and a run cancelled through the API (carried out by the
+orchestrator) under their own users, and a part's user is refused what belongs to another
+part."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from events.background import (
     scheduled_record,
 )
 from events.bus import Bus
+from events.control import request_subject
 from events.embedded import find_nats_server, free_port
 from events.layout import Layout
 from events.permissions import ROLES, Role, password_variable
@@ -40,7 +42,32 @@ from tests.helm.test_chart import render
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "admin-key-for-the-nats-permission-test-0123"
-FLOW = "from flowbus import flow\n\n@flow\ndef greet(name: str) -> str:\n    return 'hi ' + name\n"
+FLOW = """
+import time
+
+from flowbus import flow
+from flowbus.flow_runs import pause_flow_run
+from flowbus.input import RunInput
+
+
+class Order(RunInput):
+    quantity: int
+
+
+@flow
+def greet(name: str) -> str:
+    return 'hi ' + name
+
+
+@flow
+def hold() -> None:
+    time.sleep(300)
+
+
+@flow
+def ask() -> int:
+    return pause_flow_run(wait_for_input=Order, timeout=300).quantity
+"""
 TASKS = "from flowbus import task\n\n@task\ndef double(x: int) -> int:\n    return 2 * x\n"
 # A process that queues a background run (Task.delay) and waits for its result.
 CALLER = ("from my_tasks import double\nfuture = double.delay(21)\n"
@@ -87,7 +114,9 @@ def namespace() -> str:
 def server(tmp_path: Path, namespace: str) -> Iterator[Server]:
     """nats-server with JetStream and the per-part users of ``namespace``, no anonymous access."""
     port, monitor = free_port(), free_port()
-    passwords: dict[Role, str] = {role: secrets.token_urlsafe(24) for role in ROLES}
+    # Letters and digits, starting with a letter: nats-server reads a value such as
+    # "12-..." in its configuration as a date (the chart's passwords are letters and digits too).
+    passwords: dict[Role, str] = {role: "p" + secrets.token_hex(20) for role in ROLES}
     (tmp_path / "auth.conf").write_text(chart_auth_conf(namespace))
     config = tmp_path / "nats.conf"
     config.write_text(
@@ -161,8 +190,9 @@ async def parts() -> AsyncIterator[Parts]:
         await running.stop()
 
 
-async def _refused(server: Server, role: Role, subject: str) -> str:
-    """Publish on ``subject`` as ``role``; the server's refusal (fails if there is none)."""
+async def _refused(server: Server, role: Role, subject: str, *, subscribe: bool = False) -> str:
+    """Publish on (or subscribe to) ``subject`` as ``role``; the server's refusal (fails if
+    there is none)."""
     errors: list[str] = []
     refused = asyncio.Event()
 
@@ -173,13 +203,16 @@ async def _refused(server: Server, role: Role, subject: str) -> str:
     nc = await nats.connect(server.url, user=role, password=server.passwords[role],
                             error_cb=on_error, allow_reconnect=False)
     try:
-        await nc.publish(subject, b'{"forged": true}')
+        if subscribe:
+            await nc.subscribe(subject)
+        else:
+            await nc.publish(subject, b'{"forged": true}')
         await nc.flush()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(refused.wait(), 10)
     finally:
         await nc.close()
-    assert errors, f"{role} was allowed to publish on {subject}"
+    assert errors, f"{role} was allowed to {'subscribe to' if subscribe else 'publish on'} {subject}"
     assert "permissions violation" in errors[0].lower(), errors
     return errors[0]
 
@@ -213,6 +246,16 @@ async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
                 assert r.status == 202, await r.text()
             run = await _wait_final(runs)
             assert run.state.name == "Completed", run.state
+            # The gateway reads the run's logs (a log reader it deletes after).
+            async with api.get(f"/api/v1/flow-runs/{run.id}/logs") as r:
+                assert r.status == 200, await r.text()
+            # Cancel through the API: the gateway asks, the orchestrator writes the record.
+            held = await _cancelled_through_the_api(api, runs)
+            assert held.state.name == "Cancelled", held.state
+            # Resume through the API: the runner saved the input schema, the orchestrator
+            # checks the input, stores it and moves the run on.
+            asked = await _resumed_through_the_api(api, runs)
+            assert asked.state.name == "Completed", asked.state
             # The real parts did all that without one refusal.
             assert server.violations() == []
 
@@ -220,6 +263,10 @@ async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
             # write records it does not own.
             layout = Layout(namespace)
             for subject in (f"{namespace}.events.flowbus.flow-run.Completed",
+                            f"{namespace}.events.flowbus.flow-run.Cancelling",
+                            f"{namespace}.events.flowbus.flow-run.Resumed",
+                            f"$KV.{layout.flow_runs}.{run.id}",
+                            f"$KV.{layout.run_input}.{run.id}.x",
                             f"{namespace}.events.flowbus.automation.action.failed",
                             f"{namespace}.events.flowbus.task-run.Completed",
                             f"{namespace}.runs.default",
@@ -232,10 +279,28 @@ async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
             # A runner may not create or change a deployment, an automation or an API key.
             for subject in (f"$KV.{layout.deployments}.greet", f"$KV.{layout.deployments}.evil",
                             f"$KV.{layout.automations}.a", f"$KV.{layout.api_keys}.k",
-                            f"$KV.{layout.webhooks}.w"):
+                            f"$KV.{layout.webhooks}.w", request_subject(namespace)):
                 await _refused(server, "runner", subject)
+            # Only the orchestrator hears control requests.
+            for role in ("gateway", "runner", "task-worker"):
+                await _refused(server, role, request_subject(namespace), subscribe=True)
+            # No part deletes another part's durable consumer (the orchestrator's on the
+            # events stream, the runners' on the runs stream), nor its own.
+            for role, stream, durable in (
+                    ("gateway", layout.events_stream, "orchestrator"),
+                    ("runner", layout.events_stream, "orchestrator"),
+                    ("task-worker", layout.events_stream, "orchestrator"),
+                    ("runner", layout.events_stream, "orchestrator-assets"),
+                    ("gateway", layout.runs_stream, "pool-default"),
+                    ("orchestrator", layout.runs_stream, "pool-default"),
+                    ("runner", layout.runs_stream, "pool-default"),
+                    ("orchestrator", layout.events_stream, "orchestrator")):
+                await _refused(server, role, f"$JS.API.CONSUMER.DELETE.{stream}.{durable}")
+            durables = {c.name for c in await admin.consumers(layout.events_stream)}
+            assert {"orchestrator", "orchestrator-assets"} <= durables
+            assert "pool-default" in {c.name for c in await admin.consumers(layout.runs_stream)}
             deployments = await admin.kv(layout.deployments)
-            assert sorted(await deployments.keys()) == ["greet"]
+            assert sorted(await deployments.keys()) == ["ask", "greet", "hold"]
             stored = json.loads((await deployments.get("greet")).value)  # type: ignore[union-attr]
             assert stored["entrypoint"] == "flows.py:greet"
             # Nothing forged reached the events stream.
@@ -243,8 +308,56 @@ async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
             types = await _event_types(admin, until=lambda t: "flowbus.flow-run.Completed" in t)
             assert "flowbus.task-run.Completed" not in types
             assert types.count("flowbus.flow-run.Completed") == 1
+            assert types.count("flowbus.flow-run.Cancelling") == 1  # the orchestrator's
     # The server logs each refusal: the empty list above was not a log that says nothing.
-    assert len(server.violations()) >= 14
+    assert len(server.violations()) >= 30
+
+
+async def _cancelled_through_the_api(api: aiohttp.ClientSession, runs: Any) -> FlowRun:
+    """Run ``hold``, cancel it through the API once Running; its record once final."""
+    async with api.post("/api/v1/deployments", json={
+            "name": "hold", "flow_name": "hold", "entrypoint": "flows.py:hold"}) as r:
+        assert r.status == 201, await r.text()
+    async with api.post("/api/v1/deployments/hold/runs", json={}) as r:
+        assert r.status == 202, await r.text()
+        run_id = (await r.json())["flow_run_id"]
+    await _wait_state(runs, run_id, "Running")
+    async with api.post(f"/api/v1/flow-runs/{run_id}/cancel") as r:
+        assert r.status == 200, await r.text()
+        assert (await r.json())["state"]["name"] == "Cancelling"
+    async with api.post(f"/api/v1/flow-runs/{run_id}/cancel") as r:
+        assert r.status == 409, await r.text()  # already Cancelling: refused, not re-written
+    return await _wait_state(runs, run_id, "Cancelled")
+
+
+async def _resumed_through_the_api(api: aiohttp.ClientSession, runs: Any) -> FlowRun:
+    """Run ``ask``, resume it through the API once Paused; its record once final."""
+    async with api.post("/api/v1/deployments", json={
+            "name": "ask", "flow_name": "ask", "entrypoint": "flows.py:ask"}) as r:
+        assert r.status == 201, await r.text()
+    async with api.post("/api/v1/deployments/ask/runs", json={}) as r:
+        assert r.status == 202, await r.text()
+        run_id = (await r.json())["flow_run_id"]
+    await _wait_state(runs, run_id, "Paused")
+    resume = f"/api/v1/flow-runs/{run_id}/resume"
+    async with api.post(resume, json={"run_input": {"quantity": "many"}}) as r:
+        assert r.status == 422 and "quantity" in await r.text()
+    async with api.post(resume, json={"run_input": {"quantity": 3}}) as r:
+        assert r.status == 200, await r.text()
+        assert (await r.json())["state"]["name"] == "Running"
+    return await _wait_state(runs, run_id, "Completed")
+
+
+async def _wait_state(runs: Any, run_id: str, state: str) -> FlowRun:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        entry = await runs.get(run_id)
+        if entry is not None:
+            run = FlowRun.model_validate_json(entry.value)
+            if run.state.name == state:
+                return run
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"flow run {run_id} never reached {state}")
 
 
 async def _wait_final(runs: Any) -> FlowRun:

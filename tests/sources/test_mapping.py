@@ -36,39 +36,39 @@ def test_message_without_id_or_position_gets_a_fresh_id() -> None:
     assert event_id(message) != event_id(message)
 
 
-def test_default_mapping_keeps_json_body_as_data() -> None:
-    event = to_event(nats_spec(), SourceMessage(b'{"n": 1}', "a.b", position="p"))
+async def test_default_mapping_keeps_json_body_as_data() -> None:
+    event = await to_event(nats_spec(), SourceMessage(b'{"n": 1}', "a.b", position="p"))
     assert (event.type, event.source, event.data) == ("source.s", "flowbus/sources/s", {"n": 1})
     assert event.datacontenttype == "application/json"
 
 
-def test_text_and_binary_payloads_map() -> None:
-    text = to_event(nats_spec(), SourceMessage(b"hello", "a.b"))
+async def test_text_and_binary_payloads_map() -> None:
+    text = await to_event(nats_spec(), SourceMessage(b"hello", "a.b"))
     assert (text.data, text.datacontenttype) == ("hello", "text/plain")
-    binary = to_event(nats_spec(), SourceMessage(b"\xff\x00", "a.b"))
+    binary = await to_event(nats_spec(), SourceMessage(b"\xff\x00", "a.b"))
     assert binary.data == b"\xff\x00"
 
 
-def test_mapping_failure_says_why() -> None:
+async def test_mapping_failure_says_why() -> None:
     spec = nats_spec(mapping={"type": "x", "data": "{{ body.missing.deeper }}"})
     with pytest.raises(MappingFailed, match="mapping failed"):
-        to_event(spec, SourceMessage(b'{"n": 1}', "a.b"))
+        await to_event(spec, SourceMessage(b'{"n": 1}', "a.b"))
 
 
-def test_mapping_that_makes_an_invalid_type_is_a_failure() -> None:
+async def test_mapping_that_makes_an_invalid_type_is_a_failure() -> None:
     spec = nats_spec(mapping={"type": "{{ body.t }}"})
     with pytest.raises(MappingFailed, match="attribute 'type'"):
-        to_event(spec, SourceMessage(b'{"t": "has space"}', "a.b"))
+        await to_event(spec, SourceMessage(b'{"t": "has space"}', "a.b"))
 
 
-def test_invalid_cloudevent_is_a_failure_not_a_pass_through() -> None:
+async def test_invalid_cloudevent_is_a_failure_not_a_pass_through() -> None:
     with pytest.raises(MappingFailed, match="looks like a CloudEvent"):
-        to_event(nats_spec(), SourceMessage(b'{"specversion": "0.3", "id": "1"}', "a.b"))
+        await to_event(nats_spec(), SourceMessage(b'{"specversion": "0.3", "id": "1"}', "a.b"))
 
 
-def test_passthrough_off_maps_cloudevents_like_any_message() -> None:
+async def test_passthrough_off_maps_cloudevents_like_any_message() -> None:
     body = b'{"specversion": "1.0", "id": "1", "source": "/x", "type": "a.b"}'
-    event = to_event(nats_spec(passthrough=False), SourceMessage(body, "a.b"))
+    event = await to_event(nats_spec(passthrough=False), SourceMessage(body, "a.b"))
     assert event.type == "source.s" and event.data["id"] == "1"
 
 

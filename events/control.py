@@ -1,0 +1,171 @@
+"""Control requests: the gateway asks, the leading orchestrator writes the run record.
+
+The REST API's cancel and resume change a flow run's state. The gateway does not write
+run records itself (its NATS user may not): it sends a :class:`ControlRequest` on
+:func:`request_subject` (core NATS request/reply, no stream) and the leading
+orchestrator, the only subscriber, validates it, performs the compare-and-set write,
+publishes the state events and answers with a :class:`ControlReply`. Only the gateway
+(and the admin) may publish on that subject, only the orchestrator subscribes to it.
+
+The asker waits at most :data:`REPLY_TIMEOUT_SECONDS`; no orchestrator leading (no
+responder) or no answer in time is :class:`NoController`, which the API answers
+with 503. A request that timed out may still have been carried out: the record
+tells (a second cancel of a run already ``Cancelling`` is refused as a conflict).
+
+>>> request_subject("flowbus")
+'flowbus.control.flow-run'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
+
+from nats.aio.msg import Msg
+from nats.errors import MaxPayloadError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from events import jsonlimits
+from events.bus import Bus
+from events.errors import BusUnavailable, FlowbusError
+from events.records import FlowRun
+
+log = logging.getLogger("flowbus.events.control")
+
+REPLY_TIMEOUT_SECONDS = 5.0
+# The queue group the orchestrators answer in (only the leader subscribes; the group
+# keeps a request answered once should two briefly overlap during a handover).
+QUEUE_GROUP = "orchestrator"
+# Requests carried out at once by one orchestrator; more are answered "busy".
+MAX_IN_FLIGHT = 64
+RUN_ID_PATTERN = r"^[-_=A-Za-z0-9](?:[-_=.A-Za-z0-9]{0,254}[-_=A-Za-z0-9])?$"
+
+Action = Literal["cancel", "resume"]
+Outcome = Literal["ok", "not_found", "conflict", "invalid", "busy"]
+
+
+def request_subject(namespace: str) -> str:
+    """The subject of flow-run control requests (not captured by any stream)."""
+    return f"{namespace}.control.flow-run"
+
+
+class ControlRequest(BaseModel):
+    """Change one flow run's state on a user's request (the API's cancel and resume)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Action
+    flow_run_id: str = Field(pattern=RUN_ID_PATTERN)
+    run_input: dict[str, Any] | None = Field(
+        default=None, description="resume only: the input the paused run waits for")
+    source: str = Field(default="flowbus/gateway", pattern=r"^flowbus/[A-Za-z0-9._-]{1,100}$",
+                        description="the source of the state events the change publishes "
+                        "(one of flowbus's own parts)")
+
+
+class ControlReply(BaseModel):
+    """What the orchestrator did: ``ok`` with the record after, or why not."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Outcome
+    detail: str = ""
+    run: FlowRun | None = None
+
+
+class NoController(FlowbusError):
+    """No orchestrator answered (none leads, or it did not answer in time)."""
+
+
+class RequestTooLarge(FlowbusError, ValueError):
+    """The request is larger than NATS carries."""
+
+
+async def ask(bus: Bus, request: ControlRequest,
+              wait_seconds: float = REPLY_TIMEOUT_SECONDS) -> ControlReply:
+    """Send ``request`` to the leading orchestrator; its reply.
+
+    :class:`NoController` when none answers within ``wait_seconds``,
+    :class:`RequestTooLarge` when the request cannot travel.
+    """
+    nc = bus._nc
+    data = request.model_dump_json().encode()
+    if nc.max_payload and len(data) > nc.max_payload:
+        raise RequestTooLarge(f"the request is {len(data)} bytes, over the {nc.max_payload} "
+                              "bytes NATS carries")
+    try:
+        msg = await nc.request(request_subject(bus.layout.namespace), data, timeout=wait_seconds)
+    except NoRespondersError:
+        raise NoController("no orchestrator is leading to carry out the request") from None
+    except (NatsTimeout, TimeoutError):
+        raise NoController(f"no orchestrator answered within {wait_seconds:g} s") from None
+    except MaxPayloadError as exc:
+        raise RequestTooLarge(str(exc)) from None
+    except Exception as exc:  # connection closed or draining
+        raise BusUnavailable(f"sending the control request failed: {exc!r}") from None
+    try:
+        return ControlReply.model_validate_json(msg.data)
+    except ValidationError as exc:
+        raise NoController(f"the orchestrator's answer could not be read: {exc}") from None
+
+
+Handler = Callable[[ControlRequest], Awaitable[ControlReply]]
+
+
+@contextlib.asynccontextmanager
+async def answering(bus: Bus, handler: Handler) -> AsyncIterator[None]:
+    """Answer control requests with ``handler`` while the block runs.
+
+    A malformed request is answered ``invalid`` without calling ``handler``; a handler
+    that raises is answered ``busy`` (the asker answers 503) and logged. Up to
+    :data:`MAX_IN_FLIGHT` requests are carried out at once, more are answered ``busy``.
+    """
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def carry_out(msg: Msg) -> None:
+        try:
+            request = ControlRequest.model_validate(jsonlimits.loads(msg.data))
+        except (ValidationError, ValueError) as exc:
+            reply = ControlReply(outcome="invalid", detail=f"malformed control request: {exc}"[:2000])
+        else:
+            try:
+                reply = await handler(request)
+            except Exception as exc:  # a NATS hiccup or a bug: the asker may retry
+                log.warning("carrying out a %s of %s failed: %r", request.action,
+                            request.flow_run_id, exc)
+                reply = ControlReply(outcome="busy", detail=f"the orchestrator failed: {exc!r}"[:500])
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await msg.respond(reply.model_dump_json().encode())
+
+    async def on_message(msg: Msg) -> None:
+        if len(in_flight) >= MAX_IN_FLIGHT:
+            if msg.reply:
+                with contextlib.suppress(Exception):
+                    await msg.respond(ControlReply(outcome="busy", detail="too many requests at once")
+                                      .model_dump_json().encode())
+            return
+        task = asyncio.create_task(carry_out(msg))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+
+    sub = await bus._nc.subscribe(request_subject(bus.layout.namespace), queue=QUEUE_GROUP,
+                                  cb=on_message)
+    try:
+        await bus._nc.flush(timeout=5)  # the server knows the subscription before we say so
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(sub.unsubscribe(), 2.0)
+        if in_flight:
+            await asyncio.wait(set(in_flight), timeout=REPLY_TIMEOUT_SECONDS)
+
+
+__all__ = [
+    "REPLY_TIMEOUT_SECONDS", "ControlReply", "ControlRequest", "NoController",
+    "RequestTooLarge", "answering", "ask", "request_subject",
+]

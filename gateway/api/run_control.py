@@ -1,0 +1,50 @@
+"""The API's cancel and resume: asked of the leading orchestrator, which writes the record.
+
+The gateway's NATS user may not write flow-run records (events/permissions.py): a
+state change is a :class:`~events.control.ControlRequest` the leading orchestrator
+validates and carries out (:mod:`events.control`). Its outcome becomes the answer:
+``not_found`` 404, ``conflict`` 409, ``invalid`` 422 (:class:`InputRefused`, so the
+UI can show its form again); no orchestrator answering in time is 503.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from events import control
+from events.control import ControlRequest
+from events.records import FlowRun
+from events.run_input import MAX_INPUT_BYTES
+from gateway.api.emit import SOURCE
+from gateway.context import Gateway
+from gateway.problems import Problem
+
+
+class InputRefused(Exception):
+    """The orchestrator refused the run input (422); ``str()`` says why."""
+
+
+async def change_run(gateway: Gateway, action: control.Action, flow_run_id: str,
+                     run_input: dict[str, Any] | None = None) -> FlowRun:
+    """The record after ``action``; :class:`Problem` (404, 409, 503) or :class:`InputRefused`."""
+    request = ControlRequest(action=action, flow_run_id=flow_run_id, run_input=run_input,
+                             source=SOURCE)
+    try:
+        reply = await control.ask(gateway.bus, request)
+    except control.RequestTooLarge:
+        raise InputRefused(f"the run input is too large: a run input holds at most "
+                           f"{MAX_INPUT_BYTES} bytes") from None
+    except control.NoController as exc:
+        raise Problem(503, f"the flow run could not be changed now: {exc}; retry shortly",
+                      headers={"Retry-After": str(gateway.settings.retry_after_seconds)}) from None
+    if reply.outcome == "ok" and reply.run is not None:
+        return reply.run
+    if reply.outcome == "not_found":
+        raise Problem(404, f"no flow run with id {flow_run_id!r}")
+    if reply.outcome == "conflict":
+        raise Problem(409, reply.detail)
+    if reply.outcome == "invalid":
+        raise InputRefused(reply.detail)
+    raise Problem(503, f"the orchestrator could not change the flow run now: {reply.detail}; "
+                       "retry shortly",
+                  headers={"Retry-After": str(gateway.settings.retry_after_seconds)})

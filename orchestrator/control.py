@@ -1,0 +1,82 @@
+"""The orchestrator's side of control requests (:mod:`events.control`).
+
+The leading orchestrator answers the gateway's cancel and resume requests: it
+validates each one, performs the compare-and-set write on the flow-run record and
+publishes the state events, so the gateway's NATS user needs no write access to run
+records. A standby does not subscribe: with no leader the gateway gets no responder
+and answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from events import control, pauses
+from events.bus import Bus
+from events.control import ControlReply, ControlRequest
+from events.errors import NotFound, TransitionRejected
+from events.records import FlowRun, State
+from events.runs import state_change_event
+from orchestrator.metrics import Metrics
+
+CANCEL_MESSAGE = "cancelled through the API"
+
+
+class ControlDesk:
+    """Carries out control requests for the leader."""
+
+    def __init__(self, bus: Bus, metrics: Metrics) -> None:
+        self.bus = bus
+        self.metrics = metrics
+        self.serving = asyncio.Event()
+
+    async def serve(self, halt: asyncio.Event) -> None:
+        """Answer requests until ``halt`` is set (``serving`` is set meanwhile)."""
+        async with control.answering(self.bus, self.answer):
+            self.serving.set()
+            try:
+                await halt.wait()
+            finally:
+                self.serving.clear()
+
+    async def answer(self, request: ControlRequest) -> ControlReply:
+        if request.action == "cancel":
+            reply = await self._cancel(request)
+        else:
+            reply = await self._resume(request)
+        self.metrics.control_requests.labels(request.action, reply.outcome).inc()
+        return reply
+
+    async def _cancel(self, request: ControlRequest) -> ControlReply:
+        run_id = request.flow_run_id
+        kv = await self.bus.kv(self.bus.layout.flow_runs)
+
+        def step(raw: bytes | None) -> bytes | None:
+            if raw is None:
+                raise NotFound(f"no flow run with id {run_id!r}")
+            current = FlowRun.model_validate_json(raw)
+            cancelling = current.transition(State.named("Cancelling", CANCEL_MESSAGE))
+            return cancelling.model_dump_json().encode()
+
+        try:
+            entry = await kv.update(run_id, step)
+        except NotFound as exc:
+            return ControlReply(outcome="not_found", detail=str(exc))
+        except TransitionRejected as exc:
+            return ControlReply(outcome="conflict", detail=str(exc))
+        assert entry is not None
+        updated = FlowRun.model_validate_json(entry.value)
+        await self.bus.publish(state_change_event(updated, source=request.source))
+        return ControlReply(outcome="ok", run=updated)
+
+    async def _resume(self, request: ControlRequest) -> ControlReply:
+        run_id = request.flow_run_id
+        try:
+            run = await pauses.resume(self.bus, run_id, request.run_input, source=request.source)
+        except NotFound:
+            return ControlReply(outcome="not_found", detail=f"no flow run with id {run_id!r}")
+        except pauses.NotPaused as exc:
+            return ControlReply(outcome="conflict", detail=str(exc))
+        except (pauses.InvalidRunInput, ValueError) as exc:
+            return ControlReply(outcome="invalid", detail=str(exc))
+        return ControlReply(outcome="ok", run=run)
