@@ -25,7 +25,7 @@ import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterator
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from urllib.parse import quote
 
 import aiohttp
@@ -34,6 +34,9 @@ from pydantic import BaseModel
 from events.errors import FlowbusError
 from events.records import Deployment, FlowRun
 from flowbus.project import DeploySettings
+
+if TYPE_CHECKING:
+    from flowbus.client.schemas.events import EventPage
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -270,6 +273,27 @@ class FlowbusClient:
     async def cancel_flow_run(self, flow_run_id: str) -> FlowRun:
         return _model(FlowRun,
             await self.request("POST", f"/flow-runs/{_segment(flow_run_id)}/cancel"))
+
+    async def delete_flow_run(self, flow_run_id: str) -> None:
+        """Delete a run's record (``ApiNotFound`` when there is none). A run that is not
+        final is refused (``ApiError`` 409): cancel it first."""
+        await self.request("DELETE", f"/flow-runs/{_segment(str(flow_run_id))}")
+
+    # --- events -------------------------------------------------------------------------
+
+    async def read_events(self, filter: Any = None, limit: int = 100) -> EventPage:
+        """The first page (``limit`` events) of those ``filter`` matches, newest first by
+        default: a :class:`flowbus.client.schemas.events.EventPage`. ``filter`` is a
+        :class:`flowbus.events.filters.EventFilter` (or a dict of its fields)."""
+        from flowbus.client import _events
+
+        return await _events.read_events(self.request, filter, limit)
+
+    async def read_events_page(self, next_page: Any) -> EventPage:
+        """The page an ``EventPage.next_page`` cursor points to."""
+        from flowbus.client import _events
+
+        return await _events.read_events_page(self.request, next_page)
 
     async def read_logs(self, flow_run_id: str, *, limit: int = 1000) -> list[dict[str, Any]]:
         """A run's log records, oldest first."""

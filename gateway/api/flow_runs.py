@@ -1,4 +1,4 @@
-"""``/api/v1/flow-runs``: list, get, cancel, resume, and read or follow a run's logs."""
+"""``/api/v1/flow-runs``: list, get, cancel, resume, delete, and read or follow a run's logs."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from events import pauses
-from events.errors import NotFound, TransitionRejected
+from events.errors import NotFound, TransitionRejected, UpdateConflict
 from events.records import FlowRun, State
 from events.run_logs import FETCH_BATCH, RunLogReader, run_log_reader
 from events.runs import state_change_event
-from events.states import FLOW_RUN_STATES
+from events.states import FLOW_RUN_STATES, StateType
 from gateway.api.emit import SOURCE
 from gateway.api.paging import Page, PageQuery
 from gateway.api.routing import ApiRouter, Call, check_key
@@ -165,6 +165,38 @@ async def cancel_flow_run(call: Call) -> FlowRun:
     updated = FlowRun.model_validate_json(entry.value)
     await call.gateway.bus.publish(state_change_event(updated, source=SOURCE))
     return updated
+
+
+# A run is deleted only before a runner claims it or once it is final: a claimed run
+# would go on running on its runner with no record (cancel it first).
+_DELETABLE = "Scheduled-type (Scheduled, Late, AwaitingRetry, ...) or final"
+
+
+async def delete_run_record(call: Call, run_id: str) -> None:
+    """Delete the record of ``run_id`` with compare-and-set, so a runner claiming it at
+    the same moment either wins (the delete is refused) or finds no record."""
+    kv = await call.gateway.kv(call.gateway.bus.layout.flow_runs)
+    for _ in range(5):
+        entry = await kv.get(run_id, latest=True)
+        if entry is None:
+            raise Problem(404, f"no flow run with id {run_id!r}")
+        state = FlowRun.model_validate_json(entry.value).state
+        if not (state.is_final() or state.type is StateType.SCHEDULED):
+            raise Problem(409, f"flow run {run_id!r} is {state.name}; only a {_DELETABLE} run "
+                               "can be deleted: cancel it first")
+        try:
+            await kv.delete(run_id, revision=entry.revision)
+        except UpdateConflict:
+            continue
+        return
+    raise Problem(409, f"flow run {run_id!r} kept changing while being deleted; retry")
+
+
+@router.route("DELETE", "/flow-runs/{flow_run_id}", scope=Scope.WRITE,
+              summary="Delete a flow run that is not claimed yet or is final",
+              status=204, errors=(404, 409))
+async def delete_flow_run(call: Call) -> None:
+    await delete_run_record(call, check_key(call.path("flow_run_id"), "flow run"))
 
 
 class ResumeRequest(BaseModel):
