@@ -8,7 +8,10 @@ runs each with Prefect and, with the import renamed (``from prefect`` -> ``from
 flowbus``, ``import prefect`` -> ``import flowbus as prefect``), with flowbus, and
 prints the pass counts side by side. An example passes when it exits 0 within the
 timeout. Prefect's examples run against one ``prefect server start`` the script
-starts (an ephemeral server per example is too slow on a loaded machine).
+starts (an ephemeral server per example is too slow on a loaded machine); flowbus's
+get the API of one ``flowbus dev`` it starts (``FLOWBUS_API_URL``, what
+``get_client()`` talks to; flows still run in the example's own process, with no
+NATS URL).
 
     python bench/prefect_compat.py --prefect-src ../prefect --prefect-python /opt/prefect/bin/python
         [--limit N] [--only TEXT] [--timeout 120] [--jobs 2] [--report out.json]
@@ -128,11 +131,46 @@ def start_prefect_server(python: str, home: Path, timeout: float) -> tuple[subpr
     raise SystemExit(f"prefect server did not become healthy within {timeout:g} s")
 
 
-def compare(examples: list[Example], args: argparse.Namespace, api_url: str, home: Path) -> list[Outcome]:
+def start_flowbus_dev(python: str, home: Path, timeout: float) -> tuple[subprocess.Popen[bytes], str]:
+    """``flowbus dev`` on free ports with its data in ``home``; its API URL once it is ready."""
+    gateway_port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")},
+           "FLOWBUS_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen(
+        [python, "-m", "flowbus.cli", "dev", "--nats-port", "0", "--gateway-port", str(gateway_port),
+         "--orchestrator-metrics-port", "0", "--runner-metrics-port", "0", "--data-dir", str(home / "dev")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{gateway_port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2):
+                return server, f"{url}/api/v1"
+        except OSError:
+            if server.poll() is not None:
+                break
+            time.sleep(1)
+    stop(server)
+    raise SystemExit(f"flowbus dev did not become ready within {timeout:g} s")
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=30)
+
+
+def compare(examples: list[Example], args: argparse.Namespace, api_url: str, home: Path,
+            flowbus_api_url: str) -> list[Outcome]:  # fmt: skip
     prefect_env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api_url,
                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}  # fmt: skip
     flowbus_env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_NATS")}
     flowbus_env["PYTHONPATH"] = str(ROOT)
+    flowbus_env["FLOWBUS_API_URL"] = flowbus_api_url
 
     def one(example: Example) -> Outcome:
         with tempfile.TemporaryDirectory() as fb_home:
@@ -166,17 +204,17 @@ def main() -> None:
         raise SystemExit(f"{docs} is not a directory: --prefect-src must be a checkout of Prefect's repository")
     examples = [e for e in find_examples(docs) if not args.only or any(t in e.name for t in args.only)]
     examples = examples[: args.limit]
-    with tempfile.TemporaryDirectory() as home:
+    with tempfile.TemporaryDirectory() as home, tempfile.TemporaryDirectory() as fb_home:
         server, api_url = start_prefect_server(args.prefect_python, Path(home), 300)
         try:
-            started = time.monotonic()
-            outcomes = compare(examples, args, api_url, Path(home))
-        finally:
-            server.terminate()
+            flowbus_server, flowbus_api_url = start_flowbus_dev(args.flowbus_python, Path(fb_home), 300)
             try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+                started = time.monotonic()
+                outcomes = compare(examples, args, api_url, Path(home), flowbus_api_url)
+            finally:
+                stop(flowbus_server)
+        finally:
+            stop(server)
     on_prefect = [o for o in outcomes if o.prefect]
     both = [o for o in on_prefect if o.flowbus]
     only_flowbus = [o for o in outcomes if o.flowbus and not o.prefect]

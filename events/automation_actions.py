@@ -105,9 +105,13 @@ class ChangeFlowRunState(_FlowRunAction):
     state: str = Field(description="a flow-run state name, e.g. Cancelled or Failed")
     message: str | None = Field(default=None, max_length=MAX_TEXT, description="template")
 
-    @field_validator("state")
+    @field_validator("state", mode="before")
     @classmethod
-    def _state(cls, value: str) -> str:
+    def _state(cls, value: Any) -> Any:
+        # Prefect gives a state type (StateType.CRASHED): its state of that name.
+        value = getattr(value, "value", value)
+        if isinstance(value, str) and value.isupper() and value.title() in FLOW_RUN_STATES:
+            value = value.title()
         if value not in FLOW_RUN_STATES:
             raise ValueError(f"{value!r} is not a flow-run state; use one of {', '.join(FLOW_RUN_STATES)}")
         return value

@@ -1,6 +1,7 @@
 """Control requests: the gateway asks, the leading orchestrator writes the run record.
 
-The REST API's cancel and resume change a flow run's state. The gateway does not write
+The REST API's cancel and resume change a flow run's state, and its delete removes a
+run's record. The gateway does not write
 run records itself (its NATS user may not): it sends a :class:`ControlRequest` on
 :func:`request_subject` (core NATS request/reply, no stream) and the leading
 orchestrator, the only subscriber, validates it, performs the compare-and-set write,
@@ -44,7 +45,7 @@ QUEUE_GROUP = "orchestrator"
 MAX_IN_FLIGHT = 64
 RUN_ID_PATTERN = r"^[-_=A-Za-z0-9](?:[-_=.A-Za-z0-9]{0,254}[-_=A-Za-z0-9])?$"
 
-Action = Literal["cancel", "resume"]
+Action = Literal["cancel", "resume", "delete"]
 Outcome = Literal["ok", "not_found", "conflict", "invalid", "busy"]
 
 
@@ -54,7 +55,7 @@ def request_subject(namespace: str) -> str:
 
 
 class ControlRequest(BaseModel):
-    """Change one flow run's state on a user's request (the API's cancel and resume)."""
+    """Change one flow run's state on a user's request (the API's cancel, resume and delete)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -1,5 +1,6 @@
 """Automations from Python: ``Automation(...).create()``, ``read``, ``update``, ``delete``,
-``pause`` and ``resume``, through NATS (``FLOWBUS_NATS_URL``) with the shared schema.
+``pause`` and ``resume``, through NATS (``FLOWBUS_NATS_URL``) with the shared schema,
+or, with no NATS URL and ``FLOWBUS_API_URL`` set, through the gateway's API.
 
 >>> auto = Automation(  # doctest: +SKIP
 ...     name="load after extract",
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Awaitable, Callable, Coroutine
+import os
+from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -46,14 +48,26 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-async def _with_bus(action: Callable[[Any], Awaitable[T]]) -> T:
+async def _with_store(operation: str, *args: Any) -> Any:
+    """``operation`` of the automation store, over NATS or else over the API."""
     from events.bus import Bus
     from events.settings import NatsSettings
 
-    if nats_url_from_env() is None:
-        raise FlowbusError("automations live on a flowbus server: set FLOWBUS_NATS_URL")
-    async with await Bus.connect(NatsSettings(), name="flowbus-sdk") as bus:
-        return await action(bus)
+    if nats_url_from_env() is not None:
+        async with await Bus.connect(NatsSettings(), name="flowbus-sdk") as bus:
+            return await getattr(store, operation)(bus, *args)
+    if os.environ.get("FLOWBUS_API_URL"):
+        from flowbus import _automations_api
+        from flowbus.client import get_client
+
+        async with get_client() as client:
+            return await getattr(_automations_api, operation)(client, *args)
+    raise FlowbusError("automations live on a flowbus server: set FLOWBUS_NATS_URL or FLOWBUS_API_URL")
+
+
+def _plain(stored: Any) -> Any:
+    """A stored automation as JSON data (the NATS store gives a model, the API a dict)."""
+    return stored.model_dump(mode="json") if isinstance(stored, BaseModel) else stored
 
 
 class Automation(AutomationSpec):
@@ -75,13 +89,13 @@ class Automation(AutomationSpec):
         return self.model_dump(mode="json", exclude={"id", "created", "updated"})
 
     def _take(self, stored: Any) -> Automation:
-        return Automation.model_validate(stored.model_dump(mode="json"))
+        return Automation.model_validate(_plain(stored))
 
     async def acreate(self) -> Automation:
         """Store this automation; the stored copy, with its id."""
         if self.id is not None:
             raise FlowbusError(f"automation {self.id} exists already; use update()")
-        return self._take(await _with_bus(lambda bus: store.create_automation(bus, self._spec())))
+        return self._take(await _with_store("create_automation", self._spec()))
 
     def create(self) -> Automation:
         return _run(self.acreate())
@@ -92,8 +106,8 @@ class Automation(AutomationSpec):
         key = id or name
         if not key:
             raise FlowbusError("read() needs an id or a name")
-        stored = await _with_bus(lambda bus: store.find_automation(bus, key))
-        return cls.model_validate(stored.model_dump(mode="json"))
+        stored = await _with_store("find_automation", key)
+        return cls.model_validate(_plain(stored))
 
     @classmethod
     def read(cls, id: str | None = None, name: str | None = None) -> Automation:
@@ -107,14 +121,14 @@ class Automation(AutomationSpec):
     async def aupdate(self) -> Automation:
         """Store this definition over the automation with the same id."""
         automation_id = self._id()
-        return self._take(await _with_bus(lambda bus: store.update_automation(bus, automation_id, self._spec())))
+        return self._take(await _with_store("update_automation", automation_id, self._spec()))
 
     def update(self) -> Automation:
         return _run(self.aupdate())
 
     async def adelete(self) -> None:
         automation_id = self._id()
-        await _with_bus(lambda bus: store.delete_automation(bus, automation_id))
+        await _with_store("delete_automation", automation_id)
 
     def delete(self) -> None:
         _run(self.adelete())
@@ -122,14 +136,14 @@ class Automation(AutomationSpec):
     async def apause(self) -> Automation:
         """Stop the automation firing (it keeps its definition)."""
         automation_id = self._id()
-        return self._take(await _with_bus(lambda bus: store.set_enabled(bus, automation_id, False)))
+        return self._take(await _with_store("set_enabled", automation_id, False))
 
     def pause(self) -> Automation:
         return _run(self.apause())
 
     async def aresume(self) -> Automation:
         automation_id = self._id()
-        return self._take(await _with_bus(lambda bus: store.set_enabled(bus, automation_id, True)))
+        return self._take(await _with_store("set_enabled", automation_id, True))
 
     def resume(self) -> Automation:
         return _run(self.aresume())

@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from flowbus import _engine
+from flowbus._hooks import Hooks, alias
 from flowbus._params import CallShape, ParameterValidator, rewrap_method
 from flowbus._params import unwrap_method as _unwrap_method
 from flowbus.results import ResultStorage
@@ -38,16 +39,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _listify(hooks: Any) -> list[Callable[..., Any]]:
-    if hooks is None:
-        return []
-    if callable(hooks):
-        return [hooks]
-    return list(hooks)
-
-
 class Flow(Generic[P, R]):
     """A function whose calls are tracked as flow runs. Made by `@flow`."""
+
+    on_completion_hooks = alias("on_completion")
+    on_failure_hooks = alias("on_failure")
+    on_cancellation_hooks = alias("on_cancellation")
+    on_crashed_hooks = alias("on_crashed")
+    on_running_hooks = alias("on_running")
 
     def __init__(
         self,
@@ -99,11 +98,11 @@ class Flow(Generic[P, R]):
             else result_storage is not None or result_serializer is not None
         )
         self.cache_result_in_memory = cache_result_in_memory
-        self.on_completion = _listify(on_completion)
-        self.on_failure = _listify(on_failure)
-        self.on_cancellation = _listify(on_cancellation)
-        self.on_crashed = _listify(on_crashed)
-        self.on_running = _listify(on_running)
+        self.on_completion = Hooks(on_completion, kind="on_completion")
+        self.on_failure = Hooks(on_failure, kind="on_failure")
+        self.on_cancellation = Hooks(on_cancellation, kind="on_cancellation")
+        self.on_crashed = Hooks(on_crashed, kind="on_crashed")
+        self.on_running = Hooks(on_running, kind="on_running")
         self.log_prints = log_prints
         self.isasync = inspect.iscoroutinefunction(fn)
         self._shape = CallShape(fn)
@@ -153,7 +152,10 @@ class Flow(Generic[P, R]):
         unknown = set(options) - set(self._options)
         if unknown:
             raise TypeError(f"Unknown flow option(s) {sorted(unknown)}; options: {sorted(self._options)}")
-        return Flow(rewrap_method(self.fn, self._method_kind), **{**self._options, **options})
+        # The hooks as they are now: some may have been added with the decorator forms.
+        hooks = {name: getattr(self, name) for name in
+                 ("on_completion", "on_failure", "on_cancellation", "on_crashed", "on_running")}
+        return Flow(rewrap_method(self.fn, self._method_kind), **{**self._options, **hooks, **options})
 
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """`parameters` validated and coerced against the type hints (pydantic).

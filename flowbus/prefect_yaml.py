@@ -8,14 +8,18 @@ and ``work_pool.name`` carry over. A key flowbus does not use gets one message
 naming it and what happens instead (:attr:`Converted.notes`); a key that would
 change what runs, where flowbus cannot follow (a ``pull`` step that fetches code,
 ``catchup: true``), or a key neither knows, is refused with a
-:class:`~flowbus.project.ProjectError` naming it.
+:class:`~flowbus.project.ProjectError` naming it. Placeholders (``{{ $ENV_VAR }}``,
+``{{ prefect.variables.name }}``) are filled first (:mod:`flowbus._yaml_templates`).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowbus import _yaml_templates
 from flowbus.project import PROJECT_FILE_MAX_BYTES, Project, ProjectError, parse_project
 
 SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
@@ -48,8 +52,36 @@ class Converted:
     notes: list[str] = field(default_factory=list)
 
 
-def parse_prefect_yaml(text: str, origin: str = "prefect.yaml") -> Converted:
-    """The flowbus project a ``prefect.yaml`` describes, with a note per ignored key."""
+def parse_prefect_yaml(text: str, origin: str = "prefect.yaml", *, variables: Mapping[str, Any] | None = None,
+                       environ: Mapping[str, str] | None = None) -> Converted:  # fmt: skip
+    """The flowbus project a ``prefect.yaml`` describes, with a note per ignored key.
+
+    ``variables``: the values of the variables its placeholders name (see
+    :func:`prefect_yaml_variables`); ``environ``: the environment (``os.environ``).
+    """
+    data = _load(text, origin)
+    notes: list[str] = []
+    for key in data:
+        if key == "deployments":
+            continue
+        if key == "pull":
+            _check_pull(data[key], f"{origin}: pull", notes)
+        elif key in _TOP_IGNORED:
+            if data[key] not in (None, [], {}):
+                    notes.append(f"{origin}: {key}: ignored ({_TOP_IGNORED[key]})")
+        else:
+            raise ProjectError(f"{origin}: unknown top-level key {str(key)[:100]!r}")
+    env = os.environ if environ is None else environ
+    deployments = [_deployment(_yaml_templates.resolve(d, _where(d, i, origin), variables or {}, env) if
+                               isinstance(d, dict) else d, i, origin, notes)
+                   for i, d in enumerate(data["deployments"])]  # fmt: skip
+    import json
+
+    project = parse_project(json.dumps({"deployments": deployments}, default=str), origin)
+    return Converted(project, notes)
+
+
+def _load(text: str, origin: str) -> dict[str, Any]:
     import yaml
 
     if len(text.encode()) > PROJECT_FILE_MAX_BYTES:
@@ -63,22 +95,16 @@ def parse_prefect_yaml(text: str, origin: str = "prefect.yaml") -> Converted:
     _check_size(data, origin)
     if not isinstance(data, dict) or not isinstance(data.get("deployments"), list) or not data["deployments"]:
         raise ProjectError(f"{origin} must be a mapping with a non-empty 'deployments' list")
-    notes: list[str] = []
-    for key in data:
-        if key == "deployments":
-            continue
-        if key == "pull":
-            _check_pull(data[key], f"{origin}: pull", notes)
-        elif key in _TOP_IGNORED:
-            if data[key] not in (None, [], {}):
-                    notes.append(f"{origin}: {key}: ignored ({_TOP_IGNORED[key]})")
-        else:
-            raise ProjectError(f"{origin}: unknown top-level key {str(key)[:100]!r}")
-    deployments = [_deployment(d, i, origin, notes) for i, d in enumerate(data["deployments"])]
-    import json
+    return data
 
-    project = parse_project(json.dumps({"deployments": deployments}, default=str), origin)
-    return Converted(project, notes)
+
+def prefect_yaml_variables(text: str, origin: str = "prefect.yaml") -> set[str]:
+    """The variables the deployments of a ``prefect.yaml`` name in placeholders."""
+    return _yaml_templates.variables_used(_load(text, origin)["deployments"])
+
+
+def _where(raw: dict[str, Any], index: int, origin: str) -> str:
+    return f"{origin}: deployment {str(raw.get('name', index))[:100]!r}"
 
 
 MAX_VALUES = 100_000
@@ -103,7 +129,7 @@ def _check_size(data: Any, origin: str) -> None:
 def _deployment(raw: Any, index: int, origin: str, notes: list[str]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ProjectError(f"{origin}: deployments[{index}] must be a mapping")
-    where = f"{origin}: deployment {str(raw.get('name', index))[:100]!r}"
+    where = _where(raw, index, origin)
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if key in _DEPLOYMENT_IGNORED:
@@ -184,21 +210,25 @@ def _check_pull(steps: Any, where: str, notes: list[str]) -> None:
         notes.append(f"{where}: set_working_directory: ignored (runs start in the code bundle's root)")
 
 
-
-
-
-def load_prefect_yaml(path: Any) -> Converted:
-    """Read and convert ``path`` (a ``prefect.yaml``)."""
+def read_prefect_yaml(path: Any) -> str:
+    """The text of ``path`` (a ``prefect.yaml``), or a ProjectError saying why not."""
     from pathlib import Path
 
-    path = Path(path)
+    file = Path(path)
     try:
-        if path.stat().st_size > PROJECT_FILE_MAX_BYTES:
-            raise ProjectError(f"{path} is over {PROJECT_FILE_MAX_BYTES} bytes")
-        text = path.read_text(encoding="utf-8")
+        if file.stat().st_size > PROJECT_FILE_MAX_BYTES:
+            raise ProjectError(f"{file} is over {PROJECT_FILE_MAX_BYTES} bytes")
+        text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ProjectError(f"no project file at {path}") from None
+        raise ProjectError(f"no project file at {file}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ProjectError(f"cannot read {path}: {exc}") from None
-    return parse_prefect_yaml(text, str(path))
-__all__ = ["Converted", "load_prefect_yaml", "parse_prefect_yaml"]
+        raise ProjectError(f"cannot read {file}: {exc}") from None
+    return text
+
+
+def load_prefect_yaml(path: Any, *, variables: Mapping[str, Any] | None = None) -> Converted:
+    """Read and convert ``path`` (a ``prefect.yaml``)."""
+    return parse_prefect_yaml(read_prefect_yaml(path), str(path), variables=variables)
+
+
+__all__ = ["Converted", "load_prefect_yaml", "parse_prefect_yaml", "prefect_yaml_variables", "read_prefect_yaml"]

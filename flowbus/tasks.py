@@ -23,6 +23,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from flowbus import _engine
+from flowbus._hooks import Hooks, alias
 from flowbus._params import CallShape, rewrap_method
 from flowbus._params import unwrap_method as _unwrap_method
 from flowbus.cache_policies import NONE, CacheKeyFnPolicy, CachePolicy, hash_objects
@@ -90,6 +91,10 @@ def _listify(hooks: Any) -> list[Callable[..., Any]]:
 class Task(Generic[P, R]):
     """A function whose calls are tracked as task runs. Made by `@task`."""
 
+    on_completion_hooks = alias("on_completion")
+    on_failure_hooks = alias("on_failure")
+    on_running_hooks = alias("on_running")
+
     def __init__(
         self,
         fn: Callable[P, R],
@@ -153,9 +158,9 @@ class Task(Generic[P, R]):
         self.timeout_seconds = timeout_seconds
         self.log_prints = log_prints
         self.refresh_cache = bool(refresh_cache)
-        self.on_completion = _listify(on_completion)
-        self.on_failure = _listify(on_failure)
-        self.on_running = _listify(on_running)
+        self.on_completion = Hooks(on_completion, kind="on_completion")
+        self.on_failure = Hooks(on_failure, kind="on_failure")
+        self.on_running = Hooks(on_running, kind="on_running")
         self.on_commit_hooks = _listify(on_commit)
         self.on_rollback_hooks = _listify(on_rollback)
         self.viz_return_value = viz_return_value
@@ -240,7 +245,10 @@ class Task(Generic[P, R]):
         unknown = set(options) - set(self._options)
         if unknown:
             raise TypeError(f"Unknown task option(s) {sorted(unknown)}; options: {sorted(self._options)}")
-        hooks = {"on_commit": self.on_commit_hooks, "on_rollback": self.on_rollback_hooks}
+        # The hooks as they are now: some may have been added with the decorator forms.
+        hooks = {"on_commit": self.on_commit_hooks, "on_rollback": self.on_rollback_hooks,
+                 "on_completion": self.on_completion, "on_failure": self.on_failure,
+                 "on_running": self.on_running}
         return Task(rewrap_method(self.fn, self._method_kind), **{**self._options, **hooks, **options})
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:

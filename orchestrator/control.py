@@ -1,8 +1,8 @@
 """The orchestrator's side of control requests (:mod:`events.control`).
 
-The leading orchestrator answers the gateway's cancel and resume requests: it
-validates each one, performs the compare-and-set write on the flow-run record and
-publishes the state events, so the gateway's NATS user needs no write access to run
+The leading orchestrator answers the gateway's cancel, resume and delete requests: it
+validates each one, performs the compare-and-set write (or delete) on the flow-run
+record and publishes the state events, so the gateway's NATS user needs no write access to run
 records. A standby does not subscribe: with no leader the gateway gets no responder
 and answers 503.
 """
@@ -14,12 +14,16 @@ import asyncio
 from events import control, pauses
 from events.bus import Bus
 from events.control import ControlReply, ControlRequest
-from events.errors import NotFound, TransitionRejected
+from events.errors import NotFound, TransitionRejected, UpdateConflict
 from events.records import FlowRun, State
 from events.runs import state_change_event
+from events.states import StateType
 from orchestrator.metrics import Metrics
 
 CANCEL_MESSAGE = "cancelled through the API"
+# A run is deleted only before a runner claims it or once it is final: a claimed run
+# would go on running on its runner with no record (cancel it first).
+DELETABLE = "Scheduled-type (Scheduled, Late, AwaitingRetry, ...) or final"
 
 
 class ControlDesk:
@@ -42,6 +46,8 @@ class ControlDesk:
     async def answer(self, request: ControlRequest) -> ControlReply:
         if request.action == "cancel":
             reply = await self._cancel(request)
+        elif request.action == "delete":
+            reply = await self._delete(request)
         else:
             reply = await self._resume(request)
         self.metrics.control_requests.labels(request.action, reply.outcome).inc()
@@ -80,3 +86,25 @@ class ControlDesk:
         except (pauses.InvalidRunInput, ValueError) as exc:
             return ControlReply(outcome="invalid", detail=str(exc))
         return ControlReply(outcome="ok", run=run)
+
+    async def _delete(self, request: ControlRequest) -> ControlReply:
+        """Delete the record with compare-and-set, so a runner claiming the run at the
+        same moment either wins (the delete is refused) or finds no record."""
+        run_id = request.flow_run_id
+        kv = await self.bus.kv(self.bus.layout.flow_runs)
+        for _ in range(5):
+            entry = await kv.get(run_id, latest=True)
+            if entry is None:
+                return ControlReply(outcome="not_found", detail=f"no flow run with id {run_id!r}")
+            run = FlowRun.model_validate_json(entry.value)
+            if not (run.state.is_final() or run.state.type is StateType.SCHEDULED):
+                return ControlReply(outcome="conflict", detail=(
+                    f"flow run {run_id!r} is {run.state.name}; only a {DELETABLE} run "
+                    "can be deleted: cancel it first"))
+            try:
+                await kv.delete(run_id, revision=entry.revision)
+            except UpdateConflict:
+                continue
+            return ControlReply(outcome="ok", run=run)
+        return ControlReply(outcome="conflict",
+                            detail=f"flow run {run_id!r} kept changing while being deleted; retry")

@@ -77,9 +77,15 @@ async def _deploy(file: Path, root: Path, names: tuple[str, ...]) -> None:
     from flowbus.project import DeploySettings, load_project
 
     if file.name == "prefect.yaml":
-        from flowbus.prefect_yaml import load_prefect_yaml
+        from flowbus.prefect_yaml import (
+            parse_prefect_yaml,
+            prefect_yaml_variables,
+            read_prefect_yaml,
+        )
 
-        converted = load_prefect_yaml(file)
+        text = read_prefect_yaml(file)
+        variables = await _read_variables(prefect_yaml_variables(text, str(file)))
+        converted = parse_prefect_yaml(text, str(file), variables=variables)
         for note in converted.notes:
             click.echo(note, err=True)
         project = converted.project
@@ -101,6 +107,23 @@ async def _deploy(file: Path, root: Path, names: tuple[str, ...]) -> None:
     if project.webhooks:
         for line in await apply_webhooks(project.webhooks, secrets):
             click.echo(line)
+
+
+async def _read_variables(names: set[str]) -> dict[str, object]:
+    """The values of the variables ``names`` on the server (absent ones left out)."""
+    if not names:
+        return {}
+    from events.bus import Bus
+    from events.variables import VariableRecord
+
+    async with await Bus.connect(_nats()) as bus:
+        kv = await bus.kv(bus.layout.variables)
+        found: dict[str, object] = {}
+        for name in sorted(names):
+            entry = await kv.get(name)
+            if entry is not None:
+                found[name] = VariableRecord.model_validate_json(entry.value).value
+        return found
 
 
 # --- deployments ------------------------------------------------------------------------

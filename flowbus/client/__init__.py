@@ -19,13 +19,11 @@ Every error is an :class:`ApiError` carrying the HTTP status and the API's detai
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from urllib.parse import quote
 
 import aiohttp
@@ -35,7 +33,9 @@ from events.errors import FlowbusError
 from events.records import Deployment, FlowRun
 from flowbus.project import DeploySettings
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from flowbus.client.schemas.events import EventPage
+
 M = TypeVar("M", bound=BaseModel)
 PAGE = 1000
 RESPONSE_MAX_BYTES = 64 * 1024 * 1024
@@ -271,6 +271,27 @@ class FlowbusClient:
         return _model(FlowRun,
             await self.request("POST", f"/flow-runs/{_segment(flow_run_id)}/cancel"))
 
+    async def delete_flow_run(self, flow_run_id: str) -> None:
+        """Delete a run's record (``ApiNotFound`` when there is none). A run that is not
+        final is refused (``ApiError`` 409): cancel it first."""
+        await self.request("DELETE", f"/flow-runs/{_segment(str(flow_run_id))}")
+
+    # --- events -------------------------------------------------------------------------
+
+    async def read_events(self, filter: Any = None, limit: int = 100) -> EventPage:
+        """The first page (``limit`` events) of those ``filter`` matches, newest first by
+        default: a :class:`flowbus.client.schemas.events.EventPage`. ``filter`` is a
+        :class:`flowbus.events.filters.EventFilter` (or a dict of its fields)."""
+        from flowbus.client import _events
+
+        return await _events.read_events(self.request, filter, limit)
+
+    async def read_events_page(self, next_page: Any) -> EventPage:
+        """The page an ``EventPage.next_page`` cursor points to."""
+        from flowbus.client import _events
+
+        return await _events.read_events_page(self.request, next_page)
+
     async def read_logs(self, flow_run_id: str, *, limit: int = 1000) -> list[dict[str, Any]]:
         """A run's log records, oldest first."""
         answer = await self.request("GET", f"/flow-runs/{_segment(flow_run_id)}/logs",
@@ -377,73 +398,7 @@ def _error(status: int, body: bytes) -> ApiError:
     return (ApiNotFound if status == 404 else ApiError)(status, detail)
 
 
-async def _await(awaitable: Awaitable[T]) -> T:
-    return await awaitable
-
-
-class SyncFlowbusClient:
-    """The same methods, blocking: each call runs on the client's own event-loop thread.
-
-    Usable from any thread, including from inside a running event loop (the call
-    blocks that loop, as any blocking call would).
-    """
-
-    def __init__(self, client: FlowbusClient) -> None:
-        self._client = client
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> SyncFlowbusClient:
-        loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=loop.run_forever, name="flowbus-client", daemon=True)
-        self._thread.start()
-        self._loop = loop
-        self._run(self._client.__aenter__())
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._loop is None:
-            return
-        try:
-            self._run(self._client.aclose())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._loop.close()
-            self._loop = None
-
-    def _run(self, coroutine: Awaitable[T]) -> T:
-        if self._loop is None:
-            if isinstance(coroutine, Coroutine):
-                coroutine.close()
-            raise ApiError(0, "the client is not open; use it as `with get_client(sync_client=True) as client`")
-        return asyncio.run_coroutine_threadsafe(_await(coroutine), self._loop).result()
-
-    def follow_logs(self, flow_run_id: str) -> Iterator[dict[str, Any]]:
-        """A run's log records as they arrive, until the run is final."""
-        stream = self._client.follow_logs(flow_run_id)
-        try:
-            while True:
-                try:
-                    yield self._run(stream.__anext__())
-                except StopAsyncIteration:
-                    return
-        finally:
-            self._run(stream.aclose())
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._client, name)
-        if not callable(method):
-            return method  # type: ignore[no-any-return]
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._run(method(*args, **kwargs))
-
-        call.__name__ = name
-        call.__doc__ = method.__doc__
-        return call
+from flowbus.client._sync import SyncFlowbusClient as SyncFlowbusClient  # noqa: E402 (uses the classes above)
 
 
 @overload

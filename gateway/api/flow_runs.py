@@ -149,6 +149,16 @@ async def cancel_flow_run(call: Call) -> FlowRun:
     return await run_control.change_run(call.gateway, "cancel", run.id)
 
 
+@router.route("DELETE", "/flow-runs/{flow_run_id}", scope=Scope.WRITE,
+              summary="Delete a flow run that is not claimed yet or is final",
+              status=204, errors=(404, 409, 503))
+async def delete_flow_run(call: Call) -> None:
+    # The leading orchestrator deletes the record (the gateway's NATS user may not):
+    # only a run no runner holds (Scheduled-type or final); a held one is 409.
+    run = await _load(call)  # an unknown run is 404 without asking the orchestrator
+    await run_control.change_run(call.gateway, "delete", run.id)
+
+
 class ResumeRequest(BaseModel):
     """The body of a resume: the input the paused run waits for, if any."""
 

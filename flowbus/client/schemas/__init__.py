@@ -3,6 +3,6 @@
 ``read_artifacts``, ``sorting`` orders, and ``objects`` (the records the API returns).
 """
 
-from flowbus.client.schemas import filters, objects, sorting
+from flowbus.client.schemas import events, filters, objects, sorting
 
-__all__ = ["filters", "objects", "sorting"]
+__all__ = ["events", "filters", "objects", "sorting"]
