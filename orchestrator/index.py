@@ -12,10 +12,13 @@ tests compare against.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from events.cloudevent import CloudEvent, to_dict
@@ -37,6 +40,11 @@ from orchestrator.labels import LabelSpec, related_resources
 
 log = logging.getLogger("flowbus.orchestrator.triggers")
 
+# An event at least this large (its JSON bytes), or a ``when`` with a macro, has its
+# ``when`` expressions evaluated in a worker thread: celpy is pure Python, and turning
+# a large event into CEL values or a macro going over a list would hold the event loop.
+OFF_LOOP_BYTES = 1024
+
 AnyDeploymentTrigger = DeploymentEventTrigger | DeploymentCompoundTrigger | DeploymentSequenceTrigger
 Path = tuple[int, ...]
 
@@ -48,10 +56,11 @@ class EventView:
     (``received``, the stream's timestamp); without ``time``, the arrival.
     """
 
-    __slots__ = ("_cel", "event", "key", "over_budget", "time")
+    __slots__ = ("_cel", "event", "key", "over_budget", "size", "time")
 
-    def __init__(self, event: CloudEvent, received: Any) -> None:
+    def __init__(self, event: CloudEvent, received: Any, size: int = 0) -> None:
         self.event = event
+        self.size = size  # the event's JSON bytes as stored (0: small or unknown)
         # (trigger id, reason) of each leaf whose ``when`` went over its budget: the
         # service turns each into a dead letter and a count.
         self.over_budget: dict[str, str] = {}
@@ -288,6 +297,22 @@ class TriggerIndex:
     def match(self, view: EventView) -> list[Leaf]:
         """Leaves the event fully matches: type, labels, related resources and ``when``."""
         return [leaf for leaf in self.candidates(view.event.type) if leaf.accepts(view)]
+
+    async def match_async(self, view: EventView) -> list[Leaf]:
+        """:meth:`match`, with the ``when`` expressions evaluated in a worker thread when
+        the event is large or a ``when`` has a macro (the event loop keeps turning)."""
+        candidates = self.candidates(view.event.type)
+        whens = [leaf.when for leaf in candidates if leaf.when is not None]
+        if not whens or (view.size < OFF_LOOP_BYTES and not any(w.macros for w in whens)):
+            return [leaf for leaf in candidates if leaf.accepts(view)]
+        return await asyncio.get_running_loop().run_in_executor(
+            _when_thread(), lambda: [leaf for leaf in candidates if leaf.accepts(view)])
+
+
+@lru_cache(maxsize=1)
+def _when_thread() -> ThreadPoolExecutor:
+    """One thread for all ``when`` evaluations: celpy evaluates one expression at a time."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowbus-when")
 
 
 def match_brute_force(triggers: Iterable[DeployedTrigger], view: EventView) -> list[Leaf]:

@@ -281,10 +281,10 @@ class Orchestrator:
                 self.metrics.events.labels("forged").inc()
                 await delivery.term()
                 return
-            view = EventView(event, delivery.timestamp)
+            view = EventView(event, delivery.timestamp, len(delivery.data))
             if event.type == RUN_REQUESTED:
                 await self.dispatcher.run_requested(view)
-            leaves = self.catalog.index.match(view)
+            leaves = await self.catalog.index.match_async(view)
             self.metrics.evaluations.inc(len(leaves))
             if leaves:
                 for firing in await self.evaluator.on_event(self.catalog.index, view, leaves):

@@ -146,7 +146,8 @@ class AutomationEngine:
         if event.type == REDRIVE_REQUESTED and isinstance(event.data, dict):
             await self.redrive(str(event.data.get("key", "")))
             return 0
-        leaves = [leaf for leaf in self.catalog.index.match(view) if not self._own(leaf, event.source)]
+        matched = await self.catalog.index.match_async(view)
+        leaves = [leaf for leaf in matched if not self._own(leaf, event.source)]
         if not leaves:
             return 0
         await self._resolve(leaves, view)
