@@ -14,7 +14,8 @@ pod can do only what its part does:
   state, leases and automation state; it alone (with the admin) creates and updates
   the streams and buckets;
 - a **runner** publishes events and logs, writes runs, attempts, results, caches,
-  slots, variables, artifacts and blocks (what flow code does), never deployments,
+  slots, variables, artifacts and blocks (what flow code does) and its own record in
+  the runner registry (which the gateway only reads), never deployments,
   automations, webhooks, API keys or sources; it may queue background task runs
   (``Task.delay`` in a flow: write a task-run record, publish a job);
 - a **task-worker** (``flowbus task-worker``) consumes the jobs of the tasks stream,
@@ -66,7 +67,7 @@ _KV_WRITES: dict[Role, tuple[str, ...]] = {
     "orchestrator": ("flow_runs", "attempts", "concurrency", "trigger_state", "leases",
                      "automations", "automation_state", "automation_deliveries", "deployments"),
     "runner": ("flow_runs", "attempts", "concurrency", "cache", "variables", "artifacts",
-               "blocks", "task_runs"),
+               "blocks", "task_runs", "runners"),
     "task-worker": ("task_runs", "cache", "concurrency"),
 }
 _OBJECT_WRITES: dict[Role, tuple[str, ...]] = {

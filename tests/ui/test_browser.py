@@ -155,8 +155,8 @@ def test_a_run_started_from_the_form_can_be_cancelled(stack: Stack) -> None:
         stack.wait_run(lambda r: r["id"] == run_id and r["state"]["name"] == "Running", "running",
                        deployment="nap")
         page.goto(stack.url + "/ui/runners")
-        held = page.locator(f"#runners tr:has(a[href='/ui/runs/{run_id}'])")
-        expect(held).to_contain_text("default")
+        held = page.locator(f"#runners table[data-pool='default'] tr:has(a[href='/ui/runs/{run_id}'])")
+        expect(held).to_contain_text("live")
         expect(held.locator("td").first).to_have_text(stack.runner_id())
         page.goto(stack.url + f"/ui/runs/{run_id}")
         page.click("button:has-text('Cancel')")
