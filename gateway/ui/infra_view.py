@@ -8,11 +8,13 @@ and never again (the answer is not cached and not redirected to).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
+from events.source_activity import WRITE_INTERVAL_SECONDS, SourceActivity, get_activity
 from events.source_store import SourceStore
 from events.sources import Source, SourceState
 from gateway.api import webhooks_api
@@ -31,13 +33,26 @@ _FORM_FIELDS = ("slug", "verifier", "description", "signature_header")
 _MAX_FIELD_CHARS = 1000
 
 
-async def _sources(request: web.Request) -> list[tuple[Source, SourceState | None]]:
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    """A source as the page shows it."""
+
+    source: Source
+    status: SourceState | None
+    activity: SourceActivity | None
+    dead_letters: int
+
+
+async def _sources(request: web.Request) -> list[SourceRow]:
     gateway = gateway_of(request)
     layout = gateway.bus.layout
     store = SourceStore(gateway.bus, await gateway.kv(layout.sources),
                         await gateway.kv(layout.source_dead_letters))
     sources = sorted(await store.all(), key=lambda s: s.name)
-    return [(s, await store.status(s.name)) for s in sources]
+    letters = await store.dead_letters.keys()  # one read for every source's count
+    return [SourceRow(s, await store.status(s.name), await get_activity(store.sources, s.name),
+                      sum(1 for key in letters if key.startswith(f"{s.name}.")))
+            for s in sources]
 
 
 async def _webhooks(request: web.Request) -> list[Webhook]:
@@ -56,6 +71,7 @@ async def _sources_view(request: web.Request, viewer: Viewer, *, status: int = 2
                         values: dict[str, str] | None = None) -> web.Response:
     return render("sources.html", status=status, viewer=viewer, nav="sources",
                   sources=await _sources(request), webhooks=await _webhooks(request),
+                  activity_interval=WRITE_INTERVAL_SECONDS,
                   verifiers=[v.value for v in Verifier], created=created, errors=errors or {},
                   values=values or {}, base=f"{request.scheme}://{request.host}",
                   deleted=request.query.get("deleted", "")[:100])
