@@ -87,7 +87,7 @@ def namespace() -> str:
 def server(tmp_path: Path, namespace: str) -> Iterator[Server]:
     """nats-server with JetStream and the per-part users of ``namespace``, no anonymous access."""
     port, monitor = free_port(), free_port()
-    passwords: dict[Role, str] = {role: secrets.token_urlsafe(24) for role in ROLES}
+    passwords: dict[Role, str] = {role: "p" + secrets.token_urlsafe(24) for role in ROLES}
     (tmp_path / "auth.conf").write_text(chart_auth_conf(namespace))
     config = tmp_path / "nats.conf"
     config.write_text(
