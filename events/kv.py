@@ -110,9 +110,16 @@ class KV:
         except KeyWrongLastSequenceError:
             raise AlreadyExists(f"KV {self.name}: key {key!r} already exists") from None
 
-    async def put(self, key: str, value: bytes) -> int:
-        """Store ``value`` unconditionally (for values a single writer owns)."""
-        return int(await self._kv.put(key, value))
+    async def put(self, key: str, value: bytes, *, ttl: int | None = None) -> int:
+        """Store ``value`` unconditionally (for values a single writer owns).
+
+        ``ttl``: the entry expires after that many whole seconds unless written again
+        (a bucket with message TTLs; nats-py's own ``put`` takes none).
+        """
+        if ttl is None:
+            return int(await self._kv.put(key, value))
+        ack = await self._kv._js.publish(f"{self._kv._pre}{key}", value, msg_ttl=ttl)
+        return int(ack.seq)
 
     async def put_json(self, key: str, obj: Any) -> int:
         return await self.put(key, _dumps(obj))

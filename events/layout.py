@@ -58,6 +58,7 @@ class Layout:
     tasks_stream: str = field(init=False)
     task_runs: str = field(init=False)
     assets: str = field(init=False)
+    runners: str = field(init=False)
 
     def __post_init__(self) -> None:
         stream = self.namespace.upper().replace("-", "_")
@@ -68,7 +69,8 @@ class Layout:
             "tasks_stream": f"{stream}_TASKS",
         }
         for name in ("deployments", "automations", "variables", "concurrency", "cache",
-                     "leases", "webhooks", "results", "code", "artifacts", "blocks", "assets"):
+                     "leases", "webhooks", "results", "code", "artifacts", "blocks", "assets",
+                     "runners"):
             values[name] = f"{self.namespace}-{name}"
         values["flow_runs"] = f"{self.namespace}-flow-runs"
         values["attempts"] = f"{self.namespace}-attempts"
@@ -175,6 +177,9 @@ def _buckets(layout: Layout, settings: NatsSettings) -> list[_Bucket]:
         _Bucket(layout.blocks, history=5, description="blocks (secret fields encrypted)"),
         _Bucket(layout.assets, description="assets and their latest materialisation"),
         _Bucket(layout.leases, ttl=settings.lease_ttl_seconds, description="leader leases"),
+        # Each record expires on its own (a per-message TTL of a few heartbeats,
+        # events.runner_registry); the age limit only bounds the delete markers.
+        _Bucket(layout.runners, ttl=_DAY, description="running runners, one record each"),
         _Bucket(layout.trigger_state, description="trigger windows and sequences"),
         _Bucket(layout.webhooks, history=5, description="webhook definitions"),
         # Each key expires on its own (a per-message TTL of twice the signature tolerance);

@@ -16,7 +16,8 @@ pod can do only what its part does:
   alone (with the admin) creates and updates the streams and buckets;
 - a **runner** publishes events and logs, writes runs, attempts, results, caches,
   slots, variables, artifacts, blocks and run input (the schema a pausing flow waits
-  for; what flow code does), never deployments,
+  for; what flow code does) and its own record in the runner registry (which the
+  gateway only reads), never deployments,
   automations, webhooks, API keys or sources; it may queue background task runs
   (``Task.delay`` in a flow: write a task-run record, publish a job);
 - a **task-worker** (``flowbus task-worker``) consumes the jobs of the tasks stream,
@@ -70,7 +71,7 @@ _KV_WRITES: dict[Role, tuple[str, ...]] = {
     "orchestrator": ("flow_runs", "run_input", "attempts", "concurrency", "trigger_state", "leases",
                      "automations", "automation_state", "automation_deliveries", "deployments"),
     "runner": ("flow_runs", "attempts", "concurrency", "cache", "variables", "artifacts",
-               "blocks", "task_runs", "run_input"),
+               "blocks", "task_runs", "run_input", "runners"),
     "task-worker": ("task_runs", "cache", "concurrency"),
 }
 _OBJECT_WRITES: dict[Role, tuple[str, ...]] = {

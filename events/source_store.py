@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from events.bus import Bus
 from events.errors import AlreadyExists, NotFound
 from events.kv import KV
+from events.source_activity import activity_key
 from events.source_messages import MappingFailed, SourceMessage, message_key, to_event
 from events.sources import Source, SourceSpec, SourceState
 
@@ -146,10 +147,11 @@ class SourceStore:
         return Source.model_validate_json(entry.value)
 
     async def delete(self, name: str) -> None:
-        """Delete the source, its status and its dead letters."""
+        """Delete the source, its status, its activity record and its dead letters."""
         await self.require(name)
         await self.sources.delete(DEFINITION_PREFIX + name)
         await self.sources.delete(STATUS_PREFIX + name)
+        await self.sources.delete(activity_key(name))
         await self.purge(name)
 
     # --- status --------------------------------------------------------------------------

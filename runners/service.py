@@ -38,6 +38,7 @@ from runners import claims, suspension
 from runners.liveness import Liveness
 from runners.metrics import RunnerMetrics, start_metrics_server
 from runners.records import HeldRun, Recorder, dump, quietly
+from runners.registry import Registration
 from runners.settings import RunnerSettings
 from runners.specs import Resolver, code_root, run_spec
 from runners.types import Execution, Executor, FlowInfo, Outcome
@@ -90,6 +91,8 @@ class Runner:
         self._results = await self.bus.objects(layout.results)
         self._records = Recorder(self.bus, self._kv, self.settings.runner_id,
                                  attempts=self._attempts, results=self._results)
+        registration = Registration(await self.bus.kv(layout.runners), self.settings,
+                                    lambda: len(self._tasks), lambda: list(self._held))
         consumer = await self.bus.consumer(
             self.settings.consumer_name, stream=layout.runs_stream,
             filter_subjects=[layout.runs_subject(self.settings.pool)],
@@ -110,8 +113,10 @@ class Runner:
             background = [
                 asyncio.create_task(liveness.heartbeats(), name="flowbus-runner-heartbeats"),
                 asyncio.create_task(liveness.watch_records(), name="flowbus-runner-watch"),
+                asyncio.create_task(registration.beats(), name="flowbus-runner-registry"),
             ]
             try:
+                await registration.write()
                 self.metrics.free_slots.set(self.free_slots)
                 if ready is not None:
                     ready.set()
@@ -122,6 +127,7 @@ class Runner:
                 await self._drain()
             finally:
                 await cancel_and_wait(background)
+                await registration.remove()
                 await consumer.close()
 
     async def _fetch_loop(self, consumer: Consumer, stop: asyncio.Event) -> None:

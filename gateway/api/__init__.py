@@ -17,6 +17,7 @@ def routers() -> list[ApiRouter]:
         events_api,
         flow_runs,
         keys,
+        runners,
         sources,
         task_runs,
         variables,
@@ -26,4 +27,4 @@ def routers() -> list[ApiRouter]:
     return [deployments.router, flow_runs.router, automations.router, variables.router,
             events_api.router, webhooks_api.router, keys.router, sources.router,
             artifacts.router, blocks.router, concurrency_limits.router, task_runs.router,
-            assets.router]
+            assets.router, runners.router]

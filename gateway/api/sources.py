@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from events.errors import AlreadyExists, NotFound
+from events.source_activity import SourceActivity, get_activity
 from events.source_store import DeadLetter, SourceStore
 from events.sources import Source, SourceSpec, SourceState
 from gateway.api.paging import Page, PageQuery, page_of
@@ -21,10 +22,13 @@ router = ApiRouter()
 
 
 class SourceView(Source):
-    """A source with its last reported status."""
+    """A source with its last reported status and activity."""
 
     status: SourceState | None = Field(default=None,
                                        description="what the source is doing; null until it ran")
+    activity: SourceActivity | None = Field(
+        default=None, description="its traffic, lag and last error, as the gateway running it "
+                                  "last wrote them; null until one ran it")
 
 
 class Selection(BaseModel):
@@ -58,7 +62,8 @@ async def _store(call: Call) -> SourceStore:
 
 async def _view(store: SourceStore, source: Source) -> SourceView:
     return SourceView.model_validate({**source.model_dump(),
-                                      "status": await store.status(source.name)})
+                                      "status": await store.status(source.name),
+                                      "activity": await get_activity(store.sources, source.name)})
 
 
 async def _get(call: Call, store: SourceStore) -> Source:

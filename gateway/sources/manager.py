@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from events.bus import Bus
 from events.errors import FlowbusError
+from events.source_activity import activity_key
 from events.source_store import DEFINITION_PREFIX, STATUS_PREFIX, SourceStore
 from events.sources import Source, SourceState
 from gateway.sources.metrics import SourceMetrics
@@ -143,6 +144,7 @@ class SourceManager:
         # A stopped runner may have written once more after the delete: remove it again.
         try:
             await self.ctx.store.sources.delete(STATUS_PREFIX + name)
+            await self.ctx.store.sources.delete(activity_key(name))
         except FlowbusError as exc:
             log.debug("source %s: could not remove status: %s", name, exc)
 

@@ -18,6 +18,7 @@ from events.errors import EventTooLarge, InvalidEvent
 from events.source_messages import MappingFailed, to_event
 from events.source_store import SourceStore
 from events.sources import SourceSpec
+from gateway.sources.activity import Activity
 from gateway.sources.metrics import SourceMetrics
 from gateway.sources.settings import SourcesSettings
 from gateway.sources.types import Incoming
@@ -29,8 +30,9 @@ class Pipeline:
     """Delivers batches of one source's messages into the events stream."""
 
     def __init__(self, bus: Bus, store: SourceStore, spec: SourceSpec, metrics: SourceMetrics,
-                 settings: SourcesSettings) -> None:
+                 settings: SourcesSettings, activity: Activity | None = None) -> None:
         self.bus = bus
+        self.activity = activity
         self.store = store
         self.spec = spec
         self.metrics = metrics
@@ -57,6 +59,8 @@ class Pipeline:
 
     async def _deliver(self, batch: list[Incoming], done: set[int]) -> None:
         self._in.inc(len(batch))
+        if self.activity is not None:
+            self.activity.received(len(batch))
         namespace = self.bus.layout.namespace
         messages: list[tuple[str, bytes, dict[str, str] | None]] = []
         carried: list[int] = []
@@ -89,10 +93,14 @@ class Pipeline:
                 self._dup.inc()
             else:
                 self._out.inc()
+                if self.activity is not None:
+                    self.activity.stored(1)
             self._latency.observe(stored - incoming.received)
 
     async def _dead_letter(self, incoming: Incoming, reason: str) -> None:
         self._failed.inc()
+        if self.activity is not None:
+            self.activity.failed_mapping()
         kept = await self.store.add_dead_letter(self.spec.name, incoming.message, reason,
                                                 limit=self.settings.dead_letter_max)
         if not kept:

@@ -19,6 +19,7 @@ from events.bus import Bus
 from events.errors import BusUnavailable, FlowbusError, PublishFailed
 from events.source_store import SourceStore
 from events.sources import MqttSubscription, Source, SourceState
+from gateway.sources.activity import Activity
 from gateway.sources.lease import Lease, LeaseLost
 from gateway.sources.metrics import SourceMetrics
 from gateway.sources.pipeline import Pipeline
@@ -29,6 +30,7 @@ from gateway.sources.types import Connector, ReconnectNow, SourceAuthFailed, Sou
 log = logging.getLogger("flowbus.gateway.sources")
 
 Sleep = Callable[[float], Awaitable[None]]
+_ACTIVITY_WRITE_TIMEOUT = 2.0
 
 
 @dataclass
@@ -49,9 +51,16 @@ def needs_lease(source: Source) -> bool:
     return isinstance(sub, MqttSubscription) and not sub.shared
 
 
-def make_connector(source: Source, ctx: RunnerContext, stopping: asyncio.Event) -> Connector:
+def make_connector(source: Source, ctx: RunnerContext, stopping: asyncio.Event,
+                   activity: Activity | None = None) -> Connector:
     """The connector for the source's kind (MQTT and AMQP clients are optional extras)."""
-    lag = ctx.metrics.lag.labels(source.name).set
+    gauge = ctx.metrics.lag.labels(source.name)
+
+    def lag(pending: int) -> None:
+        gauge.set(pending)
+        if activity is not None:
+            activity.lag(pending)
+
     if source.kind == "nats":
         from gateway.sources.nats_source import NatsConnector
 
@@ -84,6 +93,7 @@ class SourceRunner:
         self.stopping = asyncio.Event()
         self._connected = ctx.metrics.connected.labels(source.name)
         self._attempt = 0
+        self.activity = Activity(ctx.store.sources, source.name, ctx.settings.gateway_id)
 
     def backoff(self, attempt: int) -> float:
         s = self.ctx.settings
@@ -114,6 +124,8 @@ class SourceRunner:
             kv = await self.ctx.bus.kv(self.ctx.bus.layout.leases)
             lease = Lease(kv, self.source.name, self.ctx.settings.gateway_id,
                           self.ctx.bus.settings.lease_ttl_seconds)
+        keeper = asyncio.create_task(self.activity.keep(self.stopping),
+                                     name=f"source-{self.source.name}-activity")
         try:
             while not self.stopping.is_set():
                 reason = await self._attempt_once(lease)
@@ -127,12 +139,17 @@ class SourceRunner:
                 delay = self.backoff(self._attempt)
                 self._attempt += 1
                 log.warning("source %s: %s; retrying in %.1f s", self.source.name, reason, delay)
+                self.activity.error(reason)
                 await self.report("error", reason, round(delay, 3))
                 with suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self.stopping.wait()
         finally:
             self._connected.set(0)
+            # Its last write happens once stopping is set; bounded, as every shutdown wait.
+            await asyncio.wait({keeper}, timeout=_ACTIVITY_WRITE_TIMEOUT)
+            if not keeper.done():
+                keeper.cancel()
             if lease is not None:
                 try:
                     await lease.release()
@@ -147,9 +164,9 @@ class SourceRunner:
                 log.info("source %s: standby, another gateway holds its lease", self.source.name)
                 await lease.acquire()
             await self.report("starting")
-            connector = make_connector(self.source, self.ctx, self.stopping)
+            connector = make_connector(self.source, self.ctx, self.stopping, self.activity)
             pipeline = Pipeline(self.ctx.bus, self.ctx.store, self.source, self.ctx.metrics,
-                                self.ctx.settings)
+                                self.ctx.settings, self.activity)
             if lease is None:
                 await connector.run(pipeline.deliver, self._on_connected)
             else:

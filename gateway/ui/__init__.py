@@ -42,7 +42,8 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/ui/sources", "infra_view:sources_page"),
     ("POST", "/ui/webhooks", "infra_view:create_webhook"),
     ("POST", "/ui/webhooks/{slug}/delete", "infra_view:delete_webhook"),
-    ("GET", "/ui/runners", "infra_view:runners_page"),
+    ("GET", "/ui/runners", "runners_view:runners_page"),
+    ("GET", "/ui/runners/rows", "runners_view:runners_rows"),
     ("GET", "/ui/task-runs", "catalog_view:task_runs_page"),
     ("GET", "/ui/assets", "catalog_view:assets_page"),
 ]

@@ -1,4 +1,5 @@
-"""The automations page: automations with their state, and the dead letters with redrive.
+"""The automations page: automations with their state and last firings
+(:mod:`gateway.ui.firings`), and the dead letters with redrive.
 
 Only names, states, trigger event names and action types are shown: an action's
 definition can hold a webhook's headers or a channel's credentials, and the UI never
@@ -15,6 +16,7 @@ from events.automation_store import list_automations, list_dead_letters, request
 from events.errors import NotFound
 from gateway.context import gateway_of
 from gateway.problems import Problem
+from gateway.ui.firings import MAX_READ, last_firings
 from gateway.ui.pages import page
 from gateway.ui.render import render
 from gateway.ui.session import CSRF_FIELD, Viewer, check_action
@@ -36,15 +38,18 @@ def _expects(trigger: Any) -> list[str]:
 async def automations_page(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     bus = gateway_of(request).bus
     automations = sorted(await list_automations(bus), key=lambda a: a.name)
-    rows = [{
-        "id": a.id, "name": a.name, "enabled": a.enabled, "description": a.description,
+    firings = await last_firings(bus)
+    rows: list[dict[str, Any]] = [{
+        "id": a.id, "firings": firings.by_automation.get(a.id, []), "name": a.name, "enabled": a.enabled, "description": a.description,
         "expects": _expects(a.trigger),
         "actions": [action.type for action in (*a.actions_on_trigger, *a.actions, *a.actions_on_resolve)],
         "updated": a.updated,
     } for a in automations]
     letters = list(reversed(await list_dead_letters(bus)))
     return render("automations.html", viewer=viewer, nav="automations", automations=rows,
-                  letters=letters, redriven=request.query.get("redriven", ""))
+                  letters=letters, redriven=request.query.get("redriven", ""),
+                  window=firings.window_label, firings_cut=firings.cut,
+                  max_read=MAX_READ)
 
 
 @page

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from events.bus import Bus
 from events.cloudevent import CloudEvent, to_dict
 from events.errors import InvalidEvent
 from events.subjects import check_pattern
@@ -61,6 +62,18 @@ async def _read(tail: AsyncIterator[CloudEvent], most: int, idle: float) -> Asyn
             yield await asyncio.wait_for(anext(tail), idle)
         except (TimeoutError, StopAsyncIteration):
             return
+
+
+async def read_bounded(bus: Bus, pattern: str, since: datetime, most: int,
+                       idle: float) -> AsyncIterator[CloudEvent]:
+    """Stored events matching ``pattern`` from ``since``, oldest first: at most ``most``,
+    ending once none arrives for ``idle`` seconds (the end of what is stored)."""
+    tail = bus.tail(pattern, since=since)
+    try:
+        async for event in _read(tail, most, idle):
+            yield event
+    finally:
+        await tail.aclose()  # type: ignore[attr-defined]  # an async generator
 
 
 @page

@@ -1,30 +1,23 @@
-"""The pages of what feeds and runs flowbus: sources and webhooks, runners and limits.
+"""The sources-and-webhooks page (the runners page is :mod:`gateway.ui.runners_view`).
 
 Webhooks are created and deleted through the REST API's own handlers, with its admin
 scope: a webhook lets anyone holding its URL (and secret) send events. A webhook's
 secret made by the gateway is shown once, in the answer to the form that created it,
 and never again (the answer is not cached and not redirected to).
-
-Runners keep no record of their own: a runner is seen through the runs it holds
-(``runner_id`` on the record), and its heartbeat is the last time it touched one of
-them (every beat rewrites the record's ``updated``). An idle runner is not listed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from events import concurrency
-from events.records import FlowRun
+from events.source_activity import WRITE_INTERVAL_SECONDS, SourceActivity, get_activity
 from events.source_store import SourceStore
 from events.sources import Source, SourceState
 from gateway.api import webhooks_api
-from gateway.api.flow_runs import FlowRunQuery, query_runs
 from gateway.api.routing import Call
 from gateway.api.webhooks_api import WebhookCreateBody
 from gateway.auth import Scope
@@ -36,19 +29,30 @@ from gateway.ui.render import render
 from gateway.ui.session import CSRF_FIELD, Viewer, check_action
 from gateway.webhooks import Webhook, WebhookWithSecret, load
 
-HELD_STATES = ("Pending", "Running", "Cancelling")
-MAX_HELD = 1000  # runs read per held state to find the runners
 _FORM_FIELDS = ("slug", "verifier", "description", "signature_header")
 _MAX_FIELD_CHARS = 1000
 
 
-async def _sources(request: web.Request) -> list[tuple[Source, SourceState | None]]:
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    """A source as the page shows it."""
+
+    source: Source
+    status: SourceState | None
+    activity: SourceActivity | None
+    dead_letters: int
+
+
+async def _sources(request: web.Request) -> list[SourceRow]:
     gateway = gateway_of(request)
     layout = gateway.bus.layout
     store = SourceStore(gateway.bus, await gateway.kv(layout.sources),
                         await gateway.kv(layout.source_dead_letters))
     sources = sorted(await store.all(), key=lambda s: s.name)
-    return [(s, await store.status(s.name)) for s in sources]
+    letters = await store.dead_letters.keys()  # one read for every source's count
+    return [SourceRow(s, await store.status(s.name), await get_activity(store.sources, s.name),
+                      sum(1 for key in letters if key.startswith(f"{s.name}.")))
+            for s in sources]
 
 
 async def _webhooks(request: web.Request) -> list[Webhook]:
@@ -67,6 +71,7 @@ async def _sources_view(request: web.Request, viewer: Viewer, *, status: int = 2
                         values: dict[str, str] | None = None) -> web.Response:
     return render("sources.html", status=status, viewer=viewer, nav="sources",
                   sources=await _sources(request), webhooks=await _webhooks(request),
+                  activity_interval=WRITE_INTERVAL_SECONDS,
                   verifiers=[v.value for v in Verifier], created=created, errors=errors or {},
                   values=values or {}, base=f"{request.scheme}://{request.host}",
                   deleted=request.query.get("deleted", "")[:100])
@@ -116,44 +121,3 @@ async def delete_webhook(request: web.Request, viewer: Viewer) -> web.StreamResp
     call = Call(request, gateway_of(request), viewer.principal, None, None)
     await webhooks_api.delete_webhook(call)
     raise web.HTTPSeeOther(f"/ui/sources?deleted={request.match_info['slug']}")
-
-
-@dataclass(slots=True)
-class RunnerView:
-    """A runner as seen through the runs it holds."""
-
-    id: str
-    pools: set[str] = field(default_factory=set)
-    runs: list[FlowRun] = field(default_factory=list)
-
-    @property
-    def heartbeat(self) -> datetime:
-        return max(r.updated for r in self.runs)
-
-
-async def held_runs(request: web.Request) -> tuple[list[RunnerView], list[FlowRun], bool]:
-    """Runners with the runs they hold, runs held by no runner yet, and whether cut short."""
-    runners: dict[str, RunnerView] = {}
-    waiting: list[FlowRun] = []
-    cut = False
-    for state in HELD_STATES:
-        listing = await query_runs(request, FlowRunQuery(state=state, limit=MAX_HELD))
-        cut = cut or listing.next_offset is not None
-        for run in listing.items:
-            if run.runner_id is None:
-                waiting.append(run)
-                continue
-            view = runners.setdefault(run.runner_id, RunnerView(run.runner_id))
-            view.pools.add(run.work_pool)
-            view.runs.append(run)
-    return sorted(runners.values(), key=lambda r: r.id), waiting, cut
-
-
-@page
-async def runners_page(request: web.Request, viewer: Viewer) -> web.StreamResponse:
-    runners, waiting, cut = await held_runs(request)
-    gateway = gateway_of(request)
-    limits = await concurrency.list_limits(await gateway.kv(gateway.bus.layout.concurrency))
-    return render("runners.html", viewer=viewer, nav="runners", runners=runners,
-                  waiting=waiting, cut=cut, limits=sorted(limits, key=lambda i: i.name),
-                  max_held=MAX_HELD)

@@ -77,6 +77,9 @@ async def run_stream(request: web.Request, viewer: Viewer) -> web.StreamResponse
             response = await _open(request)
             await response.write(b": connected\n\n")
             state = run.state
+            # The page was rendered before this stream opened: the run may have changed
+            # in between (even become final, after which no change is left to send).
+            await response.write(_frame("state", badge_tpl.render(state=state)))
             while not closing.is_set():
                 lines = await runs_view.drain(reader, runs_view.LOG_PAGE, _LOG_POLL_SECONDS)
                 if lines:

@@ -109,7 +109,7 @@ async def test_sources_show_their_status_and_limits_their_slots(
         assert r.status == 200 and "plant" in page and "the plant&#39;s sensors" in page
         async with reader.get("/ui/runners") as r:
             page = await r.text()
-        assert r.status == 200 and "No runner holds a run right now" in page
+        assert r.status == 200 and "No runner is serving right now" in page
         limits = page.split('id="limits"', 1)[1]
         assert '<td class="mono">db</td>' in limits and "<td>3</td>" in limits
 

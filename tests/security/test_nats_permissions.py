@@ -260,6 +260,10 @@ async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
             # checks the input, stores it and moves the run on.
             asked = await _resumed_through_the_api(api, runs)
             assert asked.state.name == "Completed", asked.state
+            # The runner registered itself under its own user; the gateway reads it under its.
+            async with api.get("/api/v1/runners") as r:
+                assert r.status == 200, await r.text()
+                assert [i["pool"] for i in (await r.json())["items"]] == ["default"]
             # The real parts did all that without one refusal.
             assert server.violations() == []
 
@@ -277,6 +281,7 @@ async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
                             f"$KV.{layout.attempts}.{run.id}",
                             f"$KV.{layout.trigger_state}.x",
                             f"$KV.{layout.automation_deliveries}.done.x",
+                            f"$KV.{layout.runners}.forged",
                             f"$JS.API.STREAM.UPDATE.{layout.events_stream}",
                             f"$JS.API.STREAM.DELETE.{layout.flow_runs.upper()}"):
                 await _refused(server, "gateway", subject)

@@ -155,8 +155,8 @@ def test_a_run_started_from_the_form_can_be_cancelled(stack: Stack) -> None:
         stack.wait_run(lambda r: r["id"] == run_id and r["state"]["name"] == "Running", "running",
                        deployment="nap")
         page.goto(stack.url + "/ui/runners")
-        held = page.locator(f"#runners tr:has(a[href='/ui/runs/{run_id}'])")
-        expect(held).to_contain_text("default")
+        held = page.locator(f"#runners table[data-pool='default'] tr:has(a[href='/ui/runs/{run_id}'])")
+        expect(held).to_contain_text("live")
         expect(held.locator("td").first).to_have_text(stack.runner_id())
         page.goto(stack.url + f"/ui/runs/{run_id}")
         page.click("button:has-text('Cancel')")
@@ -166,6 +166,30 @@ def test_a_run_started_from_the_form_can_be_cancelled(stack: Stack) -> None:
     final = stack.wait_run(lambda r: r["id"] == run_id and r["state"]["name"] == "Cancelled",
                            "cancelled", deployment="nap")
     assert final["state"]["type"] == "CANCELLED"
+
+
+def test_the_runners_page_lists_the_idle_runner_and_shows_a_run_it_takes_without_reload(
+    stack: Stack,
+) -> None:
+    with chromium() as browser:
+        page, console = open_page(browser)
+        log_in(page, stack.url, stack.keys["reader"], "/ui/runners")
+        row = page.locator(f"#runners table[data-pool='default'] tr[data-runner='{stack.runner_id()}']")
+        expect(row).to_contain_text("live")
+        expect(row.locator(".slots")).to_contain_text("/ 2")
+        page.evaluate("window.__stillTheSamePage = true")
+        status, outcome = stack.api("POST", "/api/v1/deployments/nap/runs",
+                                    {"parameters": {"seconds": 60, "label": "watched"}})
+        assert status == 202, outcome
+        run_id = outcome["flow_run_id"]
+        try:
+            expect(row.locator(f"a[href='/ui/runs/{run_id}']")).to_be_visible(timeout=30_000)
+            assert page.evaluate("window.__stillTheSamePage") is True  # no reload happened
+        finally:
+            stack.api("POST", f"/api/v1/flow-runs/{run_id}/cancel")
+        assert console.errors == []
+    stack.wait_run(lambda r: r["id"] == run_id and r["state"]["name"] == "Cancelled",
+                   "cancelled", deployment="nap")
 
 
 def test_a_read_only_key_sees_no_action(stack: Stack) -> None:
