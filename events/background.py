@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -43,7 +44,10 @@ TASK_RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # The job carries the parameters inline; a larger call is refused by Task.delay.
 MAX_PARAMETERS_BYTES = 512 * 1024
 # The state names a task-run record passes through.
-TASK_RUN_STATES = ("Scheduled", "Running", "Completed", "Cached", "Failed", "Crashed")
+TASK_RUN_STATES = ("Scheduled", "Running", "Completed", "Cached", "Failed", "Crashed", "Cancelled")
+ERROR_MESSAGE_MAX = 4096
+# The encoded args of an exception kept in the record, at most.
+ERROR_ARGS_MAX_BYTES = 16 * 1024
 
 
 @register
@@ -101,6 +105,21 @@ class TaskJob(BaseModel):
         return value
 
 
+class TaskRunError(BaseModel):
+    """The exception a failed background run raised, as far as JSON can carry it.
+
+    The caller's ``future.result()`` raises ``cls(*args)`` again when ``type`` names an
+    exception class the caller has imported; otherwise a ``FailedRun`` with ``message``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str = Field(max_length=512, description="module:qualified name of the class")
+    args: list[Any] | None = Field(
+        default=None, description="the exception's args, when they are JSON; else None")
+    message: str = Field(max_length=ERROR_MESSAGE_MAX, description="str() of the exception")
+
+
 class TaskRunRecord(BaseModel):
     """The current record of a background task run (``<ns>-task-runs``, key = id)."""
 
@@ -124,6 +143,7 @@ class TaskRunRecord(BaseModel):
     result_key: str | None = Field(default=None, description="key in the result store")
     result_serializer: str | None = Field(default=None, description="how the result is encoded")
     wait_for: list[str] = Field(default_factory=list, description="upstream task-run ids")
+    error: TaskRunError | None = Field(default=None, description="what a Failed run raised")
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()
@@ -254,10 +274,25 @@ def claimed(record: TaskRunRecord, worker_id: str, decision: Decision) -> TaskRu
 
 
 def finished(record: TaskRunRecord, name: str, message: str | None, *,
-             result_key: str | None, result_serializer: str | None) -> TaskRunRecord:
+             result_key: str | None, result_serializer: str | None,
+             error: TaskRunError | None = None) -> TaskRunRecord:
     """The record of an attempt that ended in state ``name``."""
     return record.moved(name, message, end_time=utcnow(), result_key=result_key,
-                        result_serializer=result_serializer)
+                        result_serializer=result_serializer, error=error)
+
+
+def describe_error(exc: BaseException) -> TaskRunError:
+    """What the record keeps of ``exc``: its class, its args when they are (small) JSON,
+    and its message."""
+    kind = type(exc)
+    args: list[Any] | None = list(exc.args)
+    try:
+        if len(json.dumps(args)) > ERROR_ARGS_MAX_BYTES:
+            args = None
+    except (TypeError, ValueError):
+        args = None
+    return TaskRunError(type=f"{kind.__module__}:{kind.__qualname__}", args=args,
+                        message=str(exc)[:ERROR_MESSAGE_MAX])
 
 
 __all__ = [
@@ -267,12 +302,14 @@ __all__ = [
     "Decision",
     "QueueStats",
     "TaskJob",
+    "TaskRunError",
     "TaskRunRecord",
     "TaskWorkerSettings",
     "all_task_runs",
     "claimed",
     "consumer_name",
     "decide",
+    "describe_error",
     "finished",
     "queue_stats",
     "queue_task_run",

@@ -49,6 +49,9 @@ from flowbus.tasks import Task
 
 log = logging.getLogger("flowbus.task_worker")
 
+# How an execution ended: state name, message, result key, the error of a failed run.
+Outcome = tuple[str, str | None, str | None, contract.TaskRunError | None]
+
 
 def _worker_id() -> str:
     return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -175,14 +178,15 @@ class TaskWorker:
             return
         beat = asyncio.create_task(self._heartbeat(lease, delivery))
         try:
-            name, message, result_key = await self._execute(task, job, lease)
+            name, message, result_key, error = await self._execute(task, job, lease)
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
         serializer = getattr(task._serializer, "name", "custom")
         final = contract.finished(lease.record, name, message, result_key=result_key,
-                                  result_serializer=serializer if result_key else None)
+                                  result_serializer=serializer if result_key else None,
+                                  error=error)
         if await lease.write(self.kv, final):
             # Unconfirmed: a lost ack only redelivers a job whose record is final (dropped).
             await delivery.ack(confirm=False)
@@ -230,14 +234,14 @@ class TaskWorker:
                 log.warning("refreshing the lease of %s failed: %s", lease.record.id, exc)
 
     async def _execute(self, task: Task[Any, Any], job: contract.TaskJob,
-                       lease: _Lease) -> tuple[str, str | None, str | None]:
+                       lease: _Lease) -> Outcome:
         """Run the body once (with the task's own retries): final state name, message,
-        result key."""
+        result key, error."""
         record = lease.record
         for upstream in record.wait_for:
             state = await self._wait_final(upstream)
             if state is not None:
-                return "Failed", state, None
+                return "Failed", state, None, None
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, _run_body, task, job, record)
 
@@ -258,7 +262,7 @@ class TaskWorker:
 
 
 def _run_body(task: Task[Any, Any], job: contract.TaskJob,
-              record: contract.TaskRunRecord) -> tuple[str, str | None, str | None]:
+              record: contract.TaskRunRecord) -> Outcome:
     """In a worker thread: decode the parameters, run the task engine, store the result."""
     try:
         raw = task._serializer.loads(job.parameters)
@@ -267,19 +271,22 @@ def _run_body(task: Task[Any, Any], job: contract.TaskJob,
         parameters = {k: _resolve_upstream(v) for k, v in raw.items()}
         task._shape.bind((), dict(parameters))  # names that do not fit fail here
     except Exception as exc:
-        return "Failed", f"The parameters of {task.name!r} do not fit: {exc}", None
+        return "Failed", f"The parameters of {task.name!r} do not fit: {exc}", None, None
     task_run = TaskRun(id=record.id, name=record.name, task_name=task.name, task_key=task.task_key,
                        parameters=parameters, tags=tuple(record.tags), state=Pending(),
                        flow_run_id=None)
     state: State[Any] = drive_sync(task_run_steps(task, task_run, parameters, None, {}))
     if state.type is not StateType.COMPLETED:
-        return state.name if state.name in contract.TASK_RUN_STATES else "Failed", state.message, None
+        name = state.name if state.name in contract.TASK_RUN_STATES else "Failed"
+        error = (contract.describe_error(state.data)
+                 if name == "Failed" and isinstance(state.data, BaseException) else None)
+        return name, state.message, None, error
     try:
         payload = task._serializer.dumps(state.result())
         resolve_result_store(task.result_storage).write(record.id, payload)
     except Exception as exc:  # unserializable, or the store refused it: the run fails
-        return "Failed", f"The result could not be stored: {exc}", None
-    return state.name, state.message, record.id
+        return "Failed", f"The result could not be stored: {exc}", None, None
+    return state.name, state.message, record.id, None
 
 
 def _resolve_upstream(value: Any) -> Any:

@@ -48,6 +48,32 @@ def fails() -> None:
     raise ValueError("the body said no")
 
 
+class Refused(Exception):
+    def __init__(self, who: str, code: int) -> None:
+        super().__init__(who, code)
+        self.who, self.code = who, code
+
+
+class Opaque(Exception):
+    """Its args are not JSON: the caller gets a FailedRun with its message."""
+
+    def __init__(self) -> None:
+        super().__init__(object())
+
+    def __str__(self) -> str:
+        return "an opaque failure"
+
+
+@task
+def refuses(who: str) -> None:
+    raise Refused(who, 7)
+
+
+@task
+def opaque() -> None:
+    raise Opaque()
+
+
 @task(timeout_seconds=0.5)
 def too_slow() -> None:
     time.sleep(5)
