@@ -12,7 +12,11 @@ below decide what a worker may do with a job, as flow-run claims do for runners:
 - a Running run whose record was refreshed within the lease is left alone (the job is
   handed back for later); one whose holder stopped refreshing it is taken over, and
   counted as a crash (:data:`MAX_CRASHES` crashes end it Crashed);
-- a final run's job is dropped.
+- a final run's job is dropped (a run cancelled while queued never starts).
+
+Cancelling (:func:`cancel_task_run`) moves a non-final record to Cancelled; the worker
+holding a running attempt sees its next refresh conflict, reads the record and stops
+the body.
 
 A worker holding an attempt refreshes the record's ``updated`` time and the job's ack
 deadline; a worker whose write conflicts has lost the run and writes nothing more.
@@ -33,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.bus import Bus
+from events.errors import FlowbusError, NotFound
 from events.kv import KV
 from events.records import State, StateData, utcnow
 from events.settings import register
@@ -281,6 +286,40 @@ def finished(record: TaskRunRecord, name: str, message: str | None, *,
                         result_serializer=result_serializer, error=error)
 
 
+class NotCancellable(FlowbusError):
+    """The task run is already final (Completed, Failed, Crashed, Cancelled)."""
+
+
+CANCELLED_MESSAGE = "The task run was cancelled."
+
+
+def cancelled(record: TaskRunRecord, reason: str | None = None) -> TaskRunRecord:
+    """``record`` moved to Cancelled (final): a queued job is then dropped unrun, and the
+    worker holding a running attempt sees its lease lost to it and stops the body."""
+    if record.state.is_final():
+        raise NotCancellable(f"task run {record.id} is already {record.state.name}; only a "
+                             "Scheduled or Running task run can be cancelled")
+    return record.moved("Cancelled", reason or CANCELLED_MESSAGE, end_time=utcnow())
+
+
+async def cancel_task_run(kv: KV, task_run_id: str, reason: str | None = None) -> TaskRunRecord:
+    """Cancel a background task run by compare-and-set on its record; the record after.
+
+    Raises :class:`~events.errors.NotFound` (no such run) and :class:`NotCancellable`.
+    """
+    result: list[TaskRunRecord] = []
+
+    def step(raw: bytes | None) -> bytes:
+        if raw is None:
+            raise NotFound(f"no task run with id {task_run_id!r}")
+        new = cancelled(TaskRunRecord.decode(raw), reason)
+        result[:] = [new]
+        return new.encode()
+
+    await kv.update(task_run_id, step)
+    return result[0]
+
+
 def describe_error(exc: BaseException) -> TaskRunError:
     """What the record keeps of ``exc``: its class, its args when they are (small) JSON,
     and its message."""
@@ -296,16 +335,20 @@ def describe_error(exc: BaseException) -> TaskRunError:
 
 
 __all__ = [
+    "CANCELLED_MESSAGE",
     "MAX_CRASHES",
     "MAX_PARAMETERS_BYTES",
     "TASK_RUN_STATES",
     "Decision",
+    "NotCancellable",
     "QueueStats",
     "TaskJob",
     "TaskRunError",
     "TaskRunRecord",
     "TaskWorkerSettings",
     "all_task_runs",
+    "cancel_task_run",
+    "cancelled",
     "claimed",
     "consumer_name",
     "decide",

@@ -62,7 +62,7 @@ GATEWAY_FLOW_RUN_STATES = frozenset({"Cancelling"})
 _KV_WRITES: dict[Role, tuple[str, ...]] = {
     "gateway": ("deployments", "automations", "variables", "webhooks", "webhook_replays",
                 "api_keys", "sources", "source_dead_letters", "blocks", "leases",
-                "concurrency", "flow_runs"),
+                "concurrency", "flow_runs", "task_runs"),
     "orchestrator": ("flow_runs", "attempts", "concurrency", "trigger_state", "leases",
                      "automations", "automation_state", "automation_deliveries", "deployments"),
     "runner": ("flow_runs", "attempts", "concurrency", "cache", "variables", "artifacts",

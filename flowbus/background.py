@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 from events import background as contract
+from events.errors import NotFound
 from flowbus.exceptions import ConfigurationError, FailedRun, ParameterBindError
 from flowbus.results import resolve_result_store, server_connection
 from flowbus.serializers import resolve_serializer
@@ -142,6 +143,21 @@ class TaskRunFuture(Generic[R]):
 
     def done(self) -> bool:
         return self.state.is_final()
+
+    def cancel(self) -> bool:
+        """Cancel the run (a flowbus addition: Prefect has no cancel for background
+        runs): a queued run never starts, a running one is stopped by its worker.
+        False when the run was already final. Raises ``LookupError`` for an unknown run."""
+        remote = _remote()
+        kv = remote.kv(remote.layout.task_runs)
+        try:
+            remote.call(contract.cancel_task_run(kv, self.task_run_id, "cancelled by its future"))
+        except contract.NotCancellable:
+            return False
+        except NotFound:
+            raise LookupError(f"No background task run {self.task_run_id!r} (it may have expired)") \
+                from None
+        return True
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait until the run is final, or ``timeout`` seconds have passed."""

@@ -25,7 +25,6 @@ import os
 import signal
 import socket
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from events.errors import FlowbusError, UpdateConflict
 from events.kv import KV
 from events.records import utcnow
 from events.settings import NatsSettings
+from flowbus._body_thread import BodyThread
 from flowbus._drivers import drive_sync
 from flowbus._task_engine import task_run_steps
 from flowbus.background import UPSTREAM_MARKER, TaskRunFuture
@@ -49,6 +49,8 @@ from flowbus.tasks import Task
 
 log = logging.getLogger("flowbus.task_worker")
 
+# How long a cancelled body gets to stop before it is abandoned.
+CANCEL_GRACE_SECONDS = 5.0
 # How an execution ended: state name, message, result key, the error of a failed run.
 Outcome = tuple[str, str | None, str | None, contract.TaskRunError | None]
 
@@ -60,10 +62,12 @@ def _worker_id() -> str:
 class _Lease:
     """The revision this worker last wrote to a record it holds; lost on a conflict."""
 
-    __slots__ = ("lost", "record", "revision")
+    __slots__ = ("body", "cancelled", "lost", "record", "revision")
 
     def __init__(self, record: contract.TaskRunRecord, revision: int) -> None:
         self.record, self.revision, self.lost = record, revision, False
+        self.cancelled = False  # the run was cancelled (the record moved to Cancelled)
+        self.body: BodyThread[Outcome] | None = None
 
     async def write(self, kv: KV, record: contract.TaskRunRecord) -> bool:
         if self.lost:
@@ -87,7 +91,6 @@ class TaskWorker:
         self.worker_id = _worker_id()
         self._free = settings.limit
         self._running: set[asyncio.Task[None]] = set()
-        self._pool = ThreadPoolExecutor(settings.limit, thread_name_prefix="flowbus-task")
         self._freed = asyncio.Event()
         self.ready = asyncio.Event()
         self.stop = asyncio.Event()
@@ -121,7 +124,6 @@ class TaskWorker:
                 await consumer.close()
             if self._running:
                 await asyncio.wait(self._running, timeout=self.settings.drain_timeout)
-            self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _pull(self, task: Task[Any, Any], consumer: Any) -> None:
         # Each served task fetches at most its share of the slots at a time, so one
@@ -187,7 +189,10 @@ class TaskWorker:
         final = contract.finished(lease.record, name, message, result_key=result_key,
                                   result_serializer=serializer if result_key else None,
                                   error=error)
-        if await lease.write(self.kv, final):
+        if lease.cancelled:
+            log.info("task run %s was cancelled; its body was stopped", job.task_run_id)
+            await delivery.ack(confirm=False)
+        elif await lease.write(self.kv, final):
             # Unconfirmed: a lost ack only redelivers a job whose record is final (dropped).
             await delivery.ack(confirm=False)
         else:
@@ -232,6 +237,12 @@ class TaskWorker:
                 await lease.write(self.kv, refreshed)
             except FlowbusError as exc:  # NATS away for a moment: the next beat tries again
                 log.warning("refreshing the lease of %s failed: %s", lease.record.id, exc)
+        # The record changed under us: cancelled, or taken over by another worker.
+        entry = await self.kv.get(lease.record.id)
+        if entry is not None and contract.TaskRunRecord.decode(entry.value).state.name == "Cancelled":
+            lease.cancelled = True
+            if lease.body is not None and lease.body.interrupt():
+                log.info("task run %s was cancelled; stopping its body", lease.record.id)
 
     async def _execute(self, task: Task[Any, Any], job: contract.TaskJob,
                        lease: _Lease) -> Outcome:
@@ -239,16 +250,27 @@ class TaskWorker:
         result key, error."""
         record = lease.record
         for upstream in record.wait_for:
-            state = await self._wait_final(upstream)
+            state = await self._wait_final(upstream, lease)
             if state is not None:
                 return "Failed", state, None, None
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, _run_body, task, job, record)
+        if lease.cancelled:
+            return "Cancelled", contract.CANCELLED_MESSAGE, None, None
+        body = lease.body = BodyThread(_run_body, task, job, record).start()
+        try:
+            return await body.result(grace=CANCEL_GRACE_SECONDS)
+        except TimeoutError:  # stuck in C code: abandoned, its outcome discarded
+            log.warning("task run %s: its body did not stop within %.0f s of the cancel; "
+                        "left running in the background", record.id, CANCEL_GRACE_SECONDS)
+        except Exception:
+            if not body.interrupted:
+                raise
+        return "Cancelled", contract.CANCELLED_MESSAGE, None, None
 
-    async def _wait_final(self, task_run_id: str) -> str | None:
-        """Wait until upstream run ``task_run_id`` is final; None if it Completed, else why not."""
+    async def _wait_final(self, task_run_id: str, lease: _Lease) -> str | None:
+        """Wait until upstream run ``task_run_id`` is final; None if it Completed, else why
+        not (or until this run's lease is lost: cancelled or taken over)."""
         pause = 0.01
-        while True:
+        while not lease.lost:
             entry = await self.kv.get(task_run_id, latest=True)
             if entry is None:
                 return f"upstream task run {task_run_id} does not exist"
@@ -259,6 +281,7 @@ class TaskWorker:
                 return f"upstream task run {task_run_id} ended {upstream.state.name}"
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
+        return None
 
 
 def _run_body(task: Task[Any, Any], job: contract.TaskJob,

@@ -44,6 +44,20 @@ def flaky(path: str) -> str:
 
 
 @task
+def spins(i: int, seconds: float) -> int:
+    """Python code that runs ``seconds`` (it can be interrupted), marking start and end."""
+    marks = os.environ["MARKS_DIR"]
+    open(os.path.join(marks, f"{i}.start"), "a").write(f"{os.getpid()}\\n")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with open(os.path.join(marks, f"{i}.ticks"), "a") as f:
+            f.write(".")
+        time.sleep(0.02)
+    open(os.path.join(marks, f"{i}.end"), "a").write(f"{os.getpid()}\\n")
+    return i
+
+
+@task
 def fails() -> None:
     raise ValueError("the body said no")
 
