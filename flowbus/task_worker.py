@@ -25,6 +25,7 @@ import os
 import signal
 import socket
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,9 @@ class TaskWorker:
         self._freed = asyncio.Event()
         self.ready = asyncio.Event()
         self.stop = asyncio.Event()
+        self.started_at = utcnow()
+        self.finished: dict[str, int] = {}  # task key -> runs this worker ended
+        self.in_flight: dict[str, dict[str, datetime]] = {}  # task key -> run id -> start
 
     @property
     def unfinished(self) -> int:
@@ -147,6 +151,11 @@ class TaskWorker:
                 await asyncio.sleep(0.5)
             finally:
                 self._free += n
+            if not deliveries and len(self.tasks) > 1:
+                # Give the slots to the other tasks' loops before taking them again: with
+                # fewer slots than tasks, one loop would otherwise hold them for good.
+                self._freed.set()
+                await asyncio.sleep(0)
             for delivery in deliveries:
                 self._free -= 1
                 job = asyncio.create_task(self._handle(task, delivery))
@@ -179,12 +188,16 @@ class TaskWorker:
             await delivery.ack()
             return
         beat = asyncio.create_task(self._heartbeat(lease, delivery))
+        flight = self.in_flight.setdefault(task.task_key, {})
+        flight[job.task_run_id] = utcnow()
         try:
             name, message, result_key, error = await self._execute(task, job, lease)
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
+            flight.pop(job.task_run_id, None)
+            self.finished[task.task_key] = self.finished.get(task.task_key, 0) + 1
         serializer = getattr(task._serializer, "name", "custom")
         final = contract.finished(lease.record, name, message, result_key=result_key,
                                   result_serializer=serializer if result_key else None,
@@ -318,15 +331,30 @@ def _resolve_upstream(value: Any) -> Any:
     return value
 
 
-async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
-                 settings: TaskWorkerSettings | None = None,
-                 nats: NatsSettings | None = None) -> None:
-    """Serve ``tasks`` until SIGTERM/SIGINT (the async form of :func:`serve`)."""
+def _check_options(tasks: tuple[Any, ...], timeout: float | None,
+                   status_server_port: int | None) -> None:
     for item in tasks:
         if not isinstance(item, Task):
             raise ConfigurationError(f"serve() takes @task objects, got {item!r}")
     if not tasks:
         raise ConfigurationError("serve() needs at least one @task to serve")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not 0 <= timeout < float("inf")):
+        raise ConfigurationError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+    if status_server_port is not None and (
+            isinstance(status_server_port, bool) or not isinstance(status_server_port, int)
+            or not 0 <= status_server_port <= 65535):
+        raise ConfigurationError(
+            f"status_server_port must be a port number 0-65535, got {status_server_port!r}")
+
+
+async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
+                 status_server_port: int | None = None,
+                 timeout: float | None = None,  # noqa: ASYNC109 (Prefect's signature: serving time)
+                 settings: TaskWorkerSettings | None = None,
+                 nats: NatsSettings | None = None) -> None:
+    """Serve ``tasks`` until SIGTERM/SIGINT or ``timeout`` (the async form of :func:`serve`)."""
+    _check_options(tasks, timeout, status_server_port)
     settings = settings or TaskWorkerSettings()
     if limit is not None:
         settings = settings.model_copy(update={"limit": limit})
@@ -343,12 +371,27 @@ async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, worker.stop.set)
+        status = None
+        if status_server_port is not None:
+            from flowbus._task_worker_status import HOST, start_status_server
+
+            status, bound = await start_status_server(worker, status_server_port)
+            print(f"task worker status server on http://{HOST}:{bound}", flush=True)
         runner = asyncio.create_task(worker.run())
-        await worker.ready.wait()
-        print(f"task worker {worker.worker_id} serving "
-              + ", ".join(sorted(worker.tasks)), flush=True)
-        await worker.stop.wait()
-        await runner
+        try:
+            await worker.ready.wait()
+            print(f"task worker {worker.worker_id} serving "
+                  + ", ".join(sorted(worker.tasks)), flush=True)
+            try:
+                async with asyncio.timeout(timeout):
+                    await worker.stop.wait()
+            except TimeoutError:
+                print(f"Task worker timed out after {timeout} seconds. Exiting...", flush=True)
+                worker.stop.set()
+            await runner
+        finally:
+            if status is not None:
+                await status.cleanup()
         _sink.flush_event_sink()
         if worker.unfinished:
             # A body still running after the drain timeout cannot be stopped from here;
@@ -359,12 +402,16 @@ async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
             os._exit(1)
 
 
-def serve(*tasks: Task[Any, Any], limit: int | None = None) -> Any:
+def serve(*tasks: Task[Any, Any], limit: int | None = None,
+          status_server_port: int | None = None, timeout: float | None = None) -> Any:
     """Execute background runs of ``tasks`` in this process until SIGTERM/SIGINT.
 
-    Called inside a running event loop it returns the coroutine to await instead.
+    ``timeout``: stop after that many seconds (as on SIGTERM: no new runs, the running
+    ones get the drain timeout), then return. ``status_server_port``: serve
+    ``GET /status`` and ``GET /health`` on 127.0.0.1 at that port (0: any free port,
+    printed). Called inside a running event loop it returns the coroutine to await.
     """
-    coro = aserve(*tasks, limit=limit)
+    coro = aserve(*tasks, limit=limit, status_server_port=status_server_port, timeout=timeout)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
