@@ -125,3 +125,14 @@ async def test_hostile_cancels_get_a_client_error(bus: Bus, path: str) -> None:
             aiohttp.ClientSession(base_url=gw.url) as http:
         async with http.post(path, data=b"x" * 100_000) as response:
             assert 400 <= response.status < 500, (path, response.status, await response.text())
+
+
+def test_the_api_and_the_pages_know_every_task_run_state() -> None:
+    from typing import get_args
+
+    from events.background import TASK_RUN_STATES
+    from gateway.api.task_runs import TaskRunStateName
+    from gateway.ui import catalog_view
+
+    assert set(get_args(TaskRunStateName)) == set(TASK_RUN_STATES)
+    assert "Cancelled" in catalog_view.TASK_RUN_STATES

@@ -42,15 +42,23 @@ def _lines_until(proc: subprocess.Popen[str], pattern: str, within: float = 60.0
     raise AssertionError(f"no line matching {pattern!r}")
 
 
+def _wait_for_file(path: Path, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} did not appear"
+        time.sleep(0.05)
+
+
 async def test_the_status_server_reports_and_the_worker_stops_after_its_timeout(
         tasks_root: Path, caller: None, worker_env: dict[str, Any]) -> None:
     import bg_tasks
 
     (tasks_root / "serve_them.py").write_text(SERVE)
     log = (tasks_root / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "serve_them.py", "40"], cwd=tasks_root,
-                            env={**worker_env, "PYTHONPATH": str(tasks_root)},
-                            stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+    proc = await asyncio.to_thread(
+        subprocess.Popen, [sys.executable, "serve_them.py", "40"], cwd=tasks_root,
+        env={**worker_env, "PYTHONPATH": str(tasks_root)}, stdout=subprocess.PIPE, stderr=log,
+        text=True, start_new_session=True)
     log.close()
     try:
         line = await asyncio.to_thread(_lines_until, proc, r"status server on http://127\.0\.0\.1:\d+")
@@ -62,8 +70,7 @@ async def test_the_status_server_reports_and_the_worker_stops_after_its_timeout(
                 assert r.status == 200 and (await r.json()) == {"status": "ok"}
             future = await asyncio.to_thread(bg_tasks.marked.delay, 5, 2.0)
             marks = Path(worker_env["MARKS_DIR"])
-            while not (marks / "5.start").exists():
-                await asyncio.sleep(0.05)
+            await asyncio.to_thread(_wait_for_file, marks / "5.start")
             async with http.get("/status") as r:
                 status = await r.json()
             assert status["tasks"] == sorted([bg_tasks.marked.task_key, bg_tasks.add.task_key])
@@ -108,6 +115,7 @@ async def test_the_status_server_reports_and_the_worker_stops_after_its_timeout(
 def test_bad_options_are_refused_naming_them(
         tasks_root: Path, options: dict[str, Any], message: str) -> None:
     import bg_tasks
+
     from flowbus.task_worker import serve
 
     with pytest.raises(ConfigurationError, match=message):
