@@ -59,8 +59,7 @@ async def test_a_queued_run_cancelled_through_the_api_never_starts(
         queued.result()
 
 
-def test_a_running_run_cancelled_from_the_command_line_is_stopped_by_its_worker(
-        tasks_root: Path, caller: None, worker_env: dict[str, Any]) -> None:
+def _cancel_a_running_run(tasks_root: Path, worker_env: dict[str, Any]) -> str:
     import bg_tasks
 
     marks = Path(worker_env["MARKS_DIR"])
@@ -86,6 +85,20 @@ def test_a_running_run_cancelled_from_the_command_line_is_stopped_by_its_worker(
         # A final run cannot be cancelled again.
         final = _cli(worker_env, "task-run", "cancel", after.task_run_id)
         assert final.returncode == 1 and "already Completed" in final.stderr
+    return future.task_run_id
+
+
+async def test_a_running_run_cancelled_from_the_command_line_is_stopped_by_its_worker(
+        tasks_root: Path, caller: None, worker_env: dict[str, Any], bus: Bus) -> None:
+    run_id = await asyncio.to_thread(_cancel_a_running_run, tasks_root, worker_env)
+    # The worker's engine announced the end of the run as for any task run.
+    consumer = await bus.consumer("cancel-check")
+    try:
+        deliveries = await consumer.fetch(1000, max_wait=1.0)
+    finally:
+        await consumer.close()
+    types = [d.event.type for d in deliveries if d.event.subject == f"flowbus.task-run.{run_id}"]
+    assert types[-1] == "flowbus.task-run.Cancelled", types
 
 
 def test_a_body_stuck_in_c_code_is_abandoned_and_the_future_cancels(
