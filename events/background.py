@@ -12,7 +12,11 @@ below decide what a worker may do with a job, as flow-run claims do for runners:
 - a Running run whose record was refreshed within the lease is left alone (the job is
   handed back for later); one whose holder stopped refreshing it is taken over, and
   counted as a crash (:data:`MAX_CRASHES` crashes end it Crashed);
-- a final run's job is dropped.
+- a final run's job is dropped (a run cancelled while queued never starts).
+
+Cancelling (:func:`cancel_task_run`) moves a non-final record to Cancelled; the worker
+holding a running attempt sees its next refresh conflict, reads the record and stops
+the body.
 
 A worker holding an attempt refreshes the record's ``updated`` time and the job's ack
 deadline; a worker whose write conflicts has lost the run and writes nothing more.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -32,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.bus import Bus
+from events.errors import FlowbusError, NotFound
 from events.kv import KV
 from events.records import State, StateData, utcnow
 from events.settings import register
@@ -43,7 +49,10 @@ TASK_RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # The job carries the parameters inline; a larger call is refused by Task.delay.
 MAX_PARAMETERS_BYTES = 512 * 1024
 # The state names a task-run record passes through.
-TASK_RUN_STATES = ("Scheduled", "Running", "Completed", "Cached", "Failed", "Crashed")
+TASK_RUN_STATES = ("Scheduled", "Running", "Completed", "Cached", "Failed", "Crashed", "Cancelled")
+ERROR_MESSAGE_MAX = 4096
+# The encoded args of an exception kept in the record, at most.
+ERROR_ARGS_MAX_BYTES = 16 * 1024
 
 
 @register
@@ -101,6 +110,21 @@ class TaskJob(BaseModel):
         return value
 
 
+class TaskRunError(BaseModel):
+    """The exception a failed background run raised, as far as JSON can carry it.
+
+    The caller's ``future.result()`` raises ``cls(*args)`` again when ``type`` names an
+    exception class the caller has imported; otherwise a ``FailedRun`` with ``message``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str = Field(max_length=512, description="module:qualified name of the class")
+    args: list[Any] | None = Field(
+        default=None, description="the exception's args, when they are JSON; else None")
+    message: str = Field(max_length=ERROR_MESSAGE_MAX, description="str() of the exception")
+
+
 class TaskRunRecord(BaseModel):
     """The current record of a background task run (``<ns>-task-runs``, key = id)."""
 
@@ -124,6 +148,7 @@ class TaskRunRecord(BaseModel):
     result_key: str | None = Field(default=None, description="key in the result store")
     result_serializer: str | None = Field(default=None, description="how the result is encoded")
     wait_for: list[str] = Field(default_factory=list, description="upstream task-run ids")
+    error: TaskRunError | None = Field(default=None, description="what a Failed run raised")
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()
@@ -254,25 +279,80 @@ def claimed(record: TaskRunRecord, worker_id: str, decision: Decision) -> TaskRu
 
 
 def finished(record: TaskRunRecord, name: str, message: str | None, *,
-             result_key: str | None, result_serializer: str | None) -> TaskRunRecord:
+             result_key: str | None, result_serializer: str | None,
+             error: TaskRunError | None = None) -> TaskRunRecord:
     """The record of an attempt that ended in state ``name``."""
     return record.moved(name, message, end_time=utcnow(), result_key=result_key,
-                        result_serializer=result_serializer)
+                        result_serializer=result_serializer, error=error)
+
+
+class NotCancellable(FlowbusError):
+    """The task run is already final (Completed, Failed, Crashed, Cancelled)."""
+
+
+CANCELLED_MESSAGE = "The task run was cancelled."
+
+
+def cancelled(record: TaskRunRecord, reason: str | None = None) -> TaskRunRecord:
+    """``record`` moved to Cancelled (final): a queued job is then dropped unrun, and the
+    worker holding a running attempt sees its lease lost to it and stops the body."""
+    if record.state.is_final():
+        raise NotCancellable(f"task run {record.id} is already {record.state.name}; only a "
+                             "Scheduled or Running task run can be cancelled")
+    return record.moved("Cancelled", reason or CANCELLED_MESSAGE, end_time=utcnow())
+
+
+async def cancel_task_run(kv: KV, task_run_id: str, reason: str | None = None) -> TaskRunRecord:
+    """Cancel a background task run by compare-and-set on its record; the record after.
+
+    Raises :class:`~events.errors.NotFound` (no such run) and :class:`NotCancellable`.
+    """
+    result: list[TaskRunRecord] = []
+
+    def step(raw: bytes | None) -> bytes:
+        if raw is None:
+            raise NotFound(f"no task run with id {task_run_id!r}")
+        new = cancelled(TaskRunRecord.decode(raw), reason)
+        result[:] = [new]
+        return new.encode()
+
+    await kv.update(task_run_id, step)
+    return result[0]
+
+
+def describe_error(exc: BaseException) -> TaskRunError:
+    """What the record keeps of ``exc``: its class, its args when they are (small) JSON,
+    and its message."""
+    kind = type(exc)
+    args: list[Any] | None = list(exc.args)
+    try:
+        if len(json.dumps(args)) > ERROR_ARGS_MAX_BYTES:
+            args = None
+    except (TypeError, ValueError):
+        args = None
+    return TaskRunError(type=f"{kind.__module__}:{kind.__qualname__}", args=args,
+                        message=str(exc)[:ERROR_MESSAGE_MAX])
 
 
 __all__ = [
+    "CANCELLED_MESSAGE",
     "MAX_CRASHES",
     "MAX_PARAMETERS_BYTES",
     "TASK_RUN_STATES",
     "Decision",
+    "NotCancellable",
     "QueueStats",
     "TaskJob",
+    "TaskRunError",
     "TaskRunRecord",
     "TaskWorkerSettings",
     "all_task_runs",
+    "cancel_task_run",
+    "cancelled",
     "claimed",
     "consumer_name",
     "decide",
+    "describe_error",
     "finished",
     "queue_stats",
     "queue_task_run",

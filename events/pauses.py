@@ -10,8 +10,10 @@ expiry, the keys of the run input it waits for.
 :func:`resume` is the one implementation of resuming (the REST API, the command line
 and the SDK call it): the input is validated against the schema the body saved, the
 response stored, then a Paused run goes back to Running (the waiting body sees it
-through its watch) and a Suspended run to Scheduled, with its next job published so
-any runner of its pool starts a new attempt. The Resumed event
+through its watch) and a Suspended run to ``Resuming`` (Prefect's name: a SCHEDULED
+state), with its next job published so any runner of its pool starts a new attempt.
+A runner that drains while it holds a Paused run hands it over as Suspended
+(:func:`handed_over`): resumed, it restarts on any runner. The Resumed event
 (:data:`FLOW_RUN_RESUMED`) follows the state event, so automations can notify.
 
 Run input lives in the ``<ns>-flow-run-input`` KV bucket under
@@ -111,6 +113,23 @@ def paused_record(run: FlowRun, name: str, key: str, *, timeout: datetime | None
                           suspensions=run.suspensions + (name == "Suspended"))
 
 
+HANDED_OVER_MESSAGE = ("The runner stopped while the run was paused; resumed, it restarts on "
+                       "another runner")
+
+
+def handed_over(run: FlowRun) -> FlowRun:
+    """A Paused run whose runner drains, made Suspended: the same pause (key, expiry,
+    input keys) but released (no runner), so a resume starts a new attempt anywhere; the
+    body then restarts and its ``pause_flow_run`` returns at once (its key fired)."""
+    pause = run.state.data.pause
+    if run.state.name != "Paused" or pause is None:
+        raise TransitionRejected(f"flow run {run.id} is {run.state.name}, not Paused")
+    details = pause.model_copy(update={"reschedule": True, "requested": False})
+    state = State.named("Suspended", message=HANDED_OVER_MESSAGE,
+                        data=run.state.data.model_copy(update={"pause": details}))
+    return run.transition(state, runner_id=None, suspensions=run.suspensions + 1)
+
+
 async def resume(bus: Bus, flow_run_id: str, run_input: dict[str, Any] | None = None, *,
                  source: str) -> FlowRun:
     """Resume a Paused or Suspended run; the record after.
@@ -156,7 +175,7 @@ async def resume(bus: Bus, flow_run_id: str, run_input: dict[str, Any] | None = 
                           data=FlowRunStateEvent(**dict(resumed), deployment=resumed.deployment_name)
                           .model_dump(mode="json")),
     ])
-    if resumed.state.name == "Scheduled":
+    if resumed.state.name == "Resuming":
         job = Job.of(resumed)
         await bus.publish_raw(bus.layout.runs_subject(resumed.work_pool), job.encode(),
                               {MSG_ID_HEADER: job.msg_id})
@@ -175,7 +194,8 @@ async def _move_resumed(bus: Bus, flow_run_id: str) -> FlowRun:
             raise NotPaused(f"flow run {run.id} is {run.state.name} now, not paused")
         data = run.state.data.model_copy(update={"pause": None})
         if run.state.name == "Suspended":
-            new = run.transition(State.named("Scheduled", message="Resuming", data=data),
+            new = run.transition(State.named("Resuming", message="Resumed; waiting for a runner",
+                                             data=data),
                                  runner_id=None, expected_start_time=utcnow())
         else:
             new = run.transition(State.named("Running", message="Resumed", data=data))
@@ -210,7 +230,7 @@ async def fail_expired(kv: KV, run: FlowRun) -> FlowRun | None:
 
 
 __all__ = [
-    "FLOW_RUN_RESUMED", "InvalidRunInput", "NotPaused", "PauseExpired", "check_key",
-    "expired", "fail_expired", "input_key", "keyset_for", "keyset_from_base_key",
+    "FLOW_RUN_RESUMED", "HANDED_OVER_MESSAGE", "InvalidRunInput", "NotPaused", "PauseExpired", "check_key",
+    "expired", "fail_expired", "handed_over", "input_key", "keyset_for", "keyset_from_base_key",
     "paused_record", "resume", "validate_run_input",
 ]

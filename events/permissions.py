@@ -67,7 +67,7 @@ GATEWAY_DENIED_FAMILIES = ("flow-run", "task-run", "runner", "automation", "arti
 _KV_WRITES: dict[Role, tuple[str, ...]] = {
     "gateway": ("deployments", "automations", "variables", "webhooks", "webhook_replays",
                 "api_keys", "sources", "source_dead_letters", "blocks", "leases",
-                "concurrency"),
+                "concurrency", "task_runs"),
     "orchestrator": ("flow_runs", "run_input", "attempts", "concurrency", "trigger_state", "leases",
                      "automations", "automation_state", "automation_deliveries", "deployments"),
     "runner": ("flow_runs", "attempts", "concurrency", "cache", "variables", "artifacts",

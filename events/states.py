@@ -1,7 +1,7 @@
 """Flow-run states and the rules for moving between them, as pure functions.
 
 A state has a *type* (what the system reasons about) and a *name* (what users see),
-exactly as in Prefect 3: ``Late`` and ``AwaitingRetry`` are SCHEDULED, ``Retrying``
+exactly as in Prefect 3: ``Late``, ``AwaitingRetry`` and ``Resuming`` are SCHEDULED, ``Retrying``
 is RUNNING, ``Cached`` is COMPLETED. :func:`check_transition` accepts or rejects a
 proposed move with a reason; the orchestrator and runners call it before every
 compare-and-set of a flow-run record, so the rules live in one place.
@@ -30,6 +30,7 @@ STATE_TYPES: dict[str, StateType] = {
     "Late": StateType.SCHEDULED,
     "AwaitingRetry": StateType.SCHEDULED,
     "AwaitingConcurrencySlot": StateType.SCHEDULED,
+    "Resuming": StateType.SCHEDULED,
     "Pending": StateType.PENDING,
     "Running": StateType.RUNNING,
     "Retrying": StateType.RUNNING,
@@ -50,7 +51,7 @@ FINAL_TYPES = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CANCEL
 FLOW_RUN_STATES = (
     "Scheduled", "Late", "AwaitingRetry", "AwaitingConcurrencySlot", "Pending", "Running",
     "Retrying", "Completed", "Failed", "Crashed", "Cancelling", "Cancelled", "Paused",
-    "Suspended",
+    "Suspended", "Resuming",
 )
 
 _ACTIVE = ("Pending", "Running", "Retrying")
@@ -68,9 +69,12 @@ _ALLOWED: dict[str | None, frozenset[str]] = {
     "Pending": frozenset({"Running", "Retrying", "Scheduled", "Failed"}),
     "Running": frozenset({"Completed", "Failed", "AwaitingRetry", "Paused", "Suspended"}),
     "Retrying": frozenset({"Completed", "Failed", "AwaitingRetry", "Paused", "Suspended"}),
-    "Paused": frozenset({"Running", "Scheduled", "Pending", "Failed"}),
-    # Resumed, a suspended run waits for a runner again (a new attempt, body restarted).
-    "Suspended": frozenset({"Scheduled", "Failed"}),
+    # Paused -> Suspended: a draining runner hands a paused run over (events/pauses.py).
+    "Paused": frozenset({"Running", "Scheduled", "Pending", "Failed", "Suspended"}),
+    # Resumed, a suspended run waits for a runner again as Resuming (Prefect's name, a
+    # SCHEDULED state): a new attempt, the body restarted.
+    "Suspended": frozenset({"Resuming", "Failed"}),
+    "Resuming": frozenset({"Scheduled", "Pending", "AwaitingConcurrencySlot", "Failed"}),
     # A run may still finish on its own before the cancellation reaches it.
     "Cancelling": frozenset({"Cancelled", "Completed", "Failed"}),
     # Final states only leave for a new attempt (retry-flow-run, manual retry).

@@ -42,6 +42,7 @@ from pydantic import (
     model_validator,
 )
 
+from events.assets import flowbus_event_name
 from events.errors import FlowbusError
 from events.messages import plain
 from events.subjects import check_pattern
@@ -211,7 +212,8 @@ class EventTrigger(BaseModel):
     @field_validator("expect", "after")
     @classmethod
     def _patterns(cls, value: set[str]) -> set[str]:
-        return _check_patterns(value, "expect/after")
+        # Prefect's prefect.asset.* names are flowbus.asset.* events here.
+        return _check_patterns({flowbus_event_name(p) for p in value}, "expect/after")
 
     @field_validator("match")
     @classmethod

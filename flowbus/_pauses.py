@@ -28,6 +28,7 @@ from flowbus.input.run_input import run_input_subclass_from_type
 SOURCE = "flowbus/sdk"
 FIRED = "fired"
 WAIT_CHUNK = 20.0  # one watch call on the server connection (its call timeout is 30 s)
+MIN_POLL_INTERVAL = 1.0  # a shorter poll_interval would only renew the watch needlessly
 
 
 def _next_key(ctx: Any, key: str | None) -> str:
@@ -154,7 +155,7 @@ def _log(ctx: Any, message: str) -> None:
 async def apause_flow_run(wait_for_input: Any = None, timeout: int = 3600, poll_interval: int = 10,  # noqa: ASYNC109 (Prefect's signature)
                           key: str | None = None) -> Any:
     """`pause_flow_run` for async flows: waits without blocking the event loop."""
-    return await asyncio.to_thread(_pause, wait_for_input, timeout, key)
+    return await asyncio.to_thread(_pause, wait_for_input, timeout, key, poll_interval)
 
 
 @dual(apause_flow_run)
@@ -166,15 +167,19 @@ def pause_flow_run(wait_for_input: Any = None, timeout: int = 3600, poll_interva
     the body (uncaught, the run fails). ``key``: a pause fires once per key
     (default: how many pauses this run made). ``wait_for_input``: a `RunInput`
     subclass or any type; the resume must bring input valid for it, which is
-    returned. ``poll_interval`` is accepted for Prefect's signature: the record is
-    watched, so a resume is seen at once.
+    returned. ``poll_interval``: the record is watched, so a resume is seen at once;
+    the watch is renewed (the record read afresh) every ``poll_interval`` seconds
+    (1 to 20), so a change a watch missed while NATS reconnected is seen by then.
     """
-    return _pause(wait_for_input, timeout, key)
+    return _pause(wait_for_input, timeout, key, poll_interval)
 
 
-def _pause(wait_for_input: Any, timeout: int, key: str | None) -> Any:
+def _pause(wait_for_input: Any, timeout: int, key: str | None, poll_interval: float = 10) -> Any:
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 seconds, got {timeout}")
+    if not isinstance(poll_interval, int | float) or poll_interval != poll_interval:
+        raise ValueError(f"poll_interval must be a number of seconds, got {poll_interval!r}")
+    chunk = min(WAIT_CHUNK, max(MIN_POLL_INTERVAL, float(poll_interval)))
     ctx = _flow_context("paused")
     pause_key = _next_key(ctx, key)
     cls = run_input_subclass_from_type(wait_for_input) if wait_for_input is not None else None
@@ -186,7 +191,7 @@ def _pause(wait_for_input: Any, timeout: int, key: str | None) -> Any:
         deadline = time.monotonic() + timeout
         state = "Paused"
         while state == "Paused" and (remaining := deadline - time.monotonic()) > 0:
-            state = actions.on_server(_watch_pause(run_id, min(WAIT_CHUNK, remaining)))
+            state = actions.on_server(_watch_pause(run_id, min(chunk, remaining)))
         if state == "Paused":
             actions.on_server(_continue_after_timeout(run_id))
             raise FlowPauseTimeout("Flow run was paused and never resumed.")

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 import uuid
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 from events import background as contract
+from events.errors import NotFound
 from flowbus.exceptions import ConfigurationError, FailedRun, ParameterBindError
 from flowbus.results import resolve_result_store, server_connection
 from flowbus.serializers import resolve_serializer
@@ -142,6 +144,21 @@ class TaskRunFuture(Generic[R]):
     def done(self) -> bool:
         return self.state.is_final()
 
+    def cancel(self) -> bool:
+        """Cancel the run (a flowbus addition: Prefect has no cancel for background
+        runs): a queued run never starts, a running one is stopped by its worker.
+        False when the run was already final. Raises ``LookupError`` for an unknown run."""
+        remote = _remote()
+        kv = remote.kv(remote.layout.task_runs)
+        try:
+            remote.call(contract.cancel_task_run(kv, self.task_run_id, "cancelled by its future"))
+        except contract.NotCancellable:
+            return False
+        except NotFound:
+            raise LookupError(f"No background task run {self.task_run_id!r} (it may have expired)") \
+                from None
+        return True
+
     def wait(self, timeout: float | None = None) -> None:
         """Wait until the run is final, or ``timeout`` seconds have passed."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -184,13 +201,34 @@ class TaskRunFuture(Generic[R]):
             serializer = (task._serializer if task is not None
                           else resolve_serializer(record.result_serializer or "json"))
             data = ResultRef(store, record.result_key, serializer)
-        elif kind is StateType.FAILED:  # a crashed state raises CrashedRun by itself
-            data = FailedRun(record.state.message or f"Task run ended {name}")
+        elif kind is StateType.FAILED:  # crashed and cancelled states raise their own errors
+            data = (rebuild_error(record.error) if record.error is not None else None) \
+                or FailedRun(record.state.message or f"Task run ended {name}")
         return State(kind, name=name, message=record.state.message, data=data,
                      timestamp=record.state.timestamp)
 
     def __repr__(self) -> str:
         return f"TaskRunFuture(task_run_id={self.task_run_id!r})"
+
+
+def rebuild_error(error: contract.TaskRunError) -> BaseException | None:
+    """The exception a failed run raised, made again from its record: its class must be
+    an exception class of a module this process has already imported (nothing is
+    imported on a record's say-so) and take its recorded args; else None."""
+    module_name, _, qualname = error.type.partition(":")
+    module = sys.modules.get(module_name)
+    if module is None or error.args is None:
+        return None
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if not (isinstance(obj, type) and issubclass(obj, Exception)):
+        return None
+    try:
+        exc = obj(*error.args)
+    except Exception:  # a constructor that does not take its own args back
+        return None
+    return exc if isinstance(exc, BaseException) else None
 
 
 def apply_async(task: Any, args: tuple[Any, ...] | None = None, kwargs: dict[str, Any] | None = None,
@@ -203,4 +241,4 @@ def apply_async(task: Any, args: tuple[Any, ...] | None = None, kwargs: dict[str
     return submit_background(task, tuple(args or ()), dict(kwargs or {}), wait_for)
 
 
-__all__ = ["TaskRunFuture", "apply_async", "read_record", "submit_background"]
+__all__ = ["TaskRunFuture", "apply_async", "read_record", "rebuild_error", "submit_background"]

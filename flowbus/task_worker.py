@@ -25,7 +25,7 @@ import os
 import signal
 import socket
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from events.errors import FlowbusError, UpdateConflict
 from events.kv import KV
 from events.records import utcnow
 from events.settings import NatsSettings
+from flowbus._body_thread import BodyThread
 from flowbus._drivers import drive_sync
 from flowbus._task_engine import task_run_steps
 from flowbus.background import UPSTREAM_MARKER, TaskRunFuture
@@ -49,6 +50,11 @@ from flowbus.tasks import Task
 
 log = logging.getLogger("flowbus.task_worker")
 
+# How long a cancelled body gets to stop before it is abandoned.
+CANCEL_GRACE_SECONDS = 5.0
+# How an execution ended: state name, message, result key, the error of a failed run.
+Outcome = tuple[str, str | None, str | None, contract.TaskRunError | None]
+
 
 def _worker_id() -> str:
     return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -57,10 +63,12 @@ def _worker_id() -> str:
 class _Lease:
     """The revision this worker last wrote to a record it holds; lost on a conflict."""
 
-    __slots__ = ("lost", "record", "revision")
+    __slots__ = ("body", "cancelled", "lost", "record", "revision")
 
     def __init__(self, record: contract.TaskRunRecord, revision: int) -> None:
         self.record, self.revision, self.lost = record, revision, False
+        self.cancelled = False  # the run was cancelled (the record moved to Cancelled)
+        self.body: BodyThread[Outcome] | None = None
 
     async def write(self, kv: KV, record: contract.TaskRunRecord) -> bool:
         if self.lost:
@@ -84,10 +92,12 @@ class TaskWorker:
         self.worker_id = _worker_id()
         self._free = settings.limit
         self._running: set[asyncio.Task[None]] = set()
-        self._pool = ThreadPoolExecutor(settings.limit, thread_name_prefix="flowbus-task")
         self._freed = asyncio.Event()
         self.ready = asyncio.Event()
         self.stop = asyncio.Event()
+        self.started_at = utcnow()
+        self.finished: dict[str, int] = {}  # task key -> runs this worker ended
+        self.in_flight: dict[str, dict[str, datetime]] = {}  # task key -> run id -> start
 
     @property
     def unfinished(self) -> int:
@@ -118,7 +128,6 @@ class TaskWorker:
                 await consumer.close()
             if self._running:
                 await asyncio.wait(self._running, timeout=self.settings.drain_timeout)
-            self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _pull(self, task: Task[Any, Any], consumer: Any) -> None:
         # Each served task fetches at most its share of the slots at a time, so one
@@ -142,6 +151,11 @@ class TaskWorker:
                 await asyncio.sleep(0.5)
             finally:
                 self._free += n
+            if not deliveries and len(self.tasks) > 1:
+                # Give the slots to the other tasks' loops before taking them again: with
+                # fewer slots than tasks, one loop would otherwise hold them for good.
+                self._freed.set()
+                await asyncio.sleep(0)
             for delivery in deliveries:
                 self._free -= 1
                 job = asyncio.create_task(self._handle(task, delivery))
@@ -174,16 +188,24 @@ class TaskWorker:
             await delivery.ack()
             return
         beat = asyncio.create_task(self._heartbeat(lease, delivery))
+        flight = self.in_flight.setdefault(task.task_key, {})
+        flight[job.task_run_id] = utcnow()
         try:
-            name, message, result_key = await self._execute(task, job, lease)
+            name, message, result_key, error = await self._execute(task, job, lease)
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
+            flight.pop(job.task_run_id, None)
+            self.finished[task.task_key] = self.finished.get(task.task_key, 0) + 1
         serializer = getattr(task._serializer, "name", "custom")
         final = contract.finished(lease.record, name, message, result_key=result_key,
-                                  result_serializer=serializer if result_key else None)
-        if await lease.write(self.kv, final):
+                                  result_serializer=serializer if result_key else None,
+                                  error=error)
+        if lease.cancelled:
+            log.info("task run %s was cancelled; its body was stopped", job.task_run_id)
+            await delivery.ack(confirm=False)
+        elif await lease.write(self.kv, final):
             # Unconfirmed: a lost ack only redelivers a job whose record is final (dropped).
             await delivery.ack(confirm=False)
         else:
@@ -228,23 +250,40 @@ class TaskWorker:
                 await lease.write(self.kv, refreshed)
             except FlowbusError as exc:  # NATS away for a moment: the next beat tries again
                 log.warning("refreshing the lease of %s failed: %s", lease.record.id, exc)
+        # The record changed under us: cancelled, or taken over by another worker.
+        entry = await self.kv.get(lease.record.id)
+        if entry is not None and contract.TaskRunRecord.decode(entry.value).state.name == "Cancelled":
+            lease.cancelled = True
+            if lease.body is not None and lease.body.interrupt():
+                log.info("task run %s was cancelled; stopping its body", lease.record.id)
 
     async def _execute(self, task: Task[Any, Any], job: contract.TaskJob,
-                       lease: _Lease) -> tuple[str, str | None, str | None]:
+                       lease: _Lease) -> Outcome:
         """Run the body once (with the task's own retries): final state name, message,
-        result key."""
+        result key, error."""
         record = lease.record
         for upstream in record.wait_for:
-            state = await self._wait_final(upstream)
+            state = await self._wait_final(upstream, lease)
             if state is not None:
-                return "Failed", state, None
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, _run_body, task, job, record)
+                return "Failed", state, None, None
+        if lease.cancelled:
+            return "Cancelled", contract.CANCELLED_MESSAGE, None, None
+        body = lease.body = BodyThread(_run_body, task, job, record).start()
+        try:
+            return await body.result(grace=CANCEL_GRACE_SECONDS)
+        except TimeoutError:  # stuck in C code: abandoned, its outcome discarded
+            log.warning("task run %s: its body did not stop within %.0f s of the cancel; "
+                        "left running in the background", record.id, CANCEL_GRACE_SECONDS)
+        except Exception:
+            if not body.interrupted:
+                raise
+        return "Cancelled", contract.CANCELLED_MESSAGE, None, None
 
-    async def _wait_final(self, task_run_id: str) -> str | None:
-        """Wait until upstream run ``task_run_id`` is final; None if it Completed, else why not."""
+    async def _wait_final(self, task_run_id: str, lease: _Lease) -> str | None:
+        """Wait until upstream run ``task_run_id`` is final; None if it Completed, else why
+        not (or until this run's lease is lost: cancelled or taken over)."""
         pause = 0.01
-        while True:
+        while not lease.lost:
             entry = await self.kv.get(task_run_id, latest=True)
             if entry is None:
                 return f"upstream task run {task_run_id} does not exist"
@@ -255,10 +294,11 @@ class TaskWorker:
                 return f"upstream task run {task_run_id} ended {upstream.state.name}"
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
+        return None
 
 
 def _run_body(task: Task[Any, Any], job: contract.TaskJob,
-              record: contract.TaskRunRecord) -> tuple[str, str | None, str | None]:
+              record: contract.TaskRunRecord) -> Outcome:
     """In a worker thread: decode the parameters, run the task engine, store the result."""
     try:
         raw = task._serializer.loads(job.parameters)
@@ -267,19 +307,22 @@ def _run_body(task: Task[Any, Any], job: contract.TaskJob,
         parameters = {k: _resolve_upstream(v) for k, v in raw.items()}
         task._shape.bind((), dict(parameters))  # names that do not fit fail here
     except Exception as exc:
-        return "Failed", f"The parameters of {task.name!r} do not fit: {exc}", None
+        return "Failed", f"The parameters of {task.name!r} do not fit: {exc}", None, None
     task_run = TaskRun(id=record.id, name=record.name, task_name=task.name, task_key=task.task_key,
                        parameters=parameters, tags=tuple(record.tags), state=Pending(),
                        flow_run_id=None)
     state: State[Any] = drive_sync(task_run_steps(task, task_run, parameters, None, {}))
     if state.type is not StateType.COMPLETED:
-        return state.name if state.name in contract.TASK_RUN_STATES else "Failed", state.message, None
+        name = state.name if state.name in contract.TASK_RUN_STATES else "Failed"
+        error = (contract.describe_error(state.data)
+                 if name == "Failed" and isinstance(state.data, BaseException) else None)
+        return name, state.message, None, error
     try:
         payload = task._serializer.dumps(state.result())
         resolve_result_store(task.result_storage).write(record.id, payload)
     except Exception as exc:  # unserializable, or the store refused it: the run fails
-        return "Failed", f"The result could not be stored: {exc}", None
-    return state.name, state.message, record.id
+        return "Failed", f"The result could not be stored: {exc}", None, None
+    return state.name, state.message, record.id, None
 
 
 def _resolve_upstream(value: Any) -> Any:
@@ -288,15 +331,30 @@ def _resolve_upstream(value: Any) -> Any:
     return value
 
 
-async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
-                 settings: TaskWorkerSettings | None = None,
-                 nats: NatsSettings | None = None) -> None:
-    """Serve ``tasks`` until SIGTERM/SIGINT (the async form of :func:`serve`)."""
+def _check_options(tasks: tuple[Any, ...], timeout: float | None,
+                   status_server_port: int | None) -> None:
     for item in tasks:
         if not isinstance(item, Task):
             raise ConfigurationError(f"serve() takes @task objects, got {item!r}")
     if not tasks:
         raise ConfigurationError("serve() needs at least one @task to serve")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not 0 <= timeout < float("inf")):
+        raise ConfigurationError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+    if status_server_port is not None and (
+            isinstance(status_server_port, bool) or not isinstance(status_server_port, int)
+            or not 0 <= status_server_port <= 65535):
+        raise ConfigurationError(
+            f"status_server_port must be a port number 0-65535, got {status_server_port!r}")
+
+
+async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
+                 status_server_port: int | None = None,
+                 timeout: float | None = None,  # noqa: ASYNC109 (Prefect's signature: serving time)
+                 settings: TaskWorkerSettings | None = None,
+                 nats: NatsSettings | None = None) -> None:
+    """Serve ``tasks`` until SIGTERM/SIGINT or ``timeout`` (the async form of :func:`serve`)."""
+    _check_options(tasks, timeout, status_server_port)
     settings = settings or TaskWorkerSettings()
     if limit is not None:
         settings = settings.model_copy(update={"limit": limit})
@@ -313,12 +371,27 @@ async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, worker.stop.set)
+        status = None
+        if status_server_port is not None:
+            from flowbus._task_worker_status import HOST, start_status_server
+
+            status, bound = await start_status_server(worker, status_server_port)
+            print(f"task worker status server on http://{HOST}:{bound}", flush=True)
         runner = asyncio.create_task(worker.run())
-        await worker.ready.wait()
-        print(f"task worker {worker.worker_id} serving "
-              + ", ".join(sorted(worker.tasks)), flush=True)
-        await worker.stop.wait()
-        await runner
+        try:
+            await worker.ready.wait()
+            print(f"task worker {worker.worker_id} serving "
+                  + ", ".join(sorted(worker.tasks)), flush=True)
+            try:
+                async with asyncio.timeout(timeout):
+                    await worker.stop.wait()
+            except TimeoutError:
+                print(f"Task worker timed out after {timeout} seconds. Exiting...", flush=True)
+                worker.stop.set()
+            await runner
+        finally:
+            if status is not None:
+                await status.cleanup()
         _sink.flush_event_sink()
         if worker.unfinished:
             # A body still running after the drain timeout cannot be stopped from here;
@@ -329,12 +402,16 @@ async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
             os._exit(1)
 
 
-def serve(*tasks: Task[Any, Any], limit: int | None = None) -> Any:
+def serve(*tasks: Task[Any, Any], limit: int | None = None,
+          status_server_port: int | None = None, timeout: float | None = None) -> Any:
     """Execute background runs of ``tasks`` in this process until SIGTERM/SIGINT.
 
-    Called inside a running event loop it returns the coroutine to await instead.
+    ``timeout``: stop after that many seconds (as on SIGTERM: no new runs, the running
+    ones get the drain timeout), then return. ``status_server_port``: serve
+    ``GET /status`` and ``GET /health`` on 127.0.0.1 at that port (0: any free port,
+    printed). Called inside a running event loop it returns the coroutine to await.
     """
-    coro = aserve(*tasks, limit=limit)
+    coro = aserve(*tasks, limit=limit, status_server_port=status_server_port, timeout=timeout)
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -35,7 +35,7 @@ from orchestrator.types import Clock
 log = logging.getLogger("flowbus.orchestrator.creation")
 
 SOURCE = "flowbus/orchestrator"
-RUNNABLE = frozenset({"Scheduled", "Late", "AwaitingRetry"})
+RUNNABLE = frozenset({"Scheduled", "Late", "AwaitingRetry", "Resuming"})
 PUBLISHED_KEPT = 100_000
 
 

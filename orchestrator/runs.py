@@ -42,7 +42,7 @@ from orchestrator.types import Clock
 log = logging.getLogger("flowbus.orchestrator.runs")
 
 ACTIVE = frozenset({"Pending", "Running", "Retrying"})
-DUE = frozenset({"Scheduled", "Late", "AwaitingRetry"})
+DUE = frozenset({"Scheduled", "Late", "AwaitingRetry", "Resuming"})
 
 
 class RunTracker:

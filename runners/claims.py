@@ -17,7 +17,7 @@ from typing import Literal
 from events.records import FlowRun, State, StateData, utcnow
 from events.runs import Job
 
-WAITING = frozenset({"Scheduled", "Late", "AwaitingRetry"})
+WAITING = frozenset({"Scheduled", "Late", "AwaitingRetry", "Resuming"})
 HELD = frozenset({"Pending", "Running", "Retrying", "Cancelling"})
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from events import attempts
+from events import attempts, pauses
 from events.aio import cancel_and_wait
 from events.bus import Bus, Consumer, Delivery
 from events.errors import FlowbusError, TransitionRejected, UpdateConflict
@@ -431,10 +431,15 @@ class Runner:
         def back(run: FlowRun) -> FlowRun:
             if run.state.name == "Cancelling":
                 return run.transition(State.named("Cancelled", message="cancelled while draining"))
+            if run.state.name == "Paused":  # suspended instead: its resume starts it anywhere
+                return pauses.handed_over(run)
             return claims.handed_back(run)
 
         await self.records.write(held, back, announce=True)
-        await quietly(held.delivery.nak())
+        if held.run.state.name == "Suspended":
+            await quietly(held.delivery.ack())  # the resume publishes its next job
+        else:
+            await quietly(held.delivery.nak())
 
 
 def make_executor(nats_settings: NatsSettings, settings: RunnerSettings,

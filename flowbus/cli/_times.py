@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-WAITING = frozenset({"Scheduled", "AwaitingRetry", "AwaitingConcurrencySlot", "Late"})
+WAITING = frozenset({"Scheduled", "AwaitingRetry", "AwaitingConcurrencySlot", "Late", "Resuming"})
 
 
 def human_duration(delta: timedelta) -> str:

@@ -75,7 +75,7 @@ def task_run() -> None:
     """Background task runs (Task.delay)."""
 
 
-STATES = ("Scheduled", "Running", "Completed", "Cached", "Failed", "Crashed")
+STATES = ("Scheduled", "Running", "Completed", "Cached", "Failed", "Crashed", "Cancelled")
 
 
 @task_run.command("ls")
@@ -101,21 +101,51 @@ async def task_run_ls(task_key: str | None, state: str | None, limit: int, as_js
                  for r in runs])
 
 
+def _check_id(run_id: str) -> None:
+    import re
+
+    from events.background import TASK_RUN_ID_PATTERN
+
+    if re.fullmatch(TASK_RUN_ID_PATTERN, run_id) is None:
+        raise click.BadParameter(f"{run_id[:80]!r} is not a task-run id", param_hint="ID")
+
+
 @task_run.command("inspect")
 @click.argument("run_id", metavar="ID")
 @run_async
 async def task_run_inspect(run_id: str) -> None:
     """Print a background task run (its full id) as JSON."""
-    import re
-
-    from events.background import TASK_RUN_ID_PATTERN, TaskRunRecord
+    from events.background import TaskRunRecord
     from events.bus import Bus
 
-    if re.match(TASK_RUN_ID_PATTERN, run_id) is None:
-        raise click.BadParameter(f"{run_id[:80]!r} is not a task-run id", param_hint="ID")
+    _check_id(run_id)
     async with await Bus.connect(nats_settings()) as bus:
         entry = await (await bus.kv(bus.layout.task_runs)).get(run_id)
     if entry is None:
         fail(f"no task run {run_id!r}")
         return
     click.echo(TaskRunRecord.decode(entry.value).model_dump_json(indent=2))
+
+
+@task_run.command("cancel")
+@click.argument("run_id", metavar="ID")
+@run_async
+async def task_run_cancel(run_id: str) -> None:
+    """Cancel a background task run: a queued one never starts, a running one is stopped
+    by its worker."""
+    from events.background import NotCancellable, cancel_task_run
+    from events.bus import Bus
+    from events.errors import NotFound
+
+    _check_id(run_id)
+    async with await Bus.connect(nats_settings()) as bus:
+        kv = await bus.kv(bus.layout.task_runs)
+        try:
+            record = await cancel_task_run(kv, run_id, "cancelled from the command line")
+        except NotFound:
+            fail(f"no task run {run_id!r}")
+            return
+        except NotCancellable as exc:
+            fail(str(exc))
+            return
+    click.echo(f"task run {record.id} is {record.state.name}")

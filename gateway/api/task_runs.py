@@ -6,7 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from events.background import TaskRunRecord, all_task_runs, queue_stats
+from events.background import (
+    NotCancellable,
+    TaskRunRecord,
+    all_task_runs,
+    cancel_task_run,
+    queue_stats,
+)
+from events.errors import NotFound
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
@@ -14,7 +21,8 @@ from gateway.problems import Problem
 
 router = ApiRouter()
 
-TaskRunStateName = Literal["Scheduled", "Running", "Completed", "Cached", "Failed", "Crashed"]
+TaskRunStateName = Literal[
+    "Scheduled", "Running", "Completed", "Cached", "Failed", "Crashed", "Cancelled"]
 
 
 class TaskRunQuery(PageQuery):
@@ -57,6 +65,22 @@ async def get_task_run(call: Call) -> TaskRun:
     if entry is None:
         raise Problem(404, f"no task run with id {run_id!r}")
     return TaskRun.model_validate_json(entry.value)
+
+
+@router.route("POST", "/task-runs/{task_run_id}/cancel", scope=Scope.WRITE,
+              summary="Cancel a background task run (a queued one never starts; a running "
+                      "one is stopped by its worker)",
+              response=TaskRun, errors=(404, 409))
+async def cancel(call: Call) -> TaskRun:
+    run_id = check_key(call.path("task_run_id"), "task run")
+    kv = await call.gateway.kv(call.gateway.bus.layout.task_runs)
+    try:
+        record = await cancel_task_run(kv, run_id, "cancelled through the API")
+    except NotFound:
+        raise Problem(404, f"no task run with id {run_id!r}") from None
+    except NotCancellable as exc:
+        raise Problem(409, str(exc)) from None
+    return TaskRun.model_validate(record.model_dump())
 
 
 @router.route("GET", "/task-queue", scope=Scope.READ,

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from events.background import TASK_RUN_STATES
 from gateway.api.assets import AssetQuery, list_all_assets
 from gateway.api.paging import Page
 from gateway.api.routing import Call
@@ -23,7 +24,6 @@ from gateway.ui.pages import page
 from gateway.ui.render import render
 from gateway.ui.session import Viewer
 
-TASK_RUN_STATES = ("Scheduled", "Running", "Completed", "Cached", "Failed", "Crashed")
 _PAGE = 50
 Q = TypeVar("Q", bound=BaseModel)
 

@@ -4,7 +4,9 @@ Real processes all the way: `flowbus dev` (its embedded NATS, gateway, orchestra
 and runner with warm worker processes) serving a project of two deployments. The
 first runs a flow whose `@materialize` task makes ``s3://lake/orders.csv``; the
 second is triggered by that asset's ``flowbus.asset.materialization.succeeded`` event
-(matched on the asset key) and gets the event's metadata as a parameter. The asset
+(matched on the asset key) and gets the event's metadata as a parameter; a third
+names the event as Prefect does (``prefect.asset.materialization.succeeded``) and runs
+too. The asset
 appears in the API with its latest materialisation.
 """
 
@@ -71,6 +73,15 @@ deployments:
       - expect: ["flowbus.asset.materialization.succeeded"]
         match:
           flowbus.resource.id: "s3://lake/orders.csv"
+        parameters:
+          rows: "{{ event.data.metadata.rows }}"
+          asset: "{{ event.subject }}"
+  - name: consume-prefect
+    entrypoint: flows.py:consume
+    triggers:
+      - expect: ["prefect.asset.materialization.succeeded"]
+        match:
+          prefect.resource.id: "s3://lake/orders.csv"
         parameters:
           rows: "{{ event.data.metadata.rows }}"
           asset: "{{ event.subject }}"
@@ -150,6 +161,10 @@ async def test_a_materialisation_triggers_the_deployment_that_waits_for_the_asse
         assert consumed["state"]["name"] == "Completed", consumed
         assert consumed["parameters"] == {"rows": 4, "asset": KEY}
         assert consumed["triggering_event"] is not None
+        # A trigger written with Prefect's event name matches flowbus's event.
+        by_prefect_name = await _final_run(http, api, "consume-prefect")
+        assert by_prefect_name["state"]["name"] == "Completed", by_prefect_name
+        assert by_prefect_name["parameters"] == {"rows": 4, "asset": KEY}
 
         asset = await _asset(http, api, KEY)
         latest = asset["latest_materialization"]

@@ -44,8 +44,48 @@ def flaky(path: str) -> str:
 
 
 @task
+def spins(i: int, seconds: float) -> int:
+    """Python code that runs ``seconds`` (it can be interrupted), marking start and end."""
+    marks = os.environ["MARKS_DIR"]
+    open(os.path.join(marks, f"{i}.start"), "a").write(f"{os.getpid()}\\n")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with open(os.path.join(marks, f"{i}.ticks"), "a") as f:
+            f.write(".")
+        time.sleep(0.02)
+    open(os.path.join(marks, f"{i}.end"), "a").write(f"{os.getpid()}\\n")
+    return i
+
+
+@task
 def fails() -> None:
     raise ValueError("the body said no")
+
+
+class Refused(Exception):
+    def __init__(self, who: str, code: int) -> None:
+        super().__init__(who, code)
+        self.who, self.code = who, code
+
+
+class Opaque(Exception):
+    """Its args are not JSON: the caller gets a FailedRun with its message."""
+
+    def __init__(self) -> None:
+        super().__init__(object())
+
+    def __str__(self) -> str:
+        return "an opaque failure"
+
+
+@task
+def refuses(who: str) -> None:
+    raise Refused(who, 7)
+
+
+@task
+def opaque() -> None:
+    raise Opaque()
 
 
 @task(timeout_seconds=0.5)

@@ -14,7 +14,7 @@ import pytest
 from events import background as contract
 from events.bus import Bus
 from flowbus import task
-from flowbus.background import TaskRunFuture, read_record
+from flowbus.background import TaskRunFuture, read_record, rebuild_error
 from flowbus.exceptions import (
     ConfigurationError,
     FailedRun,
@@ -23,7 +23,8 @@ from flowbus.exceptions import (
 )
 from tests.background.helpers import task_worker
 
-ALL = ("bg_tasks:add", "bg_tasks:flaky", "bg_tasks:fails", "bg_tasks:too_slow")
+ALL = ("bg_tasks:add", "bg_tasks:flaky", "bg_tasks:fails", "bg_tasks:too_slow",
+       "bg_tasks:refuses", "bg_tasks:opaque")
 
 
 def test_retries_timeouts_and_failures_are_the_tasks_own(
@@ -35,13 +36,30 @@ def test_retries_timeouts_and_failures_are_the_tasks_own(
         fails = bg_tasks.fails.delay()
         slow = bg_tasks.too_slow.delay()
         assert flaky.result(timeout=60) == "ok after 3"
-        with pytest.raises(FailedRun, match="the body said no"):
+        refused = bg_tasks.refuses.delay("ada")
+        opaque = bg_tasks.opaque.delay()
+        # The body's own exception is raised again in the caller, as Prefect does.
+        with pytest.raises(ValueError, match="the body said no"):
             fails.result(timeout=60)
+        with pytest.raises(bg_tasks.Refused) as caught:
+            refused.result(timeout=60)
+        assert (caught.value.who, caught.value.code) == ("ada", 7)
+        # Args that are not JSON cannot travel: a FailedRun with the message.
+        with pytest.raises(FailedRun, match="an opaque failure"):
+            opaque.result(timeout=60)
         slow.wait(timeout=60)
         assert slow.state.is_failed() and "TaskRunTimeoutError" in (slow.state.message or "")
+        with pytest.raises(TimeoutError):
+            slow.result()
     record = read_record(flaky.task_run_id)
     assert record is not None and record.state.name == "Completed" and record.run_count == 1
-    assert fails.state.name == "Failed" and fails.result(raise_on_failure=False) is not None
+    assert fails.state.name == "Failed"
+    assert isinstance(fails.result(raise_on_failure=False), ValueError)
+    # In a process that has not imported the class, nothing is imported for it.
+    record = read_record(refused.task_run_id)
+    assert record is not None and record.error is not None
+    assert record.error.type == "bg_tasks:Refused" and record.error.args == ["ada", 7]
+    assert rebuild_error(record.error.model_copy(update={"type": "not_imported_mod:Refused"})) is None
 
 
 def test_upstream_futures_are_waited_for_and_passed_as_results(

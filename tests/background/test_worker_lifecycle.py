@@ -95,3 +95,15 @@ def test_a_run_outlasting_the_drain_timeout_is_left_to_another_worker(
         with task_worker(tasks_root, worker_env, "bg_tasks:add", "bg_tasks:marked") as other:
             assert future.result(timeout=120) == 64  # taken over once the lease ran out
     assert (marks / "8.start").read_text().split() == [str(worker.pid), str(other.pid)]
+
+
+def test_with_fewer_slots_than_tasks_an_idle_task_does_not_starve_a_busy_one(
+        tasks_root: Path, caller: None, worker_env: dict[str, Any]) -> None:
+    import bg_tasks
+
+    # One slot, three tasks: the loops of the two idle tasks must hand the slot on.
+    with task_worker(tasks_root, worker_env, "bg_tasks:marked", "bg_tasks:fails",
+                     "bg_tasks:add", extra=("--limit", "1")):
+        time.sleep(1.0)  # the idle loops are fetching by now
+        futures = [bg_tasks.add.delay(i, i) for i in range(5)]
+        assert [f.result(timeout=60) for f in futures] == [0, 2, 4, 6, 8]

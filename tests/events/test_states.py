@@ -12,23 +12,24 @@ from events.states import FLOW_RUN_STATES, check_transition, is_final
 
 # The expected matrix, written out independently of the rules: row = from, "x" = allowed.
 # Columns in FLOW_RUN_STATES order:
-#  Sch Lat AwR ACS Pen Run Rty Com Fai Cra Cng Can Pau Sus
+#  Sch Lat AwR ACS Pen Run Rty Com Fai Cra Cng Can Pau Sus Res
 MATRIX = """
-None                     x   .   .   x   x   .   .   .   .   .   .   .   x   .
-Scheduled                x   x   .   x   x   .   .   .   x   x   x   x   x   .
-Late                     x   .   .   x   x   .   .   .   x   x   x   x   x   .
-AwaitingRetry            x   x   .   x   x   .   .   .   x   x   x   x   .   .
-AwaitingConcurrencySlot  x   x   .   .   x   .   .   .   x   x   x   x   .   .
-Pending                  x   .   .   .   .   x   x   .   x   x   x   x   .   .
-Running                  .   .   x   .   .   .   .   x   x   x   x   x   x   x
-Retrying                 .   .   x   .   .   .   .   x   x   x   x   x   x   x
-Completed                .   .   .   .   .   .   .   .   .   .   .   .   .   .
-Failed                   x   .   x   .   .   .   .   .   .   .   .   .   .   .
-Crashed                  x   .   x   .   .   .   .   .   .   .   .   .   .   .
-Cancelling               .   .   .   .   .   .   .   x   x   x   .   x   .   .
-Cancelled                x   .   x   .   .   .   .   .   .   .   .   .   .   .
-Paused                   x   .   .   .   x   x   .   .   x   x   x   x   .   .
-Suspended                x   .   .   .   .   .   .   .   x   x   x   x   .   .
+None                     x   .   .   x   x   .   .   .   .   .   .   .   x   .   .
+Scheduled                x   x   .   x   x   .   .   .   x   x   x   x   x   .   .
+Late                     x   .   .   x   x   .   .   .   x   x   x   x   x   .   .
+AwaitingRetry            x   x   .   x   x   .   .   .   x   x   x   x   .   .   .
+AwaitingConcurrencySlot  x   x   .   .   x   .   .   .   x   x   x   x   .   .   .
+Pending                  x   .   .   .   .   x   x   .   x   x   x   x   .   .   .
+Running                  .   .   x   .   .   .   .   x   x   x   x   x   x   x   .
+Retrying                 .   .   x   .   .   .   .   x   x   x   x   x   x   x   .
+Completed                .   .   .   .   .   .   .   .   .   .   .   .   .   .   .
+Failed                   x   .   x   .   .   .   .   .   .   .   .   .   .   .   .
+Crashed                  x   .   x   .   .   .   .   .   .   .   .   .   .   .   .
+Cancelling               .   .   .   .   .   .   .   x   x   x   .   x   .   .   .
+Cancelled                x   .   x   .   .   .   .   .   .   .   .   .   .   .   .
+Paused                   x   .   .   .   x   x   .   .   x   x   x   x   .   x   .
+Suspended                .   .   .   .   .   .   .   .   x   x   x   x   .   .   x
+Resuming                 x   .   .   x   x   .   .   .   x   x   x   x   .   .   .
 """
 
 

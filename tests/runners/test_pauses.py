@@ -127,7 +127,7 @@ async def test_suspended_run_resumes_with_validated_input_on_another_runner_proc
             await pauses.resume(bus, run_id, {"approved": True, "extra": 1}, source="tests")
         assert (await record(bus, run_id)).state.name == "Suspended"  # refused input changes nothing
         resumed = await pauses.resume(bus, run_id, {"approved": True, "note": "ok"}, source="tests")
-        assert resumed.state.name == "Scheduled" and resumed.state.message == "Resuming"
+        assert resumed.state.name == "Resuming" and resumed.state.type == "SCHEDULED"
         done = await wait_final(bus, run_id, 60)
     finally:
         first.stop()
@@ -182,6 +182,47 @@ async def test_paused_run_keeps_its_runner_and_resumes_in_place(
         done = await wait_final(bus, run_id, 30)
     assert done.state.name == "Completed" and done.run_count == 1
     assert await read_result(bus, done) == "got 7"
+
+
+async def test_a_draining_runner_hands_a_paused_run_over_and_another_runner_resumes_it(
+    bus: Bus, flowbus_env: dict[str, str], tmp_path: Path
+) -> None:
+    deployment = await deploy_checked(bus, "wait-here", PAUSING, "wait_here", root=tmp_path / "code")
+    first = RunnerProcess(flowbus_env, tmp_path / "first.log", **FAST_ENV, runner_id="first",
+                          drain_timeout="1")
+    second: RunnerProcess | None = None
+    try:
+        await first.wait_ready()
+        run_id = await schedule(bus, deployment, {"timeout": 600})
+        paused = await wait_state(bus, run_id, "Paused", 30)
+        assert paused.runner_id == "first"
+        first.process.send_signal(signal.SIGTERM)
+        first.process.wait(60)
+        handed = await record(bus, run_id)
+        # Suspended instead: the same pause (key, expiry, input keys), no runner.
+        assert handed.state.name == "Suspended" and handed.runner_id is None
+        assert handed.state.message == pauses.HANDED_OVER_MESSAGE
+        pause, before = handed.state.data.pause, paused.state.data.pause
+        assert pause is not None and before is not None and pause.reschedule
+        assert (pause.key, pause.timeout, pause.run_input_keyset) == (
+            before.key, before.timeout, before.run_input_keyset)
+        second = RunnerProcess(flowbus_env, tmp_path / "second.log", **FAST_ENV, runner_id="second")
+        await second.wait_ready()
+        with pytest.raises(pauses.InvalidRunInput, match="value"):
+            await pauses.resume(bus, run_id, {"value": "seven"}, source="tests")
+        resumed = await pauses.resume(bus, run_id, {"value": 7}, source="tests")
+        assert resumed.state.name == "Resuming"
+        done = await wait_final(bus, run_id, 60)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert done.state.name == "Completed", done.state.message
+    assert done.runner_id == "second" and done.run_count == 2
+    assert await read_result(bus, done) == "got 7"
+    types = [e.type for e in await run_events(bus, run_id)]
+    assert types.index("flowbus.flow-run.Suspended") > types.index("flowbus.flow-run.Paused")
+    assert "flowbus.flow-run.Resuming" in types
 
 
 async def test_a_pause_that_times_out_fails_the_run_or_lets_the_body_go_on(
@@ -348,3 +389,11 @@ async def test_a_run_suspended_from_outside_is_stopped_released_and_resumes(
     assert done.state.name == "Completed" and done.run_count == 2
     assert await read_result(bus, done) == 4
     assert journal.read_text().split() == ["step", "waiting", "waiting"]
+
+
+def test_a_poll_interval_that_is_not_a_number_is_refused() -> None:
+    from flowbus.flow_runs import pause_flow_run
+
+    for bad in ("10", None, float("nan")):
+        with pytest.raises(ValueError, match="poll_interval must be a number of seconds"):
+            pause_flow_run(poll_interval=bad)  # type: ignore[arg-type]

@@ -455,6 +455,10 @@ async def test_a_task_worker_runs_a_delayed_task_under_its_own_user_and_nothing_
             async with api.get("/api/v1/task-queue") as r:
                 assert r.status == 200, await r.text()
                 assert (await r.json())["depth"] == 1
+            # Its cancel is a compare-and-set on the record, under the gateway's user.
+            async with api.post("/api/v1/task-runs/waiting-1/cancel") as r:
+                assert r.status == 200, await r.text()
+                assert (await r.json())["state"]["name"] == "Cancelled"
         assert server.violations() == []
 
         # The worker may not write a deployment or a flow run, forge a flow run's (or any
