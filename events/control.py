@@ -1,7 +1,7 @@
 """Control requests: the gateway asks, the leading orchestrator writes the run record.
 
-The REST API's cancel and resume change a flow run's state, and its delete removes a
-run's record. The gateway does not write
+The REST API's cancel and resume change a flow run's state, its delete removes a
+run's record, and its cancel of a background task run changes that run's record. The gateway does not write
 run records itself (its NATS user may not): it sends a :class:`ControlRequest` on
 :func:`request_subject` (core NATS request/reply, no stream) and the leading
 orchestrator, the only subscriber, validates it, performs the compare-and-set write,
@@ -28,9 +28,10 @@ from typing import Any, Literal
 from nats.aio.msg import Msg
 from nats.errors import MaxPayloadError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from events import jsonlimits
+from events.background import TaskRunRecord
 from events.bus import Bus
 from events.errors import BusUnavailable, FlowbusError
 from events.records import FlowRun
@@ -45,7 +46,9 @@ QUEUE_GROUP = "orchestrator"
 MAX_IN_FLIGHT = 64
 RUN_ID_PATTERN = r"^[-_=A-Za-z0-9](?:[-_=.A-Za-z0-9]{0,254}[-_=A-Za-z0-9])?$"
 
-Action = Literal["cancel", "resume", "delete"]
+Action = Literal["cancel", "resume", "delete", "cancel-task-run"]
+# The action on a background task run (``task_run_id``); the others act on a flow run.
+TASK_RUN_ACTIONS = frozenset({"cancel-task-run"})
 Outcome = Literal["ok", "not_found", "conflict", "invalid", "busy"]
 
 
@@ -55,17 +58,36 @@ def request_subject(namespace: str) -> str:
 
 
 class ControlRequest(BaseModel):
-    """Change one flow run's state on a user's request (the API's cancel, resume and delete)."""
+    """Change one run on a user's request: the API's cancel, resume and delete of a flow
+    run (``flow_run_id``), and its cancel of a background task run (``task_run_id``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     action: Action
-    flow_run_id: str = Field(pattern=RUN_ID_PATTERN)
+    flow_run_id: str | None = Field(default=None, pattern=RUN_ID_PATTERN,
+                                    description="the flow run of cancel, resume and delete")
+    task_run_id: str | None = Field(default=None, pattern=RUN_ID_PATTERN,
+                                    description="the background task run of cancel-task-run")
     run_input: dict[str, Any] | None = Field(
         default=None, description="resume only: the input the paused run waits for")
     source: str = Field(default="flowbus/gateway", pattern=r"^flowbus/[A-Za-z0-9._-]{1,100}$",
                         description="the source of the state events the change publishes "
                         "(one of flowbus's own parts)")
+
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ControlRequest:
+        wants_task = self.action in TASK_RUN_ACTIONS
+        if wants_task and (self.task_run_id is None or self.flow_run_id is not None):
+            raise ValueError(f"{self.action} names a task_run_id and no flow_run_id")
+        if not wants_task and (self.flow_run_id is None or self.task_run_id is not None):
+            raise ValueError(f"{self.action} names a flow_run_id and no task_run_id")
+        return self
+
+    @property
+    def target(self) -> str:
+        """The id of the run the request acts on."""
+        return self.task_run_id or self.flow_run_id or ""
 
 
 class ControlReply(BaseModel):
@@ -76,6 +98,7 @@ class ControlReply(BaseModel):
     outcome: Outcome
     detail: str = ""
     run: FlowRun | None = None
+    task_run: TaskRunRecord | None = None
 
 
 class NoController(FlowbusError):
@@ -137,7 +160,7 @@ async def answering(bus: Bus, handler: Handler) -> AsyncIterator[None]:
                 reply = await handler(request)
             except Exception as exc:  # a NATS hiccup or a bug: the asker may retry
                 log.warning("carrying out a %s of %s failed: %r", request.action,
-                            request.flow_run_id, exc)
+                            request.target, exc)
                 reply = ControlReply(outcome="busy", detail=f"the orchestrator failed: {exc!r}"[:500])
         if msg.reply:
             with contextlib.suppress(Exception):

@@ -8,11 +8,11 @@ pod can do only what its part does:
 - the **gateway** publishes outside events and its own control events (deployment
   changes, run requests), never another part's control events (any
   ``flowbus.flow-run.*``, task-run, runner and automation events), never run jobs; it
-  writes the definitions the REST API owns, never flow-run records, attempts, trigger
-  state, caches, results or automation deliveries: the API's cancel and resume are
-  control requests (:mod:`events.control`) only it may send;
+  writes the definitions the REST API owns, never flow-run or task-run records,
+  attempts, trigger state, caches, results or automation deliveries: the API's cancel,
+  resume and delete are control requests (:mod:`events.control`) only it may send;
 - the **orchestrator** publishes every event and the run jobs, writes runs, run input,
-  trigger state, leases and automation state, and alone answers control requests; it
+  task-run records (the API's cancel), trigger state, leases and automation state, and alone answers control requests; it
   alone (with the admin) creates and updates the streams and buckets;
 - a **runner** publishes events and logs, writes runs, attempts, results, caches,
   slots, variables, artifacts, blocks and run input (the schema a pausing flow waits
@@ -67,8 +67,8 @@ GATEWAY_DENIED_FAMILIES = ("flow-run", "task-run", "runner", "automation", "arti
 _KV_WRITES: dict[Role, tuple[str, ...]] = {
     "gateway": ("deployments", "automations", "variables", "webhooks", "webhook_replays",
                 "api_keys", "sources", "source_dead_letters", "blocks", "leases",
-                "concurrency", "task_runs"),
-    "orchestrator": ("flow_runs", "run_input", "attempts", "concurrency", "trigger_state", "leases",
+                "concurrency"),
+    "orchestrator": ("flow_runs", "run_input", "task_runs", "attempts", "concurrency", "trigger_state", "leases",
                      "automations", "automation_state", "automation_deliveries", "deployments"),
     "runner": ("flow_runs", "attempts", "concurrency", "cache", "variables", "artifacts",
                "blocks", "task_runs", "run_input", "runners"),

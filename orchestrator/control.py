@@ -1,8 +1,8 @@
 """The orchestrator's side of control requests (:mod:`events.control`).
 
-The leading orchestrator answers the gateway's cancel, resume and delete requests: it
-validates each one, performs the compare-and-set write (or delete) on the flow-run
-record and publishes the state events, so the gateway's NATS user needs no write access to run
+The leading orchestrator answers the gateway's cancel, resume and delete requests (and
+its cancel of a background task run): it validates each one, performs the
+compare-and-set write (or delete) on the run's record and publishes the state events, so the gateway's NATS user needs no write access to run
 records. A standby does not subscribe: with no leader the gateway gets no responder
 and answers 503.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from events import control, pauses
+from events import background, control, pauses
 from events.bus import Bus
 from events.control import ControlReply, ControlRequest
 from events.errors import NotFound, TransitionRejected, UpdateConflict
@@ -48,13 +48,15 @@ class ControlDesk:
             reply = await self._cancel(request)
         elif request.action == "delete":
             reply = await self._delete(request)
+        elif request.action == "cancel-task-run":
+            reply = await self._cancel_task_run(request)
         else:
             reply = await self._resume(request)
         self.metrics.control_requests.labels(request.action, reply.outcome).inc()
         return reply
 
     async def _cancel(self, request: ControlRequest) -> ControlReply:
-        run_id = request.flow_run_id
+        run_id = request.target
         kv = await self.bus.kv(self.bus.layout.flow_runs)
 
         def step(raw: bytes | None) -> bytes | None:
@@ -76,7 +78,7 @@ class ControlDesk:
         return ControlReply(outcome="ok", run=updated)
 
     async def _resume(self, request: ControlRequest) -> ControlReply:
-        run_id = request.flow_run_id
+        run_id = request.target
         try:
             run = await pauses.resume(self.bus, run_id, request.run_input, source=request.source)
         except NotFound:
@@ -90,7 +92,7 @@ class ControlDesk:
     async def _delete(self, request: ControlRequest) -> ControlReply:
         """Delete the record with compare-and-set, so a runner claiming the run at the
         same moment either wins (the delete is refused) or finds no record."""
-        run_id = request.flow_run_id
+        run_id = request.target
         kv = await self.bus.kv(self.bus.layout.flow_runs)
         for _ in range(5):
             entry = await kv.get(run_id, latest=True)
@@ -108,3 +110,16 @@ class ControlDesk:
             return ControlReply(outcome="ok", run=run)
         return ControlReply(outcome="conflict",
                             detail=f"flow run {run_id!r} kept changing while being deleted; retry")
+
+    async def _cancel_task_run(self, request: ControlRequest) -> ControlReply:
+        """Move a background task run to Cancelled: a queued job is then dropped unrun,
+        a running body is stopped by its worker (events/background.py)."""
+        run_id = request.target
+        kv = await self.bus.kv(self.bus.layout.task_runs)
+        try:
+            record = await background.cancel_task_run(kv, run_id, CANCEL_MESSAGE)
+        except NotFound:
+            return ControlReply(outcome="not_found", detail=f"no task run with id {run_id!r}")
+        except background.NotCancellable as exc:
+            return ControlReply(outcome="conflict", detail=str(exc))
+        return ControlReply(outcome="ok", task_run=record)

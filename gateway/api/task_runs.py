@@ -6,14 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from events.background import (
-    NotCancellable,
-    TaskRunRecord,
-    all_task_runs,
-    cancel_task_run,
-    queue_stats,
-)
-from events.errors import NotFound
+from events.background import TaskRunRecord, all_task_runs, queue_stats
+from gateway.api import run_control
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
@@ -70,16 +64,14 @@ async def get_task_run(call: Call) -> TaskRun:
 @router.route("POST", "/task-runs/{task_run_id}/cancel", scope=Scope.WRITE,
               summary="Cancel a background task run (a queued one never starts; a running "
                       "one is stopped by its worker)",
-              response=TaskRun, errors=(404, 409))
+              response=TaskRun, errors=(404, 409, 503))
 async def cancel(call: Call) -> TaskRun:
     run_id = check_key(call.path("task_run_id"), "task run")
     kv = await call.gateway.kv(call.gateway.bus.layout.task_runs)
-    try:
-        record = await cancel_task_run(kv, run_id, "cancelled through the API")
-    except NotFound:
-        raise Problem(404, f"no task run with id {run_id!r}") from None
-    except NotCancellable as exc:
-        raise Problem(409, str(exc)) from None
+    if await kv.get(run_id) is None:  # unknown: 404 without asking the orchestrator
+        raise Problem(404, f"no task run with id {run_id!r}")
+    # The leading orchestrator writes the record (the gateway's NATS user may not).
+    record = await run_control.cancel_task_run(call.gateway, run_id)
     return TaskRun.model_validate(record.model_dump())
 
 

@@ -19,6 +19,7 @@ from flowbus.exceptions import CancelledRun
 from gateway.service import running
 from gateway.settings import GatewaySettings
 from tests.background.helpers import task_worker
+from tests.control_desk import control_desk
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -39,7 +40,8 @@ async def test_a_queued_run_cancelled_through_the_api_never_starts(
 
     marks = Path(worker_env["MARKS_DIR"])
     queued = await asyncio.to_thread(bg_tasks.marked.delay, 1)  # no worker yet: it waits
-    async with running(bus, GatewaySettings(port=0, auth=False)) as gw, \
+    # The orchestrator's control desk carries out the API's cancel (the gateway asks).
+    async with running(bus, GatewaySettings(port=0, auth=False)) as gw, control_desk(bus), \
             aiohttp.ClientSession(base_url=gw.url) as http:
         async with http.post(f"/api/v1/task-runs/{queued.task_run_id}/cancel") as response:
             body = await response.json()

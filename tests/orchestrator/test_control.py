@@ -91,7 +91,10 @@ async def test_refusals_and_hostile_requests_leave_runs_alone(bus: Bus) -> None:
             "not paused": await control.ask(bus, ControlRequest(action="resume", flow_run_id=run_id)),
             "input": await control.ask(bus, ControlRequest(action="resume", flow_run_id=run_id,
                                                            run_input={"x": 1})),
+            "no task run": await control.ask(bus, ControlRequest(action="cancel-task-run",
+                                                                 task_run_id="ghost")),
         }
+        assert answers["no task run"].outcome == "not_found"
         assert answers["unknown"].outcome == "not_found"
         assert answers["not paused"].outcome == "conflict"
         assert "Scheduled" in answers["not paused"].detail
@@ -102,6 +105,9 @@ async def test_refusals_and_hostile_requests_leave_runs_alone(bus: Bus) -> None:
                     b'{"action": "cancel", "flow_run_id": ">"}',
                     b'{"action": "cancel", "flow_run_id": "' + run_id.encode() + b'", "state": "Completed"}',
                     b'{"action": "cancel", "flow_run_id": "' + run_id.encode() + b'", "source": "/evil"}',
+                    # a task-run cancel naming a flow run, and a flow-run cancel naming both
+                    b'{"action": "cancel-task-run", "flow_run_id": "' + run_id.encode() + b'"}',
+                    b'{"action": "cancel", "flow_run_id": "' + run_id.encode() + b'", "task_run_id": "t"}',
                     b'{"action": "resume", "flow_run_id": "x", "run_input": ' + b'{"a": ' * 200
                     + b"1" + b"}" * 201, b"\xff\xfe"):
             msg = await bus._nc.request(subject, raw, timeout=10)

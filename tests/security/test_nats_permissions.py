@@ -455,11 +455,15 @@ async def test_a_task_worker_runs_a_delayed_task_under_its_own_user_and_nothing_
             async with api.get("/api/v1/task-queue") as r:
                 assert r.status == 200, await r.text()
                 assert (await r.json())["depth"] == 1
-            # Its cancel is a compare-and-set on the record, under the gateway's user.
+            # Its cancel is a control request: the orchestrator writes the record.
             async with api.post("/api/v1/task-runs/waiting-1/cancel") as r:
                 assert r.status == 200, await r.text()
                 assert (await r.json())["state"]["name"] == "Cancelled"
+            async with api.post("/api/v1/task-runs/waiting-1/cancel") as r:
+                assert r.status == 409, await r.text()  # already final
         assert server.violations() == []
+        # The gateway itself may not write task-run records.
+        await _refused(server, "gateway", f"$KV.{layout.task_runs}.waiting-1")
 
         # The worker may not write a deployment or a flow run, forge a flow run's (or any
         # non-task) control event, queue a flow-run job, or read another part's bucket.
