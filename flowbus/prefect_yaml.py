@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowbus import _yaml_templates
-from flowbus.project import PROJECT_FILE_MAX_BYTES, Project, ProjectError, parse_project
+from flowbus.project import PROJECT_FILE_MAX_BYTES, Project, ProjectError, load_yaml, parse_project
 
 SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
 _TOP_IGNORED = {
@@ -82,16 +82,7 @@ def parse_prefect_yaml(text: str, origin: str = "prefect.yaml", *, variables: Ma
 
 
 def _load(text: str, origin: str) -> dict[str, Any]:
-    import yaml
-
-    if len(text.encode()) > PROJECT_FILE_MAX_BYTES:
-        raise ProjectError(f"{origin} is over {PROJECT_FILE_MAX_BYTES} bytes")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ProjectError(f"{origin} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    data = load_yaml(text, origin)
     _check_size(data, origin)
     if not isinstance(data, dict) or not isinstance(data.get("deployments"), list) or not data["deployments"]:
         raise ProjectError(f"{origin} must be a mapping with a non-empty 'deployments' list")

@@ -275,19 +275,25 @@ def _describe(exc: ValidationError, data: Any) -> str:
     return "; ".join(lines)
 
 
-def parse_project(text: str, origin: str = PROJECT_FILE) -> Project:
-    """A validated project from YAML text; :class:`ProjectError` naming what is wrong."""
+def load_yaml(text: str, origin: str) -> Any:
+    """The YAML document in ``text`` (a project file: ``flowbus.yaml`` or ``prefect.yaml``);
+    :class:`ProjectError` naming ``origin`` when it is too large or not YAML."""
     import yaml
 
     if len(text.encode()) > PROJECT_FILE_MAX_BYTES:
         raise ProjectError(f"{origin} is over {PROJECT_FILE_MAX_BYTES} bytes")
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ProjectError(f"{origin} is not valid YAML{where}: {problem}") from None
+
+
+def parse_project(text: str, origin: str = PROJECT_FILE) -> Project:
+    """A validated project from YAML text; :class:`ProjectError` naming what is wrong."""
+    data = load_yaml(text, origin)
     if not isinstance(data, dict):
         raise ProjectError(f"{origin} must be a mapping with a 'deployments' list")
     try:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from events.background import TASK_RUN_STATES
 from gateway.api.assets import AssetQuery, list_all_assets
@@ -20,7 +20,7 @@ from gateway.api.routing import Call
 from gateway.api.task_runs import TaskRunQuery, list_task_runs
 from gateway.context import gateway_of
 from gateway.problems import Problem
-from gateway.ui.pages import page
+from gateway.ui.pages import list_query, page
 from gateway.ui.render import render
 from gateway.ui.session import Viewer
 
@@ -29,16 +29,8 @@ Q = TypeVar("Q", bound=BaseModel)
 
 
 def _query(request: web.Request, model: type[Q], names: tuple[str, ...]) -> Q:
-    values: dict[str, Any] = {k: request.query[k] for k in names if request.query.get(k)}
-    values["limit"] = _PAGE
-    if request.query.get("offset"):
-        values["offset"] = request.query["offset"]
-    try:
-        return model.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Problem(400, f"filter {where}: {first['msg']}") from None
+    filters = {k: request.query[k] for k in names if request.query.get(k)}
+    return list_query(request, model, filters, _PAGE)
 
 
 def _pager(path: str, listing: Page[Any], filters: dict[str, str]) -> dict[str, str | None]:

@@ -7,11 +7,11 @@ buckets, the deployment loaders), so a page shows exactly what the API answers.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from events.records import Deployment, FlowRun
 from events.states import FLOW_RUN_STATES
@@ -58,18 +58,26 @@ def page(handler: PageHandler) -> Callable[[web.Request], Awaitable[web.StreamRe
     return handle
 
 
+Q = TypeVar("Q", bound=BaseModel)
+
+
 def _filters(request: web.Request) -> dict[str, str]:
     return {k: request.query[k] for k in _FILTERS if request.query.get(k)}
 
 
 def run_query(request: web.Request, limit: int = 50) -> FlowRunQuery:
     """The list query of the page's filters (a bad filter is a 400 page naming it)."""
-    values: dict[str, Any] = _filters(request)
-    values["limit"] = limit
+    return list_query(request, FlowRunQuery, _filters(request), limit)
+
+
+def list_query(request: web.Request, model: type[Q], filters: dict[str, Any], limit: int) -> Q:
+    """``model`` (a list query) from a page's ``filters``, ``limit`` and the request's
+    ``offset``; a bad filter is a 400 page naming it."""
+    values: dict[str, Any] = {**filters, "limit": limit}
     if request.query.get("offset"):
         values["offset"] = request.query["offset"]
     try:
-        return FlowRunQuery.model_validate(values)
+        return model.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
