@@ -14,12 +14,8 @@ same order gets each result back; tasks of subflows run again.
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import logging
-import threading
-import time
-from collections import deque
 from typing import Any
 
 from flowbus.context import FlowRunContext, TaskRun, _flow_run_ctx
@@ -112,13 +108,10 @@ def remember(task: Any, task_run: TaskRun, value: Any) -> None:
                  task_run.name)
 
 
-# Records are written without waiting for each acknowledgement (at most MAX_PENDING
-# in flight); the top-level flow run waits for all of them before it ends (flush),
-# so they are stored before the attempt's outcome is.
-MAX_PENDING = 256
-FLUSH_SECONDS = 30.0
-_pending: deque[concurrent.futures.Future[Any]] = deque()
-_pending_lock = threading.Lock()
+# A record is stored (acknowledged) before the task call returns to its flow: a task
+# whose call returned is never run again by a later attempt of its flow run. A SIGKILL
+# between the task's end and that acknowledgement runs the task again.
+WRITE_SECONDS = 30.0
 
 
 def _write(key: str, record: bytes) -> None:
@@ -130,29 +123,13 @@ def _write(key: str, record: bytes) -> None:
         store.write(key, record)
         return
     future = write_soon(key, record)
-    if future is None:
-        return
-    with _pending_lock:
-        _pending.append(future)
-        overflow = [_pending.popleft() for _ in range(len(_pending) - MAX_PENDING)]
-    for old in overflow:
-        _settle(old, FLUSH_SECONDS)
-
-
-def _settle(future: concurrent.futures.Future[Any], timeout: float) -> None:
-    try:
-        future.result(max(0.0, timeout))
-    except Exception as exc:  # a later attempt runs that task again
-        _log.warning("A task result was not stored for reuse: %r", exc)
+    if future is not None:
+        try:
+            future.result(WRITE_SECONDS)
+        except Exception as exc:  # a later attempt runs that task again
+            _log.warning("A task result was not stored for reuse: %r", exc)
 
 
 def flush() -> None:
-    """Wait (bounded) until the task results started writing are stored."""
-    if not _pending:
-        return
-    with _pending_lock:
-        waiting = list(_pending)
-        _pending.clear()
-    deadline = time.monotonic() + FLUSH_SECONDS
-    for future in waiting:
-        _settle(future, deadline - time.monotonic())
+    """Nothing to wait for: each record is stored before its task call returns (kept for
+    the flow engine, which calls it before recording the attempt's outcome)."""

@@ -77,12 +77,18 @@ def analyse(kind: str, journal: Path, accepted: set[str],
     """Figures from the journal: each (event id, worker pid) is one body execution."""
     spans: dict[str, dict[str, list[float]]] = defaultdict(dict)
     ended: set[str] = set()
-    task_runs: dict[str, int] = defaultdict(int)  # "<event id>/<n>" -> completions
+    # "<event id>/<n>" -> when each execution of the task's body ended, and when its
+    # call first returned to the flow (its result stored for reuse).
+    task_bodies: dict[str, list[float]] = defaultdict(list)
+    task_returned: dict[str, float] = {}
     for line in journal.read_text().splitlines() if journal.exists() else []:
         what, event_id, pid, at = line.split()
-        if what == "task":
+        if what in ("task", "done"):
             if event_id.rsplit("/", 1)[0] in accepted:
-                task_runs[event_id] += 1
+                if what == "task":
+                    task_bodies[event_id].append(float(at))
+                else:
+                    task_returned[event_id] = min(float(at), task_returned.get(event_id, float(at)))
             continue
         span = spans[event_id].setdefault(pid, [float(at), float(at)])
         span[1] = max(span[1], float(at))
@@ -91,8 +97,12 @@ def analyse(kind: str, journal: Path, accepted: set[str],
     figures = Figures(kind, accepted=len(accepted), executed=len(ended & accepted))
     figures.lost = sorted(accepted - ended)
     figures.recovery = recoveries(history, faults)
-    figures.tasks_completed = len(task_runs)
-    figures.tasks_rerun = sum(1 for count in task_runs.values() if count > 1)
+    figures.tasks_completed = len(task_returned)
+    # A task whose call had returned, and whose body ran again afterwards. A body that
+    # ended but whose call had not returned yet (killed before its result was stored)
+    # was cut off, like a body cut off mid-way.
+    figures.tasks_rerun = sum(1 for key, returned in task_returned.items()
+                              if any(at > returned for at in task_bodies.get(key, [])))
     for event_id, by_pid in spans.items():
         if event_id not in accepted:
             continue  # another fault kind's event

@@ -69,6 +69,8 @@ def journal(event_id: str, path: str, seconds: float, tasks: int = 3) -> str:
     share = seconds / (tasks + 1)  # the body's time, split between its tasks and itself
     for n in range(tasks):
         step(event_id, path, n, share)
+        # The call returned: the task's result is stored for reuse (flowbus._durable).
+        write(path, f"done {event_id}/{n} {os.getpid()} {time.time()}\\n")
     ticks(event_id, path, time.time() + share)
     write(path, f"end {event_id} {os.getpid()} {time.time()}\\n")
     return event_id
