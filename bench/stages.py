@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from events.bus import Bus  # noqa: E402
+from events.cloudevent import BATCH_MAX_EVENTS  # noqa: E402
 from events.deployments import read_result, save_deployment  # noqa: E402
 from events.records import Deployment, FlowRun  # noqa: E402
 from events.settings import NatsSettings  # noqa: E402
@@ -226,8 +227,9 @@ async def burst(bus: Bus, gateway: str, records: Records, size: int) -> None:
     futures = [records.expect(i) for i in ids]
     begin = time.time()
     async with aiohttp.ClientSession() as session:
-        for first in range(0, size, 500):
-            await post(session, gateway, [event(i) for i in ids[first:first + 500]], batch=True)
+        for first in range(0, size, BATCH_MAX_EVENTS):
+            chunk = ids[first:first + BATCH_MAX_EVENTS]
+            await post(session, gateway, [event(i) for i in chunk], batch=True)
     posted = time.time() - begin
     runs = await asyncio.wait_for(asyncio.gather(*futures), 600)
     bodies = [float(await read_result(bus, run)) for run in runs]
