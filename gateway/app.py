@@ -21,7 +21,8 @@ from gateway.api.openapi import openapi_handler
 from gateway.context import CLOSING, GATEWAY, Gateway, gateway_of
 from gateway.limits import ascii_headers_middleware, host_middleware
 from gateway.problems import MAX_BODY_KEY, RETRY_AFTER_KEY, problem_middleware
-from gateway.runindex import RUN_INDEX, RunIndex, run_index_ctx
+from gateway.runindex import RUN_INDEX, RunIndex
+from gateway.runwatch import run_index_ctx
 from gateway.settings import GatewaySettings
 from gateway.signatures import Verifier
 from gateway.types import Clock

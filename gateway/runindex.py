@@ -2,12 +2,17 @@
 
 Listing flow runs used to read every record and filter in the gateway: O(all runs)
 per request. The index holds one small summary per run (id, creation time, state,
-deployment, flow, tags, a search text) in lists sorted by creation time, one list per
-filter value, so a page of a filtered list is found by bisection and slicing and only
-that page's records are read from KV. A query combining several filters intersects
-their sets of runs (starting from the shortest); a text search first asks the gram
-index (:mod:`gateway.textindex`) which runs can contain the text, and compares only
-those (or, when it cannot narrow the search, makes one pass over the shortest list).
+deployment, flow, tags, a search text) and, per filter value, the list of its runs
+sorted by creation time, so a page with one filter is found by bisection and slicing.
+Each run also has a slot (a small integer); a filter value with many runs keeps a
+bitmap of their slots (:mod:`gateway.bitmaps`). A query combining filters walks the
+shortest list (within the time range) newest first and keeps the runs whose slot is
+in the ``&`` of the others' bitmaps, stopping once the page is full: the total is the
+bit count of that ``&``. A sparse result is read off the bitmap instead of walked to.
+A text search asks the gram index (:mod:`gateway.textindex`) which runs can contain
+the text, compares only those, and takes them as one more bitmap (or as the list to
+walk, when they are the fewest). Only the page's records are read, most of them from
+the records the index keeps (:mod:`gateway.runrecords`).
 
 Every gateway process keeps its own index; it follows the bucket through a KV watch,
 so a run written by the orchestrator or a runner is listed a moment later.
@@ -22,8 +27,7 @@ import asyncio
 import contextlib
 import logging
 from bisect import bisect_left, insort
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import compress, repeat
@@ -34,17 +38,22 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.context import GATEWAY
+from gateway.bitmaps import Bitmap, mask_of, slots_of
+from gateway.runrecords import RecordCache
 from gateway.textindex import GramIndex
 
 log = logging.getLogger("flowbus.gateway.runindex")
 
-# (creation time, run id, search text): ordered by time then id; the text rides along so
-# a search reads it from the list it walks instead of looking each run up.
-Key = tuple[float, str, str]
-_RETRY_SECONDS = 1.0
-_STOP_SECONDS = 5.0
-_NONE: frozenset[Key] = frozenset()
+# (creation time, run id, search text, slot): ordered by time then id; the text rides
+# along so a search reads it from the list it walks, the slot so a walk tests bitmaps.
+Key = tuple[float, str, str, int]
+Facet = tuple[str, str]
+_CREATED: Callable[[Key], float] = itemgetter(0)
+_TEXT: Callable[[Key], str] = itemgetter(2)
+# A filter value with at least this many runs keeps a bitmap (dropped below a quarter).
+BITMAP_FLOOR = 256
+# A result this much sparser than the list it would walk is read off its bitmap.
+_SPARSE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +69,15 @@ class RunSummary:
     tags: tuple[str, ...]
     text: str
     revision: int
+    slot: int
     event_id: str | None = None
     key: Key = field(init=False)
 
     def __post_init__(self) -> None:
-        # One tuple shared by every list and set the run is in.
-        object.__setattr__(self, "key", (self.created, self.id, self.text))
+        # One tuple shared by every list the run is in.
+        object.__setattr__(self, "key", (self.created, self.id, self.text, self.slot))
 
-    def facets(self) -> Iterator[tuple[str, str]]:
+    def facets(self) -> Iterator[Facet]:
         """The (dimension, value) pairs this run is listed under."""
         yield ("state", self.state)
         yield ("flow", self.flow)
@@ -93,7 +103,7 @@ class RunFilter:
     text: str | None = None
     event: str | None = None
 
-    def facets(self) -> list[tuple[str, str]]:
+    def facets(self) -> list[Facet]:
         pairs = [("state", self.state), ("deployment", self.deployment), ("flow", self.flow),
                  ("tag", self.tag), ("event", self.event)]
         return [(dim, value) for dim, value in pairs if value is not None]
@@ -129,7 +139,7 @@ def _intern(value: str | None) -> str | None:
     return None if value is None else intern(value)
 
 
-def summarize(raw: bytes, revision: int) -> RunSummary:
+def summarize(raw: bytes, revision: int, slot: int = 0) -> RunSummary:
     """The summary of a stored record (raises ``ValidationError`` for a record that is not one)."""
     run = IndexedFields.model_validate_json(raw)
     event = run.triggering_event or {}
@@ -140,9 +150,22 @@ def summarize(raw: bytes, revision: int) -> RunSummary:
         id=run.id, created=run.created.timestamp(), state=intern(run.state.name),
         deployment_name=_intern(run.deployment_name), deployment_id=_intern(run.deployment_id),
         flow=intern(run.flow_name), tags=tuple(intern(t) for t in run.tags), text=text,
-        revision=revision,
+        revision=revision, slot=slot,
         event_id=str(event["id"]) if event.get("id") else None,
     )
+
+
+@dataclass(slots=True)
+class _Plan:
+    """How one query is answered: the list walked (within its range) and what filters it."""
+
+    keys: list[Key]
+    lo: int
+    hi: int
+    mask: int | None  # the runs the other filters allow (None: no other filter)
+    whole: bool  # the walked list's bitmap is ``whole_mask``: the total is a bit count
+    whole_mask: int | None
+    needle: str | None  # a text still to compare with each run walked
 
 
 class RunIndex:
@@ -152,16 +175,20 @@ class RunIndex:
     list once, instead of inserting each run of a large bucket in order.
     """
 
-    def __init__(self, cached_records: int = 20_000, common_gram_floor: int = 1000) -> None:
+    def __init__(self, cached_bytes: int = 128 * 2**20, common_gram_floor: int = 1000,
+                 bitmap_floor: int | None = None) -> None:
         self._runs: dict[str, RunSummary] = {}
         self._text = GramIndex[Key](floor=common_gram_floor)
-        # The stored JSON of the runs changed most recently, so a list page of recent runs
-        # needs no KV reads; the rest are read from the bucket.
-        self._records: OrderedDict[str, bytes] = OrderedDict()
-        self._cached_records = cached_records
+        # The stored JSON of the runs changed most recently, so a list page needs no KV
+        # reads while they fit the budget; the rest are read from the bucket.
+        self._records = RecordCache(cached_bytes)
         self._all: list[Key] = []
-        self._by: dict[tuple[str, str], list[Key]] = {}
-        self._sets: dict[tuple[str, str], set[Key]] = {}
+        self._by: dict[Facet, list[Key]] = {}
+        self._bits: dict[Facet, Bitmap] = {}
+        self._bitmap_floor = BITMAP_FLOOR if bitmap_floor is None else bitmap_floor
+        self._free: list[int] = []
+        self._slots = 0
+        self._keys: list[Key | None] = []  # by slot
         self._listeners: set[asyncio.Queue[str]] = set()
         self._loading = True
         self.current = asyncio.Event()
@@ -180,23 +207,30 @@ class RunIndex:
         if old is not None and revision and revision < old.revision:
             return  # an older value arriving late
         new: RunSummary | None = None
+        slot = old.slot if old is not None else None
         if raw is not None:
+            slot = self._slot() if slot is None else slot
             try:
-                new = summarize(raw, revision)
+                new = summarize(raw, revision, slot)
             except ValidationError:
                 log.warning("flow-run record %s is not a valid record; not listed", run_id)
         if old is not None:
             self._remove(old)
-            self._records.pop(run_id, None)
+            self._records.drop(run_id)
         if new is not None and raw is not None:
             self._add(new)
-            if self._cached_records:
-                self._records[run_id] = raw
-                if len(self._records) > self._cached_records:
-                    self._records.popitem(last=False)
+            self._records.put(run_id, raw)
+        elif slot is not None:
+            self._free.append(slot)  # the run is gone, or its record is not a run
         for queue in self._listeners:
             if not queue.full():
                 queue.put_nowait(run_id)
+
+    def _slot(self) -> int:
+        if self._free:
+            return self._free.pop()
+        self._slots += 1
+        return self._slots - 1
 
     def finish_load(self, ids: set[str] | None = None) -> None:
         """The initial values are in: drop runs not among ``ids``, build the sorted lists."""
@@ -205,78 +239,151 @@ class RunIndex:
                 self.apply(run_id, None, 0)
         if self._loading:
             self._loading = False
-            by: dict[tuple[str, str], list[Key]] = {}
+            by: dict[Facet, list[Key]] = {}
             for run in self._runs.values():
                 for facet in run.facets():
                     by.setdefault(facet, []).append(run.key)
             self._all = sorted(run.key for run in self._runs.values())
-            self._by = {facet: sorted(keys) for facet, keys in by.items()}
-            self._sets = {facet: set(keys) for facet, keys in by.items()}
+            for keys in by.values():
+                keys.sort()
+            self._by = by
+            for facet, keys in by.items():
+                if len(keys) >= self._bitmap_floor:
+                    self._bits[facet] = _bitmap(keys)
             self._text.build((run.key, run.text) for run in self._runs.values())
         self.current.set()
 
     def _add(self, run: RunSummary) -> None:
         self._runs[run.id] = run
+        if run.slot >= len(self._keys):
+            self._keys.extend([None] * (run.slot + 1 - len(self._keys)))
+        self._keys[run.slot] = run.key
         if self._loading:
             return
         insort(self._all, run.key)
         self._text.add(run.key, run.text)
         for facet in run.facets():
-            insort(self._by.setdefault(facet, []), run.key)
-            self._sets.setdefault(facet, set()).add(run.key)
+            keys = self._by.setdefault(facet, [])
+            insort(keys, run.key)
+            bits = self._bits.get(facet)
+            if bits is not None:
+                bits.add(run.slot)
+            elif len(keys) >= self._bitmap_floor:
+                self._bits[facet] = _bitmap(keys)
 
     def _remove(self, run: RunSummary) -> None:
         del self._runs[run.id]
+        self._keys[run.slot] = None
         if self._loading:
             return
         _discard(self._all, run.key)
         self._text.remove(run.key, run.text)
         for facet in run.facets():
             keys = self._by.get(facet)
-            if keys is not None:
-                _discard(keys, run.key)
-                self._sets[facet].discard(run.key)
-                if not keys:
-                    del self._by[facet], self._sets[facet]
+            if keys is None:
+                continue
+            _discard(keys, run.key)
+            bits = self._bits.get(facet)
+            if bits is not None:
+                bits.discard(run.slot)
+                if len(keys) < self._bitmap_floor // 4:
+                    del self._bits[facet]
+            if not keys:
+                del self._by[facet]
+
+    def _mask(self, facet: Facet) -> int:
+        bits = self._bits.get(facet)
+        if bits is not None:
+            return bits.value()
+        return mask_of(k[3] for k in self._by.get(facet, ()))
+
+    def _plan(self, where: RunFilter) -> _Plan | None:
+        """Choose the list to walk (the shortest in the time range) and the others' bitmap;
+        None when some filter matches nothing."""
+        since = where.since.timestamp() if where.since else None
+        until = where.until.timestamp() if where.until else None
+        timed = since is not None or until is not None
+
+        def span(keys: list[Key]) -> tuple[list[Key], int, int]:
+            lo = 0 if since is None else bisect_left(keys, since, key=_CREATED)
+            hi = len(keys) if until is None else bisect_left(keys, until, key=_CREATED)
+            return keys, lo, max(lo, hi)
+
+        facets = where.facets()
+        spans = {facet: span(self._by.get(facet, [])) for facet in facets}
+        if any(hi == lo for _, lo, hi in spans.values()):
+            return None
+        driver: Facet | None = min(spans, key=lambda f: spans[f][2] - spans[f][1], default=None)
+        keys, lo, hi = spans[driver] if driver is not None else span(self._all)
+        needle = where.text.lower() if where.text else None
+        text_mask: int | None = None
+        text_drives = False
+        if needle is not None:
+            found = self._text.candidates(needle)
+            if found is not None:
+                exact = [k for k in found if needle in k[2]]
+                if not exact:
+                    return None
+                if len(exact) < hi - lo:  # the runs holding the text are the fewest: walk them
+                    exact.sort()
+                    keys, lo, hi = span(exact)
+                    text_drives = True
+                else:
+                    text_mask = mask_of(k[3] for k in exact)
+                needle = None
+        mask = text_mask
+        for facet in facets:
+            if text_drives or facet != driver:
+                mask = self._mask(facet) if mask is None else mask & self._mask(facet)
+        # Without a time range or a text to compare, the walked list's bitmap and the
+        # others' give the total at once.
+        whole = not timed and needle is None and not text_drives
+        whole_mask = self._mask(driver) if whole and driver is not None else None
+        return _Plan(keys, lo, hi, mask, whole, whole_mask, needle)
 
     def query(self, where: RunFilter, offset: int, limit: int) -> tuple[list[str], int]:
         """Ids of one page (newest first) and how many runs match in all."""
-        lo_key = (where.since.timestamp(), "", "") if where.since else (float("-inf"), "", "")
-        hi_key = (where.until.timestamp(), "", "") if where.until else (float("inf"), "", "")
-        facets = where.facets()
-        ranges: list[tuple[tuple[str, str], list[Key], int, int]] = []
-        for facet in facets or [("", "")]:
-            keys = self._by.get(facet, []) if facet[0] else self._all
-            lo = bisect_left(keys, lo_key)
-            ranges.append((facet, keys, lo, max(lo, bisect_left(keys, hi_key))))
-        driver, keys, lo, hi = min(ranges, key=lambda r: r[3] - r[2])
-        needle = where.text.lower() if where.text else None
-        if len(facets) <= 1 and needle is None:
+        plan = self._plan(where)
+        if plan is None:
+            return [], 0
+        keys, lo, hi, mask = plan.keys, plan.lo, plan.hi, plan.mask
+        if mask is None and plan.needle is None:
             # One ordered list answers it: the page is a slice, the total a subtraction.
             start = max(hi - offset, lo)
             stop = max(start - limit, lo)
             return [keys[i][1] for i in range(start - 1, stop - 1, -1)], hi - lo
-        found = self._text.candidates(needle) if needle is not None else None
-        if found is not None and len(found) < hi - lo:
-            # The runs that can hold the text are fewer than the shortest list: sort those.
-            matched = sorted(k for k in found if lo_key <= k < hi_key)
-            driver = ("", "")
+        if mask is None:
+            # Only a text the gram index cannot narrow: compare it with each run in C.
+            assert plan.needle is not None
+            window = keys[lo:hi]
+            matched = list(compress(window, map(contains, map(_TEXT, window),
+                                                repeat(plan.needle))))
+            return _page(matched, offset, limit), len(matched)
+        if plan.whole:
+            both = mask if plan.whole_mask is None else mask & plan.whole_mask
+            total = both.bit_count()
+            if total * _SPARSE < hi - lo:
+                found = sorted(self._key(slot) for slot in slots_of(both))
+                return _page(found, offset, limit), total
+            return _walk(keys, lo, hi, self._has(both), offset, limit, total), total
+        has = self._has(mask)
+        window = keys[lo:hi]
+        if plan.needle is not None:
+            needle = plan.needle
+            matched = [k for k in window if has(k[3]) and needle in k[2]]
         else:
-            # Narrow the shortest range by the other filters, keeping its order. Each step
-            # is a chain of built-in iterators (filter, map, compress), so the per-run cost
-            # is paid in C rather than in Python bytecode.
-            matched = keys[lo:hi]
-            if found is not None:
-                matched = list(filter(found.__contains__, matched))
-        for facet in facets:
-            if facet != driver:
-                matched = list(filter(self._sets.get(facet, _NONE).__contains__, matched))
-        if needle is not None:
-            texts = map(itemgetter(2), matched)
-            matched = list(compress(matched, map(contains, texts, repeat(needle))))
-        total = len(matched)
-        page = matched[max(0, total - offset - limit) : max(0, total - offset)]
-        return [k[1] for k in reversed(page)], total
+            matched = [k for k in window if has(k[3])]
+        return _page(matched, offset, limit), len(matched)
+
+    def _has(self, mask: int) -> Callable[[int], int]:
+        """A test of one slot against ``mask`` (reads a bytes copy: no big-integer shifts)."""
+        data = mask.to_bytes((self._slots + 7) >> 3 or 1, "little")
+        return lambda slot: data[slot >> 3] >> (slot & 7) & 1
+
+    def _key(self, slot: int) -> Key:
+        key = self._keys[slot]
+        assert key is not None, f"slot {slot} is in a bitmap but holds no run"
+        return key
 
     def record(self, run_id: str) -> bytes | None:
         """The stored JSON of a run, if it is among the cached ones."""
@@ -299,8 +406,8 @@ class RunIndex:
         out: list[tuple[float, int]] = []
         edge = start
         while edge < end:
-            lo = bisect_left(self._all, (edge, "", ""))
-            hi = bisect_left(self._all, (min(edge + step, end), "", ""))
+            lo = bisect_left(self._all, edge, key=_CREATED)
+            hi = bisect_left(self._all, min(edge + step, end), key=_CREATED)
             out.append((edge, hi - lo))
             edge += step
         return out
@@ -316,6 +423,51 @@ class RunIndex:
             self._listeners.discard(queue)
 
 
+def _bitmap(keys: list[Key]) -> Bitmap:
+    bits = Bitmap()
+    for key in keys:
+        bits.add(key[3])
+    return bits
+
+
+def _page(matched: list[Key], offset: int, limit: int) -> list[str]:
+    """Ids of the page ``offset``/``limit`` of ``matched`` (oldest first), newest first."""
+    total = len(matched)
+    page = matched[max(0, total - offset - limit) : max(0, total - offset)]
+    return [k[1] for k in reversed(page)]
+
+
+def _walk(keys: list[Key], lo: int, hi: int, has: Callable[[int], int], offset: int,
+          limit: int, total: int) -> list[str]:
+    """The page of the ``total`` runs of ``keys[lo:hi]`` that pass ``has``, walking from
+    the nearer end and stopping once the page is full."""
+    out: list[str] = []
+    if offset >= total or limit <= 0:
+        return out
+    if offset * 2 <= total:
+        seen = 0
+        for i in range(hi - 1, lo - 1, -1):
+            if has(keys[i][3]):
+                if seen >= offset:
+                    out.append(keys[i][1])
+                    if len(out) >= limit:
+                        break
+                seen += 1
+        return out
+    first = max(0, total - offset - limit)  # rank, oldest first, of the page's oldest run
+    last = total - offset  # one past the page's newest
+    seen = 0
+    for i in range(lo, hi):
+        if has(keys[i][3]):
+            if seen >= first:
+                out.append(keys[i][1])
+            seen += 1
+            if seen >= last:
+                break
+    out.reverse()
+    return out
+
+
 def _discard(keys: list[Key], key: Key) -> None:
     i = bisect_left(keys, key)
     if i < len(keys) and keys[i] == key:
@@ -323,63 +475,3 @@ def _discard(keys: list[Key], key: Key) -> None:
 
 
 RUN_INDEX = web.AppKey("run_index", RunIndex)
-
-
-class _Pass:
-    """One read of the bucket: the keys of its initial values, then live changes."""
-
-    def __init__(self, index: RunIndex) -> None:
-        self.index = index
-        self.seen: set[str] | None = set()
-
-    def caught_up(self) -> None:
-        self.index.finish_load(self.seen)
-        self.seen = None
-
-    def take(self, key: str, value: bytes | None, revision: int) -> None:
-        if self.seen is not None:
-            self.seen.add(key)
-        self.index.apply(key, value, revision)
-
-
-async def follow(index: RunIndex, app: web.Application, stop: asyncio.Event) -> None:
-    """Keep ``index`` equal to the flow-run bucket until ``stop``; re-read after a failure."""
-    gateway = app[GATEWAY]
-    kv = await gateway.kv(gateway.bus.layout.flow_runs)
-    while not stop.is_set():
-        reading = _Pass(index)
-        try:
-            async for change in kv.watch(on_current=reading.caught_up):
-                reading.take(change.key, change.value, change.revision)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # NATS went away: watch again once it is back
-            if stop.is_set():
-                return  # a cancellation the NATS client turned into an error
-            log.warning("flow-run index watch failed (%s: %s); watching again",
-                        type(exc).__name__, exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), _RETRY_SECONDS)
-
-
-async def run_index_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The task that keeps the app's run index current (an aiohttp cleanup context).
-
-    Shutdown is bounded: the task is cancelled (again, if the NATS client swallowed a
-    cancellation) for at most ``_STOP_SECONDS``.
-    """
-    stop = asyncio.Event()
-    task = asyncio.create_task(follow(app[RUN_INDEX], app, stop), name="flowbus-run-index")
-    try:
-        yield
-    finally:
-        stop.set()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + _STOP_SECONDS
-        while not task.done() and loop.time() < deadline:
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.5)
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            log.warning("flow-run index task ended with %r", task.exception())
-        elif not task.done():
-            log.warning("flow-run index task did not stop within %s s", _STOP_SECONDS)

@@ -43,16 +43,19 @@ class GramIndex(Generic[K]):
 
     def build(self, items: Iterable[tuple[K, str]]) -> None:
         """Index many items at once (what a starting gateway reads): count, then post."""
-        pairs = [(key, grams(text)) for key, text in items]
+        # Grams are cut twice rather than held for every item at once: a starting
+        # gateway's peak memory would otherwise be several times the index's.
+        pairs = list(items)
         self._items += len(pairs)
         counts: Counter[str] = Counter()
-        for _, found in pairs:
-            counts.update(found)
+        for _, text in pairs:
+            counts.update(grams(text))
         limit = self._limit()
         self._common.update(g for g, n in counts.items() if n > limit)
+        del counts
         common, postings = self._common, self._postings
-        for key, found in pairs:
-            for gram in found:
+        for key, text in pairs:
+            for gram in grams(text):
                 if gram not in common:
                     postings.setdefault(gram, set()).add(key)
 

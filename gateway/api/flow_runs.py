@@ -20,8 +20,12 @@ from gateway.auth import Scope
 from gateway.context import closing_of, gateway_of
 from gateway.problems import Problem
 from gateway.runindex import RUN_INDEX, RunFilter
+from gateway.textindex import GRAM
 
 router = ApiRouter()
+# The shortest text search: the text index is made of 3-letter grams, and a shorter text
+# would be a pass over every run for an answer matching most of them.
+MIN_TEXT = GRAM
 # How long a list waits for a starting gateway's index before answering 503.
 _INDEX_WAIT_SECONDS = 10.0
 
@@ -37,7 +41,8 @@ class FlowRunQuery(PageQuery):
     flow: str | None = Field(default=None, max_length=256, description="flow name")
     tag: str | None = Field(default=None, max_length=256, description="runs carrying this tag")
     q: str | None = Field(default=None, max_length=256,
-                          description="text found in the id, name, flow, deployment or tags")
+                          description="text found in the id, name, flow, deployment or tags "
+                                      f"(at least {MIN_TEXT} characters)")
     event: str | None = Field(default=None, max_length=256,
                               description="id of the event that triggered the runs")
 
@@ -47,6 +52,14 @@ class FlowRunQuery(PageQuery):
         if value is not None and value not in FLOW_RUN_STATES:
             raise ValueError(f"unknown state {value!r}; one of {', '.join(FLOW_RUN_STATES)}")
         return value
+
+    @field_validator("q")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        if value and len(value) < MIN_TEXT:
+            raise ValueError(f"search text {value!r} is shorter than {MIN_TEXT} characters; "
+                             f"give at least {MIN_TEXT} (a shorter one matches most runs)")
+        return value or None
 
     @field_validator("since", "until")
     @classmethod

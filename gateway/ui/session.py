@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from aiohttp import web
 
@@ -125,7 +125,22 @@ def end_session(response: web.StreamResponse) -> None:
     response.del_cookie(CSRF_COOKIE, path="/ui")
 
 
-def login_redirect(request: web.Request) -> web.HTTPFound:
+def login_redirect(request: web.Request) -> web.HTTPFound | Problem:
+    """Where a request without a valid session goes: the login page, back here after.
+
+    A page load is redirected (302). An htmx request (``HX-Request``) or a live stream
+    (``Accept: text/event-stream``) would follow a redirect inside the page and swap the
+    login form into a table, or keep reconnecting: it gets 401 with ``HX-Redirect`` to
+    the login page instead, which htmx turns into a navigation of the whole page, with
+    the page the browser shows (``HX-Current-URL``, else the dashboard) as where to return.
+    """
+    partial = request.headers.get("HX-Request") == "true"
+    if partial or "text/event-stream" in request.headers.get("Accept", ""):
+        shown = urlsplit(request.headers.get("HX-Current-URL", ""))
+        target = safe_next(urlunsplit(("", "", shown.path, shown.query, "")))
+        login_url = f"/ui/login?next={quote(target, safe='')}"
+        return Problem(401, f"no valid session (expired or logged out): log in at {login_url}",
+                       headers={"HX-Redirect": login_url, "Cache-Control": "no-store"})
     target = request.path_qs if request.path_qs.startswith("/ui") else "/ui"
     return web.HTTPFound(f"/ui/login?next={quote(target, safe='')}")
 

@@ -57,16 +57,18 @@ filters = st.builds(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(ops=st.lists(st.tuples(st.integers(0, 15), st.none() | run_args), max_size=40),
        load_first=st.integers(0, 40), where=filters, offset=st.integers(0, 12),
-       limit=st.integers(1, 7), common_gram_floor=st.sampled_from([0, 3, 1000]))
+       limit=st.integers(1, 7), common_gram_floor=st.sampled_from([0, 3, 1000]),
+       bitmap_floor=st.sampled_from([0, 2, 256]))
 def test_queries_match_filtering_all_runs(
     ops: list[tuple[int, tuple[str, int, int, list[str], int] | None]], load_first: int,
-    where: RunFilter, offset: int, limit: int, common_gram_floor: int,
+    where: RunFilter, offset: int, limit: int, common_gram_floor: int, bitmap_floor: int,
 ) -> None:
-    # A low floor makes most grams common, so both ways of searching text are checked.
-    index = RunIndex(common_gram_floor=common_gram_floor)
+    # A low floor makes most grams common, so both ways of searching text are checked;
+    # a low bitmap floor gives filter values bitmaps that live changes keep current.
+    index = RunIndex(common_gram_floor=common_gram_floor, bitmap_floor=bitmap_floor)
     runs: dict[str, FlowRun] = {}
     for revision, (i, args) in enumerate(ops, start=1):
         if revision == load_first:
@@ -140,3 +142,44 @@ def test_a_text_search_compares_only_the_runs_its_grams_point_to() -> None:
     index.apply("run-123", None, 500)
     assert text.candidates("name-123") == set()
     assert index.query(RunFilter(text="name-123"), 0, 10) == ([], 0)
+
+
+def test_bitmaps_walks_and_sparse_results_match_filtering_all_runs_at_every_depth() -> None:
+    # Enough runs that filter values keep bitmaps, rare combinations are read off the
+    # bitmap and deep pages are walked from the older end; then changes and deletes.
+    index = RunIndex(bitmap_floor=16, common_gram_floor=40)
+    runs: dict[str, FlowRun] = {}
+    revision = 0
+
+    def put(i: int, state: str) -> None:
+        nonlocal revision
+        revision += 1
+        runs[f"run-{i}"] = record(i, state, i % 3, i % 2, ["a"] if i % 5 else ["a", "c"], i % 97)
+        index.apply(f"run-{i}", runs[f"run-{i}"].model_dump_json().encode(), revision)
+
+    for i in range(600):
+        put(i, STATES[i % 4] if i % 50 else "Failed")
+    index.finish_load()
+    wheres = [RunFilter(state="Failed", tag="c"), RunFilter(flow="flow-1", tag="a"),
+              RunFilter(state="Running", deployment="dep-1", flow="flow-1"),
+              RunFilter(tag="c", text="name-1"), RunFilter(text="name-4", flow="flow-0"),
+              RunFilter(state="Completed", since=T0 + timedelta(minutes=30)),
+              RunFilter(event="e1", state="Scheduled"), RunFilter(text="dep-1", tag="c")]
+
+    def check() -> None:
+        for where in wheres:
+            expected = brute(runs, where)
+            for offset in (0, 3, len(expected) // 2, max(0, len(expected) - 2), len(expected) + 1):
+                assert index.query(where, offset, 7) == (expected[offset : offset + 7],
+                                                         len(expected)), (where, offset)
+
+    check()
+    for i in range(0, 600, 7):
+        put(i, "Crashed" if i % 2 else "Failed")
+    for i in range(3, 600, 11):
+        runs.pop(f"run-{i}", None)
+        revision += 1
+        index.apply(f"run-{i}", None, revision)
+    for i in range(600, 640):
+        put(i, "Failed")  # new runs take the freed slots
+    check()

@@ -79,6 +79,29 @@ async def test_the_ui_asks_for_a_key_once_and_keeps_it_in_a_strict_httponly_cook
                 assert r.status == 200 and key not in await r.text()
 
 
+async def test_a_partial_or_live_request_without_a_session_gets_401_and_the_login_page_to_open(
+    anonymous: aiohttp.ClientSession,
+) -> None:
+    # htmx would follow a redirect inside the page and swap the login form into the table.
+    shown = {"HX-Request": "true", "HX-Current-URL": "http://example.test/ui/runs?state=Failed"}
+    for path, headers in (("/ui/runs/rows?state=Failed", shown),
+                          ("/ui/runners/rows", {"HX-Request": "true"}),
+                          ("/ui/runs/live", {"Accept": "text/event-stream"})):
+        async with anonymous.get(path, headers=headers, allow_redirects=False) as r:
+            assert r.status == 401, path
+            location = urlsplit(r.headers["HX-Redirect"])
+            assert location.path == "/ui/login"
+            target = parse_qs(location.query)["next"]
+            assert target == (["/ui/runs?state=Failed"] if path.startswith("/ui/runs/rows")
+                              else ["/ui"]), path
+            assert "<form" not in await r.text()
+    # A page the browser shows elsewhere is never a post-login target.
+    hostile = {"HX-Request": "true", "HX-Current-URL": "https://evil.test//evil.test/x"}
+    async with anonymous.get("/ui/runs/rows", headers=hostile, allow_redirects=False) as r:
+        assert r.status == 401
+        assert parse_qs(urlsplit(r.headers["HX-Redirect"]).query)["next"] == ["/ui"]
+
+
 async def test_a_revoked_key_ends_the_session(start_gateway: Any, clock: Any) -> None:
     async with start_gateway() as gw, aiohttp.ClientSession(
             base_url=gw.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as admin:

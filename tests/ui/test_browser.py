@@ -314,3 +314,25 @@ def test_the_task_runs_and_assets_pages_show_what_a_flow_queued_and_materialised
         page.goto(stack.url + "/ui/assets?prefix=gs://nothing/")
         expect(page.locator("#assets")).to_contain_text("No asset matches this prefix")
         assert console.errors == []
+
+
+def test_an_expired_session_sends_the_live_list_to_the_login_page_not_into_the_table(
+    stack: Stack,
+) -> None:
+    name = f"expired-{uuid.uuid4().hex[:6]}"
+    with chromium() as browser:
+        page, _ = open_page(browser)
+        log_in(page, stack.url, ADMIN_KEY, "/ui/runs")
+        page.wait_for_function("document.querySelector('[sse-connect]') !== null")
+        page.wait_for_timeout(500)  # the live stream is open before the session goes
+        page.context.clear_cookies(name="flowbus_session")
+        # A run appears: the open stream says so and htmx asks for the rows, without a session.
+        stack.post_event(f"ev-{name}", name)
+        page.wait_for_url("**/ui/login?next=%2Fui%2Fruns", timeout=30_000)
+        expect(page.locator("#api_key")).to_be_visible()
+        assert page.locator("#run-rows").count() == 0
+        assert page.locator("form").count() == 1  # the login form is the page, not a row
+        page.fill("#api_key", ADMIN_KEY)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/ui/runs")
+        expect(page.locator("#run-rows")).to_be_visible()
