@@ -92,6 +92,9 @@ def environment() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True, undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True,
+        # The templates ship with the package: no stat of each file (and of each include
+        # in a table's loop) on every render to see whether it changed.
+        auto_reload=False,
     )
     env.globals.update(static=static_url, table_of=table_of, safe_link=safe_link)
     env.filters.update(ago=_ago, stamp=_stamp, pretty=_pretty, duration=_duration,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
-from gateway_helpers import problem
+from gateway_helpers import ADMIN_KEY, problem
 
 from events.bus import Bus
 from events.records import FlowRun, State
@@ -75,3 +75,23 @@ async def test_odd_filters_are_answered_plainly(client: aiohttp.ClientSession,
             assert body["items"] == [] and body["total"] == 0
         else:
             assert r.status == 400 and problem(body)
+
+
+async def test_a_text_of_under_3_characters_is_refused_naming_the_minimum(
+    client: aiohttp.ClientSession, anonymous: aiohttp.ClientSession,
+) -> None:
+    for q in ("a", "ab", "é1"):
+        async with client.get(R, params={"q": q}) as r:
+            assert r.status == 400  # as every other bad filter
+            assert "at least 3" in problem(await r.json(content_type=None))
+    async with client.get(R, params={"q": ""}) as r:  # an empty search box: no text filter
+        assert r.status == 200
+    async with client.get(R, params={"q": "abc"}) as r:
+        assert r.status == 200
+    key = ADMIN_KEY
+    async with aiohttp.ClientSession(base_url=str(anonymous._base_url),
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as ui:
+        async with ui.post("/ui/login", data={"api_key": key, "next": "/ui/runs"}) as r:
+            assert r.status == 200
+        async with ui.get("/ui/runs", params={"q": "ab"}) as r:
+            assert r.status == 400 and "at least 3" in await r.text()
