@@ -30,6 +30,7 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from heapq import nlargest
 from itertools import compress, repeat
 from operator import contains, itemgetter
 from sys import intern
@@ -166,6 +167,7 @@ class _Plan:
     whole: bool  # the walked list's bitmap is ``whole_mask``: the total is a bit count
     whole_mask: int | None
     needle: str | None  # a text still to compare with each run walked
+    unsorted: bool  # ``keys`` are the runs holding the text, in no order
 
 
 class RunIndex:
@@ -325,8 +327,9 @@ class RunIndex:
                 if not exact:
                     return None
                 if len(exact) < hi - lo:  # the runs holding the text are the fewest: walk them
-                    exact.sort()
-                    keys, lo, hi = span(exact)
+                    keys = [k for k in exact if (since is None or k[0] >= since)
+                            and (until is None or k[0] < until)]
+                    lo, hi = 0, len(keys)
                     text_drives = True
                 else:
                     text_mask = mask_of(k[3] for k in exact)
@@ -339,7 +342,7 @@ class RunIndex:
         # others' give the total at once.
         whole = not timed and needle is None and not text_drives
         whole_mask = self._mask(driver) if whole and driver is not None else None
-        return _Plan(keys, lo, hi, mask, whole, whole_mask, needle)
+        return _Plan(keys, lo, hi, mask, whole, whole_mask, needle, text_drives)
 
     def query(self, where: RunFilter, offset: int, limit: int) -> tuple[list[str], int]:
         """Ids of one page (newest first) and how many runs match in all."""
@@ -347,6 +350,11 @@ class RunIndex:
         if plan is None:
             return [], 0
         keys, lo, hi, mask = plan.keys, plan.lo, plan.hi, plan.mask
+        if plan.unsorted:
+            if mask is not None:
+                has = self._has(mask)
+                keys = [k for k in keys if has(k[3])]
+            return _top(keys, offset, limit), len(keys)
         if mask is None and plan.needle is None:
             # One ordered list answers it: the page is a slice, the total a subtraction.
             start = max(hi - offset, lo)
@@ -428,6 +436,13 @@ def _bitmap(keys: list[Key]) -> Bitmap:
     for key in keys:
         bits.add(key[3])
     return bits
+
+
+def _top(matched: list[Key], offset: int, limit: int) -> list[str]:
+    """Ids of the page ``offset``/``limit`` of ``matched`` (in no order), newest first."""
+    wanted = offset + limit
+    best = nlargest(wanted, matched) if wanted * 8 < len(matched) else sorted(matched, reverse=True)
+    return [k[1] for k in best[offset:wanted]]
 
 
 def _page(matched: list[Key], offset: int, limit: int) -> list[str]:
