@@ -290,7 +290,12 @@ class Bus:
         max_ack_pending: int = 10_000,
         deliver_new: bool = False,
     ) -> Consumer:
-        """A durable pull consumer (created or updated) on ``stream`` (default: events)."""
+        """A durable pull consumer (created or updated) on ``stream`` (default: events).
+
+        ``deliver_new`` decides where a consumer created now starts; an existing one
+        keeps its start (JetStream does not change it), e.g. the trigger consumer that
+        :func:`events.layout.ensure_trigger_consumer` created with the stream.
+        """
         stream = stream or self.layout.events_stream
         filters = list(filter_subjects or [])
         config = api.ConsumerConfig(
@@ -301,6 +306,8 @@ class Bus:
             max_ack_pending=max_ack_pending,
             deliver_policy=api.DeliverPolicy.NEW if deliver_new else api.DeliverPolicy.ALL,
         )
+        if deliver_new:
+            await self._keep_start(stream, durable, config)
         if len(filters) == 1:
             config.filter_subject = filters[0]
         elif filters:
@@ -316,6 +323,17 @@ class Bus:
                 f"JetStream refused consumer {durable} on {stream}: {exc.description}"
             ) from None
         return consumer
+
+    async def _keep_start(self, stream: str, durable: str, config: api.ConsumerConfig) -> None:
+        try:
+            existing = (await self._js.consumer_info(stream, durable)).config
+        except NotFoundError:
+            return
+        except (NatsTimeout, NoRespondersError) as exc:
+            raise BusUnavailable(f"could not read consumer {durable} on {stream}: {exc}") from None
+        config.deliver_policy = existing.deliver_policy
+        config.opt_start_seq = existing.opt_start_seq
+        config.opt_start_time = existing.opt_start_time
 
     async def tail(
         self, pattern: str = "*", *, since: datetime | None = None
