@@ -31,8 +31,8 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
-from events import subjects
-from events.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent, decode, encode
+from events import subjects, tailing
+from events.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent, encode
 from events.consumer import Consumer, Delivery
 from events.errors import BusUnavailable, FlowbusError, PublishFailed
 from events.kv import KV, Objects
@@ -335,26 +335,16 @@ class Bus:
         config.opt_start_seq = existing.opt_start_seq
         config.opt_start_time = existing.opt_start_time
 
-    async def tail(
+    def tail(
         self, pattern: str = "*", *, since: datetime | None = None
     ) -> AsyncIterator[CloudEvent]:
         """Events matching ``pattern`` as they arrive, from ``since`` if given, else new ones."""
-        subjects.check_pattern(pattern)
-        filter_subject = subjects.filter_subject(self.layout.namespace, pattern)
-        config = api.ConsumerConfig(
-            deliver_policy=api.DeliverPolicy.BY_START_TIME if since else api.DeliverPolicy.NEW,
-            opt_start_time=since,
-        )
-        sub = await self._js.subscribe(
-            filter_subject, stream=self.layout.events_stream, ordered_consumer=True, config=config
-        )
-        try:
-            async for msg in sub.messages:
-                event = decode(msg.data)
-                if subjects.type_matches(pattern, event.type):
-                    yield event
-        finally:
-            await sub.unsubscribe()
+        return tailing.tail(self._js, self.layout, pattern, since=since)
+
+    def stored(self, pattern: str, *, since: datetime) -> AsyncIterator[CloudEvent]:
+        """The stored events matching ``pattern`` from ``since``, oldest first, ending with
+        the last one stored (:func:`events.tailing.stored`)."""
+        return tailing.stored(self._js, self.layout, pattern, since=since)
 
     # --- KV and objects -----------------------------------------------------------
 
