@@ -16,7 +16,7 @@ import itertools
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -341,10 +341,11 @@ class Bus:
         """Events matching ``pattern`` as they arrive, from ``since`` if given, else new ones."""
         return tailing.tail(self._js, self.layout, pattern, since=since)
 
-    def stored(self, pattern: str, *, since: datetime) -> AsyncIterator[CloudEvent]:
+    def stored(self, pattern: str, *, since: datetime,
+               most: int | None = None) -> AsyncGenerator[CloudEvent, None]:
         """The stored events matching ``pattern`` from ``since``, oldest first, ending with
-        the last one stored (:func:`events.tailing.stored`)."""
-        return tailing.stored(self._js, self.layout, pattern, since=since)
+        the last one stored or after ``most`` (:func:`events.tailing.stored`)."""
+        return tailing.stored(self._js, self.layout, pattern, since=since, most=most)
 
     # --- KV and objects -----------------------------------------------------------
 

@@ -9,7 +9,7 @@ delivery, so a loaded server never cuts a page short and an idle one never waits
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 
 from nats.js import JetStreamContext, api
@@ -38,11 +38,12 @@ async def tail(
 
 
 async def stored(
-    js: JetStreamContext, layout: Layout, pattern: str, *, since: datetime
-) -> AsyncIterator[CloudEvent]:
+    js: JetStreamContext, layout: Layout, pattern: str, *, since: datetime, most: int | None = None
+) -> AsyncGenerator[CloudEvent, None]:
     """The stored events matching ``pattern`` from ``since``, oldest first, ending with
-    the last one stored (events stored while reading may come too)."""
+    the last one stored (events stored while reading may come too), or after ``most``."""
     sub = await _subscribe(js, layout, pattern, since)
+    count = 0
     try:
         info = await sub.consumer_info()
         if not info.num_pending and not (info.delivered and info.delivered.consumer_seq):
@@ -53,7 +54,8 @@ async def stored(
             event = decode(msg.data)
             if subjects.type_matches(pattern, event.type):
                 yield event
-            if not msg.metadata.num_pending:
+                count += 1
+            if not msg.metadata.num_pending or (most is not None and count >= most):
                 return
     except TimeoutError:
         return

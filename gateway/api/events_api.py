@@ -89,7 +89,7 @@ async def list_events(call: Call) -> EventList:
             if len(items) == query.limit:
                 break
     finally:
-        await reading.aclose()  # type: ignore[attr-defined]  # an async generator
+        await reading.aclose()
     next_since = None
     if len(items) == query.limit and last_time is not None:
         next_since = last_time + timedelta(microseconds=1)
