@@ -31,7 +31,11 @@ pod can do only what its part does:
 Every role but the task-worker may read every stream and bucket of its namespace (stream
 info, direct gets, its own consumers); only the task-worker (and the admin) may create
 consumers on the tasks stream, whose work-queue retention would hand a consumer's
-acknowledgements the jobs away. Every role receives replies on ``_INBOX.>``. Deleting a
+acknowledgements the jobs away. Named (durable) consumers each role creates on one
+stream only: the orchestrator on the events stream, a runner on the runs stream, the
+gateway on the logs stream, the task-worker on the tasks stream; elsewhere only unnamed
+ones, so no part re-configures another's durable consumer (an update is a create by
+name). Every role receives replies on ``_INBOX.>``. Deleting a
 consumer is allowed only where a part deletes its own (the gateway, its log readers on
 the logs stream), so no part can delete another's durable consumer. Deleting or purging a
 stream (``$JS.API.STREAM.DELETE``/``PURGE``), except purging an object store it
@@ -82,6 +86,12 @@ _OBJECT_WRITES: dict[Role, tuple[str, ...]] = {
 }
 # Roles that delete consumers (their own log readers, on the logs stream only).
 _CONSUMER_DELETES: frozenset[Role] = frozenset({"gateway"})
+# The one stream (Layout attribute) on which each role keeps named (durable) consumers:
+# the orchestrator's trigger and asset consumers, the runners' pool consumers, the
+# gateway's log readers, the task-workers' task consumers. Elsewhere a role creates
+# only unnamed ones, so it cannot re-configure another part's durable consumer.
+_DURABLE_STREAM: dict[Role, str] = {"orchestrator": "events_stream", "runner": "runs_stream",
+                                    "gateway": "logs_stream", "task-worker": "tasks_stream"}
 # Roles that may queue background task runs (write a record, publish a job); the admin
 # may too. The gateway and the orchestrator never call Task.delay.
 TASK_QUEUERS: frozenset[Role] = frozenset({"runner", "task-worker"})
@@ -89,12 +99,17 @@ TASK_QUEUERS: frozenset[Role] = frozenset({"runner", "task-worker"})
 TASK_WORKER_FAMILY = "task-run"
 
 
-def _read(stream: str, *, consume: bool = True, delete: bool = False) -> list[str]:
+def _read(stream: str, *, consume: bool = True, durable: bool = False,
+          delete: bool = False) -> list[str]:
+    """Reading ``stream``: direct gets; with ``consume``, unnamed (ephemeral, ordered)
+    consumers; with ``durable``, named consumers too (created or updated by name)."""
     subjects = [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.DIRECT.GET.{stream}",
                 f"$JS.API.DIRECT.GET.{stream}.>", f"$JS.API.STREAM.MSG.GET.{stream}"]
+    if durable:
+        subjects += [f"$JS.API.CONSUMER.CREATE.{stream}.>",
+                     f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.*"]
     if consume:
-        subjects += [f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}.>",
-                     f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.*",
+        subjects += [f"$JS.API.CONSUMER.CREATE.{stream}",
                      f"$JS.API.CONSUMER.INFO.{stream}.*",
                      f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*", f"$JS.API.CONSUMER.NAMES.{stream}",
                      f"$JS.ACK.{stream}.>", f"$JS.FC.{stream}.>"]
@@ -119,6 +134,7 @@ def role_permissions(role: Role, layout: Layout) -> dict[str, Any]:
         # task-worker takes a background task job.
         allow += _read(stream, consume=not ((role == "gateway" and stream == layout.runs_stream)
                                             or stream == layout.tasks_stream),
+                       durable=stream == getattr(layout, _DURABLE_STREAM[role]),
                        delete=role in _CONSUMER_DELETES and stream == layout.logs_stream)
     allow += [f"$KV.{getattr(layout, name)}.>" for name in _KV_WRITES[role]]
     for name in _OBJECT_WRITES[role]:
@@ -147,7 +163,8 @@ def _task_worker(layout: Layout, streams: list[str], allow: list[str]) -> dict[s
     own = {layout.tasks_stream, f"OBJ_{layout.results}",
            *(f"KV_{getattr(layout, name)}" for name in _KV_WRITES["task-worker"])}
     for stream in streams:
-        allow += _read(stream) if stream in own else [f"$JS.API.STREAM.INFO.{stream}"]
+        allow += (_read(stream, durable=stream == layout.tasks_stream) if stream in own
+                  else [f"$JS.API.STREAM.INFO.{stream}"])
     allow += [f"$KV.{getattr(layout, name)}.>" for name in _KV_WRITES["task-worker"]]
     for name in _OBJECT_WRITES["task-worker"]:
         bucket = getattr(layout, name)

@@ -305,6 +305,19 @@ async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
                     ("runner", layout.runs_stream, "pool-default"),
                     ("orchestrator", layout.events_stream, "orchestrator")):
                 await _refused(server, role, f"$JS.API.CONSUMER.DELETE.{stream}.{durable}")
+            # Nor re-configures one: a create (or update) by name is allowed on its own
+            # stream only (unnamed, ordered readers everywhere it reads).
+            for role, stream, durable in (
+                    ("gateway", layout.events_stream, "orchestrator"),
+                    ("runner", layout.events_stream, "orchestrator"),
+                    ("task-worker", layout.events_stream, "orchestrator"),
+                    ("gateway", layout.runs_stream, "pool-default"),
+                    ("orchestrator", layout.runs_stream, "pool-default"),
+                    ("runner", layout.logs_stream, "reader"),
+                    ("task-worker", f"KV_{layout.task_runs}", "watcher"),
+                    ("runner", layout.tasks_stream, "tasks-x")):
+                await _refused(server, role, f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}")
+                await _refused(server, role, f"$JS.API.CONSUMER.CREATE.{stream}.{durable}")
             durables = {c.name for c in await admin.consumers(layout.events_stream)}
             assert {"orchestrator", "orchestrator-assets"} <= durables
             assert "pool-default" in {c.name for c in await admin.consumers(layout.runs_stream)}
