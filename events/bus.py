@@ -420,6 +420,7 @@ def _connect_options(
     if settings.nats_user:
         options["user"] = settings.nats_user
         options["password"] = settings.nats_password
+        options["inbox_prefix"] = subjects.inbox_prefix(settings.nats_user)
     if settings.nats_token:
         options["token"] = settings.nats_token
     if settings.nats_creds:

@@ -35,7 +35,10 @@ acknowledgements the jobs away. Named (durable) consumers each role creates on o
 stream only: the orchestrator on the events stream, a runner on the runs stream, the
 gateway on the logs stream, the task-worker on the tasks stream; elsewhere only unnamed
 ones, so no part re-configures another's durable consumer (an update is a create by
-name). Every role receives replies on ``_INBOX.>``. Deleting a
+name). Every role receives replies on its own inbox prefix only (``_INBOX_<role>.>``,
+:func:`events.subjects.inbox_prefix`, which every part connecting as a user takes), so
+no part reads another's replies; the orchestrator answers control requests into the
+gateway's and the admin's. Deleting a
 consumer is allowed only where a part deletes its own (the gateway, its log readers on
 the logs stream), so no part can delete another's durable consumer. Deleting or purging a
 stream (``$JS.API.STREAM.DELETE``/``PURGE``), except purging an object store it
@@ -53,7 +56,7 @@ from typing import Any, Literal, get_args
 from events.control import request_subject
 from events.layout import Layout, all_streams
 from events.settings import NatsSettings
-from events.subjects import CONTROL_PREFIX
+from events.subjects import CONTROL_PREFIX, inbox_prefix
 
 Role = Literal["gateway", "orchestrator", "runner", "task-worker", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -84,6 +87,8 @@ _OBJECT_WRITES: dict[Role, tuple[str, ...]] = {
     "runner": ("results",),
     "task-worker": ("results",),
 }
+# Roles that send control requests (the orchestrator answers into their inboxes).
+CONTROL_ASKERS: tuple[Role, ...] = ("gateway", "admin")
 # Roles that delete consumers (their own log readers, on the logs stream only).
 _CONSUMER_DELETES: frozenset[Role] = frozenset({"gateway"})
 # The one stream (Layout attribute) on which each role keeps named (durable) consumers:
@@ -142,10 +147,10 @@ def role_permissions(role: Role, layout: Layout) -> dict[str, Any]:
         allow += [f"$O.{bucket}.C.>", f"$O.{bucket}.M.>", f"$JS.API.STREAM.PURGE.OBJ_{bucket}"]
     allow.append(f"{layout.events_prefix}.>")
     deny: list[str] = []
-    subscribe = ["_INBOX.>"]
+    subscribe = [f"{inbox_prefix(role)}.>"]
     if role == "orchestrator":
         # Run jobs; the answers to control requests go to the asker's inbox.
-        allow += [f"{ns}.runs.>", "_INBOX.>"]
+        allow += [f"{ns}.runs.>", *(f"{inbox_prefix(asker)}.>" for asker in CONTROL_ASKERS)]
         allow += [f"$JS.API.STREAM.{op}.{stream}" for stream in streams for op in ("CREATE", "UPDATE")]
         subscribe.append(request_subject(ns))
     elif role == "runner":
@@ -171,7 +176,8 @@ def _task_worker(layout: Layout, streams: list[str], allow: list[str]) -> dict[s
         allow += [f"$O.{bucket}.C.>", f"$O.{bucket}.M.>", f"$JS.API.STREAM.PURGE.OBJ_{bucket}"]
     allow += [f"{layout.events_prefix}.{CONTROL_PREFIX}{TASK_WORKER_FAMILY}.>",
               f"{ns}.logs.>", f"{ns}.tasks.>"]
-    return {"publish": {"allow": allow, "deny": []}, "subscribe": {"allow": ["_INBOX.>"]}}
+    return {"publish": {"allow": allow, "deny": []},
+            "subscribe": {"allow": [f"{inbox_prefix('task-worker')}.>"]}}
 
 
 def chart_permissions() -> dict[str, Any]:

@@ -290,6 +290,13 @@ async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
                             f"$KV.{layout.automations}.a", f"$KV.{layout.api_keys}.k",
                             f"$KV.{layout.webhooks}.w", request_subject(namespace)):
                 await _refused(server, "runner", subject)
+            # Each part receives only its own replies; the orchestrator answers only the
+            # gateway's and the admin's requests.
+            for role, subject in (("gateway", "_INBOX.>"), ("gateway", "_INBOX_orchestrator.>"),
+                                  ("runner", "_INBOX_gateway.>"), ("task-worker", "_INBOX_runner.>"),
+                                  ("orchestrator", "_INBOX_gateway.>")):
+                await _refused(server, role, subject, subscribe=True)
+            await _refused(server, "orchestrator", "_INBOX_runner.forged")
             # Only the orchestrator hears control requests.
             for role in ("gateway", "runner", "task-worker"):
                 await _refused(server, role, request_subject(namespace), subscribe=True)
