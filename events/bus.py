@@ -16,7 +16,7 @@ import itertools
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -31,8 +31,8 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
-from events import subjects
-from events.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent, decode, encode
+from events import subjects, tailing
+from events.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent, encode
 from events.consumer import Consumer, Delivery
 from events.errors import BusUnavailable, FlowbusError, PublishFailed
 from events.kv import KV, Objects
@@ -290,7 +290,12 @@ class Bus:
         max_ack_pending: int = 10_000,
         deliver_new: bool = False,
     ) -> Consumer:
-        """A durable pull consumer (created or updated) on ``stream`` (default: events)."""
+        """A durable pull consumer (created or updated) on ``stream`` (default: events).
+
+        ``deliver_new`` decides where a consumer created now starts; an existing one
+        keeps its start (JetStream does not change it), e.g. the trigger consumer that
+        :func:`events.layout.ensure_trigger_consumer` created with the stream.
+        """
         stream = stream or self.layout.events_stream
         filters = list(filter_subjects or [])
         config = api.ConsumerConfig(
@@ -301,6 +306,8 @@ class Bus:
             max_ack_pending=max_ack_pending,
             deliver_policy=api.DeliverPolicy.NEW if deliver_new else api.DeliverPolicy.ALL,
         )
+        if deliver_new:
+            await self._keep_start(stream, durable, config)
         if len(filters) == 1:
             config.filter_subject = filters[0]
         elif filters:
@@ -317,26 +324,28 @@ class Bus:
             ) from None
         return consumer
 
-    async def tail(
+    async def _keep_start(self, stream: str, durable: str, config: api.ConsumerConfig) -> None:
+        try:
+            existing = (await self._js.consumer_info(stream, durable)).config
+        except NotFoundError:
+            return
+        except (NatsTimeout, NoRespondersError) as exc:
+            raise BusUnavailable(f"could not read consumer {durable} on {stream}: {exc}") from None
+        config.deliver_policy = existing.deliver_policy
+        config.opt_start_seq = existing.opt_start_seq
+        config.opt_start_time = existing.opt_start_time
+
+    def tail(
         self, pattern: str = "*", *, since: datetime | None = None
     ) -> AsyncIterator[CloudEvent]:
         """Events matching ``pattern`` as they arrive, from ``since`` if given, else new ones."""
-        subjects.check_pattern(pattern)
-        filter_subject = subjects.filter_subject(self.layout.namespace, pattern)
-        config = api.ConsumerConfig(
-            deliver_policy=api.DeliverPolicy.BY_START_TIME if since else api.DeliverPolicy.NEW,
-            opt_start_time=since,
-        )
-        sub = await self._js.subscribe(
-            filter_subject, stream=self.layout.events_stream, ordered_consumer=True, config=config
-        )
-        try:
-            async for msg in sub.messages:
-                event = decode(msg.data)
-                if subjects.type_matches(pattern, event.type):
-                    yield event
-        finally:
-            await sub.unsubscribe()
+        return tailing.tail(self._js, self.layout, pattern, since=since)
+
+    def stored(self, pattern: str, *, since: datetime,
+               most: int | None = None) -> AsyncGenerator[CloudEvent, None]:
+        """The stored events matching ``pattern`` from ``since``, oldest first, ending with
+        the last one stored or after ``most`` (:func:`events.tailing.stored`)."""
+        return tailing.stored(self._js, self.layout, pattern, since=since, most=most)
 
     # --- KV and objects -----------------------------------------------------------
 
@@ -411,6 +420,7 @@ def _connect_options(
     if settings.nats_user:
         options["user"] = settings.nats_user
         options["password"] = settings.nats_password
+        options["inbox_prefix"] = subjects.inbox_prefix(settings.nats_user)
     if settings.nats_token:
         options["token"] = settings.nats_token
     if settings.nats_creds:

@@ -21,7 +21,7 @@ from typing import Any
 from events.bus import Bus
 from events.cloudevent import CloudEvent
 from events.errors import NotFound
-from events.records import Deployment, FlowRun, State, utcnow
+from events.records import Deployment, FlowRun, utcnow
 from events.runs import RunRequested, run_requested_event, state_change_event
 
 
@@ -193,7 +193,10 @@ async def read_result(bus: Bus, flow_run: FlowRun) -> Any:
 
 
 async def request_cancel(bus: Bus, flow_run_id: str, *, source: str = "flowbus") -> FlowRun:
-    """Move a run to Cancelling (runner then stops it) or straight to Cancelled if not started."""
+    """Cancel a run (:meth:`FlowRun.cancel`): Cancelling while its runner stops it, or
+    Cancelled at once when no runner holds it. The command line and the automations'
+    cancel use this; the API's goes through the orchestrator (:mod:`events.control`),
+    which uses the same rule."""
     kv = await bus.kv(bus.layout.flow_runs)
     result: FlowRun | None = None
 
@@ -201,9 +204,7 @@ async def request_cancel(bus: Bus, flow_run_id: str, *, source: str = "flowbus")
         nonlocal result
         if raw is None:
             raise NotFound(f"flow run {flow_run_id!r} not found")
-        run = FlowRun.model_validate_json(raw)
-        target = "Cancelling" if run.state.name in ("Pending", "Running", "Retrying", "Paused") else "Cancelled"
-        result = run.transition(State.named(target, message="cancelled on request"))
+        result = FlowRun.model_validate_json(raw).cancel("cancelled on request")
         return result.model_dump_json().encode()
 
     await kv.update(flow_run_id, cancel)

@@ -24,6 +24,9 @@ log = logging.getLogger("flowbus.events.layout")
 
 _DAY = 86400.0
 STREAM_EXISTS_WITH_OTHER_CONFIG = 10058
+# The orchestrator's durable consumer on the events stream (its default name; the
+# setting ``FLOWBUS_ORCHESTRATOR_CONSUMER_NAME`` may change it).
+ORCHESTRATOR_CONSUMER = "orchestrator"
 
 
 @dataclass(frozen=True)
@@ -246,8 +249,42 @@ async def ensure_layout(js: JetStreamContext, settings: NatsSettings) -> Layout:
     """
     layout = Layout(settings.namespace)
     for config in all_streams(layout, settings):
-        await _ensure_stream(js, config)
+        created = await _ensure_stream(js, config)
+        if created and config.name == layout.events_stream:
+            await ensure_trigger_consumer(js, layout)
     return layout
+
+
+async def ensure_trigger_consumer(
+    js: JetStreamContext, layout: Layout, durable: str = ORCHESTRATOR_CONSUMER
+) -> None:
+    """Create the orchestrator's durable consumer with the events stream.
+
+    :func:`ensure_layout` calls this in the part that created the stream (the
+    orchestrator, the admin, or any part where NATS has no permissions), so the
+    consumer starts at the stream's first event: an event the gateway accepts before
+    any orchestrator has ever started is still delivered to the first one. A stream
+    that already holds events is left alone: a consumer created then starts at new
+    events (the orchestrator's choice), never replaying retained events as new runs.
+    """
+    info = await js.stream_info(layout.events_stream)
+    if info.state.last_seq:
+        return
+    try:
+        await js.consumer_info(layout.events_stream, durable)
+        return
+    except NotFoundError:
+        pass
+    config = api.ConsumerConfig(
+        durable_name=durable, ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=api.DeliverPolicy.ALL, filter_subject=f"{layout.events_prefix}.>",
+    )
+    try:
+        await js.add_consumer(layout.events_stream, config)
+    except APIError as exc:
+        # A part that may not create consumers (or a race with the orchestrator) leaves
+        # it to the orchestrator, which creates it on start.
+        log.debug("trigger consumer %s not created: %s", durable, exc.description)
 
 
 async def delete_layout(js: JetStreamContext, settings: NatsSettings) -> None:
@@ -260,14 +297,15 @@ async def delete_layout(js: JetStreamContext, settings: NatsSettings) -> None:
             continue
 
 
-async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
+async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> bool:
+    """Create or update the stream; True when this call created it."""
     assert config.name is not None
     try:
         existing = await js.stream_info(config.name)
     except NotFoundError:
         try:
             await js.add_stream(config)
-            return
+            return True
         except APIError as exc:
             if exc.err_code != STREAM_EXISTS_WITH_OTHER_CONFIG:
                 raise
@@ -275,10 +313,11 @@ async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None
             existing = await js.stream_info(config.name)
     differing = _differences(existing.config, config)
     if not differing:
-        return
+        return False
     try:
         await js.update_stream(config)
         log.info("updated stream %s (%s)", config.name, ", ".join(differing))
+        return False
     except APIError as exc:
         raise LayoutConflict(
             f"stream {config.name} exists with another configuration ({', '.join(differing)}) "

@@ -31,7 +31,14 @@ pod can do only what its part does:
 Every role but the task-worker may read every stream and bucket of its namespace (stream
 info, direct gets, its own consumers); only the task-worker (and the admin) may create
 consumers on the tasks stream, whose work-queue retention would hand a consumer's
-acknowledgements the jobs away. Every role receives replies on ``_INBOX.>``. Deleting a
+acknowledgements the jobs away. Named (durable) consumers each role creates on one
+stream only: the orchestrator on the events stream, a runner on the runs stream, the
+gateway on the logs stream, the task-worker on the tasks stream; elsewhere only unnamed
+ones, so no part re-configures another's durable consumer (an update is a create by
+name). Every role receives replies on its own inbox prefix only (``_INBOX_<role>.>``,
+:func:`events.subjects.inbox_prefix`, which every part connecting as a user takes), so
+no part reads another's replies; the orchestrator answers control requests into the
+gateway's and the admin's. Deleting a
 consumer is allowed only where a part deletes its own (the gateway, its log readers on
 the logs stream), so no part can delete another's durable consumer. Deleting or purging a
 stream (``$JS.API.STREAM.DELETE``/``PURGE``), except purging an object store it
@@ -49,7 +56,7 @@ from typing import Any, Literal, get_args
 from events.control import request_subject
 from events.layout import Layout, all_streams
 from events.settings import NatsSettings
-from events.subjects import CONTROL_PREFIX
+from events.subjects import CONTROL_PREFIX, inbox_prefix
 
 Role = Literal["gateway", "orchestrator", "runner", "task-worker", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -80,8 +87,16 @@ _OBJECT_WRITES: dict[Role, tuple[str, ...]] = {
     "runner": ("results",),
     "task-worker": ("results",),
 }
+# Roles that send control requests (the orchestrator answers into their inboxes).
+CONTROL_ASKERS: tuple[Role, ...] = ("gateway", "admin")
 # Roles that delete consumers (their own log readers, on the logs stream only).
 _CONSUMER_DELETES: frozenset[Role] = frozenset({"gateway"})
+# The one stream (Layout attribute) on which each role keeps named (durable) consumers:
+# the orchestrator's trigger and asset consumers, the runners' pool consumers, the
+# gateway's log readers, the task-workers' task consumers. Elsewhere a role creates
+# only unnamed ones, so it cannot re-configure another part's durable consumer.
+_DURABLE_STREAM: dict[Role, str] = {"orchestrator": "events_stream", "runner": "runs_stream",
+                                    "gateway": "logs_stream", "task-worker": "tasks_stream"}
 # Roles that may queue background task runs (write a record, publish a job); the admin
 # may too. The gateway and the orchestrator never call Task.delay.
 TASK_QUEUERS: frozenset[Role] = frozenset({"runner", "task-worker"})
@@ -89,12 +104,17 @@ TASK_QUEUERS: frozenset[Role] = frozenset({"runner", "task-worker"})
 TASK_WORKER_FAMILY = "task-run"
 
 
-def _read(stream: str, *, consume: bool = True, delete: bool = False) -> list[str]:
+def _read(stream: str, *, consume: bool = True, durable: bool = False,
+          delete: bool = False) -> list[str]:
+    """Reading ``stream``: direct gets; with ``consume``, unnamed (ephemeral, ordered)
+    consumers; with ``durable``, named consumers too (created or updated by name)."""
     subjects = [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.DIRECT.GET.{stream}",
                 f"$JS.API.DIRECT.GET.{stream}.>", f"$JS.API.STREAM.MSG.GET.{stream}"]
+    if durable:
+        subjects += [f"$JS.API.CONSUMER.CREATE.{stream}.>",
+                     f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.*"]
     if consume:
-        subjects += [f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}.>",
-                     f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.*",
+        subjects += [f"$JS.API.CONSUMER.CREATE.{stream}",
                      f"$JS.API.CONSUMER.INFO.{stream}.*",
                      f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*", f"$JS.API.CONSUMER.NAMES.{stream}",
                      f"$JS.ACK.{stream}.>", f"$JS.FC.{stream}.>"]
@@ -119,6 +139,7 @@ def role_permissions(role: Role, layout: Layout) -> dict[str, Any]:
         # task-worker takes a background task job.
         allow += _read(stream, consume=not ((role == "gateway" and stream == layout.runs_stream)
                                             or stream == layout.tasks_stream),
+                       durable=stream == getattr(layout, _DURABLE_STREAM[role]),
                        delete=role in _CONSUMER_DELETES and stream == layout.logs_stream)
     allow += [f"$KV.{getattr(layout, name)}.>" for name in _KV_WRITES[role]]
     for name in _OBJECT_WRITES[role]:
@@ -126,10 +147,10 @@ def role_permissions(role: Role, layout: Layout) -> dict[str, Any]:
         allow += [f"$O.{bucket}.C.>", f"$O.{bucket}.M.>", f"$JS.API.STREAM.PURGE.OBJ_{bucket}"]
     allow.append(f"{layout.events_prefix}.>")
     deny: list[str] = []
-    subscribe = ["_INBOX.>"]
+    subscribe = [f"{inbox_prefix(role)}.>"]
     if role == "orchestrator":
         # Run jobs; the answers to control requests go to the asker's inbox.
-        allow += [f"{ns}.runs.>", "_INBOX.>"]
+        allow += [f"{ns}.runs.>", *(f"{inbox_prefix(asker)}.>" for asker in CONTROL_ASKERS)]
         allow += [f"$JS.API.STREAM.{op}.{stream}" for stream in streams for op in ("CREATE", "UPDATE")]
         subscribe.append(request_subject(ns))
     elif role == "runner":
@@ -147,14 +168,16 @@ def _task_worker(layout: Layout, streams: list[str], allow: list[str]) -> dict[s
     own = {layout.tasks_stream, f"OBJ_{layout.results}",
            *(f"KV_{getattr(layout, name)}" for name in _KV_WRITES["task-worker"])}
     for stream in streams:
-        allow += _read(stream) if stream in own else [f"$JS.API.STREAM.INFO.{stream}"]
+        allow += (_read(stream, durable=stream == layout.tasks_stream) if stream in own
+                  else [f"$JS.API.STREAM.INFO.{stream}"])
     allow += [f"$KV.{getattr(layout, name)}.>" for name in _KV_WRITES["task-worker"]]
     for name in _OBJECT_WRITES["task-worker"]:
         bucket = getattr(layout, name)
         allow += [f"$O.{bucket}.C.>", f"$O.{bucket}.M.>", f"$JS.API.STREAM.PURGE.OBJ_{bucket}"]
     allow += [f"{layout.events_prefix}.{CONTROL_PREFIX}{TASK_WORKER_FAMILY}.>",
               f"{ns}.logs.>", f"{ns}.tasks.>"]
-    return {"publish": {"allow": allow, "deny": []}, "subscribe": {"allow": ["_INBOX.>"]}}
+    return {"publish": {"allow": allow, "deny": []},
+            "subscribe": {"allow": [f"{inbox_prefix('task-worker')}.>"]}}
 
 
 def chart_permissions() -> dict[str, Any]:

@@ -178,6 +178,19 @@ class FlowRun(BaseModel):
             raise TransitionRejected(f"flow run {self.id}: {verdict.reason}")
         return self.model_copy(update={"state": state, "updated": utcnow(), **changes})
 
+    def cancel(self, message: str) -> FlowRun:
+        """A copy on its way to cancellation, decided as Prefect 3 decides it.
+
+        ``Cancelled`` at once when no runner holds the run (a SCHEDULED-type run with no
+        runner, ``Resuming``, ``Suspended``: its job, if any, is dropped unrun), else
+        ``Cancelling`` (its runner stops it and records ``Cancelled``). A final or
+        already ``Cancelling`` run is :class:`TransitionRejected`. The API, the command
+        line and the automations' cancel all go through this.
+        """
+        unheld = self.state.name in ("Resuming", "Suspended") or (
+            self.state.type is StateType.SCHEDULED and self.runner_id is None)
+        return self.transition(State.named("Cancelled" if unheld else "Cancelling", message=message))
+
 
 def flow_run_id_for(*parts: str) -> str:
     """A deterministic flow-run id from what created it (e.g. trigger id and event identity).

@@ -143,3 +143,18 @@ def type_matches(pattern: str, event_type: str) -> bool:
     if "*" not in pattern:
         return pattern == event_type
     return _compiled(pattern).fullmatch(event_type) is not None
+
+
+def inbox_prefix(user: str | None) -> str:
+    """The reply-subject prefix of a NATS connection made as ``user``.
+
+    Each user gets its own (``_INBOX_<user>``), so the permissions can let a part
+    receive only its own replies (JetStream API answers, deliveries to its ordered
+    readers, control-request answers); without a user it is NATS's default.
+
+    >>> inbox_prefix("gateway"), inbox_prefix("a.b c"), inbox_prefix(None)
+    ('_INBOX_gateway', '_INBOX_a_b_c', '_INBOX')
+    """
+    if not user:
+        return "_INBOX"
+    return "_INBOX_" + re.sub(r"[\s.*>\x00-\x1f\x7f]", "_", user)

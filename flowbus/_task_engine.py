@@ -7,6 +7,7 @@ waits, so the same code drives sync and async task runs.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterable
 from types import GeneratorType
@@ -399,10 +400,12 @@ class TaskJob:
             state: State[Any] = Failed(name="NotReady", message=str(exc), data=exc)
             set_task_state(self.task_run, state)
             return state
+        # The record travels with the resolved inputs: the futures it was given hold
+        # locks and cannot be pickled (Prefect resolves them before pickling too).
         return (
             _run_task_in_process,
             self.task,
-            self.task_run,
+            dataclasses.replace(self.task_run, parameters=parameters),
             parameters,
             flow_ctx.parameters if flow_ctx else {},
             _log_prints.get(),

@@ -15,7 +15,7 @@ from events import background, control, pauses
 from events.bus import Bus
 from events.control import ControlReply, ControlRequest
 from events.errors import NotFound, TransitionRejected, UpdateConflict
-from events.records import FlowRun, State
+from events.records import FlowRun
 from events.runs import state_change_event
 from events.states import StateType
 from orchestrator.metrics import Metrics
@@ -62,9 +62,7 @@ class ControlDesk:
         def step(raw: bytes | None) -> bytes | None:
             if raw is None:
                 raise NotFound(f"no flow run with id {run_id!r}")
-            current = FlowRun.model_validate_json(raw)
-            cancelling = current.transition(State.named("Cancelling", CANCEL_MESSAGE))
-            return cancelling.model_dump_json().encode()
+            return FlowRun.model_validate_json(raw).cancel(CANCEL_MESSAGE).model_dump_json().encode()
 
         try:
             entry = await kv.update(run_id, step)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from events.layout import ORCHESTRATOR_CONSUMER
 from events.settings import register
 
 
@@ -15,7 +16,7 @@ class OrchestratorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOWBUS_ORCHESTRATOR_", extra="forbid", frozen=True)
 
     consumer_name: str = Field(
-        default="orchestrator", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        default=ORCHESTRATOR_CONSUMER, pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="durable consumer name on the events stream",
     )
     max_in_flight: int = Field(default=256, gt=0, le=10_000, description="events handled at once")

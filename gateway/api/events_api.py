@@ -28,8 +28,6 @@ from gateway.context import closing_of
 
 router = ApiRouter()
 STREAM_BUFFER = 1000
-# Recent events are read until none arrives for this long (the stream's end).
-_IDLE_SECONDS = 0.3
 
 
 class StreamQuery(BaseModel):
@@ -81,19 +79,17 @@ async def list_events(call: Call) -> EventList:
     since = query.since or datetime.now(UTC) - timedelta(hours=1)
     items: list[dict[str, Any]] = []
     last_time: datetime | None = None
-    tail = call.gateway.bus.tail(query.pattern, since=since)
+    reading = call.gateway.bus.stored(query.pattern, since=since)
     try:
-        while len(items) < query.limit:
-            try:
-                event = await asyncio.wait_for(anext(tail), _IDLE_SECONDS)
-            except (TimeoutError, StopAsyncIteration):
-                break
+        async for event in reading:
             if query.until is not None and event.time is not None and event.time > query.until:
                 break
             items.append(to_dict(event))
             last_time = event.time
+            if len(items) == query.limit:
+                break
     finally:
-        await tail.aclose()  # type: ignore[attr-defined]  # an async generator
+        await reading.aclose()
     next_since = None
     if len(items) == query.limit and last_time is not None:
         next_since = last_time + timedelta(microseconds=1)

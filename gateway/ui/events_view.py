@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -31,7 +31,6 @@ from gateway.ui.session import Viewer
 RECENT_WINDOW = timedelta(minutes=15)
 RECENT_READ = 1000  # events read to show the newest of the window
 SHOWN = 100
-_IDLE_SECONDS = 0.3
 _FIND_WINDOW = timedelta(seconds=60)  # an event comes before the runs it causes
 _FIND_READ = 2000
 _LIVE_BUFFER = 256
@@ -56,38 +55,20 @@ def event_link(event: CloudEvent) -> str:
     return "/ui/event?" + urlencode({"type": event.type, "id": event.id, "time": stamp})
 
 
-async def _read(tail: AsyncIterator[CloudEvent], most: int, idle: float) -> AsyncIterator[CloudEvent]:
-    for _ in range(most):
-        try:
-            yield await asyncio.wait_for(anext(tail), idle)
-        except (TimeoutError, StopAsyncIteration):
-            return
-
-
-async def read_bounded(bus: Bus, pattern: str, since: datetime, most: int,
-                       idle: float) -> AsyncIterator[CloudEvent]:
+def read_bounded(bus: Bus, pattern: str, since: datetime, most: int) -> AsyncGenerator[CloudEvent, None]:
     """Stored events matching ``pattern`` from ``since``, oldest first: at most ``most``,
-    ending once none arrives for ``idle`` seconds (the end of what is stored)."""
-    tail = bus.tail(pattern, since=since)
-    try:
-        async for event in _read(tail, most, idle):
-            yield event
-    finally:
-        await tail.aclose()  # type: ignore[attr-defined]  # an async generator
+    ending at the last one stored (:meth:`events.bus.Bus.stored`)."""
+    return bus.stored(pattern, since=since, most=most)
 
 
 @page
 async def events_page(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     pattern, source = _filters(request)
     bus = gateway_of(request).bus
-    tail = bus.tail(pattern, since=datetime.now(UTC) - RECENT_WINDOW)
     found: list[CloudEvent] = []
-    try:
-        async for event in _read(tail, RECENT_READ, _IDLE_SECONDS):
-            if source is None or event.source == source:
-                found.append(event)
-    finally:
-        await tail.aclose()  # type: ignore[attr-defined]  # an async generator
+    async for event in read_bounded(bus, pattern, datetime.now(UTC) - RECENT_WINDOW, RECENT_READ):
+        if source is None or event.source == source:
+            found.append(event)
     newest = list(reversed(found[-SHOWN:]))
     live = "/ui/events/live?" + urlencode({"pattern": pattern, **({"source": source} if source else {})})
     return render("events.html", viewer=viewer, nav="events", events=newest, pattern=pattern,
@@ -165,19 +146,15 @@ async def _firings(request: web.Request, event: CloudEvent) -> tuple[list[CloudE
     ``event`` as their triggering event, read from its time on (bounded)."""
     bus = gateway_of(request).bus
     since = (event.time or datetime.now(UTC) - RECENT_WINDOW) - _SLACK
-    tail = bus.tail(AUTOMATION_EVENTS, since=since)
     found: list[CloudEvent] = []
     read = 0
-    try:
-        async for fired in _read(tail, _FIRINGS_READ, _IDLE_SECONDS):
-            read += 1
-            data = fired.data if isinstance(fired.data, dict) else {}
-            ref = data.get("triggering_event")
-            if (isinstance(ref, dict) and ref.get("id") == event.id
-                    and ref.get("source") == event.source):
-                found.append(fired)
-    finally:
-        await tail.aclose()  # type: ignore[attr-defined]  # an async generator
+    async for fired in read_bounded(bus, AUTOMATION_EVENTS, since, _FIRINGS_READ):
+        read += 1
+        data = fired.data if isinstance(fired.data, dict) else {}
+        ref = data.get("triggering_event")
+        if (isinstance(ref, dict) and ref.get("id") == event.id
+                and ref.get("source") == event.source):
+            found.append(fired)
     return found, read >= _FIRINGS_READ
 
 
@@ -185,11 +162,8 @@ async def _find(request: web.Request, event_type: str, event_id: str,
                 when: datetime | None) -> CloudEvent | None:
     bus = gateway_of(request).bus
     since = (when or datetime.now(UTC) - RECENT_WINDOW) - _FIND_WINDOW
-    tail = bus.tail(event_type, since=since)
-    try:
-        async for event in _read(tail, _FIND_READ, _IDLE_SECONDS):
+    async with contextlib.aclosing(read_bounded(bus, event_type, since, _FIND_READ)) as reading:
+        async for event in reading:
             if event.id == event_id:
                 return event
-    finally:
-        await tail.aclose()  # type: ignore[attr-defined]  # an async generator
     return None

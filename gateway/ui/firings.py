@@ -25,7 +25,6 @@ from gateway.ui.events_view import AUTOMATION_EVENTS, read_bounded
 WINDOWS = (timedelta(hours=24), timedelta(hours=1), timedelta(minutes=5))
 MAX_READ = 5000  # automation events read per window, at most
 LAST = 5  # firings kept per automation
-_IDLE_SECONDS = 0.3
 
 
 @dataclass(slots=True)
@@ -106,8 +105,7 @@ async def last_firings(bus: Bus, now: datetime | None = None) -> Firings:
     for window in WINDOWS:
         kept = {}
         read = 0
-        async for event in read_bounded(bus, AUTOMATION_EVENTS, now - window, MAX_READ,
-                                        _IDLE_SECONDS):
+        async for event in read_bounded(bus, AUTOMATION_EVENTS, now - window, MAX_READ):
             read += 1
             _add(kept, event)
         cut = read >= MAX_READ

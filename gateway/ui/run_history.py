@@ -9,9 +9,7 @@ the page's cost on a busy bus: past it the page says the history is cut short).
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,7 +26,6 @@ from events.runs import FlowRunStateEvent
 MAX_EVENTS = 20_000
 MAX_TASK_RUNS = 200
 MAX_TRIGGERED = 50
-_IDLE_SECONDS = 0.3
 _SLACK = timedelta(seconds=2)  # events are stamped by other clocks than the record's
 _FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
@@ -98,25 +95,13 @@ def _point(data: Any, event: CloudEvent) -> StatePoint | None:
                       message=message if isinstance(message, str) else None)
 
 
-async def _events(bus: Bus, since: datetime) -> AsyncIterator[CloudEvent]:
-    tail = bus.tail("flowbus.*", since=since)
-    try:
-        for _ in range(MAX_EVENTS):
-            try:
-                yield await asyncio.wait_for(anext(tail), _IDLE_SECONDS)
-            except (TimeoutError, StopAsyncIteration):
-                return
-    finally:
-        await tail.aclose()  # type: ignore[attr-defined]  # an async generator
-
-
 async def read_history(bus: Bus, run: FlowRun) -> RunHistory:
     """The run's recorded states, its task runs and the ids of its state events."""
     history = RunHistory()
     subject = f"flowbus.flow-run.{run.id}"
     tasks: dict[str, TaskRunView] = {}
     seen = 0
-    async for event in _events(bus, run.created - _SLACK):
+    async for event in bus.stored("flowbus.*", since=run.created - _SLACK, most=MAX_EVENTS):
         seen += 1
         if event.type.startswith("flowbus.flow-run.") and event.subject == subject:
             history.event_ids.append(event.id)

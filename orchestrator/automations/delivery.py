@@ -83,8 +83,14 @@ class Deliveries:
         self._backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds)
         self._beat = settings.heartbeat_seconds
 
-    async def deliver(self, action: Any, index: int, ctx: FiringContext, *, force: bool = False) -> str:
-        """Run one action of a firing at least once; its outcome (done, duplicate, dead)."""
+    async def deliver(self, action: Any, index: int, ctx: FiringContext, *, force: bool = False,
+                      redrive: str = "") -> str:
+        """Run one action of a firing at least once; its outcome (done, duplicate, dead).
+
+        ``redrive`` (with ``force``) names one redrive of a dead letter; it makes the ids
+        of the outcome events new, so a redrive that fails again within JetStream's
+        duplicate window still publishes its failure.
+        """
         key = action_key(ctx.automation.id, index, ctx.key, ctx.resolve)
         if not force and await self._done.get(f"done.{key}") is not None:
             self._metrics.actions.labels(action.type, "duplicate").inc()
@@ -107,13 +113,14 @@ class Deliveries:
             self._metrics.latency.labels(action.type).observe(time.perf_counter() - started)
             await self._done.put_json(f"done.{key}", {"outcome": "done", "at": self._clock().isoformat()})
             self._metrics.actions.labels(action.type, "done").inc()
-            await self._publish(EVENT_EXECUTED, key, ctx, index, action, {"details": details})
+            await self._publish(EVENT_EXECUTED, key, ctx, index, action, {"details": details},
+                                redrive)
             return "done"
-        await self._dead_letter(key, action, index, ctx, reason, made)
+        await self._dead_letter(key, action, index, ctx, reason, made, redrive)
         return "dead"
 
     async def _dead_letter(self, key: str, action: Any, index: int, ctx: FiringContext,
-                           reason: str, attempts: int) -> None:
+                           reason: str, attempts: int, redrive: str = "") -> None:
         log.warning("automation %s action %d (%s) dead-lettered: %s",
                     ctx.automation.name, index, action.type, reason)
         letter = DeadLetter(
@@ -126,7 +133,8 @@ class Deliveries:
         await self._done.put_json(f"done.{key}", {"outcome": "dead", "at": self._clock().isoformat()})
         self._metrics.actions.labels(action.type, "dead").inc()
         self._metrics.dead_letters.inc()
-        await self._publish(EVENT_FAILED, key, ctx, index, action, {"reason": reason, "attempts": attempts})
+        await self._publish(EVENT_FAILED, key, ctx, index, action, {"reason": reason, "attempts": attempts},
+                            redrive)
         await self._trim()
 
     async def _trim(self) -> None:
@@ -143,12 +151,13 @@ class Deliveries:
             await self._state.delete(key)
 
     async def _publish(self, kind: str, key: str, ctx: FiringContext, index: int, action: Any,
-                       extra: dict[str, Any]) -> None:
+                       extra: dict[str, Any], redrive: str = "") -> None:
         event = ctx.event
+        event_id = f"{key}:{kind.rsplit('.', 1)[-1]}" + (f":{redrive}" if redrive else "")
         if ctx.announced is not None:
             await ctx.announced
         await self._bus.publish(CloudEvent.create(
-            kind, source=source_of(ctx.automation.id), id=f"{key}:{kind.rsplit('.', 1)[-1]}",
+            kind, source=source_of(ctx.automation.id), id=event_id,
             subject=f"flowbus.automation.{ctx.automation.id}",
             data={
                 "automation_id": ctx.automation.id, "automation_name": ctx.automation.name,

@@ -325,8 +325,10 @@ class AutomationEngine:
         firing = letter.firing
         ctx = FiringContext(automation, str(firing["key"]), dict(firing["event"]),
                             list(firing.get("events") or [firing["event"]]), bool(firing.get("resolve")))
+        # The dead letter's revision names this redrive (a failure rewrites the letter).
         outcome = await self.deliveries.deliver(_ACTION.validate_python(letter.action),
-                                                letter.action_index, ctx, force=True)
+                                                letter.action_index, ctx, force=True,
+                                                redrive=f"redrive-{entry.revision}")
         if outcome == "done":
             await self._state.delete(DEAD_PREFIX + key)
         return outcome

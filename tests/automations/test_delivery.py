@@ -149,6 +149,26 @@ async def test_a_failing_action_is_dead_lettered_and_redriven(
     assert len(receiver.requests) == 4
 
 
+async def test_a_redrive_that_fails_again_publishes_its_own_failure(
+    bus: Bus, orchestrator: Orchestrator, receiver: Receiver
+) -> None:
+    # Within JetStream's duplicate window, an event reusing the first failure's id
+    # would be dropped: each redrive's outcome has an id of its own.
+    receiver.statuses = [404, 404, 404]
+    await automation(bus, orchestrator, webhook(receiver.url))
+    await bus.publish(event("shop.order.created", data={"order": "E-1", "total": 2}))
+    (first,) = await wait_events(bus, "flowbus.automation.action.failed")
+    for count in (2, 3):
+        (letter,) = await store.list_dead_letters(bus)
+        await store.request_redrive(bus, letter.key)
+        failures = await wait_events(bus, "flowbus.automation.action.failed", count)
+    assert len({f.id for f in failures}) == 3 and first.id in {f.id for f in failures}
+    assert {f.data["key"] for f in failures} == {first.data["key"]}
+    assert len(receiver.requests) == 3
+    (letter,) = await store.list_dead_letters(bus)  # still waiting for a redrive
+    assert "404" in letter.reason
+
+
 async def test_a_4xx_answer_is_dead_lettered_without_retries_and_can_be_purged(
     bus: Bus, orchestrator: Orchestrator, receiver: Receiver
 ) -> None:

@@ -264,13 +264,13 @@ class Chaos:
             await asyncio.sleep(0.1)
         else:
             raise RuntimeError("an orchestrator or a runner did not become ready")
-        # "ready" comes once the catalog is loaded; the leader creates its durable
-        # consumer (which starts at new events) just after. Events sent before it
-        # exists would never reach it, so the streaming waits for it.
+        # "ready" comes once the catalog is loaded; the leader starts fetching from its
+        # durable consumer (created with the stream) just after. Events sent earlier
+        # would wait for it, so the streaming waits for a fetch to keep timings honest.
         async with await Bus.connect(self.settings(), name="chaos-ready") as bus:
             for _ in range(1200):
                 consumers = await bus.consumers(bus.layout.events_stream)
-                if any(c.name == "orchestrator" for c in consumers):
+                if any(c.name == "orchestrator" and (c.num_waiting or 0) > 0 for c in consumers):
                     return
                 await asyncio.sleep(0.1)
         raise RuntimeError("no orchestrator started consuming events")

@@ -1,23 +1,26 @@
 """Deleting flow runs: ``DELETE /api/v1/flow-runs/{id}`` and ``client.delete_flow_run``.
 
 Runs come from their real producers: the orchestrator creates a Scheduled run when
-one is requested through the API; the gateway's cancel makes it Cancelling.
+one is requested through the API, a runner's claim (runners.claims) holds it, and
+the API's cancel makes a held run Cancelling and an unheld one Cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
 
 from events.bus import Bus
 from events.deployments import save_deployment
-from events.records import Deployment
+from events.records import Deployment, FlowRun
 from flowbus.client import ApiError, ApiNotFound, FlowbusClient, get_client
 from gateway.service import RunningGateway, running
 from gateway.settings import GatewaySettings
+from runners.claims import claimed
 from tests.orchestrator.support import Running, start
 
 from .conftest import act_as_runner
@@ -78,10 +81,29 @@ async def test_a_final_run_is_deleted(api: RunningGateway, bus: Bus, orchestrato
         assert await client.read_flow_runs() == []
 
 
+async def test_a_scheduled_run_cancelled_is_cancelled_at_once_and_deletable(
+        api: RunningGateway, bus: Bus, orchestrator: Running) -> None:  # fmt: skip
+    async with get_client() as client:
+        run_id = await scheduled_run(client, bus)
+        # No runner holds it: Cancelled at once, as Prefect does.
+        assert (await client.cancel_flow_run(run_id)).state.name == "Cancelled"
+        await client.delete_flow_run(run_id)
+        with pytest.raises(ApiNotFound):
+            await client.read_flow_run(run_id)
+
+
 async def test_a_claimed_or_cancelling_run_is_refused_until_final(
         api: RunningGateway, bus: Bus, orchestrator: Running) -> None:  # fmt: skip
     async with get_client() as client:
         run_id = await scheduled_run(client, bus)
+        kv = await bus.kv(bus.layout.flow_runs)
+        entry = await kv.get(run_id)
+        assert entry is not None
+        _, held = claimed(FlowRun.model_validate_json(entry.value), "runner-1", datetime.now(UTC))
+        await kv.update(run_id, lambda _: held.model_dump_json().encode())
+        with pytest.raises(ApiError, match=r"is Running; .* cancel it first") as refused:
+            await client.delete_flow_run(run_id)
+        assert refused.value.status == 409
         assert (await client.cancel_flow_run(run_id)).state.name == "Cancelling"
         with pytest.raises(ApiError, match=r"is Cancelling; .* cancel it first") as refused:
             await client.delete_flow_run(run_id)

@@ -51,7 +51,12 @@ async def test_request_run_with_a_key_maps_to_one_run(bus: Bus) -> None:
     c = await d.request_run(bus, "etl", {"x": 1}, source="/t")
     assert a == b != c
     consumer = await bus.consumer("r")
-    requests = [x.event for x in await consumer.fetch(10, max_wait=0.5)]
+    requests = []
+    for _ in range(20):  # a loaded machine may hand them over in several fetches
+        requests += [x.event for x in await consumer.fetch(10, max_wait=0.5)]
+        if len(requests) >= 2:
+            break
+    requests += [x.event for x in await consumer.fetch(10, max_wait=0.5)]  # nothing more
     assert len(requests) == 2
     assert requests[0].data["parameters"] == {"x": 1} and requests[0].data["flow_run_id"] == a
 

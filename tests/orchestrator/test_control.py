@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,6 +18,7 @@ from events.embedded import EmbeddedNats
 from events.records import FlowRun
 from events.runs import RunRequested, run_requested_event
 from events.settings import NatsSettings
+from runners.claims import claimed
 from tests.orchestrator.support import deploy, flow_runs, start, wait_until
 
 TTL = 2.0
@@ -60,8 +62,9 @@ async def test_only_the_leader_answers_and_a_standby_takes_over(short_lease_bus:
     run_id = await _requested_run(bus)
     reply = await control.ask(bus, ControlRequest(action="cancel", flow_run_id=run_id))
     assert reply.outcome == "ok" and reply.run is not None
-    assert reply.run.state.name == "Cancelling"
-    assert (await _record(bus, run_id)).state.name == "Cancelling"
+    # No runner holds it yet: Cancelled at once, as Prefect does (FlowRun.cancel).
+    assert reply.run.state.name == "Cancelled"
+    assert (await _record(bus, run_id)).state.name == "Cancelled"
     assert not second_task.done()  # the standby neither leads nor answers
 
     await first.close()  # a clean stop: the standby takes over and answers
@@ -118,5 +121,23 @@ async def test_refusals_and_hostile_requests_leave_runs_alone(bus: Bus) -> None:
         reply = await control.ask(bus, ControlRequest(action="cancel", flow_run_id=run_id))
         assert reply.outcome == "ok"
         assert json.loads(msg.data)["detail"]
+    finally:
+        await running.close()
+
+
+async def test_a_run_a_runner_holds_becomes_cancelling_and_a_second_cancel_is_refused(bus: Bus) -> None:
+    await deploy(bus)
+    running = await start(bus)
+    try:
+        run_id = await _requested_run(bus)
+        kv = await bus.kv(bus.layout.flow_runs)
+        _, held = claimed(await _record(bus, run_id), "runner-1", datetime.now(UTC))
+        await kv.put(run_id, held.model_dump_json().encode())
+        reply = await control.ask(bus, ControlRequest(action="cancel", flow_run_id=run_id))
+        assert reply.outcome == "ok" and reply.run is not None
+        assert reply.run.state.name == "Cancelling" and reply.run.runner_id == "runner-1"
+        again = await control.ask(bus, ControlRequest(action="cancel", flow_run_id=run_id))
+        assert again.outcome == "conflict" and "Cancelling" in again.detail
+        assert (await _record(bus, run_id)).state.name == "Cancelling"
     finally:
         await running.close()

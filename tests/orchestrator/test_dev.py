@@ -17,7 +17,8 @@ from tests.orchestrator.support import deploy, wait_for_runs, wait_until
 
 
 async def _consuming(bus: Bus) -> bool:
-    return any(c.name == "orchestrator" for c in await bus.consumers(bus.layout.events_stream))
+    return any(c.name == "orchestrator" and (c.num_waiting or 0) > 0
+               for c in await bus.consumers(bus.layout.events_stream))
 
 
 def _url_in(log: Path) -> str | None:

@@ -114,7 +114,9 @@ async def test_killed_orchestrator_leaves_exactly_one_run_and_job_per_event(
 
 
 async def _consumer_ready(bus: Bus) -> bool:
-    return any(c.name == "orchestrator" for c in await bus.consumers(bus.layout.events_stream))
+    # The consumer exists from the stream's creation; ready means the leader is fetching.
+    return any(c.name == "orchestrator" and (c.num_waiting or 0) > 0
+               for c in await bus.consumers(bus.layout.events_stream))
 
 
 async def _runs_at_least(bus: Bus, n: int) -> bool:

@@ -90,6 +90,24 @@ def test_process_pool_runs_tasks_in_other_processes_and_reports_failures() -> No
     assert bad_state == "Failed"
 
 
+@task
+def total(first: int, rest: list[int]) -> int:
+    return first + sum(rest)
+
+
+def test_process_pool_takes_futures_as_arguments_even_nested() -> None:
+    # Prefect 3.8.8 resolves futures before a task run travels to its process, too.
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f() -> tuple[int, int]:
+        a = pid_of.submit(1)
+        b = pid_of.submit(2)
+        squares = total.submit(a.result()[0], [b.result()[0]])
+        nested = total.submit(squares, [squares, squares])
+        return squares.result(), nested.result()
+
+    assert f() == (5, 15)
+
+
 def test_process_pool_error_is_raised_from_result() -> None:
     @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
     def f() -> int:

@@ -290,6 +290,13 @@ async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
                             f"$KV.{layout.automations}.a", f"$KV.{layout.api_keys}.k",
                             f"$KV.{layout.webhooks}.w", request_subject(namespace)):
                 await _refused(server, "runner", subject)
+            # Each part receives only its own replies; the orchestrator answers only the
+            # gateway's and the admin's requests.
+            for role, subject in (("gateway", "_INBOX.>"), ("gateway", "_INBOX_orchestrator.>"),
+                                  ("runner", "_INBOX_gateway.>"), ("task-worker", "_INBOX_runner.>"),
+                                  ("orchestrator", "_INBOX_gateway.>")):
+                await _refused(server, role, subject, subscribe=True)
+            await _refused(server, "orchestrator", "_INBOX_runner.forged")
             # Only the orchestrator hears control requests.
             for role in ("gateway", "runner", "task-worker"):
                 await _refused(server, role, request_subject(namespace), subscribe=True)
@@ -305,6 +312,19 @@ async def test_each_part_runs_under_its_own_user_and_is_refused_the_others_work(
                     ("runner", layout.runs_stream, "pool-default"),
                     ("orchestrator", layout.events_stream, "orchestrator")):
                 await _refused(server, role, f"$JS.API.CONSUMER.DELETE.{stream}.{durable}")
+            # Nor re-configures one: a create (or update) by name is allowed on its own
+            # stream only (unnamed, ordered readers everywhere it reads).
+            for role, stream, durable in (
+                    ("gateway", layout.events_stream, "orchestrator"),
+                    ("runner", layout.events_stream, "orchestrator"),
+                    ("task-worker", layout.events_stream, "orchestrator"),
+                    ("gateway", layout.runs_stream, "pool-default"),
+                    ("orchestrator", layout.runs_stream, "pool-default"),
+                    ("runner", layout.logs_stream, "reader"),
+                    ("task-worker", f"KV_{layout.task_runs}", "watcher"),
+                    ("runner", layout.tasks_stream, "tasks-x")):
+                await _refused(server, role, f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}")
+                await _refused(server, role, f"$JS.API.CONSUMER.CREATE.{stream}.{durable}")
             durables = {c.name for c in await admin.consumers(layout.events_stream)}
             assert {"orchestrator", "orchestrator-assets"} <= durables
             assert "pool-default" in {c.name for c in await admin.consumers(layout.runs_stream)}
