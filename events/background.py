@@ -39,6 +39,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from events.bus import Bus
 from events.errors import FlowbusError, NotFound
 from events.kv import KV
+from events.layout import Layout
 from events.records import State, StateData, utcnow
 from events.settings import register
 
@@ -173,19 +174,25 @@ def scheduled_record(*, task_run_id: str, name: str, task_key: str, task_name: s
         parameters=parameters, wait_for=wait_for, state=State.named("Scheduled"))
 
 
-async def queue_task_run(bus: Bus, record: TaskRunRecord, job: TaskJob) -> None:
-    """Create ``record`` and publish ``job`` in one pipelined window (one round trip).
+Message = tuple[str, bytes, dict[str, str] | None]
 
-    The record is written as a KV ``create`` (a publish that JetStream refuses when the
-    key holds anything). Both go out on one connection, record first; a worker that
-    gets the job before the record is readable hands the job back for a moment.
-    """
-    await bus.publish_raw_many([
-        (f"$KV.{bus.layout.task_runs}.{record.id}", record.encode(),
+
+def queue_messages(layout: Layout, record: TaskRunRecord, job: TaskJob) -> list[Message]:
+    """The two messages that queue a run, in order: the record, written as a KV
+    ``create`` (a publish that JetStream refuses when the key holds anything), then the
+    job. Published pipelined on one connection, record first; a worker that gets the
+    job before the record is readable hands the job back for a moment."""
+    return [
+        (f"$KV.{layout.task_runs}.{record.id}", record.encode(),
          {"Nats-Expected-Last-Subject-Sequence": "0"}),
-        (task_subject(bus.layout.namespace, job.task_key), job.model_dump_json().encode(),
+        (task_subject(layout.namespace, job.task_key), job.model_dump_json().encode(),
          {"Nats-Msg-Id": f"task-run-{job.task_run_id}"}),
-    ])
+    ]
+
+
+async def queue_task_run(bus: Bus, record: TaskRunRecord, job: TaskJob) -> None:
+    """Create ``record`` and publish ``job`` in one pipelined window (one round trip)."""
+    await bus.publish_raw_many(queue_messages(bus.layout, record, job))
 
 
 # Deliveries of a job whose record is not (yet) readable before the job is dropped.
@@ -354,6 +361,7 @@ __all__ = [
     "decide",
     "describe_error",
     "finished",
+    "queue_messages",
     "queue_stats",
     "queue_task_run",
     "scheduled_record",

@@ -29,6 +29,8 @@ from typing import Any, Generic, TypeVar
 
 from events import background as contract
 from events.errors import NotFound
+from flowbus._delay_queue import delay_queue
+from flowbus._remote import CALL_TIMEOUT
 from flowbus.exceptions import ConfigurationError, FailedRun, ParameterBindError
 from flowbus.results import resolve_result_store, server_connection
 from flowbus.serializers import resolve_serializer
@@ -100,7 +102,7 @@ def submit_background(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
         task_name=task.name, tags=list(task._tags),
         parameters=_readable(payload, serializer_name), wait_for=upstream)
     job = contract.TaskJob(task_run_id=run_id, task_key=task.task_key, parameters=payload)
-    remote.call(contract.queue_task_run(remote.bus, record, job))
+    delay_queue(remote).publish(contract.queue_messages(remote.layout, record, job), CALL_TIMEOUT)
     return TaskRunFuture(run_id, task)
 
 
