@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.bus import Bus
+from events.cloudevent import CloudEvent
 from events.errors import FlowbusError, NotFound
 from events.kv import KV
 from events.layout import Layout
@@ -309,21 +310,49 @@ def cancelled(record: TaskRunRecord, reason: str | None = None) -> TaskRunRecord
     return record.moved("Cancelled", reason or CANCELLED_MESSAGE, end_time=utcnow())
 
 
-async def cancel_task_run(kv: KV, task_run_id: str, reason: str | None = None) -> TaskRunRecord:
+CANCEL_EVENT_TYPE = "flowbus.task-run.Cancelled"
+CANCEL_EVENT_SOURCE = "flowbus/background"
+
+
+def cancelled_event(record: TaskRunRecord) -> CloudEvent:
+    """The ``flowbus.task-run.Cancelled`` event of a run cancelled before its body ran
+    (a running body's own engine announces its end). Its data has the keys of the
+    task engine's task-run events; its id is fixed per run, so a repeat is stored once."""
+    state = record.state
+    return CloudEvent(
+        id=f"{record.id}-cancelled", source=CANCEL_EVENT_SOURCE, type=CANCEL_EVENT_TYPE,
+        subject=f"flowbus.task-run.{record.id}", time=record.updated,
+        datacontenttype="application/json",
+        data={"id": record.id, "name": record.name, "task_name": record.task_name,
+              "task_key": record.task_key, "parameters": record.parameters,
+              "tags": list(record.tags), "run_count": record.run_count,
+              "flow_run_id": None, "cache_key": None,
+              "state": {"type": state.type.value, "name": state.name, "message": state.message,
+                        "timestamp": state.timestamp.isoformat()}})
+
+
+async def cancel_task_run(kv: KV, task_run_id: str, reason: str | None = None, *,
+                          bus: Bus | None = None) -> TaskRunRecord:
     """Cancel a background task run by compare-and-set on its record; the record after.
 
+    With ``bus``, a run cancelled while still queued (Scheduled) has its
+    :func:`cancelled_event` published (its job is dropped unrun, so no engine will).
     Raises :class:`~events.errors.NotFound` (no such run) and :class:`NotCancellable`.
     """
     result: list[TaskRunRecord] = []
+    queued: list[bool] = []
 
     def step(raw: bytes | None) -> bytes:
         if raw is None:
             raise NotFound(f"no task run with id {task_run_id!r}")
-        new = cancelled(TaskRunRecord.decode(raw), reason)
-        result[:] = [new]
+        before = TaskRunRecord.decode(raw)
+        new = cancelled(before, reason)
+        result[:], queued[:] = [new], [before.state.name == "Scheduled"]
         return new.encode()
 
     await kv.update(task_run_id, step)
+    if bus is not None and queued[0]:
+        await bus.publish(cancelled_event(result[0]))
     return result[0]
 
 
@@ -343,6 +372,7 @@ def describe_error(exc: BaseException) -> TaskRunError:
 
 __all__ = [
     "CANCELLED_MESSAGE",
+    "CANCEL_EVENT_TYPE",
     "MAX_CRASHES",
     "MAX_PARAMETERS_BYTES",
     "TASK_RUN_STATES",
@@ -356,6 +386,7 @@ __all__ = [
     "all_task_runs",
     "cancel_task_run",
     "cancelled",
+    "cancelled_event",
     "claimed",
     "consumer_name",
     "decide",

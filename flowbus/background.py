@@ -153,7 +153,8 @@ class TaskRunFuture(Generic[R]):
         remote = _remote()
         kv = remote.kv(remote.layout.task_runs)
         try:
-            remote.call(contract.cancel_task_run(kv, self.task_run_id, "cancelled by its future"))
+            remote.call(contract.cancel_task_run(kv, self.task_run_id, "cancelled by its future",
+                                                   bus=remote.bus))
         except contract.NotCancellable:
             return False
         except NotFound:

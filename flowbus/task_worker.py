@@ -204,6 +204,8 @@ class TaskWorker:
                                   error=error)
         if lease.cancelled:
             log.info("task run %s was cancelled; its body was stopped", job.task_run_id)
+            if lease.body is None:  # cancelled before its body ran: no engine announced it
+                await self._announce_cancel(job.task_run_id)
             await delivery.ack(confirm=False)
         elif await lease.write(self.kv, final):
             # Unconfirmed: a lost ack only redelivers a job whose record is final (dropped).
@@ -211,6 +213,17 @@ class TaskWorker:
         else:
             log.warning("task run %s was taken over by another worker; its outcome here is "
                         "dropped", job.task_run_id)
+
+    async def _announce_cancel(self, task_run_id: str) -> None:
+        entry = await self.kv.get(task_run_id, latest=True)
+        if entry is None:
+            return
+        record = contract.TaskRunRecord.decode(entry.value)
+        if record.state.name == "Cancelled":
+            try:
+                await self.bus.publish(contract.cancelled_event(record))
+            except FlowbusError as exc:
+                log.warning("announcing the cancel of task run %s failed: %s", task_run_id, exc)
 
     async def _claim(self, job: contract.TaskJob, delivery: Any) -> _Lease | None:
         for _ in range(5):

@@ -117,7 +117,7 @@ class ControlDesk:
         run_id = request.target
         kv = await self.bus.kv(self.bus.layout.task_runs)
         try:
-            record = await background.cancel_task_run(kv, run_id, CANCEL_MESSAGE)
+            record = await background.cancel_task_run(kv, run_id, CANCEL_MESSAGE, bus=self.bus)
         except NotFound:
             return ControlReply(outcome="not_found", detail=f"no task run with id {run_id!r}")
         except background.NotCancellable as exc:

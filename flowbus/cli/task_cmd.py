@@ -141,7 +141,7 @@ async def task_run_cancel(run_id: str) -> None:
     async with await Bus.connect(nats_settings()) as bus:
         kv = await bus.kv(bus.layout.task_runs)
         try:
-            record = await cancel_task_run(kv, run_id, "cancelled from the command line")
+            record = await cancel_task_run(kv, run_id, "cancelled from the command line", bus=bus)
         except NotFound:
             fail(f"no task run {run_id!r}")
             return

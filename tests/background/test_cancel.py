@@ -59,6 +59,16 @@ async def test_a_queued_run_cancelled_through_the_api_never_starts(
     assert queued.state.name == "Cancelled"
     with pytest.raises(CancelledRun, match="cancelled through the API"):
         queued.result()
+    # No engine ever ran it: the cancel itself announced the run's end, once.
+    consumer = await bus.consumer("queued-cancel-check")
+    try:
+        deliveries = await consumer.fetch(1000, max_wait=1.0)
+    finally:
+        await consumer.close()
+    mine = [d.event for d in deliveries if d.event.subject == f"flowbus.task-run.{queued.task_run_id}"]
+    assert [e.type for e in mine] == ["flowbus.task-run.Cancelled"], mine
+    assert mine[0].data["state"]["name"] == "Cancelled" and mine[0].data["run_count"] == 0
+    assert mine[0].data["task_name"] == "marked" and mine[0].data["id"] == queued.task_run_id
 
 
 def _cancel_a_running_run(tasks_root: Path, worker_env: dict[str, Any]) -> str:
