@@ -279,7 +279,11 @@ class TaskWorker:
             state = await self._wait_final(upstream, lease)
             if state is not None:
                 return "Failed", state, None, None
-        if lease.cancelled:
+        if lease.lost:  # cancelled or taken over while waiting: the body never runs
+            entry = await self.kv.get(record.id, latest=True)
+            if entry is not None and \
+                    contract.TaskRunRecord.decode(entry.value).state.name == "Cancelled":
+                lease.cancelled = True
             return "Cancelled", contract.CANCELLED_MESSAGE, None, None
         body = lease.body = BodyThread(_run_body, task, job, record).start()
         try:

@@ -161,3 +161,34 @@ def test_the_api_and_the_pages_know_every_task_run_state() -> None:
 
     assert set(get_args(TaskRunStateName)) == set(TASK_RUN_STATES)
     assert "Cancelled" in catalog_view.TASK_RUN_STATES
+
+
+async def test_a_run_cancelled_while_waiting_for_its_upstream_is_announced_by_its_worker(
+        tasks_root: Path, caller: None, worker_env: dict[str, Any], bus: Bus) -> None:
+    import bg_tasks
+
+    marks = Path(worker_env["MARKS_DIR"])
+    with task_worker(tasks_root, worker_env, "bg_tasks:marked"):
+        upstream = await asyncio.to_thread(bg_tasks.add.delay, 1, 1)  # nobody serves `add`
+        waiting = await asyncio.to_thread(bg_tasks.marked.apply_async, (9,), None, [upstream])
+        def is_running() -> bool:
+            record = read_record(waiting.task_run_id)
+            return record is not None and record.state.name == "Running"
+
+        await asyncio.to_thread(_wait_for, is_running)
+        assert await asyncio.to_thread(waiting.cancel) is True
+        consumer = await bus.consumer("waiting-cancel-check")
+        try:
+            seen: list[Any] = []
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not seen:
+                for d in await consumer.fetch(1000, max_wait=1.0):
+                    if d.event.subject == f"flowbus.task-run.{waiting.task_run_id}":
+                        seen.append(d.event)
+        finally:
+            await consumer.close()
+        assert [e.type for e in seen] == ["flowbus.task-run.Cancelled"], seen
+        assert seen[0].data["run_count"] == 1
+    assert not (marks / "9.start").exists()  # its body never ran
+    with pytest.raises(CancelledRun):
+        await asyncio.to_thread(waiting.result, 5)
