@@ -115,8 +115,9 @@ class TaskJob(BaseModel):
 class TaskRunError(BaseModel):
     """The exception a failed background run raised, as far as JSON can carry it.
 
-    The caller's ``future.result()`` raises ``cls(*args)`` again when ``type`` names an
-    exception class the caller has imported; otherwise a ``FailedRun`` with ``message``.
+    The caller's ``future.result()`` raises ``cls(*args)`` again, with ``attributes``
+    set on it, when ``type`` names an exception class the caller has imported;
+    otherwise a ``FailedRun`` with ``message``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -125,6 +126,17 @@ class TaskRunError(BaseModel):
     args: list[Any] | None = Field(
         default=None, description="the exception's args, when they are JSON; else None")
     message: str = Field(max_length=ERROR_MESSAGE_MAX, description="str() of the exception")
+    attributes: dict[str, Any] | None = Field(
+        default=None, description="the exception's attributes set outside args (its "
+        "__dict__, notes included) whose values are JSON")
+
+    @field_validator("attributes")
+    @classmethod
+    def _attribute_names(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for name in value or {}:
+            if not is_error_attribute(name):
+                raise ValueError(f"{name!r} is not an attribute an error may carry")
+        return value
 
 
 class TaskRunRecord(BaseModel):
@@ -356,18 +368,39 @@ async def cancel_task_run(kv: KV, task_run_id: str, reason: str | None = None, *
     return result[0]
 
 
+def is_error_attribute(name: str) -> bool:
+    """Whether an exception attribute named ``name`` travels in a record: a plain
+    identifier (no dunder, so nothing of the class machinery), or ``__notes__``."""
+    return name == "__notes__" or (name.isidentifier() and not name.startswith("__"))
+
+
+def _json_size(value: Any) -> int | None:
+    try:
+        return len(json.dumps(value))
+    except (TypeError, ValueError):
+        return None
+
+
 def describe_error(exc: BaseException) -> TaskRunError:
     """What the record keeps of ``exc``: its class, its args when they are (small) JSON,
-    and its message."""
+    the attributes of its ``__dict__`` that are JSON (within the same bound, dropped
+    one by one otherwise), and its message."""
     kind = type(exc)
     args: list[Any] | None = list(exc.args)
-    try:
-        if len(json.dumps(args)) > ERROR_ARGS_MAX_BYTES:
-            args = None
-    except (TypeError, ValueError):
-        args = None
+    size = _json_size(args)
+    if size is None or size > ERROR_ARGS_MAX_BYTES:
+        args, size = None, 0
+    attributes: dict[str, Any] = {}
+    budget = ERROR_ARGS_MAX_BYTES - (size or 0)
+    for name, value in getattr(exc, "__dict__", {}).items():
+        if not isinstance(name, str) or not is_error_attribute(name):
+            continue
+        cost = _json_size({name: value})
+        if cost is not None and cost <= budget:
+            attributes[name] = value
+            budget -= cost
     return TaskRunError(type=f"{kind.__module__}:{kind.__qualname__}", args=args,
-                        message=str(exc)[:ERROR_MESSAGE_MAX])
+                        message=str(exc)[:ERROR_MESSAGE_MAX], attributes=attributes or None)
 
 
 __all__ = [
@@ -392,6 +425,7 @@ __all__ = [
     "decide",
     "describe_error",
     "finished",
+    "is_error_attribute",
     "queue_messages",
     "queue_stats",
     "queue_task_run",

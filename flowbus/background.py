@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -231,7 +232,15 @@ def rebuild_error(error: contract.TaskRunError) -> BaseException | None:
         exc = obj(*error.args)
     except Exception:  # a constructor that does not take its own args back
         return None
-    return exc if isinstance(exc, BaseException) else None
+    if not isinstance(exc, BaseException):
+        return None
+    # As unpickling does (Prefect pickles the exception): the attributes set outside
+    # args come back, whatever the constructor set them to.
+    for name, value in (error.attributes or {}).items():
+        if contract.is_error_attribute(name):
+            with contextlib.suppress(Exception):  # a read-only property, a slot
+                setattr(exc, name, value)
+    return exc
 
 
 def apply_async(task: Any, args: tuple[Any, ...] | None = None, kwargs: dict[str, Any] | None = None,
