@@ -381,6 +381,9 @@ async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
     _remote.install(nats)  # results and caches go to the server's stores
     os.environ.setdefault("FLOWBUS_NATS_URL", nats.nats_url[0])
     _sink.configure_from_env()
+    from flowbus.logging import setup_logging
+
+    setup_logging()  # run loggers print and reach the sink (the logs stream), as in a flow
     async with await Bus.connect(nats, name="flowbus-task-worker") as bus:
         kv = await bus.kv(bus.layout.task_runs)
         worker = TaskWorker(bus, kv, list(tasks), settings)

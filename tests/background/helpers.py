@@ -109,6 +109,15 @@ def declines() -> None:
     raise exc
 
 
+@task
+def chatty(i: int) -> int:
+    from flowbus import get_run_logger
+
+    get_run_logger().info("chatty %d says hello", i)
+    get_run_logger().warning("chatty %d is done", i)
+    return i
+
+
 not_a_task = 42
 '''
 
