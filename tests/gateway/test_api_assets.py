@@ -16,10 +16,11 @@ import pytest
 from gateway_helpers import problem
 from yarl import URL
 
-from events.assets import REFERENCED, AssetRecord, get_asset, list_assets
+from events.assets import REFERENCED, get_asset, list_assets
 from events.bus import Bus
 from events.cloudevent import CloudEvent
 from events.settings import NatsSettings
+from gateway.api.assets import Asset
 from tests.assets.asset_helpers import PRODUCED_EVENTS, index, produce
 
 
@@ -58,6 +59,25 @@ async def test_assets_are_listed_with_their_latest_materialisation(
         assert [a["key"] for a in (await r.json())["items"]] == ["s3://lake/report.csv"]
 
 
+async def test_assets_show_their_lineage(cataloged: None, client: aiohttp.ClientSession) -> None:
+    # postgres -> clean -> report, from the latest materialisations.
+    async with client.get(path("s3://lake/clean.parquet")) as r:
+        clean = await r.json()
+    assert clean["upstream"] == ["postgres://shop/orders"]
+    assert clean["downstream"] == ["s3://lake/report.csv"]
+    async with client.get("/api/v1/assets") as r:
+        lineage = {a["key"]: (a["upstream"], a["downstream"]) for a in (await r.json())["items"]}
+    assert lineage == {
+        "postgres://shop/orders": ([], ["s3://lake/clean.parquet"]),
+        "s3://lake/clean.parquet": (["postgres://shop/orders"], ["s3://lake/report.csv"]),
+        "s3://lake/report.csv": (["s3://lake/clean.parquet"], []),
+    }
+    # A filtered page still names downstream assets outside the filter.
+    async with client.get("/api/v1/assets", params={"prefix": "postgres://"}) as r:
+        [only] = (await r.json())["items"]
+    assert only["downstream"] == ["s3://lake/clean.parquet"]
+
+
 async def test_a_failed_materialisation_replaces_the_latest_but_not_last_succeeded(
         bus: Bus, nats_settings: NatsSettings, cataloged: None,
         client: aiohttp.ClientSession) -> None:
@@ -66,7 +86,7 @@ async def test_a_failed_materialisation_replaces_the_latest_but_not_last_succeed
     await produce(nats_settings, fail=True)
     await index(bus, 2)  # clean: referenced + failed; report never ran
     async with client.get(path("s3://lake/clean.parquet")) as r:
-        after = AssetRecord.model_validate(await r.json())
+        after = Asset.model_validate(await r.json())
     assert after.latest_materialization is not None
     assert after.latest_materialization.status == "failed"
     assert after.latest_materialization.metadata == {"rows": 3}
