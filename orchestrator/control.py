@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from events import background, control, pauses
+from events import assets, background, control, pauses
 from events.bus import Bus
 from events.control import ControlReply, ControlRequest
 from events.errors import NotFound, TransitionRejected, UpdateConflict
@@ -50,6 +50,8 @@ class ControlDesk:
             reply = await self._delete(request)
         elif request.action == "cancel-task-run":
             reply = await self._cancel_task_run(request)
+        elif request.action == "delete-asset":
+            reply = await self._delete_asset(request)
         else:
             reply = await self._resume(request)
         self.metrics.control_requests.labels(request.action, reply.outcome).inc()
@@ -123,3 +125,14 @@ class ControlDesk:
         except background.NotCancellable as exc:
             return ControlReply(outcome="conflict", detail=str(exc))
         return ControlReply(outcome="ok", task_run=record)
+
+    async def _delete_asset(self, request: ControlRequest) -> ControlReply:
+        """Remove an asset from the catalog the leader keeps (``flowbus-assets``)."""
+        key = request.target
+        try:
+            record = await assets.delete_asset(await self.bus.kv(self.bus.layout.assets), key)
+        except UpdateConflict as exc:
+            return ControlReply(outcome="conflict", detail=str(exc))
+        if record is None:
+            return ControlReply(outcome="not_found", detail=f"no asset with key {key!r}")
+        return ControlReply(outcome="ok", asset=record)

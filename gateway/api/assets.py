@@ -17,6 +17,7 @@ from events.assets import (
     list_assets,
 )
 from events.kv import KV
+from gateway.api import run_control
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call
 from gateway.auth import Scope
@@ -86,3 +87,19 @@ async def get_one_asset(call: Call) -> Asset:
         raise Problem(404, f"no asset with key {key!r}; assets appear once a task materialises "
                       "or references them")
     return _with_lineage(await list_assets(kv), [record])[0]
+
+
+@router.route("DELETE", "/assets/{key}", scope=Scope.WRITE,
+              summary="Remove an asset from the catalog (key percent-encoded); a later "
+                      "materialisation adds it again",
+              status=204, errors=(404, 409, 503))
+async def delete_one_asset(call: Call) -> None:
+    key = call.path("key")
+    try:
+        check_asset_key(key)
+    except InvalidAssetKey as exc:
+        raise Problem(404, f"no asset can have key {key[:100]!r}: {exc}") from None
+    if await get_asset(await _kv(call), key) is None:  # 404 without asking the orchestrator
+        raise Problem(404, f"no asset with key {key!r}")
+    # The leading orchestrator owns the catalog: it deletes the record.
+    await run_control.delete_asset(call.gateway, key)
