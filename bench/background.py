@@ -7,6 +7,8 @@ would (no flow around it). Prints:
 - ``Task.delay`` called -> task body started: p50 / p90 / p99, one run at a time;
 - trivial task runs completed per second with both workers (many in flight), from the
   first ``delay`` to the last body's end, and how fast ``delay`` itself returns;
+- the CPU time spent per run of the burst by the calling process, the two workers and
+  nats-server (figures that a loaded machine disturbs less than rates do);
 - the load average before and after.
 
 The body stamps the wall clock when it starts; the caller stamps it before ``delay``
@@ -53,6 +55,12 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_worker(root: Path, env: dict[str, str], limit: int) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "flowbus.cli", "task-worker", "bench_tasks:started_at",
@@ -89,7 +97,9 @@ def main() -> None:
 
         workers = [start_worker(root, env, args.limit) for _ in range(2)]
         try:
-            run(bench_tasks, args)
+            pids = {"workers": [w.pid for w in workers],
+                    "nats-server": [server._proc.pid] if server._proc else []}
+            run(bench_tasks, args, pids)
         finally:
             from flowbus import _remote
 
@@ -104,7 +114,7 @@ def main() -> None:
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
-def run(tasks: Any, args: argparse.Namespace) -> None:
+def run(tasks: Any, args: argparse.Namespace, pids: dict[str, list[int]]) -> None:
     for _ in range(20):  # warm up: connections, imports, consumers
         tasks.started_at.delay().result(timeout=60)
     latencies, delay_calls = [], []
@@ -118,6 +128,12 @@ def run(tasks: Any, args: argparse.Namespace) -> None:
           f"p50 {pct(ms, 0.5):.2f} ms, p90 {pct(ms, 0.9):.2f} ms, p99 {pct(ms, 0.99):.2f} ms")
     print(f"Task.delay call returns in: p50 {pct(delay_calls, 0.5) * 1000:.2f} ms")
 
+    def cpu() -> dict[str, float]:
+        out = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+        out["caller"] = time.process_time()
+        return out
+
+    cpu_before = cpu()
     first = time.time()
     per_caller = args.burst // args.callers
 
@@ -127,12 +143,20 @@ def run(tasks: Any, args: argparse.Namespace) -> None:
     with ThreadPoolExecutor(args.callers) as pool:
         futures = [f for chunk in pool.map(call, range(0, args.burst, per_caller)) for f in chunk]
     published = time.time()
+    caller_cpu = time.process_time() - cpu_before["caller"]
+    for f in futures:  # the records only: reading results costs the server more
+        f.wait(timeout=600)
+    cpu_after = cpu()
     ends = [f.result(timeout=600) for f in futures]
     elapsed = max(ends) - first
     print(f"{len(futures)} trivial task runs over 2 workers (--limit {args.limit}, "
           f"{args.callers} calling threads): {len(futures) / elapsed:.0f} tasks/s "
           f"(all queued in {published - first:.2f} s, "
           f"{len(futures) / (published - first):.0f} delay calls/s)")
+    per_run = {name: (cpu_after[name] - cpu_before[name]) * 1000 / len(futures)
+               for name in pids}
+    print(f"CPU per run of the burst: caller's delay {caller_cpu * 1000 / len(futures):.2f} ms, "
+          + ", ".join(f"{name} {ms:.2f} ms" for name, ms in per_run.items()))
     print(f"median of the burst's body ends after the first delay: "
           f"{statistics.median(ends) - first:.2f} s")
 

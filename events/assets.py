@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from events.cloudevent import CloudEvent
+from events.errors import UpdateConflict
 from events.kv import KV
 
 # --- keys ---------------------------------------------------------------------------------
@@ -291,6 +292,23 @@ async def get_asset(kv: KV, key: str) -> AssetRecord | None:
     """The record of the asset ``key`` (a valid key), or None."""
     entry = await kv.get(asset_kv_key(key))
     return None if entry is None else AssetRecord.model_validate_json(entry.value)
+
+
+async def delete_asset(kv: KV, key: str) -> AssetRecord | None:
+    """Remove the asset ``key`` (a valid key) from the catalog; its record before, or
+    None when there is none. Compare-and-set on the revision read, so a
+    materialisation folded in at the same moment is not lost silently: the delete is
+    tried again on the newer record. A later event about the asset adds it again."""
+    for _ in range(5):
+        entry = await kv.get(asset_kv_key(key), latest=True)
+        if entry is None:
+            return None
+        try:
+            await kv.delete(entry.key, revision=entry.revision)
+        except UpdateConflict:
+            continue
+        return AssetRecord.model_validate_json(entry.value)
+    raise UpdateConflict(f"asset {key!r} kept changing while being deleted; retry")
 
 
 async def list_assets(kv: KV, *, prefix: str | None = None) -> list[AssetRecord]:

@@ -37,8 +37,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.bus import Bus
+from events.cloudevent import CloudEvent
 from events.errors import FlowbusError, NotFound
 from events.kv import KV
+from events.layout import Layout
 from events.records import State, StateData, utcnow
 from events.settings import register
 
@@ -113,8 +115,9 @@ class TaskJob(BaseModel):
 class TaskRunError(BaseModel):
     """The exception a failed background run raised, as far as JSON can carry it.
 
-    The caller's ``future.result()`` raises ``cls(*args)`` again when ``type`` names an
-    exception class the caller has imported; otherwise a ``FailedRun`` with ``message``.
+    The caller's ``future.result()`` raises ``cls(*args)`` again, with ``attributes``
+    set on it, when ``type`` names an exception class the caller has imported;
+    otherwise a ``FailedRun`` with ``message``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -123,6 +126,17 @@ class TaskRunError(BaseModel):
     args: list[Any] | None = Field(
         default=None, description="the exception's args, when they are JSON; else None")
     message: str = Field(max_length=ERROR_MESSAGE_MAX, description="str() of the exception")
+    attributes: dict[str, Any] | None = Field(
+        default=None, description="the exception's attributes set outside args (its "
+        "__dict__, notes included) whose values are JSON")
+
+    @field_validator("attributes")
+    @classmethod
+    def _attribute_names(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for name in value or {}:
+            if not is_error_attribute(name):
+                raise ValueError(f"{name!r} is not an attribute an error may carry")
+        return value
 
 
 class TaskRunRecord(BaseModel):
@@ -173,19 +187,25 @@ def scheduled_record(*, task_run_id: str, name: str, task_key: str, task_name: s
         parameters=parameters, wait_for=wait_for, state=State.named("Scheduled"))
 
 
-async def queue_task_run(bus: Bus, record: TaskRunRecord, job: TaskJob) -> None:
-    """Create ``record`` and publish ``job`` in one pipelined window (one round trip).
+Message = tuple[str, bytes, dict[str, str] | None]
 
-    The record is written as a KV ``create`` (a publish that JetStream refuses when the
-    key holds anything). Both go out on one connection, record first; a worker that
-    gets the job before the record is readable hands the job back for a moment.
-    """
-    await bus.publish_raw_many([
-        (f"$KV.{bus.layout.task_runs}.{record.id}", record.encode(),
+
+def queue_messages(layout: Layout, record: TaskRunRecord, job: TaskJob) -> list[Message]:
+    """The two messages that queue a run, in order: the record, written as a KV
+    ``create`` (a publish that JetStream refuses when the key holds anything), then the
+    job. Published pipelined on one connection, record first; a worker that gets the
+    job before the record is readable hands the job back for a moment."""
+    return [
+        (f"$KV.{layout.task_runs}.{record.id}", record.encode(),
          {"Nats-Expected-Last-Subject-Sequence": "0"}),
-        (task_subject(bus.layout.namespace, job.task_key), job.model_dump_json().encode(),
+        (task_subject(layout.namespace, job.task_key), job.model_dump_json().encode(),
          {"Nats-Msg-Id": f"task-run-{job.task_run_id}"}),
-    ])
+    ]
+
+
+async def queue_task_run(bus: Bus, record: TaskRunRecord, job: TaskJob) -> None:
+    """Create ``record`` and publish ``job`` in one pipelined window (one round trip)."""
+    await bus.publish_raw_many(queue_messages(bus.layout, record, job))
 
 
 # Deliveries of a job whose record is not (yet) readable before the job is dropped.
@@ -302,40 +322,90 @@ def cancelled(record: TaskRunRecord, reason: str | None = None) -> TaskRunRecord
     return record.moved("Cancelled", reason or CANCELLED_MESSAGE, end_time=utcnow())
 
 
-async def cancel_task_run(kv: KV, task_run_id: str, reason: str | None = None) -> TaskRunRecord:
+CANCEL_EVENT_TYPE = "flowbus.task-run.Cancelled"
+CANCEL_EVENT_SOURCE = "flowbus/background"
+
+
+def cancelled_event(record: TaskRunRecord) -> CloudEvent:
+    """The ``flowbus.task-run.Cancelled`` event of a run cancelled before its body ran
+    (a running body's own engine announces its end). Its data has the keys of the
+    task engine's task-run events; its id is fixed per run, so a repeat is stored once."""
+    state = record.state
+    return CloudEvent(
+        id=f"{record.id}-cancelled", source=CANCEL_EVENT_SOURCE, type=CANCEL_EVENT_TYPE,
+        subject=f"flowbus.task-run.{record.id}", time=record.updated,
+        datacontenttype="application/json",
+        data={"id": record.id, "name": record.name, "task_name": record.task_name,
+              "task_key": record.task_key, "parameters": record.parameters,
+              "tags": list(record.tags), "run_count": record.run_count,
+              "flow_run_id": None, "cache_key": None,
+              "state": {"type": state.type.value, "name": state.name, "message": state.message,
+                        "timestamp": state.timestamp.isoformat()}})
+
+
+async def cancel_task_run(kv: KV, task_run_id: str, reason: str | None = None, *,
+                          bus: Bus | None = None) -> TaskRunRecord:
     """Cancel a background task run by compare-and-set on its record; the record after.
 
+    With ``bus``, a run cancelled while still queued (Scheduled) has its
+    :func:`cancelled_event` published (its job is dropped unrun, so no engine will).
     Raises :class:`~events.errors.NotFound` (no such run) and :class:`NotCancellable`.
     """
     result: list[TaskRunRecord] = []
+    queued: list[bool] = []
 
     def step(raw: bytes | None) -> bytes:
         if raw is None:
             raise NotFound(f"no task run with id {task_run_id!r}")
-        new = cancelled(TaskRunRecord.decode(raw), reason)
-        result[:] = [new]
+        before = TaskRunRecord.decode(raw)
+        new = cancelled(before, reason)
+        result[:], queued[:] = [new], [before.state.name == "Scheduled"]
         return new.encode()
 
     await kv.update(task_run_id, step)
+    if bus is not None and queued[0]:
+        await bus.publish(cancelled_event(result[0]))
     return result[0]
+
+
+def is_error_attribute(name: str) -> bool:
+    """Whether an exception attribute named ``name`` travels in a record: a plain
+    identifier (no dunder, so nothing of the class machinery), or ``__notes__``."""
+    return name == "__notes__" or (name.isidentifier() and not name.startswith("__"))
+
+
+def _json_size(value: Any) -> int | None:
+    try:
+        return len(json.dumps(value))
+    except (TypeError, ValueError):
+        return None
 
 
 def describe_error(exc: BaseException) -> TaskRunError:
     """What the record keeps of ``exc``: its class, its args when they are (small) JSON,
-    and its message."""
+    the attributes of its ``__dict__`` that are JSON (within the same bound, dropped
+    one by one otherwise), and its message."""
     kind = type(exc)
     args: list[Any] | None = list(exc.args)
-    try:
-        if len(json.dumps(args)) > ERROR_ARGS_MAX_BYTES:
-            args = None
-    except (TypeError, ValueError):
-        args = None
+    size = _json_size(args)
+    if size is None or size > ERROR_ARGS_MAX_BYTES:
+        args, size = None, 0
+    attributes: dict[str, Any] = {}
+    budget = ERROR_ARGS_MAX_BYTES - (size or 0)
+    for name, value in getattr(exc, "__dict__", {}).items():
+        if not isinstance(name, str) or not is_error_attribute(name):
+            continue
+        cost = _json_size({name: value})
+        if cost is not None and cost <= budget:
+            attributes[name] = value
+            budget -= cost
     return TaskRunError(type=f"{kind.__module__}:{kind.__qualname__}", args=args,
-                        message=str(exc)[:ERROR_MESSAGE_MAX])
+                        message=str(exc)[:ERROR_MESSAGE_MAX], attributes=attributes or None)
 
 
 __all__ = [
     "CANCELLED_MESSAGE",
+    "CANCEL_EVENT_TYPE",
     "MAX_CRASHES",
     "MAX_PARAMETERS_BYTES",
     "TASK_RUN_STATES",
@@ -349,11 +419,14 @@ __all__ = [
     "all_task_runs",
     "cancel_task_run",
     "cancelled",
+    "cancelled_event",
     "claimed",
     "consumer_name",
     "decide",
     "describe_error",
     "finished",
+    "is_error_attribute",
+    "queue_messages",
     "queue_stats",
     "queue_task_run",
     "scheduled_record",

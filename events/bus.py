@@ -246,9 +246,33 @@ class Bus:
             ) from None
         return acks
 
+    async def publish_raw_each(
+        self, messages: Sequence[tuple[str, bytes, dict[str, str] | None]]
+    ) -> list[Ack | FlowbusError]:
+        """:meth:`publish_raw_many`, but one outcome per message: its ack, or the error
+        JetStream answered for it alone (a refused message does not fail the others).
+        Losing the connection still raises :class:`BusUnavailable` for them all."""
+        window = self.settings.publish_max_in_flight
+        out: list[Ack | FlowbusError] = []
+        try:
+            for start in range(0, len(messages), window):
+                done = await self._window_results(messages[start : start + window])
+                out.extend(r for r in done.results if r is not None)
+        except (NatsTimeout, TimeoutError, NoRespondersError, ConnectionClosedError) as exc:
+            raise BusUnavailable(
+                f"JetStream acknowledged {len(out)} of {len(messages)} messages, then "
+                f"failed ({type(exc).__name__})"
+            ) from None
+        return out
+
     async def _publish_window(
         self, messages: Sequence[tuple[str, bytes, dict[str, str] | None]]
     ) -> list[Ack]:
+        return (await self._window_results(messages)).acks()
+
+    async def _window_results(
+        self, messages: Sequence[tuple[str, bytes, dict[str, str] | None]]
+    ) -> _Window:
         replies = await self._reply_inbox()
         window = _Window(len(messages), asyncio.get_running_loop().create_future())
         wid = str(next(self._window_ids))
@@ -261,7 +285,7 @@ class Bus:
                 await window.done
         finally:
             del self._windows[wid]
-        return window.acks()
+        return window
 
     async def _reply_inbox(self) -> str:
         if self._replies is None:

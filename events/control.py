@@ -31,6 +31,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from events import jsonlimits
+from events.assets import MAX_ASSET_KEY_LENGTH, AssetRecord, InvalidAssetKey, check_asset_key
 from events.background import TaskRunRecord
 from events.bus import Bus
 from events.errors import BusUnavailable, FlowbusError
@@ -46,7 +47,7 @@ QUEUE_GROUP = "orchestrator"
 MAX_IN_FLIGHT = 64
 RUN_ID_PATTERN = r"^[-_=A-Za-z0-9](?:[-_=.A-Za-z0-9]{0,254}[-_=A-Za-z0-9])?$"
 
-Action = Literal["cancel", "resume", "delete", "cancel-task-run"]
+Action = Literal["cancel", "resume", "delete", "cancel-task-run", "delete-asset"]
 # The action on a background task run (``task_run_id``); the others act on a flow run.
 TASK_RUN_ACTIONS = frozenset({"cancel-task-run"})
 Outcome = Literal["ok", "not_found", "conflict", "invalid", "busy"]
@@ -68,6 +69,8 @@ class ControlRequest(BaseModel):
                                     description="the flow run of cancel, resume and delete")
     task_run_id: str | None = Field(default=None, pattern=RUN_ID_PATTERN,
                                     description="the background task run of cancel-task-run")
+    asset_key: str | None = Field(default=None, max_length=MAX_ASSET_KEY_LENGTH,
+                                  description="the asset of delete-asset (a valid asset key)")
     run_input: dict[str, Any] | None = Field(
         default=None, description="resume only: the input the paused run waits for")
     source: str = Field(default="flowbus/gateway", pattern=r"^flowbus/[A-Za-z0-9._-]{1,100}$",
@@ -77,6 +80,15 @@ class ControlRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_target(self) -> ControlRequest:
+        if self.action == "delete-asset" or self.asset_key is not None:
+            if self.action != "delete-asset" or self.asset_key is None \
+                    or self.flow_run_id is not None or self.task_run_id is not None:
+                raise ValueError("delete-asset names an asset_key and no run, and only it does")
+            try:
+                check_asset_key(self.asset_key)
+            except InvalidAssetKey as exc:
+                raise ValueError(str(exc)) from None
+            return self
         wants_task = self.action in TASK_RUN_ACTIONS
         if wants_task and (self.task_run_id is None or self.flow_run_id is not None):
             raise ValueError(f"{self.action} names a task_run_id and no flow_run_id")
@@ -87,7 +99,7 @@ class ControlRequest(BaseModel):
     @property
     def target(self) -> str:
         """The id of the run the request acts on."""
-        return self.task_run_id or self.flow_run_id or ""
+        return self.task_run_id or self.flow_run_id or self.asset_key or ""
 
 
 class ControlReply(BaseModel):
@@ -99,6 +111,7 @@ class ControlReply(BaseModel):
     detail: str = ""
     run: FlowRun | None = None
     task_run: TaskRunRecord | None = None
+    asset: AssetRecord | None = None
 
 
 class NoController(FlowbusError):

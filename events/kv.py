@@ -20,6 +20,8 @@ stream leader answers, which has every acknowledged write.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import random
 from collections.abc import AsyncIterator, Callable
@@ -244,6 +246,16 @@ class Objects:
     async def get(self, name: str) -> bytes:
         """The object's bytes; :class:`NotFound` naming it when absent."""
         try:
+            info = await self._store.get_info(name)
+            if info.chunks == 1 and info.nuid and not info.is_link():
+                # One chunk: read it by subject, without the ephemeral consumer (one
+                # per read, the server's to create and expire) nats-py's get makes.
+                chunk = await self._store._js.get_last_msg(
+                    self._store._stream, f"$O.{self._store._name}.C.{info.nuid}")
+                data = bytes(chunk.data or b"")
+                digest = "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+                if digest.rstrip("=") == (info.digest or "").rstrip("="):
+                    return data
             result = await self._store.get(name)
         except (ObjectNotFoundError, NotFoundError):
             raise NotFound(f"object {name!r} not found in {self.name}") from None

@@ -4,7 +4,8 @@ Chosen when ``FLOWBUS_NATS_URL`` is set (or installed explicitly by a runner):
 a :class:`~flowbus._sink.BufferedSink` whose background thread hands each batch to
 a :class:`~events.bus.Bus` living on an event loop of its own, so user code only
 pays the buffer's hand-off. Events become CloudEvents on ``<ns>.events.<type>``;
-logs go to ``<ns>.logs.<flow-run-id>`` as JSON arrays (docs/contract.md).
+logs go to ``<ns>.logs.<flow-run-id>`` as JSON arrays (docs/contract.md); those of a task
+run outside a flow (a background run) to ``<ns>.logs.<task-run-id>``.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class NatsPublisher:
     def publish_logs(self, batch: list[dict[str, Any]]) -> None:
         by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for record in batch:
-            by_run[record.get("flow_run_id") or "none"].append(record)
+            # A task run outside a flow (a background run) has a subject of its own.
+            by_run[record.get("flow_run_id") or record.get("task_run_id") or "none"].append(record)
         messages = [
             (self.bus.layout.logs_subject(run_id), json.dumps(records, default=str).encode(), None)
             for run_id, records in by_run.items()

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -29,6 +30,8 @@ from typing import Any, Generic, TypeVar
 
 from events import background as contract
 from events.errors import NotFound
+from flowbus._delay_queue import delay_queue
+from flowbus._remote import CALL_TIMEOUT
 from flowbus.exceptions import ConfigurationError, FailedRun, ParameterBindError
 from flowbus.results import resolve_result_store, server_connection
 from flowbus.serializers import resolve_serializer
@@ -100,7 +103,7 @@ def submit_background(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
         task_name=task.name, tags=list(task._tags),
         parameters=_readable(payload, serializer_name), wait_for=upstream)
     job = contract.TaskJob(task_run_id=run_id, task_key=task.task_key, parameters=payload)
-    remote.call(contract.queue_task_run(remote.bus, record, job))
+    delay_queue(remote).publish(contract.queue_messages(remote.layout, record, job), CALL_TIMEOUT)
     return TaskRunFuture(run_id, task)
 
 
@@ -151,7 +154,8 @@ class TaskRunFuture(Generic[R]):
         remote = _remote()
         kv = remote.kv(remote.layout.task_runs)
         try:
-            remote.call(contract.cancel_task_run(kv, self.task_run_id, "cancelled by its future"))
+            remote.call(contract.cancel_task_run(kv, self.task_run_id, "cancelled by its future",
+                                                   bus=remote.bus))
         except contract.NotCancellable:
             return False
         except NotFound:
@@ -228,7 +232,15 @@ def rebuild_error(error: contract.TaskRunError) -> BaseException | None:
         exc = obj(*error.args)
     except Exception:  # a constructor that does not take its own args back
         return None
-    return exc if isinstance(exc, BaseException) else None
+    if not isinstance(exc, BaseException):
+        return None
+    # As unpickling does (Prefect pickles the exception): the attributes set outside
+    # args come back, whatever the constructor set them to.
+    for name, value in (error.attributes or {}).items():
+        if contract.is_error_attribute(name):
+            with contextlib.suppress(Exception):  # a read-only property, a slot
+                setattr(exc, name, value)
+    return exc
 
 
 def apply_async(task: Any, args: tuple[Any, ...] | None = None, kwargs: dict[str, Any] | None = None,

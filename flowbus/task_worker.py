@@ -204,6 +204,8 @@ class TaskWorker:
                                   error=error)
         if lease.cancelled:
             log.info("task run %s was cancelled; its body was stopped", job.task_run_id)
+            if lease.body is None:  # cancelled before its body ran: no engine announced it
+                await self._announce_cancel(job.task_run_id)
             await delivery.ack(confirm=False)
         elif await lease.write(self.kv, final):
             # Unconfirmed: a lost ack only redelivers a job whose record is final (dropped).
@@ -211,6 +213,17 @@ class TaskWorker:
         else:
             log.warning("task run %s was taken over by another worker; its outcome here is "
                         "dropped", job.task_run_id)
+
+    async def _announce_cancel(self, task_run_id: str) -> None:
+        entry = await self.kv.get(task_run_id, latest=True)
+        if entry is None:
+            return
+        record = contract.TaskRunRecord.decode(entry.value)
+        if record.state.name == "Cancelled":
+            try:
+                await self.bus.publish(contract.cancelled_event(record))
+            except FlowbusError as exc:
+                log.warning("announcing the cancel of task run %s failed: %s", task_run_id, exc)
 
     async def _claim(self, job: contract.TaskJob, delivery: Any) -> _Lease | None:
         for _ in range(5):
@@ -266,7 +279,11 @@ class TaskWorker:
             state = await self._wait_final(upstream, lease)
             if state is not None:
                 return "Failed", state, None, None
-        if lease.cancelled:
+        if lease.lost:  # cancelled or taken over while waiting: the body never runs
+            entry = await self.kv.get(record.id, latest=True)
+            if entry is not None and \
+                    contract.TaskRunRecord.decode(entry.value).state.name == "Cancelled":
+                lease.cancelled = True
             return "Cancelled", contract.CANCELLED_MESSAGE, None, None
         body = lease.body = BodyThread(_run_body, task, job, record).start()
         try:
@@ -364,6 +381,9 @@ async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
     _remote.install(nats)  # results and caches go to the server's stores
     os.environ.setdefault("FLOWBUS_NATS_URL", nats.nats_url[0])
     _sink.configure_from_env()
+    from flowbus.logging import setup_logging
+
+    setup_logging()  # run loggers print and reach the sink (the logs stream), as in a flow
     async with await Bus.connect(nats, name="flowbus-task-worker") as bus:
         kv = await bus.kv(bus.layout.task_runs)
         worker = TaskWorker(bus, kv, list(tasks), settings)

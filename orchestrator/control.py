@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from events import background, control, pauses
+from events import assets, background, control, pauses
 from events.bus import Bus
 from events.control import ControlReply, ControlRequest
 from events.errors import NotFound, TransitionRejected, UpdateConflict
@@ -50,6 +50,8 @@ class ControlDesk:
             reply = await self._delete(request)
         elif request.action == "cancel-task-run":
             reply = await self._cancel_task_run(request)
+        elif request.action == "delete-asset":
+            reply = await self._delete_asset(request)
         else:
             reply = await self._resume(request)
         self.metrics.control_requests.labels(request.action, reply.outcome).inc()
@@ -115,9 +117,20 @@ class ControlDesk:
         run_id = request.target
         kv = await self.bus.kv(self.bus.layout.task_runs)
         try:
-            record = await background.cancel_task_run(kv, run_id, CANCEL_MESSAGE)
+            record = await background.cancel_task_run(kv, run_id, CANCEL_MESSAGE, bus=self.bus)
         except NotFound:
             return ControlReply(outcome="not_found", detail=f"no task run with id {run_id!r}")
         except background.NotCancellable as exc:
             return ControlReply(outcome="conflict", detail=str(exc))
         return ControlReply(outcome="ok", task_run=record)
+
+    async def _delete_asset(self, request: ControlRequest) -> ControlReply:
+        """Remove an asset from the catalog the leader keeps (``flowbus-assets``)."""
+        key = request.target
+        try:
+            record = await assets.delete_asset(await self.bus.kv(self.bus.layout.assets), key)
+        except UpdateConflict as exc:
+            return ControlReply(outcome="conflict", detail=str(exc))
+        if record is None:
+            return ControlReply(outcome="not_found", detail=f"no asset with key {key!r}")
+        return ControlReply(outcome="ok", asset=record)

@@ -55,3 +55,30 @@ async def asset_inspect(key: str) -> None:
         fail(f"no asset with key {key!r}")
         return
     click.echo(json.dumps(record.model_dump(mode="json"), indent=2))
+
+
+@asset.command("delete")
+@click.argument("key")
+@run_async
+async def asset_delete(key: str) -> None:
+    """Remove the asset KEY from the catalog (the leading orchestrator does it); a later
+    materialisation adds it again."""
+    from events import control
+    from events.assets import InvalidAssetKey, check_asset_key
+    from events.bus import Bus
+
+    try:
+        check_asset_key(key)
+    except InvalidAssetKey as exc:
+        fail(str(exc), 2)
+    request = control.ControlRequest(action="delete-asset", asset_key=key, source="flowbus/cli")
+    async with await Bus.connect(nats_settings()) as bus:
+        try:
+            reply = await control.ask(bus, request)
+        except control.NoController as exc:
+            fail(f"the asset could not be deleted now: {exc}; retry shortly")
+            return
+    if reply.outcome != "ok":
+        fail(reply.detail or f"the orchestrator answered {reply.outcome}")
+        return
+    click.echo(f"deleted asset {key}")

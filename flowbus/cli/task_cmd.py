@@ -63,6 +63,7 @@ def task_worker(entrypoints: tuple[str, ...], limit: int | None, root: Path | No
     handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"))
     logger = logging.getLogger("flowbus.task_worker")
     logger.addHandler(handler)
+    logger.propagate = False  # not printed again by the run loggers' console handler
     logger.setLevel((log_level or default_log_level()).upper())
     try:
         asyncio.run(aserve(*tasks, settings=settings, nats=nats))
@@ -127,6 +128,26 @@ async def task_run_inspect(run_id: str) -> None:
     click.echo(TaskRunRecord.decode(entry.value).model_dump_json(indent=2))
 
 
+@task_run.command("logs")
+@click.argument("run_id", metavar="ID")
+@run_async
+async def task_run_logs(run_id: str) -> None:
+    """Print a background task run's logs (its full id), oldest first."""
+    from events.bus import Bus
+    from events.run_logs import FETCH_BATCH, run_log_reader
+    from flowbus.cli.deploy_cmd import format_log
+
+    _check_id(run_id)
+    async with await Bus.connect(nats_settings()) as bus:
+        if await (await bus.kv(bus.layout.task_runs)).get(run_id) is None:
+            fail(f"no task run {run_id!r}")
+            return
+        async with run_log_reader(bus, run_id, "clilogs") as reader:
+            while records := await reader.read(FETCH_BATCH, wait=0.3):
+                for record in records:
+                    click.echo(format_log(record))
+
+
 @task_run.command("cancel")
 @click.argument("run_id", metavar="ID")
 @run_async
@@ -141,7 +162,7 @@ async def task_run_cancel(run_id: str) -> None:
     async with await Bus.connect(nats_settings()) as bus:
         kv = await bus.kv(bus.layout.task_runs)
         try:
-            record = await cancel_task_run(kv, run_id, "cancelled from the command line")
+            record = await cancel_task_run(kv, run_id, "cancelled from the command line", bus=bus)
         except NotFound:
             fail(f"no task run {run_id!r}")
             return

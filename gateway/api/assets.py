@@ -17,6 +17,7 @@ from events.assets import (
     list_assets,
 )
 from events.kv import KV
+from gateway.api import run_control
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call
 from gateway.auth import Scope
@@ -26,7 +27,28 @@ router = ApiRouter()
 
 
 class Asset(AssetRecord):
-    """An asset and its latest materialisation."""
+    """An asset, its latest materialisation and its lineage."""
+
+    upstream: list[str] = Field(default_factory=list, description=(
+        "keys of the assets its latest materialisation read (sorted)"))
+    downstream: list[str] = Field(default_factory=list, description=(
+        "keys of the assets whose latest materialisation read it (sorted)"))
+
+
+def _with_lineage(records: list[AssetRecord], wanted: list[AssetRecord]) -> list[Asset]:
+    """``wanted`` as API assets, with the lineage the latest materialisations of all
+    ``records`` give."""
+    downstream: dict[str, set[str]] = {}
+    for record in records:
+        for key in _upstream(record):
+            downstream.setdefault(key, set()).add(record.key)
+    return [Asset(**r.model_dump(), upstream=sorted(_upstream(r)),
+                  downstream=sorted(downstream.get(r.key, ()))) for r in wanted]
+
+
+def _upstream(record: AssetRecord) -> set[str]:
+    latest = record.latest_materialization
+    return set(latest.upstream) if latest is not None else set()
 
 
 class AssetQuery(PageQuery):
@@ -45,8 +67,9 @@ async def _kv(call: Call) -> KV:
               query=AssetQuery, response=Page[Asset])
 async def list_all_assets(call: Call) -> Page[Asset]:
     query: AssetQuery = call.query
-    records = await list_assets(await _kv(call), prefix=query.prefix)
-    return page_of([Asset.model_validate(r.model_dump()) for r in records], query)
+    records = await list_assets(await _kv(call))
+    wanted = [r for r in records if query.prefix is None or r.key.startswith(query.prefix)]
+    return page_of(_with_lineage(records, wanted), query)
 
 
 @router.route("GET", "/assets/{key}", scope=Scope.READ,
@@ -58,8 +81,25 @@ async def get_one_asset(call: Call) -> Asset:
         check_asset_key(key)
     except InvalidAssetKey as exc:
         raise Problem(404, f"no asset can have key {key[:100]!r}: {exc}") from None
-    record = await get_asset(await _kv(call), key)
+    kv = await _kv(call)
+    record = await get_asset(kv, key)
     if record is None:
         raise Problem(404, f"no asset with key {key!r}; assets appear once a task materialises "
                       "or references them")
-    return Asset.model_validate(record.model_dump())
+    return _with_lineage(await list_assets(kv), [record])[0]
+
+
+@router.route("DELETE", "/assets/{key}", scope=Scope.WRITE,
+              summary="Remove an asset from the catalog (key percent-encoded); a later "
+                      "materialisation adds it again",
+              status=204, errors=(404, 409, 503))
+async def delete_one_asset(call: Call) -> None:
+    key = call.path("key")
+    try:
+        check_asset_key(key)
+    except InvalidAssetKey as exc:
+        raise Problem(404, f"no asset can have key {key[:100]!r}: {exc}") from None
+    if await get_asset(await _kv(call), key) is None:  # 404 without asking the orchestrator
+        raise Problem(404, f"no asset with key {key!r}")
+    # The leading orchestrator owns the catalog: it deletes the record.
+    await run_control.delete_asset(call.gateway, key)

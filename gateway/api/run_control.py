@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from events import control
+from events.assets import AssetRecord
 from events.background import TaskRunRecord
 from events.control import ControlReply, ControlRequest
 from events.records import FlowRun
@@ -43,6 +44,14 @@ async def cancel_task_run(gateway: Gateway, task_run_id: str) -> TaskRunRecord:
     if reply.outcome == "ok" and reply.task_run is not None:
         return reply.task_run
     raise _refusal(gateway, reply, f"no task run with id {task_run_id!r}")
+
+
+async def delete_asset(gateway: Gateway, key: str) -> AssetRecord:
+    """The asset's record before its delete; :class:`Problem` (404, 409, 503)."""
+    reply = await _ask(gateway, ControlRequest(action="delete-asset", asset_key=key, source=SOURCE))
+    if reply.outcome == "ok" and reply.asset is not None:
+        return reply.asset
+    raise _refusal(gateway, reply, f"no asset with key {key!r}")
 
 
 async def _ask(gateway: Gateway, request: ControlRequest) -> ControlReply:

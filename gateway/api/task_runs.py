@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from events.background import TaskRunRecord, all_task_runs, queue_stats
+from events.background import TASK_RUN_ID_PATTERN, TaskRunRecord, all_task_runs, queue_stats
+from events.run_logs import run_log_reader
 from gateway.api import run_control
+from gateway.api.flow_runs import LogLines
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
@@ -59,6 +62,29 @@ async def get_task_run(call: Call) -> TaskRun:
     if entry is None:
         raise Problem(404, f"no task run with id {run_id!r}")
     return TaskRun.model_validate_json(entry.value)
+
+
+class TaskRunLogQuery(BaseModel):
+    """Which log lines of a background task run to return."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=1000, ge=1, le=10_000, description="most lines returned")
+
+
+@router.route("GET", "/task-runs/{task_run_id}/logs", scope=Scope.READ,
+              summary="A background task run's logs, oldest first",
+              query=TaskRunLogQuery, response=LogLines, errors=(404,))
+async def task_run_logs(call: Call) -> LogLines:
+    run_id = check_key(call.path("task_run_id"), "task run")
+    if re.fullmatch(TASK_RUN_ID_PATTERN, run_id) is None:  # it names a subject token
+        raise Problem(404, f"no task run named {run_id[:100]!r}")
+    kv = await call.gateway.kv(call.gateway.bus.layout.task_runs)
+    if await kv.get(run_id) is None:
+        raise Problem(404, f"no task run with id {run_id!r}")
+    query: TaskRunLogQuery = call.query
+    async with run_log_reader(call.gateway.bus, run_id, "gwlogs") as reader:
+        return LogLines(items=(await reader.read(query.limit))[:query.limit])
 
 
 @router.route("POST", "/task-runs/{task_run_id}/cancel", scope=Scope.WRITE,

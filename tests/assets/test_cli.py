@@ -57,3 +57,26 @@ async def test_bad_or_unknown_keys_are_refused_naming_them(
     done = await flowbus(flowbus_env, *args)
     assert done.exit_code == code, done.output
     assert message in done.output
+
+
+async def test_delete_asks_the_leading_orchestrator(
+        bus: Bus, nats_settings: NatsSettings, flowbus_env: dict[str, str]) -> None:
+    from events.assets import get_asset
+    from tests.control_desk import control_desk
+
+    await produce(nats_settings)
+    await index(bus, PRODUCED_EVENTS)
+    key = "s3://lake/report.csv"
+    nobody = await flowbus(flowbus_env, "asset", "delete", key)  # no orchestrator leading
+    assert nobody.exit_code == 1 and "retry shortly" in nobody.output, nobody.output
+    async with control_desk(bus):
+        deleted = await flowbus(flowbus_env, "asset", "delete", key)
+        assert deleted.exit_code == 0 and f"deleted asset {key}" in deleted.output, deleted.output
+        again = await flowbus(flowbus_env, "asset", "delete", key)
+        assert again.exit_code == 1 and "no asset with key" in again.output, again.output
+        for bad in ("no-scheme", "s3://b/<x>", "s3://b/" + "x" * 600):
+            refused = await flowbus(flowbus_env, "asset", "delete", bad)
+            assert refused.exit_code == 2, (bad, refused.output)
+    assert await get_asset(await bus.kv(bus.layout.assets), key) is None
+    listed = await flowbus(flowbus_env, "asset", "ls")
+    assert key not in listed.output and "s3://lake/clean.parquet" in listed.output

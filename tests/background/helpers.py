@@ -93,6 +93,31 @@ def too_slow() -> None:
     time.sleep(5)
 
 
+class Declined(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.retry_after: int | None = None
+
+
+@task
+def declines() -> None:
+    exc = Declined("over quota")
+    exc.retry_after = 30  # set outside args (the constructor sets None)
+    exc.details = {"limit": 100, "used": [60, 41]}
+    exc.handle = object()  # not JSON: it cannot travel
+    exc.add_note("see the quota page")
+    raise exc
+
+
+@task
+def chatty(i: int) -> int:
+    from flowbus import get_run_logger
+
+    get_run_logger().info("chatty %d says hello", i)
+    get_run_logger().warning("chatty %d is done", i)
+    return i
+
+
 not_a_task = 42
 '''
 

@@ -103,3 +103,56 @@ def test_the_command_line_lists_and_inspects_task_runs(
     missing = _cli(worker_env, "task-run", "inspect", "nope")
     assert missing.returncode == 1 and "no task run 'nope'" in missing.stderr
     assert _cli(worker_env, "task-run", "ls", "--state", "Bogus").returncode == 2
+
+
+async def test_one_runs_logs_are_read_through_the_api_and_the_command_line(
+        tasks_root: Path, caller: None, worker_env: dict[str, Any], bus: Bus) -> None:
+    import bg_tasks
+
+    with task_worker(tasks_root, worker_env, "bg_tasks:chatty"):
+        first = await asyncio.to_thread(bg_tasks.chatty.delay, 1)
+        second = await asyncio.to_thread(bg_tasks.chatty.delay, 2)
+        assert await asyncio.to_thread(first.result, 60) == 1
+        assert await asyncio.to_thread(second.result, 60) == 2
+    wanted = ["chatty 1 says hello", "chatty 1 is done", "Finished in state Completed()"]
+    async with running(bus, GatewaySettings(port=0, auth=False)) as gw, \
+            aiohttp.ClientSession(base_url=gw.url) as http:
+        messages: list[str] = []
+        for _ in range(100):  # the worker's sink sends its lines shortly after the run
+            async with http.get(f"/api/v1/task-runs/{first.task_run_id}/logs") as response:
+                assert response.status == 200, await response.text()
+                items = (await response.json())["items"]
+            messages = [i["message"] for i in items]
+            if len(messages) >= 3:
+                break
+            await asyncio.sleep(0.1)
+        assert messages == wanted  # this run's lines only, oldest first
+        assert all(i["task_run_id"] == first.task_run_id for i in items)
+        async with http.get(f"/api/v1/task-runs/{first.task_run_id}/logs",
+                            params={"limit": "1"}) as response:
+            assert [i["message"] for i in (await response.json())["items"]] == wanted[:1]
+        async with http.get("/api/v1/task-runs/no-such-run/logs") as response:
+            assert response.status == 404
+    printed = await asyncio.to_thread(_cli, worker_env, "task-run", "logs", second.task_run_id)
+    assert printed.returncode == 0, printed.stderr
+    lines = printed.stdout.splitlines()
+    assert len(lines) == 3 and "INFO" in lines[0] and lines[0].endswith("chatty 2 says hello")
+    assert "WARNING" in lines[1] and lines[1].endswith("chatty 2 is done")
+    assert lines[2].endswith("Finished in state Completed()")
+    for bad in ("../../x", "a.b", "*", ">", "a" * 100, ""):
+        refused = await asyncio.to_thread(_cli, worker_env, "task-run", "logs", bad)
+        assert refused.returncode == 2 and "is not a task-run id" in refused.stderr, bad
+    missing = await asyncio.to_thread(_cli, worker_env, "task-run", "logs", "nope")
+    assert missing.returncode == 1 and "no task run 'nope'" in missing.stderr
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/task-runs/..%2F..%2Fetc/logs", "/api/v1/task-runs/" + "a" * 5000 + "/logs",
+    "/api/v1/task-runs/a.b/logs", "/api/v1/task-runs/a*b/logs", "/api/v1/task-runs/%3E/logs",
+    "/api/v1/task-runs/x/logs?limit=0", "/api/v1/task-runs/x/logs?limit=abc",
+    "/api/v1/task-runs/x/logs?limit=10001", "/api/v1/task-runs/x/logs?follow=true",
+])
+async def test_hostile_log_requests_get_a_client_error(bus: Bus, path: str) -> None:
+    async with running(bus, GatewaySettings(port=0, auth=False)) as gw, \
+            aiohttp.ClientSession(base_url=gw.url) as http, http.get(path) as response:
+        assert 400 <= response.status < 500, (path, response.status, await response.text())

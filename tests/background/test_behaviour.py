@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from events import background as contract
 from events.bus import Bus
@@ -60,6 +61,29 @@ def test_retries_timeouts_and_failures_are_the_tasks_own(
     assert record is not None and record.error is not None
     assert record.error.type == "bg_tasks:Refused" and record.error.args == ["ada", 7]
     assert rebuild_error(record.error.model_copy(update={"type": "not_imported_mod:Refused"})) is None
+
+
+def test_attributes_set_outside_args_reach_the_caller(
+        tasks_root: Path, caller: None, worker_env: dict[str, Any]) -> None:
+    import bg_tasks
+
+    with task_worker(tasks_root, worker_env, "bg_tasks:declines"):
+        future = bg_tasks.declines.delay()
+        with pytest.raises(bg_tasks.Declined, match="over quota") as caught:
+            future.result(timeout=60)
+    # As Prefect's pickled exception: the JSON attributes and notes come back.
+    assert caught.value.retry_after == 30
+    assert caught.value.details == {"limit": 100, "used": [60, 41]}
+    assert caught.value.__notes__ == ["see the quota page"]
+    assert not hasattr(caught.value, "handle")  # not JSON: left out
+    record = read_record(future.task_run_id)
+    assert record is not None and record.error is not None
+    assert record.error.attributes == {"retry_after": 30, "details": {"limit": 100, "used": [60, 41]},
+                                       "__notes__": ["see the quota page"]}
+    # A record naming class machinery as an attribute is refused, not applied.
+    hostile = record.error.model_dump() | {"attributes": {"__class__": "builtins:object"}}
+    with pytest.raises(ValidationError, match="not an attribute an error may carry"):
+        contract.TaskRunError.model_validate(hostile)
 
 
 def test_upstream_futures_are_waited_for_and_passed_as_results(

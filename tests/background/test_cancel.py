@@ -59,6 +59,16 @@ async def test_a_queued_run_cancelled_through_the_api_never_starts(
     assert queued.state.name == "Cancelled"
     with pytest.raises(CancelledRun, match="cancelled through the API"):
         queued.result()
+    # No engine ever ran it: the cancel itself announced the run's end, once.
+    consumer = await bus.consumer("queued-cancel-check")
+    try:
+        deliveries = await consumer.fetch(1000, max_wait=1.0)
+    finally:
+        await consumer.close()
+    mine = [d.event for d in deliveries if d.event.subject == f"flowbus.task-run.{queued.task_run_id}"]
+    assert [e.type for e in mine] == ["flowbus.task-run.Cancelled"], mine
+    assert mine[0].data["state"]["name"] == "Cancelled" and mine[0].data["run_count"] == 0
+    assert mine[0].data["task_name"] == "marked" and mine[0].data["id"] == queued.task_run_id
 
 
 def _cancel_a_running_run(tasks_root: Path, worker_env: dict[str, Any]) -> str:
@@ -151,3 +161,34 @@ def test_the_api_and_the_pages_know_every_task_run_state() -> None:
 
     assert set(get_args(TaskRunStateName)) == set(TASK_RUN_STATES)
     assert "Cancelled" in catalog_view.TASK_RUN_STATES
+
+
+async def test_a_run_cancelled_while_waiting_for_its_upstream_is_announced_by_its_worker(
+        tasks_root: Path, caller: None, worker_env: dict[str, Any], bus: Bus) -> None:
+    import bg_tasks
+
+    marks = Path(worker_env["MARKS_DIR"])
+    with task_worker(tasks_root, worker_env, "bg_tasks:marked"):
+        upstream = await asyncio.to_thread(bg_tasks.add.delay, 1, 1)  # nobody serves `add`
+        waiting = await asyncio.to_thread(bg_tasks.marked.apply_async, (9,), None, [upstream])
+        def is_running() -> bool:
+            record = read_record(waiting.task_run_id)
+            return record is not None and record.state.name == "Running"
+
+        await asyncio.to_thread(_wait_for, is_running)
+        assert await asyncio.to_thread(waiting.cancel) is True
+        consumer = await bus.consumer("waiting-cancel-check")
+        try:
+            seen: list[Any] = []
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not seen:
+                for d in await consumer.fetch(1000, max_wait=1.0):
+                    if d.event.subject == f"flowbus.task-run.{waiting.task_run_id}":
+                        seen.append(d.event)
+        finally:
+            await consumer.close()
+        assert [e.type for e in seen] == ["flowbus.task-run.Cancelled"], seen
+        assert seen[0].data["run_count"] == 1
+    assert not (marks / "9.start").exists()  # its body never ran
+    with pytest.raises(CancelledRun):
+        await asyncio.to_thread(waiting.result, 5)

@@ -9,6 +9,7 @@ folds the events into ``flowbus-assets``. Bad, oversized and unknown keys get
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -16,11 +17,14 @@ import pytest
 from gateway_helpers import problem
 from yarl import URL
 
-from events.assets import REFERENCED, AssetRecord, get_asset, list_assets
+from events.assets import REFERENCED, get_asset, list_assets
 from events.bus import Bus
 from events.cloudevent import CloudEvent
+from events.control import ControlRequest
 from events.settings import NatsSettings
+from gateway.api.assets import Asset
 from tests.assets.asset_helpers import PRODUCED_EVENTS, index, produce
+from tests.control_desk import control_desk
 
 
 def path(key: str) -> str:
@@ -58,6 +62,25 @@ async def test_assets_are_listed_with_their_latest_materialisation(
         assert [a["key"] for a in (await r.json())["items"]] == ["s3://lake/report.csv"]
 
 
+async def test_assets_show_their_lineage(cataloged: None, client: aiohttp.ClientSession) -> None:
+    # postgres -> clean -> report, from the latest materialisations.
+    async with client.get(path("s3://lake/clean.parquet")) as r:
+        clean = await r.json()
+    assert clean["upstream"] == ["postgres://shop/orders"]
+    assert clean["downstream"] == ["s3://lake/report.csv"]
+    async with client.get("/api/v1/assets") as r:
+        lineage = {a["key"]: (a["upstream"], a["downstream"]) for a in (await r.json())["items"]}
+    assert lineage == {
+        "postgres://shop/orders": ([], ["s3://lake/clean.parquet"]),
+        "s3://lake/clean.parquet": (["postgres://shop/orders"], ["s3://lake/report.csv"]),
+        "s3://lake/report.csv": (["s3://lake/clean.parquet"], []),
+    }
+    # A filtered page still names downstream assets outside the filter.
+    async with client.get("/api/v1/assets", params={"prefix": "postgres://"}) as r:
+        [only] = (await r.json())["items"]
+    assert only["downstream"] == ["s3://lake/clean.parquet"]
+
+
 async def test_a_failed_materialisation_replaces_the_latest_but_not_last_succeeded(
         bus: Bus, nats_settings: NatsSettings, cataloged: None,
         client: aiohttp.ClientSession) -> None:
@@ -66,7 +89,7 @@ async def test_a_failed_materialisation_replaces_the_latest_but_not_last_succeed
     await produce(nats_settings, fail=True)
     await index(bus, 2)  # clean: referenced + failed; report never ran
     async with client.get(path("s3://lake/clean.parquet")) as r:
-        after = AssetRecord.model_validate(await r.json())
+        after = Asset.model_validate(await r.json())
     assert after.latest_materialization is not None
     assert after.latest_materialization.status == "failed"
     assert after.latest_materialization.metadata == {"rows": 3}
@@ -116,11 +139,53 @@ async def test_a_forged_or_malformed_asset_event_is_dropped(bus: Bus) -> None:
     "/api/v1/assets/..",
 ])
 async def test_a_bad_oversized_or_unknown_key_is_a_404_naming_it(
-        client: aiohttp.ClientSession, raw_path: str) -> None:
-    async with client.get(URL(str(client._base_url) + raw_path, encoded=True)) as r:
-        text = await r.text()
-        assert r.status == 404, text
-        assert "asset" in problem(await r.json()), text
+        client: aiohttp.ClientSession, desk: Any, raw_path: str) -> None:
+    for method in ("GET", "DELETE"):
+        async with client.request(method, URL(str(client._base_url) + raw_path,
+                                              encoded=True)) as r:
+            text = await r.text()
+            assert r.status == 404, (method, text)
+            assert "asset" in problem(await r.json()), text
+
+
+async def test_an_asset_is_deleted_by_the_leading_orchestrator(
+        bus: Bus, cataloged: None, client: aiohttp.ClientSession, gateway: Any,
+        nats_settings: NatsSettings) -> None:
+    key = "s3://lake/clean.parquet"
+    # No orchestrator leading: nothing is deleted, and the API says to retry.
+    async with client.delete(path(key)) as r:
+        assert r.status == 503 and r.headers["Retry-After"], await r.text()
+    async with client.post("/api/v1/api-keys", json={"name": "r", "scopes": ["read"]}) as r:
+        read_key = (await r.json())["key"]
+    async with control_desk(bus):
+        async with aiohttp.ClientSession(base_url=gateway.url, headers={
+                "Authorization": f"Bearer {read_key}"}) as reader, reader.delete(path(key)) as r:
+            assert r.status == 403, await r.text()  # deleting needs the write scope
+        async with client.delete(path(key)) as r:
+            assert r.status == 204, await r.text()
+        async with client.get(path(key)) as r:
+            assert r.status == 404
+        async with client.delete(path(key)) as r:
+            assert r.status == 404, await r.text()
+        async with client.get(path("s3://lake/report.csv")) as r:
+            report = await r.json()
+        assert report["upstream"] == [key]  # what report's materialisation read is kept
+    assert await get_asset(await bus.kv(bus.layout.assets), key) is None
+    # A later materialisation puts it back in the catalog.
+    await produce(nats_settings)
+    await index(bus, PRODUCED_EVENTS)
+    async with client.get(path(key)) as r:
+        assert r.status == 200 and (await r.json())["downstream"] == ["s3://lake/report.csv"]
+
+
+@pytest.mark.parametrize("request_body", [
+    {"action": "delete-asset"}, {"action": "delete-asset", "asset_key": "no scheme"},
+    {"action": "delete-asset", "asset_key": "s3://b/x", "flow_run_id": "r1"},
+    {"action": "cancel", "asset_key": "s3://b/x"},
+])
+def test_a_malformed_asset_control_request_is_refused(request_body: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="asset"):
+        ControlRequest.model_validate(request_body)
 
 
 @pytest.mark.parametrize("params", [
