@@ -30,13 +30,22 @@ def python(source: str, env: dict[str, str]) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.fixture
-def env(flowbus_env: dict[str, str]) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def generated_key(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A key made by ``flowbus block generate-key``, once for the module (a process start
+    costs seconds on a loaded machine; the key itself needs no namespace)."""
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
+    plain["FLOWBUS_HOME"] = str(tmp_path_factory.mktemp("generate-key-home"))
     key = subprocess.run([sys.executable, "-m", "flowbus.cli", "block", "generate-key"],
-                         env=flowbus_env, cwd=ROOT, capture_output=True, text=True, timeout=30,
+                         env=plain, cwd=ROOT, capture_output=True, text=True, timeout=30,
                          check=True).stdout.strip()
     Fernet(key.encode())  # a usable key
-    return {**flowbus_env, "FLOWBUS_SECRETS_KEY": key, "PYTHONPATH": str(ROOT)}
+    return key
+
+
+@pytest.fixture
+def env(flowbus_env: dict[str, str], generated_key: str) -> dict[str, str]:
+    return {**flowbus_env, "FLOWBUS_SECRETS_KEY": generated_key, "PYTHONPATH": str(ROOT)}
 
 
 async def test_artifacts_made_by_a_flow_are_listed_and_inspected(env: dict[str, str], bus: Bus) -> None:
