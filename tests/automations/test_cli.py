@@ -14,12 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from click.testing import CliRunner
-
 from events import automation_store as store
 from events.automation_store import DeadLetter
 from events.bus import Bus
-from flowbus.cli import cli
+from tests.cli_here import flowbus_here
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,13 +46,7 @@ async def run(*args: str, env: dict[str, str], stdin: str | None = None) -> subp
 
 
 async def run_here(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``flowbus automation ...`` in this process, on a thread (commands run their own event
-    loop); an exception escaping the command fails the test, as a traceback would."""
-    settings = {k: v for k, v in env.items() if k.startswith("FLOWBUS_")}
-    result = await asyncio.to_thread(CliRunner().invoke, cli, ["automation", *args],
-                                     env=settings, catch_exceptions=False)
-    return subprocess.CompletedProcess(["flowbus", "automation", *args], result.exit_code,
-                                       result.stdout, result.stderr)
+    return await flowbus_here("automation", *args, env=env)
 
 
 async def test_create_ls_inspect_pause_resume_delete(flowbus_env: dict[str, str], bus: Bus, tmp_path: Path) -> None:

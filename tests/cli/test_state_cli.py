@@ -1,5 +1,6 @@
 """``flowbus artifact``, ``flowbus concurrency-limit`` and ``flowbus block`` as a user runs
-them: real processes against the test NATS, state written by the SDK in another process."""
+them: real processes against the test NATS, state written by the SDK in another process
+(malformed arguments are refused by the same command run in this process)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from events.bus import Bus
+from tests.cli_here import invoke_here
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,7 +84,7 @@ async def test_artifacts_made_by_a_flow_are_listed_and_inspected(env: dict[str, 
                                   ["block", "inspect", "no-slash"], ["block", "delete", "../../x/y"],
                                   ["block", "inspect", "secret/" + "n" * 5000]])
 def test_malformed_arguments_exit_2_with_a_message(args: list[str], env: dict[str, str]) -> None:
-    result = flowbus(*args, env=env)
+    result = invoke_here(*args, env=env)  # the command's answer; no process needed
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr and result.stderr.strip()
 
