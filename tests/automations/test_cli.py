@@ -1,4 +1,9 @@
-"""``flowbus automation`` run as a user runs it, against the test NATS, bad input included."""
+"""``flowbus automation`` run as a user runs it, against the test NATS, bad input included.
+
+The lifecycle and stdin tests start real ``flowbus`` processes; the refusal and failure
+listing tests run the same command in this process (a process start costs seconds on a
+loaded machine, and what they check is the command's answer, not the process).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from pathlib import Path
 from events import automation_store as store
 from events.automation_store import DeadLetter
 from events.bus import Bus
+from tests.cli_here import flowbus_here
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +43,10 @@ def flowbus(*args: str, env: dict[str, str], stdin: str | None = None) -> subpro
 
 async def run(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(flowbus, *args, env=env, stdin=stdin)
+
+
+async def run_here(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return await flowbus_here("automation", *args, env=env)
 
 
 async def test_create_ls_inspect_pause_resume_delete(flowbus_env: dict[str, str], bus: Bus, tmp_path: Path) -> None:
@@ -78,15 +88,15 @@ async def test_bad_definitions_are_refused_naming_the_field(flowbus_env: dict[st
     }
     for name, text in cases.items():
         (tmp_path / name).write_text(text)
-        result = await run("create", "-f", str(tmp_path / name), env=flowbus_env)
+        result = await run_here("create", "-f", str(tmp_path / name), env=flowbus_env)
         assert result.returncode != 0 and expected[name] in result.stderr, (name, result.stderr)
-    missing = await run("create", "-f", str(tmp_path / "nope.yaml"), env=flowbus_env)
+    missing = await run_here("create", "-f", str(tmp_path / "nope.yaml"), env=flowbus_env)
     assert missing.returncode == 2 and "cannot read" in missing.stderr
     big = tmp_path / "big.yaml"
     big.write_text("x" * (1024 * 1024 + 10))
-    assert "over 1048576 bytes" in (await run("create", "-f", str(big), env=flowbus_env)).stderr
+    assert "over 1048576 bytes" in (await run_here("create", "-f", str(big), env=flowbus_env)).stderr
     assert await store.list_automations(bus) == []
-    unknown = await run("pause", "ghost", env=flowbus_env)
+    unknown = await run_here("pause", "ghost", env=flowbus_env)
     assert unknown.returncode == 1 and "automation 'ghost' not found" in unknown.stderr
 
 
@@ -97,16 +107,16 @@ async def test_failures_list_redrive_and_purge(flowbus_env: dict[str, str], bus:
                             action={"type": "call-webhook"}, reason="POST http://x answered 503", attempts=5,
                             firing={"key": "f", "event": {}}, failed_at="2026-03-01T00:00:00Z")
         await kv.put(f"dead.{key}", letter.model_dump_json().encode())
-    listed = await run("failures", env=flowbus_env)
+    listed = await run_here("failures", env=flowbus_env)
     assert "k1  2026-03-01T00:00:00+00:00  hook  action 0 (call-webhook): POST http://x answered 503" in listed.stdout
-    redriven = await run("failures", "redrive", "k1", env=flowbus_env)
+    redriven = await run_here("failures", "redrive", "k1", env=flowbus_env)
     assert redriven.returncode == 0 and "redrive requested for k1" in redriven.stdout
-    bad = await run("failures", "redrive", "nope", env=flowbus_env)
+    bad = await run_here("failures", "redrive", "nope", env=flowbus_env)
     assert bad.returncode == 1 and "no dead letter with key 'nope'" in bad.stderr
-    assert (await run("failures", "purge", env=flowbus_env)).returncode == 2
-    purged = await run("failures", "purge", "--all", env=flowbus_env)
+    assert (await run_here("failures", "purge", env=flowbus_env)).returncode == 2
+    purged = await run_here("failures", "purge", "--all", env=flowbus_env)
     assert "purged 2 dead letter(s)" in purged.stdout
-    assert "no failed actions" in (await run("failures", env=flowbus_env)).stdout
+    assert "no failed actions" in (await run_here("failures", env=flowbus_env)).stdout
 
 
 async def test_channels_are_set_from_stdin_and_listed(flowbus_env: dict[str, str], bus: Bus) -> None:

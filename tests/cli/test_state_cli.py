@@ -1,5 +1,6 @@
 """``flowbus artifact``, ``flowbus concurrency-limit`` and ``flowbus block`` as a user runs
-them: real processes against the test NATS, state written by the SDK in another process."""
+them: real processes against the test NATS, state written by the SDK in another process
+(malformed arguments are refused by the same command run in this process)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from events.bus import Bus
+from tests.cli_here import invoke_here
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,13 +32,22 @@ def python(source: str, env: dict[str, str]) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.fixture
-def env(flowbus_env: dict[str, str]) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def generated_key(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A key made by ``flowbus block generate-key``, once for the module (a process start
+    costs seconds on a loaded machine; the key itself needs no namespace)."""
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
+    plain["FLOWBUS_HOME"] = str(tmp_path_factory.mktemp("generate-key-home"))
     key = subprocess.run([sys.executable, "-m", "flowbus.cli", "block", "generate-key"],
-                         env=flowbus_env, cwd=ROOT, capture_output=True, text=True, timeout=30,
+                         env=plain, cwd=ROOT, capture_output=True, text=True, timeout=30,
                          check=True).stdout.strip()
     Fernet(key.encode())  # a usable key
-    return {**flowbus_env, "FLOWBUS_SECRETS_KEY": key, "PYTHONPATH": str(ROOT)}
+    return key
+
+
+@pytest.fixture
+def env(flowbus_env: dict[str, str], generated_key: str) -> dict[str, str]:
+    return {**flowbus_env, "FLOWBUS_SECRETS_KEY": generated_key, "PYTHONPATH": str(ROOT)}
 
 
 async def test_artifacts_made_by_a_flow_are_listed_and_inspected(env: dict[str, str], bus: Bus) -> None:
@@ -73,7 +84,7 @@ async def test_artifacts_made_by_a_flow_are_listed_and_inspected(env: dict[str, 
                                   ["block", "inspect", "no-slash"], ["block", "delete", "../../x/y"],
                                   ["block", "inspect", "secret/" + "n" * 5000]])
 def test_malformed_arguments_exit_2_with_a_message(args: list[str], env: dict[str, str]) -> None:
-    result = flowbus(*args, env=env)
+    result = invoke_here(*args, env=env)  # the command's answer; no process needed
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr and result.stderr.strip()
 

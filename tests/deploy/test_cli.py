@@ -340,13 +340,19 @@ async def test_flow_run_logs_follow_stops_on_sigterm_and_cleans_up(
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "flowbus.cli", "flow-run", "logs", "r-1", "--follow",
         env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    for _ in range(100):
-        if await bus.consumers(bus.layout.logs_stream):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("the command never started reading")
-    process.send_signal(signal.SIGTERM)
-    _, stderr = await asyncio.wait_for(process.communicate(), 10)
+    try:
+        # A loaded machine takes seconds to start Python and import the command.
+        for _ in range(1200):
+            if await bus.consumers(bus.layout.logs_stream):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the command never started reading")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     assert process.returncode == 0, stderr
     assert await bus.consumers(bus.layout.logs_stream) == []

@@ -28,8 +28,11 @@ from tests.shutdown import stop_service
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FAST = {"heartbeat_interval": 0.25, "ack_wait": 2.0, "fetch_wait": 0.2, "timeout_grace": 0.3,
-        "drain_timeout": 2.0}
+# Runners in the test's process share its event loop, which a loaded machine stalls for
+# a second at times: the worker lease (1.5 s, six heartbeats) outlasts such a stall, where
+# the default of three heartbeats (0.75 s) made healthy workers stop themselves.
+FAST = {"heartbeat_interval": 0.25, "worker_lease": 1.5, "ack_wait": 2.0, "fetch_wait": 0.2,
+        "timeout_grace": 0.3, "drain_timeout": 2.0}
 
 
 def runner_settings(**overrides: Any) -> RunnerSettings:

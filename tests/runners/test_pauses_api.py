@@ -84,7 +84,8 @@ async def post(http: aiohttp.ClientSession, path: str, data: bytes | str,
         return r.status, body
 
 
-@pytest.mark.parametrize(("body", "status", "says"), [
+# Each refused body, the status it gets and a word the problem names.
+BAD_RESUMES: list[tuple[bytes, int, str]] = [
     (b"{not json", 400, "not valid JSON"),
     (b"[1, 2]", 400, "body"),
     (b'{"run_input": "seven"}', 400, "run_input"),
@@ -98,16 +99,21 @@ async def post(http: aiohttp.ClientSession, path: str, data: bytes | str,
     # More than NATS carries to the orchestrator (8 MiB): refused at the gateway, naming the limit.
     (b'{"run_input": {"quantity": 1, "pad": "' + b"x" * (9 * 1024 * 1024) + b'"}}', 422, "bytes"),
     (b'{"run_input": {"quantity": 1, "pad": "' + b"x" * (11 * 1024 * 1024) + b'"}}', 413, ""),
-])
+]
+
+
 async def test_bad_resume_input_is_refused_and_the_run_stays_paused(
-    paused: Paused, bus: Bus, body: bytes, status: int, says: str
+    paused: Paused, bus: Bus
 ) -> None:
-    code, problem = await post(paused.http, f"{R}/{paused.run_id}/resume", body)
-    assert code == status, problem
-    assert says.lower() in json.dumps(problem).lower()
+    """Every bad body in turn against one paused run (pausing a run costs a runner, a
+    gateway and a flow start): each is refused, and the run is still paused after it."""
     kv = await bus.kv(bus.layout.flow_runs)
-    entry = await kv.get(paused.run_id)
-    assert entry is not None and json.loads(entry.value)["state"]["name"] == "Paused"
+    for n, (body, status, says) in enumerate(BAD_RESUMES):
+        code, problem = await post(paused.http, f"{R}/{paused.run_id}/resume", body)
+        assert code == status, (n, body[:60], problem)
+        assert says.lower() in json.dumps(problem).lower(), (n, body[:60], problem)
+        entry = await kv.get(paused.run_id)
+        assert entry is not None and json.loads(entry.value)["state"]["name"] == "Paused", n
 
 
 async def test_resume_unknown_or_not_paused_runs_and_then_a_valid_resume(

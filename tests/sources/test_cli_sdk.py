@@ -1,4 +1,8 @@
-"""``flowbus source`` and ``flowbus.sources``, run as a user runs them, against the test NATS."""
+"""``flowbus source`` and ``flowbus.sources``, run as a user runs them, against the test NATS.
+
+The lifecycle test starts real ``flowbus`` processes; the failure-listing and refusal
+tests run the same commands in this process (tests/cli_here.py).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from events.settings import NatsSettings
 from events.source_messages import SourceMessage
 from events.source_store import SourceStore
 from flowbus import sources as sdk
+from tests.cli_here import flowbus_here
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,15 +76,15 @@ async def test_cli_failures_list_redrive_purge(flowbus_env: dict[str, str], bus:
                                                tmp_path: Path) -> None:
     path = tmp_path / "orders.yaml"
     path.write_text(YAML.replace('"{{ body }}"', '"{{ body.n }}"'))
-    assert (await run("source", "create", "-f", str(path), env=flowbus_env)).returncode == 0
+    assert (await flowbus_here("source", "create", "-f", str(path), env=flowbus_env)).returncode == 0
     store = await SourceStore.open(bus)
     await store.add_dead_letter("orders", SourceMessage(b'{"m": 1}', "shop.orders.a"),
                                 "mapping failed: no n", limit=10)
-    listed = await run("source", "failures", "orders", env=flowbus_env)
+    listed = await flowbus_here("source", "failures", "orders", env=flowbus_env)
     assert "mapping failed: no n" in listed.stdout
-    redriven = await run("source", "failures", "orders", "redrive", env=flowbus_env)
+    redriven = await flowbus_here("source", "failures", "orders", "redrive", env=flowbus_env)
     assert "redriven 0, failed again 1" in redriven.stdout
-    purged = await run("source", "failures", "orders", "purge", env=flowbus_env)
+    purged = await flowbus_here("source", "failures", "orders", "purge", env=flowbus_env)
     assert "purged 1" in purged.stdout
 
 
@@ -99,7 +104,7 @@ async def test_cli_refuses_bad_definition_files_naming_the_field(
 ) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    result = await run("source", "create", "-f", str(path), env=flowbus_env)
+    result = await flowbus_here("source", "create", "-f", str(path), env=flowbus_env)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "hunter2" not in result.stderr
@@ -108,11 +113,11 @@ async def test_cli_refuses_bad_definition_files_naming_the_field(
 async def test_cli_refuses_hostile_names_and_oversized_files(
     flowbus_env: dict[str, str], tmp_path: Path
 ) -> None:
-    bad = await run("source", "pause", "../../etc", env=flowbus_env)
+    bad = await flowbus_here("source", "pause", "../../etc", env=flowbus_env)
     assert bad.returncode == 2 and "is not a source name" in bad.stderr
     big = tmp_path / "big.yaml"
     big.write_text("a: " + "x" * (2 * 1024 * 1024))
-    result = await run("source", "create", "-f", str(big), env=flowbus_env)
+    result = await flowbus_here("source", "create", "-f", str(big), env=flowbus_env)
     assert result.returncode == 2 and "over" in result.stderr
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AXE = Path(__file__).resolve().parents[2] / "gateway/ui/static/vendor/axe.min.js"
@@ -22,14 +22,71 @@ class Console:
     errors: list[str] = field(default_factory=list)
 
 
+class SharedChromium:
+    """One Chromium for a whole test module: launching one costs seconds on a loaded
+    machine. Launched on first use; a browser that crashed is replaced."""
+
+    def __init__(self) -> None:
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+
+    def get(self) -> Browser:
+        if self._browser is None or not self._browser.is_connected():
+            if self._playwright is None:
+                self._playwright = sync_playwright().start()
+            self._browser = _launch(self._playwright)
+        return self._browser
+
+    def close(self) -> None:
+        try:
+            if self._browser is not None and self._browser.is_connected():
+                self._browser.close()
+        finally:
+            if self._playwright is not None:
+                self._playwright.stop()
+            self._browser = self._playwright = None
+
+
+_shared: list[SharedChromium] = []
+
+
+@contextmanager
+def shared_chromium() -> Iterator[SharedChromium]:
+    """Within this block, ``chromium()`` hands out one browser instead of launching one."""
+    shared = SharedChromium()
+    _shared.append(shared)
+    try:
+        yield shared
+    finally:
+        _shared.remove(shared)
+        shared.close()
+
+
+def _launch(playwright: Playwright) -> Browser:
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+
+
 @contextmanager
 def chromium() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            browser.close()
+    """A browser for one test: the shared one when a ``shared_chromium()`` block is open,
+    else one of its own. Every context (cookies, storage, pages) opened in the block is
+    closed at its end, so nothing of one test reaches the next."""
+    if not _shared:
+        with sync_playwright() as p:
+            browser = _launch(p)
+            try:
+                yield browser
+            finally:
+                browser.close()
+        return
+    browser = _shared[-1].get()
+    before = set(browser.contexts)
+    try:
+        yield browser
+    finally:
+        for context in browser.contexts:
+            if context not in before:
+                context.close()
 
 
 def open_page(browser: Browser, width: int = 1280, height: int = 800,

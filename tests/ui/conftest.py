@@ -6,6 +6,7 @@ import pytest
 
 from events.embedded import EmbeddedNats
 from tests.conftest import new_namespace
+from tests.ui.browser import shared_chromium
 from tests.ui.stack import Stack, start_stack, stop_stack
 
 
@@ -17,3 +18,10 @@ def stack(nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory) -
         yield running
     finally:
         stop_stack(running)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_browser() -> Iterator[None]:
+    """The module's tests share one Chromium, each in contexts of its own."""
+    with shared_chromium():
+        yield
