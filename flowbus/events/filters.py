@@ -41,6 +41,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from flowbus.events._automation_filters import (
+    AutomationFilter,
+    AutomationFilterCreated,
+    AutomationFilterName,
+    AutomationFilterTags,
+)
 from flowbus.events.schemas.events import RESOURCE_ID_LABELS, Event
 
 #: The families of flowbus's own events whose Prefect name a filter may use.
@@ -289,6 +295,10 @@ class EventFilter(EventDataFilter):
 
 
 __all__ = [
+    "AutomationFilter",
+    "AutomationFilterCreated",
+    "AutomationFilterName",
+    "AutomationFilterTags",
     "EventAnyResourceFilter",
     "EventDataFilter",
     "EventFilter",
