@@ -8,7 +8,8 @@ Prefect's ``tests/`` into two temporary directories and runs the chosen modules:
 
 - with Prefect, under Prefect's own ``tests/conftest.py`` and pytest settings (its test
   server and database included);
-- with flowbus, after renaming the imports (``prefect.x`` -> ``flowbus.x``,
+- with flowbus (``--flowbus-python``, default this one, with the ``prefect-tests``
+  extra installed: the third-party packages Prefect's tests import), after renaming the imports (``prefect.x`` -> ``flowbus.x``,
   ``from prefect import`` -> ``from flowbus import``), under a generated conftest that
   gives the few non-server fixtures the modules use, with ``FLOWBUS_HOME`` in a
   temporary directory.
@@ -211,8 +212,8 @@ def main() -> None:
     parser.add_argument("--flowbus-python", default=sys.executable)
     parser.add_argument("--module", action="append", default=[], help="a test module to run (repeatable)")
     parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds per test, its fixtures included (pytest-timeout; Prefect's first test "
-                             "waits for its test server)")  # fmt: skip
+                        help="seconds per test, its fixtures included (pytest-timeout); Prefect's side "
+                             "gets at least 1800, since its first test waits for its test server")  # fmt: skip
     parser.add_argument("--failures", type=int, default=3, help="failure kinds to print per module")
     parser.add_argument("--report", type=Path, default=None, help="write both sides' records as JSON here")
     parser.add_argument("--prefect-records", type=Path, default=None,
@@ -233,8 +234,10 @@ def main() -> None:
         flowbus_env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWBUS_", "PREFECT_"))}
         flowbus_env["PYTHONPATH"] = str(ROOT)
         started = time.monotonic()
+        # Prefect's first test also waits for its session's database and test server,
+        # minutes on a loaded machine: its side gets the larger of --timeout and 30 min.
         prefect_args = [prefect_python, work / "prefect", modules, prefect_env, work / "prefect.json",
-                        work / "prefect.log", args.timeout]  # fmt: skip
+                        work / "prefect.log", max(args.timeout, 1800.0)]  # fmt: skip
         flowbus_args = [args.flowbus_python, work / "flowbus", modules, flowbus_env, work / "flowbus.json",
                         work / "flowbus.log", args.timeout]  # fmt: skip
         with cf.ThreadPoolExecutor(2) as pool:
