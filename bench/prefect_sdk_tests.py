@@ -162,7 +162,7 @@ def rename_tree(prefect_dir: Path, flowbus_dir: Path) -> None:
 def run_side(python: str, cwd: Path, modules: list[str], env: dict[str, str], out: Path, log: Path,
              timeout: float) -> dict[str, dict[str, object]]:  # fmt: skip
     env = {**env, "PYTHONPATH": os.pathsep.join([str(PROBE.parent), env.get("PYTHONPATH", "")]),
-           "SDK_PROBE_OUT": str(out)}  # fmt: skip
+           "SDK_PROBE_OUT": str(out), "PYTHONUNBUFFERED": "1"}  # fmt: skip
     with log.open("w") as log_file:
         subprocess.run([python, "-m", "pytest", "-q", "-p", "_sdk_probe", "-p", "no:cacheprovider",
                         "-o", f"timeout={timeout:g}", "--continue-on-collection-errors", *modules],
