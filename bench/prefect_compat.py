@@ -16,7 +16,7 @@ NATS URL).
     python bench/prefect_compat.py --prefect-src ../prefect --prefect-python /opt/prefect/bin/python
         [--limit N] [--only TEXT] [--timeout 120] [--jobs 2] [--report out.json]
 
-Prefect's own SDK test modules are not run by this script (see docs/compat.md).
+Prefect's own SDK test modules are run by bench/prefect_sdk_tests.py (docs/compat.md).
 """
 
 from __future__ import annotations

@@ -42,9 +42,9 @@ from pydantic import (
     model_validator,
 )
 
-from events.assets import flowbus_event_name
 from events.errors import FlowbusError
 from events.messages import plain
+from events.prefect_names import RESOURCE_ID_LABELS, from_prefect_name
 from events.subjects import check_pattern
 from events.templates import TemplateError, check_value
 
@@ -94,6 +94,16 @@ def _check_labels(spec: dict[str, LabelValue], what: str) -> dict[str, LabelValu
             if len(item) > MAX_VALUE_CHARS:
                 raise ValueError(f"{what} label {label!r} has a value over {MAX_VALUE_CHARS} characters")
     return spec
+
+
+def _flowbus_resource_ids(spec: dict[str, LabelValue]) -> dict[str, LabelValue]:
+    """``spec`` with Prefect resource ids (``prefect.flow-run.*``) as flowbus's."""
+    out: dict[str, LabelValue] = {}
+    for label, value in spec.items():
+        if label in RESOURCE_ID_LABELS:
+            value = from_prefect_name(value) if isinstance(value, str) else [from_prefect_name(v) for v in value]
+        out[label] = value
+    return out
 
 
 def _check_patterns(patterns: set[str], what: str) -> set[str]:
@@ -212,13 +222,13 @@ class EventTrigger(BaseModel):
     @field_validator("expect", "after")
     @classmethod
     def _patterns(cls, value: set[str]) -> set[str]:
-        # Prefect's prefect.asset.* names are flowbus.asset.* events here.
-        return _check_patterns({flowbus_event_name(p) for p in value}, "expect/after")
+        # Prefect's prefect.flow-run.*, prefect.asset.* ... names are flowbus's events here.
+        return _check_patterns({from_prefect_name(p) for p in value}, "expect/after")
 
     @field_validator("match")
     @classmethod
     def _match(cls, value: dict[str, LabelValue]) -> dict[str, LabelValue]:
-        return _check_labels(value, "match")
+        return _check_labels(_flowbus_resource_ids(value), "match")
 
     @field_validator("match_related")
     @classmethod

@@ -213,9 +213,13 @@ class Inputs(CachePolicy):
         object.__setattr__(self, "exclude", tuple(exclude))
 
     def compute_key(
-        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any] | None = None, **kwargs: Any
+        self, task_ctx: Any, inputs: dict[str, Any] | None, flow_parameters: dict[str, Any] | None = None, **kwargs: Any
     ) -> str | None:
+        if not inputs:  # as Prefect: no inputs, no key
+            return None
         kept = {k: v for k, v in inputs.items() if k not in self.exclude}
+        if task_ctx is None:  # called by hand, outside a run: the inputs alone
+            return hash_objects(kept)
         return hash_objects(task_ctx.task.task_key, kept)
 
     def __sub__(self, name: str) -> CachePolicy:
@@ -230,6 +234,8 @@ class TaskSource(CachePolicy):
     def compute_key(
         self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any] | None = None, **kwargs: Any
     ) -> str | None:
+        if task_ctx is None:
+            return None
         return source_hash(task_ctx.task.fn)
 
 
@@ -263,6 +269,10 @@ class _NoCache(CachePolicy):
 
     def __add__(self, other: CachePolicy) -> CachePolicy:
         return other
+
+
+# Prefect's name for the class of `NO_CACHE`.
+_None = _NoCache
 
 
 @dataclass(frozen=True, slots=True)

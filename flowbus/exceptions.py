@@ -7,7 +7,9 @@ swallow with a bare ``except Exception`` derive from `BaseException` instead
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, Self
 
 # One root for the whole project: the backbone's errors and the SDK's share it.
 from events.errors import FlowbusError as FlowbusError
@@ -20,9 +22,40 @@ class MissingContextError(FlowbusError, RuntimeError):
 class ParameterBindError(FlowbusError, TypeError):
     """The call's arguments do not fit the function's signature."""
 
+    @classmethod
+    def from_bind_failure(
+        cls, fn: Callable[..., Any], exc: TypeError, call_args: tuple[Any, ...], call_kwargs: dict[str, Any]
+    ) -> Self:
+        """The error for `fn` called with `call_args` / `call_kwargs`, which failed with `exc`."""
+        name = getattr(fn, "__name__", repr(fn))
+        shape = str(inspect.signature(fn)).strip("()")
+        return cls(
+            f"Error binding parameters for function '{name}': {exc}.\n"
+            f"Function '{name}' has signature '{shape}' but received args: {call_args} "
+            f"and kwargs: {list(call_kwargs)}."
+        )
+
 
 class ParameterTypeError(FlowbusError, TypeError):
     """A parameter failed validation against the function's type hints."""
+
+    @classmethod
+    def from_validation_error(cls, exc: Any) -> Self:
+        """The error listing each invalid parameter of a pydantic `ValidationError`, one a line."""
+        lines = [f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()]
+        return cls("Flow run received invalid parameters:\n - " + "\n - ".join(lines))
+
+
+class SignatureMismatchError(FlowbusError, TypeError):
+    """The parameters given to a function are not the ones its signature names."""
+
+    @classmethod
+    def from_bad_params(cls, expected_params: Sequence[str], provided_params: Sequence[str]) -> Self:
+        """The error naming both lists, e.g. ``from_bad_params(["a"], ["b"])``."""
+        return cls(
+            f"Function expects parameters {list(expected_params)} but was provided with "
+            f"parameters {list(provided_params)}"
+        )
 
 
 class SerializationError(FlowbusError, TypeError):

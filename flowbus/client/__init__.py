@@ -321,8 +321,15 @@ class FlowbusClient:
 
     # --- automations --------------------------------------------------------------------
 
-    async def read_automations(self) -> list[dict[str, Any]]:
-        return await self._pages("/automations")
+    async def read_automations(self, *, automations: Any = None, limit: int | None = None,
+                               offset: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+        """The automations, or those an ``AutomationFilter`` (flowbus.events.filters) admits."""
+        from flowbus.client import _filtering as f
+        from flowbus.events.filters import AutomationFilter
+
+        wanted = f.check_filter(automations, AutomationFilter, "automations")
+        records = await self._pages("/automations")
+        return f.select(records, [wanted.includes] if wanted else [], offset, limit)
 
     async def read_automation(self, automation_id: str) -> dict[str, Any]:
         answer: dict[str, Any] = await self.request("GET", f"/automations/{_segment(automation_id)}")

@@ -41,10 +41,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from events.prefect_names import PREFECT_FAMILIES as PREFECT_FAMILIES
+from events.prefect_names import from_prefect_name
+from flowbus.events._automation_filters import (
+    AutomationFilter,
+    AutomationFilterCreated,
+    AutomationFilterName,
+    AutomationFilterTags,
+)
 from flowbus.events.schemas.events import RESOURCE_ID_LABELS, Event
 
-#: The families of flowbus's own events whose Prefect name a filter may use.
-PREFECT_FAMILIES = ("flow-run.", "task-run.", "deployment.", "automation.", "flow.", "tag.", "asset.")
 ROLE_LABELS = ("flowbus.resource.role", "prefect.resource.role")
 #: Resource labels to match (a ``ResourceSpecification`` is one): a value, or a list of values.
 Labels = dict[str, str | list[str]]
@@ -52,9 +58,7 @@ Labels = dict[str, str | list[str]]
 
 def flowbus_name(name: str) -> str:
     """``name`` with a Prefect ``prefect.<family>.`` prefix turned into flowbus's ``flowbus.``."""
-    if name.startswith("prefect.") and name[8:].startswith(PREFECT_FAMILIES):
-        return "flowbus." + name[8:]
-    return name
+    return from_prefect_name(name)
 
 
 def _names(values: Iterable[str]) -> list[str]:
@@ -289,6 +293,10 @@ class EventFilter(EventDataFilter):
 
 
 __all__ = [
+    "AutomationFilter",
+    "AutomationFilterCreated",
+    "AutomationFilterName",
+    "AutomationFilterTags",
     "EventAnyResourceFilter",
     "EventDataFilter",
     "EventFilter",

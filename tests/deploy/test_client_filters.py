@@ -132,3 +132,39 @@ async def test_read_artifacts_with_filters(api: RunningGateway, monkeypatch: pyt
             assert [a["key"] for a in ordered] == ["weekly-report"]
     finally:
         _remote.reset()
+
+
+async def test_read_automations_with_prefects_automation_filter(api: RunningGateway) -> None:
+    from flowbus.events.filters import (
+        AutomationFilter,
+        AutomationFilterCreated,
+        AutomationFilterName,
+        AutomationFilterTags,
+    )
+
+    def spec(name: str, tags: list[str]) -> dict[str, object]:
+        return {"name": name, "tags": tags,
+                "trigger": {"type": "event", "expect": ["flowbus.flow-run.Failed"]},
+                "actions": [{"type": "cancel-flow-run"}]}  # fmt: skip
+
+    async with get_client() as client:
+        for name, tags in (("nightly", ["ops", "etl"]), ("hourly", ["ops"]), ("bare", [])):
+            await client.create_automation(spec(name, tags))
+
+        async def names(automations: object = None, **kw: int) -> set[str]:
+            return {a["name"] for a in await client.read_automations(automations=automations, **kw)}
+
+        assert await names() == {"nightly", "hourly", "bare"}
+        assert await names(AutomationFilter(name=AutomationFilterName(any_=["hourly", "x"]))) == {"hourly"}
+        assert await names(AutomationFilter(tags=AutomationFilterTags(all_=["ops", "etl"]))) == {"nightly"}
+        assert await names(AutomationFilter(tags=AutomationFilterTags(any_=["ops"]))) == {"nightly", "hourly"}
+        assert await names(AutomationFilter(tags=AutomationFilterTags(is_null_=True))) == {"bare"}
+        later = datetime.now(UTC) + timedelta(hours=1)
+        assert await names({"created": {"before_": later.isoformat()}}) == {"nightly", "hourly", "bare"}
+        earlier = AutomationFilter(created=AutomationFilterCreated(before_=later - timedelta(days=1)))
+        assert await names(earlier) == set()
+        assert len(await client.read_automations(limit=2)) == 2
+        with pytest.raises(ValueError, match="colour"):
+            await client.read_automations(automations={"colour": {"any_": ["red"]}})
+        with pytest.raises(TypeError, match="automations must be a AutomationFilter"):
+            await client.read_automations(automations=["nightly"])

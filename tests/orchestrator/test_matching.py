@@ -80,3 +80,41 @@ CASES = [
 @pytest.mark.parametrize(("trigger", "event", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_trigger_matches_event(trigger: dict[str, Any], event: CloudEvent, expected: bool) -> None:
     assert _matches(trigger, event) is expected
+
+
+def _flow_run_event(state: str) -> CloudEvent:
+    from events.records import FlowRun, State
+    from events.runs import state_change_event
+
+    run = FlowRun(id="r1", name="r", flow_name="f", state=State.named("Pending"))
+    if state != "Running":
+        run = run.transition(State.named("Running"))
+    return state_change_event(run.transition(State.named(state)), source="/runner")
+
+
+@pytest.mark.parametrize(("trigger", "state", "expected"), [
+    ({"expect": ["prefect.flow-run.Failed"]}, "Failed", True),
+    ({"expect": ["prefect.flow-run.Failed"]}, "Completed", False),
+    ({"expect": ["prefect.flow-run.*"]}, "Running", True),
+    ({"expect": ["*"], "match": {"prefect.resource.id": "prefect.flow-run.*"}}, "Failed", True),
+    ({"expect": ["*"], "match": {"prefect.resource.id": "prefect.flow-run.r1"}}, "Failed", True),
+    ({"expect": ["*"], "match": {"prefect.resource.id": ["!prefect.flow-run.r1"]}}, "Failed", False),
+    ({"expect": ["prefect.deployment.*"]}, "Failed", False),
+])  # fmt: skip
+def test_prefect_flow_run_names_match_flowbus_flow_run_events(
+    trigger: dict[str, Any], state: str, expected: bool
+) -> None:
+    # A trigger written for Prefect's prefect.flow-run.* events fires on flowbus's.
+    assert _matches(trigger, _flow_run_event(state)) is expected
+
+
+def test_prefect_names_are_stored_as_flowbus_names() -> None:
+    from events.triggers import parse_deployment_trigger
+
+    trigger = parse_deployment_trigger({
+        "expect": ["prefect.flow-run.Failed", "prefect.task-run.*", "com.acme.prefect.flow-run.x"],
+        "match": {"prefect.resource.id": ["prefect.flow-run.*", "!prefect.deployment.d"], "source": "prefect.flow-run.1"},
+    })  # fmt: skip
+    assert trigger.expect == {"flowbus.flow-run.Failed", "flowbus.task-run.*", "com.acme.prefect.flow-run.x"}
+    assert trigger.match == {"prefect.resource.id": ["flowbus.flow-run.*", "!flowbus.deployment.d"],
+                             "source": "prefect.flow-run.1"}  # fmt: skip

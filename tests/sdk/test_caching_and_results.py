@@ -124,14 +124,26 @@ def test_refresh_cache_ignores_and_overwrites() -> None:
     value = {"v": 1}
 
     @task(cache_policy=INPUTS)
-    def read() -> int:
-        return value["v"]
+    def read(key: str) -> int:
+        return value[key]
 
-    assert read() == 1
+    assert read("v") == 1
     value["v"] = 2
-    assert read() == 1
-    assert read.with_options(refresh_cache=True)() == 2
-    assert read() == 2
+    assert read("v") == 1
+    assert read.with_options(refresh_cache=True)("v") == 2
+    assert read("v") == 2
+
+
+def test_inputs_policy_does_not_cache_a_task_without_inputs() -> None:
+    # As Prefect's INPUTS: no inputs, no cache key, so every call runs.
+    calls: list[int] = []
+
+    @task(cache_policy=INPUTS)
+    def read() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert (read(), read()) == (1, 2)
 
 
 def test_none_policy_and_task_source_and_flow_parameters() -> None:
