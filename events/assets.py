@@ -108,18 +108,6 @@ PREFECT_EVENT_NAMES = {
     "prefect.asset.materialization.failed": MATERIALIZATION_FAILED,
     "prefect.asset.referenced": REFERENCED,
 }
-PREFECT_ASSET_EVENT_PREFIX = "prefect.asset."
-
-
-def flowbus_event_name(name: str) -> str:
-    """The flowbus name of a Prefect asset event name or pattern (``prefect.asset.`` ->
-    ``flowbus.asset.``, wildcards kept); any other name unchanged. Triggers apply it to
-    their ``expect``/``after`` names, so a trigger written for Prefect matches."""
-    if name.startswith(PREFECT_ASSET_EVENT_PREFIX):
-        return ASSET_EVENT_PREFIX + name[len(PREFECT_ASSET_EVENT_PREFIX):]
-    return name
-
-
 MaterializationStatus = Literal["succeeded", "failed"]
 
 

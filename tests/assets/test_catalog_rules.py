@@ -82,13 +82,13 @@ def test_an_event_already_folded_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_prefect_asset_event_names_become_flowbus_names_in_triggers() -> None:
-    from events.assets import PREFECT_EVENT_NAMES, flowbus_event_name
+    from events.assets import PREFECT_EVENT_NAMES
+    from events.prefect_names import from_prefect_name
     from events.triggers import parse_deployment_trigger
 
     for prefect_name, flowbus_name in PREFECT_EVENT_NAMES.items():
-        assert flowbus_event_name(prefect_name) == flowbus_name
-    assert flowbus_event_name("prefect.flow-run.Completed") == "prefect.flow-run.Completed"
-    assert flowbus_event_name("com.github.push") == "com.github.push"
+        assert from_prefect_name(prefect_name) == flowbus_name
+    assert from_prefect_name("com.github.push") == "com.github.push"
     trigger = parse_deployment_trigger({
         "expect": ["prefect.asset.materialization.succeeded", "com.example.ready"],
         "after": ["prefect.asset.*"]})
