@@ -67,8 +67,9 @@ def load() -> str:
 
 
 def tree_cpu(root: int) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by ``root`` and its descendants, by
-    program: ``nats-server`` and ``python`` (the parts and their workers)."""
+    """CPU seconds (user + system) used so far by ``root`` and its descendants (those
+    that exited and were reaped included), by program: ``nats-server`` and ``python``
+    (the parts and their workers)."""
     parents: dict[int, int] = {}
     stats: dict[int, tuple[str, float]] = {}
     tick = os.sysconf("SC_CLK_TCK")
@@ -82,7 +83,8 @@ def tree_cpu(root: int) -> dict[str, float]:
         name = raw[raw.index("(") + 1 : raw.rindex(")")]
         fields = raw[raw.rindex(")") + 2 :].split()
         parents[int(entry.name)] = int(fields[1])
-        stats[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+        # Its own time and that of its children it reaped (recycled workers).
+        stats[int(entry.name)] = (name, sum(int(f) for f in fields[11:15]) / tick)
     used: dict[str, float] = {}
     for pid, (name, seconds) in stats.items():
         ancestor = pid
@@ -222,9 +224,10 @@ async def single(bus: Bus, gateway: str, records: Records, args: argparse.Namesp
               f"p99 {pct(values, 0.99):7.2f}  max {max(values):7.2f}")
 
 
-async def burst(bus: Bus, gateway: str, records: Records, size: int) -> None:
+async def burst(bus: Bus, gateway: str, records: Records, size: int, dev_pid: int) -> None:
     ids = [uuid.uuid4().hex for _ in range(size)]
     futures = [records.expect(i) for i in ids]
+    cpu_before = tree_cpu(dev_pid)
     begin = time.time()
     async with aiohttp.ClientSession() as session:
         for first in range(0, size, BATCH_MAX_EVENTS):
@@ -232,10 +235,14 @@ async def burst(bus: Bus, gateway: str, records: Records, size: int) -> None:
             await post(session, gateway, [event(i) for i in chunk], batch=True)
     posted = time.time() - begin
     runs = await asyncio.wait_for(asyncio.gather(*futures), 600)
+    cpu_after = tree_cpu(dev_pid)
     bodies = [float(await read_result(bus, run)) for run in runs]
     print(f"burst of {size}: POSTed in {posted:.2f} s; last body started {max(bodies) - begin:.2f} s "
           f"after the first POST; all {len(runs)} completed at "
-          f"{max(r.end_time.timestamp() for r in runs if r.end_time) - begin:.2f} s")
+          f"{max(r.end_time.timestamp() for r in runs if r.end_time) - begin:.2f} s; "
+          "CPU per event (flowbus dev and its children): "
+          + ", ".join(f"{kind} {1000 * (cpu_after.get(kind, 0) - cpu_before.get(kind, 0)) / size:.1f} ms"
+                      for kind in ("python", "nats-server")))
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -265,7 +272,7 @@ async def main(args: argparse.Namespace) -> None:
                     if args.events:
                         await single(bus, dev.gateway, records, args, dev.proc.pid)
                     if args.burst:
-                        await burst(bus, dev.gateway, records, args.burst)
+                        await burst(bus, dev.gateway, records, args.burst, dev.proc.pid)
                 finally:
                     watcher.cancel()
         except BaseException:

@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import json
 import time
-from dataclasses import dataclass
 from datetime import datetime
 
 import nats
@@ -95,8 +94,12 @@ class Consumer:
     """A durable pull consumer: fetch exactly as many messages as there is room for.
 
     Pull requests are issued on our own inbox, one reply subject per request, so the
-    consumer knows how many messages the live requests may still bring (JetStream
-    ends an expired request with a status on its subject). A fetch
+    consumer knows how many messages the live requests may still bring: JetStream
+    ends an expired request with a status on its subject that says how many of its
+    messages it did not deliver (``Nats-Pending-Messages``). Only the total owed is
+    counted: JetStream spreads messages over the open requests in turn, so which
+    request a message answered is not known (counting them against the oldest one
+    drifted, and the consumer then waited for messages no request would bring). A fetch
     returns as soon as one message is there (with whatever else already arrived),
     and the requests it leaves open stay within the room the caller asked for: a
     later fetch takes what they delivered first, then asks only for the rest. A
@@ -113,7 +116,8 @@ class Consumer:
         self._inbox = nc.new_inbox()
         self._sub: Subscription | None = None
         self._ready: collections.deque[Msg] = collections.deque()
-        self._open: dict[str, _Request] = {}
+        self._open: dict[str, float] = {}  # live requests: id -> when to stop counting it
+        self._owed = 0  # messages the live requests may still bring, all together
         self._request_ids = itertools.count()
         self._wake = asyncio.Event()
         self._unavailable = False  # a request was answered 503 (no responders)
@@ -124,32 +128,44 @@ class Consumer:
     async def _on_msg(self, msg: Msg) -> None:
         status = msg.headers.get("Status") if msg.headers else None
         if status is None:
-            # A message carries its own subject, not the request's: JetStream serves
-            # waiting requests in order, so it counts against the oldest one.
+            # A message carries its own subject, not the request's: it counts against
+            # the total owed (see the class docstring).
             self._ready.append(msg)
-            for rid, request in self._open.items():
-                request.remaining -= 1
-                if request.remaining <= 0:
-                    del self._open[rid]
-                break
+            self._owed = max(0, self._owed - 1)
+            if self._owed == 0:
+                self._open.clear()  # every request got its batch: none is live
             self._wake.set()
         elif status != "100":  # 404/408/409 on the request's own subject: it is over
             if status == "503":  # no responders: a cluster is electing a leader, or it is gone
                 self._unavailable = True
             if self._open.pop(msg.subject.rpartition(".")[2], None) is not None:
+                self._settle(msg.headers.get("Nats-Pending-Messages") if msg.headers else None)
                 self._wake.set()
+
+    def _settle(self, pending: str | None) -> None:
+        """A request ended with ``pending`` of its messages undelivered: owed no more."""
+        if not self._open:
+            self._owed = 0
+        elif pending is not None and pending.isdigit():
+            self._owed = max(0, self._owed - int(pending))
+        # Without the count (a status that does not say it), the rest stays owed until
+        # the other live requests end or expire: a late fetch, never a lost message.
 
     def _credit(self) -> int:
         """Messages already here or still owed by live requests."""
         now = time.monotonic()
-        for rid in [r for r, q in self._open.items() if q.deadline < now]:
+        expired = [r for r, deadline in self._open.items() if deadline < now]
+        for rid in expired:
             del self._open[rid]  # its 408 was lost (e.g. a reconnect): stop counting it
-        return len(self._ready) + sum(q.remaining for q in self._open.values())
+        if expired and not self._open:
+            self._owed = 0
+        return len(self._ready) + self._owed
 
     async def _request(self, n: int, expires: float) -> None:
         rid = str(next(self._request_ids))
         body = json.dumps({"batch": n, "expires": int(expires * 1e9)}).encode()
-        self._open[rid] = _Request(n, time.monotonic() + expires + _REQUEST_GRACE)
+        self._open[rid] = time.monotonic() + expires + _REQUEST_GRACE
+        self._owed += n
         await self._nc.publish(self._next, body, reply=f"{self._inbox}.{rid}")
 
     def _take(self, n: int) -> list[Delivery]:
@@ -211,11 +227,3 @@ class Consumer:
 
 
 _REQUEST_GRACE = 2.0  # after its expiry, a request whose 408 never came stops counting
-
-
-@dataclass(slots=True)
-class _Request:
-    """A live pull request: how many messages it may still bring, until when."""
-
-    remaining: int
-    deadline: float

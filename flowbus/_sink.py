@@ -136,6 +136,10 @@ class BufferedSink:
         self._items: collections.deque[tuple[bool, dict[str, Any]]] = collections.deque()
         self._cond = threading.Condition(threading.Lock())
         self._in_flight = 0
+        # Items handed over so far, and items the publisher is done with (published
+        # or dropped): a flush waits for its own watermark, not for an empty buffer.
+        self._handed = 0
+        self._settled = 0
         self._producers_waiting = 0
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="flowbus-sink", daemon=True)
@@ -157,6 +161,7 @@ class BufferedSink:
                     self._cond.wait()
                 self._producers_waiting -= 1
             self._items.append(item)
+            self._handed += 1
             if len(self._items) == 1:
                 self._cond.notify_all()
 
@@ -182,6 +187,7 @@ class BufferedSink:
             self._publish(self.publish_logs, [item for is_event, item in batch if not is_event])
             with self._cond:
                 self._in_flight = 0
+                self._settled += len(batch)
                 self._cond.notify_all()
 
     def _publish(self, fn: Callable[[list[dict[str, Any]]], None], items: list[dict[str, Any]]) -> None:
@@ -195,9 +201,15 @@ class BufferedSink:
             print(f"flowbus: event publish failed, {len(items)} dropped: {exc!r}", file=sys.stderr)
 
     def flush(self) -> None:
-        """Block until everything handed over so far has been published."""
+        """Block until everything handed over so far has been published.
+
+        Items handed over after the call are not waited for: with many producers (an
+        inline runner's concurrent runs share one sink) the buffer is rarely empty, and
+        waiting for that would hold each flush for the others' items.
+        """
         with self._cond:
-            while (self._items or self._in_flight) and self._thread.is_alive():
+            mark = self._handed
+            while self._settled < mark and self._thread.is_alive():
                 self._cond.wait(0.1)
 
     def close(self) -> None:

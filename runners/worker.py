@@ -143,6 +143,12 @@ def worker_main(conn: Connection, settings_dump: dict[str, Any], runner_pid: int
     sys.stdout = StreamToLogs("flowbus.worker.stdout", "INFO", lambda: current[0], sys.__stdout__)
     sys.stderr = StreamToLogs("flowbus.worker.stderr", "WARNING", lambda: current[0], sys.__stderr__)
     flows: dict[tuple[str, str, str], Any] = {}
+    # Connected and set up: the pool hands this worker no run before it hears this, so
+    # no run waits for a new worker's NATS connections (runners.workers).
+    try:
+        conn.send(("ready", None))
+    except (OSError, BrokenPipeError):
+        return
     while True:
         try:
             kind, spec = conn.recv()

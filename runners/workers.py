@@ -100,6 +100,7 @@ class Worker:
         self.modules: set[tuple[str, str]] = set()
         self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=8)
         self.kill_reason: str | None = None
+        self.ready = False  # said it is set up (connected), or gave up waiting for that
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -154,6 +155,8 @@ class WorkerExecution:
         worker = self._worker
         while True:
             kind, payload = await worker.inbox.get()
+            if kind == "ready":  # a worker that was slow to start: it is set up now
+                continue
             if kind == "loaded":
                 if not self.loaded.done():
                     self.loaded.set_result(payload)
@@ -205,6 +208,9 @@ def _exit_code(worker: Worker) -> int | None:
     return code
 
 
+READY_WAIT = 30.0  # seconds a new worker may take to connect before runs queue on it anyway
+
+
 class WorkerPool:
     """``limit`` warm workers; :meth:`execute` hands an attempt to an idle one."""
 
@@ -217,6 +223,8 @@ class WorkerPool:
         self._available = asyncio.Semaphore(0)
         self._restarts = 0
         self._spawning: set[asyncio.Task[None]] = set()
+        self._starting: set[Worker] = set()
+        self._starting_closed: list[Worker] = []  # became ready after close began
         self._closed = False
 
     def _args(self) -> tuple[Any, ...]:
@@ -230,22 +238,42 @@ class WorkerPool:
         workers = await asyncio.gather(*(
             asyncio.to_thread(self._spawn) for _ in range(self._settings.limit)
         ))
-        for worker in workers:
-            self._add(worker)
+        await asyncio.gather(*(self._add(worker) for worker in workers))
 
-    def _add(self, worker: Worker) -> None:
+    async def _add(self, worker: Worker) -> None:
+        """Make ``worker`` idle once it said it is set up (bounded by ``READY_WAIT``).
+
+        A new worker connects to NATS before it serves; a run handed to it earlier
+        would wait for that: the slow first run behind the body-start tail.
+        """
         if self._closed:
             worker.kill("closed")
             return
         worker.attach(asyncio.get_running_loop())
+        self._starting.add(worker)
+        try:
+            async with asyncio.timeout(READY_WAIT):
+                kind, payload = await worker.inbox.get()
+            if kind != "ready":  # it exited while starting: the next _take replaces it
+                worker.inbox.put_nowait((kind, payload))
+        except TimeoutError:
+            pass  # slow to start: runs queue on its pipe, as they did before this wait
+        finally:
+            self._starting.discard(worker)
+        worker.ready = True
+        if self._closed:
+            self._starting_closed.append(worker)
+            return
         self._idle.append(worker)
         self._available.release()
 
     async def close(self) -> None:
         self._closed = True
+        for worker in list(self._starting):
+            worker.kill("closed")
         for task in list(self._spawning):
             await task
-        workers = [*self._idle, *self._busy]
+        workers = [*self._idle, *self._busy, *self._starting_closed]
         for worker in workers:
             worker.detach()
         for worker in self._idle:
@@ -299,7 +327,11 @@ class WorkerPool:
             self._respawn(worker)
             return
         self._busy.discard(worker)
-        self._add(worker)
+        if self._closed:
+            worker.kill("closed")
+            return
+        self._idle.append(worker)
+        self._available.release()
 
     def replace(self, worker: Worker) -> None:
         """A worker that died or was killed mid-run (a restart; recycling is not one)."""
@@ -314,7 +346,7 @@ class WorkerPool:
             await asyncio.to_thread(old.finish)
             if self._closed:
                 return
-            self._add(await asyncio.to_thread(self._spawn))
+            await self._add(await asyncio.to_thread(self._spawn))
 
         task = asyncio.create_task(respawn(), name="flowbus-worker-respawn")
         self._spawning.add(task)

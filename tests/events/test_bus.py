@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from events.bus import Bus
+from events.bus import Bus, Delivery
 from events.cloudevent import CloudEvent
 from events.embedded import EmbeddedNats
 from events.errors import (
@@ -335,6 +335,35 @@ async def test_open_requests_never_bring_more_than_the_room_asked_for(bus: Bus) 
     # What the open request brought is handed out without waiting, in order.
     rest = await asyncio.wait_for(consumer.fetch(2, max_wait=20), 5)
     assert [d.event.data["i"] for d in rest] == [1, 2]
+
+
+async def test_messages_spread_over_two_requests_leave_no_phantom_credit(bus: Bus) -> None:
+    """JetStream hands messages to the open pull requests in turn: counting each against
+    the oldest request left the consumer sure that a request still owed messages when
+    none did, and new messages waited for that request's deadline (30 s here)."""
+    consumer = await bus.consumer("spread", ack_wait=120)
+    got: list[Delivery] = []
+    first = asyncio.create_task(consumer.fetch(20, max_wait=1.0))  # request A: 20, for 1 s
+    await asyncio.sleep(0.3)
+    await bus.publish(event(0))
+    got += await asyncio.wait_for(first, 15)
+    second = asyncio.create_task(consumer.fetch(40, max_wait=30))  # A owes 19; B: 21, for 30 s
+    await asyncio.sleep(0.3)
+    await bus.publish_many([event(i) for i in range(1, 21)])  # shared by A and B
+    got += await asyncio.wait_for(second, 15)
+    await asyncio.sleep(1.5)  # A has expired, with what it did not deliver
+    await bus.publish_many([event(i) for i in range(21, 32)])  # B brings what it still owes
+
+    async def collect(total: int) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while len(got) < total and loop.time() < deadline:
+            got.extend(await consumer.fetch(17, max_wait=1.0))
+
+    await collect(32)
+    await bus.publish_many([event(i) for i in range(32, 37)])  # no request owes these
+    await collect(37)
+    assert sorted(d.event.data["i"] for d in got) == list(range(37))
 
 
 async def test_closing_hands_back_what_was_delivered_but_not_fetched(bus: Bus) -> None:
