@@ -49,14 +49,14 @@ def _wait_for_file(path: Path, within: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-async def test_the_status_server_reports_and_the_worker_stops_after_its_timeout(
+async def test_the_status_server_reports_a_running_worker(
         tasks_root: Path, caller: None, worker_env: dict[str, Any]) -> None:
     import bg_tasks
 
     (tasks_root / "serve_them.py").write_text(SERVE)
     log = (tasks_root / "serve.log").open("w")
     proc = await asyncio.to_thread(
-        subprocess.Popen, [sys.executable, "serve_them.py", "40"], cwd=tasks_root,
+        subprocess.Popen, [sys.executable, "serve_them.py", "3600"], cwd=tasks_root,
         env={**worker_env, "PYTHONPATH": str(tasks_root)}, stdout=subprocess.PIPE, stderr=log,
         text=True, start_new_session=True)
     log.close()
@@ -90,12 +90,32 @@ async def test_the_status_server_reports_and_the_worker_stops_after_its_timeout(
                 assert 400 <= r.status < 500
             async with http.get("/status/../../etc/passwd") as r:
                 assert r.status == 404
+        assert time.monotonic() - started < 3600 and proc.poll() is None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+async def test_the_worker_stops_by_itself_after_its_timeout_and_serve_returns(
+        tasks_root: Path, caller: None, worker_env: dict[str, Any]) -> None:
+    (tasks_root / "serve_them.py").write_text(SERVE)
+    log = (tasks_root / "serve.log").open("w")
+    started = time.monotonic()
+    proc = await asyncio.to_thread(
+        subprocess.Popen, [sys.executable, "serve_them.py", "3"], cwd=tasks_root,
+        env={**worker_env, "PYTHONPATH": str(tasks_root)}, stdout=subprocess.PIPE, stderr=log,
+        text=True, start_new_session=True)
+    log.close()
+    try:
         # No signal: the worker stops by itself once its timeout passed, and serve returns.
         await asyncio.to_thread(
-            _lines_until, proc, r"Task worker timed out after 40\.0 seconds\. Exiting", 120)
+            _lines_until, proc, r"Task worker timed out after 3\.0 seconds\. Exiting", 120)
         await asyncio.to_thread(_lines_until, proc, "serve returned", 60)
         assert await asyncio.to_thread(proc.wait, 30) == 0
-        assert time.monotonic() - started >= 40
+        assert time.monotonic() - started >= 3
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
