@@ -42,6 +42,24 @@ def _lines_until(proc: subprocess.Popen[str], pattern: str, within: float = 60.0
     raise AssertionError(f"no line matching {pattern!r}")
 
 
+def _start_serving(tasks_root: Path, worker_env: dict[str, Any], timeout: str) -> subprocess.Popen[str]:
+    """``serve(..., status_server_port=0, timeout=...)`` in a process of its own."""
+    (tasks_root / "serve_them.py").write_text(SERVE)
+    with (tasks_root / "serve.log").open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, "serve_them.py", timeout], cwd=tasks_root,
+            env={**worker_env, "PYTHONPATH": str(tasks_root)}, stdout=subprocess.PIPE,
+            stderr=log, text=True, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
 def _wait_for_file(path: Path, within: float = 60.0) -> None:
     deadline = time.monotonic() + within
     while not path.exists():
@@ -53,13 +71,7 @@ async def test_the_status_server_reports_a_running_worker(
         tasks_root: Path, caller: None, worker_env: dict[str, Any]) -> None:
     import bg_tasks
 
-    (tasks_root / "serve_them.py").write_text(SERVE)
-    log = (tasks_root / "serve.log").open("w")
-    proc = await asyncio.to_thread(
-        subprocess.Popen, [sys.executable, "serve_them.py", "3600"], cwd=tasks_root,
-        env={**worker_env, "PYTHONPATH": str(tasks_root)}, stdout=subprocess.PIPE, stderr=log,
-        text=True, start_new_session=True)
-    log.close()
+    proc = await asyncio.to_thread(_start_serving, tasks_root, worker_env, "3600")
     try:
         line = await asyncio.to_thread(_lines_until, proc, r"status server on http://127\.0\.0\.1:\d+")
         url = line.split(" on ", 1)[1].strip()
@@ -92,23 +104,13 @@ async def test_the_status_server_reports_a_running_worker(
                 assert r.status == 404
         assert time.monotonic() - started < 3600 and proc.poll() is None
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        _stop(proc)
 
 
 async def test_the_worker_stops_by_itself_after_its_timeout_and_serve_returns(
         tasks_root: Path, caller: None, worker_env: dict[str, Any]) -> None:
-    (tasks_root / "serve_them.py").write_text(SERVE)
-    log = (tasks_root / "serve.log").open("w")
     started = time.monotonic()
-    proc = await asyncio.to_thread(
-        subprocess.Popen, [sys.executable, "serve_them.py", "3"], cwd=tasks_root,
-        env={**worker_env, "PYTHONPATH": str(tasks_root)}, stdout=subprocess.PIPE, stderr=log,
-        text=True, start_new_session=True)
-    log.close()
+    proc = await asyncio.to_thread(_start_serving, tasks_root, worker_env, "3")
     try:
         # No signal: the worker stops by itself once its timeout passed, and serve returns.
         await asyncio.to_thread(
@@ -117,11 +119,7 @@ async def test_the_worker_stops_by_itself_after_its_timeout_and_serve_returns(
         assert await asyncio.to_thread(proc.wait, 30) == 0
         assert time.monotonic() - started >= 3
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        _stop(proc)
 
 
 @pytest.mark.parametrize(("options", "message"), [
