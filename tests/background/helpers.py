@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import subprocess
@@ -144,17 +145,23 @@ def task_worker(root: Path, env: dict[str, str], *entrypoints: str,
 
 
 def wait_ready(proc: subprocess.Popen[str], within: float = 60.0) -> None:
+    line_matching(proc, "serving", within)
+
+
+def line_matching(proc: subprocess.Popen[str], pattern: str, within: float = 60.0) -> str:
+    """The first line of ``proc``'s output matching ``pattern`` (a regular expression),
+    read within ``within`` seconds; fails if the process exits first."""
     assert proc.stdout is not None
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         ready, _, _ = select.select([proc.stdout], [], [], 0.5)
         if ready:
             line = proc.stdout.readline()
-            if "serving" in line:
-                return
-        if proc.poll() is not None:
+            if re.search(pattern, line):
+                return line
+        if proc.poll() is not None and not ready:
             raise AssertionError(f"task worker exited {proc.returncode}")
-    raise AssertionError("task worker did not become ready")
+    raise AssertionError(f"no line of the task worker matching {pattern!r}")
 
 
 def stop(proc: subprocess.Popen[str]) -> None:

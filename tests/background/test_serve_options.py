@@ -4,10 +4,6 @@ stops by itself after ``timeout`` seconds; a status server on loopback reports i
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import select
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +14,7 @@ import aiohttp
 import pytest
 
 from flowbus.exceptions import ConfigurationError
+from tests.background.helpers import line_matching, stop
 
 SERVE = """
 import sys
@@ -29,19 +26,6 @@ print("serve returned", flush=True)
 """
 
 
-def _lines_until(proc: subprocess.Popen[str], pattern: str, within: float = 60.0) -> str:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            if re.search(pattern, line):
-                return line
-        assert proc.poll() is None or ready, f"the worker exited {proc.returncode}"
-    raise AssertionError(f"no line matching {pattern!r}")
-
-
 def _start_serving(tasks_root: Path, worker_env: dict[str, Any], timeout: str) -> subprocess.Popen[str]:
     """``serve(..., status_server_port=0, timeout=...)`` in a process of its own."""
     (tasks_root / "serve_them.py").write_text(SERVE)
@@ -50,14 +34,6 @@ def _start_serving(tasks_root: Path, worker_env: dict[str, Any], timeout: str) -
             [sys.executable, "serve_them.py", timeout], cwd=tasks_root,
             env={**worker_env, "PYTHONPATH": str(tasks_root)}, stdout=subprocess.PIPE,
             stderr=log, text=True, start_new_session=True)
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 def _wait_for_file(path: Path, within: float = 60.0) -> None:
@@ -73,9 +49,9 @@ async def test_the_status_server_reports_a_running_worker(
 
     proc = await asyncio.to_thread(_start_serving, tasks_root, worker_env, "3600")
     try:
-        line = await asyncio.to_thread(_lines_until, proc, r"status server on http://127\.0\.0\.1:\d+")
+        line = await asyncio.to_thread(line_matching, proc, r"status server on http://127\.0\.0\.1:\d+")
         url = line.split(" on ", 1)[1].strip()
-        await asyncio.to_thread(_lines_until, proc, "serving")
+        await asyncio.to_thread(line_matching, proc, "serving")
         started = time.monotonic()
         async with aiohttp.ClientSession(base_url=url) as http:
             async with http.get("/health") as r:
@@ -104,7 +80,7 @@ async def test_the_status_server_reports_a_running_worker(
                 assert r.status == 404
         assert time.monotonic() - started < 3600 and proc.poll() is None
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 async def test_the_worker_stops_by_itself_after_its_timeout_and_serve_returns(
@@ -114,12 +90,12 @@ async def test_the_worker_stops_by_itself_after_its_timeout_and_serve_returns(
     try:
         # No signal: the worker stops by itself once its timeout passed, and serve returns.
         await asyncio.to_thread(
-            _lines_until, proc, r"Task worker timed out after 3\.0 seconds\. Exiting", 120)
-        await asyncio.to_thread(_lines_until, proc, "serve returned", 60)
+            line_matching, proc, r"Task worker timed out after 3\.0 seconds\. Exiting", 120)
+        await asyncio.to_thread(line_matching, proc, "serve returned", 60)
         assert await asyncio.to_thread(proc.wait, 30) == 0
         assert time.monotonic() - started >= 3
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @pytest.mark.parametrize(("options", "message"), [
