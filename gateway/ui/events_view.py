@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
-from events.bus import Bus
 from events.cloudevent import CloudEvent, to_dict
 from events.errors import InvalidEvent
 from events.subjects import check_pattern
@@ -55,18 +53,12 @@ def event_link(event: CloudEvent) -> str:
     return "/ui/event?" + urlencode({"type": event.type, "id": event.id, "time": stamp})
 
 
-def read_bounded(bus: Bus, pattern: str, since: datetime, most: int) -> AsyncGenerator[CloudEvent, None]:
-    """Stored events matching ``pattern`` from ``since``, oldest first: at most ``most``,
-    ending at the last one stored (:meth:`events.bus.Bus.stored`)."""
-    return bus.stored(pattern, since=since, most=most)
-
-
 @page
 async def events_page(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     pattern, source = _filters(request)
     bus = gateway_of(request).bus
     found: list[CloudEvent] = []
-    async for event in read_bounded(bus, pattern, datetime.now(UTC) - RECENT_WINDOW, RECENT_READ):
+    async for event in bus.stored(pattern, since=datetime.now(UTC) - RECENT_WINDOW, most=RECENT_READ):
         if source is None or event.source == source:
             found.append(event)
     newest = list(reversed(found[-SHOWN:]))
@@ -148,7 +140,7 @@ async def _firings(request: web.Request, event: CloudEvent) -> tuple[list[CloudE
     since = (event.time or datetime.now(UTC) - RECENT_WINDOW) - _SLACK
     found: list[CloudEvent] = []
     read = 0
-    async for fired in read_bounded(bus, AUTOMATION_EVENTS, since, _FIRINGS_READ):
+    async for fired in bus.stored(AUTOMATION_EVENTS, since=since, most=_FIRINGS_READ):
         read += 1
         data = fired.data if isinstance(fired.data, dict) else {}
         ref = data.get("triggering_event")
@@ -162,7 +154,7 @@ async def _find(request: web.Request, event_type: str, event_id: str,
                 when: datetime | None) -> CloudEvent | None:
     bus = gateway_of(request).bus
     since = (when or datetime.now(UTC) - RECENT_WINDOW) - _FIND_WINDOW
-    async with contextlib.aclosing(read_bounded(bus, event_type, since, _FIND_READ)) as reading:
+    async with contextlib.aclosing(bus.stored(event_type, since=since, most=_FIND_READ)) as reading:
         async for event in reading:
             if event.id == event_id:
                 return event

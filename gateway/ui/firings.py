@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from events.automations import EVENT_EXECUTED, EVENT_FAILED, EVENT_RESOLVED, EVENT_TRIGGERED
 from events.bus import Bus
 from events.cloudevent import CloudEvent
-from gateway.ui.events_view import AUTOMATION_EVENTS, read_bounded
+from gateway.ui.events_view import AUTOMATION_EVENTS
 
 WINDOWS = (timedelta(hours=24), timedelta(hours=1), timedelta(minutes=5))
 MAX_READ = 5000  # automation events read per window, at most
@@ -105,7 +105,7 @@ async def last_firings(bus: Bus, now: datetime | None = None) -> Firings:
     for window in WINDOWS:
         kept = {}
         read = 0
-        async for event in read_bounded(bus, AUTOMATION_EVENTS, now - window, MAX_READ):
+        async for event in bus.stored(AUTOMATION_EVENTS, since=now - window, most=MAX_READ):
             read += 1
             _add(kept, event)
         cut = read >= MAX_READ
