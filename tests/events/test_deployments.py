@@ -12,11 +12,7 @@ from events.bus import Bus
 from events.errors import NotFound, TransitionRejected
 from events.records import Deployment, FlowRun, State
 from tests.shutdown import wait_stopped
-
-
-async def _events(bus: Bus, name: str) -> list[str]:
-    consumer = await bus.consumer(name)
-    return [x.event.type for x in await consumer.fetch(50, max_wait=0.5)]
+from tests.stored import stored_types
 
 
 async def test_save_creates_then_updates_keeping_identity(bus: Bus) -> None:
@@ -27,7 +23,7 @@ async def test_save_creates_then_updates_keeping_identity(bus: Bus) -> None:
     assert not created
     assert (second.id, second.created, second.paused, second.version) == (first.id, first.created, True, "2")
     assert [x.name for x in await d.list_deployments(bus)] == ["etl"]
-    assert await _events(bus, "c") == ["flowbus.deployment.created", "flowbus.deployment.paused",
+    assert await stored_types(bus) == ["flowbus.deployment.created", "flowbus.deployment.paused",
                                        "flowbus.deployment.updated"]
 
 
@@ -42,7 +38,7 @@ async def test_delete_announces(bus: Bus) -> None:
     await d.save_deployment(bus, Deployment(name="gone", flow_name="f"))
     await d.delete_deployment(bus, "gone")
     assert await d.list_deployments(bus) == []
-    assert (await _events(bus, "c"))[-1] == "flowbus.deployment.deleted"
+    assert (await stored_types(bus))[-1] == "flowbus.deployment.deleted"
 
 
 async def test_request_run_with_a_key_maps_to_one_run(bus: Bus) -> None:

@@ -4,26 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from events.bus import Bus
-from events.cloudevent import CloudEvent
+from tests.stored import stored_events
+
+__all__ = ["ADMIN_KEY", "problem", "stored_events"]
 
 ADMIN_KEY = "admin-key-for-the-tests-0123456789"
-
-
-async def stored_events(bus: Bus, durable: str = "check") -> list[CloudEvent]:
-    """Every event in the test's events stream, in order."""
-    consumer = await bus.consumer(durable)
-    out: list[CloudEvent] = []
-    while True:
-        batch = await consumer.fetch(500, max_wait=0.2)
-        if not batch:
-            break
-        out.extend(d.event for d in batch)
-        for d in batch:
-            await d.ack()
-    await consumer.close()
-    await bus.delete_consumer(bus.layout.events_stream, durable)
-    return out
 
 
 def problem(body: dict[str, Any]) -> str:

@@ -51,7 +51,7 @@ async def csrf_of(session: aiohttp.ClientSession, path: str) -> str:
 
 
 async def run_requests(bus: Bus) -> list[dict[str, Any]]:
-    return [e.data for e in await stored_events(bus, "uicheck")
+    return [e.data for e in await stored_events(bus)
             if e.type == "flowbus.deployment.run-requested"]
 
 
@@ -283,5 +283,5 @@ async def test_automations_and_dead_letters_show_no_secret_and_redrive(
         async with admin.post("/ui/automations/dead-letters/k1/redrive", data={"csrf": token},
                               allow_redirects=False) as r:
             assert r.status == 303
-    redrives = [e for e in await stored_events(bus, "redrive") if e.type == REDRIVE_REQUESTED]
+    redrives = [e for e in await stored_events(bus) if e.type == REDRIVE_REQUESTED]
     assert [e.data["key"] for e in redrives] == ["k1"]

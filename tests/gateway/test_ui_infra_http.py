@@ -39,7 +39,7 @@ async def test_creating_a_webhook_shows_its_url_and_secret_once_and_the_secret_w
     async with client.post("/hooks/deploys", data=body, headers={
             "X-Sig": "0" * 64, "Content-Type": "application/json"}) as r:
         assert r.status == 401
-    assert [e.type for e in await stored_events(bus, "hook")] == ["webhook.deploys"]
+    assert [e.type for e in await stored_events(bus)] == ["webhook.deploys"]
 
 
 async def test_webhook_forms_refuse_bad_input_and_non_admins_and_delete_works(

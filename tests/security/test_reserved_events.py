@@ -26,6 +26,7 @@ from events.sources import SourceSpec
 from events.subjects import event_subject
 from gateway.service import RunningGateway
 from tests.security.conftest import KeyMaker, poll
+from tests.stored import stored_types
 
 CE = "application/cloudevents+json"
 FORGED = {"specversion": "1.0", "id": "f-1", "source": "/attacker", "type": RUN_REQUESTED,
@@ -39,10 +40,7 @@ def _rejected(metrics: str) -> float:
 
 
 async def _stored(bus: Bus) -> list[str]:
-    consumer = await bus.consumer(f"check-{uuid.uuid4().hex[:6]}")
-    batch = await consumer.fetch(100, max_wait=0.3)
-    await consumer.close()
-    return [d.event.type for d in batch]
+    return await stored_types(bus)
 
 
 async def test_events_endpoint_refuses_reserved_types_in_every_mode(

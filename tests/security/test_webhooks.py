@@ -8,7 +8,6 @@ import hmac
 import json
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from events.bus import Bus
 from gateway.service import running
 from gateway.settings import GatewaySettings
 from tests.security.conftest import ADMIN_KEY
+from tests.stored import stored_events
 
 H = "/api/v1/webhooks"
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,10 +38,7 @@ def _sign(secret: str, payload: bytes) -> str:
 
 
 async def _events(bus: Bus) -> list[str]:
-    consumer = await bus.consumer(f"check-{uuid.uuid4().hex[:6]}")
-    batch = await consumer.fetch(100, max_wait=0.3)
-    await consumer.close()
-    return [d.event.id for d in batch]
+    return [event.id for event in await stored_events(bus)]
 
 
 async def _create(admin: aiohttp.ClientSession, **spec: Any) -> tuple[int, dict[str, Any]]:
