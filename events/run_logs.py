@@ -4,7 +4,7 @@ Runners publish a run's log records on ``<ns>.logs.<flow-run id>`` as JSON array
 lone object is accepted). A reader is a throwaway consumer of that subject, from the
 first line; it is deleted when the ``async with`` ends.
 
->>> async with run_log_reader(bus, run_id, "gwlogs") as reader:   # doctest: +SKIP
+>>> async with run_log_reader(bus, run_id, API_READER) as reader:   # doctest: +SKIP
 ...     lines = await reader.read(1000)
 """
 
@@ -19,19 +19,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from events.bus import Bus, Consumer
+from events.logrecords import level_number
 
 FETCH_BATCH = 256
+API_READER = "gwlogs"
+"""The name prefix of the log readers the gateway's API opens (runs' and task runs')."""
 
 
 def log_records(data: bytes) -> list[dict[str, Any]]:
-    """The records of one logs message (a JSON array; a lone object is accepted)."""
+    """The records of one logs message (a JSON array; a lone object is accepted), each
+    with a numeric ``level`` (:mod:`events.logrecords`; older records held names)."""
     try:
         value = json.loads(data)
     except (UnicodeDecodeError, ValueError):
         return []
     if isinstance(value, dict):
         value = [value]
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+    if not isinstance(value, list):
+        return []
+    records = [v for v in value if isinstance(v, dict)]
+    for record in records:
+        record["level"] = level_number(record.get("level"))
+    return records
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ building events altogether (it checks `enabled` first). A transport plugs in wit
     set_event_sink(BufferedSink(publish=my_publish_batch, maxsize=10_000))
 
 Event dicts are CloudEvents 1.0 (structured mode); log dicts are
-``{"flow_run_id", "task_run_id", "name", "level", "message", "timestamp"}``.
+:class:`events.logrecords.RunLogRecord` (numeric ``level``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
+
+from events.logrecords import RunLogRecord
 
 SOURCE = "flowbus/sdk"
 
@@ -329,5 +331,6 @@ def emit_event(type: str, subject: str, data: dict[str, Any]) -> None:
     )
 
 
-def emit_log_record(record: dict[str, Any]) -> None:
-    _sink.emit_log(record)
+def emit_log_record(record: RunLogRecord) -> None:
+    # A TypedDict is a dict at run time; the sinks take records as plain dicts.
+    _sink.emit_log(cast(dict[str, Any], record))

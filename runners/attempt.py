@@ -8,7 +8,6 @@ the user's code is a Failed outcome whose message and log carry the traceback.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import inspect
 import logging
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from events import attempts
 from events.bus import Bus
 from events.errors import FlowbusError
+from events.logrecords import RUNNER_LOGGER, run_log_record
 from flowbus import _sink
 from flowbus._drivers import run_coro_sync
 from flowbus._engine import run_flow, run_flow_async
@@ -25,20 +25,12 @@ from flowbus.exceptions import FlowRunTimeoutError
 from runners.results import failure_message, result_document
 from runners.types import FlowInfo, Outcome, RunSpec
 
-RUNNER_LOGGER = "flowbus.runner"
-
 
 def emit_run_log(flow_run_id: str, level: int, message: str, name: str = RUNNER_LOGGER) -> None:
     """One log line of a run, through the event sink to the logs stream."""
     if _sink.enabled:
-        _sink.emit_log_record({
-            "flow_run_id": flow_run_id,
-            "task_run_id": None,
-            "name": name,
-            "level": logging.getLevelName(level),
-            "message": message,
-            "timestamp": dt.datetime.now(dt.UTC).isoformat(),
-        })
+        _sink.emit_log_record(run_log_record(flow_run_id=flow_run_id, name=name, level=level,
+                                             message=message))
 
 
 def flow_info(flow: Any) -> FlowInfo:

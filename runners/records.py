@@ -27,6 +27,7 @@ from events import attempts
 from events.bus import Bus, Delivery
 from events.errors import FlowbusError, NotFound, TransitionRejected, UpdateConflict
 from events.kv import KV, Objects
+from events.logrecords import RUNNER_LOGGER, run_log_record
 from events.records import Deployment, FlowRun, utcnow
 from events.runs import state_change_event
 from runners.types import Execution, FlowInfo, Outcome, RunSpec, result_name
@@ -160,9 +161,8 @@ class Recorder:
             log.warning("could not announce flow run %s: %s", runs[0].id, exc)
 
     async def log(self, flow_run_id: str, level: int, message: str) -> None:
-        record = [{"flow_run_id": flow_run_id, "task_run_id": None, "name": "flowbus.runner",
-                   "level": logging.getLevelName(level), "message": message,
-                   "timestamp": utcnow().isoformat()}]
+        record = [run_log_record(flow_run_id=flow_run_id, name=RUNNER_LOGGER, level=level,
+                                 message=message, timestamp=utcnow())]
         try:
             await self.bus.publish_raw(self.bus.layout.logs_subject(flow_run_id),
                                        json.dumps(record).encode())

@@ -10,12 +10,12 @@ of the run under way.
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from events.logrecords import run_log_record
 from flowbus import _sink
 
 MAX_LINE = 16 * 1024
@@ -76,7 +76,7 @@ class StreamToLogs(io.TextIOBase):
     Lines written outside a run go to ``fallback`` (the process's real stream).
     """
 
-    def __init__(self, name: str, level: str, current_run: Callable[[], str | None],
+    def __init__(self, name: str, level: int, current_run: Callable[[], str | None],
                  fallback: Any) -> None:
         self._name = name
         self._level = level
@@ -119,14 +119,8 @@ class StreamToLogs(io.TextIOBase):
         if run_id is None or not _sink.enabled:
             self._fallback.write(line + "\n")
             return
-        _sink.emit_log_record({
-            "flow_run_id": run_id,
-            "task_run_id": None,
-            "name": self._name,
-            "level": self._level,
-            "message": line,
-            "timestamp": dt.datetime.now(dt.UTC).isoformat(),
-        })
+        _sink.emit_log_record(run_log_record(flow_run_id=run_id, name=self._name,
+                                             level=self._level, message=line))
 
 
 def open_nats_sink(settings: Any, maxsize: int) -> RecordedRunsFilter:

@@ -140,8 +140,8 @@ def worker_main(conn: Connection, settings_dump: dict[str, Any], runner_pid: int
     setup_logging()
     _console_to_real_stderr()
     current: list[str | None] = [None]
-    sys.stdout = StreamToLogs("flowbus.worker.stdout", "INFO", lambda: current[0], sys.__stdout__)
-    sys.stderr = StreamToLogs("flowbus.worker.stderr", "WARNING", lambda: current[0], sys.__stderr__)
+    sys.stdout = StreamToLogs("flowbus.worker.stdout", logging.INFO, lambda: current[0], sys.__stdout__)
+    sys.stderr = StreamToLogs("flowbus.worker.stderr", logging.WARNING, lambda: current[0], sys.__stderr__)
     flows: dict[tuple[str, str, str], Any] = {}
     # Connected and set up: the pool hands this worker no run before it hears this, so
     # no run waits for a new worker's NATS connections (runners.workers).

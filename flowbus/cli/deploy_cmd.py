@@ -370,17 +370,9 @@ async def _print_logs(run_id: str, follow: bool, stop: Any) -> None:
                 final_pass = run is None or run.state.is_final()
 
 
-def level_name(level: Any) -> str:
-    """``20`` -> ``INFO``; a name stays a name."""
-    import logging
-
-    if isinstance(level, int) and not isinstance(level, bool):
-        name = logging.getLevelName(level)
-        return name if not name.startswith("Level ") else str(level)
-    return str(level)
-
-
 def format_log(record: dict[str, Any]) -> str:
+    from events.logrecords import level_name
+
     when = str(record.get("timestamp", ""))[11:23]
     level = level_name(record.get("level", ""))
     return f"{when} | {level:<7} | {record.get('name', '')} - {record.get('message', '')}"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import contextvars
-import datetime as _dt
 import logging
 import os
 import sys
@@ -23,6 +22,7 @@ import threading
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+from events.logrecords import run_log_record
 from flowbus import _sink
 from flowbus.context import _flow_run_ctx, _task_run_ctx
 from flowbus.exceptions import MissingContextError
@@ -60,16 +60,10 @@ class _SinkHandler(logging.Handler):
         if record.exc_info:
             # The traceback travels with the line, as it would appear on a console.
             message = f"{message}\n{_traceback_formatter.formatException(record.exc_info)}"
-        _sink.emit_log_record(
-            {
-                "flow_run_id": flow_run_id,
-                "task_run_id": task_run_id,
-                "name": record.name,
-                "level": record.levelno,
-                "message": message,
-                "timestamp": _dt.datetime.fromtimestamp(record.created, _dt.UTC).isoformat(),
-            }
-        )
+        _sink.emit_log_record(run_log_record(
+            flow_run_id=flow_run_id, task_run_id=task_run_id, name=record.name,
+            level=record.levelno, message=message, timestamp=record.created,
+        ))
 
 
 class _Formatter(logging.Formatter):

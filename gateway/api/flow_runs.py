@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from events.records import FlowRun
-from events.run_logs import FETCH_BATCH, RunLogReader, run_log_reader
+from events.run_logs import API_READER, FETCH_BATCH, RunLogReader, run_log_reader
 from events.states import FLOW_RUN_STATES
 from gateway.api import run_control
 from gateway.api.paging import Page, PageQuery
@@ -199,7 +199,7 @@ async def resume_flow_run(call: Call) -> FlowRun:
 async def flow_run_logs(call: Call) -> LogLines | web.StreamResponse:
     run = await _load(call)
     query: LogQuery = call.query
-    async with run_log_reader(call.gateway.bus, run.id, "gwlogs") as reader:
+    async with run_log_reader(call.gateway.bus, run.id, API_READER) as reader:
         if not query.follow:
             return LogLines(items=(await reader.read(query.limit))[:query.limit])
         with call.gateway.stream_slot():

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from events.background import TASK_RUN_ID_PATTERN, TaskRunRecord, all_task_runs, queue_stats
-from events.run_logs import run_log_reader
+from events.run_logs import API_READER, run_log_reader
 from gateway.api import run_control
 from gateway.api.flow_runs import LogLines
 from gateway.api.paging import Page, PageQuery, page_of
@@ -83,7 +83,7 @@ async def task_run_logs(call: Call) -> LogLines:
     if await kv.get(run_id) is None:
         raise Problem(404, f"no task run with id {run_id!r}")
     query: TaskRunLogQuery = call.query
-    async with run_log_reader(call.gateway.bus, run_id, "gwlogs") as reader:
+    async with run_log_reader(call.gateway.bus, run_id, API_READER) as reader:
         return LogLines(items=(await reader.read(query.limit))[:query.limit])
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,6 +10,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from events.logrecords import level_name, level_number
 from events.records import FlowRun
 from events.run_logs import RunLogReader
 from gateway.api.deployments import read_result
@@ -50,14 +50,11 @@ class LogLine:
 
     @property
     def severity(self) -> int:
-        value = logging.getLevelName(self.level) if self.level.isupper() else 0
-        return value if isinstance(value, int) else 0
+        return level_number(self.level)
 
 
 def log_line(record: dict[str, Any]) -> LogLine:
-    level = record.get("level", "")
-    if isinstance(level, int):
-        level = logging.getLevelName(level)
+    level = level_name(record.get("level", ""))
     stamp = record.get("timestamp") or record.get("time") or ""
     if isinstance(stamp, int | float):
         stamp = datetime.fromtimestamp(stamp, UTC).strftime("%H:%M:%S.%f")[:-3]

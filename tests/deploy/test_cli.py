@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from events.bus import Bus
 from events.deployments import get_deployment, get_flow_run, save_deployment
+from events.logrecords import RunLogRecord, run_log_record
 from events.records import Deployment, FlowRun, State
 
 from .conftest import Cli, act_as_runner, next_run_request
@@ -245,9 +248,12 @@ async def test_hostile_run_ids_are_refused(flowbus_cli: Cli, command: str, run_i
     assert result.exit_code == 2 and "is not a flow-run id" in result.stderr
 
 
-def _log(run_id: str, message: str) -> dict[str, object]:
-    return {"flow_run_id": run_id, "task_run_id": None, "name": "flowbus.flow_runs",
-            "level": "INFO", "message": message, "timestamp": "2026-01-01T12:00:00.123+00:00"}
+T_LOG = datetime(2026, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
+
+
+def _log(run_id: str, message: str) -> RunLogRecord:
+    return run_log_record(flow_run_id=run_id, name="flowbus.flow_runs", level=logging.INFO,
+                          message=message, timestamp=T_LOG)
 
 
 async def test_flow_run_logs_prints_every_batch(flowbus_cli: Cli, bus: Bus) -> None:

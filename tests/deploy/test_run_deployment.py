@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from events.bus import Bus
 from events.deployments import save_deployment
 from events.errors import NotFound
+from events.logrecords import run_log_record
 from events.records import Deployment, FlowRun, State
 from events.settings import NatsSettings
 from flowbus.client import ApiError, ApiNotFound, FlowbusClient, get_client
@@ -180,8 +182,8 @@ async def test_client_flow_runs_and_logs(api: RunningGateway, bus: Bus) -> None:
     run = FlowRun(id="r-1", name="r", flow_name="greet", deployment_name="hello",
                   state=State.named("Running"))
     await kv.put(run.id, run.model_dump_json().encode())
-    record = {"flow_run_id": "r-1", "task_run_id": None, "name": "flowbus.flow_runs",
-              "level": "INFO", "message": "hello", "timestamp": "2026-01-01T00:00:00+00:00"}
+    record = run_log_record(flow_run_id="r-1", name="flowbus.flow_runs", level=logging.INFO,
+                            message="hello")
     await bus.publish_raw(bus.layout.logs_subject("r-1"), json.dumps([record]).encode())
     async with get_client() as client:
         assert [r.id for r in await client.read_flow_runs(deployment="hello")] == ["r-1"]

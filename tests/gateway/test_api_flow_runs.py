@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from gateway_helpers import problem, stored_events
 from events import control
 from events.bus import Bus
 from events.control import ControlReply, ControlRequest
+from events.logrecords import run_log_record
 from events.records import FlowRun, State
 from orchestrator.control import ControlDesk
 from tests.shutdown import wait_stopped
@@ -128,8 +130,8 @@ async def test_an_orchestrator_that_does_not_answer_in_time_is_503_not_a_hang(
 
 
 async def publish_logs(bus: Bus, run_id: str, messages: list[str]) -> None:
-    records = [{"flow_run_id": run_id, "task_run_id": None, "name": "flowbus.flow_runs",
-                "level": "INFO", "message": m, "timestamp": T0.isoformat()} for m in messages]
+    records = [run_log_record(flow_run_id=run_id, name="flowbus.flow_runs", level=logging.INFO,
+                              message=m, timestamp=T0) for m in messages]
     await bus.publish_raw(bus.layout.logs_subject(run_id), json.dumps(records).encode())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -23,6 +24,7 @@ from runner_helpers import (
 from events.bus import Bus
 from events.deployments import read_result, request_cancel
 from events.errors import NotFound
+from events.logrecords import RunLogRecord
 from events.settings import NatsSettings
 
 ADD = """
@@ -53,10 +55,11 @@ async def test_job_runs_flow_with_record_parameters_and_persists_result(
 
 NOISY = """
 import os, sys
-from flowbus import flow, task
+from flowbus import flow, get_run_logger, task
 
 @task
 def inner() -> int:
+    get_run_logger().warning("from the task")
     return 1
 
 @flow
@@ -75,9 +78,14 @@ async def test_worker_stdout_and_stderr_become_run_logs_and_events_are_not_doubl
         run_id = await schedule(bus, deployment)
         run = await wait_final(bus, run_id)
     assert run.state.name == "Completed"
-    logs = {(r["name"], r["level"], r["message"]) for r in await logs_of(bus, run_id)}
-    assert ("flowbus.worker.stdout", "INFO", "plain print") in logs
-    assert ("flowbus.worker.stderr", "WARNING", "to stderr") in logs
+    records = await logs_of(bus, run_id)
+    logs = {(r["name"], r["level"], r["message"]) for r in records}
+    assert ("flowbus.worker.stdout", logging.INFO, "plain print") in logs
+    assert ("flowbus.worker.stderr", logging.WARNING, "to stderr") in logs
+    assert ("flowbus.task_runs", logging.WARNING, "from the task") in logs
+    # One record shape from every producer (events/logrecords.py): numeric levels.
+    assert {type(r["level"]) for r in records} == {int}
+    assert all(set(r) == set(RunLogRecord.__annotations__) for r in records)
     events = []
     async with asyncio.timeout(5):
         async for event in bus.tail("flowbus.*", since=run.created - timedelta(seconds=1)):
