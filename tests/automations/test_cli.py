@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from events import automation_store as store
-from events.automation_store import DeadLetter
 from events.bus import Bus
+from orchestrator.service import Orchestrator
+from tests.automations.support import Receiver, event, wait_events, wait_until
 from tests.cli_here import flowbus_here
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,17 +101,38 @@ async def test_bad_definitions_are_refused_naming_the_field(flowbus_env: dict[st
     assert unknown.returncode == 1 and "automation 'ghost' not found" in unknown.stderr
 
 
-async def test_failures_list_redrive_and_purge(flowbus_env: dict[str, str], bus: Bus) -> None:
-    kv = await bus.kv(bus.layout.automation_state)
-    for key in ("k1", "k2"):
-        letter = DeadLetter(key=key, automation_id="a1", automation_name="hook", action_index=0,
-                            action={"type": "call-webhook"}, reason="POST http://x answered 503", attempts=5,
-                            firing={"key": "f", "event": {}}, failed_at="2026-03-01T00:00:00Z")
-        await kv.put(f"dead.{key}", letter.model_dump_json().encode())
+async def test_failures_list_redrive_and_purge(
+    flowbus_env: dict[str, str], bus: Bus, orchestrator: Orchestrator, receiver: Receiver
+) -> None:
+    # Dead letters as the orchestrator leaves them: a webhook answering 404 to two events.
+    receiver.statuses = [404] * 3
+    made = await store.create_automation(bus, {
+        "name": "hook", "trigger": {"expect": ["shop.order.created"]},
+        "actions": [{"type": "call-webhook", "url": receiver.url, "body": {"n": "{{ event.data.n }}"}}],
+    })
+
+    async def known() -> bool:
+        return made.id in orchestrator.automations.catalog.automations
+
+    await wait_until(known)
+    for n in (1, 2):
+        await bus.publish(event("shop.order.created", data={"n": n}))
+
+    async def two_letters() -> bool:
+        return len(await store.list_dead_letters(bus)) == 2
+
+    await wait_until(two_letters)
+    letters = sorted(await store.list_dead_letters(bus), key=lambda d: d.key)
     listed = await run_here("failures", env=flowbus_env)
-    assert "k1  2026-03-01T00:00:00+00:00  hook  action 0 (call-webhook): POST http://x answered 503" in listed.stdout
-    redriven = await run_here("failures", "redrive", "k1", env=flowbus_env)
-    assert redriven.returncode == 0 and "redrive requested for k1" in redriven.stdout
+    for letter in letters:
+        assert letter.automation_name == "hook" and "404" in letter.reason
+        line = (f"{letter.key}  {letter.failed_at.isoformat(timespec='seconds')}  hook  "
+                f"action 0 (call-webhook): {letter.reason}")
+        assert line in listed.stdout
+    first = letters[0].key
+    redriven = await run_here("failures", "redrive", first, env=flowbus_env)
+    assert redriven.returncode == 0 and f"redrive requested for {first}" in redriven.stdout
+    await wait_events(bus, "flowbus.automation.action.failed", 3)  # the redrive ran and failed again
     bad = await run_here("failures", "redrive", "nope", env=flowbus_env)
     assert bad.returncode == 1 and "no dead letter with key 'nope'" in bad.stderr
     assert (await run_here("failures", "purge", env=flowbus_env)).returncode == 2

@@ -1,29 +1,22 @@
-"""The flow-run list's index over HTTP: new filters, read-your-writes, deletes, bad filters."""
+"""The flow-run list's index over HTTP: new filters, read-your-writes, deletes, bad filters.
+
+Runs are created by the orchestrator's run creation; cancels and deletes go through the
+API to an orchestrator's control desk, as a user's would.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
 import pytest
 from gateway_helpers import ADMIN_KEY, problem
 
 from events.bus import Bus
-from events.records import FlowRun, State
+from orchestrator.control import ControlDesk
+from tests.created_runs import T0, created_run
 
 R = "/api/v1/flow-runs"
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-async def put(bus: Bus, run: FlowRun) -> None:
-    kv = await bus.kv(bus.layout.flow_runs)
-    await kv.put(run.id, run.model_dump_json().encode())
-
-
-def run(run_id: str, *, flow: str = "f", tags: list[str] | None = None, state: str = "Running",
-        minutes: int = 0) -> FlowRun:
-    return FlowRun(id=run_id, name=f"nightly-{run_id}", flow_name=flow, deployment_name="etl",
-                   tags=tags or [], state=State.named(state), created=T0 + timedelta(minutes=minutes))
 
 
 async def ids(client: aiohttp.ClientSession, **params: str) -> tuple[list[str], int]:
@@ -33,10 +26,14 @@ async def ids(client: aiohttp.ClientSession, **params: str) -> tuple[list[str], 
     return [item["id"] for item in body["items"]], body["total"]
 
 
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
 async def test_flow_tag_and_text_filters(client: aiohttp.ClientSession, bus: Bus) -> None:
-    await put(bus, run("r1", flow="load", tags=["prod"], minutes=1))
-    await put(bus, run("r2", flow="load", tags=["dev"], minutes=2))
-    await put(bus, run("r3", flow="clean", tags=["prod"], minutes=3))
+    await created_run(bus, "r1", flow="load", tags=["prod"], name="nightly-r1", created=at(1))
+    await created_run(bus, "r2", flow="load", tags=["dev"], name="nightly-r2", created=at(2))
+    await created_run(bus, "r3", flow="clean", tags=["prod"], name="nightly-r3", created=at(3))
     assert await ids(client, flow="load") == (["r2", "r1"], 2)
     assert await ids(client, tag="prod") == (["r3", "r1"], 2)
     assert await ids(client, tag="prod", flow="load") == (["r1"], 1)
@@ -47,21 +44,23 @@ async def test_flow_tag_and_text_filters(client: aiohttp.ClientSession, bus: Bus
 async def test_a_run_written_just_before_the_request_is_listed(client: aiohttp.ClientSession,
                                                                bus: Bus) -> None:
     for i in range(20):
-        await put(bus, run(f"w{i}", minutes=i))
+        await created_run(bus, f"w{i}", created=at(i))
         listed, total = await ids(client, limit="1")
         assert listed == [f"w{i}"] and total == i + 1
 
 
-async def test_state_changes_and_deletes_move_runs_between_lists(client: aiohttp.ClientSession,
-                                                                 bus: Bus) -> None:
-    await put(bus, run("r1", state="Running"))
-    assert await ids(client, state="Running") == (["r1"], 1)
-    await put(bus, run("r1", state="Completed"))
-    assert await ids(client, state="Running") == ([], 0)
-    assert await ids(client, state="Completed") == (["r1"], 1)
-    kv = await bus.kv(bus.layout.flow_runs)
-    await kv.delete("r1")
-    await put(bus, run("r2"))  # a later write, so the request waits past the delete too
+async def test_state_changes_and_deletes_move_runs_between_lists(
+    client: aiohttp.ClientSession, bus: Bus, desk: ControlDesk
+) -> None:
+    await created_run(bus, "r1")
+    assert await ids(client, state="Scheduled") == (["r1"], 1)
+    async with client.post(f"{R}/r1/cancel") as r:
+        assert r.status == 200, await r.text()
+    assert await ids(client, state="Scheduled") == ([], 0)
+    assert await ids(client, state="Cancelled") == (["r1"], 1)
+    async with client.delete(f"{R}/r1") as r:
+        assert r.status == 204, await r.text()
+    await created_run(bus, "r2", created=at(1))  # a later write: the request waits past the delete too
     assert await ids(client) == (["r2"], 1)
 
 
