@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +22,13 @@ from events.bus import Bus, Consumer
 from events.logrecords import level_number
 
 FETCH_BATCH = 256
+# Name prefixes of the temporary log readers, by who opens them.
 API_READER = "gwlogs"
-"""The name prefix of the log readers the gateway's API opens (runs' and task runs')."""
+"""The gateway's API (flow runs' and task runs' logs)."""
+UI_READER = "gwui"
+"""The gateway's UI (a run page's live logs)."""
+CLI_READER = "clilogs"
+"""The command line (``flow-run logs``, ``task-run logs``)."""
 
 
 def log_records(data: bytes) -> list[dict[str, Any]]:
@@ -62,6 +67,22 @@ class RunLogReader:
                 records.extend(log_records(delivery.data))
             await asyncio.gather(*(d.ack() for d in deliveries))
         return records
+
+
+async def follow(reader: RunLogReader, finished: Callable[[], Awaitable[bool]],
+                 stop: asyncio.Event, wait: float = 0.3) -> AsyncIterator[list[dict[str, Any]]]:
+    """Batches of a run's records as they arrive, until the run is ``finished`` (asked
+    whenever none is waiting) or ``stop`` is set. Once the run is finished, one more
+    pass reads the lines sent just before its final state."""
+    final_pass = False
+    while not stop.is_set():
+        records = await reader.read(FETCH_BATCH, wait=wait)
+        if records:
+            yield records
+        elif final_pass:
+            return
+        else:
+            final_pass = await finished()
 
 
 @contextlib.asynccontextmanager

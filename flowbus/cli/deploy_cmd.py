@@ -351,23 +351,31 @@ async def flow_run_logs(run_id: str, follow: bool) -> None:
 async def _print_logs(run_id: str, follow: bool, stop: Any) -> None:
     from events.bus import Bus
     from events.deployments import get_flow_run
-    from events.run_logs import FETCH_BATCH, run_log_reader
 
     async with await Bus.connect(_nats()) as bus:
         run_id = (await find_run(bus, run_id)).id
-        async with run_log_reader(bus, run_id, "clilogs") as reader:
-            final_pass = False
-            while not stop.is_set():
-                records = await reader.read(FETCH_BATCH, wait=0.3)
+
+        async def finished() -> bool:
+            run = await get_flow_run(bus, run_id)
+            return run is None or run.state.is_final()
+
+        await print_logs(bus, run_id, finished if follow else None, stop)
+
+
+async def print_logs(bus: Any, run_id: str, finished: Any, stop: Any = None) -> None:
+    """Print a run's log lines: those stored, or with ``finished`` (an async predicate)
+    new ones too until the run is finished or ``stop`` (an asyncio.Event) is set."""
+    from events.run_logs import CLI_READER, FETCH_BATCH, follow, run_log_reader
+
+    async with run_log_reader(bus, run_id, CLI_READER) as reader:
+        if finished is None:
+            while records := await reader.read(FETCH_BATCH, wait=0.3):
                 for record in records:
                     click.echo(format_log(record))
-                if records:
-                    continue
-                if not follow or final_pass:
-                    break
-                run = await get_flow_run(bus, run_id)
-                # Once final, one more pass picks up lines sent just before the final state.
-                final_pass = run is None or run.state.is_final()
+            return
+        async for records in follow(reader, finished, stop or asyncio.Event()):
+            for record in records:
+                click.echo(format_log(record))
 
 
 def format_log(record: dict[str, Any]) -> str:

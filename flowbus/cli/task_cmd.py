@@ -130,22 +130,26 @@ async def task_run_inspect(run_id: str) -> None:
 
 @task_run.command("logs")
 @click.argument("run_id", metavar="ID")
+@click.option("--follow", is_flag=True, help="keep printing new lines until the run ends")
 @run_async
-async def task_run_logs(run_id: str) -> None:
+async def task_run_logs(run_id: str, follow: bool) -> None:
     """Print a background task run's logs (its full id), oldest first."""
+    from events.background import TaskRunRecord
     from events.bus import Bus
-    from events.run_logs import FETCH_BATCH, run_log_reader
-    from flowbus.cli.deploy_cmd import format_log
+    from flowbus.cli.deploy_cmd import print_logs
 
     _check_id(run_id)
     async with await Bus.connect(nats_settings()) as bus:
-        if await (await bus.kv(bus.layout.task_runs)).get(run_id) is None:
+        kv = await bus.kv(bus.layout.task_runs)
+        if await kv.get(run_id) is None:
             fail(f"no task run {run_id!r}")
             return
-        async with run_log_reader(bus, run_id, "clilogs") as reader:
-            while records := await reader.read(FETCH_BATCH, wait=0.3):
-                for record in records:
-                    click.echo(format_log(record))
+
+        async def finished() -> bool:
+            entry = await kv.get(run_id)
+            return entry is None or TaskRunRecord.decode(entry.value).state.is_final()
+
+        await print_logs(bus, run_id, finished if follow else None)
 
 
 @task_run.command("cancel")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from events.records import FlowRun
-from events.run_logs import API_READER, FETCH_BATCH, RunLogReader, run_log_reader
+from events.run_logs import API_READER, RunLogReader, follow, run_log_reader
 from events.states import FLOW_RUN_STATES
 from gateway.api import run_control
 from gateway.api.paging import Page, PageQuery
@@ -199,25 +200,25 @@ async def resume_flow_run(call: Call) -> FlowRun:
 async def flow_run_logs(call: Call) -> LogLines | web.StreamResponse:
     run = await _load(call)
     query: LogQuery = call.query
+    kv = await call.gateway.kv(call.gateway.bus.layout.flow_runs)
+
+    async def finished() -> bool:
+        entry = await kv.get(run.id)
+        return entry is None or FlowRun.model_validate_json(entry.value).state.is_final()
+
     async with run_log_reader(call.gateway.bus, run.id, API_READER) as reader:
         if not query.follow:
             return LogLines(items=(await reader.read(query.limit))[:query.limit])
         with call.gateway.stream_slot():
-            return await _follow_logs(call, reader, run.id)
+            return await stream_logs(call, reader, finished)
 
 
-async def _follow_logs(call: Call, reader: RunLogReader, run_id: str) -> web.StreamResponse:
+async def stream_logs(call: Call, reader: RunLogReader,
+                      finished: Callable[[], Awaitable[bool]]) -> web.StreamResponse:
+    """A run's records as NDJSON lines until it is ``finished`` or the gateway closes."""
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(call.request)
-    closing = closing_of(call.request)
-    kv = await call.gateway.kv(call.gateway.bus.layout.flow_runs)
-    while not closing.is_set():
-        records = await reader.read(FETCH_BATCH, wait=0.5)
-        for record in records:
-            await response.write(json.dumps(record).encode() + b"\n")
-        if not records:
-            entry = await kv.get(run_id)
-            if entry is None or FlowRun.model_validate_json(entry.value).state.is_final():
-                break
+    async for records in follow(reader, finished, closing_of(call.request), wait=0.5):
+        await response.write(b"".join(json.dumps(r).encode() + b"\n" for r in records))
     await response.write_eof()
     return response

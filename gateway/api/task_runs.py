@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from events.background import TASK_RUN_ID_PATTERN, TaskRunRecord, all_task_runs, queue_stats
 from events.run_logs import API_READER, run_log_reader
 from gateway.api import run_control
-from gateway.api.flow_runs import LogLines
+from gateway.api.flow_runs import LogLines, stream_logs
 from gateway.api.paging import Page, PageQuery, page_of
 from gateway.api.routing import ApiRouter, Call, check_key
 from gateway.auth import Scope
@@ -69,13 +70,16 @@ class TaskRunLogQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    follow: bool = Field(default=False, description="stream new lines (NDJSON) until the run ends")
     limit: int = Field(default=1000, ge=1, le=10_000, description="most lines returned")
 
 
 @router.route("GET", "/task-runs/{task_run_id}/logs", scope=Scope.READ,
-              summary="A background task run's logs, oldest first",
-              query=TaskRunLogQuery, response=LogLines, errors=(404,))
-async def task_run_logs(call: Call) -> LogLines:
+              summary="A background task run's logs; ?follow=true streams them as NDJSON "
+                      "until the run ends",
+              query=TaskRunLogQuery, response=LogLines, errors=(404,),
+              stream="application/x-ndjson")
+async def task_run_logs(call: Call) -> LogLines | web.StreamResponse:
     run_id = check_key(call.path("task_run_id"), "task run")
     if re.fullmatch(TASK_RUN_ID_PATTERN, run_id) is None:  # it names a subject token
         raise Problem(404, f"no task run named {run_id[:100]!r}")
@@ -83,8 +87,16 @@ async def task_run_logs(call: Call) -> LogLines:
     if await kv.get(run_id) is None:
         raise Problem(404, f"no task run with id {run_id!r}")
     query: TaskRunLogQuery = call.query
+
+    async def finished() -> bool:
+        entry = await kv.get(run_id)
+        return entry is None or TaskRunRecord.decode(entry.value).state.is_final()
+
     async with run_log_reader(call.gateway.bus, run_id, API_READER) as reader:
-        return LogLines(items=(await reader.read(query.limit))[:query.limit])
+        if not query.follow:
+            return LogLines(items=(await reader.read(query.limit))[:query.limit])
+        with call.gateway.stream_slot():
+            return await stream_logs(call, reader, finished)
 
 
 @router.route("POST", "/task-runs/{task_run_id}/cancel", scope=Scope.WRITE,

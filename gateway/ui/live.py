@@ -13,7 +13,7 @@ import asyncio
 from aiohttp import web
 
 from events.records import FlowRun
-from events.run_logs import run_log_reader
+from events.run_logs import UI_READER, run_log_reader
 from gateway.context import closing_of, gateway_of
 from gateway.runindex import RUN_INDEX
 from gateway.ui import runs_view
@@ -73,7 +73,7 @@ async def run_stream(request: web.Request, viewer: Viewer) -> web.StreamResponse
     lines_tpl = environment().get_template("_log_lines.html")
     badge_tpl = environment().get_template("_state.html")
     with gateway.stream_slot():
-        async with run_log_reader(bus, run.id, "gwui") as reader:
+        async with run_log_reader(bus, run.id, UI_READER) as reader:
             response = await _open(request)
             await response.write(b": connected\n\n")
             state = run.state

@@ -119,6 +119,19 @@ def chatty(i: int) -> int:
     return i
 
 
+@task
+def waits(name: str) -> str:
+    """Logs, then waits for the file ``<MARKS_DIR>/<name>.go`` before logging again."""
+    from flowbus import get_run_logger
+
+    get_run_logger().info("%s is waiting", name)
+    go = os.path.join(os.environ["MARKS_DIR"], f"{name}.go")
+    while not os.path.exists(go):
+        time.sleep(0.02)
+    get_run_logger().info("%s was released", name)
+    return name
+
+
 not_a_task = 42
 '''
 

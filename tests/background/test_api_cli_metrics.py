@@ -151,8 +151,42 @@ async def test_one_runs_logs_are_read_through_the_api_and_the_command_line(
     "/api/v1/task-runs/a.b/logs", "/api/v1/task-runs/a*b/logs", "/api/v1/task-runs/%3E/logs",
     "/api/v1/task-runs/x/logs?limit=0", "/api/v1/task-runs/x/logs?limit=abc",
     "/api/v1/task-runs/x/logs?limit=10001", "/api/v1/task-runs/x/logs?follow=true",
+    "/api/v1/task-runs/x/logs?follow=maybe", "/api/v1/task-runs/x/logs?since=1",
 ])
 async def test_hostile_log_requests_get_a_client_error(bus: Bus, path: str) -> None:
     async with running(bus, GatewaySettings(port=0, auth=False)) as gw, \
             aiohttp.ClientSession(base_url=gw.url) as http, http.get(path) as response:
         assert 400 <= response.status < 500, (path, response.status, await response.text())
+
+
+async def test_following_a_run_s_logs_prints_lines_as_they_come_and_ends_with_the_run(
+        tasks_root: Path, caller: None, worker_env: dict[str, Any], bus: Bus) -> None:
+    import bg_tasks
+
+    wanted = ["w is waiting", "w was released", "Finished in state Completed()"]
+    release = Path(worker_env["MARKS_DIR"]) / "w.go"
+    with task_worker(tasks_root, worker_env, "bg_tasks:waits"):
+        future = await asyncio.to_thread(bg_tasks.waits.delay, "w")
+        async with running(bus, GatewaySettings(port=0, auth=False)) as gw, \
+                aiohttp.ClientSession(base_url=gw.url) as http:
+            url = f"/api/v1/task-runs/{future.task_run_id}/logs"
+            async with http.get(url, params={"follow": "true"},
+                                timeout=aiohttp.ClientTimeout(total=120)) as response:
+                assert response.status == 200
+                assert response.headers["Content-Type"] == "application/x-ndjson"
+                first = json.loads(await response.content.readline())
+                # The run is still waiting: the line came while it ran, not after.
+                assert first["message"] == wanted[0] and not release.exists()
+                printing = asyncio.create_task(asyncio.to_thread(
+                    _cli, worker_env, "task-run", "logs", future.task_run_id, "--follow"))
+                try:
+                    await asyncio.sleep(1)  # the command is following, not yet finished
+                    assert not printing.done()
+                finally:
+                    release.touch()
+                rest = [json.loads(line) async for line in response.content]
+            assert [first["message"], *(r["message"] for r in rest)] == wanted
+            printed = await asyncio.wait_for(printing, 120)
+    assert printed.returncode == 0, printed.stderr
+    assert [line.split(" - ", 1)[1] for line in printed.stdout.splitlines()] == wanted
+    assert await asyncio.to_thread(future.result, 30) == "w"
