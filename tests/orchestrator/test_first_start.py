@@ -7,8 +7,12 @@ and never replays retained ones as new runs.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -17,11 +21,13 @@ from nats.js import api
 from events.bus import Bus
 from events.cloudevent import CloudEvent
 from events.layout import ORCHESTRATOR_CONSUMER
+from events.settings import NatsSettings
 from gateway.service import RunningGateway, running
 from gateway.settings import GatewaySettings
 from tests.orchestrator.support import deploy, fast_settings, flow_runs, start, wait_for_runs
 
 ADMIN_KEY = "admin-key-for-first-start-0123456789"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -83,3 +89,69 @@ async def test_a_consumer_created_on_a_stream_with_history_starts_at_new_events(
     # exist before the new one's.
     assert [(r.triggering_event or {}).get("id") for r in runs] == ["new-after-the-consumer"]
     assert len(await flow_runs(bus)) == 1
+
+
+async def _flowbus(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from flowbus.cli import main; main()", *args,
+        env={**env, "PYTHONPATH": str(ROOT)}, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+    )
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def test_as_processes_on_a_namespace_nothing_has_created_yet(
+    flowbus_env: dict[str, str], nats_settings: NatsSettings
+) -> None:
+    """The shape of a first deployment: a gateway process creates the layout, takes a
+    deployment and an event; the first orchestrator process starts only then."""
+    env = {**flowbus_env, "FLOWBUS_GATEWAY_ADMIN_API_KEY": ADMIN_KEY}
+    gateway = await _flowbus(env, "gateway", "--port", "0")
+    orchestrator: asyncio.subprocess.Process | None = None
+    try:
+        assert gateway.stdout is not None
+        url = ""
+        async with asyncio.timeout(60):
+            while not url:
+                line = (await gateway.stdout.readline()).decode()
+                assert line, "the gateway exited before listening"
+                if "gateway listening on" in line:
+                    url = line.rsplit(" ", 1)[1].strip()
+        async with aiohttp.ClientSession(
+                base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
+            spec = {"name": "first", "flow_name": "f", "triggers": [{"expect": ["order.placed"]}]}
+            async with http.post("/api/v1/deployments", json=spec) as r:
+                assert r.status == 201, await r.text()
+            body = {"specversion": "1.0", "id": "before-any-orchestrator", "source": "/outside",
+                    "type": "order.placed"}
+            async with http.post("/events", data=json.dumps(body),
+                                 headers={"Content-Type": "application/cloudevents+json"}) as r:
+                assert r.status == 202, await r.text()
+            orchestrator = await _flowbus(env, "orchestrator")
+            items: list[dict[str, object]] = []
+            for _ in range(600):  # generous: two processes start on a shared machine
+                async with http.get("/api/v1/flow-runs") as r:
+                    assert r.status == 200, await r.text()
+                    items = (await r.json())["items"]
+                if items:
+                    break
+                assert orchestrator.returncode is None, "the orchestrator exited"
+                await asyncio.sleep(0.1)
+            assert [i["deployment_name"] for i in items] == ["first"]
+            triggering = items[0]["triggering_event"]
+            assert isinstance(triggering, dict) and triggering["id"] == "before-any-orchestrator"
+    finally:
+        for process in (orchestrator, gateway):
+            if process is not None:
+                await _stop(process)
+        async with await Bus.connect(nats_settings) as cleanup:
+            await cleanup.destroy_layout()
