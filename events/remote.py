@@ -189,6 +189,9 @@ class RemoteNats:
         try:
             await asyncio.wait_for(nc.connect(**kwargs),  # type: ignore[arg-type]
                                    timeout=options.connect_timeout * 2 + 1)
+        except asyncio.CancelledError:  # the caller gave up (its source is stopping)
+            await _abandon(nc)
+            raise
         except (NoServersError, OSError, TimeoutError, NatsTimeout, nats.errors.Error) as exc:
             await _abandon(nc)
             for cause in [exc, *errors]:

@@ -93,6 +93,7 @@ class SourceRunner:
         self.stopping = asyncio.Event()
         self._connected = ctx.metrics.connected.labels(source.name)
         self._attempt = 0
+        self._is_connected = False
         self.activity = Activity(ctx.store.sources, source.name, ctx.settings.gateway_id)
 
     def backoff(self, attempt: int) -> float:
@@ -112,6 +113,7 @@ class SourceRunner:
             log.debug("source %s: could not write status: %s", self.source.name, exc)
 
     async def _on_connected(self) -> None:
+        self._is_connected = True
         self._attempt = 0
         self._connected.set(1)
         await self.report("connected")
@@ -158,19 +160,9 @@ class SourceRunner:
 
     async def _attempt_once(self, lease: Lease | None) -> str | ReconnectNow:
         """One connection's life; the reason it ended (ReconnectNow: go again at once)."""
+        self._is_connected = False
         try:
-            if lease is not None and not await lease.try_acquire():
-                # Standby says nothing in the status: the lease holder's status is the one.
-                log.info("source %s: standby, another gateway holds its lease", self.source.name)
-                await lease.acquire()
-            await self.report("starting")
-            connector = make_connector(self.source, self.ctx, self.stopping, self.activity)
-            pipeline = Pipeline(self.ctx.bus, self.ctx.store, self.source, self.ctx.metrics,
-                                self.ctx.settings, self.activity)
-            if lease is None:
-                await connector.run(pipeline.deliver, self._on_connected)
-            else:
-                await _with_lease(lease, connector.run(pipeline.deliver, self._on_connected))
+            await self._until_stopped_unconnected(self._connection(lease))
             return "the broker closed the connection"
         except ReconnectNow as exc:
             return exc
@@ -185,6 +177,42 @@ class SourceRunner:
         except Exception as exc:  # any client library failure becomes a status, not a crash
             log.exception("source %s failed", self.source.name)
             return f"{type(exc).__name__}: {exc}"
+
+    async def _connection(self, lease: Lease | None) -> None:
+        if lease is not None and not await lease.try_acquire():
+            # Standby says nothing in the status: the lease holder's status is the one.
+            log.info("source %s: standby, another gateway holds its lease", self.source.name)
+            await lease.acquire()
+        await self.report("starting")
+        connector = make_connector(self.source, self.ctx, self.stopping, self.activity)
+        pipeline = Pipeline(self.ctx.bus, self.ctx.store, self.source, self.ctx.metrics,
+                            self.ctx.settings, self.activity)
+        if lease is None:
+            await connector.run(pipeline.deliver, self._on_connected)
+        else:
+            await _with_lease(lease, connector.run(pipeline.deliver, self._on_connected))
+
+    async def _until_stopped_unconnected(self, work: Awaitable[None]) -> None:
+        """Run ``work``; a stop that comes before it has connected cancels it at once.
+
+        Until then it holds no message to deliver: waiting for a broker that does not
+        answer (or for another gateway's lease) would only outlast the drain timeout.
+        Once connected, the connector itself stops after delivering the batch in hand.
+        """
+        job = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({job, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not job.done() and not self._is_connected:
+                job.cancel()
+                await asyncio.wait({job})
+                return
+            await job
+        finally:
+            stopped.cancel()
+            if not job.done():  # this coroutine itself was cancelled
+                job.cancel()
+                await asyncio.wait({job})
 
     def stop(self) -> None:
         """Stop taking messages; the batch in hand is still delivered."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import subprocess
 from collections.abc import Iterator
@@ -118,3 +120,38 @@ async def _newer_status(store: SourceStore, name: str, than):  # type: ignore[no
     status = await store.status(name)
     newer = status is not None and status.updated > than and status.state == "error"
     return status if newer else None
+
+
+async def test_a_source_stopped_while_its_broker_never_answers_stops_at_once(
+    store: SourceStore, start_sources, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A server that accepts the connection and never says a word: the client waits for
+    # its INFO line until the (long) connect timeout.
+    peers: list[asyncio.StreamReader] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(reader)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        await store.create(spec(name="mute", kind="nats",
+                                connection={"url": f"nats://127.0.0.1:{port}",
+                                            "connect_timeout": 120},
+                                subscription={"subject": "x.>"}))
+        with caplog.at_level(logging.WARNING, logger="flowbus.gateway.sources"):
+            async with start_sources():
+                await wait_status(store, "mute", "starting", within=30)
+                await wait_until(lambda: _true(bool(peers)), within=30, what="a connection")
+                await store.set_paused("mute", True)
+                await wait_status(store, "mute", "paused", within=30)
+                # The abandoned connection is closed, not left open until the timeout.
+                assert await asyncio.wait_for(peers[0].read(), 30) == b""
+        assert "did not stop within the drain timeout" not in caplog.text
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _true(value: bool) -> bool:
+    return value
