@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import signal
 from typing import Any
 
 #: Long enough for a drain on a machine shared with other work; a hang still ends here.
@@ -44,3 +45,18 @@ async def stop_service(stop: asyncio.Event, task: asyncio.Future[Any], *, what: 
     """Set ``stop`` and wait, bounded, for the service's task to end (its result or error)."""
     stop.set()
     return await wait_stopped(task, what=what, within=within)
+
+
+async def stop_process(proc: asyncio.subprocess.Process, *, what: str,
+                       sig: int = signal.SIGTERM, within: float = SHUTDOWN_SECONDS) -> None:
+    """Signal ``proc`` (if it still runs) and wait, bounded, for it to exit, reading what
+    is left of its pipes; kill it and fail naming ``what`` when it does not exit."""
+    if proc.returncode is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        await asyncio.wait_for(proc.communicate(), within)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{what} did not exit within {within:.0f}s of signal {sig}") from None

@@ -17,6 +17,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.shutdown import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 CLOUDEVENT = {"specversion": "1.0", "id": "e2e-1", "source": "/readme", "type": "com.example.hello",
               "data": {"name": "you"}}
@@ -44,13 +46,7 @@ async def dev(tmp_path: Path) -> object:
         assert any("deployed         hello" in line for line in lines), "".join(lines)
         yield match.group(1), proc
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(proc.communicate(), 30)
-            except TimeoutError:
-                proc.kill()
-                raise
+        await stop_process(proc, what="flowbus dev", sig=signal.SIGINT)
 
 
 async def _completed_run(http: aiohttp.ClientSession, api: str, name: str) -> dict[str, object]:

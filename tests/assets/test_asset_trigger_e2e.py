@@ -26,6 +26,8 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
+from tests.shutdown import stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "s3://lake/orders.csv"
 
@@ -114,14 +116,7 @@ async def dev(tmp_path: Path) -> AsyncIterator[str]:
         assert match, "".join(lines)
         yield match.group(1)
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(proc.communicate(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-                raise
+        await stop_process(proc, what="flowbus dev", sig=signal.SIGINT)
 
 
 async def _final_run(http: aiohttp.ClientSession, api: str, deployment: str) -> dict[str, Any]:

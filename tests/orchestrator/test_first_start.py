@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from events.settings import NatsSettings
 from gateway.service import RunningGateway, running
 from gateway.settings import GatewaySettings
 from tests.orchestrator.support import deploy, fast_settings, flow_runs, start, wait_for_runs
+from tests.shutdown import stop_process
 
 ADMIN_KEY = "admin-key-for-first-start-0123456789"
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,16 +99,6 @@ async def _flowbus(env: dict[str, str], *args: str) -> asyncio.subprocess.Proces
     )
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 30)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-
 async def test_as_processes_on_a_namespace_nothing_has_created_yet(
     flowbus_env: dict[str, str], nats_settings: NatsSettings
 ) -> None:
@@ -150,8 +140,8 @@ async def test_as_processes_on_a_namespace_nothing_has_created_yet(
             triggering = items[0]["triggering_event"]
             assert isinstance(triggering, dict) and triggering["id"] == "before-any-orchestrator"
     finally:
-        for process in (orchestrator, gateway):
+        for process, what in ((orchestrator, "the orchestrator"), (gateway, "the gateway")):
             if process is not None:
-                await _stop(process)
+                await stop_process(process, what=what)
         async with await Bus.connect(nats_settings) as cleanup:
             await cleanup.destroy_layout()

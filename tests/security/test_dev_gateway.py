@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.security.test_input_limits import raw_request
+from tests.shutdown import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -37,13 +38,7 @@ async def dev(tmp_path: Path) -> AsyncIterator[str]:
         assert match, "".join(lines)
         yield match.group(1)
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(proc.communicate(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(proc, what="flowbus dev", sig=signal.SIGINT)
 
 
 async def test_dev_gateway_is_on_loopback_and_checks_host(dev: str) -> None:
