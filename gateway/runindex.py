@@ -30,7 +30,6 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from heapq import nlargest
 from itertools import compress, repeat
 from operator import contains, itemgetter
 from sys import intern
@@ -40,14 +39,15 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.bitmaps import Bitmap, mask_of, slots_of
+from gateway.runpages import Key, page, top, walk
 from gateway.runrecords import RecordCache
 from gateway.textindex import GramIndex
 
 log = logging.getLogger("flowbus.gateway.runindex")
 
-# (creation time, run id, search text, slot): ordered by time then id; the text rides
-# along so a search reads it from the list it walks, the slot so a walk tests bitmaps.
-Key = tuple[float, str, str, int]
+# A run's Key (gateway.runpages) is (creation time, run id, search text, slot): ordered
+# by time then id; the text rides along so a search reads it from the list it walks,
+# the slot so a walk tests bitmaps.
 Facet = tuple[str, str]
 _CREATED: Callable[[Key], float] = itemgetter(0)
 _TEXT: Callable[[Key], str] = itemgetter(2)
@@ -354,7 +354,7 @@ class RunIndex:
             if mask is not None:
                 has = self._has(mask)
                 keys = [k for k in keys if has(k[3])]
-            return _top(keys, offset, limit), len(keys)
+            return top(keys, offset, limit), len(keys)
         if mask is None and plan.needle is None:
             # One ordered list answers it: the page is a slice, the total a subtraction.
             start = max(hi - offset, lo)
@@ -366,14 +366,14 @@ class RunIndex:
             window = keys[lo:hi]
             matched = list(compress(window, map(contains, map(_TEXT, window),
                                                 repeat(plan.needle))))
-            return _page(matched, offset, limit), len(matched)
+            return page(matched, offset, limit), len(matched)
         if plan.whole:
             both = mask if plan.whole_mask is None else mask & plan.whole_mask
             total = both.bit_count()
             if total * _SPARSE < hi - lo:
                 found = sorted(self._key(slot) for slot in slots_of(both))
-                return _page(found, offset, limit), total
-            return _walk(keys, lo, hi, self._has(both), offset, limit, total), total
+                return page(found, offset, limit), total
+            return walk(keys, lo, hi, self._has(both), offset, limit, total), total
         has = self._has(mask)
         window = keys[lo:hi]
         if plan.needle is not None:
@@ -381,7 +381,7 @@ class RunIndex:
             matched = [k for k in window if has(k[3]) and needle in k[2]]
         else:
             matched = [k for k in window if has(k[3])]
-        return _page(matched, offset, limit), len(matched)
+        return page(matched, offset, limit), len(matched)
 
     def _has(self, mask: int) -> Callable[[int], int]:
         """A test of one slot against ``mask`` (reads a bytes copy: no big-integer shifts)."""
@@ -436,51 +436,6 @@ def _bitmap(keys: list[Key]) -> Bitmap:
     for key in keys:
         bits.add(key[3])
     return bits
-
-
-def _top(matched: list[Key], offset: int, limit: int) -> list[str]:
-    """Ids of the page ``offset``/``limit`` of ``matched`` (in no order), newest first."""
-    wanted = offset + limit
-    best = nlargest(wanted, matched) if wanted * 8 < len(matched) else sorted(matched, reverse=True)
-    return [k[1] for k in best[offset:wanted]]
-
-
-def _page(matched: list[Key], offset: int, limit: int) -> list[str]:
-    """Ids of the page ``offset``/``limit`` of ``matched`` (oldest first), newest first."""
-    total = len(matched)
-    page = matched[max(0, total - offset - limit) : max(0, total - offset)]
-    return [k[1] for k in reversed(page)]
-
-
-def _walk(keys: list[Key], lo: int, hi: int, has: Callable[[int], int], offset: int,
-          limit: int, total: int) -> list[str]:
-    """The page of the ``total`` runs of ``keys[lo:hi]`` that pass ``has``, walking from
-    the nearer end and stopping once the page is full."""
-    out: list[str] = []
-    if offset >= total or limit <= 0:
-        return out
-    if offset * 2 <= total:
-        seen = 0
-        for i in range(hi - 1, lo - 1, -1):
-            if has(keys[i][3]):
-                if seen >= offset:
-                    out.append(keys[i][1])
-                    if len(out) >= limit:
-                        break
-                seen += 1
-        return out
-    first = max(0, total - offset - limit)  # rank, oldest first, of the page's oldest run
-    last = total - offset  # one past the page's newest
-    seen = 0
-    for i in range(lo, hi):
-        if has(keys[i][3]):
-            if seen >= first:
-                out.append(keys[i][1])
-            seen += 1
-            if seen >= last:
-                break
-    out.reverse()
-    return out
 
 
 def _discard(keys: list[Key], key: Key) -> None:
