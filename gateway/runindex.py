@@ -38,10 +38,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.bitmaps import Bitmap, mask_of, slots_of
+from gateway.bitmaps import Bitmap, between, mask_of, slots_of
 from gateway.runpages import Key, page, top, walk
 from gateway.runrecords import RecordCache
-from gateway.textindex import GramIndex
+from gateway.textindex import GramIndex, scan
 
 log = logging.getLogger("flowbus.gateway.runindex")
 
@@ -55,6 +55,14 @@ _TEXT: Callable[[Key], str] = itemgetter(2)
 BITMAP_FLOOR = 256
 # A result this much sparser than the list it would walk is read off its bitmap.
 _SPARSE = 16
+# A text no gram narrows is compared with every run's text in one pass in C (by slot,
+# into a bitmap) unless the list walked holds under this share of the runs: then only
+# the runs walked are compared with it. A time range over this share of a list is
+# likewise found by one pass over the runs' creation times.
+SCAN_SHARE = 0.25
+# A gram in more than this many runs (and an eighth of them) is common (gateway.textindex).
+COMMON_GRAM_FLOOR = 1000
+_FREE = float("nan")  # the creation time of a free slot: in no range
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +185,11 @@ class RunIndex:
     list once, instead of inserting each run of a large bucket in order.
     """
 
-    def __init__(self, cached_bytes: int = 128 * 2**20, common_gram_floor: int = 1000,
-                 bitmap_floor: int | None = None) -> None:
+    def __init__(self, cached_bytes: int = 128 * 2**20, common_gram_floor: int | None = None,
+                 bitmap_floor: int | None = None, scan_share: float | None = None) -> None:
         self._runs: dict[str, RunSummary] = {}
-        self._text = GramIndex[Key](floor=common_gram_floor)
+        self._text = GramIndex[Key](
+            floor=COMMON_GRAM_FLOOR if common_gram_floor is None else common_gram_floor)
         # The stored JSON of the runs changed most recently, so a list page needs no KV
         # reads while they fit the budget; the rest are read from the bucket.
         self._records = RecordCache(cached_bytes)
@@ -188,9 +197,12 @@ class RunIndex:
         self._by: dict[Facet, list[Key]] = {}
         self._bits: dict[Facet, Bitmap] = {}
         self._bitmap_floor = BITMAP_FLOOR if bitmap_floor is None else bitmap_floor
+        self._scan_share = SCAN_SHARE if scan_share is None else scan_share
         self._free: list[int] = []
         self._slots = 0
         self._keys: list[Key | None] = []  # by slot
+        self._texts: list[str] = []  # by slot, "" for a free one: what a scan reads
+        self._created: list[float] = []  # by slot, NaN for a free one
         self._listeners: set[asyncio.Queue[str]] = set()
         self._loading = True
         self.current = asyncio.Event()
@@ -259,7 +271,11 @@ class RunIndex:
         self._runs[run.id] = run
         if run.slot >= len(self._keys):
             self._keys.extend([None] * (run.slot + 1 - len(self._keys)))
+            self._texts.extend([""] * (run.slot + 1 - len(self._texts)))
+            self._created.extend([_FREE] * (run.slot + 1 - len(self._created)))
         self._keys[run.slot] = run.key
+        self._texts[run.slot] = run.text
+        self._created[run.slot] = run.created
         if self._loading:
             return
         insort(self._all, run.key)
@@ -276,6 +292,8 @@ class RunIndex:
     def _remove(self, run: RunSummary) -> None:
         del self._runs[run.id]
         self._keys[run.slot] = None
+        self._texts[run.slot] = ""
+        self._created[run.slot] = _FREE
         if self._loading:
             return
         _discard(self._all, run.key)
@@ -322,7 +340,12 @@ class RunIndex:
         text_drives = False
         if needle is not None:
             found = self._text.candidates(needle)
-            if found is not None:
+            if found is None and hi - lo >= len(self._runs) * self._scan_share:
+                text_mask = scan(self._texts, needle)
+                if not text_mask:
+                    return None
+                needle = None
+            elif found is not None:
                 exact = [k for k in found if needle in k[2]]
                 if not exact:
                     return None
@@ -342,6 +365,14 @@ class RunIndex:
         # others' give the total at once.
         whole = not timed and needle is None and not text_drives
         whole_mask = self._mask(driver) if whole and driver is not None else None
+        if (timed and mask is not None and needle is None and not text_drives
+                and hi - lo >= len(self._runs) * self._scan_share):
+            # A long stretch of a list in a time range: its runs are those created in
+            # the range (one pass over creation times in C) that are in the list.
+            whole = True
+            whole_mask = between(self._created, since, until)
+            if driver is not None:
+                whole_mask &= self._mask(driver)
         return _Plan(keys, lo, hi, mask, whole, whole_mask, needle, text_drives)
 
     def query(self, where: RunFilter, offset: int, limit: int) -> tuple[list[str], int]:
