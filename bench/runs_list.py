@@ -6,7 +6,9 @@ deployments, 5 flows, a mix of states and tags, created over 7 days), then start
 
 - how long the gateway takes to become able to list (its run index loads the bucket);
 - p50/p99 of ``GET /api/v1/flow-runs?limit=50`` with no filter and with each filter
-  (state, deployment, flow, tag, time range, text, a combination, a deep page);
+  (state, deployment, flow, tag, time range, text, a combination, a deep page), with
+  texts whose grams are all common (``bench-00``, in every run; ``team-4 bench``, in a
+  seventh) alone and with a flow or a time range;
 - p50/p99 of the UI's run list page ``GET /ui/runs`` (rendered HTML);
   (the API refuses a text of under 3 characters, 422: the index alone still measures one);
 - the gateway's resident memory with an empty bucket and with N runs;
@@ -173,6 +175,9 @@ async def main_async(args: argparse.Namespace) -> None:
         "text search": "/api/v1/flow-runs?limit=50&q=dep-7-",
         "text search, one run": "/api/v1/flow-runs?limit=50&q=dep-7-12347",
         "text, common grams": "/api/v1/flow-runs?limit=50&q=bench-00",
+        "text, common grams, 1/7": "/api/v1/flow-runs?limit=50&q=team-4%20bench",
+        "text, common grams + flow": "/api/v1/flow-runs?limit=50&q=bench-00&flow=flow-2",
+        "text, common + time range": f"/api/v1/flow-runs?limit=50&q=bench-00&since={since}&until={until}",
         "text + flow + tag": "/api/v1/flow-runs?limit=50&q=dep-7-&flow=flow-2&tag=team-4",
         "flow + tag": "/api/v1/flow-runs?limit=50&flow=flow-2&tag=team-4",
         "flow + tag, offset 1,000": "/api/v1/flow-runs?limit=50&flow=flow-2&tag=team-4&offset=1000",
@@ -221,6 +226,10 @@ def print_index_alone(n: int) -> None:
         "text search": RunFilter(text="dep-7-"),
         "text search, one run": RunFilter(text="dep-7-12347"),
         "text, common grams": RunFilter(text="bench-00"),
+        "text, common grams, 1/7": RunFilter(text="team-4 bench"),
+        "text, common grams + flow": RunFilter(text="bench-00", flow="flow-2"),
+        "text, common + time range": RunFilter(text="bench-00", since=since, until=until),
+        "text, common + since 8 days": RunFilter(text="bench-00", since=NOW - timedelta(days=8)),
         "text search, 2 letters": RunFilter(text="p-"),
         "text + state": RunFilter(text="dep-7-1234", state="Failed"),
     }

@@ -11,7 +11,10 @@ in the ``&`` of the others' bitmaps, stopping once the page is full: the total i
 bit count of that ``&``. A sparse result is read off the bitmap instead of walked to.
 A text search asks the gram index (:mod:`gateway.textindex`) which runs can contain
 the text, compares only those, and takes them as one more bitmap (or as the list to
-walk, when they are the fewest). Only the page's records are read, most of them from
+walk, when they are the fewest); a text no gram narrows is compared with every run's
+text in one pass done in C (:func:`gateway.textindex.scan`), which gives its bitmap,
+and a time range over many runs is likewise a bitmap from their creation times
+(:func:`gateway.bitmaps.between`). Only the page's records are read, most of them from
 the records the index keeps (:mod:`gateway.runrecords`).
 
 Every gateway process keeps its own index; it follows the bucket through a KV watch,
