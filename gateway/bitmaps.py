@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from itertools import repeat
+from operator import eq, le, lt
 
 _NONZERO = re.compile(rb"[^\x00]")
+# Flag bytes (0 or 1) to binary digits, so ``int(..., 2)`` makes them a bitmap.
+_DIGITS = bytes.maketrans(b"\x00\x01", b"01")
 
 
 class Bitmap:
@@ -67,3 +71,26 @@ def slots_of(mask: int) -> list[int]:
             out.append(base + low.bit_length() - 1)
             byte ^= low
     return out
+
+
+def mask_of_flags(flags: bytes) -> int:
+    """The integer with bit ``i`` set where ``flags[i]`` is 1 (each flag 0 or 1), in C.
+
+    The flags are read as the digits of a binary number, most significant first, hence
+    reversed; ``int(..., 2)`` is linear for a power-of-two base.
+    """
+    return int(flags[::-1].translate(_DIGITS), 2) if flags else 0
+
+
+def between(values: list[float], since: float | None, until: float | None) -> int:
+    """The bits ``i`` with ``since <= values[i] < until`` (a bound of None is no bound);
+    a NaN value is never in range. One pass in C per bound."""
+    passes = [] if since is None else [bytes(map(le, repeat(since), values))]
+    if until is not None:
+        passes.append(bytes(map(lt, values, repeat(until))))
+    if not passes:
+        passes.append(bytes(map(eq, values, values)))  # every value but NaN
+    mask = -1
+    for flags in passes:
+        mask &= mask_of_flags(flags)
+    return mask

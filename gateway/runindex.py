@@ -11,7 +11,10 @@ in the ``&`` of the others' bitmaps, stopping once the page is full: the total i
 bit count of that ``&``. A sparse result is read off the bitmap instead of walked to.
 A text search asks the gram index (:mod:`gateway.textindex`) which runs can contain
 the text, compares only those, and takes them as one more bitmap (or as the list to
-walk, when they are the fewest). Only the page's records are read, most of them from
+walk, when they are the fewest); a text no gram narrows is compared with every run's
+text in one pass done in C (:func:`gateway.textindex.scan`), which gives its bitmap,
+and a time range over many runs is likewise a bitmap from their creation times
+(:func:`gateway.bitmaps.between`). Only the page's records are read, most of them from
 the records the index keeps (:mod:`gateway.runrecords`).
 
 Every gateway process keeps its own index; it follows the bucket through a KV watch,
@@ -30,7 +33,6 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from heapq import nlargest
 from itertools import compress, repeat
 from operator import contains, itemgetter
 from sys import intern
@@ -39,15 +41,16 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.bitmaps import Bitmap, mask_of, slots_of
+from gateway.bitmaps import Bitmap, between, mask_of, slots_of
+from gateway.runpages import Key, page, top, walk
 from gateway.runrecords import RecordCache
-from gateway.textindex import GramIndex
+from gateway.textindex import GramIndex, scan
 
 log = logging.getLogger("flowbus.gateway.runindex")
 
-# (creation time, run id, search text, slot): ordered by time then id; the text rides
-# along so a search reads it from the list it walks, the slot so a walk tests bitmaps.
-Key = tuple[float, str, str, int]
+# A run's Key (gateway.runpages) is (creation time, run id, search text, slot): ordered
+# by time then id; the text rides along so a search reads it from the list it walks,
+# the slot so a walk tests bitmaps.
 Facet = tuple[str, str]
 _CREATED: Callable[[Key], float] = itemgetter(0)
 _TEXT: Callable[[Key], str] = itemgetter(2)
@@ -55,6 +58,14 @@ _TEXT: Callable[[Key], str] = itemgetter(2)
 BITMAP_FLOOR = 256
 # A result this much sparser than the list it would walk is read off its bitmap.
 _SPARSE = 16
+# A text no gram narrows is compared with every run's text in one pass in C (by slot,
+# into a bitmap) unless the list walked holds under this share of the runs: then only
+# the runs walked are compared with it. A time range over this share of a list is
+# likewise found by one pass over the runs' creation times.
+SCAN_SHARE = 0.25
+# A gram in more than this many runs (and an eighth of them) is common (gateway.textindex).
+COMMON_GRAM_FLOOR = 1000
+_FREE = float("nan")  # the creation time of a free slot: in no range
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +188,11 @@ class RunIndex:
     list once, instead of inserting each run of a large bucket in order.
     """
 
-    def __init__(self, cached_bytes: int = 128 * 2**20, common_gram_floor: int = 1000,
-                 bitmap_floor: int | None = None) -> None:
+    def __init__(self, cached_bytes: int = 128 * 2**20, common_gram_floor: int | None = None,
+                 bitmap_floor: int | None = None, scan_share: float | None = None) -> None:
         self._runs: dict[str, RunSummary] = {}
-        self._text = GramIndex[Key](floor=common_gram_floor)
+        self._text = GramIndex[Key](
+            floor=COMMON_GRAM_FLOOR if common_gram_floor is None else common_gram_floor)
         # The stored JSON of the runs changed most recently, so a list page needs no KV
         # reads while they fit the budget; the rest are read from the bucket.
         self._records = RecordCache(cached_bytes)
@@ -188,9 +200,12 @@ class RunIndex:
         self._by: dict[Facet, list[Key]] = {}
         self._bits: dict[Facet, Bitmap] = {}
         self._bitmap_floor = BITMAP_FLOOR if bitmap_floor is None else bitmap_floor
+        self._scan_share = SCAN_SHARE if scan_share is None else scan_share
         self._free: list[int] = []
         self._slots = 0
         self._keys: list[Key | None] = []  # by slot
+        self._texts: list[str] = []  # by slot, "" for a free one: what a scan reads
+        self._created: list[float] = []  # by slot, NaN for a free one
         self._listeners: set[asyncio.Queue[str]] = set()
         self._loading = True
         self.current = asyncio.Event()
@@ -259,7 +274,11 @@ class RunIndex:
         self._runs[run.id] = run
         if run.slot >= len(self._keys):
             self._keys.extend([None] * (run.slot + 1 - len(self._keys)))
+            self._texts.extend([""] * (run.slot + 1 - len(self._texts)))
+            self._created.extend([_FREE] * (run.slot + 1 - len(self._created)))
         self._keys[run.slot] = run.key
+        self._texts[run.slot] = run.text
+        self._created[run.slot] = run.created
         if self._loading:
             return
         insort(self._all, run.key)
@@ -276,6 +295,8 @@ class RunIndex:
     def _remove(self, run: RunSummary) -> None:
         del self._runs[run.id]
         self._keys[run.slot] = None
+        self._texts[run.slot] = ""
+        self._created[run.slot] = _FREE
         if self._loading:
             return
         _discard(self._all, run.key)
@@ -322,7 +343,12 @@ class RunIndex:
         text_drives = False
         if needle is not None:
             found = self._text.candidates(needle)
-            if found is not None:
+            if found is None and hi - lo >= len(self._runs) * self._scan_share:
+                text_mask = scan(self._texts, needle)
+                if not text_mask:
+                    return None
+                needle = None
+            elif found is not None:
                 exact = [k for k in found if needle in k[2]]
                 if not exact:
                     return None
@@ -342,6 +368,14 @@ class RunIndex:
         # others' give the total at once.
         whole = not timed and needle is None and not text_drives
         whole_mask = self._mask(driver) if whole and driver is not None else None
+        if (timed and mask is not None and needle is None and not text_drives
+                and hi - lo >= len(self._runs) * self._scan_share):
+            # A long stretch of a list in a time range: its runs are those created in
+            # the range (one pass over creation times in C) that are in the list.
+            whole = True
+            whole_mask = between(self._created, since, until)
+            if driver is not None:
+                whole_mask &= self._mask(driver)
         return _Plan(keys, lo, hi, mask, whole, whole_mask, needle, text_drives)
 
     def query(self, where: RunFilter, offset: int, limit: int) -> tuple[list[str], int]:
@@ -354,7 +388,7 @@ class RunIndex:
             if mask is not None:
                 has = self._has(mask)
                 keys = [k for k in keys if has(k[3])]
-            return _top(keys, offset, limit), len(keys)
+            return top(keys, offset, limit), len(keys)
         if mask is None and plan.needle is None:
             # One ordered list answers it: the page is a slice, the total a subtraction.
             start = max(hi - offset, lo)
@@ -366,14 +400,14 @@ class RunIndex:
             window = keys[lo:hi]
             matched = list(compress(window, map(contains, map(_TEXT, window),
                                                 repeat(plan.needle))))
-            return _page(matched, offset, limit), len(matched)
+            return page(matched, offset, limit), len(matched)
         if plan.whole:
             both = mask if plan.whole_mask is None else mask & plan.whole_mask
             total = both.bit_count()
             if total * _SPARSE < hi - lo:
                 found = sorted(self._key(slot) for slot in slots_of(both))
-                return _page(found, offset, limit), total
-            return _walk(keys, lo, hi, self._has(both), offset, limit, total), total
+                return page(found, offset, limit), total
+            return walk(keys, lo, hi, self._has(both), offset, limit, total), total
         has = self._has(mask)
         window = keys[lo:hi]
         if plan.needle is not None:
@@ -381,7 +415,7 @@ class RunIndex:
             matched = [k for k in window if has(k[3]) and needle in k[2]]
         else:
             matched = [k for k in window if has(k[3])]
-        return _page(matched, offset, limit), len(matched)
+        return page(matched, offset, limit), len(matched)
 
     def _has(self, mask: int) -> Callable[[int], int]:
         """A test of one slot against ``mask`` (reads a bytes copy: no big-integer shifts)."""
@@ -436,51 +470,6 @@ def _bitmap(keys: list[Key]) -> Bitmap:
     for key in keys:
         bits.add(key[3])
     return bits
-
-
-def _top(matched: list[Key], offset: int, limit: int) -> list[str]:
-    """Ids of the page ``offset``/``limit`` of ``matched`` (in no order), newest first."""
-    wanted = offset + limit
-    best = nlargest(wanted, matched) if wanted * 8 < len(matched) else sorted(matched, reverse=True)
-    return [k[1] for k in best[offset:wanted]]
-
-
-def _page(matched: list[Key], offset: int, limit: int) -> list[str]:
-    """Ids of the page ``offset``/``limit`` of ``matched`` (oldest first), newest first."""
-    total = len(matched)
-    page = matched[max(0, total - offset - limit) : max(0, total - offset)]
-    return [k[1] for k in reversed(page)]
-
-
-def _walk(keys: list[Key], lo: int, hi: int, has: Callable[[int], int], offset: int,
-          limit: int, total: int) -> list[str]:
-    """The page of the ``total`` runs of ``keys[lo:hi]`` that pass ``has``, walking from
-    the nearer end and stopping once the page is full."""
-    out: list[str] = []
-    if offset >= total or limit <= 0:
-        return out
-    if offset * 2 <= total:
-        seen = 0
-        for i in range(hi - 1, lo - 1, -1):
-            if has(keys[i][3]):
-                if seen >= offset:
-                    out.append(keys[i][1])
-                    if len(out) >= limit:
-                        break
-                seen += 1
-        return out
-    first = max(0, total - offset - limit)  # rank, oldest first, of the page's oldest run
-    last = total - offset  # one past the page's newest
-    seen = 0
-    for i in range(lo, hi):
-        if has(keys[i][3]):
-            if seen >= first:
-                out.append(keys[i][1])
-            seen += 1
-            if seen >= last:
-                break
-    out.reverse()
-    return out
 
 
 def _discard(keys: list[Key], key: Key) -> None:

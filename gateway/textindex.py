@@ -9,15 +9,20 @@ reads the postings of its grams, not every run.
 A gram found in more than ``max(floor, runs * share)`` runs (``-00``, ``dep``) would
 cost much memory and narrow nothing: it is dropped and marked common for the life of
 the index. A needle whose grams are all common, or shorter than 3 letters, gets no
-candidates (``None``): the caller then passes over its shortest filter list, as before.
-The answer is the same either way, since candidates are always compared with the needle.
+candidates (``None``): the caller then compares it with every run's text in one pass
+done in C (:func:`scan`), or with the runs of a short filter list. The answer is the
+same either way, since candidates are always compared with the needle.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from itertools import repeat
+from operator import contains
 from typing import Generic, TypeVar
+
+from gateway.bitmaps import mask_of_flags
 
 GRAM = 3
 K = TypeVar("K")
@@ -26,6 +31,17 @@ K = TypeVar("K")
 def grams(text: str) -> set[str]:
     """The distinct 3-letter slices of ``text``."""
     return {text[i : i + GRAM] for i in range(len(text) - GRAM + 1)}
+
+
+def scan(texts: list[str], needle: str) -> int:
+    """The bitmap of the texts containing ``needle``: bit ``i`` is set when ``texts[i]`` holds it.
+
+    One pass in C: ``str.__contains__`` over the list, one flag byte per text, made a
+    bitmap by :func:`gateway.bitmaps.mask_of_flags`.
+    The list should be in the order its texts were made (the run index keeps it by slot):
+    reading them in memory order is several times faster than in creation-time order.
+    """
+    return mask_of_flags(bytes(map(contains, texts, repeat(needle))))
 
 
 class GramIndex(Generic[K]):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.records import FlowRun, State
+from gateway.bitmaps import between, slots_of
 from gateway.runindex import IndexedFields, RunFilter, RunIndex
+from gateway.textindex import scan
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 STATES = ["Scheduled", "Running", "Completed", "Failed"]
@@ -52,7 +55,7 @@ filters = st.builds(
     since=st.none() | st.integers(0, 20).map(lambda m: T0 + timedelta(minutes=m)),
     until=st.none() | st.integers(0, 20).map(lambda m: T0 + timedelta(minutes=m)),
     text=st.none() | st.sampled_from(["NAME-1", "dep-0", "run-2", "zzz", "-1", "e-1 dep",
-                                       "flow-1 dep-1", "1 d"]),
+                                       "flow-1 dep-1", "1 d", "run-", "flow-"]),
     event=st.none() | st.sampled_from(["e0", "e1"]),
 )
 
@@ -61,14 +64,17 @@ filters = st.builds(
 @given(ops=st.lists(st.tuples(st.integers(0, 15), st.none() | run_args), max_size=40),
        load_first=st.integers(0, 40), where=filters, offset=st.integers(0, 12),
        limit=st.integers(1, 7), common_gram_floor=st.sampled_from([0, 3, 1000]),
-       bitmap_floor=st.sampled_from([0, 2, 256]))
+       bitmap_floor=st.sampled_from([0, 2, 256]), scan_share=st.sampled_from([0.0, 0.25, 2.0]))
 def test_queries_match_filtering_all_runs(
     ops: list[tuple[int, tuple[str, int, int, list[str], int] | None]], load_first: int,
     where: RunFilter, offset: int, limit: int, common_gram_floor: int, bitmap_floor: int,
+    scan_share: float,
 ) -> None:
     # A low floor makes most grams common, so both ways of searching text are checked;
-    # a low bitmap floor gives filter values bitmaps that live changes keep current.
-    index = RunIndex(common_gram_floor=common_gram_floor, bitmap_floor=bitmap_floor)
+    # a low bitmap floor gives filter values bitmaps that live changes keep current; a
+    # scan share of 0 always scans texts and creation times, 2.0 never does.
+    index = RunIndex(common_gram_floor=common_gram_floor, bitmap_floor=bitmap_floor,
+                     scan_share=scan_share)
     runs: dict[str, FlowRun] = {}
     for revision, (i, args) in enumerate(ops, start=1):
         if revision == load_first:
@@ -144,10 +150,15 @@ def test_a_text_search_compares_only_the_runs_its_grams_point_to() -> None:
     assert index.query(RunFilter(text="name-123"), 0, 10) == ([], 0)
 
 
-def test_bitmaps_walks_and_sparse_results_match_filtering_all_runs_at_every_depth() -> None:
+@pytest.mark.parametrize("scan_share", [0.25, 0.0, 2.0])
+def test_bitmaps_walks_and_sparse_results_match_filtering_all_runs_at_every_depth(
+    scan_share: float,
+) -> None:
     # Enough runs that filter values keep bitmaps, rare combinations are read off the
     # bitmap and deep pages are walked from the older end; then changes and deletes.
-    index = RunIndex(bitmap_floor=16, common_gram_floor=40)
+    # Texts of common grams only (one in every run) and long time ranges are scanned
+    # (by default, or always), or compared run by run (never scanned).
+    index = RunIndex(bitmap_floor=16, common_gram_floor=40, scan_share=scan_share)
     runs: dict[str, FlowRun] = {}
     revision = 0
 
@@ -164,7 +175,14 @@ def test_bitmaps_walks_and_sparse_results_match_filtering_all_runs_at_every_dept
               RunFilter(state="Running", deployment="dep-1", flow="flow-1"),
               RunFilter(tag="c", text="name-1"), RunFilter(text="name-4", flow="flow-0"),
               RunFilter(state="Completed", since=T0 + timedelta(minutes=30)),
-              RunFilter(event="e1", state="Scheduled"), RunFilter(text="dep-1", tag="c")]
+              RunFilter(event="e1", state="Scheduled"), RunFilter(text="dep-1", tag="c"),
+              RunFilter(text="run-"), RunFilter(text="NAME-5"), RunFilter(text="name-5", tag="c"),
+              RunFilter(text="run-", flow="flow-1", state="Failed"),
+              RunFilter(text="run-", since=T0 + timedelta(minutes=10)),
+              RunFilter(text="name-1", since=T0 + timedelta(minutes=5),
+                        until=T0 + timedelta(minutes=90), tag="a"),
+              RunFilter(since=T0 + timedelta(minutes=3), until=T0 + timedelta(minutes=96),
+                        flow="flow-0", tag="a")]
 
     def check() -> None:
         for where in wheres:
@@ -183,3 +201,16 @@ def test_bitmaps_walks_and_sparse_results_match_filtering_all_runs_at_every_dept
     for i in range(600, 640):
         put(i, "Failed")  # new runs take the freed slots
     check()
+
+
+def test_scans_give_the_bitmap_of_texts_holding_a_needle_and_of_times_in_a_range() -> None:
+    texts = ["run-1 a", "", "x run-1 run-1", "run-2", "rün-1"]
+    assert slots_of(scan(texts, "run-1")) == [0, 2]
+    assert slots_of(scan(texts, "rün")) == [4]
+    assert scan(texts, "zzz") == 0 and scan([], "run") == 0
+    times = [5.0, float("nan"), 1.0, 9.0, 5.5]
+    assert slots_of(between(times, 5.0, 9.0)) == [0, 4]
+    assert slots_of(between(times, None, 5.5)) == [0, 2]
+    assert slots_of(between(times, 5.5, None)) == [3, 4]
+    assert slots_of(between(times, None, None)) == [0, 2, 3, 4]
+    assert between(times, 9.5, None) == 0 and between([], 1.0, 2.0) == 0
