@@ -19,10 +19,13 @@ import sys
 import tempfile
 import urllib.parse
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from flowbus.exceptions import ConfigurationError
 from flowbus.serializers import Serializer, resolve_serializer
+
+if TYPE_CHECKING:
+    from flowbus._result_records import ResultRecord, ResultRecordMetadata
 
 
 @runtime_checkable
@@ -231,4 +234,13 @@ def decode_cache_record(record: bytes) -> tuple[Serializer, bytes] | None:
     return serializer, payload
 
 
-__all__ = ["LocalResultStore", "ResultStorage", "ResultStore", "flowbus_home", "resolve_result_store", "set_default_stores"]
+def __getattr__(name: str) -> Any:
+    # The record classes need pydantic; they load when first asked for.
+    if name in ("ResultRecord", "ResultRecordMetadata"):
+        from flowbus import _result_records
+
+        return getattr(_result_records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["LocalResultStore", "ResultRecord", "ResultRecordMetadata", "ResultStorage", "ResultStore", "flowbus_home", "resolve_result_store", "set_default_stores"]

@@ -33,7 +33,7 @@ T = TypeVar("T")
 NestedDict = dict[Any, Any]
 
 
-class AutoEnum(str, enum.Enum):
+class AutoEnum(str, enum.Enum):  # noqa: UP042 - StrEnum's str() differs from Prefect's
     """A string enum whose values are its member names: ``RED = AutoEnum.auto()`` is ``"RED"``.
 
     Members are `str`, so they serialise to JSON as their names.
