@@ -27,7 +27,7 @@ from collections.abc import Iterator
 
 from flowbus import _sink
 
-_ISOLATED = ("FLOWBUS_HOME", "FLOWBUS_NATS_URL", "FLOWBUS_EVENTS_FILE")
+_ISOLATED = ("FLOWBUS_HOME", "FLOWBUS_NATS_URL", "FLOWBUS_EVENTS_FILE", "FLOWBUS_LOCAL_STORAGE_PATH")
 
 
 @contextlib.contextmanager
@@ -43,6 +43,7 @@ def prefect_test_harness(server_startup_timeout: int | None = 30) -> Iterator[No
         os.environ["FLOWBUS_HOME"] = home
         os.environ.pop("FLOWBUS_NATS_URL", None)
         os.environ.pop("FLOWBUS_EVENTS_FILE", None)
+        os.environ.pop("FLOWBUS_LOCAL_STORAGE_PATH", None)
         try:
             yield
         finally:
@@ -57,4 +58,13 @@ def prefect_test_harness(server_startup_timeout: int | None = 30) -> Iterator[No
 
 flowbus_test_harness = prefect_test_harness
 
-__all__ = ["flowbus_test_harness", "prefect_test_harness"]
+
+def exceptions_equal(a: object, b: object) -> bool:
+    """Whether two exceptions are equal, or of the same type with the same message
+    (exceptions compare by identity, so a round-tripped one is never ``==``)."""
+    if a == b:
+        return True
+    return type(a) is type(b) and str(a) == str(b)
+
+
+__all__ = ["exceptions_equal", "flowbus_test_harness", "prefect_test_harness"]
