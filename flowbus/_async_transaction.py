@@ -35,10 +35,10 @@ class AsyncTransaction(Transaction):
         Transaction.__exit__(self, exc_type, exc, tb)
 
     def __enter__(self) -> NoReturn:
-        raise NotImplementedError("AsyncTransaction does not support the `with` statement. Use `async with` instead.")
+        raise NotImplementedError("AsyncTransaction does not support the `with` statement. Use the `async with` statement instead.")
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> NoReturn:
-        raise NotImplementedError("AsyncTransaction does not support the `with` statement. Use `async with` instead.")
+        raise NotImplementedError("AsyncTransaction does not support the `with` statement. Use the `async with` statement instead.")
 
     async def begin(self) -> None:  # type: ignore[override]
         """Take the lock (SERIALIZABLE with a key) off the event loop; COMMITTED when the key has a record."""
