@@ -225,6 +225,21 @@ def get_default_result_storage() -> ResultStorage:
     return resolve_result_store(None)
 
 
+def get_result_store() -> ResultStore:
+    """The `ResultStore` of the current run: the running task's (or else flow's)
+    ``result_storage`` and ``result_serializer``; outside a run, the defaults."""
+    from flowbus.context import FlowRunContext, TaskRunContext
+
+    task_ctx, flow_ctx = TaskRunContext.get(), FlowRunContext.get()
+    owner = task_ctx.task if task_ctx is not None else (flow_ctx.flow if flow_ctx is not None else None)
+    if owner is None:
+        return ResultStore()
+    storage = getattr(owner, "result_storage", None)
+    if storage is None and flow_ctx is not None:  # a task without its own storage uses its flow's
+        storage = getattr(flow_ctx.flow, "result_storage", None)
+    return ResultStore(result_storage=storage, serializer=getattr(owner, "_serializer", None))
+
+
 async def aget_default_result_storage() -> ResultStorage:
     """`get_default_result_storage` for async code."""
     return get_default_result_storage()
@@ -278,6 +293,7 @@ __all__ = [
     "aget_default_result_storage",
     "flowbus_home",
     "get_default_result_storage",
+    "get_result_store",
     "resolve_result_store",
     "set_default_stores",
 ]

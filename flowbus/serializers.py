@@ -30,11 +30,41 @@ _TAG = "__flowbus_type__"
 
 
 class Serializer(Protocol):
+    """What a serializer has: a `name` (stored with records) and `dumps` / `loads`.
+
+    Any object with these serves. A class deriving from `Serializer` with a string
+    ``type`` (Prefect's way) is named by it and registered under it when it can be
+    built without arguments, so ``result_serializer="<type>"`` finds it::
+
+        class IntSerializer(Serializer):
+            type = "int-bytes"
+
+            def dumps(self, value): return value.to_bytes(8, "little")
+            def loads(self, data): return int.from_bytes(data, "little")
+    """
+
     name: str
 
     def dumps(self, value: Any) -> bytes: ...
 
     def loads(self, data: bytes) -> Any: ...
+
+
+def _register_subclass(cls: Any, **kwargs: Any) -> None:
+    super(Serializer, cls).__init_subclass__(**kwargs)
+    kind = cls.__dict__.get("type")
+    if getattr(cls, "_is_protocol", False) or not isinstance(kind, str):
+        return
+    if "name" not in cls.__dict__:
+        cls.name = kind
+    try:
+        _BY_NAME[kind] = cls()
+    except TypeError:  # needs arguments: usable as an instance, not by name
+        pass
+
+
+# Set after the class so that type checkers do not read it as a protocol member.
+Serializer.__init_subclass__ = classmethod(_register_subclass)  # type: ignore[assignment,method-assign,arg-type]
 
 
 def _encode(value: Any) -> Any:

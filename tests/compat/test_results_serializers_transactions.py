@@ -25,8 +25,10 @@ from flowbus.filesystems import LocalFileSystem, NullFileSystem, WritableFileSys
 from flowbus.results import (
     ResultRecord,
     ResultRecordMetadata,
+    ResultStore,
     aget_default_result_storage,
     get_default_result_storage,
+    get_result_store,
 )
 from flowbus.serializers import (
     CompressedJSONSerializer,
@@ -43,7 +45,12 @@ from flowbus.settings import (
     temporary_settings,
 )
 from flowbus.states import Completed, Failed
-from flowbus.testing.utilities import exceptions_equal
+from flowbus.testing.utilities import (
+    assert_blocks_equal,
+    assert_uses_result_serializer,
+    assert_uses_result_storage,
+    exceptions_equal,
+)
 from flowbus.transactions import AsyncTransaction, BaseTransaction, Transaction, TransactionState
 
 
@@ -238,3 +245,60 @@ def test_sync_state_helpers() -> None:
     assert return_value_to_state_sync(5).result() == 5
     built = Failed(message="x")
     assert return_value_to_state_sync(built) is built
+
+
+def test_a_serializer_subclass_with_a_type_is_usable_by_name(tmp_path: Path) -> None:
+    from flowbus.serializers import Serializer
+
+    class IntBytes(Serializer):
+        type = "int-bytes-compat-test"
+
+        def dumps(self, value: int) -> bytes:
+            return value.to_bytes(8, "little")
+
+        def loads(self, data: bytes) -> int:
+            return int.from_bytes(data, "little")
+
+    assert IntBytes().name == "int-bytes-compat-test"
+    assert isinstance(resolve_serializer("int-bytes-compat-test"), IntBytes)
+    assert CompressedSerializer(serializer=IntBytes()).name == "compressed/int-bytes-compat-test"
+
+    @flow(persist_result=True, result_serializer="int-bytes-compat-test", result_storage=str(tmp_path),
+          cache_result_in_memory=False)  # fmt: skip
+    def seven() -> int:
+        return 7
+
+    state = seven(return_state=True)
+    assert state.result() == 7
+    asyncio.run(assert_uses_result_serializer(state, "int-bytes-compat-test"))
+    asyncio.run(assert_uses_result_storage(state, str(tmp_path)))
+    with pytest.raises(AssertionError, match="serializer 'int-bytes-compat-test', expected 'json'"):
+        asyncio.run(assert_uses_result_serializer(state, "json"))
+    with pytest.raises(AssertionError, match="is not stored in"):
+        asyncio.run(assert_uses_result_storage(state, str(tmp_path / "elsewhere")))
+
+
+def test_get_result_store_follows_the_running_task_and_flow(tmp_path: Path) -> None:
+    def described(store: ResultStore) -> tuple[str, Any]:
+        return store.serializer.name, store.result_storage
+
+    @task(result_serializer="cloudpickle", result_storage=str(tmp_path))
+    def inner() -> tuple[str, Any]:
+        return described(get_result_store())
+
+    @flow(result_serializer="compressed/json")
+    def outer() -> tuple[tuple[str, Any], tuple[str, Any]]:
+        return described(get_result_store()), inner()
+
+    in_flow, in_task = outer()
+    assert tuple(in_flow) == ("compressed/json", None)
+    assert tuple(in_task) == ("cloudpickle", str(tmp_path))
+    assert described(get_result_store()) == ("json", None), "outside a run: flowbus's defaults"
+
+
+def test_assert_blocks_equal_compares_type_and_settings(tmp_path: Path) -> None:
+    assert_blocks_equal(LocalFileSystem(tmp_path), LocalFileSystem(tmp_path))
+    with pytest.raises(AssertionError):
+        assert_blocks_equal(LocalFileSystem(tmp_path), LocalFileSystem(tmp_path / "x"))
+    with pytest.raises(AssertionError, match="Unexpected type"):
+        assert_blocks_equal(NullFileSystem(), LocalFileSystem(tmp_path))
