@@ -126,7 +126,7 @@ class Pause(FlowbusSignal):
         self.state = state
 
 
-class ExternalSignal(BaseException):
+class ExternalSignal(FlowbusSignal):
     """Root of signals from outside the process (Prefect's name); never caught by user code."""
 
 
