@@ -302,3 +302,21 @@ def test_assert_blocks_equal_compares_type_and_settings(tmp_path: Path) -> None:
         assert_blocks_equal(LocalFileSystem(tmp_path), LocalFileSystem(tmp_path / "x"))
     with pytest.raises(AssertionError, match="Unexpected type"):
         assert_blocks_equal(NullFileSystem(), LocalFileSystem(tmp_path))
+
+
+def test_a_flow_run_input_loads_as_a_typed_run_input() -> None:
+    from flowbus.client.schemas.objects import FlowRunInput
+    from flowbus.input import RunInput
+
+    class Person(RunInput):
+        name: str
+        human: bool
+
+    stored = FlowRunInput(flow_run_id=uuid.UUID(int=7), key="person-response",
+                          value=json.dumps({"name": "Bob", "human": True}), sender="flowbus.flow-run.x")  # fmt: skip
+    assert stored.flow_run_id == str(uuid.UUID(int=7)) and stored.decoded_value == {"name": "Bob", "human": True}
+    person = Person.load_from_flow_run_input(stored)
+    assert person.name == "Bob" and person.human is True
+    assert person.metadata.sender == "flowbus.flow-run.x"
+    with pytest.raises(pydantic.ValidationError, match="lowercase letters, numbers, and dashes"):
+        FlowRunInput(flow_run_id="r", key="Bad Key", value="1")
