@@ -320,3 +320,12 @@ def test_a_flow_run_input_loads_as_a_typed_run_input() -> None:
     assert person.metadata.sender == "flowbus.flow-run.x"
     with pytest.raises(pydantic.ValidationError, match="lowercase letters, numbers, and dashes"):
         FlowRunInput(flow_run_id="r", key="Bad Key", value="1")
+
+
+def test_the_local_storage_path_is_a_known_setting(tmp_path: Path) -> None:
+    from events.errors import SettingsError
+    from events.settings import check_environment
+
+    check_environment({"FLOWBUS_LOCAL_STORAGE_PATH": str(tmp_path)})  # the command line refuses unknown ones
+    with pytest.raises(SettingsError, match="FLOWBUS_LOCAL_STORAGE_PAHT"):
+        check_environment({"FLOWBUS_LOCAL_STORAGE_PAHT": str(tmp_path)})
