@@ -14,7 +14,7 @@ from types import GeneratorType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from flowbus._dual import dual
-from flowbus.exceptions import CancelledRun, CrashedRun, FailedRun
+from flowbus.exceptions import CancelledRun, CrashedRun, FailedRun, TerminationSignal
 
 if TYPE_CHECKING:
     from flowbus.states import State
@@ -226,6 +226,8 @@ def _crashed_state(exc: BaseException) -> State[Any]:
         message = "Execution was cancelled by the runtime environment."
     elif isinstance(exc, KeyboardInterrupt):
         message = "Execution was aborted by an interrupt signal."
+    elif isinstance(exc, TerminationSignal):
+        message = "Execution was aborted by a termination signal."
     elif isinstance(exc, SystemExit):
         message = "Execution was aborted by Python system exit call."
     else:

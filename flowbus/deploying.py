@@ -173,9 +173,11 @@ def spec_for_flow(
         all_schedules.append({"interval": interval})
     from pydantic import ValidationError
 
-    try:
+    from flowbus.utilities.annotations import unwrap_annotation
+
+    try:  # freeze(x) gives x: the value is stored, but not locked (docs/compat.md)
         return DeploymentSpec(
-            name=name, entrypoint=entrypoint, parameters=parameters or {},
+            name=name, entrypoint=entrypoint, parameters={k: unwrap_annotation(v) for k, v in (parameters or {}).items()},
             triggers=[t.model_dump(mode="json") if isinstance(t, BaseModel) else t for t in triggers or []],
             schedules=all_schedules, work_pool=work_pool_name or "default", tags=tags or [],
             description=description, version=version, concurrency_limit=concurrency_limit,

@@ -126,6 +126,18 @@ class Pause(FlowbusSignal):
         self.state = state
 
 
+class ExternalSignal(FlowbusSignal):
+    """Root of signals from outside the process (Prefect's name); never caught by user code."""
+
+
+class TerminationSignal(ExternalSignal):
+    """The process received a termination signal (``signal``: its number, e.g. SIGTERM)."""
+
+    def __init__(self, signal: int) -> None:
+        super().__init__(signal)
+        self.signal = signal
+
+
 class FlowPauseTimeout(FlowbusError, TimeoutError):
     """A paused flow run was not resumed within its timeout."""
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from flowbus.exceptions import ConfigurationError
 from flowbus.results import write_atomic
@@ -31,6 +31,54 @@ def _relative_key(key: str) -> str:
     if not str(key) or path.is_absolute() or ".." in path.parts:
         raise ValueError(f"storage key {key!r} must be a relative path without '..'")
     return str(path)
+
+
+@runtime_checkable
+class ReadableFileSystem(Protocol):
+    """A file system that reads paths (Prefect's base class; here a protocol)."""
+
+    def read_path(self, path: str) -> Any: ...
+
+
+@runtime_checkable
+class WritableFileSystem(Protocol):
+    """A file system that reads and writes paths; the file systems of this module are
+    ones, and so is a class of yours with these two methods."""
+
+    def read_path(self, path: str) -> Any: ...
+
+    def write_path(self, path: str, content: bytes) -> Any: ...
+
+
+class NullFileSystem:
+    """A file system that keeps nothing: writes are dropped and reads find nothing.
+
+    As `result_storage` it makes results unreadable once the run is over.
+    """
+
+    def read_path(self, path: str) -> None:
+        return None
+
+    def write_path(self, path: str, content: bytes) -> None:
+        return None
+
+    def read(self, key: str) -> bytes | None:
+        return None
+
+    def write(self, key: str, data: bytes) -> None:
+        return None
+
+    def delete(self, key: str) -> None:
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NullFileSystem)
+
+    def __hash__(self) -> int:
+        return hash(NullFileSystem)
+
+    def __repr__(self) -> str:
+        return "NullFileSystem()"
 
 
 class LocalFileSystem:
@@ -136,4 +184,4 @@ class RemoteFileSystem:
         return f"RemoteFileSystem(basepath={self.basepath!r})"
 
 
-__all__ = ["LocalFileSystem", "RemoteFileSystem"]
+__all__ = ["LocalFileSystem", "NullFileSystem", "ReadableFileSystem", "RemoteFileSystem", "WritableFileSystem"]

@@ -1,8 +1,8 @@
 """Where persisted results and cache records live.
 
 `ResultStorage` is the small interface the engine needs. `LocalResultStore` keeps one file
-per key under a directory (by default ``$FLOWBUS_HOME/results``, ``~/.flowbus``
-when unset); writes are atomic (a temporary file, then `os.replace`) so a reader in
+per key under a directory (by default ``$FLOWBUS_LOCAL_STORAGE_PATH``, else
+``$FLOWBUS_HOME/results``, ``~/.flowbus`` when unset); writes are atomic (a temporary file, then `os.replace`) so a reader in
 another process sees either the old record or the new one, never half of one.
 With a server (a run on a runner, or ``FLOWBUS_NATS_URL`` set), the same interface is
 backed by the ``flowbus-results`` object store (`flowbus._state.ObjectStoreResults`)
@@ -19,10 +19,13 @@ import sys
 import tempfile
 import urllib.parse
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from flowbus.exceptions import ConfigurationError
 from flowbus.serializers import Serializer, resolve_serializer
+
+if TYPE_CHECKING:
+    from flowbus._result_records import ResultRecord, ResultRecordMetadata
 
 
 @runtime_checkable
@@ -192,13 +195,54 @@ def _server_store(which: int) -> ResultStorage | None:
     return stores[which]
 
 
+# The local default stores made so far, by directory (Prefect's cache of its default
+# storage blocks has this name; clearing it makes the next lookup build them anew).
+_default_storages: dict[Path, LocalResultStore] = {}
+
+
+def _local_default() -> LocalResultStore:
+    from flowbus.settings import FLOWBUS_LOCAL_STORAGE_PATH
+
+    root = Path(FLOWBUS_LOCAL_STORAGE_PATH.value())
+    store = _default_storages.get(root)
+    if store is None:
+        store = _default_storages[root] = LocalResultStore(root)
+    return store
+
+
 def resolve_result_store(value: ResultStorage | str | os.PathLike[str] | None) -> ResultStorage:
     """The store for a `result_storage` option: a store, a directory, or None (default)."""
     if value is None:
-        return _result_store or _server_store(1) or LocalResultStore(flowbus_home() / "results")
+        return _result_store or _server_store(1) or _local_default()
     if isinstance(value, str | os.PathLike):
         return LocalResultStore(value)
     return value
+
+
+def get_default_result_storage() -> ResultStorage:
+    """Where results go when a task or flow names no `result_storage`: the installed
+    store, the server's object store, else the ``FLOWBUS_LOCAL_STORAGE_PATH`` directory."""
+    return resolve_result_store(None)
+
+
+def get_result_store() -> ResultStore:
+    """The `ResultStore` of the current run: the running task's (or else flow's)
+    ``result_storage`` and ``result_serializer``; outside a run, the defaults."""
+    from flowbus.context import FlowRunContext, TaskRunContext
+
+    task_ctx, flow_ctx = TaskRunContext.get(), FlowRunContext.get()
+    owner = task_ctx.task if task_ctx is not None else (flow_ctx.flow if flow_ctx is not None else None)
+    if owner is None:
+        return ResultStore()
+    storage = getattr(owner, "result_storage", None)
+    if storage is None and flow_ctx is not None:  # a task without its own storage uses its flow's
+        storage = getattr(flow_ctx.flow, "result_storage", None)
+    return ResultStore(result_storage=storage, serializer=getattr(owner, "_serializer", None))
+
+
+async def aget_default_result_storage() -> ResultStorage:
+    """`get_default_result_storage` for async code."""
+    return get_default_result_storage()
 
 
 def default_cache_store() -> ResultStorage:
@@ -231,4 +275,25 @@ def decode_cache_record(record: bytes) -> tuple[Serializer, bytes] | None:
     return serializer, payload
 
 
-__all__ = ["LocalResultStore", "ResultStorage", "ResultStore", "flowbus_home", "resolve_result_store", "set_default_stores"]
+def __getattr__(name: str) -> Any:
+    # The record classes need pydantic; they load when first asked for.
+    if name in ("ResultRecord", "ResultRecordMetadata"):
+        from flowbus import _result_records
+
+        return getattr(_result_records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "LocalResultStore",
+    "ResultRecord",
+    "ResultRecordMetadata",
+    "ResultStorage",
+    "ResultStore",
+    "aget_default_result_storage",
+    "flowbus_home",
+    "get_default_result_storage",
+    "get_result_store",
+    "resolve_result_store",
+    "set_default_stores",
+]

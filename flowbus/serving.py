@@ -169,8 +169,10 @@ def to_deployment(
         serve(etl.to_deployment("etl-nightly", cron="0 3 * * *"),
               report.to_deployment("report", triggers=[{"expect": ["etl.done"]}]))
     """
-    deployment = RunnerDeployment(
-        flow=flow, name=name or flow.name, parameters=dict(parameters or {}),
+    from flowbus.utilities.annotations import unwrap_annotation
+
+    deployment = RunnerDeployment(  # freeze(x) gives x: stored, not locked (docs/compat.md)
+        flow=flow, name=name or flow.name, parameters={k: unwrap_annotation(v) for k, v in (parameters or {}).items()},
         triggers=_triggers(triggers), schedules=_schedules(cron, interval, schedules),
         tags=list(tags or []),
         description=description if description is not None else flow.description,

@@ -64,16 +64,48 @@ FLOWBUS_NATS_URL = Setting("FLOWBUS_NATS_URL", "nats.url", None)
 FLOWBUS_LOGGING_LEVEL = Setting("FLOWBUS_LOGGING_LEVEL", "logging.level", "INFO")
 FLOWBUS_EVENTS_FILE = Setting("FLOWBUS_EVENTS_FILE", "events.file", None)
 FLOWBUS_TASK_RUNNER_MAX_WORKERS = Setting("FLOWBUS_TASK_RUNNER_MAX_WORKERS", "tasks.runner.max_workers", None, int)
+FLOWBUS_LOCAL_STORAGE_PATH = Setting(
+    "FLOWBUS_LOCAL_STORAGE_PATH", "results.local_storage_path", lambda: FLOWBUS_HOME.value() / "results", Path
+)
+
+
+class UnsupportedSetting(Setting):
+    """A Prefect setting flowbus has no use for: code naming it imports, but setting it
+    is refused with a message saying why."""
+
+    def __init__(self, env: str, reason: str) -> None:
+        super().__init__(env, env, None)
+        self.reason = reason
+
+    def value(self) -> Any:
+        return None
+
+
+# Prefect's default-storage-block settings: flowbus's default result storage is a
+# directory (or the server's object store), never a block document.
+PREFECT_DEFAULT_RESULT_STORAGE_BLOCK = UnsupportedSetting(
+    "PREFECT_DEFAULT_RESULT_STORAGE_BLOCK",
+    "flowbus stores results without blocks; set FLOWBUS_LOCAL_STORAGE_PATH, or pass result_storage=",
+)
+PREFECT_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK = UnsupportedSetting(
+    "PREFECT_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK",
+    "background task parameters travel in the task's job on the server, not in a storage block",
+)
 
 # Prefect's names for the same settings.
 PREFECT_HOME = FLOWBUS_HOME
 PREFECT_API_URL = FLOWBUS_API_URL
 PREFECT_LOGGING_LEVEL = FLOWBUS_LOGGING_LEVEL
+PREFECT_LOCAL_STORAGE_PATH = FLOWBUS_LOCAL_STORAGE_PATH
 
 SETTINGS: tuple[Setting, ...] = (FLOWBUS_HOME, FLOWBUS_API_URL, FLOWBUS_NATS_URL, FLOWBUS_LOGGING_LEVEL,
-                                 FLOWBUS_EVENTS_FILE, FLOWBUS_TASK_RUNNER_MAX_WORKERS)  # fmt: skip
+                                 FLOWBUS_EVENTS_FILE, FLOWBUS_TASK_RUNNER_MAX_WORKERS,
+                                 FLOWBUS_LOCAL_STORAGE_PATH)  # fmt: skip
 _BY_NAME = {s.env: s for s in SETTINGS} | {s.path: s for s in SETTINGS} | {
     "PREFECT_HOME": FLOWBUS_HOME, "PREFECT_API_URL": FLOWBUS_API_URL, "PREFECT_LOGGING_LEVEL": FLOWBUS_LOGGING_LEVEL,
+    "PREFECT_LOCAL_STORAGE_PATH": FLOWBUS_LOCAL_STORAGE_PATH,
+    "PREFECT_DEFAULT_RESULT_STORAGE_BLOCK": PREFECT_DEFAULT_RESULT_STORAGE_BLOCK,
+    "PREFECT_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK": PREFECT_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK,
 }  # fmt: skip
 _lock = threading.RLock()
 
@@ -86,6 +118,13 @@ def _setting(key: Setting | str) -> Setting:
         known = ", ".join(sorted(s.env for s in SETTINGS))
         raise ValueError(f"Unknown setting {key!r}; flowbus's settings are {known} (or their dotted paths)")
     return found
+
+
+def _settable(key: Setting | str, value: Any) -> Setting:
+    setting = _setting(key)
+    if isinstance(setting, UnsupportedSetting) and value is not None:
+        raise ValueError(f"{setting.env} is not supported by flowbus: {setting.reason}")
+    return setting
 
 
 def get_current_settings() -> Any:
@@ -118,11 +157,11 @@ def temporary_settings(
     for key in restore_defaults or ():
         changes[_setting(key).env] = None
     for key, value in (set_defaults or {}).items():
-        env = _setting(key).env
+        env = _settable(key, value).env
         if os.environ.get(env) is None and env not in changes:
             changes[env] = None if value is None else str(value)
     for key, value in (updates or {}).items():
-        changes[_setting(key).env] = None if value is None else str(value)
+        changes[_settable(key, value).env] = None if value is None else str(value)
     with _lock:
         saved = {env: os.environ.get(env) for env in changes}
         _apply(changes)
@@ -145,13 +184,18 @@ __all__ = [
     "FLOWBUS_API_URL",
     "FLOWBUS_EVENTS_FILE",
     "FLOWBUS_HOME",
+    "FLOWBUS_LOCAL_STORAGE_PATH",
     "FLOWBUS_LOGGING_LEVEL",
     "FLOWBUS_NATS_URL",
     "FLOWBUS_TASK_RUNNER_MAX_WORKERS",
     "PREFECT_API_URL",
+    "PREFECT_DEFAULT_RESULT_STORAGE_BLOCK",
     "PREFECT_HOME",
+    "PREFECT_LOCAL_STORAGE_PATH",
     "PREFECT_LOGGING_LEVEL",
+    "PREFECT_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK",
     "Setting",
+    "UnsupportedSetting",
     "get_current_settings",
     "temporary_settings",
 ]

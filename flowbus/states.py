@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import datetime as _dt
+import sys
 from dataclasses import dataclass as _dataclass
 from dataclasses import fields as _fields
 from dataclasses import replace as _replace
@@ -214,6 +215,9 @@ class State(Generic[R]):
         data = self.data
         if isinstance(data, ResultRef):
             return data.load()  # type: ignore[no-any-return]
+        records = sys.modules.get("flowbus._result_records")  # loaded if a record was made
+        if records is not None and isinstance(data, records.ResultRecord):
+            return data.result  # type: ignore[no-any-return]
         return data  # type: ignore[no-any-return]
 
     async def aresult(self, raise_on_failure: bool = True, retry_result_failure: bool = True) -> R:

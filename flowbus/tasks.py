@@ -30,7 +30,7 @@ from flowbus.cache_policies import NONE, CacheKeyFnPolicy, CachePolicy, hash_obj
 from flowbus.futures import FlowbusFuture, FutureList
 from flowbus.results import ResultStorage
 from flowbus.serializers import Serializer, resolve_serializer
-from flowbus.utilities.annotations import BaseAnnotation
+from flowbus.utilities.annotations import BaseAnnotation, unmapped
 from flowbus.visualization import _tracker as _viz_tracker
 
 if TYPE_CHECKING:
@@ -69,15 +69,6 @@ def _asset_list(asset_deps: Iterable[Any] | None) -> list[Any]:
     from flowbus.assets.core import as_assets  # pydantic loads only for tasks with assets
 
     return list(as_assets([asset_deps] if isinstance(asset_deps, str) else asset_deps))
-
-
-class unmapped(Generic[R]):
-    """Pass an argument whole to every run of `Task.map` instead of iterating over it."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: R) -> None:
-        self.value = value
 
 
 def _listify(hooks: Any) -> list[Callable[..., Any]]:

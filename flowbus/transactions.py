@@ -93,6 +93,8 @@ class Transaction:
         overwrite: bool = False,
         write_on_commit: bool = True,
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        *,
+        state: TransactionState | str = TransactionState.PENDING,
     ) -> None:
         if key is not None and (not isinstance(key, str) or not key):
             raise ValueError(f"transaction key must be a non-empty string or None, got {key!r}")
@@ -103,7 +105,7 @@ class Transaction:
         self.overwrite = overwrite
         self.write_on_commit = write_on_commit
         self.logger = logger or _log
-        self.state = TransactionState.PENDING
+        self.state: TransactionState = _enum(TransactionState, state, "state")
         self.children: list[Transaction] = []
         self.on_commit_hooks: list[Callable[..., Any]] = []
         self.on_rollback_hooks: list[Callable[..., Any]] = []
@@ -165,7 +167,7 @@ class Transaction:
         if self.isolation_level is None:
             self.isolation_level = parent.isolation_level if parent is not None else IsolationLevel.READ_COMMITTED
         self.state = TransactionState.ACTIVE
-        self.begin()
+        self._begin()
         self._token = _current.set(self)
         return self
 
@@ -173,22 +175,45 @@ class Transaction:
         if self._token is None:
             raise RuntimeError("Asymmetric use of context. Context exit called without an enter.")
         if exc_type is not None:
-            self.rollback()
-            self.reset()
+            self._rollback()
+            self._reset()
             return
         if self.commit_mode is CommitMode.EAGER:
-            self.commit()
+            self._commit()
         if self._parent is not None:
-            self.reset()  # the parent commits or rolls back this one with itself
+            self._reset()  # the parent commits or rolls back this one with itself
             return
         if self.commit_mode is CommitMode.OFF:
-            self.rollback()
+            self._rollback()
         elif self.commit_mode is CommitMode.LAZY:
-            self.commit()
-        self.reset()
+            self._commit()
+        self._reset()
 
     def begin(self) -> None:
         """Take the lock (SERIALIZABLE with a key); COMMITTED when the key has a record."""
+        self._begin()
+
+    def read(self) -> TransactionRecord | None:
+        """The record at the transaction's key (None: no key, or nothing committed)."""
+        return self._read()
+
+    def commit(self) -> bool:
+        """Commit the children, run the commit hooks, write the record; False when
+        already final, or when something failed (the transaction then rolls back)."""
+        return self._commit()
+
+    def rollback(self) -> bool:
+        """Run the rollback hooks (last staged first), then the children's; False when
+        already final or a hook failed."""
+        return self._rollback()
+
+    def reset(self) -> None:
+        """Leave the context; the parent adopts this transaction, and rolls back with it."""
+        self._reset()
+
+    # The steps themselves, which the context manager and the parent call.
+
+    def _begin(self) -> None:
         if self.key is None:
             return
         if self.isolation_level is IsolationLevel.SERIALIZABLE and self._lock is None:
@@ -197,8 +222,7 @@ class Transaction:
         if not self.overwrite and _store(self.store).read(self.key) is not None:
             self.state = TransactionState.COMMITTED
 
-    def read(self) -> TransactionRecord | None:
-        """The record at the transaction's key (None: no key, or nothing committed)."""
+    def _read(self) -> TransactionRecord | None:
         if self.key is None:
             return None
         raw = _store(self.store).read(self.key)
@@ -226,15 +250,13 @@ class Transaction:
         self.on_commit_hooks += on_commit_hooks or []
         self.state = TransactionState.STAGED
 
-    def commit(self) -> bool:
-        """Commit the children, run the commit hooks, write the record; False when
-        already final, or when something failed (the transaction then rolls back)."""
+    def _commit(self) -> bool:
         if self.state in (TransactionState.ROLLED_BACK, TransactionState.COMMITTED):
             self._release()
             return False
         try:
             for child in self.children:
-                child.commit()
+                child._commit()
             for hook in self.on_commit_hooks:
                 self._run_hook(hook, "commit")
             if self.key is not None and self.write_on_commit:
@@ -244,12 +266,10 @@ class Transaction:
             return True
         except Exception:
             self.logger.exception("An error was encountered while committing transaction %r", self.key)
-            self.rollback()
+            self._rollback()
             return False
 
-    def rollback(self) -> bool:
-        """Run the rollback hooks (last staged first), then the children's; False when
-        already final or a hook failed."""
+    def _rollback(self) -> bool:
         if self.state in (TransactionState.ROLLED_BACK, TransactionState.COMMITTED):
             return False
         try:
@@ -257,7 +277,7 @@ class Transaction:
                 self._run_hook(hook, "rollback")
             self.state = TransactionState.ROLLED_BACK
             for child in reversed(self.children):
-                child.rollback()
+                child._rollback()
             return True
         except Exception:
             self.logger.exception("An error was encountered while rolling back transaction %r", self.key)
@@ -265,8 +285,7 @@ class Transaction:
         finally:
             self._release()
 
-    def reset(self) -> None:
-        """Leave the context; the parent adopts this transaction, and rolls back with it."""
+    def _reset(self) -> None:
         parent = self._parent
         if parent is not None:
             parent.add_child(self)
@@ -274,7 +293,7 @@ class Transaction:
             _current.reset(self._token)
             self._token = None
         if parent is not None and self.state is TransactionState.ROLLED_BACK:
-            parent.rollback()
+            parent._rollback()
 
     def _run_hook(self, hook: Callable[..., Any], kind: str) -> None:
         name = getattr(hook, "__name__", repr(hook))
@@ -407,7 +426,14 @@ def _run_awaitable(awaitable: Any) -> None:
         pool.submit(asyncio.run, wait()).result()
 
 
+# Prefect's base class of both kinds; flowbus's async kind derives from `Transaction`.
+BaseTransaction = Transaction
+
+from flowbus._async_transaction import AsyncTransaction  # noqa: E402  (it derives from Transaction)
+
 __all__ = [
+    "AsyncTransaction",
+    "BaseTransaction",
     "CommitMode",
     "IsolationLevel",
     "Transaction",

@@ -105,8 +105,15 @@ class RunInput(pydantic.BaseModel):
                                        keyset["response"], run_id))
 
     @classmethod
-    def load_from_flow_run_input(cls, stored: Any, flow_run_id: str) -> Any:
-        """An instance from a stored input (``events.run_input.StoredInput``)."""
+    def load_from_flow_run_input(cls, stored: Any, flow_run_id: str | None = None) -> Any:
+        """An instance from a stored input (``events.run_input.StoredInput``), or from a
+        client's `FlowRunInput` (its JSON value and its own flow run id)."""
+        from flowbus.client.schemas.objects import FlowRunInput
+
+        if isinstance(stored, FlowRunInput):
+            return cls._loaded(stored.decoded_value, stored.key, flow_run_id or stored.flow_run_id, stored.sender)
+        if flow_run_id is None:
+            raise TypeError("load_from_flow_run_input of a stored input needs its flow_run_id")
         return cls._loaded(stored.value, stored.key, flow_run_id, stored.sender)
 
     @classmethod
