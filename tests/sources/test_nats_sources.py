@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -128,9 +129,11 @@ async def test_a_source_stopped_while_its_broker_never_answers_stops_at_once(
     # A server that accepts the connection and never says a word: the client waits for
     # its INFO line until the (long) connect timeout.
     peers: list[asyncio.StreamReader] = []
+    writers: list[asyncio.StreamWriter] = []
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peers.append(reader)
+        writers.append(writer)
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -149,6 +152,10 @@ async def test_a_source_stopped_while_its_broker_never_answers_stops_at_once(
                 assert await asyncio.wait_for(peers[0].read(), 30) == b""
         assert "did not stop within the drain timeout" not in caplog.text
     finally:
+        for writer in writers:  # an unclosed one warns when collected, in a later test
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
         server.close()
         await server.wait_closed()
 
