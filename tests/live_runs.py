@@ -1,0 +1,106 @@
+"""Runs made and carried out by the product, for tests of the parts that read them.
+
+:func:`deploy_flows` deploys the flows of :data:`FLOWS` the way ``flowbus deploy``
+does (the flow inspected, its code bundled and uploaded); :func:`live` starts the
+orchestrator's real service (run requests become runs, the API's cancel is answered)
+and, unless told not to, a runner in this process (``inline`` isolation: the tests
+using it are about what a run records, not about process isolation). Results,
+parameters and final states are then the product's: a run fails because its flow
+raised, it stays Running because its flow has not returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from events.bus import Bus
+from events.records import Deployment, FlowRun
+from events.settings import NatsSettings
+from flowbus.deploying import check_specs, register
+from flowbus.project import BuildConfig, DeploymentSpec, DeploySettings
+from tests.orchestrator.support import ManualClock, start
+from tests.runners.runner_helpers import runner_settings, running, wait_state
+
+FLOWS = '''
+import time
+from pathlib import Path
+
+from flowbus import flow, get_run_logger
+
+
+@flow
+def greet(name: str = "world", times: int = 1) -> str:
+    """Say hello; a negative count is an error, and the run fails."""
+    if times < 0:
+        raise ValueError(f"cannot greet {times} times")
+    return f"Hello, {name}!" * times
+
+
+@flow
+def hold(release: str) -> str:
+    """Log a line, then run until the file ``release`` exists: a run that stays Running."""
+    get_run_logger().info("holding")
+    while not Path(release).exists():
+        time.sleep(0.05)
+    return "released"
+'''
+
+
+async def deploy_flows(bus: Bus, root: Path, *specs: DeploymentSpec) -> dict[str, Deployment]:
+    """Deploy ``specs`` (entrypoints into :data:`FLOWS`, as ``flows.py:greet``) from ``root``."""
+
+    def write_and_check() -> list[Any]:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "flows.py").write_text(textwrap.dedent(FLOWS))
+        return check_specs(root, list(specs))
+
+    infos = await asyncio.to_thread(write_and_check)
+    outcome = await register(bus, root, list(specs), infos, BuildConfig(include=["*.py"]),
+                             settings=DeploySettings(), source="tests")
+    return {made.deployment.name: made.deployment for made in outcome.deployments}
+
+
+def greet(name: str = "hello", **fields: Any) -> DeploymentSpec:
+    return DeploymentSpec(name=name, entrypoint="flows.py:greet", **fields)
+
+
+def hold(release: Path, name: str = "held", **fields: Any) -> DeploymentSpec:
+    return DeploymentSpec(name=name, entrypoint="flows.py:hold",
+                          parameters={"release": str(release)}, **fields)
+
+
+@dataclass
+class Live:
+    """The orchestrator (with its clock, which only the test moves) and maybe a runner."""
+
+    clock: ManualClock
+
+
+@asynccontextmanager
+async def live(bus: Bus, nats_settings: NatsSettings, *, runner: bool = True) -> AsyncIterator[Live]:
+    """An orchestrator and (with ``runner``) an inline runner serving the default pool."""
+    clock = ManualClock(datetime.now(UTC))
+    async with AsyncExitStack() as stack:
+        orchestrator = await start(bus, clock=clock)
+        stack.push_async_callback(orchestrator.close)
+        if runner:
+            await stack.enter_async_context(
+                running(bus, nats_settings, runner_settings(limit=4, isolation="inline")))
+        yield Live(clock)
+
+
+async def wait_running(bus: Bus, run_id: str) -> FlowRun:
+    """The run's record once its runner started the flow (generous: the machine is loaded)."""
+    return await wait_state(bus, run_id, "Running", max_wait=60)
+
+
+async def let_go(release: Path) -> None:
+    """Let every ``hold`` flow waiting on ``release`` return."""
+    await asyncio.to_thread(release.touch)
