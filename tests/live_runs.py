@@ -12,6 +12,7 @@ raised, it stays Running because its flow has not returned.
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -24,6 +25,7 @@ from events.bus import Bus
 from events.records import Deployment, FlowRun
 from events.settings import NatsSettings
 from flowbus.deploying import check_specs, register
+from flowbus.entrypoints import FlowInfo
 from flowbus.project import BuildConfig, DeploymentSpec, DeploySettings
 from tests.orchestrator.support import ManualClock, start
 from tests.runners.runner_helpers import runner_settings, running, wait_state
@@ -53,15 +55,27 @@ def hold(release: str) -> str:
 '''
 
 
+# The inspection of an entrypoint runs in a subprocess (seconds on a loaded machine) and
+# FLOWS never changes: each (entrypoint, parameters) is inspected once per session.
+_inspected: dict[str, FlowInfo] = {}
+
+
+def _key(spec: DeploymentSpec) -> str:
+    return json.dumps([spec.entrypoint, spec.parameters], sort_keys=True)
+
+
 async def deploy_flows(bus: Bus, root: Path, *specs: DeploymentSpec) -> dict[str, Deployment]:
     """Deploy ``specs`` (entrypoints into :data:`FLOWS`, as ``flows.py:greet``) from ``root``."""
 
-    def write_and_check() -> list[Any]:
+    def write_and_check() -> None:
         root.mkdir(parents=True, exist_ok=True)
         (root / "flows.py").write_text(textwrap.dedent(FLOWS))
-        return check_specs(root, list(specs))
+        unknown = [spec for spec in specs if _key(spec) not in _inspected]
+        for spec, info in zip(unknown, check_specs(root, unknown) if unknown else [], strict=True):
+            _inspected[_key(spec)] = info
 
-    infos = await asyncio.to_thread(write_and_check)
+    await asyncio.to_thread(write_and_check)
+    infos = [_inspected[_key(spec)] for spec in specs]
     outcome = await register(bus, root, list(specs), infos, BuildConfig(include=["*.py"]),
                              settings=DeploySettings(), source="tests")
     return {made.deployment.name: made.deployment for made in outcome.deployments}
