@@ -3,7 +3,7 @@
 :func:`deploy_flows` deploys the flows of :data:`FLOWS` the way ``flowbus deploy``
 does (the flow inspected, its code bundled and uploaded); :func:`live` starts the
 orchestrator's real service (run requests become runs, the API's cancel is answered)
-and, unless told not to, a runner in this process (``inline`` isolation: the tests
+(with the automations' test settings) and, unless told not to, a runner in this process (``inline`` isolation: the tests
 using it are about what a run records, not about process isolation). Results,
 parameters and final states are then the product's: a run fails because its flow
 raised, it stays Running because its flow has not returned.
@@ -15,7 +15,7 @@ import asyncio
 import json
 import textwrap
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +27,8 @@ from events.settings import NatsSettings
 from flowbus.deploying import check_specs, register
 from flowbus.entrypoints import FlowInfo
 from flowbus.project import BuildConfig, DeploymentSpec, DeploySettings
-from tests.orchestrator.support import ManualClock, start
+from runners.service import Runner
+from tests.automations.support import ManualClock, start
 from tests.runners.runner_helpers import runner_settings, running, wait_state
 
 FLOWS = '''
@@ -43,6 +44,23 @@ def greet(name: str = "world", times: int = 1) -> str:
     if times < 0:
         raise ValueError(f"cannot greet {times} times")
     return f"Hello, {name}!" * times
+
+
+@flow
+def rows(day: str = "today", count: int = 3) -> list[int]:
+    """The rows loaded on ``day``: 1 to ``count``."""
+    return list(range(1, count + 1))
+
+
+@flow
+def flaky(counter: str, failures: int = 2) -> int:
+    """Fail the first ``failures`` attempts (counted in the file ``counter``), then succeed."""
+    path = Path(counter)
+    attempt = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(attempt))
+    if attempt <= failures:
+        raise RuntimeError(f"attempt {attempt} fails")
+    return attempt
 
 
 @flow
@@ -90,6 +108,11 @@ def hold(release: Path, name: str = "held", **fields: Any) -> DeploymentSpec:
                           parameters={"release": str(release)}, **fields)
 
 
+def flows(entrypoint: str, name: str, **fields: Any) -> DeploymentSpec:
+    """A deployment of the flow ``entrypoint`` names in :data:`FLOWS` (``flaky``, ``rows``...)."""
+    return DeploymentSpec(name=name, entrypoint=f"flows.py:{entrypoint}", **fields)
+
+
 @dataclass
 class Live:
     """The orchestrator (with its clock, which only the test moves) and maybe a runner."""
@@ -102,12 +125,16 @@ async def live(bus: Bus, nats_settings: NatsSettings, *, runner: bool = True) ->
     """An orchestrator and (with ``runner``) an inline runner serving the default pool."""
     clock = ManualClock(datetime.now(UTC))
     async with AsyncExitStack() as stack:
-        orchestrator = await start(bus, clock=clock)
+        orchestrator = await start(bus, clock)
         stack.push_async_callback(orchestrator.close)
         if runner:
-            await stack.enter_async_context(
-                running(bus, nats_settings, runner_settings(limit=4, isolation="inline")))
+            await stack.enter_async_context(inline_runner(bus, nats_settings))
         yield Live(clock)
+
+
+def inline_runner(bus: Bus, nats_settings: NatsSettings) -> AbstractAsyncContextManager[Runner]:
+    """A runner of the default pool in this process, its runs in threads of this process."""
+    return running(bus, nats_settings, runner_settings(limit=4, isolation="inline"))
 
 
 async def wait_running(bus: Bus, run_id: str) -> FlowRun:
