@@ -74,12 +74,14 @@ def hold(release: str) -> str:
 
 
 # The inspection of an entrypoint runs in a subprocess (seconds on a loaded machine) and
-# FLOWS never changes: each (entrypoint, parameters) is inspected once per session.
+# FLOWS never changes: an entrypoint is inspected once per session for each set of
+# parameter names and value types (a path differs from test to test, not its type).
 _inspected: dict[str, FlowInfo] = {}
 
 
 def _key(spec: DeploymentSpec) -> str:
-    return json.dumps([spec.entrypoint, spec.parameters], sort_keys=True)
+    kinds = {name: type(value).__name__ for name, value in spec.parameters.items()}
+    return json.dumps([spec.entrypoint, kinds], sort_keys=True)
 
 
 async def deploy_flows(bus: Bus, root: Path, *specs: DeploymentSpec) -> dict[str, Deployment]:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from events.bus import Bus
+from events.deployments import get_flow_run
 from events.settings import NatsSettings
 from flowbus.client import ApiError, get_client
 from flowbus.client.schemas.filters import (
@@ -23,6 +24,7 @@ from flowbus.client.schemas.sorting import FlowRunSort
 from gateway.service import RunningGateway, running
 from gateway.settings import GatewaySettings
 from tests.live_runs import Live, deploy_flows, greet, hold, let_go, live, wait_running
+from tests.orchestrator.support import wait_until
 from tests.runners.runner_helpers import wait_final
 
 KEY = "deploy-tests-admin-key-0123456789abcdef"
@@ -52,15 +54,21 @@ async def served(api: RunningGateway, bus: Bus, nats_settings: NatsSettings,
 @pytest.fixture
 async def runs(served: Live, bus: Bus) -> dict[str, str]:
     """Three runs of ``hello`` (a2 fails: its flow raises) and one of ``nightly-etl``: the
-    ids the orchestrator gave them, by name, run one after the other a second apart."""
+    ids the orchestrator gave them, by name, created one after the other a second apart."""
     asked = {"a1": ("hello", 1), "a2": ("hello", -1), "a3": ("hello", 1), "b1": ("nightly-etl", 1)}
     ids: dict[str, str] = {}
     async with get_client() as client:
         for name, (deployment, times) in asked.items():
             made = await client.create_flow_run_from_deployment(deployment, {"times": times})
-            ids[name] = str(made["flow_run_id"])
-            await wait_final(bus, ids[name], max_wait=60)
+            ids[name] = run_id = str(made["flow_run_id"])
+
+            async def created(run_id: str = run_id) -> bool:
+                return await get_flow_run(bus, run_id) is not None
+
+            await wait_until(created, within=60)
             served.clock.advance(1)  # the next run is expected a second later
+    for run_id in ids.values():  # the runner runs them side by side
+        await wait_final(bus, run_id, max_wait=60)
     return ids
 
 
