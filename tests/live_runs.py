@@ -2,11 +2,11 @@
 
 :func:`deploy_flows` deploys the flows of :data:`FLOWS` the way ``flowbus deploy``
 does (the flow inspected, its code bundled and uploaded); :func:`live` starts the
-orchestrator's real service (run requests become runs, the API's cancel is answered)
-(with the automations' test settings) and, unless told not to, a runner in this process (``inline`` isolation: the tests
-using it are about what a run records, not about process isolation). Results,
-parameters and final states are then the product's: a run fails because its flow
-raised, it stays Running because its flow has not returned.
+orchestrator's real service (run requests become runs, automations act, the API's
+cancel is answered) and, unless told not to, a runner in this process (``inline``
+isolation: the tests using it are about what a run records, not about process
+isolation). Results, parameters and final states are then the product's: a run
+fails because its flow raised, it stays Running because its flow has not returned.
 """
 
 from __future__ import annotations
