@@ -12,13 +12,14 @@ from aiohttp import web
 
 from events.bus import Bus
 from events.cloudevent import CloudEvent
-from events.records import FlowRun, State
+from events.records import FlowRun
 from orchestrator.automations.settings import AutomationSettings
-from orchestrator.creation import state_event
 from orchestrator.service import Orchestrator
+from runners import claims
+from tests.created_runs import created_run
 from tests.orchestrator.support import ManualClock, Running, fast_settings, flow_runs, wait_until
 
-__all__ = ["ManualClock", "Receiver", "Request", "finished_run", "flow_runs", "start", "wait_until"]
+__all__ = ["ManualClock", "Receiver", "Request", "flow_runs", "held_run", "start", "wait_until"]
 
 
 def quick_settings(**overrides: Any) -> AutomationSettings:
@@ -44,24 +45,15 @@ async def start(bus: Bus, clock: ManualClock | None = None, **automation: Any) -
     return Running(orch, stop, task)
 
 
-async def finished_run(
-    bus: Bus, deployment: str, state: str = "Completed", *, result: Any = None, run_id: str = "run-a",
-    parameters: dict[str, Any] | None = None, run_count: int = 1, publish: bool = True,
-) -> FlowRun:
-    """Write a finished run's record (and result), as a runner does, and publish its state event."""
-    run = FlowRun(
-        id=run_id, name=run_id, flow_name=f"{deployment}-flow", deployment_name=deployment,
-        parameters=parameters or {}, state=State.named(state), run_count=run_count,
-        result_ref=run_id if result is not None else None,
-    )
-    if result is not None:
-        store = await bus.objects(bus.layout.results)
-        await store.put(run_id, json.dumps({"serializer": "json", "value": result}).encode())
+async def held_run(bus: Bus, deployment: str, run_id: str) -> FlowRun:
+    """A run the orchestrator created, held Running by a runner's claim (runners.claims)
+    that no runner acts on: the record stays as the automation under test leaves it."""
+    run = await created_run(bus, run_id, deployment=deployment)
+    _, held = claims.claimed(run, "runner-1", datetime.now(UTC))
+    held = claims.body_started(held)
     kv = await bus.kv(bus.layout.flow_runs)
-    await kv.put(run.id, run.model_dump_json().encode())
-    if publish:
-        await bus.publish(state_event(run))
-    return run
+    await kv.update(run_id, lambda _: held.model_dump_json().encode())
+    return held
 
 
 def event(kind: str, source: str = "/test", **fields: Any) -> CloudEvent:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from events import automation_store as store
 from events.bus import Bus
-from events.deployments import get_deployment
+from events.deployments import get_deployment, get_flow_run, request_run
 from events.records import FlowRun
+from events.settings import NatsSettings
 from orchestrator.service import Orchestrator
-from tests.automations.support import event, finished_run, flow_runs, wait_events, wait_until
+from tests.automations.support import event, flow_runs, held_run, wait_events, wait_until
+from tests.live_runs import deploy_flows, flows, inline_runner
 from tests.orchestrator.support import deploy
+from tests.runners.runner_helpers import wait_final
 
 
 def chain(source: str, target: str, **action: Any) -> dict[str, Any]:
@@ -26,22 +30,25 @@ async def runs_of(bus: Bus, deployment: str) -> list[FlowRun]:
 
 
 async def test_completed_flow_runs_the_next_with_its_result_as_a_parameter(
-    bus: Bus, orchestrator: Orchestrator
+    bus: Bus, orchestrator: Orchestrator, nats_settings: NatsSettings, tmp_path: Path
 ) -> None:
-    await deploy(bus, "extract")
-    await deploy(bus, "load", parameters={"mode": "append"})
+    await deploy_flows(bus, tmp_path / "code", flows("rows", "extract"))
+    await deploy(bus, "load", parameters={"mode": "append"}, work_pool="elsewhere")  # not run here
     await store.create_automation(bus, chain("extract", "load", parameters={
         "rows": "{{ result }}", "day": "{{ flow_run.parameters.day }}", "origin": "{{ flow_run.id }}",
     }))
     await wait_until(lambda: _has(orchestrator, 1))
-    await finished_run(bus, "extract", result=[1, 2, 3], parameters={"day": "2026-03-01"})
+    async with inline_runner(bus, nats_settings):  # runs extract: its result is [1, 2, 3]
+        extract_id = await request_run(bus, "extract", {"day": "2026-03-01"}, source="/test")
+        assert (await wait_final(bus, extract_id, max_wait=60)).state.name == "Completed"
 
     async def chained() -> bool:
         return bool(await runs_of(bus, "load"))
 
     await wait_until(chained)
     (run,) = await runs_of(bus, "load")
-    assert run.parameters == {"mode": "append", "rows": [1, 2, 3], "day": "2026-03-01", "origin": "run-a"}
+    assert run.parameters == {"mode": "append", "rows": [1, 2, 3], "day": "2026-03-01",
+                              "origin": extract_id}
     assert run.state.name == "Scheduled"
 
 
@@ -67,72 +74,46 @@ async def test_run_deployment_without_a_name_runs_the_deployment_of_the_event(
     assert (await runs_of(bus, "report"))[0].parameters == {"why": "stale"}
 
 
-async def _runner_fails_or_completes(bus: Bus, run_id: str, outcomes: list[str], seen: int) -> None:
-    """What a runner does with each job: claim the run and finish it with the next outcome."""
-    from events.records import State
-    from orchestrator.creation import state_event
-
-    kv = await bus.kv(bus.layout.flow_runs)
-    while outcomes:
-        entry = await kv.get(run_id)
-        assert entry is not None
-        run = FlowRun.model_validate_json(entry.value)
-        if run.state.name in ("AwaitingRetry", "Scheduled") and run.run_count == seen:
-            outcome = outcomes.pop(0)
-            seen += 1
-            done = run.model_copy(update={"state": State.named(outcome), "run_count": seen})
-            await kv.put(run_id, done.model_dump_json().encode())
-            await bus.publish(state_event(done))
-        await _pause()
-
-
-async def _pause() -> None:
-    import asyncio
-
-    await asyncio.sleep(0.02)
-
-
 async def test_a_flow_that_fails_twice_then_succeeds_under_a_retry_automation(
-    bus: Bus, orchestrator: Orchestrator
+    bus: Bus, orchestrator: Orchestrator, nats_settings: NatsSettings, tmp_path: Path
 ) -> None:
-    import asyncio
-
-    await deploy(bus, "flaky")
+    await deploy_flows(bus, tmp_path / "code", flows(
+        "flaky", "flaky", parameters={"counter": str(tmp_path / "attempts"), "failures": 2}))
     await store.create_automation(bus, {
         "name": "retry flaky", "trigger": {"expect": ["flowbus.flow-run.Failed"]},
         "actions": [{"type": "retry-flow-run", "max_attempts": 5}],
     })
     await wait_until(lambda: _has(orchestrator, 1))
-    await finished_run(bus, "flaky", "Failed", run_id="flaky-1", run_count=1)
-    runner = asyncio.create_task(_runner_fails_or_completes(bus, "flaky-1", ["Failed", "Completed"], 1))
-    # the runner saw attempt 1 fail (above); attempts 2 (fails) and 3 (completes) follow
-    runner_state: dict[str, int] = {}
+    async with inline_runner(bus, nats_settings):
+        run_id = await request_run(bus, "flaky", {}, source="/test")
 
-    async def completed() -> bool:
-        kv = await bus.kv(bus.layout.flow_runs)
-        record = FlowRun.model_validate_json((await kv.get("flaky-1")).value)  # type: ignore[union-attr]
-        runner_state["count"] = record.run_count
-        return record.state.name == "Completed"
+        async def completed() -> bool:
+            record = await get_flow_run(bus, run_id)
+            return record is not None and record.state.name == "Completed"
 
-    try:
-        await wait_until(completed)
-    finally:
-        runner.cancel()
-    assert runner_state["count"] == 3
+        await wait_until(completed, 60)  # attempts 1 and 2 fail, the automation retries them
+    record = await get_flow_run(bus, run_id)
+    assert record is not None and record.run_count == 3
+    assert len(await wait_events(bus, "flowbus.automation.action.executed", 2)) == 2
 
 
-async def test_retry_stops_at_max_attempts(bus: Bus, orchestrator: Orchestrator) -> None:
-    await deploy(bus, "flaky")
+async def test_retry_stops_at_max_attempts(
+    bus: Bus, orchestrator: Orchestrator, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    await deploy_flows(bus, tmp_path / "code", flows(
+        "flaky", "flaky", parameters={"counter": str(tmp_path / "attempts"), "failures": 99}))
     await store.create_automation(bus, {
         "name": "retry flaky", "trigger": {"expect": ["flowbus.flow-run.Failed"]},
         "actions": [{"type": "retry-flow-run", "max_attempts": 2}],
     })
     await wait_until(lambda: _has(orchestrator, 1))
-    await finished_run(bus, "flaky", "Failed", run_id="flaky-2", run_count=2)
-    (executed,) = await wait_events(bus, "flowbus.automation.action.executed")
-    assert "skipped" in executed.data["details"]
-    kv = await bus.kv(bus.layout.flow_runs)
-    assert FlowRun.model_validate_json((await kv.get("flaky-2")).value).state.name == "Failed"  # type: ignore[union-attr]
+    async with inline_runner(bus, nats_settings):
+        run_id = await request_run(bus, "flaky", {}, source="/test")
+        # Attempt 1 fails and is retried; attempt 2 fails and is not.
+        retried, executed = await wait_events(bus, "flowbus.automation.action.executed", 2, within=60)
+    assert "skipped" not in retried.data["details"] and "skipped" in executed.data["details"]
+    record = await get_flow_run(bus, run_id)
+    assert record is not None and (record.state.name, record.run_count) == ("Failed", 2)
 
 
 async def test_cancel_and_change_state_and_pause_deployment(bus: Bus, orchestrator: Orchestrator) -> None:
@@ -147,8 +128,8 @@ async def test_cancel_and_change_state_and_pause_deployment(bus: Bus, orchestrat
         ],
     })
     await wait_until(lambda: _has(orchestrator, 1))
-    first = await finished_run(bus, "slow", "Running", run_id="r1", publish=False)
-    await finished_run(bus, "slow", "Running", run_id="r2", publish=False)
+    first = await held_run(bus, "slow", "r1")
+    await held_run(bus, "slow", "r2")
     await bus.publish(event("ops.stop", data={"run": first.id, "other": "r2"}))
     kv = await bus.kv(bus.layout.flow_runs)
 

@@ -263,14 +263,14 @@ async def _no_triggers(orchestrator: Orchestrator) -> bool:
 
 
 async def test_a_rejected_state_change_is_dead_lettered(bus: Bus, orchestrator: Orchestrator) -> None:
-    from tests.automations.support import finished_run
+    from tests.created_runs import created_run
 
-    await finished_run(bus, "etl", "Completed", run_id="done-1", publish=False)
+    await created_run(bus, "done-1", refused="parameters do not fit")  # stored Failed
     await automation(bus, orchestrator, {"type": "change-flow-run-state", "flow_run_id": "done-1",
                                           "state": "Running"})
     await bus.publish(event("shop.order.created"))
     (failed,) = await wait_events(bus, "flowbus.automation.action.failed")
-    assert "Completed, a final state" in failed.data["reason"]
+    assert "Failed, a final state" in failed.data["reason"]
 
 
 async def test_a_slow_action_keeps_its_event_from_being_redelivered(bus: Bus, receiver: Receiver) -> None:

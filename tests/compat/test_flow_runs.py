@@ -1,4 +1,8 @@
-"""wait_for_flow_run against a real gateway on loopback and real NATS."""
+"""wait_for_flow_run against a real gateway on loopback and real NATS.
+
+Runs are made by the orchestrator's run creation (tests.created_runs) and ended by
+the product's cancel.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from events.bus import Bus
-from events.records import FlowRun, State
+from events.deployments import request_cancel
+from events.records import FlowRun
 from flowbus.flow_runs import FlowRunWaitTimeout, wait_for_flow_run
 from gateway.service import RunningGateway, running
 from gateway.settings import GatewaySettings
+from tests.created_runs import created_run
 
 KEY = "compat-tests-admin-key-0123456789abcdef"
 
@@ -24,24 +30,18 @@ async def api(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Runnin
         yield gw
 
 
-async def _put(bus: Bus, run: FlowRun) -> None:
-    kv = await bus.kv(bus.layout.flow_runs)
-    await kv.put(run.id, run.model_dump_json().encode())
-
-
 async def test_waits_until_the_run_is_final(api: RunningGateway, bus: Bus) -> None:
-    run = FlowRun(id="w-1", name="w", flow_name="greet", state=State.named("Running"))
-    await _put(bus, run)
+    await created_run(bus, "w-1")  # Scheduled: no runner takes it here
     waiting = asyncio.create_task(wait_for_flow_run("w-1", timeout=30, poll_interval=0.1))
     await asyncio.sleep(0.3)
     assert not waiting.done()
-    await _put(bus, run.transition(State.named("Completed")))
+    await request_cancel(bus, "w-1")  # no runner holds it: Cancelled at once, a final state
     finished = await asyncio.wait_for(waiting, 30)
-    assert finished.id == "w-1" and finished.state.name == "Completed"
+    assert finished.id == "w-1" and finished.state.name == "Cancelled"
 
 
 async def test_gives_up_after_its_timeout(api: RunningGateway, bus: Bus) -> None:
-    await _put(bus, FlowRun(id="w-2", name="w", flow_name="greet", state=State.named("Running")))
+    await created_run(bus, "w-2")
     with pytest.raises(FlowRunWaitTimeout, match=r"w-2 did not reach a final state within 0\.5 seconds"):
         await wait_for_flow_run("w-2", timeout=0.5, poll_interval=0.1)
 
@@ -54,7 +54,7 @@ async def test_bad_arguments_are_refused() -> None:
 
 
 async def test_a_plain_call_in_sync_code_waits_too(api: RunningGateway, bus: Bus) -> None:
-    await _put(bus, FlowRun(id="w-3", name="w", flow_name="greet", state=State.named("Failed")))
+    await created_run(bus, "w-3", refused="parameters do not fit")  # stored Failed
     # A thread with no event loop is sync code: the call returns the record itself.
     finished = await asyncio.to_thread(wait_for_flow_run, "w-3", timeout=30, poll_interval=0.1)
     assert isinstance(finished, FlowRun) and finished.state.name == "Failed"

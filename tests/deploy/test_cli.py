@@ -13,11 +13,21 @@ from pathlib import Path
 import pytest
 
 from events.bus import Bus
-from events.deployments import get_deployment, get_flow_run, save_deployment
+from events.deployments import (
+    get_deployment,
+    request_cancel,
+    request_run,
+    save_deployment,
+)
 from events.logrecords import RunLogRecord, run_log_record
-from events.records import Deployment, FlowRun, State
+from events.records import Deployment
+from events.settings import NatsSettings
+from tests.created_runs import created_run
+from tests.live_runs import deploy_flows, greet, hold, let_go, live, wait_running
+from tests.runners.runner_helpers import wait_final, wait_state
+from tests.stored import stored_events
 
-from .conftest import Cli, act_as_runner, next_run_request
+from .conftest import Cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,17 +135,22 @@ async def test_unknown_deployment_is_an_error(flowbus_cli: Cli, command: str) ->
     assert result.exit_code == 1 and "deployment 'nope' not found" in result.stderr
 
 
-async def test_run_publishes_the_request_with_parsed_parameters(flowbus_cli: Cli, bus: Bus) -> None:
-    await _deploy(bus)
-    result = await flowbus_cli("deployment", "run", "hello", "-p", "name=you", "-p", "times=3",
-                               "-p", "raw=not json", "--param-json", '{"extra": [1], "times": 1}',
-                               "--tag", "manual")
-    assert result.exit_code == 0, result.output
-    request = await next_run_request(bus)
-    assert request.data["parameters"] == {"name": "you", "times": 3, "raw": "not json",
-                                          "extra": [1]}
-    assert request.data["tags"] == ["manual"] and request.source == "flowbus/cli"
-    assert request.data["flow_run_id"] in result.stdout
+async def test_run_publishes_the_request_with_parsed_parameters(
+    flowbus_cli: Cli, bus: Bus, nats_settings: NatsSettings
+) -> None:
+    await _deploy(bus)  # no parameter schema: the orchestrator takes any parameters
+    async with live(bus, nats_settings, runner=False):
+        result = await flowbus_cli("deployment", "run", "hello", "-p", "name=you", "-p", "times=3",
+                                   "-p", "raw=not json", "--param-json", '{"extra": [1], "times": 1}',
+                                   "--tag", "manual")
+        assert result.exit_code == 0, result.output
+        [request] = await stored_events(bus, "flowbus.deployment.run-requested")
+        parameters = {"name": "you", "times": 3, "raw": "not json", "extra": [1]}
+        assert request.data["parameters"] == parameters
+        assert request.data["tags"] == ["manual"] and request.source == "flowbus/cli"
+        assert request.data["flow_run_id"] in result.stdout
+        run = await wait_state(bus, request.data["flow_run_id"], "Scheduled", max_wait=30)
+        assert run.parameters == parameters and "manual" in run.tags  # the orchestrator's record
 
 
 async def test_run_with_one_idempotency_key_asks_once(flowbus_cli: Cli, bus: Bus) -> None:
@@ -158,31 +173,25 @@ async def test_run_refuses_bad_parameters(flowbus_cli: Cli, bus: Bus, args: list
     assert result.exit_code == 2 and message in result.stderr
 
 
-async def test_run_watch_prints_the_final_state_and_result(flowbus_cli: Cli, bus: Bus) -> None:
-    await _deploy(bus)
-
-    async def orchestrator_and_runner() -> None:
-        request = await next_run_request(bus)
-        await act_as_runner(bus, request.data["flow_run_id"], result={"greeting": "hi"})
-
-    helper = asyncio.create_task(orchestrator_and_runner())
-    result = await flowbus_cli("deployment", "run", "hello", "--watch", "--timeout", "20")
-    await helper
+async def test_run_watch_prints_the_final_state_and_result(
+    flowbus_cli: Cli, bus: Bus, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    await deploy_flows(bus, tmp_path / "code", greet("hello", parameters={"name": "you"}))
+    async with live(bus, nats_settings):
+        result = await flowbus_cli("deployment", "run", "hello", "-p", "times=2",
+                                   "--watch", "--timeout", "60")
     assert result.exit_code == 0, result.output
-    assert "Completed" in result.stdout and 'result: {"greeting": "hi"}' in result.stdout
+    assert "Completed" in result.stdout and 'result: "Hello, you!Hello, you!"' in result.stdout
 
 
-async def test_run_watch_of_a_failed_run_exits_non_zero(flowbus_cli: Cli, bus: Bus) -> None:
-    await _deploy(bus)
-
-    async def failing_runner() -> None:
-        request = await next_run_request(bus)
-        await act_as_runner(bus, request.data["flow_run_id"], final="Failed")
-
-    helper = asyncio.create_task(failing_runner())
-    result = await flowbus_cli("deployment", "run", "hello", "--watch", "--timeout", "20")
-    await helper
-    assert result.exit_code == 1 and "Failed" in result.stdout
+async def test_run_watch_of_a_failed_run_exits_non_zero(
+    flowbus_cli: Cli, bus: Bus, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    await deploy_flows(bus, tmp_path / "code", greet("hello"))
+    async with live(bus, nats_settings):
+        result = await flowbus_cli("deployment", "run", "hello", "-p", "times=-1",
+                                   "--watch", "--timeout", "60")
+    assert result.exit_code == 1 and "Failed" in result.stdout, result.output
 
 
 async def test_run_watch_gives_up_after_its_timeout(flowbus_cli: Cli, bus: Bus) -> None:
@@ -204,24 +213,16 @@ async def test_pause_resume_delete(flowbus_cli: Cli, bus: Bus) -> None:
 # --- flow runs ------------------------------------------------------------------------------
 
 
-async def _record(bus: Bus, run_id: str, state: str, deployment: str = "hello") -> FlowRun:
-    kv = await bus.kv(bus.layout.flow_runs)
-    run = FlowRun(id=run_id, name=run_id, flow_name="greet", deployment_name=deployment,
-                  state=State.named(state))
-    await kv.put(run_id, run.model_dump_json().encode())
-    return run
-
-
 async def test_flow_run_ls_filters(flowbus_cli: Cli, bus: Bus) -> None:
-    await _record(bus, "r-1", "Running")
-    await _record(bus, "r-2", "Completed")
-    await _record(bus, "r-3", "Running", deployment="other")
+    await created_run(bus, "r-1", deployment="hello")
+    await created_run(bus, "r-2", deployment="hello", refused="parameters do not fit")
+    await created_run(bus, "r-3", deployment="other")
     everything = json.loads((await flowbus_cli("flow-run", "ls", "--json")).stdout)
     assert {r["id"] for r in everything} == {"r-1", "r-2", "r-3"}
-    running = await flowbus_cli("flow-run", "ls", "--deployment", "hello", "--state", "Running", "--json")
-    assert [r["id"] for r in json.loads(running.stdout)] == ["r-1"]
+    waiting = await flowbus_cli("flow-run", "ls", "--deployment", "hello", "--state", "Scheduled", "--json")
+    assert [r["id"] for r in json.loads(waiting.stdout)] == ["r-1"]
     table = await flowbus_cli("flow-run", "ls")
-    assert "r-2" in table.stdout and "Completed" in table.stdout
+    assert "r-2" in table.stdout and "Failed" in table.stdout
 
 
 async def test_flow_run_ls_refuses_an_unknown_state(flowbus_cli: Cli) -> None:
@@ -230,9 +231,9 @@ async def test_flow_run_ls_refuses_an_unknown_state(flowbus_cli: Cli) -> None:
 
 
 async def test_flow_run_inspect(flowbus_cli: Cli, bus: Bus) -> None:
-    await _record(bus, "r-1", "Running")
+    await created_run(bus, "r-1", deployment="hello")
     shown = await flowbus_cli("flow-run", "inspect", "r-1")
-    assert json.loads(shown.stdout)["state"]["name"] == "Running"
+    assert json.loads(shown.stdout)["state"]["name"] == "Scheduled"
 
 
 @pytest.mark.parametrize("command", ["inspect", "logs", "cancel"])
@@ -257,7 +258,7 @@ def _log(run_id: str, message: str) -> RunLogRecord:
 
 
 async def test_flow_run_logs_prints_every_batch(flowbus_cli: Cli, bus: Bus) -> None:
-    await _record(bus, "r-1", "Completed")
+    await created_run(bus, "r-1", deployment="hello")
     subject = bus.layout.logs_subject("r-1")
     await bus.publish_raw(subject, json.dumps([_log("r-1", "one"), _log("r-1", "two")]).encode())
     await bus.publish_raw(subject, b"not json at all")
@@ -273,13 +274,12 @@ async def test_flow_run_logs_prints_every_batch(flowbus_cli: Cli, bus: Bus) -> N
 
 
 async def test_flow_run_logs_follow_ends_with_the_run(flowbus_cli: Cli, bus: Bus) -> None:
-    run = await _record(bus, "r-1", "Running")
+    await created_run(bus, "r-1", deployment="hello")
 
     async def finish_later() -> None:
         await asyncio.sleep(0.5)
         await bus.publish_raw(bus.layout.logs_subject("r-1"), json.dumps([_log("r-1", "late")]).encode())
-        kv = await bus.kv(bus.layout.flow_runs)
-        await kv.put("r-1", run.transition(State.named("Completed")).model_dump_json().encode())
+        await request_cancel(bus, "r-1")  # no runner holds it: Cancelled, a final state
 
     helper = asyncio.create_task(finish_later())
     result = await flowbus_cli("flow-run", "logs", "r-1", "--follow")
@@ -287,16 +287,25 @@ async def test_flow_run_logs_follow_ends_with_the_run(flowbus_cli: Cli, bus: Bus
     assert result.exit_code == 0 and "late" in result.stdout
 
 
-async def test_flow_run_cancel(flowbus_cli: Cli, bus: Bus) -> None:
-    await _record(bus, "running", "Running")
-    await _record(bus, "waiting", "Scheduled")
-    await _record(bus, "done", "Completed")
-    assert "Cancelling" in (await flowbus_cli("flow-run", "cancel", "running")).stdout
+async def test_flow_run_cancel(
+    flowbus_cli: Cli, bus: Bus, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    await created_run(bus, "waiting", deployment="hello")
+    await created_run(bus, "done", deployment="hello", refused="parameters do not fit")
     assert "Cancelled" in (await flowbus_cli("flow-run", "cancel", "waiting")).stdout
     refused = await flowbus_cli("flow-run", "cancel", "done")
     assert refused.exit_code == 1 and "final state" in refused.stderr
-    run = await get_flow_run(bus, "running")
-    assert run is not None and run.state.name == "Cancelling"
+    # A run its runner holds is Cancelling until the runner has stopped it.
+    release = tmp_path / "release"
+    await deploy_flows(bus, tmp_path / "code", hold(release, "held"))
+    async with live(bus, nats_settings):
+        try:
+            running_id = await request_run(bus, "held", {}, source="tests")
+            await wait_running(bus, running_id)
+            assert "Cancelling" in (await flowbus_cli("flow-run", "cancel", running_id)).stdout
+            assert (await wait_final(bus, running_id, max_wait=60)).state.name == "Cancelled"
+        finally:
+            await let_go(release)
 
 
 async def test_deploy_settings_are_known_to_every_command(
@@ -341,7 +350,7 @@ async def test_flow_run_logs_follow_stops_on_sigterm_and_cleans_up(
 ) -> None:
     import signal
 
-    await _record(bus, "r-1", "Running")
+    await created_run(bus, "r-1", deployment="hello")  # Scheduled: not final, followed on
     env = {**flowbus_env, "PYTHONPATH": str(ROOT)}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "flowbus.cli", "flow-run", "logs", "r-1", "--follow",

@@ -1,8 +1,9 @@
 """Deleting flow runs: ``DELETE /api/v1/flow-runs/{id}`` and ``client.delete_flow_run``.
 
 Runs come from their real producers: the orchestrator creates a Scheduled run when
-one is requested through the API, a runner's claim (runners.claims) holds it, and
-the API's cancel makes a held run Cancelling and an unheld one Cancelled.
+one is requested through the API (or a Failed one when its parameters cannot run,
+tests.created_runs), a runner's claim (runners.claims) holds it, and the API's
+cancel makes a held run Cancelling and an unheld one Cancelled.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from flowbus.client import ApiError, ApiNotFound, FlowbusClient, get_client
 from gateway.service import RunningGateway, running
 from gateway.settings import GatewaySettings
 from runners.claims import claimed
+from tests.created_runs import created_run
 from tests.orchestrator.support import Running, start
-
-from .conftest import act_as_runner
 
 KEY = "deploy-tests-admin-key-0123456789abcdef"
 
@@ -74,7 +74,7 @@ async def test_a_scheduled_run_is_deleted_and_vanishes_from_the_list(
 
 
 async def test_a_final_run_is_deleted(api: RunningGateway, bus: Bus, orchestrator: Running) -> None:
-    await act_as_runner(bus, "done-1", final="Failed")
+    await created_run(bus, "done-1", deployment="hello", refused="parameters do not fit")
     async with get_client() as client:
         assert [r.id for r in await client.read_flow_runs()] == ["done-1"]
         await client.delete_flow_run("done-1")
@@ -120,7 +120,7 @@ async def test_hostile_ids_are_404_never_5xx(api: RunningGateway, run_id: str) -
 
 
 async def test_deleting_needs_the_write_scope(api: RunningGateway, bus: Bus) -> None:
-    await act_as_runner(bus, "done-2")
+    await created_run(bus, "done-2", deployment="hello", refused="parameters do not fit")
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as admin:
         async with admin.post(f"{api.url}/api/v1/api-keys", json={"name": "r", "scopes": ["read"]}) as r:
             read_key = (await r.json())["key"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from events.bus import Bus
-from events.deployments import save_deployment
-from events.records import Deployment, State
+from events.deployments import get_flow_run
+from events.settings import NatsSettings
 from flowbus.client import ApiError, get_client
 from flowbus.client.schemas.filters import (
     DeploymentFilter,
@@ -21,58 +23,86 @@ from flowbus.client.schemas.objects import StateType
 from flowbus.client.schemas.sorting import FlowRunSort
 from gateway.service import RunningGateway, running
 from gateway.settings import GatewaySettings
-from tests.control_desk import control_desk
-
-from .conftest import act_as_runner
+from tests.live_runs import Live, deploy_flows, greet, hold, let_go, live, wait_running
+from tests.orchestrator.support import wait_until
+from tests.runners.runner_helpers import wait_final
 
 KEY = "deploy-tests-admin-key-0123456789abcdef"
 
 
 @pytest.fixture
 async def api(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningGateway]:
-    async with running(bus, GatewaySettings(port=0, admin_api_key=KEY, wait_max_seconds=1)) as gw, \
-            control_desk(bus):  # the orchestrator's answers to cancel and resume
+    async with running(bus, GatewaySettings(port=0, admin_api_key=KEY, wait_max_seconds=1)) as gw:
         monkeypatch.setenv("FLOWBUS_API_URL", gw.url + "/api/v1")
         monkeypatch.setenv("FLOWBUS_API_KEY", KEY)
         yield gw
 
 
 @pytest.fixture
-async def runs(api: RunningGateway, bus: Bus) -> dict[str, str]:
-    """Three runs of ``hello`` (two completed, one failed) and one of ``nightly-etl``."""
-    for name in ("hello", "nightly-etl"):
-        await save_deployment(bus, Deployment(name=name, flow_name="greet", tags=[name]))
-    finals = {"a1": ("hello", "Completed"), "a2": ("hello", "Failed"), "a3": ("hello", "Completed"),
-              "b1": ("nightly-etl", "Completed")}
-    for run_id, (deployment, final) in finals.items():
-        await act_as_runner(bus, run_id, deployment=deployment, final=final)
-    return {k: v[1] for k, v in finals.items()}
+async def served(api: RunningGateway, bus: Bus, nats_settings: NatsSettings,
+                 tmp_path: Path) -> AsyncIterator[Live]:  # fmt: skip
+    """The orchestrator (it answers cancel) and a runner, with ``greet`` deployed twice."""
+    await deploy_flows(bus, tmp_path / "code", greet("hello", tags=["hello"]),
+                       greet("nightly-etl", tags=["nightly-etl"]), hold(tmp_path / "release"))
+    async with live(bus, nats_settings) as served:
+        try:
+            yield served
+        finally:
+            await let_go(tmp_path / "release")
+
+
+@pytest.fixture
+async def runs(served: Live, bus: Bus) -> dict[str, str]:
+    """Three runs of ``hello`` (a2 fails: its flow raises) and one of ``nightly-etl``: the
+    ids the orchestrator gave them, by name, created one after the other a second apart."""
+    asked = {"a1": ("hello", 1), "a2": ("hello", -1), "a3": ("hello", 1), "b1": ("nightly-etl", 1)}
+    ids: dict[str, str] = {}
+    async with get_client() as client:
+        for name, (deployment, times) in asked.items():
+            made = await client.create_flow_run_from_deployment(deployment, {"times": times})
+            ids[name] = run_id = str(made["flow_run_id"])
+
+            async def created(run_id: str = run_id) -> bool:
+                return await get_flow_run(bus, run_id) is not None
+
+            await wait_until(created, within=60)
+            served.clock.advance(1)  # the next run is expected a second later
+    for run_id in ids.values():  # the runner runs them side by side
+        await wait_final(bus, run_id, max_wait=60)
+    return ids
+
+
+def named(runs: dict[str, str], found: list[Any]) -> list[str]:
+    """The names (a1, ...) of the runs ``found``, in their order."""
+    by_id = {run_id: name for name, run_id in runs.items()}
+    return [by_id[run.id] for run in found]
 
 
 async def test_filters_by_state_type_and_name(runs: dict[str, str]) -> None:
     async with get_client() as client:
         done = await client.read_flow_runs(flow_run_filter=FlowRunFilter(state={"type": {"any_": ["COMPLETED"]}}))
-        assert sorted(r.id for r in done) == ["a1", "a3", "b1"]
+        assert sorted(named(runs, done)) == ["a1", "a3", "b1"]
         failed = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
             state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Failed"]))))
-        assert [r.id for r in failed] == ["a2"]
+        assert named(runs, failed) == ["a2"]
         both = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            id={"any_": ["a1", "b1"]}, state={"type": {"not_any_": [StateType.COMPLETED]}}, operator="or_"))
-        assert sorted(r.id for r in both) == ["a1", "a2", "b1"]
+            id={"any_": [runs["a1"], runs["b1"]]}, state={"type": {"not_any_": [StateType.COMPLETED]}},
+            operator="or_"))
+        assert sorted(named(runs, both)) == ["a1", "a2", "b1"]
 
 
 async def test_filters_by_deployment_time_and_sorts(runs: dict[str, str], bus: Bus) -> None:
     async with get_client() as client:
         etl = await client.read_flow_runs(deployment_filter=DeploymentFilter(name={"like_": "ETL"}))
-        assert [r.id for r in etl] == ["b1"]
+        assert named(runs, etl) == ["b1"]
         later = datetime.now(UTC) + timedelta(minutes=1)
         newest = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(expected_start_time={"before_": later}),
             sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=2)
         every = await client.read_flow_runs(flow_run_filter=FlowRunFilter(),
                                             sort=FlowRunSort.EXPECTED_START_TIME_ASC)
-        assert [r.id for r in every] == ["a1", "a2", "a3", "b1"]  # the order they were created in
-        assert [r.id for r in newest] == ["b1", "a3"]
+        assert named(runs, every) == ["a1", "a2", "a3", "b1"]  # the order they were created in
+        assert named(runs, newest) == ["b1", "a3"]
         assert await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(expected_start_time={"after_": later})) == []
         names = [r.name for r in await client.read_flow_runs(sort="NAME_ASC", offset=1, limit=2)]
@@ -81,7 +111,7 @@ async def test_filters_by_deployment_time_and_sorts(runs: dict[str, str], bus: B
         assert [d.name for d in deps] == ["hello"]
 
 
-async def test_bad_filters_are_named(runs: dict[str, str]) -> None:
+async def test_bad_filters_are_named(api: RunningGateway) -> None:  # refused before any request
     async with get_client() as client:
         with pytest.raises(ValueError, match="colour"):
             await client.read_flow_runs(flow_run_filter={"colour": {"any_": ["red"]}})
@@ -93,18 +123,15 @@ async def test_bad_filters_are_named(runs: dict[str, str]) -> None:
             await client.read_flow_runs(sort=FlowRunSort.ID_DESC, limit=-1)
 
 
-async def test_set_flow_run_state_cancels_and_refuses_the_rest(api: RunningGateway, bus: Bus) -> None:
-    kv = await bus.kv(bus.layout.flow_runs)
-    from events.records import FlowRun
-
-    run = FlowRun(id="r-9", name="r", flow_name="greet", state=State.named("Running"))
-    await kv.put(run.id, run.model_dump_json().encode())
+async def test_set_flow_run_state_cancels_and_refuses_the_rest(served: Live, bus: Bus) -> None:
     async with get_client() as client:
-        current = await client.read_flow_run("r-9")
+        run_id = str((await client.create_flow_run_from_deployment("held"))["flow_run_id"])
+        await wait_running(bus, run_id)
+        current = await client.read_flow_run(run_id)
         cancelled = current.state.model_copy(update={"name": "Cancelled", "type": StateType.CANCELLED})
-        assert (await client.set_flow_run_state("r-9", cancelled, force=True)).state.name == "Cancelling"
+        assert (await client.set_flow_run_state(run_id, cancelled, force=True)).state.name == "Cancelling"
         with pytest.raises(ApiError, match="only cancels runs") as caught:
-            await client.set_flow_run_state("r-9", current.state.model_copy(update={"type": StateType.COMPLETED}))
+            await client.set_flow_run_state(run_id, current.state.model_copy(update={"type": StateType.COMPLETED}))
         assert caught.value.status == 422
 
 

@@ -1,27 +1,30 @@
-"""run_deployment and the API client, against a real gateway on loopback and real NATS."""
+"""run_deployment and the API client, against a real gateway on loopback and real NATS.
+
+Runs come from the product: the orchestrator creates them on request, a runner in
+this process executes the deployed flow (tests.live_runs), so a run fails because
+its flow raised and stays Running while its flow has not returned.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from events.bus import Bus
 from events.deployments import save_deployment
 from events.errors import NotFound
-from events.logrecords import run_log_record
-from events.records import Deployment, FlowRun, State
+from events.records import Deployment, FlowRun
 from events.settings import NatsSettings
 from flowbus.client import ApiError, ApiNotFound, FlowbusClient, get_client
 from flowbus.deployments import arun_deployment, run_deployment
 from gateway.service import RunningGateway, running
 from gateway.settings import GatewaySettings
-from tests.control_desk import control_desk
-
-from .conftest import act_as_runner, next_run_request
+from tests.live_runs import deploy_flows, greet, hold, let_go, live, wait_running
+from tests.orchestrator.support import wait_until
+from tests.stored import stored_events
 
 KEY = "deploy-tests-admin-key-0123456789abcdef"
 
@@ -29,8 +32,7 @@ KEY = "deploy-tests-admin-key-0123456789abcdef"
 @pytest.fixture
 async def api(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningGateway]:
     """A gateway over the test's namespace; the SDK pointed at it with a key."""
-    async with running(bus, GatewaySettings(port=0, admin_api_key=KEY, wait_max_seconds=1)) as gw, \
-            control_desk(bus):  # the orchestrator's answers to cancel and resume
+    async with running(bus, GatewaySettings(port=0, admin_api_key=KEY, wait_max_seconds=1)) as gw:
         monkeypatch.setenv("FLOWBUS_API_URL", gw.url + "/api/v1")
         monkeypatch.setenv("FLOWBUS_API_KEY", KEY)
         yield gw
@@ -44,43 +46,57 @@ def over_nats(nats_settings: NatsSettings, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("FLOWBUS_NAMESPACE", nats_settings.namespace)
 
 
+@pytest.fixture
+def release(tmp_path: Path) -> Path:
+    """The file that lets the ``held`` deployment's flow return."""
+    return tmp_path / "release"
+
+
+@pytest.fixture
+async def served(bus: Bus, nats_settings: NatsSettings, tmp_path: Path,
+                 release: Path) -> AsyncIterator[None]:  # fmt: skip
+    """``hello`` (greet) and ``held`` (hold) deployed; an orchestrator and a runner serving."""
+    await deploy_flows(bus, tmp_path / "project", greet("hello"), hold(release, "held"))
+    async with live(bus, nats_settings):
+        try:
+            yield
+        finally:
+            await let_go(release)  # a held flow still running returns before the runner drains
+
+
 async def _deploy(bus: Bus, name: str = "hello") -> Deployment:
     stored, _ = await save_deployment(bus, Deployment(name=name, flow_name="greet"))
     return stored
 
 
-async def _serve_one_run(bus: Bus, final: str = "Completed", result: object = "hi") -> dict[str, object]:
-    request = await next_run_request(bus)
-    await act_as_runner(bus, request.data["flow_run_id"], final=final, result=result,
-                        parameters=request.data["parameters"])
-    return dict(request.data)
+async def run_requests(bus: Bus) -> list[dict[str, object]]:
+    """The run requests stored so far (what the SDK published)."""
+    return [dict(e.data) for e in await stored_events(bus, "flowbus.deployment.run-requested")]
 
 
 # --- run_deployment over the API ---------------------------------------------------------
 
 
 async def test_run_deployment_over_the_api_waits_for_the_final_state(
-    api: RunningGateway, bus: Bus
+    api: RunningGateway, bus: Bus, served: None
 ) -> None:
-    await _deploy(bus)
-    helper = asyncio.create_task(_serve_one_run(bus))
-    run = await run_deployment("hello", {"name": "you"}, timeout=20, tags=["t"])
-    request = await helper
+    run = await run_deployment("hello", {"name": "you"}, timeout=60, tags=["t"])
     assert isinstance(run, FlowRun) and run.state.name == "Completed"
-    assert run.id == request["flow_run_id"] and request["parameters"] == {"name": "you"}
+    assert run.parameters == {"name": "you"} and "t" in run.tags
+    [request] = await run_requests(bus)
+    assert request["flow_run_id"] == run.id and request["parameters"] == {"name": "you"}
     assert request["tags"] == ["t"]
 
 
-async def test_run_deployment_polls_past_the_gateways_wait_cap(api: RunningGateway, bus: Bus) -> None:
-    await _deploy(bus)
-
-    async def slow_runner() -> None:
-        request = await next_run_request(bus)
+async def test_run_deployment_polls_past_the_gateways_wait_cap(
+    api: RunningGateway, bus: Bus, served: None, release: Path
+) -> None:
+    async def release_later() -> None:
         await asyncio.sleep(1.5)  # past the gateway's 1 s cap on ?wait
-        await act_as_runner(bus, request.data["flow_run_id"])
+        await let_go(release)
 
-    helper = asyncio.create_task(slow_runner())
-    run = await arun_deployment("greet/hello", timeout=20)
+    helper = asyncio.create_task(release_later())
+    run = await arun_deployment("hold/held", timeout=60)
     await helper
     assert run.state.name == "Completed"
 
@@ -90,23 +106,16 @@ async def test_run_deployment_with_timeout_zero_returns_at_once(api: RunningGate
     run = await run_deployment("hello", timeout=0)
     assert run.state.name == "Scheduled" and run.deployment_name == "hello"
     assert run.flow_name == "greet"
-    assert (await next_run_request(bus)).data["flow_run_id"] == run.id
+    assert [r["flow_run_id"] for r in await run_requests(bus)] == [run.id]
 
 
-async def test_run_deployment_returns_the_latest_state_on_timeout(api: RunningGateway, bus: Bus) -> None:
-    await _deploy(bus)
-
-    async def stuck_runner() -> None:
-        request = await next_run_request(bus)
-        kv = await bus.kv(bus.layout.flow_runs)
-        run = FlowRun(id=request.data["flow_run_id"], name="r", flow_name="greet",
-                      state=State.named("Running"))
-        await kv.put(run.id, run.model_dump_json().encode())
-
-    helper = asyncio.create_task(stuck_runner())
-    run = await run_deployment("hello", timeout=0.8)
-    await helper
-    assert run.state.name == "Running"
+async def test_run_deployment_returns_the_latest_state_on_timeout(
+    api: RunningGateway, bus: Bus, served: None
+) -> None:
+    first = await run_deployment("held", timeout=0, idempotency_key="k")
+    await wait_running(bus, first.id)
+    run = await run_deployment("held", timeout=0.8, idempotency_key="k")  # the same run
+    assert (run.id, run.state.name) == (first.id, "Running")
 
 
 async def test_run_deployment_of_an_unknown_deployment_over_the_api(api: RunningGateway) -> None:
@@ -114,11 +123,8 @@ async def test_run_deployment_of_an_unknown_deployment_over_the_api(api: Running
         await run_deployment("nope", timeout=0)
 
 
-async def test_run_deployment_blocks_in_sync_code(api: RunningGateway, bus: Bus) -> None:
-    await _deploy(bus)
-    helper = asyncio.create_task(_serve_one_run(bus))
-    run = await asyncio.to_thread(run_deployment, "hello", timeout=20)
-    await helper
+async def test_run_deployment_blocks_in_sync_code(api: RunningGateway, served: None) -> None:
+    run = await asyncio.to_thread(run_deployment, "hello", timeout=60)
     assert isinstance(run, FlowRun) and run.state.name == "Completed"
 
 
@@ -130,12 +136,11 @@ async def test_negative_timeout_is_refused(api: RunningGateway) -> None:
 # --- run_deployment over NATS ------------------------------------------------------------
 
 
-async def test_run_deployment_over_nats(over_nats: None, bus: Bus) -> None:
-    await _deploy(bus)
-    helper = asyncio.create_task(_serve_one_run(bus, final="Failed"))
-    run = await run_deployment("hello", {"x": 1}, timeout=20)
-    request = await helper
-    assert run.state.name == "Failed" and run.id == request["flow_run_id"]
+async def test_run_deployment_over_nats(over_nats: None, bus: Bus, served: None) -> None:
+    run = await run_deployment("hello", {"times": -1}, timeout=60)
+    assert run.state.name == "Failed" and "cannot greet -1 times" in (run.state.message or "")
+    [request] = await run_requests(bus)
+    assert run.id == request["flow_run_id"] and request["parameters"] == {"times": -1}
 
 
 async def test_run_deployment_over_nats_with_a_key_maps_to_one_run(over_nats: None, bus: Bus) -> None:
@@ -177,22 +182,22 @@ async def test_client_path_values_cannot_escape_their_segment(api: RunningGatewa
                 await client.read_deployment(hostile)
 
 
-async def test_client_flow_runs_and_logs(api: RunningGateway, bus: Bus) -> None:
-    kv = await bus.kv(bus.layout.flow_runs)
-    run = FlowRun(id="r-1", name="r", flow_name="greet", deployment_name="hello",
-                  state=State.named("Running"))
-    await kv.put(run.id, run.model_dump_json().encode())
-    record = run_log_record(flow_run_id="r-1", name="flowbus.flow_runs", level=logging.INFO,
-                            message="hello")
-    await bus.publish_raw(bus.layout.logs_subject("r-1"), json.dumps([record]).encode())
+async def test_client_flow_runs_and_logs(api: RunningGateway, bus: Bus, served: None) -> None:
     async with get_client() as client:
-        assert [r.id for r in await client.read_flow_runs(deployment="hello")] == ["r-1"]
+        run_id = str((await client.create_flow_run_from_deployment("held"))["flow_run_id"])
+        await wait_running(bus, run_id)
+
+        async def logged() -> bool:
+            return "holding" in [r["message"] for r in await client.read_logs(run_id)]
+
+        await wait_until(logged, within=30)  # the flow's own log line, sent by its runner
+        assert [r.id for r in await client.read_flow_runs(deployment="held")] == [run_id]
         assert await client.read_flow_runs(state="Completed") == []
-        assert [r["message"] for r in await client.read_logs("r-1")] == ["hello"]
-        assert (await client.cancel_flow_run("r-1")).state.name == "Cancelling"
-        await kv.put("r-1", run.transition(State.named("Cancelled")).model_dump_json().encode())
-        followed = [r["message"] async for r in client.follow_logs("r-1")]
-        assert followed == ["hello"]
+        assert (await client.cancel_flow_run(run_id)).state.name == "Cancelling"
+        # Its runner stops the flow and records Cancelled: the log stream then ends.
+        followed = [r["message"] async for r in client.follow_logs(run_id)]
+        assert "holding" in followed
+        assert (await client.read_flow_run(run_id)).state.name == "Cancelled"
         with pytest.raises(ApiError, match="unknown state") as caught:
             await client.read_flow_runs(state="Sleeping")
         assert caught.value.status == 400
@@ -345,6 +350,6 @@ async def test_run_deployment_passes_a_start_time_and_refuses_a_naive_one(
         await run_deployment("hello", timeout=0, scheduled_time=datetime(2030, 1, 1))
     await run_deployment("hello", timeout=0, scheduled_time=datetime(2030, 1, 1, tzinfo=UTC),
                          flow_run_name="later")
-    request = await next_run_request(bus)
+    [request] = await stored_events(bus, "flowbus.deployment.run-requested")
     assert request.data["scheduled_start_time"] == "2030-01-01T00:00:00+00:00"
     assert request.data["name"] == "later" and request.source == "flowbus/sdk"

@@ -1,17 +1,24 @@
-"""Registering deployments, asking for runs, waiting for them, cancelling them."""
+"""Registering deployments, asking for runs, waiting for them, cancelling them.
+
+The runs these functions read are the product's: made by the orchestrator's run
+creation (tests.created_runs, or a request the orchestrator serves) and carried out
+by a runner in this process (tests.live_runs).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
+from pathlib import Path
 
 import pytest
 
 from events import deployments as d
 from events.bus import Bus
 from events.errors import NotFound, TransitionRejected
-from events.records import Deployment, FlowRun, State
-from tests.shutdown import wait_stopped
+from events.records import Deployment
+from events.settings import NatsSettings
+from tests.created_runs import created_run
+from tests.live_runs import deploy_flows, greet, hold, let_go, live, wait_running
+from tests.runners.runner_helpers import wait_final
 from tests.stored import stored_types
 
 
@@ -57,44 +64,42 @@ async def test_request_run_with_a_key_maps_to_one_run(bus: Bus) -> None:
     assert requests[0].data["parameters"] == {"x": 1} and requests[0].data["flow_run_id"] == a
 
 
-async def test_wait_returns_at_the_final_state_with_its_result(bus: Bus) -> None:
-    kv = await bus.kv(bus.layout.flow_runs)
-    run = FlowRun(id="r1", name="r", flow_name="f", state=State.named("Scheduled"))
-    await kv.create(run.id, run.model_dump_json().encode())
-
-    async def runner() -> None:
-        current = run
-        for name in ("Pending", "Running", "Completed"):
-            await asyncio.sleep(0.05)
-            current = current.transition(State.named(name))
-            await kv.put(run.id, current.model_dump_json().encode())
-        store = await bus.objects(bus.layout.results)
-        await store.put(run.id, json.dumps({"serializer": "json", "value": [1, 2]}).encode())
-
-    task = asyncio.create_task(runner())
-    final = await d.wait_flow_run(bus, "r1", max_wait=5)
-    await wait_stopped(task, what="the state writer")
+async def test_wait_returns_at_the_final_state_with_its_result(
+    bus: Bus, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    await deploy_flows(bus, tmp_path / "code", greet("etl"))
+    async with live(bus, nats_settings):  # the orchestrator creates the run, a runner runs it
+        run_id = await d.request_run(bus, "etl", {"name": "you", "times": 2}, source="/t")
+        final = await d.wait_flow_run(bus, run_id, max_wait=60)
     assert final is not None and final.state.name == "Completed"
-    assert await d.read_result(bus, final) == [1, 2]
+    assert await d.read_result(bus, final) == "Hello, you!Hello, you!"
 
 
 async def test_wait_times_out_with_the_latest_state(bus: Bus) -> None:
-    kv = await bus.kv(bus.layout.flow_runs)
-    run = FlowRun(id="r2", name="r", flow_name="f", state=State.named("Running"))
-    await kv.create(run.id, run.model_dump_json().encode())
+    await created_run(bus, "r2")  # Scheduled: no runner takes it here
     latest = await d.wait_flow_run(bus, "r2", max_wait=0.3)
-    assert latest is not None and latest.state.name == "Running"
+    assert latest is not None and latest.state.name == "Scheduled"
     assert await d.wait_flow_run(bus, "absent", max_wait=0.2) is None
 
 
-async def test_cancel_running_and_scheduled_runs(bus: Bus) -> None:
-    kv = await bus.kv(bus.layout.flow_runs)
-    for run_id, state in (("run", "Running"), ("sched", "Scheduled"), ("done", "Completed")):
-        run = FlowRun(id=run_id, name=run_id, flow_name="f", state=State.named(state))
-        await kv.create(run_id, run.model_dump_json().encode())
-    assert (await d.request_cancel(bus, "run")).state.name == "Cancelling"
+async def test_cancel_running_and_scheduled_runs(
+    bus: Bus, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    await created_run(bus, "sched")
+    await created_run(bus, "done", refused="parameters do not fit")  # stored Failed
     assert (await d.request_cancel(bus, "sched")).state.name == "Cancelled"
     with pytest.raises(TransitionRejected, match="final state"):
         await d.request_cancel(bus, "done")
     with pytest.raises(NotFound):
         await d.request_cancel(bus, "absent")
+    release = tmp_path / "release"
+    await deploy_flows(bus, tmp_path / "code", hold(release))
+    async with live(bus, nats_settings):
+        try:
+            run_id = await d.request_run(bus, "held", {}, source="/t")
+            await wait_running(bus, run_id)
+            # Its runner holds it: Cancelling until the runner has stopped the flow.
+            assert (await d.request_cancel(bus, run_id)).state.name == "Cancelling"
+            assert (await wait_final(bus, run_id, max_wait=60)).state.name == "Cancelled"
+        finally:
+            await let_go(release)

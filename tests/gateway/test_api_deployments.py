@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -11,7 +11,9 @@ import pytest
 from gateway_helpers import problem, stored_events
 
 from events.bus import Bus
-from events.records import Deployment, FlowRun, State, flow_run_id_for
+from events.records import Deployment, flow_run_id_for
+from events.settings import NatsSettings
+from tests.live_runs import deploy_flows, greet, live
 
 D = "/api/v1/deployments"
 
@@ -156,40 +158,27 @@ async def test_run_with_bad_input_is_400(client: aiohttp.ClientSession) -> None:
             assert r.status == 400, (body, params)
 
 
-async def act_as_runner(bus: Bus, run_id: str, final: str, result: Any) -> None:
-    """Write the run's record through its states as the orchestrator and a runner would."""
-    kv = await bus.kv(bus.layout.flow_runs)
-    run = FlowRun(id=run_id, name="r", flow_name="etl-flow", deployment_name="etl",
-                  state=State.named("Scheduled"))
-    revision = await kv.create(run_id, run.model_dump_json().encode())
-    if result is not None:
-        store = await bus.objects(bus.layout.results)
-        await store.put(run_id, json.dumps({"serializer": "json", "value": result}).encode())
-    for name in ("Pending", "Running", final):
-        await asyncio.sleep(0.02)
-        run = run.transition(State.named(name))
-        revision = await kv.cas(run_id, run.model_dump_json().encode(), revision)
+async def test_run_with_wait_returns_the_final_state_and_result(
+    client: aiohttp.ClientSession, bus: Bus, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    await deploy_flows(bus, tmp_path / "code", greet("etl"))
+    async with live(bus, nats_settings):  # the orchestrator creates the run, a runner runs it
+        async with client.post(f"{D}/etl/runs", json={"parameters": {"name": "etl", "times": 2}},
+                               params={"wait": "60"}) as r:
+            answer = await r.json()
+    assert r.status == 200 and answer["final"] is True, answer
+    assert answer["state"]["name"] == "Completed" and answer["result"] == "Hello, etl!Hello, etl!"
 
 
-async def test_run_with_wait_returns_the_final_state_and_result(client: aiohttp.ClientSession, bus: Bus) -> None:
-    await create(client)
-    run_id = flow_run_id_for("manual", "flowbus/gateway", "w1")
-    runner = asyncio.create_task(act_as_runner(bus, run_id, "Completed", {"rows": 42}))
-    async with client.post(f"{D}/etl/runs", json={"idempotency_key": "w1"}, params={"wait": "10"}) as r:
-        answer = await r.json()
-    await runner
-    assert r.status == 200 and answer["final"] is True
-    assert answer["state"]["name"] == "Completed" and answer["result"] == {"rows": 42}
-
-
-async def test_run_with_wait_reports_a_failure_without_result(client: aiohttp.ClientSession, bus: Bus) -> None:
-    await create(client)
-    run_id = flow_run_id_for("manual", "flowbus/gateway", "w2")
-    runner = asyncio.create_task(act_as_runner(bus, run_id, "Failed", None))
-    async with client.post(f"{D}/etl/runs", json={"idempotency_key": "w2"}, params={"wait": "10"}) as r:
-        answer = await r.json()
-    await runner
-    assert r.status == 200 and answer["state"]["name"] == "Failed"
+async def test_run_with_wait_reports_a_failure_without_result(
+    client: aiohttp.ClientSession, bus: Bus, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    await deploy_flows(bus, tmp_path / "code", greet("etl"))
+    async with live(bus, nats_settings):
+        async with client.post(f"{D}/etl/runs", json={"parameters": {"times": -1}},
+                               params={"wait": "60"}) as r:
+            answer = await r.json()
+    assert r.status == 200 and answer["state"]["name"] == "Failed", answer
     assert answer["result_available"] is False and answer["result"] is None
 
 

@@ -1,4 +1,9 @@
-"""Late and crashed runs, and retries after a crash (injected clock)."""
+"""Late and crashed runs, and retries after a crash (injected clock).
+
+Runs are created by the orchestrator's own run creation and held through the
+runner's claim (runners.claims); the test writes only what a runner would write
+between the orchestrator's ticks (its claim, its heartbeat at the test's clock).
+"""
 
 from __future__ import annotations
 
@@ -27,16 +32,17 @@ async def _tick(orch: Orchestrator) -> None:
     await orch.tick()
 
 
-def _run(clock: ManualClock, state: str, **fields: Any) -> FlowRun:
-    data = fields.pop("data", {})
-    return FlowRun(id=fields.pop("id", "r1"), name="r", flow_name="f", state=State.named(state, **data),
-                   expected_start_time=clock.now, created=clock.now, updated=clock.now, **fields)
+async def _created(orch: Orchestrator, clock: ManualClock, **fields: Any) -> FlowRun:
+    """A run the orchestrator created (Scheduled, due now: its job is published)."""
+    return await orch.creator.create(RunRequest(
+        flow_run_id="r1", deployment=Deployment(name="d", flow_name="f", **fields), origin="tests",
+        parameters={}, expected_start_time=clock.now, idempotency_key="tests:r1"))
 
 
 async def test_scheduled_run_past_grace_becomes_late(
     bus: Bus, orchestrator: Orchestrator, clock: ManualClock
 ) -> None:
-    await _store(bus, _run(clock, "Scheduled"))
+    await _created(orchestrator, clock)
     clock.advance(orchestrator.settings.late_grace_seconds)
     await _tick(orchestrator)
     [run] = await flow_runs(bus)
@@ -53,10 +59,7 @@ async def _held(orch: Orchestrator, clock: ManualClock, *, retries: int = 0, del
                 body: bool = True, attempts: int = 1,
                 stale_after: float | None = None) -> FlowRun:
     """A run created by the orchestrator and claimed ``attempts`` times by a runner."""
-    deployment = Deployment(name="d", flow_name="f", retries=retries, retry_delay_seconds=delay)
-    run = await orch.creator.create(RunRequest(
-        flow_run_id="r1", deployment=deployment, origin="tests", parameters={},
-        expected_start_time=clock.now, idempotency_key="tests:r1"))
+    run = await _created(orch, clock, retries=retries, retry_delay_seconds=delay)
     kv = await orch.bus.kv(orch.bus.layout.flow_runs)
     for _ in range(attempts):
         if run.state.name != "Scheduled":  # a crashed attempt, handed back for the next
@@ -108,10 +111,7 @@ async def test_a_run_left_pending_mid_claim_is_handed_back_not_settled(
     """A runner that stopped between the claim's two writes (Pending, then Running)
     started no attempt: there is nothing to settle (attempt 0 does not exist), and the
     run goes back to Scheduled for the next claim."""
-    deployment = Deployment(name="d", flow_name="f")
-    created = await orchestrator.creator.create(RunRequest(
-        flow_run_id="r1", deployment=deployment, origin="tests", parameters={},
-        expected_start_time=clock.now, idempotency_key="tests:r1"))
+    created = await _created(orchestrator, clock)
     pending, _ = claims.claimed(created, "runner-1", clock.now, 2.0)
     await _store(bus, pending.model_copy(update={"updated": clock.now}))
     clock.advance(2.5)
@@ -171,11 +171,15 @@ async def test_a_silent_attempt_that_recorded_its_outcome_is_concluded_from_it(
     assert (run.state.name, run.result_ref, run.run_count) == ("Completed", held.id, 1)
 
 
+def _beat(run: FlowRun, clock: ManualClock) -> FlowRun:
+    """The runner's heartbeat write (runners.records.touched), at the test's clock."""
+    return run.model_copy(update={"updated": clock.now})
+
+
 async def test_heartbeat_keeps_a_run_alive(bus: Bus, orchestrator: Orchestrator, clock: ManualClock) -> None:
-    run = _run(clock, "Running", run_count=1)
-    await _store(bus, run)
+    run = await _held(orchestrator, clock)
     clock.advance(orchestrator.settings.heartbeat_timeout_seconds - 5)
-    await _store(bus, run.model_copy(update={"updated": clock.now}))
+    await _store(bus, _beat(run, clock))
     clock.advance(10)
     await _tick(orchestrator)
     assert (await flow_runs(bus))[0].state.name == "Running"
@@ -184,10 +188,9 @@ async def test_heartbeat_keeps_a_run_alive(bus: Bus, orchestrator: Orchestrator,
 async def test_a_heartbeat_racing_the_crash_check_wins(
     bus: Bus, orchestrator: Orchestrator, clock: ManualClock
 ) -> None:
-    stale = _run(clock, "Running", run_count=1)
-    await _store(bus, stale)
+    stale = await _held(orchestrator, clock)
     clock.advance(orchestrator.settings.heartbeat_timeout_seconds + 1)
-    await _store(bus, stale.model_copy(update={"updated": clock.now}))  # the heartbeat
+    await _store(bus, _beat(stale, clock))
     with pytest.raises(TransitionRejected, match="updated meanwhile"):
         await orchestrator.creator.move(stale, "Crashed", "no heartbeat", unchanged=True)
     assert (await flow_runs(bus))[0].state.name == "Running"
