@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,13 @@ def flowbus_env(nats_settings: NatsSettings, tmp_path: Path) -> dict[str, str]:
     env["FLOWBUS_HOME"] = str(tmp_path / "home")
     env["FLOWBUS_SECRETS_KEY"] = SESSION_SECRETS_KEY  # the key the in-process parts use
     return env
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` (the addopts) refined for this suite: see tests/parallel.py."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from tests.parallel import FileScheduling
+
+    return FileScheduling(config, log)
