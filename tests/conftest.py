@@ -81,3 +81,21 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     from tests.parallel import FileScheduling
 
     return FileScheduling(config, log)
+
+
+# Figures a test put in its report (``("figures", text)`` user properties, e.g. the image
+# builds' times): printed at the end of the run, from whichever worker ran the test.
+_figures: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        _figures.extend(str(text) for name, text in report.user_properties if name == "figures")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _figures:
+        terminalreporter.section("figures")
+        for text in _figures:
+            for line in text.splitlines():
+                terminalreporter.write_line(line)
