@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -31,6 +32,17 @@ def _clean_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     os.environ.pop("FLOWBUS_HOME", None)
     os.environ.pop("FLOWBUS_SECRETS_KEY", None)
     os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _sys_path_restored() -> Iterator[None]:
+    """``sys.path`` as it was before each test. Loading a flow in the test process puts
+    its code root first on ``sys.path`` (as a runner does), and processes spawned later
+    inherit it: a test's ``json.py`` there broke the process pool of a test that ran
+    after it in the same worker."""
+    saved = list(sys.path)
+    yield
+    sys.path[:] = saved
 
 
 @pytest.fixture(scope="session")
