@@ -58,10 +58,26 @@ def _die_with_parent() -> None:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A free TCP port that no other process is handed for about a minute.
+
+    A port that was merely free a moment ago can be handed to another process asking for
+    any free port (port 0) before our server binds it: two test processes, or anything
+    else on the machine, would then collide. So the port is left in TIME_WAIT (a
+    connection to it is accepted and closed from its side): the kernel hands it to no
+    one binding port 0 until TIME_WAIT ends (60 s on Linux), while a server binding it
+    with SO_REUSEADDR takes it at once. nats-server, asyncio's and http.server's servers,
+    mosquitto and RabbitMQ all bind with SO_REUSEADDR.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, 0))
+        listener.listen(1)
+        address = listener.getsockname()
+        with socket.create_connection(address[:2], timeout=5):
+            accepted, _ = listener.accept()
+            accepted.close()  # closed first on the port's side: TIME_WAIT is on the port
+        return int(address[1])
 
 
 def port_taken(host: str, port: int) -> bool:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +32,17 @@ def _clean_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     os.environ.pop("FLOWBUS_HOME", None)
     os.environ.pop("FLOWBUS_SECRETS_KEY", None)
     os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _sys_path_restored() -> Iterator[None]:
+    """``sys.path`` as it was before each test. Loading a flow in the test process puts
+    its code root first on ``sys.path`` (as a runner does), and processes spawned later
+    inherit it: a test's ``json.py`` there broke the process pool of a test that ran
+    after it in the same worker."""
+    saved = list(sys.path)
+    yield
+    sys.path[:] = saved
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +83,31 @@ def flowbus_env(nats_settings: NatsSettings, tmp_path: Path) -> dict[str, str]:
     env["FLOWBUS_HOME"] = str(tmp_path / "home")
     env["FLOWBUS_SECRETS_KEY"] = SESSION_SECRETS_KEY  # the key the in-process parts use
     return env
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` (the addopts) refined for this suite: see tests/parallel.py."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from tests.parallel import FileScheduling
+
+    return FileScheduling(config, log)
+
+
+# Figures a test put in its report (``("figures", text)`` user properties, e.g. the image
+# builds' times): printed at the end of the run, from whichever worker ran the test.
+_figures: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        _figures.extend(str(text) for name, text in report.user_properties if name == "figures")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _figures:
+        terminalreporter.section("figures")
+        for text in _figures:
+            for line in text.splitlines():
+                terminalreporter.write_line(line)

@@ -7,8 +7,8 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PINNED = ("pytest", "pytest-asyncio", "pytest-timeout", "hypothesis", "schemathesis",
-          "ruff", "mypy")
+PINNED = ("pytest", "pytest-asyncio", "pytest-timeout", "pytest-xdist", "hypothesis",
+          "schemathesis", "ruff", "mypy")
 
 
 def test_tools_that_change_behaviour_are_pinned_exactly() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from events import automation_store as store
 from events.bus import Bus
+from events.embedded import free_port
 from orchestrator.service import Orchestrator
 from tests.automations.support import event, wait_events, wait_until
 
@@ -37,12 +37,6 @@ class Mailbox:
         return AuthResult(success=False, handled=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -60,7 +54,7 @@ def smtp(certificate: tuple[Path, Path]) -> Iterator[tuple[Controller, Mailbox]]
     context.load_cert_chain(str(certificate[0]), str(certificate[1]))
     mailbox = Mailbox()
     controller = Controller(
-        mailbox, hostname="127.0.0.1", port=_free_port(), tls_context=context, require_starttls=True,
+        mailbox, hostname="127.0.0.1", port=free_port(), tls_context=context, require_starttls=True,
         authenticator=mailbox.authenticate, auth_required=True,
     )
     controller.start()

@@ -40,6 +40,19 @@ def test_a_port_in_use_fails_with_the_servers_log(tmp_path: Path) -> None:
     assert "nats-server" in message and "address already in use" in message.lower()
 
 
+def test_a_free_port_is_held_from_other_callers_but_a_server_takes_it(tmp_path: Path) -> None:
+    """Two test processes picking ports at once must not get the same one: the port
+    is left in TIME_WAIT, which refuses a plain bind (and the kernel's port 0) but
+    lets a server binding with SO_REUSEADDR in, as nats-server does."""
+    port = embedded.free_port()
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))
+    assert not embedded.port_taken("127.0.0.1", port)
+    with EmbeddedNats(tmp_path, port=port) as server:
+        with socket.create_connection((server.host, port), timeout=5) as conn:
+            assert conn.recv(4096).startswith(b"INFO")
+
+
 def test_context_manager_cleans_a_temporary_directory() -> None:
     with EmbeddedNats() as server:
         data_dir = server.data_dir

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 import tomllib
+from collections.abc import Iterator
 
 import pytest
 
@@ -30,36 +31,42 @@ def _require_tools() -> None:
                     "root, or deselect them with -m 'not image'", pytrace=False)
 
 
-def _report(config: pytest.Config, text: str) -> None:
-    """Show the build's figures in the run's output, past pytest's output capture."""
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if capture is None or reporter is None:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        for line in text.strip().splitlines():
-            reporter.write_line(line)
+# Figures of the builds a test's setup ran, until that test's report carries them.
+_FIGURES: list[str] = []
 
 
-def _run(config: pytest.Config, args: list[str], what: str) -> None:
+def _report(text: str) -> None:
+    """Keep the build's figures for the run's output (see ``_figures_to_the_report``)."""
+    _FIGURES.append(text.strip())
+
+
+@pytest.fixture(autouse=True)
+def _figures_to_the_report(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The figures of the builds this test's setup ran go into its report; the run
+    prints them at its end (tests/conftest.py), from whichever worker ran the test."""
+    yield
+    while _FIGURES:
+        request.node.user_properties.append(("figures", _FIGURES.pop(0)))
+
+
+def _run(args: list[str], what: str) -> None:
     started = time.monotonic()
     done = subprocess.run(args, capture_output=True, text=True, timeout=1500,
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 0, f"{what} failed:\n{done.stdout}\n{done.stderr}"
-    _report(config, f"{done.stdout}({what}: {time.monotonic() - started:.0f} s in the test)")
+    _report(f"{done.stdout}({what}: {time.monotonic() - started:.0f} s in the test)")
 
 
 @pytest.fixture(scope="session")
-def flowbus_image(pytestconfig: pytest.Config) -> str:
+def flowbus_image() -> str:
     """The image scripts/build-image builds (its base is cached between runs)."""
     _require_tools()
-    _run(pytestconfig, [str(BUILD_SCRIPT)], "scripts/build-image")
+    _run([str(BUILD_SCRIPT)], "scripts/build-image")
     return IMAGE
 
 
 @pytest.fixture(scope="session")
-def example_image(pytestconfig: pytest.Config, flowbus_image: str) -> str:
+def example_image(flowbus_image: str) -> str:
     """The example flow image, built FROM the flowbus image by its own build script."""
-    _run(pytestconfig, [str(EXAMPLE / "build")], "examples/flow-image/build")
+    _run([str(EXAMPLE / "build")], "examples/flow-image/build")
     return EXAMPLE_IMAGE

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from events.embedded import free_port
 from tests.image import chart_env
 from tests.image.conftest import VERSION
 from tests.image.containers import Container, image_config, run_once
@@ -47,13 +48,6 @@ VALUES: dict[str, Any] = {
     },
 }
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float,
