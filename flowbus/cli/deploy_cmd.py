@@ -9,14 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from flowbus.cli._common import fail, nats_settings, print_table, run_async
 from flowbus.cli._lookup import all_runs, find_deployment, find_run, split_deployment
 from flowbus.cli._times import run_duration, run_start
+
+if TYPE_CHECKING:  # the command line imports the bus inside its commands
+    from events.bus import Bus
 
 RESULT_WAIT_SECONDS = 3600.0 * 24 * 365
 
@@ -348,7 +352,7 @@ async def flow_run_logs(run_id: str, follow: bool) -> None:
             loop.remove_signal_handler(signum)
 
 
-async def _print_logs(run_id: str, follow: bool, stop: Any) -> None:
+async def _print_logs(run_id: str, follow: bool, stop: asyncio.Event) -> None:
     from events.bus import Bus
     from events.deployments import get_flow_run
 
@@ -362,9 +366,10 @@ async def _print_logs(run_id: str, follow: bool, stop: Any) -> None:
         await print_logs(bus, run_id, finished if follow else None, stop)
 
 
-async def print_logs(bus: Any, run_id: str, finished: Any, stop: Any = None) -> None:
-    """Print a run's log lines: those stored, or with ``finished`` (an async predicate)
-    new ones too until the run is finished or ``stop`` (an asyncio.Event) is set."""
+async def print_logs(bus: Bus, run_id: str, finished: Callable[[], Awaitable[bool]] | None,
+                     stop: asyncio.Event | None = None) -> None:
+    """Print a run's log lines: those stored, or with ``finished`` new ones too until
+    the run is finished or ``stop`` is set."""
     from events.run_logs import CLI_READER, FETCH_BATCH, follow, run_log_reader
 
     async with run_log_reader(bus, run_id, CLI_READER) as reader:

@@ -10,20 +10,13 @@ from datetime import datetime, timedelta
 
 import aiohttp
 import pytest
-from gateway_helpers import ADMIN_KEY, problem
+from gateway_helpers import ADMIN_KEY, listed, problem
 
 from events.bus import Bus
 from orchestrator.control import ControlDesk
 from tests.created_runs import T0, created_run
 
 R = "/api/v1/flow-runs"
-
-
-async def ids(client: aiohttp.ClientSession, **params: str) -> tuple[list[str], int]:
-    async with client.get(R, params=params) as r:
-        assert r.status == 200, await r.text()
-        body = await r.json()
-    return [item["id"] for item in body["items"]], body["total"]
 
 
 def at(minutes: int) -> datetime:
@@ -34,34 +27,34 @@ async def test_flow_tag_and_text_filters(client: aiohttp.ClientSession, bus: Bus
     await created_run(bus, "r1", flow="load", tags=["prod"], name="nightly-r1", created=at(1))
     await created_run(bus, "r2", flow="load", tags=["dev"], name="nightly-r2", created=at(2))
     await created_run(bus, "r3", flow="clean", tags=["prod"], name="nightly-r3", created=at(3))
-    assert await ids(client, flow="load") == (["r2", "r1"], 2)
-    assert await ids(client, tag="prod") == (["r3", "r1"], 2)
-    assert await ids(client, tag="prod", flow="load") == (["r1"], 1)
-    assert await ids(client, q="NIGHTLY-R2") == (["r2"], 1)
-    assert await ids(client, q="nightly", limit="1", offset="1") == (["r2"], 3)
+    assert await listed(client, flow="load") == (["r2", "r1"], 2)
+    assert await listed(client, tag="prod") == (["r3", "r1"], 2)
+    assert await listed(client, tag="prod", flow="load") == (["r1"], 1)
+    assert await listed(client, q="NIGHTLY-R2") == (["r2"], 1)
+    assert await listed(client, q="nightly", limit="1", offset="1") == (["r2"], 3)
 
 
 async def test_a_run_written_just_before_the_request_is_listed(client: aiohttp.ClientSession,
                                                                bus: Bus) -> None:
     for i in range(20):
         await created_run(bus, f"w{i}", created=at(i))
-        listed, total = await ids(client, limit="1")
-        assert listed == [f"w{i}"] and total == i + 1
+        page, total = await listed(client, limit="1")
+        assert page == [f"w{i}"] and total == i + 1
 
 
 async def test_state_changes_and_deletes_move_runs_between_lists(
     client: aiohttp.ClientSession, bus: Bus, desk: ControlDesk
 ) -> None:
     await created_run(bus, "r1")
-    assert await ids(client, state="Scheduled") == (["r1"], 1)
+    assert await listed(client, state="Scheduled") == (["r1"], 1)
     async with client.post(f"{R}/r1/cancel") as r:
         assert r.status == 200, await r.text()
-    assert await ids(client, state="Scheduled") == ([], 0)
-    assert await ids(client, state="Cancelled") == (["r1"], 1)
+    assert await listed(client, state="Scheduled") == ([], 0)
+    assert await listed(client, state="Cancelled") == (["r1"], 1)
     async with client.delete(f"{R}/r1") as r:
         assert r.status == 204, await r.text()
     await created_run(bus, "r2", created=at(1))  # a later write: the request waits past the delete too
-    assert await ids(client) == (["r2"], 1)
+    assert await listed(client) == (["r2"], 1)
 
 
 @pytest.mark.parametrize("params", [{"q": "x" * 300}, {"tag": "t" * 300}, {"flow": ""},

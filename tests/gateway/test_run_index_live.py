@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from gateway_helpers import ADMIN_KEY
+from gateway_helpers import ADMIN_KEY, listed
 from test_run_index import brute
 
 from events.bus import Bus
@@ -26,13 +26,6 @@ from gateway.runindex import RunFilter
 from tests.automations.support import start
 
 R = "/api/v1/flow-runs"
-
-
-async def listed(client: aiohttp.ClientSession, **params: str) -> tuple[list[str], int]:
-    async with client.get(R, params=params) as r:
-        assert r.status == 200, await r.text()
-        body = await r.json()
-    return [item["id"] for item in body["items"]], body["total"]
 
 
 async def stored(client: aiohttp.ClientSession, run_id: str) -> FlowRun | None:
