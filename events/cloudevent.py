@@ -173,9 +173,32 @@ def _invalid(exc: ValidationError) -> InvalidEvent:
 # --- structured mode (JSON) ------------------------------------------------------------
 
 
-def _format_time(value: datetime) -> str:
-    text = value.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+class _TimeText:
+    """RFC 3339 text of a time, remembering the last one formatted.
+
+    ``isoformat`` costs more than the rest of an event's encoding; the events of one
+    request share the gateway's receive time, so a batch formats it once. Keyed on
+    identity, not equality: two equal times in different zones have different texts.
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[datetime, str] | None = None
+
+    def __call__(self, value: datetime) -> str:
+        last = self._last
+        if last is not None and last[0] is value:
+            return last[1]
+        text = value.isoformat()
+        text = text[:-6] + "Z" if text.endswith("+00:00") else text
+        self._last = (value, text)
+        return text
+
+
+_format_time = _TimeText()
+# Built once: ``json.dumps`` with options builds an encoder per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def to_dict(event: CloudEvent) -> dict[str, Any]:
@@ -203,7 +226,7 @@ def to_dict(event: CloudEvent) -> dict[str, Any]:
 def encode(event: CloudEvent, max_bytes: int | None = None) -> bytes:
     """CloudEvents JSON bytes of ``event``; :class:`EventTooLarge` past ``max_bytes``."""
     try:
-        body = json.dumps(to_dict(event), separators=(",", ":"), ensure_ascii=False).encode()
+        body = _COMPACT.encode(to_dict(event)).encode()
     except (TypeError, ValueError) as exc:
         raise InvalidEvent("data", f"is not JSON-serializable: {exc}") from None
     if max_bytes is not None and len(body) > max_bytes:
@@ -211,8 +234,11 @@ def encode(event: CloudEvent, max_bytes: int | None = None) -> bytes:
     return body
 
 
-def from_dict(obj: object) -> CloudEvent:
-    """Decode a CloudEvents JSON object, naming the attribute at fault when it is wrong."""
+def from_dict(obj: object, *, received: datetime | None = None) -> CloudEvent:
+    """Decode a CloudEvents JSON object, naming the attribute at fault when it is wrong.
+
+    ``received`` (an aware time) becomes ``time`` when the event has none.
+    """
     if not isinstance(obj, dict):
         raise InvalidEvent("event", f"must be a JSON object, got {type(obj).__name__}")
     if "specversion" not in obj:
@@ -247,6 +273,8 @@ def from_dict(obj: object) -> CloudEvent:
     if "data" in obj and "data_base64" in obj:
         raise InvalidEvent("data_base64", "cannot be given together with data")
     fields["extensions"] = extensions
+    if received is not None and fields.get("time") is None:
+        fields["time"] = received
     return build_event(fields)
 
 
@@ -286,13 +314,16 @@ def _loads(body: bytes | str, what: str) -> Any:
         raise InvalidEvent(what, f"is not valid JSON: {exc}") from None
 
 
-def decode(body: bytes | str) -> CloudEvent:
-    """Decode structured-mode CloudEvents JSON."""
-    return from_dict(_loads(body, "event"))
+def decode(body: bytes | str, *, received: datetime | None = None) -> CloudEvent:
+    """Decode structured-mode CloudEvents JSON (``received``: as in :func:`from_dict`)."""
+    return from_dict(_loads(body, "event"), received=received)
 
 
-def decode_batch(body: bytes | str) -> list[CloudEvent]:
-    """Decode a batch (a JSON array of structured events). Any bad one rejects the batch."""
+def decode_batch(body: bytes | str, *, received: datetime | None = None) -> list[CloudEvent]:
+    """Decode a batch (a JSON array of structured events). Any bad one rejects the batch.
+
+    ``received``: as in :func:`from_dict`, for every event without a time.
+    """
     raw = body.encode() if isinstance(body, str) else body
     # Every event names its specversion: far more mentions than allowed events is a
     # batch refused before it costs a parse (nested CloudEvents in data are allowed for).
@@ -311,7 +342,7 @@ def decode_batch(body: bytes | str) -> list[CloudEvent]:
     events = []
     for index, item in enumerate(items):
         try:
-            events.append(from_dict(item))
+            events.append(from_dict(item, received=received))
         except InvalidEvent as exc:
             raise InvalidEvent(f"[{index}].{exc.attribute}", exc.reason) from None
     return events
@@ -347,8 +378,11 @@ def to_binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
     return headers, body
 
 
-def from_binary(headers: Mapping[str, str], body: bytes) -> CloudEvent:
-    """Decode HTTP binary mode: attributes from ``ce-*`` headers, data from the body."""
+def from_binary(
+    headers: Mapping[str, str], body: bytes, *, received: datetime | None = None
+) -> CloudEvent:
+    """Decode HTTP binary mode: attributes from ``ce-*`` headers, data from the body
+    (``received``: as in :func:`from_dict`)."""
     obj: dict[str, Any] = {}
     content_type: str | None = None
     for raw_name, raw_value in headers.items():
@@ -371,7 +405,7 @@ def from_binary(headers: Mapping[str, str], body: bytes) -> CloudEvent:
                 raise InvalidEvent("data", "text body is not valid UTF-8") from None
         else:
             obj["data_base64"] = base64.b64encode(body).decode("ascii")
-    return from_dict(obj)
+    return from_dict(obj, received=received)
 
 
 def is_binary_mode(headers: Mapping[str, str]) -> bool:
