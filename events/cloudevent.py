@@ -173,30 +173,21 @@ def _invalid(exc: ValidationError) -> InvalidEvent:
 # --- structured mode (JSON) ------------------------------------------------------------
 
 
-class _TimeText:
-    """RFC 3339 text of a time, remembering the last one formatted.
-
-    ``isoformat`` costs more than the rest of an event's encoding; the events of one
-    request share the gateway's receive time, so a batch formats it once. Keyed on
-    identity, not equality: two equal times in different zones have different texts.
-    """
-
-    __slots__ = ("_last",)
-
-    def __init__(self) -> None:
-        self._last: tuple[datetime, str] | None = None
-
-    def __call__(self, value: datetime) -> str:
-        last = self._last
-        if last is not None and last[0] is value:
-            return last[1]
-        text = value.isoformat()
-        text = text[:-6] + "Z" if text.endswith("+00:00") else text
-        self._last = (value, text)
-        return text
+# The last time formatted, and its text: ``isoformat`` costs more than the rest of an
+# event's encoding, and the events of one request share the gateway's receive time.
+# Kept by identity: equal times in two zones have two texts.
+_last_time: tuple[datetime | None, str] = (None, "")
 
 
-_format_time = _TimeText()
+def _format_time(value: datetime) -> str:
+    global _last_time
+    if _last_time[0] is value:
+        return _last_time[1]
+    text = value.isoformat()
+    text = text[:-6] + "Z" if text.endswith("+00:00") else text
+    _last_time = (value, text)
+    return text
+
 # Built once: ``json.dumps`` with options builds an encoder per call.
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
@@ -295,8 +286,7 @@ def _plain_event(obj: dict[str, Any], received: datetime | None) -> CloudEvent |
         if type(value) not in _EXTENSION_TYPES or _EXTENSION_NAME.fullmatch(key) is None:
             return None  # data_base64 included
         extensions[key] = value
-    fields_set = {key for key in obj if key in _PLAIN_KEYS}
-    fields_set.add("extensions")
+    fields_set = {"extensions", *_PLAIN_KEYS.intersection(obj)}
     if when is None and received is not None:
         when = received
         fields_set.add("time")
@@ -312,11 +302,19 @@ def _plain_event(obj: dict[str, Any], received: datetime | None) -> CloudEvent |
     return event
 
 
+# Event types seen valid (a few names make up most traffic); forgotten when full.
+_known_types: set[str] = set()
+
+
 def _is_subject_type(kind: str) -> bool:
-    try:
-        check_type(kind)
-    except InvalidEvent:
-        return False
+    if kind not in _known_types:
+        try:
+            check_type(kind)
+        except InvalidEvent:
+            return False
+        if len(_known_types) >= 1024:
+            _known_types.clear()
+        _known_types.add(kind)
     return True
 
 
