@@ -188,6 +188,7 @@ def _format_time(value: datetime) -> str:
     _last_time = (value, text)
     return text
 
+
 # Built once: ``json.dumps`` with options builds an encoder per call.
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
