@@ -4,6 +4,7 @@ Starts its own embedded NATS and a gateway (auth on, rate limit off) in this
 process, and drives it from a separate load-generator process (aiohttp client)::
 
     python bench/gateway.py [--seconds 5] [--concurrency 64] [--batch 100] [--workers 1]
+                            [--phases single,latency,batch] [--uvloop]
 
 Aims on 2 cores, load generator included: >= 3,000 single events/s, p99 <= 10 ms
 at 1,000 events/s, >= 20,000 events/s in batches.
@@ -118,23 +119,34 @@ def mark(phase: str) -> None:
     print(f"phase {phase}", flush=True)
 
 
+PHASES = ("single", "latency", "batch")
+
+
 async def load(url: str, seconds: float, concurrency: int, batch: int,
-               batch_concurrency: int) -> dict[str, float]:
+               batch_concurrency: int, phases: list[str]) -> dict[str, float]:
     import aiohttp
 
+    out: dict[str, float] = {}
     connector = aiohttp.TCPConnector(limit=concurrency * 2)
     async with aiohttp.ClientSession(connector=connector) as session:
         await single_throughput(session, url, 1.0, concurrency)  # warm up
-        mark("single")
-        single = await single_throughput(session, url, seconds, concurrency)
-        mark("latency")
-        latencies = sorted(await fixed_rate_latency(session, url, seconds, 1000.0))
-        mark("batch")
-        batched = await batch_throughput(session, url, seconds, batch, batch_concurrency)
-        mark("end")
-    q = statistics.quantiles(latencies, n=100)
-    return {"single_per_s": single, "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000,
-            "latency_samples": len(latencies), "batch_events_per_s": batched}
+        if "single" in phases:
+            mark("single")
+            out["single_per_s"] = await single_throughput(session, url, seconds, concurrency)
+            mark("single-end")
+        if "latency" in phases:
+            mark("latency")
+            latencies = sorted(await fixed_rate_latency(session, url, seconds, 1000.0))
+            mark("latency-end")
+            q = statistics.quantiles(latencies, n=100)
+            out.update(p50_ms=q[49] * 1000, p99_ms=q[98] * 1000,
+                       latency_samples=len(latencies))
+        if "batch" in phases:
+            mark("batch")
+            out["batch_events_per_s"] = await batch_throughput(
+                session, url, seconds, batch, batch_concurrency)
+            mark("batch-end")
+    return out
 
 
 def cpu_seconds() -> float:
@@ -150,7 +162,8 @@ async def drive(url: str, args: argparse.Namespace) -> tuple[dict[str, float], d
     process = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--load", url, "--seconds", str(args.seconds),
         "--concurrency", str(args.concurrency), "--batch", str(args.batch),
-        "--batch-concurrency", str(args.batch_concurrency), stdout=subprocess.PIPE,
+        "--batch-concurrency", str(args.batch_concurrency), "--phases", ",".join(args.phases),
+        stdout=subprocess.PIPE,
     )
     assert process.stdout is not None
     marks: dict[str, float] = {}
@@ -207,10 +220,10 @@ async def run_gateway(args: argparse.Namespace) -> dict[str, float]:
         async with await Bus.connect(nats_settings) as bus, running(bus, settings) as gw:
             result, marks = await drive(gw.url, args)
         # The gateway's own CPU per event (this process: HTTP server and NATS client).
-        result["cpu_us_single"] = 1e6 * (marks["latency"] - marks["single"]) / (
-            result["single_per_s"] * args.seconds)
-        result["cpu_us_batch"] = 1e6 * (marks["end"] - marks["batch"]) / (
-            result["batch_events_per_s"] * args.seconds)
+        for phase, rate in (("single", "single_per_s"), ("batch", "batch_events_per_s")):
+            if phase in marks:
+                result[f"cpu_us_{phase}"] = 1e6 * (marks[f"{phase}-end"] - marks[phase]) / (
+                    result[rate] * args.seconds)
         return result
 
 
@@ -224,25 +237,44 @@ def main() -> None:
                         help="batch requests in flight")
     parser.add_argument("--workers", type=int, default=1,
                         help="gateway processes on the port (flowbus gateway --workers)")
+    parser.add_argument("--phases", type=lambda s: s.split(","), default=list(PHASES),
+                        help="which phases to run, comma-separated (default: "
+                        f"{','.join(PHASES)}); one alone is what a profiler should sample")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="run the gateway (not the load generator) on uvloop's event loop")
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    unknown = set(args.phases) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phase(s) {', '.join(sorted(unknown))}; choose from {', '.join(PHASES)}")
     if args.load:
         result = asyncio.run(load(args.load, args.seconds, args.concurrency, args.batch,
-                                  args.batch_concurrency))
+                                  args.batch_concurrency, args.phases))
         print(json.dumps(result))
         return
     logging.basicConfig(level=logging.WARNING)
+    before = os.getloadavg()
+    if args.uvloop:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     r = asyncio.run(run_gateway(args))
     print(f"cores available:                {os.cpu_count()}")
-    print(f"single-event POSTs per second:  {r['single_per_s']:,.0f}   (aim >= 3,000)")
-    print(f"latency at 1,000 events/s:      p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"
-          f"   (aim p99 <= 10 ms; {r['latency_samples']:,} samples)")
-    print(f"events per second in batches:   {r['batch_events_per_s']:,.0f}   "
-          f"(batches of {args.batch}, {args.batch_concurrency} in flight; aim >= 20,000)")
-    print(f"gateway processes:              {args.workers}")
-    if "cpu_us_single" in r:
-        print(f"gateway CPU per event:          {r['cpu_us_single']:.0f} us single, "
-              f"{r['cpu_us_batch']:.0f} us in batches (its process alone)")
+    print(f"load average before / after:    {before[0]:.2f} / {os.getloadavg()[0]:.2f}")
+    if "single_per_s" in r:
+        print(f"single-event POSTs per second:  {r['single_per_s']:,.0f}   (aim >= 3,000)")
+    if "p50_ms" in r:
+        print(f"latency at 1,000 events/s:      p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"
+              f"   (aim p99 <= 10 ms; {r['latency_samples']:,.0f} samples)")
+    if "batch_events_per_s" in r:
+        print(f"events per second in batches:   {r['batch_events_per_s']:,.0f}   "
+              f"(batches of {args.batch}, {args.batch_concurrency} in flight; aim >= 20,000)")
+    print(f"gateway processes:              {args.workers}, "
+          f"{'uvloop' if args.uvloop else 'asyncio'} event loop")
+    for phase, what in (("single", "single"), ("batch", "in batches")):
+        if f"cpu_us_{phase}" in r:
+            print(f"gateway CPU per event, {what + ':':12s}{r[f'cpu_us_{phase}']:.0f} us "
+                  "(its process alone)")
 
 
 if __name__ == "__main__":

@@ -489,7 +489,7 @@ def _reply_to_ack(msg: Msg) -> Ack | FlowbusError:
     if msg.headers and msg.headers.get("Status") == "503":
         return BusUnavailable("no JetStream stream answered for a published message")
     try:
-        reply = json.loads(msg.data)
+        reply = json.loads(msg.data.decode())  # str: json.loads(bytes) sniffs the encoding
     except ValueError:
         return PublishFailed(f"JetStream sent an unreadable ack: {msg.data[:80]!r}")
     if "error" in reply:

@@ -35,12 +35,6 @@ def media_type(headers: Mapping[str, str]) -> str:
     return headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
 
 
-def with_time(events: list[CloudEvent]) -> list[CloudEvent]:
-    """The events with ``time`` filled in (when received, UTC) where the sender left it out."""
-    now = datetime.now(UTC)
-    return [e if e.time is not None else e.model_copy(update={"time": now}) for e in events]
-
-
 def check_size(gateway: Gateway, events: Sequence[CloudEvent]) -> None:
     """413 naming the event when one is over the per-event limit."""
     own, bus = gateway.settings.event_max_bytes, gateway.bus.settings.event_max_bytes
@@ -93,24 +87,29 @@ async def publish_events(gateway: Gateway, events: Sequence[CloudEvent], mode: s
     except BusUnavailable:
         gateway.metrics.events_rejected.labels("unavailable").inc()
         raise
-    gateway.metrics.publish_latency.labels("single" if len(events) == 1 else "batch").observe(
+    metrics = gateway.metrics
+    metrics.child(metrics.publish_latency, "single" if len(events) == 1 else "batch").observe(
         time.perf_counter() - started)
     duplicates = sum(1 for a in acks if a.duplicate)
-    gateway.metrics.events_accepted.labels(mode).inc(len(acks) - duplicates)
+    metrics.child(metrics.events_accepted, mode).inc(len(acks) - duplicates)
     if duplicates:
         gateway.metrics.events_duplicate.inc(duplicates)
     return [e.id for e in events]
 
 
 def decode_request(headers: Mapping[str, str], body: bytes) -> tuple[list[CloudEvent], str]:
-    """The events of a CloudEvents HTTP request and its mode; 415 for an unknown content type."""
+    """The events of a CloudEvents HTTP request and its mode; 415 for an unknown content type.
+
+    An event without ``time`` gets the time it was received (UTC), one for the request.
+    """
+    received = datetime.now(UTC)
     if is_binary_mode(headers):
-        return [from_binary(headers, body)], "binary"
+        return [from_binary(headers, body, received=received)], "binary"
     media = media_type(headers)
     if media == STRUCTURED_CONTENT_TYPE:
-        return [decode(body)], "structured"
+        return [decode(body, received=received)], "structured"
     if media == BATCH_CONTENT_TYPE:
-        events = decode_batch(body)
+        events = decode_batch(body, received=received)
         if not events:
             raise InvalidEvent("batch", "is empty; send at least one event")
         return events, "batch"
@@ -136,7 +135,7 @@ async def post_events(request: web.Request) -> web.Response:
         # The rate limit counts events, not requests: the request paid for the first.
         gateway.auth.limit(principal.id, "this API key", cost=len(events) - 1)
     refuse_reserved(gateway, events)
-    ids = await publish_events(gateway, with_time(events), mode)
+    ids = await publish_events(gateway, events, mode)
     return web.json_response({"ids": ids}, status=202)
 
 

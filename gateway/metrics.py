@@ -67,6 +67,7 @@ class Metrics:
         )
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._histograms: dict[str, Any] = {}
+        self._children: dict[tuple[int, str], Any] = {}
         self.task_queue_depth = Gauge(
             "flowbus_task_queue_depth",
             "background task runs queued and not yet finished (waiting or running)",
@@ -112,6 +113,14 @@ class Metrics:
         child = self._counters.get(key)
         if child is None:
             child = self._counters[key] = self.requests.labels(method, route, f"{status_class}xx")
+        return child
+
+    def child(self, metric: Counter | Histogram, label: str) -> Any:
+        """``metric.labels(label)``, looked up once per label (each label set is bounded)."""
+        key = (id(metric), label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(label)
         return child
 
     def _histogram(self, route: str) -> Any:

@@ -34,7 +34,7 @@ from events.templates import TemplateError, check_value, render_value_async
 from events.webhook_rules import SLUG_PATTERN
 from gateway.api.routing import check_key
 from gateway.context import Gateway, gateway_of
-from gateway.ingest import decode_request, media_type, publish_events, refuse_reserved, with_time
+from gateway.ingest import decode_request, media_type, publish_events, refuse_reserved
 from gateway.problems import Problem
 from gateway.signatures import (
     SignatureRejected,
@@ -328,7 +328,6 @@ async def receive(request: web.Request) -> web.Response:
         events, _ = decode_request(request.headers, body)
         if len(events) > 1:
             gateway.auth.limit(f"webhook:{slug}", f"webhook {slug!r}", cost=len(events) - 1)
-        events = with_time(events)
     else:
         events = [await to_event(hook, request, body)]
     refuse_reserved(gateway, events)
