@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -66,10 +67,13 @@ async def test_gateway_command_refuses_an_unknown_setting(flowbus_env: dict[str,
 async def test_gateway_command_says_when_the_port_is_taken(flowbus_env: dict[str, str]) -> None:
     blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = blocker.sockets[0].getsockname()[1]
+    process = await flowbus(flowbus_env, "gateway", "--port", str(port))
     try:
-        process = await flowbus(flowbus_env, "gateway", "--port", str(port))
-        _, err = await asyncio.wait_for(process.communicate(), 20)
+        _, err = await asyncio.wait_for(process.communicate(), 120)
     finally:
+        if process.returncode is None:  # a failed test must not leave the gateway running
+            process.kill()
+            await process.wait()
         blocker.close()
         await blocker.wait_closed()
     assert process.returncode == 1 and b"cannot listen" in err and b"Traceback" not in err
@@ -113,15 +117,15 @@ async def start_workers(env: dict[str, str]) -> tuple[asyncio.subprocess.Process
     line = await read_until(process.stdout, "gateway listening on")
     url = line.split("listening on ", 1)[1].split(" ", 1)[0]
     ready = 0
-    for _ in range(200):  # both workers import and connect before they answer
+    deadline = time.monotonic() + 120  # both workers import and connect before they answer
+    while ready < 10:
+        assert time.monotonic() < deadline, "the gateway's workers did not both become ready"
         async with aiohttp.ClientSession(base_url=url, connector=aiohttp.TCPConnector(force_close=True)) as s:
             try:
                 async with s.get("/readyz") as r:
                     ready = ready + 1 if r.status == 200 else 0
             except aiohttp.ClientError:
                 ready = 0
-        if ready >= 10:
-            break
         await asyncio.sleep(0.05)
     workers = worker_pids(process.pid)
     assert len(workers) == 2
