@@ -29,7 +29,7 @@ def test_memory_locks_hold_release_and_lapse() -> None:
     assert locks.acquire_lock("mem-a", holder="one")  # the holder may take it again
     assert locks.acquire_lock("mem-a", holder="two", acquire_timeout=0) is False
     assert locks.is_locked("mem-a") and locks.is_lock_holder("mem-a", "one")
-    with pytest.raises(ValueError, match="No lock held by 'two'"):
+    with pytest.raises(ValueError, match="No lock held by two for transaction with key"):
         locks.release_lock("mem-a", holder="two")
     locks.release_lock("mem-a", holder="one")
     assert not locks.is_locked("mem-a")
