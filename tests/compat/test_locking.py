@@ -114,5 +114,8 @@ def test_a_cache_policy_takes_its_locks_from_a_lock_manager() -> None:
         t.join(timeout=60)
     assert ran == [1] and sorted(names) == ["Cached", "Completed"]
     assert len(Counting.taken) == 2 and not Counting().is_locked(Counting.taken[0])
+    # as in Prefect, configure takes any lock manager; a run that needs one refuses it
+    odd = INPUTS.configure(isolation_level=IsolationLevel.SERIALIZABLE, lock_manager="/path/to/locks")
+    assert odd.lock_manager == "/path/to/locks"
     with pytest.raises(TypeError, match="has no acquire_lock/release_lock"):
-        INPUTS.configure(lock_manager=object())
+        task(cache_policy=odd)(slow.fn)(2)
