@@ -84,3 +84,23 @@ def test_parameter_schema_of_functions_flows_and_tasks() -> None:
     assert cb.parameter_docstrings(None) == {}
     assert cb.parameter_docstrings("Doc.\n\nArgs:\n    x (int): typed\n    **kw: extra\n") == {
         "x": "typed", "**kw": "extra"}  # fmt: skip
+
+
+def test_tags_context_reads_the_open_tags_blocks() -> None:
+    from flowbus.context import TagsContext, tags
+
+    assert TagsContext.get().current_tags == set()
+    with tags("a", "b"), tags("c"):
+        assert TagsContext.get().current_tags == {"a", "b", "c"}
+
+    @task
+    def seen() -> set[str]:
+        return TagsContext.get().current_tags
+
+    @flow
+    def outer() -> set[str]:
+        with tags("in-flow"):
+            return seen.submit().result()
+
+    with tags("outside"):
+        assert outer() == {"outside", "in-flow"}
