@@ -34,6 +34,9 @@ class _DefaultAnchor(_dt.datetime):
     """The creation time filled in when no ``anchor_date`` is given: deployments
     leave it out, so an interval keeps one alignment across deploys."""
 
+    def __repr__(self) -> str:
+        return repr(_dt.datetime.fromtimestamp(self.timestamp(), self.tzinfo))
+
 
 def _now_anchor() -> _dt.datetime:
     return _DefaultAnchor.now(tz=_dt.UTC)
