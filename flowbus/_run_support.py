@@ -10,6 +10,7 @@ from typing import Any
 
 from flowbus import _sink
 from flowbus._drivers import Call, Steps
+from flowbus.cache_policies import cache_store
 from flowbus.context import (
     FlowRun,
     TaskRun,
@@ -21,7 +22,6 @@ from flowbus.exceptions import (
 from flowbus.futures import FlowbusFuture, contains_upstream, rebuild
 from flowbus.results import (
     decode_cache_record,
-    default_cache_store,
     encode_cache_record,
     resolve_result_store,
 )
@@ -159,13 +159,16 @@ def persist_result(owner: Any, value: Any, key: str, cache_key: str | None) -> S
     if cache_key is not None:
         expiration = getattr(owner, "cache_expiration", None)
         expires = now() + expiration if expiration is not None else None
-        default_cache_store().write(cache_key, encode_cache_record(serializer, payload, expires))
+        cache_store(getattr(owner, "_cache_policy", None)).write(
+            cache_key, encode_cache_record(serializer, payload, expires))
     data = value if owner.cache_result_in_memory else ResultRef(store, key, serializer)
     return Completed(data=data)
 
 
-def cache_lookup(cache_key: str) -> tuple[bool, Any]:
-    record = default_cache_store().read(cache_key)
+def cache_lookup(cache_key: str, policy: Any = None) -> tuple[bool, Any]:
+    """Whether the cache (``policy``'s ``key_storage``, else the process's) holds a
+    live record for ``cache_key``, and its value."""
+    record = cache_store(policy).read(cache_key)
     if record is None:
         return False, None
     decoded = decode_cache_record(record)

@@ -254,7 +254,12 @@ def _lock_cache_key(
     if key is None:
         return None
     manager = getattr(task._cache_policy, "lock_manager", None)
-    return acquire_cache_lock(key) if manager is None else held_by(manager, key, task_run.id)
+    if manager is None:
+        return acquire_cache_lock(key)
+    if not all(callable(getattr(manager, m, None)) for m in ("acquire_lock", "release_lock")):
+        raise TypeError(f"the cache policy's lock_manager {manager!r} has no acquire_lock/release_lock "
+                        "(see flowbus.locking)")
+    return held_by(manager, key, task_run.id)
 
 
 def _plan_retry(task: Any, task_run: TaskRun, final: State[Any], error: Any) -> float | None:
@@ -295,7 +300,7 @@ def _check_cache(
     if cache_key is None or task.refresh_cache:
         return cache_key, None
     try:
-        hit, value = cache_lookup(cache_key)
+        hit, value = cache_lookup(cache_key, task._cache_policy)
     except Exception as exc:  # an unreadable record is a miss, not a failure
         task_run_logger(task_run).warning("Ignoring unreadable cache record: %s", exc)
         return cache_key, None

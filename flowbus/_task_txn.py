@@ -36,19 +36,19 @@ def close_task_transaction(txn: Transaction, task: Any, task_run: Any, final: St
     elif final.is_completed():
         txn.stage(
             final.data,
-            on_rollback_hooks=[_rolled_back(task_run), *task.on_rollback_hooks],
+            on_rollback_hooks=[_rolled_back(task, task_run), *task.on_rollback_hooks],
             on_commit_hooks=list(task.on_commit_hooks),
         )
     txn.__exit__(None, None, None)
 
 
-def _rolled_back(task_run: Any) -> Any:
+def _rolled_back(task: Any, task_run: Any) -> Any:
     def mark_rolled_back(txn: Transaction) -> None:
         from flowbus._run_support import set_task_state
-        from flowbus.results import default_cache_store
+        from flowbus.cache_policies import cache_store
 
         if task_run.cache_key is not None:
-            default_cache_store().delete(str(task_run.cache_key))
+            cache_store(getattr(task, "_cache_policy", None)).delete(str(task_run.cache_key))
         set_task_state(task_run, Completed(name="RolledBack", message="Task rolled back as part of transaction",
                                            data=task_run.state.data))
 

@@ -186,6 +186,17 @@ def current_tags() -> tuple[str, ...]:
     return _tags.get()
 
 
+@dataclass(frozen=True, slots=True)
+class TagsContext:
+    """Prefect's view of the open `tags()` blocks: ``TagsContext.get().current_tags``."""
+
+    current_tags: set[str] = field(default_factory=set)
+
+    @classmethod
+    def get(cls) -> TagsContext:
+        return cls(current_tags=set(_tags.get()))
+
+
 @contextlib.contextmanager
 def tags(*new_tags: str) -> Iterator[set[str]]:
     """Add tags to every flow and task run created inside the block.
@@ -207,6 +218,7 @@ def tags(*new_tags: str) -> Iterator[set[str]]:
 __all__ = [
     "FlowRun",
     "FlowRunContext",
+    "TagsContext",
     "TaskRun",
     "TaskRunContext",
     "get_run_context",

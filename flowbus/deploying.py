@@ -166,7 +166,10 @@ def spec_for_flow(
                 f"directory {root}; run from the project directory or pass entrypoint="
             ) from None
         entrypoint = f"{relative.as_posix()}:{flow.fn.__name__}"
-    all_schedules = [s.model_dump(mode="json") if isinstance(s, BaseModel) else s for s in schedules or []]
+    from flowbus.schedules import as_deployment_schedule
+
+    all_schedules = [s.model_dump(mode="json") if isinstance(s, BaseModel) else as_deployment_schedule(s)
+                     for s in schedules or []]  # fmt: skip
     if cron is not None:
         all_schedules.append({"cron": cron})
     if interval is not None:

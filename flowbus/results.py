@@ -21,6 +21,7 @@ import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from flowbus._store_locks import StoreLocks
 from flowbus.exceptions import ConfigurationError
 from flowbus.serializers import Serializer, resolve_serializer
 
@@ -39,7 +40,7 @@ class ResultStorage(Protocol):
     def delete(self, key: str) -> None: ...
 
 
-class ResultStore:
+class ResultStore(StoreLocks):
     """Prefect's ``ResultStore(...)`` configuration: where results go, and the lock
     manager of ``SERIALIZABLE`` transactions on them.
 

@@ -125,10 +125,12 @@ def _schedules(cron: str | Iterable[str] | None, interval: Any,
             seconds = item.total_seconds() if isinstance(item, timedelta) else item
             raw.append({"interval": seconds})
     raw += list(schedules or [])
+    from flowbus.schedules import as_deployment_schedule
+
     out = []
     for item in raw:
         try:
-            out.append(parse_schedule(item).model_dump(mode="json"))
+            out.append(parse_schedule(as_deployment_schedule(item)).model_dump(mode="json"))
         except (InvalidSchedule, ValueError) as exc:
             raise ConfigurationError(f"schedule {item!r}: {exc}") from None
     return out

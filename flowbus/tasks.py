@@ -180,7 +180,7 @@ class Task(Generic[P, R]):
         # As in Prefect 3: asking for a cache (or a storage option) turns persistence on;
         # without any of those a task neither caches nor persists, keeping calls cheap.
         if self.cache_key_fn is not None:
-            policy: CachePolicy | None = CacheKeyFnPolicy(self.cache_key_fn)
+            policy: CachePolicy | None = CacheKeyFnPolicy(cache_key_fn=self.cache_key_fn)
         elif cache_policy is _NOT_SET or cache_policy is None or cache_policy is NONE:
             policy = None
         else:

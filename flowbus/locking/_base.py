@@ -13,6 +13,11 @@ def check_key(key: str, holder: str | None = None) -> None:
         raise ValueError(f"lock holder must be a non-empty string, got {holder!r}")
 
 
+def not_held(key: str, holder: str) -> ValueError:
+    """The error of releasing a lock ``holder`` does not hold (Prefect's wording)."""
+    return ValueError(f"No lock held by {holder} for transaction with key {key}")
+
+
 class PollingLocks:
     """Waits built on ``_try_acquire`` and ``is_locked``, polled every ``poll`` seconds."""
 

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from flowbus.exceptions import ConfigurationError
-from flowbus.locking._base import PollingLocks, check_key
+from flowbus.locking._base import PollingLocks, check_key, not_held
 from flowbus.results import server_connection
 
 
@@ -82,7 +82,7 @@ class JetStreamLockManager(PollingLocks):
         with self._mutex:
             held = self._held.get(key)
             if held is None or held.holder != holder:
-                raise ValueError(f"No lock held by {holder!r} on {key!r}")
+                raise not_held(key, holder)
             del self._held[key]
         held.stop.set()
         if held.thread is not None:

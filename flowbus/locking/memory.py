@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from typing import Any
 
-from flowbus.locking._base import PollingLocks, check_key
+from flowbus.locking._base import PollingLocks, check_key, not_held
+
+logger = logging.getLogger("flowbus.locking.memory")
 
 
 class MemoryLockManager(PollingLocks):
     """In-process locks; a lock with a ``hold_timeout`` lapses after it.
 
-    Every ``MemoryLockManager()`` of a process shares one table, as in Prefect.
+    Every ``MemoryLockManager()`` of a process shares one table, as in Prefect. A
+    pickled manager unpickles as that process's manager: the locks travel with it only
+    into a forked child, which inherits the table (pickling one that holds locks logs
+    a warning saying so).
     """
 
     _instance: MemoryLockManager | None = None
@@ -52,8 +59,19 @@ class MemoryLockManager(PollingLocks):
         with self._mutex:
             entry = self._live(key)
             if entry is None or entry[0] != holder:
-                raise ValueError(f"No lock held by {holder!r} on {key!r}")
+                raise not_held(key, holder)
             del self._held[key]
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        with self._mutex:
+            held = sum(1 for key in list(self._held) if self._live(key) is not None)
+        if held:
+            logger.warning(
+                "Serializing MemoryLockManager with %d active lock(s). Lock information will not "
+                "be available after deserialization in another process (a forked child inherits it).",
+                held,
+            )
+        return (type(self), ())
 
     def is_locked(self, key: str) -> bool:
         check_key(key)

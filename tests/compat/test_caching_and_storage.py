@@ -76,7 +76,7 @@ def test_cache_policy_constructors() -> None:
 
     assert t(1, 1) == 2 and t(1, 5) == 2 and len(calls) == 1
     assert CachePolicy.from_cache_key_fn(by_x) == CacheKeyFnPolicy(cache_key_fn=by_x)
-    assert Inputs(exclude=["a"]).exclude == ("a",)
+    assert Inputs(exclude=["a"]).exclude == ["a"]
     compound = CompoundCachePolicy(policies=[Inputs(), TaskSource(), FlowParameters(), RunId()])
     assert len(compound.policies) == 4
     assert INPUTS + NONE is INPUTS and NONE + INPUTS is INPUTS

@@ -29,7 +29,7 @@ def test_memory_locks_hold_release_and_lapse() -> None:
     assert locks.acquire_lock("mem-a", holder="one")  # the holder may take it again
     assert locks.acquire_lock("mem-a", holder="two", acquire_timeout=0) is False
     assert locks.is_locked("mem-a") and locks.is_lock_holder("mem-a", "one")
-    with pytest.raises(ValueError, match="No lock held by 'two'"):
+    with pytest.raises(ValueError, match="No lock held by two for transaction with key"):
         locks.release_lock("mem-a", holder="two")
     locks.release_lock("mem-a", holder="one")
     assert not locks.is_locked("mem-a")
@@ -114,5 +114,8 @@ def test_a_cache_policy_takes_its_locks_from_a_lock_manager() -> None:
         t.join(timeout=60)
     assert ran == [1] and sorted(names) == ["Cached", "Completed"]
     assert len(Counting.taken) == 2 and not Counting().is_locked(Counting.taken[0])
+    # as in Prefect, configure takes any lock manager; a run that needs one refuses it
+    odd = INPUTS.configure(isolation_level=IsolationLevel.SERIALIZABLE, lock_manager="/path/to/locks")
+    assert odd.lock_manager == "/path/to/locks"
     with pytest.raises(TypeError, match="has no acquire_lock/release_lock"):
-        INPUTS.configure(lock_manager=object())
+        task(cache_policy=odd)(slow.fn)(2)

@@ -77,8 +77,6 @@ def test_an_unknown_isolation_level_is_refused() -> None:
 
     with pytest.raises(ValueError, match="READ_COMMITTED, SERIALIZABLE"):
         INPUTS.configure(isolation_level="SNAPSHOT")
-    with pytest.raises(ValueError, match="not supported"):
-        INPUTS.configure(key_storage="/tmp/x")
 
 
 def test_concurrent_runs_without_isolation_may_both_run_but_end_consistent(

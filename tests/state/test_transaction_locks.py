@@ -120,7 +120,7 @@ def test_the_jetstream_lock_manager_across_processes(state_env: dict[str, str], 
         out, err = holder.communicate(timeout=60)
         assert holder.returncode == 0 and out.strip() == "released", err[-2000:]
         assert locks.is_lock_holder("shared", "me")
-        with pytest.raises(ValueError, match="No lock held by 'other'"):
+        with pytest.raises(ValueError, match="No lock held by other for transaction with key"):
             locks.release_lock("shared", holder="other")
         locks.release_lock("shared", holder="me")
         assert locks.wait_for_lock("shared", timeout=5)
