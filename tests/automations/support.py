@@ -24,7 +24,7 @@ __all__ = ["ManualClock", "Receiver", "Request", "flow_runs", "held_run", "start
 
 def quick_settings(**overrides: Any) -> AutomationSettings:
     # The tests' receivers listen on loopback, denied by default.
-    values: dict[str, Any] = {"retry_base_seconds": 0.01, "retry_max_seconds": 0.05, "http_timeout_seconds": 2,
+    values: dict[str, Any] = {"retry_base_seconds": 0.01, "retry_max_seconds": 0.05, "http_timeout_seconds": 10,
                               "allowed_networks": ["127.0.0.0/8", "::1/128"]}
     values.update(overrides)
     return AutomationSettings(**values)
@@ -123,7 +123,7 @@ async def events_of(bus: Bus, kind: str) -> list[CloudEvent]:
     return out
 
 
-async def wait_events(bus: Bus, kind: str, count: int = 1, within: float = 10.0) -> list[CloudEvent]:
+async def wait_events(bus: Bus, kind: str, count: int = 1, within: float = 60.0) -> list[CloudEvent]:
     async def enough() -> bool:
         return len(await events_of(bus, kind)) >= count
 
