@@ -55,6 +55,7 @@ def started_at() -> float:
 '''
 
 STAGES = ("POST", "record", "running", "body", "total")
+CPU_KINDS = ("python", "dev", "workers", "nats-server")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -68,8 +69,9 @@ def load() -> str:
 
 def tree_cpu(root: int) -> dict[str, float]:
     """CPU seconds (user + system) used so far by ``root`` and its descendants (those
-    that exited and were reaped included), by program: ``nats-server`` and ``python``
-    (the parts and their workers)."""
+    that exited and were reaped included), by program: ``nats-server``, ``dev`` (the
+    ``flowbus dev`` process: gateway, orchestrator and runner), ``workers`` (the
+    runner's worker processes and their fork server) and ``python`` (both)."""
     parents: dict[int, int] = {}
     stats: dict[int, tuple[str, float]] = {}
     tick = os.sysconf("SC_CLK_TCK")
@@ -84,15 +86,34 @@ def tree_cpu(root: int) -> dict[str, float]:
         fields = raw[raw.rindex(")") + 2 :].split()
         parents[int(entry.name)] = int(fields[1])
         # Its own time and that of its children it reaped (recycled workers).
-        stats[int(entry.name)] = (name, sum(int(f) for f in fields[11:15]) / tick)
+        own, reaped = (sum(int(f) for f in fields[i:i + 2]) / tick for i in (11, 13))
+        stats[int(entry.name)] = (name, own, reaped)
     used: dict[str, float] = {}
-    for pid, (name, seconds) in stats.items():
+
+    def add(kind: str, seconds: float) -> None:
+        used[kind] = used.get(kind, 0.0) + seconds
+
+    # Under --profile, ``root`` is py-spy and ``flowbus dev`` its child: py-spy is left out.
+    dev_pid = root
+    if root in stats and "py-spy" in stats[root][0]:
+        dev_pid = next((p for p, parent in parents.items()
+                        if parent == root and "py" in stats[p][0]), root)
+    for pid, (name, own, reaped) in stats.items():
+        if pid == root and dev_pid != root:
+            continue
         ancestor = pid
         while ancestor not in (0, 1, root) and ancestor in parents:
             ancestor = parents[ancestor]
-        if ancestor == root:
-            kind = "nats-server" if "nats" in name else "python"
-            used[kind] = used.get(kind, 0.0) + seconds
+        if ancestor != root:
+            continue
+        if "nats" in name:
+            add("nats-server", own + reaped)
+        elif pid == dev_pid:  # the parts (gateway, orchestrator, runner) share this process
+            add("dev", own)
+            add("workers", reaped)
+        else:  # the fork server and the runner's workers (recycled ones included)
+            add("workers", own + reaped)
+    used["python"] = used.get("dev", 0.0) + used.get("workers", 0.0)
     return used
 
 
@@ -217,7 +238,7 @@ async def single(bus: Bus, gateway: str, records: Records, args: argparse.Namesp
     print(f"single events: {args.events} paced {args.pace * 1000:.0f} ms apart "
           f"({args.extra + 1} deployments); CPU per event (flowbus dev and its children): "
           + ", ".join(f"{kind} {1000 * (cpu_after.get(kind, 0) - cpu_before.get(kind, 0)) / args.events:.1f} ms"
-                      for kind in ("python", "nats-server")) + "; ms per stage:")
+                      for kind in CPU_KINDS) + "; ms per stage:")
     for name in STAGES:
         values = rows[name]
         print(f"  {name:>8}: p50 {pct(values, 0.5):7.2f}  p90 {pct(values, 0.9):7.2f}  "
@@ -242,7 +263,7 @@ async def burst(bus: Bus, gateway: str, records: Records, size: int, dev_pid: in
           f"{max(r.end_time.timestamp() for r in runs if r.end_time) - begin:.2f} s; "
           "CPU per event (flowbus dev and its children): "
           + ", ".join(f"{kind} {1000 * (cpu_after.get(kind, 0) - cpu_before.get(kind, 0)) / size:.1f} ms"
-                      for kind in ("python", "nats-server")))
+                      for kind in CPU_KINDS))
 
 
 async def main(args: argparse.Namespace) -> None:
