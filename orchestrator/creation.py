@@ -79,9 +79,17 @@ class RunCreator:
         self._clock = clock
         # Jobs this process published (bounded): the tracker does not publish them again.
         self._published: OrderedDict[str, None] = OrderedDict()
+        # Runs this process stored without any concurrency limit (bounded): they hold no
+        # slot, so the tracker need not look for one when they finish or live on.
+        self._slotless: OrderedDict[str, None] = OrderedDict()
 
     def was_published(self, run: FlowRun) -> bool:
         return f"{run.id}:{run.run_count + 1}" in self._published
+
+    def holds_no_slots(self, run_id: str) -> bool:
+        """True when this process created ``run_id`` under no concurrency limit (so it
+        never holds a slot); False when it does not know."""
+        return run_id in self._slotless
 
     async def limits_for(self, deployment: Deployment, tags: list[str]) -> list[tuple[str, int]]:
         """(limit name, size) of every concurrency limit a run of ``deployment`` is under."""
@@ -149,6 +157,10 @@ class RunCreator:
         )
         try:
             await self._runs.create(run.id, run.model_dump_json().encode())
+            if not limits:
+                self._slotless[run.id] = None
+                while len(self._slotless) > PUBLISHED_KEPT:
+                    self._slotless.popitem(last=False)
             self._metrics.runs.labels(request.origin, "created").inc()
             if request.refused:
                 log.warning("flow run %s of deployment %s refused: %s", run.id, deployment.name,
