@@ -156,7 +156,7 @@ class RunCreator:
             durable_tasks=deployment.durable_tasks,
         )
         try:
-            await self._runs.create(run.id, run.model_dump_json().encode())
+            revision = await self._runs.create(run.id, run.model_dump_json().encode())
             if not limits:
                 self._slotless[run.id] = None
                 while len(self._slotless) > PUBLISHED_KEPT:
@@ -172,7 +172,7 @@ class RunCreator:
             return await self._existing(request, stored.value)
         if cancel:
             run = await self.move(run, "Cancelled", "concurrency limit reached (CANCEL_NEW)")
-        await self.finish(run)
+        await self.finish(run, None if cancel else revision)
         return run
 
     async def _existing(self, request: RunRequest, stored: bytes) -> FlowRun:
@@ -181,25 +181,32 @@ class RunCreator:
         await self.finish(run)
         return run
 
-    async def finish(self, run: FlowRun) -> None:
-        """Publish what a stored record still needs: its job when due, its state event."""
+    async def finish(self, run: FlowRun, revision: int | None = None) -> None:
+        """Publish what a stored record still needs: its job when due, its state event.
+
+        ``revision``: the revision ``run`` is stored at, when known: the job then
+        carries the record, so the runner claims without reading it first.
+        """
         if run.state.name in RUNNABLE and run.expected_start_time <= self._clock():
-            await self.publish_job(run, announce=True)
+            await self.publish_job(run, announce=True, revision=revision)
         else:
             await self.publish_state(run)
 
     async def publish_state(self, run: FlowRun) -> None:
         await self._bus.publish(state_event(run))
 
-    async def publish_job(self, run: FlowRun, *, announce: bool = False) -> None:
+    async def publish_job(self, run: FlowRun, *, announce: bool = False,
+                          revision: int | None = None) -> None:
         """Publish ``run``'s job; with ``announce``, its state event in the same window.
 
         One pipelined window is one round trip; both messages are stored before this
-        returns, and each carries a message id, so doing it again is harmless.
+        returns, and each carries a message id, so doing it again is harmless. With
+        ``revision`` (``run`` is stored at it), the job carries the record when it fits.
         """
-        job = Job.of(run)
+        job = Job.of(run, revision)
         messages: list[tuple[str, bytes, dict[str, str] | None]] = [
-            (self._bus.layout.runs_subject(run.work_pool), job.encode(), {MSG_ID_HEADER: job.msg_id})]
+            (self._bus.layout.runs_subject(run.work_pool), job.encode_small(),
+             {MSG_ID_HEADER: job.msg_id})]
         if announce:
             messages.append(self._bus.event_message(state_event(run)))
         await self._bus.publish_raw_many(messages)

@@ -208,6 +208,11 @@ class Runner:
         # AwaitingRetry). So a job is only dropped on the stream leader's answer, and
         # every read after a lost compare-and-set asks the leader (events.kv).
         latest = False
+        if job.record is not None and job.revision is not None:
+            held = await self._claim_carried(delivery, job, job.record, job.revision)
+            if held is not None:
+                return held
+            latest = True  # the record moved on since the job was published: ask the leader
         for _ in range(20):
             entry = await self.kv.get(job.flow_run_id, latest=latest)
             if entry is None:
@@ -252,6 +257,23 @@ class Runner:
                 continue  # someone else changed the record: look again
         await quietly(delivery.nak(delay=self.settings.stale_after))
         return None
+
+    async def _claim_carried(self, delivery: Delivery, job: Job, run: FlowRun,
+                             revision: int) -> HeldRun | None:
+        """Claim on the record the job carries (its revision fences the compare-and-set,
+        as a read's would); None when that record no longer stands or would not be claimed."""
+        decision = claims.decide(
+            run, job, runner_id=self.settings.runner_id, holding=run.id in self._held,
+            now=self._clock(), stale_after=self.settings.stale_after,
+        )
+        if decision.action != "claim":
+            return None
+        try:
+            held = await self._claim_waiting(delivery, run, revision)
+        except (UpdateConflict, TransitionRejected):
+            return None
+        self.metrics.jobs.labels("claim").inc()
+        return held
 
     async def _take_over(self, run: FlowRun, revision: int, reason: str) -> bool:
         """Settle a dead runner's attempt (events.attempts); True if a retry is due now."""
