@@ -446,7 +446,10 @@ class Runner:
 
     async def _announce_and_ack(self, held: HeldRun) -> None:
         # The final state is recorded: the job may go, in parallel with the announcement.
-        await asyncio.gather(self.records.announce(held.run), quietly(held.delivery.ack()))
+        # Its ack is not confirmed: a lost one redelivers the job, which finds the run
+        # final and is dropped.
+        await asyncio.gather(self.records.announce(held.run),
+                             quietly(held.delivery.ack(confirm=False)))
 
     async def _hand_back(self, held: HeldRun) -> None:
         held.finishing = True
