@@ -16,6 +16,7 @@ All clocks are this machine's wall clock. Prints p50 / p90 / p99 / max per stage
 and the load average before and after.
 
 Usage: python bench/stages.py [--events 200] [--pace 0.02] [--extra 0] [--burst 0]
+                              [--runner-limit N] [--profile FILE] [--uvloop]
 """
 
 from __future__ import annotations
@@ -120,10 +121,13 @@ def tree_cpu(root: int) -> dict[str, float]:
 class Dev:
     """``flowbus dev`` in a subprocess; its NATS URL, namespace and gateway URL."""
 
-    def __init__(self, workdir: Path, profile: str | None = None, uvloop: bool = False) -> None:
+    def __init__(self, workdir: Path, profile: str | None = None, uvloop: bool = False,
+                 runner_limit: int | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
         env.update(PYTHONPATH=str(ROOT), FLOWBUS_HOME=str(workdir / "home"),
                    FLOWBUS_LOGGING_LEVEL="WARNING", FLOWBUS_NAMESPACE=f"st{uuid.uuid4().hex[:6]}")
+        if runner_limit is not None:
+            env["FLOWBUS_RUNNER_LIMIT"] = str(runner_limit)
         self.log = workdir / "dev.log"
         launcher = ["-m", "flowbus.cli"]
         if uvloop:  # every part of ``flowbus dev`` on uvloop's event loop
@@ -272,7 +276,7 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         (workdir / "bench_flows.py").write_text(FLOW)
-        dev = Dev(workdir, args.profile, args.uvloop)
+        dev = Dev(workdir, args.profile, args.uvloop, args.runner_limit)
         try:
             await asyncio.get_running_loop().run_in_executor(None, dev.wait_ready)
             settings = NatsSettings(nats_url=[dev.nats], namespace=dev.namespace)
@@ -346,6 +350,8 @@ if __name__ == "__main__":
     parser.add_argument("--pace", type=float, default=0.02, help="seconds between events")
     parser.add_argument("--extra", type=int, default=0, help="idle deployments with triggers")
     parser.add_argument("--burst", type=int, default=0, help="then a burst of N (batched POSTs)")
+    parser.add_argument("--runner-limit", type=int, default=None,
+                        help="runs flowbus dev's runner executes at once (default: its own, 4)")
     parser.add_argument("--uvloop", action="store_true",
                         help="run flowbus dev on uvloop's event loop (runner workers keep asyncio)")
     parser.add_argument("--profile", metavar="FILE", help="sample flowbus dev with py-spy "
