@@ -212,7 +212,7 @@ class Runner:
             held = await self._claim_carried(delivery, job, job.record, job.revision)
             if held is not None:
                 return held
-            latest = True  # the record moved on since the job was published: ask the leader
+            latest = True  # not claimed on the carried record: read it, from the leader
         for _ in range(20):
             entry = await self.kv.get(job.flow_run_id, latest=latest)
             if entry is None:
