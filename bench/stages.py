@@ -16,6 +16,7 @@ All clocks are this machine's wall clock. Prints p50 / p90 / p99 / max per stage
 and the load average before and after.
 
 Usage: python bench/stages.py [--events 200] [--pace 0.02] [--extra 0] [--burst 0]
+                              [--runner-limit N] [--profile FILE] [--uvloop]
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def started_at() -> float:
 '''
 
 STAGES = ("POST", "record", "running", "body", "total")
+CPU_KINDS = ("python", "dev", "workers", "nats-server")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -68,8 +70,9 @@ def load() -> str:
 
 def tree_cpu(root: int) -> dict[str, float]:
     """CPU seconds (user + system) used so far by ``root`` and its descendants (those
-    that exited and were reaped included), by program: ``nats-server`` and ``python``
-    (the parts and their workers)."""
+    that exited and were reaped included), by program: ``nats-server``, ``dev`` (the
+    ``flowbus dev`` process: gateway, orchestrator and runner), ``workers`` (the
+    runner's worker processes and their fork server) and ``python`` (both)."""
     parents: dict[int, int] = {}
     stats: dict[int, tuple[str, float]] = {}
     tick = os.sysconf("SC_CLK_TCK")
@@ -84,25 +87,47 @@ def tree_cpu(root: int) -> dict[str, float]:
         fields = raw[raw.rindex(")") + 2 :].split()
         parents[int(entry.name)] = int(fields[1])
         # Its own time and that of its children it reaped (recycled workers).
-        stats[int(entry.name)] = (name, sum(int(f) for f in fields[11:15]) / tick)
+        own, reaped = (sum(int(f) for f in fields[i:i + 2]) / tick for i in (11, 13))
+        stats[int(entry.name)] = (name, own, reaped)
     used: dict[str, float] = {}
-    for pid, (name, seconds) in stats.items():
+
+    def add(kind: str, seconds: float) -> None:
+        used[kind] = used.get(kind, 0.0) + seconds
+
+    # Under --profile, ``root`` is py-spy and ``flowbus dev`` its child: py-spy is left out.
+    dev_pid = root
+    if root in stats and "py-spy" in stats[root][0]:
+        dev_pid = next((p for p, parent in parents.items()
+                        if parent == root and "py" in stats[p][0]), root)
+    for pid, (name, own, reaped) in stats.items():
+        if pid == root and dev_pid != root:
+            continue
         ancestor = pid
         while ancestor not in (0, 1, root) and ancestor in parents:
             ancestor = parents[ancestor]
-        if ancestor == root:
-            kind = "nats-server" if "nats" in name else "python"
-            used[kind] = used.get(kind, 0.0) + seconds
+        if ancestor != root:
+            continue
+        if "nats" in name:
+            add("nats-server", own + reaped)
+        elif pid == dev_pid:  # the parts (gateway, orchestrator, runner) share this process
+            add("dev", own)
+            add("workers", reaped)
+        else:  # the fork server and the runner's workers (recycled ones included)
+            add("workers", own + reaped)
+    used["python"] = used.get("dev", 0.0) + used.get("workers", 0.0)
     return used
 
 
 class Dev:
     """``flowbus dev`` in a subprocess; its NATS URL, namespace and gateway URL."""
 
-    def __init__(self, workdir: Path, profile: str | None = None, uvloop: bool = False) -> None:
+    def __init__(self, workdir: Path, profile: str | None = None, uvloop: bool = False,
+                 runner_limit: int | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
         env.update(PYTHONPATH=str(ROOT), FLOWBUS_HOME=str(workdir / "home"),
                    FLOWBUS_LOGGING_LEVEL="WARNING", FLOWBUS_NAMESPACE=f"st{uuid.uuid4().hex[:6]}")
+        if runner_limit is not None:
+            env["FLOWBUS_RUNNER_LIMIT"] = str(runner_limit)
         self.log = workdir / "dev.log"
         launcher = ["-m", "flowbus.cli"]
         if uvloop:  # every part of ``flowbus dev`` on uvloop's event loop
@@ -217,7 +242,7 @@ async def single(bus: Bus, gateway: str, records: Records, args: argparse.Namesp
     print(f"single events: {args.events} paced {args.pace * 1000:.0f} ms apart "
           f"({args.extra + 1} deployments); CPU per event (flowbus dev and its children): "
           + ", ".join(f"{kind} {1000 * (cpu_after.get(kind, 0) - cpu_before.get(kind, 0)) / args.events:.1f} ms"
-                      for kind in ("python", "nats-server")) + "; ms per stage:")
+                      for kind in CPU_KINDS) + "; ms per stage:")
     for name in STAGES:
         values = rows[name]
         print(f"  {name:>8}: p50 {pct(values, 0.5):7.2f}  p90 {pct(values, 0.9):7.2f}  "
@@ -242,7 +267,7 @@ async def burst(bus: Bus, gateway: str, records: Records, size: int, dev_pid: in
           f"{max(r.end_time.timestamp() for r in runs if r.end_time) - begin:.2f} s; "
           "CPU per event (flowbus dev and its children): "
           + ", ".join(f"{kind} {1000 * (cpu_after.get(kind, 0) - cpu_before.get(kind, 0)) / size:.1f} ms"
-                      for kind in ("python", "nats-server")))
+                      for kind in CPU_KINDS))
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -251,7 +276,7 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         (workdir / "bench_flows.py").write_text(FLOW)
-        dev = Dev(workdir, args.profile, args.uvloop)
+        dev = Dev(workdir, args.profile, args.uvloop, args.runner_limit)
         try:
             await asyncio.get_running_loop().run_in_executor(None, dev.wait_ready)
             settings = NatsSettings(nats_url=[dev.nats], namespace=dev.namespace)
@@ -325,6 +350,8 @@ if __name__ == "__main__":
     parser.add_argument("--pace", type=float, default=0.02, help="seconds between events")
     parser.add_argument("--extra", type=int, default=0, help="idle deployments with triggers")
     parser.add_argument("--burst", type=int, default=0, help="then a burst of N (batched POSTs)")
+    parser.add_argument("--runner-limit", type=int, default=None,
+                        help="runs flowbus dev's runner executes at once (default: its own, 4)")
     parser.add_argument("--uvloop", action="store_true",
                         help="run flowbus dev on uvloop's event loop (runner workers keep asyncio)")
     parser.add_argument("--profile", metavar="FILE", help="sample flowbus dev with py-spy "

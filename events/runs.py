@@ -15,7 +15,14 @@ import json
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from events.cloudevent import CloudEvent
 from events.records import FlowRun, flow_run_id_for
@@ -68,12 +75,34 @@ class Job(BaseModel):
                              description="key of the flow-run record")
     deployment_id: str | None = Field(default=None, max_length=128)
     attempt: int = Field(default=1, ge=1, le=1_000_000, description="run_count + 1 at publish")
+    revision: int | None = Field(default=None, ge=1, description="the record's revision when "
+                                 "the job was published (with ``record``)")
+    record: FlowRun | None = Field(default=None, description="the record at ``revision``: the "
+                                   "runner claims on it without reading the record first")
+
+    @model_validator(mode="after")
+    def _record_is_the_runs(self) -> Job:
+        if (self.record is None) != (self.revision is None):
+            raise ValueError("a run job carries its record and that record's revision together")
+        if self.record is not None and (self.record.id != self.flow_run_id
+                                        or self.record.run_count + 1 != self.attempt):
+            raise ValueError("the record a run job carries must be its run's, at its attempt")
+        return self
 
     @classmethod
-    def of(cls, run: FlowRun) -> Job:
-        """The job of ``run``'s next attempt."""
+    def of(cls, run: FlowRun, revision: int | None = None) -> Job:
+        """The job of ``run``'s next attempt; with ``revision`` (the revision ``run`` is
+        stored at), the job carries the record too."""
         return cls(flow_run_id=run.id, deployment_id=run.deployment_id,
-                   attempt=run.run_count + 1)
+                   attempt=run.run_count + 1, revision=revision,
+                   record=None if revision is None else run)
+
+    def encode_small(self) -> bytes:
+        """:meth:`encode`, without the record when it would pass ``MAX_JOB_BYTES``."""
+        body = self.encode()
+        if self.record is not None and len(body) > MAX_JOB_BYTES:
+            body = self.model_copy(update={"record": None, "revision": None}).encode()
+        return body
 
     @property
     def msg_id(self) -> str:
@@ -129,7 +158,10 @@ def state_change_event(run: FlowRun, *, source: str, stamped: bool = False) -> C
     ``stamped``: the event id and time come from the state (run, state, timestamp),
     so publishing the same record twice is deduplicated by JetStream.
     """
-    data = FlowRunStateEvent(**dict(run), deployment=run.deployment_name)
+    # The record's JSON plus the deployment's name: what FlowRunStateEvent(**dict(run),
+    # deployment=...).model_dump(mode="json") gives, without validating the record again.
+    data = run.model_dump(mode="json", exclude_none=False)
+    data["deployment"] = run.deployment_name
     extra: dict[str, Any] = {}
     if stamped:
         extra = {"id": f"{run.id}:{run.state.name}:{run.state.timestamp.isoformat()}",
@@ -137,5 +169,5 @@ def state_change_event(run: FlowRun, *, source: str, stamped: bool = False) -> C
     return CloudEvent.create(
         f"flowbus.flow-run.{run.state.name}", source=source,
         subject=f"flowbus.flow-run.{run.id}",
-        data=data.model_dump(mode="json", exclude_none=False), **extra,
+        data=data, **extra,
     )

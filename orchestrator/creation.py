@@ -79,9 +79,17 @@ class RunCreator:
         self._clock = clock
         # Jobs this process published (bounded): the tracker does not publish them again.
         self._published: OrderedDict[str, None] = OrderedDict()
+        # Runs this process stored without any concurrency limit (bounded): they hold no
+        # slot, so the tracker need not look for one when they finish or live on.
+        self._slotless: OrderedDict[str, None] = OrderedDict()
 
     def was_published(self, run: FlowRun) -> bool:
         return f"{run.id}:{run.run_count + 1}" in self._published
+
+    def holds_no_slots(self, run_id: str) -> bool:
+        """True when this process created ``run_id`` under no concurrency limit (so it
+        never holds a slot); False when it does not know."""
+        return run_id in self._slotless
 
     async def limits_for(self, deployment: Deployment, tags: list[str]) -> list[tuple[str, int]]:
         """(limit name, size) of every concurrency limit a run of ``deployment`` is under."""
@@ -148,7 +156,11 @@ class RunCreator:
             durable_tasks=deployment.durable_tasks,
         )
         try:
-            await self._runs.create(run.id, run.model_dump_json().encode())
+            revision = await self._runs.create(run.id, run.model_dump_json().encode())
+            if not limits:
+                self._slotless[run.id] = None
+                while len(self._slotless) > PUBLISHED_KEPT:
+                    self._slotless.popitem(last=False)
             self._metrics.runs.labels(request.origin, "created").inc()
             if request.refused:
                 log.warning("flow run %s of deployment %s refused: %s", run.id, deployment.name,
@@ -160,7 +172,7 @@ class RunCreator:
             return await self._existing(request, stored.value)
         if cancel:
             run = await self.move(run, "Cancelled", "concurrency limit reached (CANCEL_NEW)")
-        await self.finish(run)
+        await self.finish(run, None if cancel else revision)
         return run
 
     async def _existing(self, request: RunRequest, stored: bytes) -> FlowRun:
@@ -169,25 +181,32 @@ class RunCreator:
         await self.finish(run)
         return run
 
-    async def finish(self, run: FlowRun) -> None:
-        """Publish what a stored record still needs: its job when due, its state event."""
+    async def finish(self, run: FlowRun, revision: int | None = None) -> None:
+        """Publish what a stored record still needs: its job when due, its state event.
+
+        ``revision``: the revision ``run`` is stored at, when known: the job then
+        carries the record, so the runner claims without reading it first.
+        """
         if run.state.name in RUNNABLE and run.expected_start_time <= self._clock():
-            await self.publish_job(run, announce=True)
+            await self.publish_job(run, announce=True, revision=revision)
         else:
             await self.publish_state(run)
 
     async def publish_state(self, run: FlowRun) -> None:
         await self._bus.publish(state_event(run))
 
-    async def publish_job(self, run: FlowRun, *, announce: bool = False) -> None:
+    async def publish_job(self, run: FlowRun, *, announce: bool = False,
+                          revision: int | None = None) -> None:
         """Publish ``run``'s job; with ``announce``, its state event in the same window.
 
         One pipelined window is one round trip; both messages are stored before this
-        returns, and each carries a message id, so doing it again is harmless.
+        returns, and each carries a message id, so doing it again is harmless. With
+        ``revision`` (``run`` is stored at it), the job carries the record when it fits.
         """
-        job = Job.of(run)
+        job = Job.of(run, revision)
         messages: list[tuple[str, bytes, dict[str, str] | None]] = [
-            (self._bus.layout.runs_subject(run.work_pool), job.encode(), {MSG_ID_HEADER: job.msg_id})]
+            (self._bus.layout.runs_subject(run.work_pool), job.encode_small(),
+             {MSG_ID_HEADER: job.msg_id})]
         if announce:
             messages.append(self._bus.event_message(state_event(run)))
         await self._bus.publish_raw_many(messages)

@@ -63,6 +63,7 @@ class RunTracker:
         self._clock = clock
         self.deployment_of = deployment_of or (lambda name: None)
         self.runs: dict[str, FlowRun] = {}
+        self._queued: set[str] = set()  # the AwaitingConcurrencySlot ones among ``runs``
         self._held: dict[str, list[concurrency.Slot]] = {}
         self._renewed: dict[str, datetime] = {}
         self._freed = asyncio.Event()
@@ -80,13 +81,22 @@ class RunTracker:
             log.warning("flow-run record %s is not a valid record; ignored", key)
             return
         if run is None or is_final(run.state.name):
+            self._queued.discard(key)
             if self.runs.pop(key, None) is not None or key in self._held:
-                self._freed.set()
+                if self._may_hold_slots(key):
+                    self._freed.set()
+                else:  # nothing to release: forget it (a leftover key goes at the tick)
+                    self._held.pop(key, None)
+                    self._renewed.pop(key, None)
             return
         if key not in self.runs and len(self.runs) >= self._settings.max_tracked_runs:
             log.warning("tracking %d runs already; run %s is not watched", len(self.runs), key)
             return
         self.runs[key] = run
+        if run.state.name == "AwaitingConcurrencySlot":
+            self._queued.add(key)
+        else:
+            self._queued.discard(key)
         self._metrics.tracked.set(len(self.runs))
 
     async def follow(self, halt: asyncio.Event) -> None:
@@ -171,7 +181,16 @@ class RunTracker:
         self._apply(run.id, run.model_dump_json().encode())
         await self._creator.publish_state(run)
 
+    def _may_hold_slots(self, run_id: str) -> bool:
+        """False only for a run known to hold no concurrency slot: its finish frees none."""
+        held = self._held.get(run_id)
+        if held is not None:
+            return bool(held)
+        return not self._creator.holds_no_slots(run_id)
+
     async def _held_slots(self, run_id: str) -> list[concurrency.Slot]:
+        if run_id not in self._held and self._creator.holds_no_slots(run_id):
+            return []  # created here under no limit: no ``held.<id>`` key to read
         if run_id not in self._held:
             keys = await self._slots.get_json(f"held.{run_id}") or []
             held = []
@@ -222,14 +241,11 @@ class RunTracker:
 
     def waiting_for_slot(self) -> int:
         """Runs queued in AwaitingConcurrencySlot (a metric)."""
-        return sum(1 for r in self.runs.values() if r.state.name == "AwaitingConcurrencySlot")
+        return len(self._queued)
 
     async def start_queued(self) -> None:
         """Start AwaitingConcurrencySlot runs, oldest first, while slots are free."""
-        waiting = sorted(
-            (r for r in self.runs.values() if r.state.name == "AwaitingConcurrencySlot"),
-            key=lambda r: (r.created, r.id),
-        )
+        waiting = sorted((self.runs[key] for key in self._queued), key=lambda r: (r.created, r.id))
         for run in waiting:
             deployment = self.deployment_of(run.deployment_name or "")
             if deployment is None:

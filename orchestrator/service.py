@@ -261,12 +261,25 @@ class Orchestrator:
         return not (self.catalog.index.candidates(event_type)
                     or self.automations.catalog.index.candidates(event_type))
 
+    def _idle_subject(self, subject: str) -> bool:
+        """True when the type ``subject`` carries is one nothing can act on."""
+        prefix = f"{self.bus.layout.events_prefix}."
+        return subject.startswith(prefix) and self._idle(subject[len(prefix):])
+
     async def handle(self, delivery: Delivery) -> None:
         """Match one event, create the runs it causes, then ack it."""
         started = time.perf_counter()
         job_times: list[float] = []
         JOB_TIMES.set(job_times)
         try:
+            if self._idle_subject(delivery.subject):
+                # Its subject names a type no trigger, automation or request acts on
+                # (most often the state events of runs): acked without being decoded.
+                # Every part publishes an event on its own type's subject; a body
+                # claiming another type on such a subject is not looked at.
+                await delivery.ack(confirm=False)
+                self.metrics.events.labels("unmatched").inc()
+                return
             try:
                 event = delivery.event
             except InvalidEvent as exc:

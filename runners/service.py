@@ -208,6 +208,11 @@ class Runner:
         # AwaitingRetry). So a job is only dropped on the stream leader's answer, and
         # every read after a lost compare-and-set asks the leader (events.kv).
         latest = False
+        if job.record is not None and job.revision is not None:
+            held = await self._claim_carried(delivery, job, job.record, job.revision)
+            if held is not None:
+                return held
+            latest = True  # not claimed on the carried record: read it, from the leader
         for _ in range(20):
             entry = await self.kv.get(job.flow_run_id, latest=latest)
             if entry is None:
@@ -252,6 +257,23 @@ class Runner:
                 continue  # someone else changed the record: look again
         await quietly(delivery.nak(delay=self.settings.stale_after))
         return None
+
+    async def _claim_carried(self, delivery: Delivery, job: Job, run: FlowRun,
+                             revision: int) -> HeldRun | None:
+        """Claim on the record the job carries (its revision fences the compare-and-set,
+        as a read's would); None when that record no longer stands or would not be claimed."""
+        decision = claims.decide(
+            run, job, runner_id=self.settings.runner_id, holding=run.id in self._held,
+            now=self._clock(), stale_after=self.settings.stale_after,
+        )
+        if decision.action != "claim":
+            return None
+        try:
+            held = await self._claim_waiting(delivery, run, revision)
+        except (UpdateConflict, TransitionRejected):
+            return None
+        self.metrics.jobs.labels("claim").inc()
+        return held
 
     async def _take_over(self, run: FlowRun, revision: int, reason: str) -> bool:
         """Settle a dead runner's attempt (events.attempts); True if a retry is due now."""
@@ -424,7 +446,10 @@ class Runner:
 
     async def _announce_and_ack(self, held: HeldRun) -> None:
         # The final state is recorded: the job may go, in parallel with the announcement.
-        await asyncio.gather(self.records.announce(held.run), quietly(held.delivery.ack()))
+        # Its ack is not confirmed: a lost one redelivers the job, which finds the run
+        # final and is dropped.
+        await asyncio.gather(self.records.announce(held.run),
+                             quietly(held.delivery.ack(confirm=False)))
 
     async def _hand_back(self, held: HeldRun) -> None:
         held.finishing = True

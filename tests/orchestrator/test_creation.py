@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from events.bus import Bus
 from events.cloudevent import CloudEvent
-from events.records import flow_run_id_for
+from events.records import FlowRun, flow_run_id_for
 from events.triggers import trigger_id
 from orchestrator.service import Orchestrator
 from tests.orchestrator.support import deploy, flow_runs, jobs, wait_for_runs, wait_until
@@ -36,7 +36,14 @@ async def test_matching_event_creates_one_run_with_job_and_scheduled_event(
     assert run.triggering_event == {"id": event.id, "source": "gh", "type": "com.github.push",
                                     "time": event.time.isoformat()}
     await wait_until(lambda: _has(seen, "flowbus.flow-run.Scheduled"))
-    assert await jobs(bus) == [{"flow_run_id": run.id, "deployment_id": deployment.id, "attempt": 1}]
+    # The job carries the record as created and the revision it is stored at.
+    stored = await (await bus.kv(bus.layout.flow_runs)).get(run.id)
+    assert stored is not None
+    [job] = await jobs(bus)
+    assert {k: job[k] for k in ("flow_run_id", "deployment_id", "attempt", "revision")} == {
+        "flow_run_id": run.id, "deployment_id": deployment.id, "attempt": 1,
+        "revision": stored.revision}
+    assert FlowRun.model_validate(job["record"]) == run
     tail.cancel()
 
 

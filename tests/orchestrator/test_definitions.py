@@ -12,6 +12,8 @@ import pytest
 
 from events.bus import Bus
 from events.cloudevent import CloudEvent
+from events.deployments import save_deployment
+from events.records import Deployment
 from events.schedules import InvalidSchedule, parse_schedule
 from events.triggers import InvalidTrigger, parse_deployment_trigger, trigger_id
 from orchestrator.service import Orchestrator
@@ -141,19 +143,26 @@ def test_orchestrator_command_refuses_bad_settings(flowbus_env: dict[str, str]) 
 async def test_a_poison_event_is_dropped_at_once(bus: Bus) -> None:
     # Nested past the JSON depth limit (events/jsonlimits.py): not a CloudEvent flowbus
     # accepts, so it is dropped on its first delivery instead of failing max_deliveries times.
+    # A trigger names its type, so the orchestrator decodes it; on a subject whose type
+    # nothing acts on it is acked without being decoded.
+    await save_deployment(bus, Deployment(name="poisoned", flow_name="f",
+                                          triggers=[{"expect": ["a.b"]}]))
     running = await start(bus, fast_settings(max_deliveries=2))
     deep = b'{"specversion":"1.0","id":"1","source":"s","type":"a.b","data":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     await bus.publish_raw(f"{bus.layout.events_prefix}.a.b", deep, {})
+    await bus.publish_raw(f"{bus.layout.events_prefix}.a.idle", deep.replace(b"a.b", b"a.idle"), {})
     invalid = running.orch.metrics.events.labels("invalid")
+    unmatched = running.orch.metrics.events.labels("unmatched")
     errors = running.orch.metrics.events.labels("error")
 
     async def given_up() -> bool:
         info = await bus.consumers(bus.layout.events_stream)
-        return invalid._value.get() >= 1 and all(c.num_ack_pending == 0 for c in info)
+        return (invalid._value.get() >= 1 and unmatched._value.get() >= 1
+                and all(c.num_ack_pending == 0 for c in info))
 
     await wait_until(given_up, within=15)
     await asyncio.sleep(1.5)  # a nak would redeliver after 1 s: nothing more comes
-    assert invalid._value.get() == 1 and errors._value.get() == 0
+    assert (invalid._value.get(), errors._value.get()) == (1, 0)
     await running.close()
 
 

@@ -18,7 +18,7 @@ from runner_helpers import deploy_checked, runner_settings, running, wait_final
 from events.attempts import AttemptOutcome
 from events.bus import Bus
 from events.deployments import request_run
-from events.records import StateData, utcnow
+from events.records import FlowRun, StateData, utcnow
 from events.runs import RUN_REQUESTED, FlowRunStateEvent, Job, RunRequested
 from events.settings import NatsSettings
 from tests.orchestrator.support import jobs, start
@@ -47,7 +47,12 @@ async def test_every_record_job_and_event_of_a_run_follows_the_typed_contract(
             if published:
                 break
             await asyncio.sleep(0.05)
-        assert published == [Job(flow_run_id=run_id, deployment_id=deployment.id, attempt=1)]
+        # The job carries the record as created, with the revision it is stored at.
+        stored = await (await bus.kv(bus.layout.flow_runs)).get(run_id)
+        assert stored is not None
+        created = FlowRun.model_validate_json(stored.value)
+        assert published == [Job(flow_run_id=run_id, deployment_id=deployment.id, attempt=1,
+                                 revision=stored.revision, record=created)]
         async with running(bus, nats_settings, runner_settings()):
             run = await wait_final(bus, run_id, 30)
     finally:
