@@ -1,8 +1,11 @@
 """Result serializers: JSON first, cloudpickle when asked for.
 
 JSON keeps persisted results readable from any language; it also round-trips
-`datetime`, `date`, `UUID`, `Decimal`, `set` and `bytes` through tagged objects.
-Anything else fails with a `SerializationError` naming the type; pass
+`datetime`, `date`, `UUID`, `Decimal`, `set` and `bytes` through tagged objects, and
+exceptions, pydantic models and dataclasses as Prefect's JSON writes them
+(`prefect_json_object_encoder`: ``{"__class__": "module.Name", "data": ...}``,
+exceptions as ``__exc_type__`` and message; an IO object as a placeholder). Anything
+else fails with a `SerializationError` naming the type; pass
 ``result_serializer="cloudpickle"`` for arbitrary Python objects.
 `CompressedSerializer` compresses another serializer's output
 (``result_serializer="compressed/json"`` or ``"compressed/pickle"``).
@@ -10,7 +13,8 @@ Anything else fails with a `SerializationError` naming the type; pass
 `prefect_json_object_encoder` / `_decoder` are Prefect's JSON hooks for objects
 (``{"__class__": "module.Name", "data": ...}``, exceptions as ``__exc_type__``), to
 pass to `json.dumps(default=)` / `json.loads(object_hook=)`; flowbus's own JSON
-serializer keeps its tagged format.
+serializer uses them for the objects its tagged format does not cover, and reads
+both shapes.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import datetime as _dt
 import decimal
 import io
 import json
+import sys
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -80,11 +85,23 @@ def _encode(value: Any) -> Any:
         return {_TAG: "set", "v": [_encode_item(v) for v in value]}
     if isinstance(value, bytes):
         return {_TAG: "bytes", "v": base64.b64encode(value).decode()}
+    if isinstance(value, BaseException | io.IOBase) or _is_model_like(value):
+        return prefect_json_object_encoder(value)
     raise SerializationError(
         f"A result of type {type(value).__module__}.{type(value).__qualname__} cannot be "
         "serialized as JSON. Return JSON-compatible data, or set "
         "result_serializer='cloudpickle' on the task or flow."
     )
+
+
+def _is_model_like(value: Any) -> bool:
+    """A pydantic model or a dataclass instance: JSON holds it as its class and fields."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return True
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(value, pydantic.BaseModel)
 
 
 def _encode_item(value: Any) -> Any:
@@ -106,6 +123,8 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
 def _decode(obj: dict[str, Any]) -> Any:
     kind = obj.get(_TAG)
     if kind is None or len(obj) != 2:
+        if "__class__" in obj or "__exc_type__" in obj:  # an object, as Prefect's JSON writes it
+            return prefect_json_object_decoder(obj)
         return obj
     return _DECODERS[kind](obj["v"])
 

@@ -195,13 +195,24 @@ class State(Generic[R]):
             return details.flow_run_id, details.task_run_id
         return self._run_ids or (None, None)
 
-    def result(self, raise_on_failure: bool = True, retry_result_failure: bool = True) -> R:
+    def result(
+        self, raise_on_failure: bool = True, retry_result_failure: bool = True, _sync: bool | None = None
+    ) -> R:
         """The run's return value; for a failed, crashed or cancelled state, raise its error.
 
-        With ``raise_on_failure=False`` the error is returned instead of raised.
-        (``retry_result_failure`` is accepted for Prefect compatibility; results here
-        are read once.)
+        With ``raise_on_failure=False`` the error is returned instead of raised. As
+        Prefect's, this is awaitable in async code (an async flow or task run, or a
+        thread with a running event loop: it returns `aresult`'s coroutine) and a plain
+        call elsewhere; ``_sync=True`` forces the plain call. A value kept as a result
+        record's metadata is read from its store, retried ``retry_result_failure``
+        times (`RESULT_READ_MAXIMUM_ATTEMPTS`) while it is not there yet.
         """
+        if _sync is None:
+            from flowbus._dual import is_in_async_context
+
+            _sync = not is_in_async_context()
+        if not _sync:
+            return self.aresult(raise_on_failure, retry_result_failure)  # type: ignore[return-value]
         if self.type in _FINAL and self.type is not StateType.COMPLETED:
             exc = self._exception()
             if raise_on_failure:
@@ -215,21 +226,19 @@ class State(Generic[R]):
         data = self.data
         if isinstance(data, ResultRef):
             return data.load()  # type: ignore[no-any-return]
-        records = sys.modules.get("flowbus._result_records")  # loaded if a record was made
-        if records is not None and isinstance(data, records.ResultRecord):
-            return data.result  # type: ignore[no-any-return]
-        return data  # type: ignore[no-any-return]
+        return _record_value(data, retry_result_failure)  # type: ignore[no-any-return]
 
     async def aresult(self, raise_on_failure: bool = True, retry_result_failure: bool = True) -> R:
-        """`result` for async code (a persisted result is read in a worker thread)."""
-        if isinstance(self.data, ResultRef) and self.type is StateType.COMPLETED:
+        """`result` for async code (a stored result is read in a worker thread)."""
+        data = self.data
+        if isinstance(data, ResultRef) or _is_record_metadata(data):
             import asyncio
 
-            return await asyncio.to_thread(self.result, raise_on_failure)
-        return self.result(raise_on_failure)
+            return await asyncio.to_thread(self.result, raise_on_failure, retry_result_failure, True)
+        return self.result(raise_on_failure, retry_result_failure, True)
 
     def _exception(self) -> BaseException:
-        data = self.data
+        data = _record_value(self.data)
         if isinstance(data, BaseException):
             return data
         if isinstance(data, State) and data.type in _FINAL:
@@ -386,6 +395,41 @@ class State(Generic[R]):
     __repr__ = __str__
 
 
+# How often, and how far apart, a result kept as record metadata is read before its
+# absence is an error (a result may be written a moment after its state is seen).
+RESULT_READ_MAXIMUM_ATTEMPTS = 10
+RESULT_READ_RETRY_DELAY = 0.25
+
+
+def _is_record_metadata(data: Any) -> bool:
+    records = sys.modules.get("flowbus._result_records")  # loaded once a record was made
+    return records is not None and isinstance(data, records.ResultRecordMetadata)
+
+
+def _record_value(data: Any, retry: bool = True) -> Any:
+    """`data` itself, or the value of the result record it is (or whose metadata it is)."""
+    records = sys.modules.get("flowbus._result_records")
+    if records is None:
+        return data
+    if isinstance(data, records.ResultRecord):
+        return data.result
+    if not isinstance(data, records.ResultRecordMetadata):
+        return data
+    import time
+
+    from flowbus._result_store import ResultStore
+
+    attempts = RESULT_READ_MAXIMUM_ATTEMPTS if retry else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            return ResultStore._from_metadata_sync(data).result
+        except Exception:
+            if attempt >= attempts:
+                raise
+            time.sleep(RESULT_READ_RETRY_DELAY)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _same_data(a: Any, b: Any) -> bool:
     if a is b:
         return True
@@ -428,7 +472,9 @@ from flowbus._state_constructors import (  # noqa: E402
     Suspended,
 )
 
-# Helpers over states (Prefect's prefect.states functions), kept in their own module.
+# Prefect's `return_value_to_state` (result records), and the other helpers over
+# states (Prefect's prefect.states functions), kept in their own modules.
+from flowbus._state_records import return_value_to_state, to_state_create  # noqa: E402
 from flowbus._state_rules import (  # noqa: E402
     StateGroup,
     aget_state_exception,
@@ -439,7 +485,6 @@ from flowbus._state_rules import (  # noqa: E402
     get_state_exception,
     is_state_iterable,
     raise_state_exception,
-    return_value_to_state,
 )
 
 __all__ = [
@@ -474,4 +519,5 @@ __all__ = [
     "is_state_iterable",
     "raise_state_exception",
     "return_value_to_state",
+    "to_state_create",
 ]
