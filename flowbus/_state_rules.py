@@ -149,31 +149,40 @@ def get_state_exception(state: State[Any]) -> BaseException:
 
 
 def _state_exception(state: State[Any]) -> BaseException:
-    """The exception a failed, crashed or cancelled state stands for.
-
-    The state's own exception; the first failure of the states it holds; or a
-    `FailedRun` / `CrashedRun` / `CancelledRun` carrying its message. Raises
-    ValueError for any other state.
-    """
-    if not (state.is_failed() or state.is_crashed() or state.is_cancelled()):
+    """The exception a failed, crashed or cancelled state stands for (ValueError for
+    any other state), from its data (a result record's value, or its metadata's):
+    an exception as is; a string, or nothing, as a `FailedRun` / `CrashedRun` /
+    `CancelledRun` with that message (else the state's); for a state, that state's
+    exception; for states, the first failed one's (ValueError when none failed);
+    TypeError for anything else."""
+    if state.is_failed():
+        wrapper: type[BaseException] = FailedRun
+        default = "Run failed."
+    elif state.is_crashed():
+        wrapper, default = CrashedRun, "Run crashed."
+    elif state.is_cancelled():
+        wrapper, default = CancelledRun, "Run cancelled."
+    else:
         raise ValueError(f"Expected failed or crashed state got {state!r}.")
-    from flowbus.states import _record_value
+    from flowbus.states import State, _record_value
 
     data = _record_value(state.data)
-    if data is not None and not isinstance(data, BaseException | str | Iterable) and not _is_state(data):
-        raise TypeError(
-            f"Unexpected result for failed state: {data!r} —— "
-            f"{type(data).__name__} cannot be resolved into an exception"
-        )
-    if is_state_iterable(data) and not any(s.is_failed() or s.is_crashed() or s.is_cancelled() for s in data):
+    if data is None:
+        return wrapper(state.message or default)
+    if isinstance(data, BaseException):
+        return data
+    if isinstance(data, str):
+        return wrapper(data)
+    if isinstance(data, State):
+        return _state_exception(data)
+    if is_state_iterable(data):
+        for inner in data:
+            if inner.is_failed() or inner.is_crashed() or inner.is_cancelled():
+                return _state_exception(inner)
         raise ValueError("Failed state result was an iterable of states but none were failed.")
-    return state._exception()
-
-
-def _is_state(value: Any) -> bool:
-    from flowbus.states import State
-
-    return isinstance(value, State)
+    raise TypeError(
+        f"Unexpected result for failed state: {data!r} —— {type(data).__name__} cannot be resolved into an exception"
+    )
 
 
 async def araise_state_exception(state: State[Any]) -> None:

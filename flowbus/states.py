@@ -200,7 +200,8 @@ class State(Generic[R]):
     ) -> R:
         """The run's return value; for a failed, crashed or cancelled state, raise its error.
 
-        With ``raise_on_failure=False`` the error is returned instead of raised. As
+        With ``raise_on_failure=False`` such a state gives its data (the exception, or
+        whatever it holds), or its error when it holds nothing. As
         Prefect's, this is awaitable in async code (an async flow or task run, or a
         thread with a running event loop: it returns `aresult`'s coroutine) and a plain
         call elsewhere; ``_sync=True`` forces the plain call. A value kept as a result
@@ -214,10 +215,11 @@ class State(Generic[R]):
         if not _sync:
             return self.aresult(raise_on_failure, retry_result_failure)  # type: ignore[return-value]
         if self.type in _FINAL and self.type is not StateType.COMPLETED:
-            exc = self._exception()
             if raise_on_failure:
-                raise exc
-            return exc  # type: ignore[return-value]
+                raise self._exception()
+            # As Prefect's: the state's data (a record's value), its error when it has none.
+            value = _record_value(self.data, retry_result_failure)
+            return self._exception() if value is None else value  # type: ignore[return-value]
         if self.type is not StateType.COMPLETED:
             raise UnfinishedRun(
                 f"The run is in state {self.name!r}; its result is only available once "
