@@ -121,7 +121,7 @@ async def test_return_value_to_state_is_a_coroutine(store: ResultStore) -> None:
     call = return_value_to_state("y", store, write_result=True)
     assert asyncio.iscoroutine(call)
     state = await call
-    assert Path(state.data.metadata.storage_key).exists()
+    assert await asyncio.to_thread(Path(state.data.metadata.storage_key).exists)
     assert await state.result() == "y" and state.result(_sync=True) == "y"
     aggregate = await return_value_to_state([Completed(), Failed()], store)
     assert aggregate.is_failed() and aggregate.message == "1/2 states failed."
@@ -141,7 +141,7 @@ def test_exception_states_hold_a_record_with_a_store(store: ResultStore) -> None
 
 async def test_exception_states_with_a_store_in_async_code(store: ResultStore) -> None:
     failed = await exception_to_failed_state(ValueError("w"), result_store=store, write_result=True)
-    assert Path(failed.data.metadata.storage_key).exists()
+    assert await asyncio.to_thread(Path(failed.data.metadata.storage_key).exists)
     crashed = await exception_to_crashed_state(ValueError("q"), result_store=store)
     assert crashed.message == "Execution was interrupted by an unexpected exception: ValueError: q"
 
