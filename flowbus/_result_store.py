@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowbus.serializers import Serializer, resolve_serializer
+from flowbus.serializers import SerializerLike, resolve_serializer
 
 if TYPE_CHECKING:
     from flowbus._result_records import ResultRecord, ResultRecordMetadata
@@ -75,7 +75,7 @@ class ResultStore:
         result_storage: ResultStorage | str | os.PathLike[str] | None = None,
         metadata_storage: Any = None,
         lock_manager: Any = None,
-        serializer: Serializer | str | None = None,
+        serializer: SerializerLike | str | None = None,
         cache_result_in_memory: bool = True,
         storage_key_fn: Callable[[], str] = _default_key,
     ) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from flowbus.exceptions import ConfigurationError
-from flowbus.serializers import Serializer, resolve_serializer
+from flowbus.serializers import SerializerLike, resolve_serializer
 
 if TYPE_CHECKING:
     from flowbus._result_records import ResultRecord, ResultRecordMetadata
@@ -208,12 +208,12 @@ def default_cache_store() -> ResultStorage:
 # so a hit needs a single read.
 
 
-def encode_cache_record(serializer: Serializer, payload: bytes, expires: _dt.datetime | None) -> bytes:
+def encode_cache_record(serializer: SerializerLike, payload: bytes, expires: _dt.datetime | None) -> bytes:
     header = {"serializer": serializer.name, "expires": expires.isoformat() if expires else None}
     return json.dumps(header).encode() + b"\n" + payload
 
 
-def decode_cache_record(record: bytes) -> tuple[Serializer, bytes] | None:
+def decode_cache_record(record: bytes) -> tuple[SerializerLike, bytes] | None:
     """The serializer and payload of a record, or None when it has expired or is unreadable."""
     header_line, sep, payload = record.partition(b"\n")
     if not sep:
