@@ -232,3 +232,58 @@ def test_json_results_written_before_still_read() -> None:
 def test_state_type_of_returned_state_is_unchanged(store: ResultStore) -> None:
     state: State[Any] = Cancelled()
     assert return_value_to_state_sync(state, store).is_cancelled()
+
+
+def test_serializers_are_pydantic_models_as_prefects() -> None:
+    from flowbus.serializers import CompressedSerializer, PickleSerializer, Serializer
+
+    assert type(Serializer(type="json")) is JSONSerializer and type(Serializer(type="pickle")) is PickleSerializer
+    compressed = Serializer(type="compressed/json")
+    assert isinstance(compressed, CompressedSerializer) and isinstance(compressed.serializer, JSONSerializer)
+
+    class Holder(pydantic.BaseModel):
+        serializer: Serializer
+
+    assert Holder(serializer={"type": "json", "jsonlib": "orjson"}).serializer == JSONSerializer(jsonlib="orjson")
+    assert type(Holder(serializer=PickleSerializer()).serializer) is PickleSerializer
+    for bad, where in (({"type": "nope"}, ("serializer", "type")), ({"type": "json", "extra": 1}, ("serializer", "extra"))):
+        with pytest.raises(pydantic.ValidationError) as refused:
+            Holder(serializer=bad)
+        assert refused.value.errors()[0]["loc"] == where
+    with pytest.raises(pydantic.ValidationError, match="extra"):
+        JSONSerializer(extra=1)  # type: ignore[call-arg]
+    with pytest.raises(pydantic.ValidationError, match="object_encoder"):
+        JSONSerializer(dumps_kwargs={"default": "x"})
+    with pytest.raises(pydantic.ValidationError, match="type"):
+        Serializer(type="unknown-serializer-type")
+
+
+def test_a_serializer_subclass_registers_its_type() -> None:
+    from flowbus.serializers import Serializer, resolve_serializer
+
+    class Upper(Serializer):
+        type: str = "upper-text-compat-test"
+
+        def dumps(self, value: Any) -> bytes:
+            return str(value).upper().encode()
+
+        def loads(self, data: bytes) -> Any:
+            return data.decode()
+
+    assert isinstance(Serializer(type="upper-text-compat-test"), Upper)
+    assert isinstance(resolve_serializer("upper-text-compat-test"), Upper)
+    with pytest.raises(pydantic.ValidationError):
+        Upper(x=1)  # type: ignore[call-arg]
+
+
+def test_import_flowbus_and_default_serializers_need_no_pydantic() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, flowbus; from flowbus.serializers import resolve_serializer;"
+        "s = resolve_serializer('json'); assert s.loads(s.dumps({'a': 1})) == {'a': 1};"
+        "print('pydantic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False"
