@@ -126,9 +126,11 @@ def resolve_serializer(value: str | SerializerLike | None) -> SerializerLike:
     if isinstance(value, str):
         inner, plus, lib = value.removeprefix("compressed/").partition("+")
         if value.startswith("compressed/") and inner in _BY_NAME:
-            from flowbus._serializer_models import CompressedSerializer
+            from flowbus import _serializer_models as models
 
-            return CompressedSerializer(serializer=_BY_NAME[inner], compressionlib=lib if plus else "lzma")
+            model = {"json": models.JSONSerializer, "pickle": models.PickleSerializer}.get(inner.replace("cloud", ""))
+            wrapped = model() if model is not None else _BY_NAME[inner]
+            return models.CompressedSerializer(serializer=wrapped, compressionlib=lib if plus else "lzma")
         try:
             return _BY_NAME[value]
         except KeyError:
