@@ -24,6 +24,7 @@ from flowbus._run_support import (
     run_hooks,
     set_flow_state,
 )
+from flowbus._state_rules import state_for_return_value
 from flowbus.context import (
     FlowRun,
     FlowRunContext,
@@ -56,7 +57,6 @@ from flowbus.states import (
     StateType,
     Suspended,
     is_state_iterable,
-    return_value_to_state,
 )
 
 
@@ -201,7 +201,7 @@ def _flow_attempts(
 def _state_from_return(flow: Any, flow_run: FlowRun, value: Any) -> State[Any]:
     """The flow's final state from what its body returned (Prefect's rule).
 
-    Returned futures become their final states first; then `return_value_to_state`
+    Returned futures become their final states first; then `state_for_return_value`
     decides: a state the body built is the final state as is; another run's state,
     or a list/set/tuple of states only, gives their aggregate; any other value
     (a dict or tuple mixing states and values included) completes the run. The caller
@@ -212,7 +212,7 @@ def _state_from_return(flow: Any, flow_run: FlowRun, value: Any) -> State[Any]:
         resolved = list(resolved)
     flow_run.returned = (resolved,)
     if isinstance(resolved, State) or is_state_iterable(resolved):
-        return return_value_to_state(resolved)
+        return state_for_return_value(resolved)
     if flow.persist_result:
         try:
             return persist_result(flow, resolved, f"flow-runs/{flow_run.id}", None)

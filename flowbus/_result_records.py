@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from flowbus.exceptions import SerializationError
-from flowbus.serializers import PickleSerializer, Serializer, resolve_serializer
+from flowbus.serializers import PickleSerializer, SerializerLike, resolve_serializer
 
 R = TypeVar("R")
 
@@ -57,13 +57,13 @@ class ResultRecordMetadata(BaseModel):
 
     @field_validator("serializer", mode="before")
     @classmethod
-    def _serializer(cls, value: Any) -> Serializer:
+    def _serializer(cls, value: Any) -> SerializerLike:
         if isinstance(value, dict):  # Prefect's shape: {"type": "json", ...}
             value = value.get("type")
         return resolve_serializer(value)
 
     @field_serializer("serializer")
-    def _serializer_name(self, value: Serializer) -> str:
+    def _serializer_name(self, value: SerializerLike) -> str:
         return value.name
 
     def dump_bytes(self) -> bytes:
@@ -104,7 +104,7 @@ class ResultRecord(BaseModel, Generic[R]):
         return self.metadata.expiration
 
     @property
-    def serializer(self) -> Serializer:
+    def serializer(self) -> SerializerLike:
         return self.metadata.serializer  # type: ignore[no-any-return]
 
     def serialize_result(self) -> bytes:
@@ -128,7 +128,7 @@ class ResultRecord(BaseModel, Generic[R]):
         return b'{"metadata":' + self.serialize_metadata() + b',"result":"' + payload.encode() + b'"}'
 
     @classmethod
-    def deserialize(cls, data: bytes, backup_serializer: Serializer | None = None) -> ResultRecord[Any]:
+    def deserialize(cls, data: bytes, backup_serializer: SerializerLike | None = None) -> ResultRecord[Any]:
         """A record from `serialize` output. Bytes that are not a record are read with
         `backup_serializer` when given (raises otherwise)."""
         try:

@@ -51,7 +51,7 @@ def run_result(run: FlowRun | TaskRun, state: State[Any]) -> Any:
     returned = run.returned
     if returned is not None and (isinstance(run, TaskRun) or not isinstance(returned[0], State)):
         return returned[0]
-    return state.result()
+    return state.result(_sync=True)
 
 
 def set_task_state(task_run: TaskRun, state: State[Any]) -> None:
@@ -111,13 +111,13 @@ def _resolve(value: Any, allow_failed: bool = False) -> Any:
     if isinstance(value, FlowbusFuture | State):
         state = value.final_state() if isinstance(value, FlowbusFuture) else value
         if allow_failed and state.is_final():
-            return state.result(raise_on_failure=False)
+            return state.result(raise_on_failure=False, _sync=True)
         if not state.is_completed():
             name = value.task_run.name if isinstance(value, FlowbusFuture) else "upstream"
             raise UpstreamTaskError(
                 f"Upstream task run {name!r} did not reach a 'COMPLETED' state (it is {state!r})."
             )
-        return state.result()
+        return state.result(_sync=True)
     if isinstance(value, BaseAnnotation):
         inner = value.unwrap()
         if isinstance(value, quote):

@@ -6,8 +6,10 @@ the run's final state; the engine calls it for every run.
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from types import GeneratorType, TracebackType
@@ -81,8 +83,31 @@ def _is_run_state(state: State[Any]) -> bool:
     return state._run_ids_now() != (None, None)
 
 
-def return_value_to_state(retval: Any) -> State[Any]:
-    """The state a run ends in, given what its body returned (futures already resolved).
+def aggregate_state_type(retval: Any) -> tuple[StateType, str] | None:
+    """For another run's state, or a non-empty list/set/tuple of states only: the
+    aggregate type and its message (COMPLETED when all are, else CANCELLED if any is,
+    else PAUSED if any is, else FAILED). None for any other value."""
+    from flowbus.states import State
+
+    if not (isinstance(retval, State) or is_state_iterable(retval)):
+        return None
+    group = StateGroup(list(retval) if not isinstance(retval, State) else [retval])
+    if group.all_completed():
+        return StateType.COMPLETED, "All states completed."
+    if group.any_cancelled():
+        return StateType.CANCELLED, f"{group.cancelled_count}/{group.total_count} states cancelled."
+    if group.any_paused():
+        return StateType.PAUSED, f"{group.paused_count}/{group.total_count} states paused."
+    if group.any_failed():
+        return StateType.FAILED, f"{group.fail_count}/{group.total_count} states failed."
+    if not group.all_final():
+        return StateType.FAILED, f"{group.not_final_count}/{group.total_count} states are not final."
+    return StateType.FAILED, "Given states: " + group.counts_message()
+
+
+def state_for_return_value(retval: Any) -> State[Any]:
+    """The state a run ends in, given what its body returned (futures already resolved);
+    the engine's rule, with the value kept in the state (no result record).
 
     - A state built by the body itself (it has no run ids) is the run's state, as is.
     - A state of another run, or a non-empty list/set/tuple of states only, gives one
@@ -96,22 +121,9 @@ def return_value_to_state(retval: Any) -> State[Any]:
 
     if isinstance(retval, State) and not _is_run_state(retval):
         return retval
-    if isinstance(retval, State) or is_state_iterable(retval):
-        group = StateGroup(list(retval) if not isinstance(retval, State) else [retval])
-        if group.all_completed():
-            type_, message = StateType.COMPLETED, "All states completed."
-        elif group.any_cancelled():
-            type_, message = StateType.CANCELLED, f"{group.cancelled_count}/{group.total_count} states cancelled."
-        elif group.any_paused():
-            type_, message = StateType.PAUSED, f"{group.paused_count}/{group.total_count} states paused."
-        elif group.any_failed():
-            type_, message = StateType.FAILED, f"{group.fail_count}/{group.total_count} states failed."
-        elif not group.all_final():
-            type_ = StateType.FAILED
-            message = f"{group.not_final_count}/{group.total_count} states are not final."
-        else:
-            type_, message = StateType.FAILED, "Given states: " + group.counts_message()
-        return State(type_, message=message, data=retval)
+    aggregate = aggregate_state_type(retval)
+    if aggregate is not None:
+        return State(aggregate[0], message=aggregate[1], data=retval)
     if isinstance(retval, GeneratorType):
         retval = list(retval)
     return Completed(data=retval)
@@ -137,29 +149,40 @@ def get_state_exception(state: State[Any]) -> BaseException:
 
 
 def _state_exception(state: State[Any]) -> BaseException:
-    """The exception a failed, crashed or cancelled state stands for.
-
-    The state's own exception; the first failure of the states it holds; or a
-    `FailedRun` / `CrashedRun` / `CancelledRun` carrying its message. Raises
-    ValueError for any other state.
-    """
-    if not (state.is_failed() or state.is_crashed() or state.is_cancelled()):
+    """The exception a failed, crashed or cancelled state stands for (ValueError for
+    any other state), from its data (a result record's value, or its metadata's):
+    an exception as is; a string, or nothing, as a `FailedRun` / `CrashedRun` /
+    `CancelledRun` with that message (else the state's); for a state, that state's
+    exception; for states, the first failed one's (ValueError when none failed);
+    TypeError for anything else."""
+    if state.is_failed():
+        wrapper: type[BaseException] = FailedRun
+        default = "Run failed."
+    elif state.is_crashed():
+        wrapper, default = CrashedRun, "Run crashed."
+    elif state.is_cancelled():
+        wrapper, default = CancelledRun, "Run cancelled."
+    else:
         raise ValueError(f"Expected failed or crashed state got {state!r}.")
-    data = state.data
-    if data is not None and not isinstance(data, BaseException | str | Iterable) and not _is_state(data):
-        raise TypeError(
-            f"Unexpected result for failed state: {data!r} —— "
-            f"{type(data).__name__} cannot be resolved into an exception"
-        )
-    if is_state_iterable(data) and not any(s.is_failed() or s.is_crashed() or s.is_cancelled() for s in data):
+    from flowbus.states import State, _record_value
+
+    data = _record_value(state.data)
+    if data is None:
+        return wrapper(state.message or default)
+    if isinstance(data, BaseException):
+        return data
+    if isinstance(data, str):
+        return wrapper(data)
+    if isinstance(data, State):
+        return _state_exception(data)
+    if is_state_iterable(data):
+        for inner in data:
+            if inner.is_failed() or inner.is_crashed() or inner.is_cancelled():
+                return _state_exception(inner)
         raise ValueError("Failed state result was an iterable of states but none were failed.")
-    return state._exception()
-
-
-def _is_state(value: Any) -> bool:
-    from flowbus.states import State
-
-    return isinstance(value, State)
+    raise TypeError(
+        f"Unexpected result for failed state: {data!r} —— {type(data).__name__} cannot be resolved into an exception"
+    )
 
 
 async def araise_state_exception(state: State[Any]) -> None:
@@ -179,20 +202,72 @@ def _raise_state_exception(state: State[Any]) -> None:
 
 
 async def _aexception_to_failed_state(
-    exc: BaseException | None = None, message: str = "", **kwargs: Any
+    exc: BaseException | None = None, result_store: Any = None, write_result: bool = False, **kwargs: Any
 ) -> State[Any]:
-    return _failed_state(exc, message, **kwargs)
+    if exc is None:
+        exc = sys.exc_info()[1]
+    data = None
+    if result_store is not None and exc is not None:
+        data = result_store.create_result_record(exc, key=uuid.uuid4().hex)
+        if write_result:
+            await _apersist_or_warn(result_store, data)
+    return _failed_state(exc, data=data, **kwargs)
 
 
 @dual(_aexception_to_failed_state)
-def exception_to_failed_state(exc: BaseException | None = None, message: str = "", **kwargs: Any) -> State[Any]:
-    """A Failed state for `exc` (see `_failed_state`); awaitable in async code."""
-    return _failed_state(exc, message, **kwargs)
-
-
-def _failed_state(exc: BaseException | None = None, message: str = "", **kwargs: Any) -> State[Any]:
+def exception_to_failed_state(
+    exc: BaseException | None = None, result_store: Any = None, write_result: bool = False, **kwargs: Any
+) -> State[Any]:
     """A Failed state for `exc` (default: the exception being handled), its message
-    ending with ``Type: message``."""
+    ending with ``Type: message`` after any ``message=`` given; awaitable in async code.
+
+    With a ``result_store`` the state's data is a result record of the exception
+    (`ResultStore.create_result_record`), written when ``write_result`` is true (a
+    failed write is logged, not raised); without one, the exception itself.
+    """
+    return failed_state_with_store(exc, result_store, write_result, **kwargs)
+
+
+def failed_state_with_store(
+    exc: BaseException | None, result_store: Any, write_result: bool, **kwargs: Any
+) -> State[Any]:
+    """`exception_to_failed_state` as a plain call."""
+    if exc is None:
+        exc = sys.exc_info()[1]
+    data = None
+    if result_store is not None and exc is not None:
+        data = result_store.create_result_record(exc, key=uuid.uuid4().hex)
+        if write_result:
+            _persist_or_warn(result_store, data)
+    return _failed_state(exc, data=data, **kwargs)
+
+
+def _persist_or_warn(result_store: Any, record: Any) -> None:
+    try:
+        result_store.persist_result_record(record)
+    except Exception as exc:
+        _logger().warning("Failed to write result: %s Execution will continue, but the result has not been written", exc)
+
+
+async def _apersist_or_warn(result_store: Any, record: Any) -> None:
+    try:
+        await result_store.apersist_result_record(record)
+    except Exception as exc:
+        _logger().warning("Failed to write result: %s Execution will continue, but the result has not been written", exc)
+
+
+def _logger() -> logging.Logger:
+    from flowbus.logging import get_run_logger
+
+    try:
+        return get_run_logger()  # type: ignore[return-value]
+    except Exception:
+        return logging.getLogger("flowbus.states")
+
+
+def _failed_state(exc: BaseException | None = None, message: str = "", data: Any = None, **kwargs: Any) -> State[Any]:
+    """A Failed state for `exc` (default: the exception being handled), its message
+    ending with ``Type: message``; its data `data`, or else the exception."""
     from flowbus.states import Failed
 
     if exc is None:
@@ -201,23 +276,27 @@ def _failed_state(exc: BaseException | None = None, message: str = "", **kwargs:
             raise ValueError("Exception was not passed and no active exception could be found.")
     if message and not message.endswith(" "):
         message += " "
-    state = Failed(message=message + format_exception(exc), data=exc, **kwargs)
+    state = Failed(message=message + format_exception(exc), data=exc if data is None else data, **kwargs)
     state.state_details.retriable = False
     return state
 
 
-async def _aexception_to_crashed_state(exc: BaseException) -> State[Any]:
-    return _crashed_state(exc)
+async def _aexception_to_crashed_state(exc: BaseException, result_store: Any = None) -> State[Any]:
+    return _crashed_state(exc, result_store)
 
 
 @dual(_aexception_to_crashed_state)
-def exception_to_crashed_state(exc: BaseException) -> State[Any]:
+def exception_to_crashed_state(exc: BaseException, result_store: Any = None) -> State[Any]:
     """A Crashed state for `exc` (see `_crashed_state`); awaitable in async code."""
-    return _crashed_state(exc)
+    return _crashed_state(exc, result_store)
 
 
-def _crashed_state(exc: BaseException) -> State[Any]:
-    """A Crashed state for an exception raised outside user code (a signal, an exit)."""
+def _crashed_state(exc: BaseException, result_store: Any = None) -> State[Any]:
+    """A Crashed state for an exception raised outside user code (a signal, an exit).
+
+    With a ``result_store``, its data is a result record of the exception (not
+    written); without one, the exception itself.
+    """
     import asyncio
 
     from flowbus.states import Crashed
@@ -232,7 +311,8 @@ def _crashed_state(exc: BaseException) -> State[Any]:
         message = "Execution was aborted by Python system exit call."
     else:
         message = f"Execution was interrupted by an unexpected exception: {format_exception(exc)}"
-    return Crashed(message=message, data=exc)
+    data = result_store.create_result_record(exc, key=uuid.uuid4().hex) if result_store is not None else exc
+    return Crashed(message=message, data=data)
 
 
 __all__ = [
@@ -248,5 +328,5 @@ __all__ = [
     "get_state_exception",
     "is_state_iterable",
     "raise_state_exception",
-    "return_value_to_state",
+    "state_for_return_value",
 ]

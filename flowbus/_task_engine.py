@@ -27,6 +27,7 @@ from flowbus._run_support import (
     run_hooks,
     set_task_state,
 )
+from flowbus._state_rules import state_for_return_value
 from flowbus._task_txn import close_task_transaction, held_by, open_task_transaction
 from flowbus.cache_policies import CacheContext, isolation_level
 from flowbus.concurrency._slots import Held, task_tag_slot_waiter
@@ -61,7 +62,6 @@ from flowbus.states import (
     State,
     StateType,
     is_state_iterable,
-    return_value_to_state,
 )
 
 
@@ -333,13 +333,13 @@ def _task_result_state(
     """The final state of a body that returned `value` (persisted and cached if asked).
 
     A returned state, or list/set/tuple of states, decides the state as in
-    `return_value_to_state`; a returned generator is consumed into a list.
+    `state_for_return_value`; a returned generator is consumed into a list.
     """
     if isinstance(value, GeneratorType):
         value = list(value)
     task_run.returned = (value,)
     if isinstance(value, State) or is_state_iterable(value):
-        return return_value_to_state(value)
+        return state_for_return_value(value)
     _durable.remember(task, task_run, value)
     if not task._persist:
         return Completed(data=value)

@@ -179,7 +179,7 @@ class TaskRunFuture(Generic[R]):
         state = self.state
         if not state.is_final():
             raise TimeoutError(f"Task run {self.task_run_id} did not finish within {timeout} seconds")
-        return state.result(raise_on_failure=raise_on_failure)
+        return state.result(raise_on_failure=raise_on_failure, _sync=True)
 
     async def wait_async(
         self,

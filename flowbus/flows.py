@@ -29,10 +29,11 @@ from flowbus._hooks import Hooks, alias
 from flowbus._params import CallShape, ParameterValidator, rewrap_method
 from flowbus._params import unwrap_method as _unwrap_method
 from flowbus.results import ResultStorage
-from flowbus.serializers import Serializer, resolve_serializer
+from flowbus.serializers import resolve_serializer
 from flowbus.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 if TYPE_CHECKING:
+    from flowbus.serializers import Serializer
     from flowbus.serving import RunnerDeployment
 
 P = ParamSpec("P")

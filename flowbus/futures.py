@@ -58,7 +58,7 @@ class FlowbusFuture(Generic[R]):
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         """Wait for the run and return its result; raise its error if it failed."""
-        return self.final_state(timeout).result(raise_on_failure=raise_on_failure)
+        return self.final_state(timeout).result(raise_on_failure=raise_on_failure, _sync=True)
 
     def add_done_callback(self, fn: Callable[[FlowbusFuture[R]], None]) -> None:
         self._future.add_done_callback(lambda _: fn(self))
@@ -134,7 +134,7 @@ def resolve_futures_to_results(value: Any) -> Any:
     """`value` with every future (and state) replaced by its result; raises for a failed one."""
     resolved = resolve_futures_to_states(value)
     if isinstance(resolved, State):
-        return resolved.result()
+        return resolved.result(_sync=True)
     if isinstance(resolved, BaseAnnotation) or not contains_upstream(resolved):
         return resolved
     if isinstance(resolved, list | tuple | set | frozenset):

@@ -21,9 +21,8 @@ import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from flowbus._store_locks import StoreLocks
 from flowbus.exceptions import ConfigurationError
-from flowbus.serializers import Serializer, resolve_serializer
+from flowbus.serializers import SerializerLike, resolve_serializer
 
 if TYPE_CHECKING:
     from flowbus._result_records import ResultRecord, ResultRecordMetadata
@@ -38,55 +37,6 @@ class ResultStorage(Protocol):
     def write(self, key: str, data: bytes) -> None: ...
 
     def delete(self, key: str) -> None: ...
-
-
-class ResultStore(StoreLocks):
-    """Prefect's ``ResultStore(...)`` configuration: where results go, and the lock
-    manager of ``SERIALIZABLE`` transactions on them.
-
-    It reads and writes through ``result_storage`` (a store, a directory, or None for
-    the default result store). As a transaction's ``store``, None means the task
-    cache's store instead, where task runs look their cache keys up.
-
-    Example::
-
-        from flowbus.locking.memory import MemoryLockManager
-        from flowbus.transactions import IsolationLevel, transaction
-
-        store = ResultStore(lock_manager=MemoryLockManager())
-        with transaction(key="nightly", isolation_level=IsolationLevel.SERIALIZABLE, store=store):
-            ...
-    """
-
-    def __init__(
-        self,
-        result_storage: ResultStorage | str | os.PathLike[str] | None = None,
-        metadata_storage: Any = None,
-        lock_manager: Any = None,
-        serializer: Serializer | str | None = None,
-        cache_result_in_memory: bool = True,
-    ) -> None:
-        self.result_storage = result_storage
-        self.metadata_storage = metadata_storage
-        self.lock_manager = lock_manager
-        self.serializer = resolve_serializer(serializer)
-        self.cache_result_in_memory = cache_result_in_memory
-
-    def _target(self) -> ResultStorage:
-        return resolve_result_store(self.result_storage)
-
-    def read(self, key: str) -> bytes | None:
-        return self._target().read(key)
-
-    def write(self, key: str, data: bytes) -> None:
-        self._target().write(key, data)
-
-    def delete(self, key: str) -> None:
-        self._target().delete(key)
-
-    def supports_isolation_level(self, level: Any) -> bool:
-        """Every level: without a lock manager, the process's state locks serve."""
-        return str(getattr(level, "value", level)) in ("READ_COMMITTED", "SERIALIZABLE")
 
 
 def flowbus_home() -> Path:
@@ -226,6 +176,9 @@ def get_default_result_storage() -> ResultStorage:
     return resolve_result_store(None)
 
 
+from flowbus._result_store import ResultStore, should_persist_result  # noqa: E402  (uses the helpers above)
+
+
 def get_result_store() -> ResultStore:
     """The `ResultStore` of the current run: the running task's (or else flow's)
     ``result_storage`` and ``result_serializer``; outside a run, the defaults."""
@@ -255,12 +208,12 @@ def default_cache_store() -> ResultStorage:
 # so a hit needs a single read.
 
 
-def encode_cache_record(serializer: Serializer, payload: bytes, expires: _dt.datetime | None) -> bytes:
+def encode_cache_record(serializer: SerializerLike, payload: bytes, expires: _dt.datetime | None) -> bytes:
     header = {"serializer": serializer.name, "expires": expires.isoformat() if expires else None}
     return json.dumps(header).encode() + b"\n" + payload
 
 
-def decode_cache_record(record: bytes) -> tuple[Serializer, bytes] | None:
+def decode_cache_record(record: bytes) -> tuple[SerializerLike, bytes] | None:
     """The serializer and payload of a record, or None when it has expired or is unreadable."""
     header_line, sep, payload = record.partition(b"\n")
     if not sep:
@@ -297,4 +250,5 @@ __all__ = [
     "get_result_store",
     "resolve_result_store",
     "set_default_stores",
+    "should_persist_result",
 ]

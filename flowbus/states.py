@@ -16,103 +16,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import sys
-from dataclasses import dataclass as _dataclass
-from dataclasses import fields as _fields
-from dataclasses import replace as _replace
 from typing import Any, Generic, TypeVar
 
 # One set of state types for the SDK and the records the services keep.
 from events.states import FINAL_TYPES as _FINAL
 from events.states import StateType as StateType
-from flowbus.exceptions import CancelledRun, CrashedRun, FailedRun, MissingResult, UnfinishedRun
+from flowbus._state_details import ResultRef, StateDetails, _parse_time
+from flowbus.exceptions import CancelledRun, CrashedRun, FailedRun, UnfinishedRun
 
 R = TypeVar("R")
 
 _UTC = _dt.UTC
 
-
-
-class ResultRef:
-    """A result kept in a result store rather than in memory; loaded on demand."""
-
-    __slots__ = ("key", "serializer", "store")
-
-    def __init__(self, store: Any, key: str, serializer: Any) -> None:
-        self.store = store
-        self.key = key
-        self.serializer = serializer
-
-    def load(self) -> Any:
-        data = self.store.read(self.key)
-        if data is None:
-            raise MissingResult(
-                f"Result {self.key!r} is no longer in its result store; "
-                "it may have been deleted or may have expired."
-            )
-        return self.serializer.loads(data)
-
-    def __repr__(self) -> str:
-        return f"ResultRef(key={self.key!r})"
-
-
-@_dataclass(slots=True, eq=True)
-class StateDetails:
-    """What a state says about the run it belongs to, as Prefect's ``state_details``.
-
-    A state built by user code has no run ids; the engine fills them in when the state
-    becomes a run's state. That is how a returned state is told apart from a state
-    that came from another run (see `return_value_to_state`).
-    """
-
-    flow_run_id: str | None = None
-    task_run_id: str | None = None
-    child_flow_run_id: str | None = None
-    scheduled_time: _dt.datetime | None = None
-    cache_key: str | None = None
-    cache_expiration: _dt.datetime | None = None
-    deferred: bool | None = None
-    untrackable_result: bool = False
-    pause_timeout: _dt.datetime | None = None
-    pause_reschedule: bool = False
-    pause_key: str | None = None
-    run_input_keyset: dict[str, str] | None = None
-    refresh_cache: bool | None = None
-    retriable: bool | None = None
-    transition_id: str | None = None
-    task_parameters_id: str | None = None
-    traceparent: str | None = None
-    deployment_concurrency_lease_id: str | None = None
-
-    __hash__ = None  # type: ignore[assignment]
-
-    @classmethod
-    def coerce(cls, value: StateDetails | dict[str, Any] | None) -> StateDetails:
-        if isinstance(value, StateDetails):
-            return value
-        if value is None:
-            return cls()
-        if isinstance(value, dict):
-            unknown = set(value) - set(_DETAIL_FIELDS)
-            if unknown:
-                raise TypeError(f"Unknown state detail(s) {sorted(unknown)}; known: {sorted(_DETAIL_FIELDS)}")
-            fields: dict[str, Any] = {
-                k: _parse_time(v) if k in _DETAIL_TIMES and isinstance(v, str) else v for k, v in value.items()
-            }
-            return cls(**fields)
-        raise TypeError(f"state_details must be a StateDetails or a dict, got {type(value).__name__}")
-
-    def model_dump(self, mode: str = "python") -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in _DETAIL_FIELDS}
-        if mode == "json":
-            out = {k: v.isoformat() if isinstance(v, _dt.datetime) else v for k, v in out.items()}
-        return out
-
-    def model_copy(self) -> StateDetails:
-        return _replace(self)
-
-
-_DETAIL_FIELDS = tuple(f.name for f in _fields(StateDetails))
-_DETAIL_TIMES = frozenset({"scheduled_time", "cache_expiration", "pause_timeout"})
 
 
 def _coerce_type(value: StateType | str) -> StateType:
@@ -124,14 +39,6 @@ def _coerce_type(value: StateType | str) -> StateType:
         raise ValueError(
             f"State type {value!r} is not one of {[t.value for t in StateType]}"
         ) from None
-
-
-def _parse_time(value: Any) -> _dt.datetime:
-    if isinstance(value, _dt.datetime):
-        return value
-    if isinstance(value, str):
-        return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    raise TypeError(f"A state timestamp must be a datetime or an ISO string, got {value!r}")
 
 
 class State(Generic[R]):
@@ -195,18 +102,31 @@ class State(Generic[R]):
             return details.flow_run_id, details.task_run_id
         return self._run_ids or (None, None)
 
-    def result(self, raise_on_failure: bool = True, retry_result_failure: bool = True) -> R:
+    def result(
+        self, raise_on_failure: bool = True, retry_result_failure: bool = True, _sync: bool | None = None
+    ) -> R:
         """The run's return value; for a failed, crashed or cancelled state, raise its error.
 
-        With ``raise_on_failure=False`` the error is returned instead of raised.
-        (``retry_result_failure`` is accepted for Prefect compatibility; results here
-        are read once.)
+        With ``raise_on_failure=False`` such a state gives its data (the exception, or
+        whatever it holds), or its error when it holds nothing. As
+        Prefect's, this is awaitable in async code (an async flow or task run, or a
+        thread with a running event loop: it returns `aresult`'s coroutine) and a plain
+        call elsewhere; ``_sync=True`` forces the plain call. A value kept as a result
+        record's metadata is read from its store, retried ``retry_result_failure``
+        times (`RESULT_READ_MAXIMUM_ATTEMPTS`) while it is not there yet.
         """
+        if _sync is None:
+            from flowbus._dual import is_in_async_context
+
+            _sync = not is_in_async_context()
+        if not _sync:
+            return self.aresult(raise_on_failure, retry_result_failure)  # type: ignore[return-value]
         if self.type in _FINAL and self.type is not StateType.COMPLETED:
-            exc = self._exception()
             if raise_on_failure:
-                raise exc
-            return exc  # type: ignore[return-value]
+                raise self._exception()
+            # As Prefect's: the state's data (a record's value), its error when it has none.
+            value = _record_value(self.data, retry_result_failure)
+            return self._exception() if value is None else value  # type: ignore[return-value]
         if self.type is not StateType.COMPLETED:
             raise UnfinishedRun(
                 f"The run is in state {self.name!r}; its result is only available once "
@@ -215,21 +135,19 @@ class State(Generic[R]):
         data = self.data
         if isinstance(data, ResultRef):
             return data.load()  # type: ignore[no-any-return]
-        records = sys.modules.get("flowbus._result_records")  # loaded if a record was made
-        if records is not None and isinstance(data, records.ResultRecord):
-            return data.result  # type: ignore[no-any-return]
-        return data  # type: ignore[no-any-return]
+        return _record_value(data, retry_result_failure)  # type: ignore[no-any-return]
 
     async def aresult(self, raise_on_failure: bool = True, retry_result_failure: bool = True) -> R:
-        """`result` for async code (a persisted result is read in a worker thread)."""
-        if isinstance(self.data, ResultRef) and self.type is StateType.COMPLETED:
+        """`result` for async code (a stored result is read in a worker thread)."""
+        data = self.data
+        if isinstance(data, ResultRef) or _is_record_metadata(data):
             import asyncio
 
-            return await asyncio.to_thread(self.result, raise_on_failure)
-        return self.result(raise_on_failure)
+            return await asyncio.to_thread(self.result, raise_on_failure, retry_result_failure, True)
+        return self.result(raise_on_failure, retry_result_failure, True)
 
     def _exception(self) -> BaseException:
-        data = self.data
+        data = _record_value(self.data)
         if isinstance(data, BaseException):
             return data
         if isinstance(data, State) and data.type in _FINAL:
@@ -386,6 +304,41 @@ class State(Generic[R]):
     __repr__ = __str__
 
 
+# How often, and how far apart, a result kept as record metadata is read before its
+# absence is an error (a result may be written a moment after its state is seen).
+RESULT_READ_MAXIMUM_ATTEMPTS = 10
+RESULT_READ_RETRY_DELAY = 0.25
+
+
+def _is_record_metadata(data: Any) -> bool:
+    records = sys.modules.get("flowbus._result_records")  # loaded once a record was made
+    return records is not None and isinstance(data, records.ResultRecordMetadata)
+
+
+def _record_value(data: Any, retry: bool = True) -> Any:
+    """`data` itself, or the value of the result record it is (or whose metadata it is)."""
+    records = sys.modules.get("flowbus._result_records")
+    if records is None:
+        return data
+    if isinstance(data, records.ResultRecord):
+        return data.result
+    if not isinstance(data, records.ResultRecordMetadata):
+        return data
+    import time
+
+    from flowbus._result_store import ResultStore
+
+    attempts = RESULT_READ_MAXIMUM_ATTEMPTS if retry else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            return ResultStore._from_metadata_sync(data).result
+        except Exception:
+            if attempt >= attempts:
+                raise
+            time.sleep(RESULT_READ_RETRY_DELAY)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _same_data(a: Any, b: Any) -> bool:
     if a is b:
         return True
@@ -428,7 +381,9 @@ from flowbus._state_constructors import (  # noqa: E402
     Suspended,
 )
 
-# Helpers over states (Prefect's prefect.states functions), kept in their own module.
+# Prefect's `return_value_to_state` (result records), and the other helpers over
+# states (Prefect's prefect.states functions), kept in their own modules.
+from flowbus._state_records import return_value_to_state, to_state_create  # noqa: E402
 from flowbus._state_rules import (  # noqa: E402
     StateGroup,
     aget_state_exception,
@@ -439,7 +394,6 @@ from flowbus._state_rules import (  # noqa: E402
     get_state_exception,
     is_state_iterable,
     raise_state_exception,
-    return_value_to_state,
 )
 
 __all__ = [
@@ -474,4 +428,5 @@ __all__ = [
     "is_state_iterable",
     "raise_state_exception",
     "return_value_to_state",
+    "to_state_create",
 ]

@@ -335,7 +335,7 @@ def _run_body(task: Task[Any, Any], job: contract.TaskJob,
                  if name == "Failed" and isinstance(state.data, BaseException) else None)
         return name, state.message, None, error
     try:
-        payload = task._serializer.dumps(state.result())
+        payload = task._serializer.dumps(state.result(_sync=True))
         resolve_result_store(task.result_storage).write(record.id, payload)
     except Exception as exc:  # unserializable, or the store refused it: the run fails
         return "Failed", f"The result could not be stored: {exc}", None, None

@@ -29,12 +29,13 @@ from flowbus._params import unwrap_method as _unwrap_method
 from flowbus.cache_policies import NONE, CacheKeyFnPolicy, CachePolicy, hash_objects
 from flowbus.futures import FlowbusFuture, FutureList
 from flowbus.results import ResultStorage
-from flowbus.serializers import Serializer, resolve_serializer
+from flowbus.serializers import resolve_serializer
 from flowbus.utilities.annotations import BaseAnnotation, unmapped
 from flowbus.visualization import _tracker as _viz_tracker
 
 if TYPE_CHECKING:
     from flowbus.background import TaskRunFuture
+    from flowbus.serializers import Serializer
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -73,7 +73,7 @@ def outcome_of(flow: Any, spec: RunSpec, state: Any) -> Outcome:
     """The outcome for the engine's final ``state``; persists nothing, builds the document."""
     timed_out = isinstance(state.data, FlowRunTimeoutError)
     if state.is_completed():
-        document, problem = result_document(flow, state.result(), spec.result_max_bytes)
+        document, problem = result_document(flow, state.result(_sync=True), spec.result_max_bytes)
         if problem:
             emit_run_log(spec.flow_run_id, logging.WARNING, problem)
         return Outcome("final", "Completed", state.message, result=document)

@@ -242,9 +242,10 @@ def test_sync_state_helpers() -> None:
     assert failed.is_failed() and failed.message == "While working: RuntimeError: active error"
     with pytest.raises(ValueError, match="no active exception"):
         exception_to_failed_state_sync()
-    assert return_value_to_state_sync(5).result() == 5
+    store = ResultStore()
+    assert return_value_to_state_sync(5, store).result() == 5
     built = Failed(message="x")
-    assert return_value_to_state_sync(built) is built
+    assert return_value_to_state_sync(built, store) is built
 
 
 def test_a_serializer_subclass_with_a_type_is_usable_by_name(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from flowbus import flow, task
 from flowbus.exceptions import FailedRun
+from flowbus.results import ResultStore
 from flowbus.states import (
     Cancelled,
     Completed,
@@ -224,13 +225,15 @@ def test_a_task_returning_a_failed_state_is_retried() -> None:
 
 
 def test_return_value_to_state_keeps_a_manual_state_and_aggregates_a_run_state() -> None:
+    store = ResultStore()
     manual = Completed(data=1)
-    assert return_value_to_state(manual) is manual
+    assert asyncio.run(return_value_to_state(manual, store)) is manual
     run_state = double(1, return_state=True)
     assert run_state.state_details.task_run_id is not None
-    aggregate = return_value_to_state(run_state)
-    assert aggregate is not run_state and aggregate.data is run_state
-    assert return_value_to_state({"a": manual}).data == {"a": manual}
+    aggregate = asyncio.run(return_value_to_state(run_state, store))
+    assert aggregate is not run_state and aggregate.data.result is run_state
+    mixed = asyncio.run(return_value_to_state({"a": manual}, store))
+    assert mixed.is_completed() and mixed.data.result == {"a": manual}
 
 
 class _NoTruth:

@@ -46,9 +46,9 @@ def test_run_flow_runs_an_async_flow_from_sync_code() -> None:
 
 
 async def test_run_flow_async_runs_both_kinds() -> None:
-    assert (await run_flow_async(async_flow, {"x": 3})).result() == 6
+    assert await (await run_flow_async(async_flow, {"x": 3})).result() == 6  # awaitable, as in Prefect
     state = await run_flow_async(sync_flow, {"x": 1}, flow_run_id="r-2")
-    assert state.result()["id"] == "r-2"
+    assert (await state.result())["id"] == "r-2"
 
 
 def test_async_flow_run_from_sync_code_may_block_on_an_async_task_it_submitted() -> None:

@@ -43,7 +43,7 @@ async def test_flow_and_task_states_and_logs_are_published(bus: Bus) -> None:
     finally:
         set_event_sink(previous)
         sink.close()
-    assert state.result() == 42
+    assert await state.result() == 42  # awaitable in async code, as in Prefect
 
     types = await stored_types(bus)
     assert types.count("flowbus.flow-run.Running") == 1

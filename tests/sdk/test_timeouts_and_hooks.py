@@ -68,7 +68,7 @@ async def test_async_task_timeout() -> None:
     state = await slow(return_state=True)
     assert state.is_failed()
     with pytest.raises(TaskRunTimeoutError):
-        state.result()
+        await state.result()  # awaitable in async code, as in Prefect
 
 
 async def test_async_task_that_blocks_the_loop_past_its_timeout_is_not_completed() -> None:
@@ -106,7 +106,7 @@ async def test_async_flow_timeout() -> None:
     state = await long_flow(return_state=True)
     assert state.is_failed()
     with pytest.raises(FlowRunTimeoutError):
-        state.result()
+        await state.result()  # awaitable in async code, as in Prefect
 
 
 def test_flow_hooks_run_for_their_state_and_a_failing_hook_changes_nothing(sink) -> None:  # type: ignore[no-untyped-def]
