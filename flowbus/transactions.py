@@ -219,7 +219,7 @@ class Transaction:
         if self.isolation_level is IsolationLevel.SERIALIZABLE and self._lock is None:
             self.logger.debug("Acquiring lock for transaction %r", self.key)
             self._lock = _acquire(self.store, self.key, self._holder)
-        if not self.overwrite and _store(self.store).read(self.key) is not None:
+        if not self.overwrite and _exists(self.store, self.key):
             self.state = TransactionState.COMMITTED
 
     def _read(self) -> TransactionRecord | None:
@@ -326,6 +326,20 @@ class Transaction:
             self.logger.debug("Releasing lock for transaction %r", self.key)
             lock()
 
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.store, self.key, self.children, self.commit_mode, self.isolation_level, self.state,
+                self.on_commit_hooks, self.on_rollback_hooks, self.overwrite, self.logger,
+                self.write_on_commit)  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every setting and the state, children and hooks are (Prefect's
+        transactions are pydantic models compared by their fields)."""
+        if not isinstance(other, Transaction):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable and compared by value, as Prefect's
+
     def __repr__(self) -> str:
         return f"Transaction(key={self.key!r}, state={self.state.value})"
 
@@ -396,6 +410,25 @@ def _store(store: Any) -> Any:
     if not all(callable(getattr(store, m, None)) for m in ("read", "write")):
         raise ConfigurationError(f"transaction store {store!r} has no read/write methods")
     return store
+
+
+def _exists(store: Any, key: str) -> bool:
+    """Whether ``key`` has a record: through the store's own ``exists`` (or ``aexists``)
+    when it has one, as Prefect's result stores do, else by reading it."""
+    for name in ("exists", "aexists"):
+        method = getattr(store, name, None)
+        if callable(method):
+            outcome = method(key)
+            if inspect.isawaitable(outcome):
+                box: list[Any] = []
+
+                async def wait(awaitable: Any = outcome) -> None:
+                    box.append(await awaitable)
+
+                _run_awaitable(wait())
+                outcome = box[0]
+            return bool(outcome)
+    return _store(store).read(key) is not None
 
 
 def _acquire(store: Any, key: str, holder: str) -> Callable[[], None]:
