@@ -256,7 +256,7 @@ class Transaction:
             return False
         try:
             for child in self.children:
-                child._commit()
+                _child_step(child, "commit")
             for hook in self.on_commit_hooks:
                 self._run_hook(hook, "commit")
             if self.key is not None and self.write_on_commit:
@@ -277,7 +277,7 @@ class Transaction:
                 self._run_hook(hook, "rollback")
             self.state = TransactionState.ROLLED_BACK
             for child in reversed(self.children):
-                child._rollback()
+                _child_step(child, "rollback")
             return True
         except Exception:
             self.logger.exception("An error was encountered while rolling back transaction %r", self.key)
@@ -412,11 +412,26 @@ def _store(store: Any) -> Any:
     return store
 
 
+def _child_step(child: Transaction, name: str) -> None:
+    """A child's ``commit`` / ``rollback``: its own override when a subclass has one
+    (awaited when it is a coroutine, as Prefect does), else the step itself."""
+    method = getattr(type(child), name)
+    if method is getattr(Transaction, name) or method is getattr(AsyncTransaction, name):
+        getattr(child, "_" + name)()
+        return
+    outcome = getattr(child, name)()
+    if inspect.isawaitable(outcome):
+        _run_awaitable(outcome)
+
+
 def _exists(store: Any, key: str) -> bool:
-    """Whether ``key`` has a record: through the store's own ``exists`` (or ``aexists``)
-    when it has one, as Prefect's result stores do, else by reading it."""
+    """Whether ``key`` has a record: through the ``exists`` (or ``aexists``) of a
+    `ResultStore` subclass that defines one, as Prefect's result stores answer, else by
+    reading it."""
+    from flowbus.results import ResultStore
+
     for name in ("exists", "aexists"):
-        method = getattr(store, name, None)
+        method = getattr(store, name, None) if isinstance(store, ResultStore) else None
         if callable(method):
             outcome = method(key)
             if inspect.isawaitable(outcome):

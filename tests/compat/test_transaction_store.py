@@ -133,3 +133,41 @@ def test_a_store_without_exists_is_read(tmp_path: Path) -> None:
         txn.stage(1)
     with transaction(key="k", store=store) as txn:
         assert txn.is_committed()
+
+
+def test_a_childs_own_commit_is_called_and_its_error_rolls_the_parent_back() -> None:
+    class Refusing(Transaction):
+        def commit(self, **kwargs: Any) -> bool:
+            raise ValueError("refused")
+
+    with Transaction() as txn:
+        txn.add_child(Refusing())
+    assert not txn.is_committed()
+    assert txn.is_rolled_back()
+
+
+async def test_an_async_childs_own_commit_is_awaited_and_its_error_rolls_the_parent_back() -> None:
+    class Refusing(AsyncTransaction):
+        async def commit(self, **kwargs: Any) -> bool:  # type: ignore[override]
+            raise ValueError("refused")
+
+    async with AsyncTransaction() as txn:
+        txn.add_child(Refusing())
+    assert not txn.is_committed()
+    assert txn.is_rolled_back()
+
+
+def test_a_childs_own_rollback_is_called() -> None:
+    seen: list[str] = []
+
+    class Noting(Transaction):
+        def rollback(self) -> bool:
+            seen.append("child rollback")
+            return super().rollback()
+
+    with pytest.raises(RuntimeError):
+        with Transaction() as txn:
+            txn.add_child(Noting())
+            raise RuntimeError("boom")
+    assert txn.is_rolled_back()
+    assert seen == ["child rollback"]
