@@ -231,6 +231,8 @@ def _attempt_state(
     task: Any, task_run: TaskRun, ok: bool, value: Any, parameters: dict[str, Any], cache_key: str | None
 ) -> tuple[State[Any], bool]:
     """The state one attempt ended in, and whether it failed (a retry may follow)."""
+    if isinstance(value, TaskRunTimeoutError) and not ok:  # Prefect's message; the state stays "Failed"
+        return Failed(data=value, message=f"Task run exceeded timeout of {task.timeout_seconds} second(s)"), True
     if not ok:
         return Failed(message=f"Task run encountered an exception {type(value).__name__}: {value}", data=value), True
     final = _task_result_state(task, task_run, value, parameters, cache_key)

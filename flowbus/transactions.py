@@ -36,13 +36,12 @@ import contextvars
 import copy
 import inspect
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from enum import StrEnum
 from typing import Any
 
-from flowbus.exceptions import ConfigurationError
+from flowbus._txn_store import _acquire, _exists, _run_awaitable, _store
 
 _log = logging.getLogger("flowbus.transactions")
 _NOT_SET: Any = object()
@@ -397,21 +396,6 @@ def _enum(kind: Any, value: Any, what: str) -> Any:
         raise ValueError(f"{what} {value!r} is not one of {', '.join(m.value for m in kind)}") from None
 
 
-def _store(store: Any) -> Any:
-    from flowbus.results import LocalResultStore, default_cache_store
-
-    if store is None:
-        return default_cache_store()
-    if isinstance(store, str | os.PathLike):
-        return LocalResultStore(store)
-    inner = getattr(store, "result_storage", _NOT_SET)
-    if inner is not _NOT_SET:  # a flowbus.results.ResultStore(...) configuration
-        return _store(inner)
-    if not all(callable(getattr(store, m, None)) for m in ("read", "write")):
-        raise ConfigurationError(f"transaction store {store!r} has no read/write methods")
-    return store
-
-
 def _child_step(child: Transaction, name: str) -> None:
     """A child's ``commit`` / ``rollback``: its own override when a subclass has one
     (awaited when it is a coroutine, as Prefect does), else the step itself."""
@@ -422,56 +406,6 @@ def _child_step(child: Transaction, name: str) -> None:
     outcome = getattr(child, name)()
     if inspect.isawaitable(outcome):
         _run_awaitable(outcome)
-
-
-def _exists(store: Any, key: str) -> bool:
-    """Whether ``key`` has a record: through the ``exists`` (or ``aexists``) of a
-    `ResultStore` subclass that defines one, as Prefect's result stores answer, else by
-    reading it."""
-    from flowbus.results import ResultStore
-
-    for name in ("exists", "aexists"):
-        method = getattr(store, name, None) if isinstance(store, ResultStore) else None
-        if callable(method):
-            outcome = method(key)
-            if inspect.isawaitable(outcome):
-                box: list[Any] = []
-
-                async def wait(awaitable: Any = outcome) -> None:
-                    box.append(await awaitable)
-
-                _run_awaitable(wait())
-                outcome = box[0]
-            return bool(outcome)
-    return _store(store).read(key) is not None
-
-
-def _acquire(store: Any, key: str, holder: str) -> Callable[[], None]:
-    """Hold the lock of ``key``; returns the function that releases it."""
-    manager = getattr(store, "lock_manager", None)
-    if manager is not None:
-        manager.acquire_lock(key, holder=holder)
-        return lambda: manager.release_lock(key, holder=holder)
-    from flowbus._cache_lock import acquire
-
-    return acquire(key).release
-
-
-def _run_awaitable(awaitable: Any) -> None:
-    import asyncio
-
-    async def wait() -> None:
-        await awaitable
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(wait())
-        return
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, wait()).result()
 
 
 # Prefect's base class of both kinds; flowbus's async kind derives from `Transaction`.

@@ -139,7 +139,7 @@ class RunInput(pydantic.BaseModel):
                 key_prefix: str | None = None) -> None:
         """Send ``run_input`` back to the flow run that sent this input (awaitable in
         async code, like Prefect's)."""
-        run_input.send_to(self._sender_run_id(), sender=sender, key_prefix=key_prefix, _sync=True)
+        _send_sync(run_input, self._sender_run_id(), sender, key_prefix)
 
     def _sender_run_id(self) -> str:
         sender = self.metadata.sender

@@ -18,7 +18,11 @@ import pytest
 from flowbus import flow, task
 from flowbus.cache_policies import INPUTS
 from flowbus.results import ResultStore, local_cache_dir
-from flowbus.settings import FLOWBUS_LOCAL_STORAGE_PATH, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+from flowbus.settings import (
+    FLOWBUS_LOCAL_STORAGE_PATH,
+    PREFECT_LOCAL_STORAGE_PATH,
+    temporary_settings,
+)
 from flowbus.transactions import AsyncTransaction, Transaction, atransaction, transaction
 
 
