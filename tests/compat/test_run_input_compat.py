@@ -9,6 +9,7 @@ import re
 import uuid
 from typing import Union
 
+import pydantic
 import pytest
 
 from flowbus.client.schemas.objects import FlowRunInput
@@ -35,7 +36,7 @@ def test_with_initial_data_keeps_optional_annotations() -> None:
 
 def test_with_initial_data_infers_an_undeclared_fields_type() -> None:
     class Loose(RunInput):
-        model_config = {"extra": "allow"}
+        model_config = pydantic.ConfigDict(extra="allow")
 
     prefilled = Loose.with_initial_data(count=3)
     assert prefilled.model_fields["count"].annotation is int
