@@ -76,8 +76,9 @@ class Flow(Generic[P, R]):
             raise TypeError(f"@flow needs a function, got {fn!r}")
         if retries is not None and retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
-        if timeout_seconds is not None and timeout_seconds <= 0:
-            raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds}")
+        if timeout_seconds is not None and timeout_seconds < 0:
+            raise ValueError(f"timeout_seconds must be >= 0 (0: no timeout), got {timeout_seconds}")
+        timeout_seconds = timeout_seconds or None  # 0 unsets it, as in Prefect
         _options_check.check_reserved_arguments(fn)
         self.fn = fn
         functools.update_wrapper(self, fn)  # inspect.signature(obj) is the function's

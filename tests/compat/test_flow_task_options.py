@@ -154,3 +154,20 @@ async def test_an_async_task_past_its_timeout_fails_with_prefects_message() -> N
     [state] = await parent()
     assert state.is_failed() and state.name == "Failed"  # Prefect: "TimedOut" (docs/compat.md)
     assert state.message == "Task run exceeded timeout of 0.2 second(s)"
+
+
+def test_a_zero_timeout_means_none() -> None:
+    @flow(timeout_seconds=1)
+    def limited() -> int:
+        return 1
+
+    @task(timeout_seconds=1)
+    def limited_task() -> int:
+        return 1
+
+    assert limited.with_options(timeout_seconds=0).timeout_seconds is None
+    assert limited_task.with_options(timeout_seconds=0).timeout_seconds is None
+    assert flow(timeout_seconds=0)(lambda: 1).timeout_seconds is None
+    assert task(timeout_seconds=0)(lambda: 1).timeout_seconds is None
+    with pytest.raises(ValueError, match="timeout_seconds must be >= 0"):
+        flow(timeout_seconds=-1)(lambda: 1)
