@@ -171,3 +171,44 @@ def test_a_zero_timeout_means_none() -> None:
     assert task(timeout_seconds=0)(lambda: 1).timeout_seconds is None
     with pytest.raises(ValueError, match="timeout_seconds must be >= 0"):
         flow(timeout_seconds=-1)(lambda: 1)
+
+
+def _self_waiting_flow(is_async: bool) -> Any:
+    import threading
+
+    from flowbus.task_runners import ThreadPoolTaskRunner
+
+    gate = threading.Event()
+
+    @task
+    def hold() -> None:
+        assert gate.wait(60)
+
+    @task
+    def greet(name: str) -> str:
+        return f"Hello {name}!"
+
+    def body() -> list[Any]:
+        blocker = hold.submit()  # the one worker is busy until the list holds the future
+        upstream: list[Any] = []
+        future = greet.submit("ada", wait_for=upstream)
+        upstream.append(future)  # the run now waits for itself
+        gate.set()
+        blocker.result()
+        return [future.result()]
+
+    async def abody() -> list[Any]:
+        return body()
+
+    options = {"task_runner": ThreadPoolTaskRunner(max_workers=1)}
+    return flow(**options)(abody) if is_async else flow(**options)(body)
+
+
+def test_a_task_waiting_for_itself_fails_instead_of_hanging() -> None:
+    with pytest.raises(ValueError, match=re.escape("Discovered a task depending on itself. Raising to avoid a deadlock.")):
+        _self_waiting_flow(is_async=False)()
+
+
+async def test_a_task_waiting_for_itself_fails_instead_of_hanging_in_an_async_flow() -> None:
+    with pytest.raises(ValueError, match="depending on itself"):
+        await _self_waiting_flow(is_async=True)()
