@@ -212,3 +212,23 @@ def test_a_task_waiting_for_itself_fails_instead_of_hanging() -> None:
 async def test_a_task_waiting_for_itself_fails_instead_of_hanging_in_an_async_flow() -> None:
     with pytest.raises(ValueError, match="depending on itself"):
         await _self_waiting_flow(is_async=True)()
+
+
+def test_a_run_name_set_later_is_checked_when_the_flow_runs() -> None:
+    @flow
+    def plain() -> None:
+        return None
+
+    plain.flow_run_name = _NotAName()  # type: ignore[assignment]
+    with pytest.raises(TypeError, match=re.escape("Expected string or callable for 'flow_run_name'; got _NotAName")):
+        plain()
+
+
+async def test_a_run_name_set_later_is_checked_when_the_async_flow_runs() -> None:
+    @flow
+    async def plain() -> None:
+        return None
+
+    plain.flow_run_name = _NotAName()  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="Expected string or callable for 'flow_run_name'"):
+        await plain()
