@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, NoReturn
 
-from flowbus.transactions import IsolationLevel, Transaction, TransactionRecord, _acquire, _current
+from flowbus._txn_store import _acquire
+from flowbus.transactions import IsolationLevel, Transaction, TransactionRecord, _current
 
 
 class AsyncTransaction(Transaction):

@@ -3,7 +3,7 @@
 With a server the lock is a lease in ``flowbus-cache`` (:mod:`events.cache`), renewed
 by a thread while the run holds it, so a runner killed mid-run frees it when the
 lease expires. With no server it is an ``flock`` on a file under
-``$FLOWBUS_HOME/cache/.locks``, which the kernel frees when the process dies.
+``.locks`` in the local cache directory (`flowbus.results.local_cache_dir`), which the kernel frees when the process dies.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any
 
-from flowbus.results import flowbus_home, server_connection
+from flowbus.results import local_cache_dir, server_connection
 
 LEASE_SECONDS = 30.0
 POLL_SECONDS = 0.02
@@ -45,7 +45,7 @@ def acquire(cache_key: str, timeout: float | None = None) -> CacheKeyLock:
 
 
 def _acquire_file(cache_key: str, timeout: float | None) -> CacheKeyLock:
-    path = flowbus_home() / "cache" / ".locks" / (hashlib.sha256(cache_key.encode()).hexdigest() + ".lock")
+    path = local_cache_dir() / ".locks" / (hashlib.sha256(cache_key.encode()).hexdigest() + ".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     deadline = None if timeout is None else time.monotonic() + timeout

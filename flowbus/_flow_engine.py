@@ -179,8 +179,7 @@ def _flow_attempts(
                 return value.state or Suspended(), None
             if not isinstance(value, Exception):
                 return interrupted_state(value), value
-            logger.error("Encountered exception during execution: %r", value, exc_info=value)
-            final = Failed(message=f"Flow run encountered an exception: {type(value).__name__}: {value}", data=value)
+            final = _failed_attempt(flow, value, logger)
         if final.is_failed() and flow_run.run_count <= flow.retries:
             delay = retry_delay(flow.retry_delay_seconds, flow_run.run_count, flow.retries, None)
             logger.warning(
@@ -196,6 +195,16 @@ def _flow_attempts(
                     return interrupted_state(error), error
             continue
         return final, None
+
+
+def _failed_attempt(flow: Any, error: Exception, logger: Any) -> State[Any]:
+    """The state of an attempt whose body raised ``error`` (a timeout: Prefect's message;
+    the state stays "Failed", where Prefect names it "TimedOut")."""
+    if isinstance(error, FlowRunTimeoutError):
+        logger.error("Flow run exceeded timeout of %s second(s)", flow.timeout_seconds)
+        return Failed(data=error, message=f"Flow run exceeded timeout of {flow.timeout_seconds} second(s)")
+    logger.error("Encountered exception during execution: %r", error, exc_info=error)
+    return Failed(message=f"Flow run encountered an exception: {type(error).__name__}: {error}", data=error)
 
 
 def _state_from_return(flow: Any, flow_run: FlowRun, value: Any) -> State[Any]:

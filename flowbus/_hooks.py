@@ -21,14 +21,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Hooks(list[Callable[..., Any]]):
     """A list of state hooks that is also a decorator adding one."""
 
-    def __init__(self, hooks: Any = None, *, kind: str = "hook") -> None:
-        if hooks is None:
-            items: list[Callable[..., Any]] = []
-        elif callable(hooks) and not isinstance(hooks, list):
-            items = [hooks]
-        else:
-            items = list(hooks)
-        super().__init__(items)
+    def __init__(self, hooks: Any = None, *, kind: str = "hook", owner: str = "flow") -> None:
+        from flowbus._options_check import hook_list
+
+        super().__init__(hook_list(hooks, kind, owner))  # a list of callables, as Prefect requires
         self.kind = kind
 
     def __call__(self, fn: F) -> F:

@@ -171,6 +171,8 @@ def render_run_name(
         if not isinstance(name, str):
             raise TypeError(f"{what} callable must return a str, got {type(name).__name__}")
         return name
+    if not isinstance(template, str):  # set on the flow or task after it was made
+        raise TypeError(f"Expected string or callable for {what!r}; got {type(template).__name__} instead.")
     try:
         return template.format(**parameters)
     except (KeyError, IndexError) as exc:

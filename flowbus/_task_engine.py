@@ -152,10 +152,9 @@ def _task_attempts(
         set_task_state(task_run, Pending())
         return Failed(message=str(exc), data=exc), None
     set_task_state(task_run, Pending())
-    try:
-        parameters = resolve_inputs(task_run.parameters, wait_for)
-    except UpstreamTaskError as exc:
-        return Failed(name="NotReady", message=str(exc), data=exc), None
+    parameters, not_run = _resolved_inputs(task, task_run, wait_for)
+    if not_run is not None:
+        return not_run, None
     task_ctx.parameters = parameters
 
     tag_slots = None
@@ -201,6 +200,34 @@ def _task_attempts(
 _NO_SLOTS: tuple[Held | None, BaseException | None] = (None, None)
 
 
+def _resolved_inputs(
+    task: Any, task_run: TaskRun, wait_for: Iterable[Any] | None
+) -> tuple[dict[str, Any], State[Any] | None]:
+    """The run's parameters with upstream results in, or the state it ends in unrun: an
+    upstream that did not complete (NotReady), or its own future among its upstreams."""
+    wait_for = list(wait_for) if wait_for else None  # once: the caller may still append to its list
+    if _depends_on_itself(task_run, wait_for):  # it would wait for itself forever
+        error = ValueError("Discovered a task depending on itself. Raising to avoid a deadlock. Please "
+                           f"inspect the inputs and dependencies of {task.name}.")  # fmt: skip
+        return {}, Failed(message=str(error), data=error)
+    try:
+        return resolve_inputs(task_run.parameters, wait_for), None
+    except UpstreamTaskError as exc:
+        return {}, Failed(name="NotReady", message=str(exc), data=exc)
+
+
+def _depends_on_itself(task_run: TaskRun, wait_for: Iterable[Any] | None) -> bool:
+    """Whether the run's own future is among its upstreams (in ``wait_for``, or a
+    parameter or an item of a list/tuple/set parameter), e.g. a ``wait_for`` list the
+    caller appended the future to after submitting it."""
+    from flowbus.futures import FlowbusFuture
+
+    upstream: list[Any] = list(wait_for or ())
+    for value in task_run.parameters.values():
+        upstream.extend(value if isinstance(value, list | tuple | set) else (value,))
+    return any(isinstance(u, FlowbusFuture) and u.task_run_id == task_run.id for u in upstream)
+
+
 def _wait_for_tag_slots(task_run: TaskRun) -> Steps[tuple[Held | None, BaseException | None]]:
     """Hold a slot of every tag limit of the run (None: no limit applies), or the
     interruption that stopped the wait.
@@ -231,6 +258,8 @@ def _attempt_state(
     task: Any, task_run: TaskRun, ok: bool, value: Any, parameters: dict[str, Any], cache_key: str | None
 ) -> tuple[State[Any], bool]:
     """The state one attempt ended in, and whether it failed (a retry may follow)."""
+    if isinstance(value, TaskRunTimeoutError) and not ok:  # Prefect's message; the state stays "Failed"
+        return Failed(data=value, message=f"Task run exceeded timeout of {task.timeout_seconds} second(s)"), True
     if not ok:
         return Failed(message=f"Task run encountered an exception {type(value).__name__}: {value}", data=value), True
     final = _task_result_state(task, task_run, value, parameters, cache_key)

@@ -86,6 +86,14 @@ class MissingResult(FlowbusError):
     """A state has no result to give back (e.g. it was not kept in memory or persisted)."""
 
 
+class InvalidNameError(FlowbusError, ValueError):
+    """A name holds a character flowbus (like Prefect) does not allow there."""
+
+
+class ReservedArgumentError(FlowbusError, TypeError):
+    """A flow's or task's function has a parameter named like a call option."""
+
+
 class ConfigurationError(FlowbusError, ValueError):
     """An option or setting has a value flowbus cannot use."""
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from flowbus import _engine
+from flowbus import _engine, _options_check
 from flowbus._hooks import Hooks, alias
 from flowbus._params import CallShape, ParameterValidator, rewrap_method
 from flowbus._params import unwrap_method as _unwrap_method
@@ -77,14 +77,16 @@ class Flow(Generic[P, R]):
             raise TypeError(f"@flow needs a function, got {fn!r}")
         if retries is not None and retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
-        if timeout_seconds is not None and timeout_seconds <= 0:
-            raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds}")
+        if timeout_seconds is not None and timeout_seconds < 0:
+            raise ValueError(f"timeout_seconds must be >= 0 (0: no timeout), got {timeout_seconds}")
+        timeout_seconds = timeout_seconds or None  # 0 unsets it, as in Prefect
+        _options_check.check_reserved_arguments(fn)
         self.fn = fn
         functools.update_wrapper(self, fn)  # inspect.signature(obj) is the function's
-        self.name = name or fn.__name__.replace("_", "-")
+        self.name = _options_check.flow_name(name, fn)
         self.description = description if description is not None else inspect.getdoc(fn)
         self.version = version
-        self.flow_run_name = flow_run_name
+        self.flow_run_name = _options_check.run_name(flow_run_name, "flow_run_name")
         self.task_runner = task_runner if task_runner is not None else ThreadPoolTaskRunner()
         self.timeout_seconds = timeout_seconds
         self.should_validate_parameters = validate_parameters

@@ -199,9 +199,20 @@ async def aget_default_result_storage() -> ResultStorage:
     return get_default_result_storage()
 
 
+def local_cache_dir() -> Path:
+    """Where cache records (and transaction records) live with no server: ``cache``
+    under ``FLOWBUS_LOCAL_STORAGE_PATH`` when that is set (Prefect keeps them with its
+    local results, so setting it isolates both), else ``$FLOWBUS_HOME/cache``."""
+    from flowbus.settings import FLOWBUS_LOCAL_STORAGE_PATH
+
+    if os.environ.get(FLOWBUS_LOCAL_STORAGE_PATH.env):
+        return Path(FLOWBUS_LOCAL_STORAGE_PATH.value()) / "cache"
+    return flowbus_home() / "cache"
+
+
 def default_cache_store() -> ResultStorage:
-    """Where cache records go: the installed store, the server's KV, else ``$FLOWBUS_HOME/cache``."""
-    return _cache_store or _server_store(2) or LocalResultStore(flowbus_home() / "cache")
+    """Where cache records go: the installed store, the server's KV, else `local_cache_dir`."""
+    return _cache_store or _server_store(2) or LocalResultStore(local_cache_dir())
 
 
 # A cache record is one JSON header line (serializer, expiry) followed by the payload,
@@ -248,6 +259,7 @@ __all__ = [
     "flowbus_home",
     "get_default_result_storage",
     "get_result_store",
+    "local_cache_dir",
     "resolve_result_store",
     "set_default_stores",
     "should_persist_result",

@@ -22,7 +22,7 @@ import inspect
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from flowbus import _engine
+from flowbus import _engine, _options_check
 from flowbus._hooks import Hooks, alias
 from flowbus._params import CallShape, rewrap_method
 from flowbus._params import unwrap_method as _unwrap_method
@@ -123,8 +123,10 @@ class Task(Generic[P, R]):
             raise TypeError(f"@task needs a function, got {fn!r}")
         if retries is not None and retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
-        if timeout_seconds is not None and timeout_seconds <= 0:
-            raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds}")
+        if timeout_seconds is not None and timeout_seconds < 0:
+            raise ValueError(f"timeout_seconds must be >= 0 (0: no timeout), got {timeout_seconds}")
+        timeout_seconds = timeout_seconds or None  # 0 unsets it, as in Prefect
+        _options_check.check_reserved_arguments(fn)
         self.fn = fn
         functools.update_wrapper(self, fn)  # inspect.signature(obj) is the function's
         self.name = name or fn.__name__
@@ -137,7 +139,7 @@ class Task(Generic[P, R]):
         self.cache_policy = cache_policy if cache_policy is not _NOT_SET else None
         self.cache_key_fn = cache_key_fn
         self.cache_expiration = cache_expiration
-        self.task_run_name = task_run_name
+        self.task_run_name = _options_check.run_name(task_run_name, "task_run_name")
         self.retries = retries or 0
         self.retry_delay_seconds = retry_delay_seconds if retry_delay_seconds is not None else 0
         self.retry_jitter_factor = retry_jitter_factor
@@ -150,9 +152,9 @@ class Task(Generic[P, R]):
         self.timeout_seconds = timeout_seconds
         self.log_prints = log_prints
         self.refresh_cache = bool(refresh_cache)
-        self.on_completion = Hooks(on_completion, kind="on_completion")
-        self.on_failure = Hooks(on_failure, kind="on_failure")
-        self.on_running = Hooks(on_running, kind="on_running")
+        self.on_completion = Hooks(on_completion, kind="on_completion", owner="task")
+        self.on_failure = Hooks(on_failure, kind="on_failure", owner="task")
+        self.on_running = Hooks(on_running, kind="on_running", owner="task")
         self.on_commit_hooks = _listify(on_commit)
         self.on_rollback_hooks = _listify(on_rollback)
         self.viz_return_value = viz_return_value

@@ -36,13 +36,12 @@ import contextvars
 import copy
 import inspect
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from enum import StrEnum
 from typing import Any
 
-from flowbus.exceptions import ConfigurationError
+from flowbus._txn_store import _acquire, _exists, _run_awaitable, _store
 
 _log = logging.getLogger("flowbus.transactions")
 _NOT_SET: Any = object()
@@ -219,7 +218,7 @@ class Transaction:
         if self.isolation_level is IsolationLevel.SERIALIZABLE and self._lock is None:
             self.logger.debug("Acquiring lock for transaction %r", self.key)
             self._lock = _acquire(self.store, self.key, self._holder)
-        if not self.overwrite and _store(self.store).read(self.key) is not None:
+        if not self.overwrite and _exists(self.store, self.key):
             self.state = TransactionState.COMMITTED
 
     def _read(self) -> TransactionRecord | None:
@@ -256,7 +255,7 @@ class Transaction:
             return False
         try:
             for child in self.children:
-                child._commit()
+                _child_step(child, "commit")
             for hook in self.on_commit_hooks:
                 self._run_hook(hook, "commit")
             if self.key is not None and self.write_on_commit:
@@ -277,7 +276,7 @@ class Transaction:
                 self._run_hook(hook, "rollback")
             self.state = TransactionState.ROLLED_BACK
             for child in reversed(self.children):
-                child._rollback()
+                _child_step(child, "rollback")
             return True
         except Exception:
             self.logger.exception("An error was encountered while rolling back transaction %r", self.key)
@@ -325,6 +324,20 @@ class Transaction:
         if lock is not None:
             self.logger.debug("Releasing lock for transaction %r", self.key)
             lock()
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.store, self.key, self.children, self.commit_mode, self.isolation_level, self.state,
+                self.on_commit_hooks, self.on_rollback_hooks, self.overwrite, self.logger,
+                self.write_on_commit)  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every setting and the state, children and hooks are (Prefect's
+        transactions are pydantic models compared by their fields)."""
+        if not isinstance(other, Transaction):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable and compared by value, as Prefect's
 
     def __repr__(self) -> str:
         return f"Transaction(key={self.key!r}, state={self.state.value})"
@@ -383,47 +396,16 @@ def _enum(kind: Any, value: Any, what: str) -> Any:
         raise ValueError(f"{what} {value!r} is not one of {', '.join(m.value for m in kind)}") from None
 
 
-def _store(store: Any) -> Any:
-    from flowbus.results import LocalResultStore, default_cache_store
-
-    if store is None:
-        return default_cache_store()
-    if isinstance(store, str | os.PathLike):
-        return LocalResultStore(store)
-    inner = getattr(store, "result_storage", _NOT_SET)
-    if inner is not _NOT_SET:  # a flowbus.results.ResultStore(...) configuration
-        return _store(inner)
-    if not all(callable(getattr(store, m, None)) for m in ("read", "write")):
-        raise ConfigurationError(f"transaction store {store!r} has no read/write methods")
-    return store
-
-
-def _acquire(store: Any, key: str, holder: str) -> Callable[[], None]:
-    """Hold the lock of ``key``; returns the function that releases it."""
-    manager = getattr(store, "lock_manager", None)
-    if manager is not None:
-        manager.acquire_lock(key, holder=holder)
-        return lambda: manager.release_lock(key, holder=holder)
-    from flowbus._cache_lock import acquire
-
-    return acquire(key).release
-
-
-def _run_awaitable(awaitable: Any) -> None:
-    import asyncio
-
-    async def wait() -> None:
-        await awaitable
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(wait())
+def _child_step(child: Transaction, name: str) -> None:
+    """A child's ``commit`` / ``rollback``: its own override when a subclass has one
+    (awaited when it is a coroutine, as Prefect does), else the step itself."""
+    method = getattr(type(child), name)
+    if method is getattr(Transaction, name) or method is getattr(AsyncTransaction, name):
+        getattr(child, "_" + name)()
         return
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, wait()).result()
+    outcome = getattr(child, name)()
+    if inspect.isawaitable(outcome):
+        _run_awaitable(outcome)
 
 
 # Prefect's base class of both kinds; flowbus's async kind derives from `Transaction`.

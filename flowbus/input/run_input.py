@@ -119,7 +119,11 @@ class RunInput(pydantic.BaseModel):
     @classmethod
     def with_initial_data(cls: type[R], description: str | None = None, **kwargs: Any) -> type[R]:
         """A subclass whose fields default to ``kwargs`` (the form's initial values)."""
-        fields: dict[str, Any] = {key: (type(value), value) for key, value in kwargs.items()}
+        # A field the class declares keeps its annotation (``str | None`` stays optional).
+        fields: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            declared = cls.model_fields.get(key)
+            fields[key] = (declared.annotation if declared is not None else type(value), value)
         model = cast(type[R], pydantic.create_model(cls.__name__, __base__=cls, **fields))
         if description is not None:
             model._description = description
@@ -130,24 +134,27 @@ class RunInput(pydantic.BaseModel):
         sender_id = self._sender_run_id()
         await run_input.asend_to(sender_id, sender=sender, key_prefix=key_prefix)
 
+    @dual(arespond)
     def respond(self, run_input: RunInput, sender: str | None = None,
                 key_prefix: str | None = None) -> None:
-        """Send ``run_input`` back to the flow run that sent this input."""
-        run_input.send_to(self._sender_run_id(), sender=sender, key_prefix=key_prefix)
+        """Send ``run_input`` back to the flow run that sent this input (awaitable in
+        async code, like Prefect's)."""
+        _send_sync(run_input, self._sender_run_id(), sender, key_prefix)
 
     def _sender_run_id(self) -> str:
         sender = self.metadata.sender
         if not sender or not sender.startswith("flowbus.flow-run."):
-            raise RuntimeError("this input was not sent by a flow run; cannot respond")
+            raise RuntimeError("Cannot respond to an input that was not sent by a flow run.")
         return sender.removeprefix("flowbus.flow-run.")
 
     async def asend_to(self, flow_run_id: str | uuid.UUID, sender: str | None = None,
                        key_prefix: str | None = None) -> None:
         await asend_input(self, flow_run_id, sender=sender, key_prefix=key_prefix)
 
+    @dual(asend_to)
     def send_to(self, flow_run_id: str | uuid.UUID, sender: str | None = None,
                 key_prefix: str | None = None) -> None:
-        """Send this input to the flow run ``flow_run_id``."""
+        """Send this input to the flow run ``flow_run_id`` (awaitable in async code)."""
         _send_sync(self, flow_run_id, sender, key_prefix)
 
     @classmethod
