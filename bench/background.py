@@ -151,13 +151,12 @@ def run(tasks: Any, args: argparse.Namespace, pids: dict[str, list[int]]) -> Non
         time.sleep(1.0)  # py-spy attached
     cpu_before = cpu()
     first = time.time()
-    per_caller = args.burst // args.callers
 
-    def call(offset: int) -> list[Any]:
-        return [tasks.trivial.delay(offset + i) for i in range(per_caller)]
+    def call(first_index: int) -> list[Any]:  # every args.callers-th run of the burst
+        return [tasks.trivial.delay(i) for i in range(first_index, args.burst, args.callers)]
 
     with ThreadPoolExecutor(args.callers) as pool:
-        futures = [f for chunk in pool.map(call, range(0, args.burst, per_caller)) for f in chunk]
+        futures = [f for chunk in pool.map(call, range(args.callers)) for f in chunk]
     published = time.time()
     caller_cpu = time.process_time() - cpu_before["caller"]
     for f in futures:  # the records only: reading results costs the server more
