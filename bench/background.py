@@ -11,10 +11,15 @@ would (no flow around it). Prints:
   nats-server (figures that a loaded machine disturbs less than rates do);
 - the load average before and after.
 
+``--profile DIR`` also samples the calling process and both workers with py-spy (the
+``bench`` extra) during the burst, writes the raw samples into DIR and prints where
+each process's busy samples fell.
+
 The body stamps the wall clock when it starts; the caller stamps it before ``delay``
 (one machine, one clock).
 
 Usage: python bench/background.py [--runs N] [--burst N] [--limit N] [--callers N]
+                                  [--profile DIR]
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=2000, help="runs for throughput")
     parser.add_argument("--limit", type=int, default=16, help="--limit of each worker")
     parser.add_argument("--callers", type=int, default=4, help="threads calling delay")
+    parser.add_argument("--profile", metavar="DIR", type=Path,
+                        help="sample the caller and the workers with py-spy during the burst")
     args = parser.parse_args()
     print(f"cpus {os.cpu_count()}, load average before: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -89,7 +96,8 @@ def main() -> None:
         (root / "bench_tasks.py").write_text(TASKS)
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
         env.update(FLOWBUS_NATS_URL=server.url, FLOWBUS_NAMESPACE="bench",
-                   FLOWBUS_HOME=str(Path(tmp) / "home"))
+                   FLOWBUS_HOME=str(Path(tmp) / "home"),
+                   PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
         os.environ.update({k: env[k] for k in ("FLOWBUS_NATS_URL", "FLOWBUS_NAMESPACE",
                                                "FLOWBUS_HOME")})
         sys.path.insert(0, str(root))
@@ -133,15 +141,22 @@ def run(tasks: Any, args: argparse.Namespace, pids: dict[str, list[int]]) -> Non
         out["caller"] = time.process_time()
         return out
 
+    spies = []
+    if args.profile:
+        from bench._spy import Spy
+
+        args.profile.mkdir(parents=True, exist_ok=True)
+        spies = [Spy(os.getpid(), args.profile / "caller.txt")] + [
+            Spy(pid, args.profile / f"worker-{i}.txt") for i, pid in enumerate(pids["workers"])]
+        time.sleep(1.0)  # py-spy attached
     cpu_before = cpu()
     first = time.time()
-    per_caller = args.burst // args.callers
 
-    def call(offset: int) -> list[Any]:
-        return [tasks.trivial.delay(offset + i) for i in range(per_caller)]
+    def call(first_index: int) -> list[Any]:  # every args.callers-th run of the burst
+        return [tasks.trivial.delay(i) for i in range(first_index, args.burst, args.callers)]
 
     with ThreadPoolExecutor(args.callers) as pool:
-        futures = [f for chunk in pool.map(call, range(0, args.burst, per_caller)) for f in chunk]
+        futures = [f for chunk in pool.map(call, range(args.callers)) for f in chunk]
     published = time.time()
     caller_cpu = time.process_time() - cpu_before["caller"]
     for f in futures:  # the records only: reading results costs the server more
@@ -159,6 +174,13 @@ def run(tasks: Any, args: argparse.Namespace, pids: dict[str, list[int]]) -> Non
           + ", ".join(f"{name} {ms:.2f} ms" for name, ms in per_run.items()))
     print(f"median of the burst's body ends after the first delay: "
           f"{statistics.median(ends) - first:.2f} s")
+    if spies:
+        from bench._spy import summarize
+
+        for spy in spies:
+            spy.stop()
+        summarize("caller (py-spy, during the burst)", [spies[0].output])
+        summarize("workers (py-spy, during the burst)", [s.output for s in spies[1:]])
 
 
 if __name__ == "__main__":

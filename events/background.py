@@ -55,6 +55,10 @@ TASK_RUN_STATES = ("Scheduled", "Running", "Completed", "Cached", "Failed", "Cra
 ERROR_MESSAGE_MAX = 4096
 # The encoded args of an exception kept in the record, at most.
 ERROR_ARGS_MAX_BYTES = 16 * 1024
+# A result encoded in at most this many bytes travels in the final record itself (no
+# result-store write, and no read of it by the caller), unless the task names its own
+# result storage.
+INLINE_RESULT_BYTES = 4096
 
 
 @register
@@ -86,6 +90,19 @@ def consumer_name(task_key: str) -> str:
     return f"tasks-{task_token(task_key)}"
 
 
+def _b64encode(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def _b64decode(value: Any, what: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except ValueError:
+            raise ValueError(f"{what} must be base64") from None
+    return value
+
+
 class TaskJob(BaseModel):
     """One job message: which task run, of which task, with its encoded parameters."""
 
@@ -99,17 +116,12 @@ class TaskJob(BaseModel):
 
     @field_serializer("parameters")
     def _b64(self, value: bytes) -> str:
-        return base64.b64encode(value).decode()
+        return _b64encode(value)
 
     @field_validator("parameters", mode="before")
     @classmethod
     def _from_b64(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return base64.b64decode(value, validate=True)
-            except ValueError:
-                raise ValueError("parameters must be base64") from None
-        return value
+        return _b64decode(value, "parameters")
 
 
 class TaskRunError(BaseModel):
@@ -161,8 +173,21 @@ class TaskRunRecord(BaseModel):
     crashes: int = Field(default=0, ge=0, description="attempts cut off before they ended")
     result_key: str | None = Field(default=None, description="key in the result store")
     result_serializer: str | None = Field(default=None, description="how the result is encoded")
+    result_value: bytes | None = Field(
+        default=None, max_length=INLINE_RESULT_BYTES,
+        description="the encoded result itself (base64) when it is small; then there is no "
+                    "result_key")
     wait_for: list[str] = Field(default_factory=list, description="upstream task-run ids")
     error: TaskRunError | None = Field(default=None, description="what a Failed run raised")
+
+    @field_serializer("result_value")
+    def _result_b64(self, value: bytes | None) -> str | None:
+        return None if value is None else _b64encode(value)
+
+    @field_validator("result_value", mode="before")
+    @classmethod
+    def _result_from_b64(cls, value: Any) -> Any:
+        return _b64decode(value, "result_value")
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()
@@ -300,10 +325,13 @@ def claimed(record: TaskRunRecord, worker_id: str, decision: Decision) -> TaskRu
 
 def finished(record: TaskRunRecord, name: str, message: str | None, *,
              result_key: str | None, result_serializer: str | None,
-             error: TaskRunError | None = None) -> TaskRunRecord:
-    """The record of an attempt that ended in state ``name``."""
+             error: TaskRunError | None = None,
+             result_value: bytes | None = None) -> TaskRunRecord:
+    """The record of an attempt that ended in state ``name``; its result stored under
+    ``result_key`` or carried inline as ``result_value``."""
     return record.moved(name, message, end_time=utcnow(), result_key=result_key,
-                        result_serializer=result_serializer, error=error)
+                        result_serializer=result_serializer, error=error,
+                        result_value=result_value)
 
 
 class NotCancellable(FlowbusError):
@@ -406,6 +434,7 @@ def describe_error(exc: BaseException) -> TaskRunError:
 __all__ = [
     "CANCELLED_MESSAGE",
     "CANCEL_EVENT_TYPE",
+    "INLINE_RESULT_BYTES",
     "MAX_CRASHES",
     "MAX_PARAMETERS_BYTES",
     "TASK_RUN_STATES",

@@ -73,7 +73,7 @@ _pool = _Pool()
 class BodyThread(Generic[T]):
     """``fn(*args)`` in a pooled daemon thread; ``await result()`` for its return value."""
 
-    __slots__ = ("_active", "_args", "_fn", "_future", "_ident", "_interrupt", "_lock", "_loop",
+    __slots__ = ("_active", "_args", "_fn", "_future", "_ident", "_lock", "_loop", "_woken",
                  "interrupted", "name")
 
     def __init__(self, fn: Callable[..., T], *args: Any, name: str = "flowbus-task-body") -> None:
@@ -84,7 +84,9 @@ class BodyThread(Generic[T]):
         self._active = False
         self._ident: int | None = None  # the thread running the call, once it runs
         self.interrupted = False
-        self._interrupt = asyncio.Event()
+        # Done once the call has ended or was interrupted: what `result` first waits for
+        # (one future rather than an event, a task for it and a wait on both).
+        self._woken: asyncio.Future[None] = self._loop.create_future()
 
     def start(self) -> BodyThread[T]:
         self._active = True
@@ -113,6 +115,8 @@ class BodyThread(Generic[T]):
         self._loop.call_soon_threadsafe(self._deliver, value, error)
 
     def _deliver(self, value: T | None, error: BaseException | None) -> None:
+        if not self._woken.done():
+            self._woken.set_result(None)
         if self._future.done():
             return
         if error is not None:
@@ -128,7 +132,8 @@ class BodyThread(Generic[T]):
         """Raise ``asyncio.CancelledError`` in the thread if its call is still running, or
         keep a call not yet taken by a thread from running (called on the loop that
         awaits :meth:`result`)."""
-        self._interrupt.set()
+        if not self._woken.done():
+            self._woken.set_result(None)
         with self._lock:
             if not self._active:
                 return False
@@ -142,15 +147,10 @@ class BodyThread(Generic[T]):
         """The call's value (its exception raised). Once :meth:`interrupt` was called,
         waits at most ``grace`` more seconds, then raises ``TimeoutError`` (the thread is
         abandoned)."""
-        call: asyncio.Future[Any] = asyncio.shield(self._future)
-        interrupted: asyncio.Future[Any] = asyncio.ensure_future(self._interrupt.wait())
-        try:
-            await asyncio.wait({call, interrupted}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            interrupted.cancel()
-        if not call.done():
+        await self._woken
+        if not self._future.done():  # interrupted: the thread gets ``grace`` seconds
             async with asyncio.timeout(grace):
-                await call
+                await asyncio.shield(self._future)
         return self._future.result()
 
 

@@ -114,6 +114,18 @@ def read_record(task_run_id: str) -> contract.TaskRunRecord | None:
     return None if entry is None else contract.TaskRunRecord.decode(entry.value)
 
 
+class _InRecord:
+    """The result store of a result carried by the run's record (read-only)."""
+
+    __slots__ = ("_payload",)
+
+    def __init__(self, payload: bytes) -> None:
+        self._payload = payload
+
+    def read(self, key: str) -> bytes:
+        return self._payload
+
+
 class TaskRunFuture(Generic[R]):
     """The eventual final state of a background task run; usable from any process.
 
@@ -199,12 +211,15 @@ class TaskRunFuture(Generic[R]):
     def _state_of(self, record: contract.TaskRunRecord) -> State[Any]:
         name, kind = record.state.name, StateType(record.state.type.value)
         data: Any = None
-        if kind is StateType.COMPLETED and record.result_key is not None:
+        if kind is StateType.COMPLETED and (record.result_key or record.result_value) is not None:
             task = self._task
-            store = resolve_result_store(task.result_storage if task is not None else None)
             serializer = (task._serializer if task is not None
                           else resolve_serializer(record.result_serializer or "json"))
-            data = ResultRef(store, record.result_key, serializer)
+            if record.result_value is not None:  # small: the record carries it
+                data = ResultRef(_InRecord(record.result_value), record.id, serializer)
+            else:
+                store = resolve_result_store(task.result_storage if task is not None else None)
+                data = ResultRef(store, str(record.result_key), serializer)
         elif kind is StateType.FAILED:  # crashed and cancelled states raise their own errors
             data = (rebuild_error(record.error) if record.error is not None else None) \
                 or FailedRun(record.state.message or f"Task run ended {name}")

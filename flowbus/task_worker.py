@@ -36,6 +36,7 @@ from events.background import TaskWorkerSettings
 from events.bus import Bus
 from events.errors import FlowbusError, UpdateConflict
 from events.kv import KV
+from events.kv_window import KVWindow
 from events.records import utcnow
 from events.settings import NatsSettings
 from flowbus._body_thread import BodyThread
@@ -52,8 +53,9 @@ log = logging.getLogger("flowbus.task_worker")
 
 # How long a cancelled body gets to stop before it is abandoned.
 CANCEL_GRACE_SECONDS = 5.0
-# How an execution ended: state name, message, result key, the error of a failed run.
-Outcome = tuple[str, str | None, str | None, contract.TaskRunError | None]
+# How an execution ended: state name, message, the result (its key in the result store,
+# or its encoded bytes when the record carries it), the error of a failed run.
+Outcome = tuple[str, str | None, str | bytes | None, contract.TaskRunError | None]
 
 
 def _worker_id() -> str:
@@ -70,7 +72,7 @@ class _Lease:
         self.cancelled = False  # the run was cancelled (the record moved to Cancelled)
         self.body: BodyThread[Outcome] | None = None
 
-    async def write(self, kv: KV, record: contract.TaskRunRecord) -> bool:
+    async def write(self, kv: KVWindow, record: contract.TaskRunRecord) -> bool:
         if self.lost:
             return False
         try:
@@ -89,6 +91,8 @@ class TaskWorker:
                  settings: TaskWorkerSettings) -> None:
         self.bus, self.kv, self.settings = bus, kv, settings
         self.tasks = {t.task_key: t for t in tasks}
+        # Claims and lease writes of runs handled at the same moment go out together.
+        self.records: KVWindow | None = None
         self.worker_id = _worker_id()
         self._free = settings.limit
         self._running: set[asyncio.Task[None]] = set()
@@ -111,6 +115,7 @@ class TaskWorker:
     async def run(self) -> None:
         """Serve until :attr:`stop` is set, then drain (bounded by ``drain_timeout``)."""
         layout = self.bus.layout
+        self.records = await KVWindow.open(self.bus, layout.task_runs)
         consumers = [
             (task, await self.bus.consumer(
                 contract.consumer_name(key), stream=layout.tasks_stream,
@@ -128,6 +133,7 @@ class TaskWorker:
                 await consumer.close()
             if self._running:
                 await asyncio.wait(self._running, timeout=self.settings.drain_timeout)
+            await self._records().close()
 
     async def _pull(self, task: Task[Any, Any], consumer: Any) -> None:
         # Each served task fetches at most its share of the slots at a time, so one
@@ -191,7 +197,7 @@ class TaskWorker:
         flight = self.in_flight.setdefault(task.task_key, {})
         flight[job.task_run_id] = utcnow()
         try:
-            name, message, result_key, error = await self._execute(task, job, lease)
+            name, message, result, error = await self._execute(task, job, lease)
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -199,20 +205,27 @@ class TaskWorker:
             flight.pop(job.task_run_id, None)
             self.finished[task.task_key] = self.finished.get(task.task_key, 0) + 1
         serializer = getattr(task._serializer, "name", "custom")
-        final = contract.finished(lease.record, name, message, result_key=result_key,
-                                  result_serializer=serializer if result_key else None,
-                                  error=error)
+        final = contract.finished(
+            lease.record, name, message, error=error,
+            result_key=result if isinstance(result, str) else None,
+            result_value=result if isinstance(result, bytes) else None,
+            result_serializer=serializer if result is not None else None)
         if lease.cancelled:
             log.info("task run %s was cancelled; its body was stopped", job.task_run_id)
             if lease.body is None:  # cancelled before its body ran: no engine announced it
                 await self._announce_cancel(job.task_run_id)
             await delivery.ack(confirm=False)
-        elif await lease.write(self.kv, final):
+        elif await lease.write(self._records(), final):
             # Unconfirmed: a lost ack only redelivers a job whose record is final (dropped).
             await delivery.ack(confirm=False)
         else:
             log.warning("task run %s was taken over by another worker; its outcome here is "
                         "dropped", job.task_run_id)
+
+    def _records(self) -> KVWindow:
+        if self.records is None:
+            raise RuntimeError("the task worker is not running")
+        return self.records
 
     async def _announce_cancel(self, task_run_id: str) -> None:
         entry = await self.kv.get(task_run_id, latest=True)
@@ -227,7 +240,7 @@ class TaskWorker:
 
     async def _claim(self, job: contract.TaskJob, delivery: Any) -> _Lease | None:
         for _ in range(5):
-            entry = await self.kv.get(job.task_run_id)
+            entry = await self._records().get(job.task_run_id)
             if entry is None:  # a lagging replica may not have it yet: ask the leader
                 entry = await self.kv.get(job.task_run_id, latest=True)
             if entry is None:
@@ -246,7 +259,7 @@ class TaskWorker:
                 await delivery.nak(delay=max(decision.delay, 0.1))
                 return None
             lease = _Lease(record, entry.revision)
-            if await lease.write(self.kv, contract.claimed(record, self.worker_id, decision)):
+            if await lease.write(self._records(), contract.claimed(record, self.worker_id, decision)):
                 if decision.action == "take-over":
                     log.warning("task run %s: %s; running it again", job.task_run_id,
                                 decision.reason)
@@ -260,7 +273,7 @@ class TaskWorker:
             try:
                 await delivery.in_progress()
                 refreshed = lease.record.model_copy(update={"updated": utcnow()})
-                await lease.write(self.kv, refreshed)
+                await lease.write(self._records(), refreshed)
             except FlowbusError as exc:  # NATS away for a moment: the next beat tries again
                 log.warning("refreshing the lease of %s failed: %s", lease.record.id, exc)
         # The record changed under us: cancelled, or taken over by another worker.
@@ -336,6 +349,8 @@ def _run_body(task: Task[Any, Any], job: contract.TaskJob,
         return name, state.message, None, error
     try:
         payload = task._serializer.dumps(state.result(_sync=True))
+        if task.result_storage is None and len(payload) <= contract.INLINE_RESULT_BYTES:
+            return state.name, state.message, bytes(payload), None  # the record carries it
         resolve_result_store(task.result_storage).write(record.id, payload)
     except Exception as exc:  # unserializable, or the store refused it: the run fails
         return "Failed", f"The result could not be stored: {exc}", None, None

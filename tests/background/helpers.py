@@ -132,6 +132,16 @@ def waits(name: str) -> str:
     return name
 
 
+@task
+def big(n: int) -> str:
+    return "x" * n
+
+
+@task(result_storage=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+def stored(x: int) -> int:
+    return x
+
+
 not_a_task = 42
 '''
 
