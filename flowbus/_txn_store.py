@@ -36,7 +36,10 @@ def _exists(store: Any, key: str) -> bool:
     from flowbus.results import ResultStore
 
     for name in ("exists", "aexists"):
-        method = getattr(store, name, None) if isinstance(store, ResultStore) else None
+        # ResultStore's own exists reads result records; a transaction's value is
+        # stored as the task cache stores it, so only a subclass's own method answers.
+        own = isinstance(store, ResultStore) and getattr(type(store), name, None) is not getattr(ResultStore, name)
+        method = getattr(store, name, None) if own else None
         if callable(method):
             outcome = method(key)
             return bool(_awaited(outcome) if inspect.isawaitable(outcome) else outcome)
