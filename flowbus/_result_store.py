@@ -141,9 +141,7 @@ class ResultStore(StoreLocks):
         key = result_record.metadata.storage_key
         if key is None:
             raise ValueError("A result record needs a storage_key to be persisted.")
-        holder = holder or self.generate_default_holder()
-        if self.lock_manager is not None and self.is_locked(key) and not self.is_lock_holder(key, holder):
-            raise RuntimeError(f"Cannot write to result record with key {key} because it is locked by another holder.")
+        self._refuse_if_locked(key, holder)
         target = self._target()
         if self.metadata_storage is not None:
             self._write_bytes(target, key, result_record.serialize_result())
@@ -199,14 +197,23 @@ class ResultStore(StoreLocks):
     def write(
         self, obj: Any, key: str | None = None, expiration: _dt.datetime | None = None, holder: str | None = None
     ) -> None:
-        """Make a record of `obj` and write it."""
+        """Make a record of `obj` and write it (refused while another holder has `key` locked)."""
+        if key is not None:
+            self._refuse_if_locked(key, holder)
         self.persist_result_record(self.create_result_record(obj, key, expiration), holder)
 
     async def awrite(
         self, obj: Any, key: str | None = None, expiration: _dt.datetime | None = None, holder: str | None = None
     ) -> None:
         """`write` for async code."""
+        if key is not None:
+            self._refuse_if_locked(key, holder)
         await self.apersist_result_record(self.create_result_record(obj, key, expiration), holder)
+
+    def _refuse_if_locked(self, key: str, holder: str | None) -> None:
+        holder = holder or self.generate_default_holder()
+        if self.lock_manager is not None and self.is_locked(key) and not self.is_lock_holder(key, holder):
+            raise RuntimeError(f"Cannot write to result record with key {key} because it is locked by another holder.")
 
     def exists(self, key: str) -> bool:
         """Whether a readable, unexpired record is stored under `key`."""

@@ -287,3 +287,29 @@ def test_import_flowbus_and_default_serializers_need_no_pydantic() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_a_write_under_a_key_another_holder_locked_is_refused(tmp_path: Path) -> None:
+    from flowbus.locking.memory import MemoryLockManager
+
+    store = ResultStore(result_storage=tmp_path, lock_manager=MemoryLockManager())
+    key = f"locked-{uuid.uuid4()}"
+    assert store.acquire_lock(key, holder="holder1")
+    with pytest.raises(RuntimeError, match=f"result record with key {key} because it is locked by another holder"):
+        store.write(obj={"n": 1}, key=key, holder="holder2")
+    assert not (tmp_path / key).exists()  # nothing written
+    store.write(obj={"n": 1}, key=key, holder="holder1")
+    assert (tmp_path / key).exists()
+    assert store.read(key, holder="holder1").result == {"n": 1}
+
+
+async def test_an_async_write_under_a_key_another_holder_locked_is_refused(tmp_path: Path) -> None:
+    from flowbus.locking.memory import MemoryLockManager
+
+    store = ResultStore(result_storage=tmp_path, lock_manager=MemoryLockManager())
+    key = f"locked-{uuid.uuid4()}"
+    assert store.acquire_lock(key, holder="holder1")
+    with pytest.raises(RuntimeError, match="locked by another holder"):
+        await store.awrite(obj={"n": 1}, key=key, holder="holder2")
+    await store.awrite(obj={"n": 2}, key=key, holder="holder1")
+    assert store.read(key, holder="holder1").result == {"n": 2}
