@@ -204,13 +204,9 @@ def _raise_state_exception(state: State[Any]) -> None:
 async def _aexception_to_failed_state(
     exc: BaseException | None = None, result_store: Any = None, write_result: bool = False, **kwargs: Any
 ) -> State[Any]:
-    if exc is None:
-        exc = sys.exc_info()[1]
-    data = None
-    if result_store is not None and exc is not None:
-        data = result_store.create_result_record(exc, key=uuid.uuid4().hex)
-        if write_result:
-            await _apersist_or_warn(result_store, data)
+    exc, data = _exception_record(exc, result_store)
+    if data is not None and write_result:
+        await _apersist_or_warn(result_store, data)
     return _failed_state(exc, data=data, **kwargs)
 
 
@@ -232,14 +228,20 @@ def failed_state_with_store(
     exc: BaseException | None, result_store: Any, write_result: bool, **kwargs: Any
 ) -> State[Any]:
     """`exception_to_failed_state` as a plain call."""
+    exc, data = _exception_record(exc, result_store)
+    if data is not None and write_result:
+        _persist_or_warn(result_store, data)
+    return _failed_state(exc, data=data, **kwargs)
+
+
+def _exception_record(exc: BaseException | None, result_store: Any) -> tuple[BaseException | None, Any]:
+    """`exc` (default: the exception being handled) and, with a ``result_store``, a
+    result record of it (None without one)."""
     if exc is None:
         exc = sys.exc_info()[1]
-    data = None
-    if result_store is not None and exc is not None:
-        data = result_store.create_result_record(exc, key=uuid.uuid4().hex)
-        if write_result:
-            _persist_or_warn(result_store, data)
-    return _failed_state(exc, data=data, **kwargs)
+    if result_store is None or exc is None:
+        return exc, None
+    return exc, result_store.create_result_record(exc, key=uuid.uuid4().hex)
 
 
 def _persist_or_warn(result_store: Any, record: Any) -> None:
