@@ -36,10 +36,10 @@ from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from events.bus import Bus
+from events.bus import MSG_ID_HEADER, Bus
 from events.cloudevent import CloudEvent
 from events.errors import FlowbusError, NotFound
-from events.kv import KV
+from events.kv import EXPECTED_REVISION_HEADER, KV, kv_subject
 from events.layout import Layout
 from events.records import State, StateData, utcnow
 from events.settings import register
@@ -221,10 +221,9 @@ def queue_messages(layout: Layout, record: TaskRunRecord, job: TaskJob) -> list[
     job. Published pipelined on one connection, record first; a worker that gets the
     job before the record is readable hands the job back for a moment."""
     return [
-        (f"$KV.{layout.task_runs}.{record.id}", record.encode(),
-         {"Nats-Expected-Last-Subject-Sequence": "0"}),
+        (kv_subject(layout.task_runs, record.id), record.encode(), {EXPECTED_REVISION_HEADER: "0"}),
         (task_subject(layout.namespace, job.task_key), job.model_dump_json().encode(),
-         {"Nats-Msg-Id": f"task-run-{job.task_run_id}"}),
+         {MSG_ID_HEADER: f"task-run-{job.task_run_id}"}),
     ]
 
 

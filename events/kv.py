@@ -46,6 +46,15 @@ from events.errors import AlreadyExists, BusUnavailable, NotFound, UpdateConflic
 
 _STOP_TIMEOUT = 2.0
 
+# A raw KV write (for pipelined or windowed publishes): JetStream stores it only if
+# the key's last revision is this header's value ("0": the key holds nothing).
+EXPECTED_REVISION_HEADER = "Nats-Expected-Last-Subject-Sequence"
+
+
+def kv_subject(bucket: str, key: str) -> str:
+    """The subject a write of ``key`` in KV ``bucket`` is published on."""
+    return f"$KV.{bucket}.{key}"
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:

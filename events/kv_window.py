@@ -25,7 +25,7 @@ from nats.aio.subscription import Subscription
 
 from events.bus import Bus
 from events.errors import BusUnavailable, FlowbusError, PublishFailed, UpdateConflict
-from events.kv import Entry
+from events.kv import EXPECTED_REVISION_HEADER, Entry, kv_subject
 
 # JetStream's error code for a compare-and-set whose expected revision is not the key's.
 _WRONG_LAST_SEQUENCE = 10071
@@ -82,8 +82,8 @@ class KVWindow:
     async def cas(self, key: str, value: bytes, revision: int) -> int:
         """Store ``value`` if ``key`` is still at ``revision``; its new revision.
         :class:`UpdateConflict` if the key changed meanwhile."""
-        result: int = await self._call(key, f"$KV.{self.bucket}.{key}", value,
-                                       {"Nats-Expected-Last-Subject-Sequence": str(revision)})
+        result: int = await self._call(key, kv_subject(self.bucket, key), value,
+                                       {EXPECTED_REVISION_HEADER: str(revision)})
         return result
 
     def _call(self, key: str, subject: str, body: bytes,

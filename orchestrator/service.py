@@ -27,7 +27,7 @@ from events.errors import FlowbusError, InvalidEvent, is_transient
 from events.records import utcnow
 from events.runs import RUN_REQUESTED
 from events.settings import NatsSettings
-from events.subjects import is_control_type, on_own_subject
+from events.subjects import event_type_of, is_control_type, on_own_subject
 from orchestrator.assets import AssetIndexer
 from orchestrator.automations.engine import AutomationEngine
 from orchestrator.automations.settings import AutomationSettings
@@ -263,8 +263,10 @@ class Orchestrator:
 
     def _idle_subject(self, subject: str) -> bool:
         """True when the type ``subject`` carries is one nothing can act on."""
-        prefix = f"{self.bus.layout.events_prefix}."
-        return subject.startswith(prefix) and self._idle(subject[len(prefix):])
+        try:
+            return self._idle(event_type_of(self.bus.layout.namespace, subject))
+        except ValueError:  # not an events subject
+            return False
 
     async def handle(self, delivery: Delivery) -> None:
         """Match one event, create the runs it causes, then ack it."""
