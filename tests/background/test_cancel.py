@@ -20,6 +20,7 @@ from gateway.service import running
 from gateway.settings import GatewaySettings
 from tests.background.helpers import task_worker
 from tests.control_desk import control_desk
+from tests.fetching import fetch_stored
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -62,7 +63,7 @@ async def test_a_queued_run_cancelled_through_the_api_never_starts(
     # No engine ever ran it: the cancel itself announced the run's end, once.
     consumer = await bus.consumer("queued-cancel-check")
     try:
-        deliveries = await consumer.fetch(1000, max_wait=1.0)
+        deliveries = await fetch_stored(consumer)
     finally:
         await consumer.close()
     mine = [d.event for d in deliveries if d.event.subject == f"flowbus.task-run.{queued.task_run_id}"]
@@ -106,7 +107,7 @@ async def test_a_running_run_cancelled_from_the_command_line_is_stopped_by_its_w
     # The worker's engine announced the end of the run as for any task run.
     consumer = await bus.consumer("cancel-check")
     try:
-        deliveries = await consumer.fetch(1000, max_wait=1.0)
+        deliveries = await fetch_stored(consumer)
     finally:
         await consumer.close()
     types = [d.event.type for d in deliveries if d.event.subject == f"flowbus.task-run.{run_id}"]

@@ -21,6 +21,7 @@ from events.errors import (
 )
 from events.layout import Layout
 from events.settings import NatsSettings
+from tests.fetching import fetch_n, fetch_stored
 
 
 def event(i: int = 0, type_: str = "com.example.thing", data: object = None) -> CloudEvent:
@@ -67,7 +68,7 @@ async def test_unserializable_data_is_refused_before_publishing(bus: Bus) -> Non
 async def test_fetch_takes_only_as_many_as_asked(bus: Bus) -> None:
     await bus.publish_many([event(i) for i in range(10)])
     consumer = await bus.consumer("workers")
-    first = await consumer.fetch(3, max_wait=1)
+    first = await fetch_n(consumer, 3)
     assert [d.event.data["i"] for d in first] == [0, 1, 2]
     info = await consumer.info()
     assert info.num_ack_pending == 3 and info.num_pending == 7
@@ -76,7 +77,7 @@ async def test_fetch_takes_only_as_many_as_asked(bus: Bus) -> None:
 async def test_nak_redelivers_and_ack_does_not(bus: Bus) -> None:
     await bus.publish_many([event(0), event(1)])
     consumer = await bus.consumer("workers", ack_wait=5)
-    a, b = await consumer.fetch(2, max_wait=1)
+    a, b = await fetch_n(consumer, 2)
     await a.ack()
     await b.nak()
     [again] = await consumer.fetch(5, max_wait=1)
@@ -88,11 +89,11 @@ async def test_nak_redelivers_and_ack_does_not(bus: Bus) -> None:
 async def test_durable_consumer_resumes_where_it_was(bus: Bus) -> None:
     await bus.publish_many([event(i) for i in range(4)])
     consumer = await bus.consumer("durable")
-    for d in await consumer.fetch(2, max_wait=1):
+    for d in await fetch_n(consumer, 2):
         await d.ack()
     await consumer.close()
     resumed = await bus.consumer("durable")
-    assert [d.event.data["i"] for d in await resumed.fetch(10, max_wait=1)] == [2, 3]
+    assert [d.event.data["i"] for d in await fetch_stored(resumed)] == [2, 3]
 
 
 async def test_tail_filters_by_pattern_and_replays_since(bus: Bus) -> None:
@@ -378,7 +379,7 @@ async def test_closing_hands_back_what_was_delivered_but_not_fetched(bus: Bus) -
     await consumer.close()
     resumed = await bus.consumer("handback", ack_wait=60)
     # Redelivered at once, not after the 60 s ack wait.
-    again = await asyncio.wait_for(resumed.fetch(5, max_wait=10), 15)
+    again = await asyncio.wait_for(fetch_n(resumed, 2, within=10), 15)
     assert sorted(d.event.data["i"] for d in again) == [1, 2]
     assert all(d.num_delivered == 2 for d in again)
     with pytest.raises(BusUnavailable, match="closed"):
