@@ -92,6 +92,8 @@ def task_run_steps(
 ) -> Steps[State[Any]]:
     """The life of one task run, from Pending to its final state."""
     flow_ctx = _flow_run_ctx.get()
+    if flow_ctx is None:
+        setup_logging()  # a task called outside any flow prints its logs, as Prefect's does
     log_prints = task.log_prints if task.log_prints is not None else _log_prints.get()
     task_ctx = TaskRunContext(task, task_run, parameters, log_prints, flow_ctx)
     token = _task_run_ctx.set(task_ctx)

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +175,20 @@ def test_get_logger_gives_a_flowbus_logger_usable_outside_runs() -> None:
 
     assert get_logger().name == "flowbus"
     assert get_logger("etl").name == "flowbus.etl"
+
+
+def test_a_task_called_outside_any_flow_prints_its_logs(tmp_path: Path) -> None:
+    script = tmp_path / "lone_task.py"
+    script.write_text(
+        "from flowbus import get_run_logger, task\n"
+        "@task(task_run_name='lone')\n"
+        "def t() -> None:\n"
+        "    get_run_logger().info('hello from a lone task')\n"
+        "t()\n"
+    )
+    env = {**os.environ, "FLOWBUS_HOME": str(tmp_path / "home")}
+    env.pop("FLOWBUS_LOGGING_LEVEL", None)
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Task run 'lone' - hello from a lone task" in done.stderr
