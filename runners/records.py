@@ -104,7 +104,7 @@ class Recorder:
         if outcome.result is not None and outcome.state_name == "Completed":
             name = result_name(held.run.id, held.attempt)
             try:
-                await self.results.put(name, outcome.result)
+                await self.results.put_once(name, outcome.result)
                 result_ref = name
             except FlowbusError as exc:
                 await self.log(held.run.id, logging.WARNING, f"the result was not persisted: {exc}")
