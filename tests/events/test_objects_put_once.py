@@ -32,7 +32,7 @@ async def test_writing_the_name_again_replaces_its_chunk(bus: Bus) -> None:
     assert await store.get("run-2.1") == b"second, longer version"
     assert await _stored(bus) == 2  # one chunk and one description: nothing left over
     await store.delete("run-2.1")
-    with pytest.raises(NotFound, match="'run-2.1' not found"):
+    with pytest.raises(NotFound, match=r"'run-2\.1' not found"):
         await store.get("run-2.1")
     assert await _stored(bus) == 1  # the chunk purged; the deletion marker stays
 
