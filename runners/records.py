@@ -27,6 +27,7 @@ from events import attempts
 from events.bus import Bus, Delivery
 from events.errors import FlowbusError, NotFound, TransitionRejected, UpdateConflict
 from events.kv import KV, Objects
+from events.kv_window import KVWindow
 from events.logrecords import RUNNER_LOGGER, run_log_record
 from events.records import Deployment, FlowRun, utcnow
 from events.runs import state_change_event
@@ -64,9 +65,11 @@ class Recorder:
     """Writes and announces the records of one runner's runs."""
 
     def __init__(self, bus: Bus, kv: KV, runner_id: str, *, attempts: KV,
-                 results: Objects) -> None:
+                 results: Objects, window: KVWindow | None = None) -> None:
         self.bus = bus
         self.kv = kv
+        # The runs' compare-and-set writes, sent with the others of the same moment.
+        self.window = window
         self.runner_id = runner_id
         self.attempts = attempts
         self.results = results
@@ -87,7 +90,7 @@ class Recorder:
                 held.stop_for("lost")
                 return False
             try:
-                held.revision = await self.kv.cas(held.run.id, dump(new), held.revision)
+                held.revision = await self.cas(held.run.id, dump(new), held.revision)
             except UpdateConflict:
                 if not await self.refresh(held):
                     return False
@@ -97,6 +100,12 @@ class Recorder:
                 await self.announce(new)
             return True
         return False
+
+    async def cas(self, key: str, value: bytes, revision: int) -> int:
+        """Compare-and-set a record (through the window when there is one)."""
+        if self.window is not None:
+            return await self.window.cas(key, value, revision)
+        return await self.kv.cas(key, value, revision)
 
     async def store_outcome(self, held: HeldRun, outcome: Outcome) -> Outcome | None:
         """Store an outcome the executing process did not (events.attempts); None if refused."""
