@@ -70,6 +70,8 @@ class Recorder:
         self.kv = kv
         # The runs' compare-and-set writes, sent with the others of the same moment.
         self.window = window
+        # The revision of each held run's record this runner last wrote itself.
+        self.written: dict[str, int] = {}
         self.runner_id = runner_id
         self.attempts = attempts
         self.results = results
@@ -104,8 +106,11 @@ class Recorder:
     async def cas(self, key: str, value: bytes, revision: int) -> int:
         """Compare-and-set a record (through the window when there is one)."""
         if self.window is not None:
-            return await self.window.cas(key, value, revision)
-        return await self.kv.cas(key, value, revision)
+            written = await self.window.cas(key, value, revision)
+        else:
+            written = await self.kv.cas(key, value, revision)
+        self.written[key] = written
+        return written
 
     async def store_outcome(self, held: HeldRun, outcome: Outcome) -> Outcome | None:
         """Store an outcome the executing process did not (events.attempts); None if refused."""

@@ -196,6 +196,7 @@ class Runner:
             return
         held = await self._claim(delivery, job)
         if held is None:
+            self.records.written.pop(job.flow_run_id, None)  # a takeover's writes
             return
         self._held[held.run.id] = held
         self.metrics.active.inc()
@@ -203,6 +204,7 @@ class Runner:
             await self._execute(held)
         finally:
             self._held.pop(held.run.id, None)
+            self.records.written.pop(held.run.id, None)
             self.metrics.active.dec()
 
     async def _claim(self, delivery: Delivery, job: Job) -> HeldRun | None:
