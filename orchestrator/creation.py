@@ -24,7 +24,7 @@ from typing import Any
 from events import concurrency
 from events.bus import MSG_ID_HEADER, Bus
 from events.cloudevent import CloudEvent
-from events.errors import AlreadyExists, TransitionRejected, UpdateConflict
+from events.errors import AlreadyExists, PublishFailed, TransitionRejected, UpdateConflict
 from events.kv import KV
 from events.kv_window import KVWindow
 from events.records import Deployment, FlowRun, State
@@ -185,7 +185,9 @@ class RunCreator:
             self._window = await KVWindow.open(self._bus, self._runs.name)
         try:
             return await self._window.cas(key, value, 0)
-        except UpdateConflict:
+        except (UpdateConflict, PublishFailed):
+            # A key with history, or JetStream refused the window's write (a stream
+            # without a leader, say): KV ``create`` tells and raises its own errors.
             return await self._runs.create(key, value)
 
     async def close(self) -> None:

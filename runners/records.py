@@ -25,7 +25,13 @@ from typing import Any
 
 from events import attempts
 from events.bus import Bus, Delivery
-from events.errors import FlowbusError, NotFound, TransitionRejected, UpdateConflict
+from events.errors import (
+    FlowbusError,
+    NotFound,
+    PublishFailed,
+    TransitionRejected,
+    UpdateConflict,
+)
 from events.kv import KV, Objects
 from events.kv_window import KVWindow
 from events.logrecords import RUNNER_LOGGER, run_log_record
@@ -105,10 +111,15 @@ class Recorder:
 
     async def cas(self, key: str, value: bytes, revision: int) -> int:
         """Compare-and-set a record (through the window when there is one)."""
-        if self.window is not None:
-            written = await self.window.cas(key, value, revision)
-        else:
+        if self.window is None:
             written = await self.kv.cas(key, value, revision)
+        else:
+            try:
+                written = await self.window.cas(key, value, revision)
+            except PublishFailed:
+                # JetStream refused the window's write (a stream without a leader,
+                # say): once more through KV, which raises its own errors.
+                written = await self.kv.cas(key, value, revision)
         self.written[key] = written
         return written
 
