@@ -181,10 +181,16 @@ class RunCreator:
         """KV ``create``: first as a compare-and-set on an empty key through the window
         (sent with the other creations of the moment); a key with any history (a
         record, or a deleted one's marker) takes KV ``create``, which tells them apart."""
-        if self._window is None:
-            self._window = await KVWindow.open(self._bus, self._runs.name)
+        window = self._window
+        if window is None:
+            window = await KVWindow.open(self._bus, self._runs.name)
+            if self._window is None:
+                self._window = window
+            else:  # another creation opened one meanwhile
+                await window.close()
+                window = self._window
         try:
-            return await self._window.cas(key, value, 0)
+            return await window.cas(key, value, 0)
         except (UpdateConflict, PublishFailed):
             # A key with history, or JetStream refused the window's write (a stream
             # without a leader, say): KV ``create`` tells and raises its own errors.
