@@ -17,6 +17,7 @@ and the load average before and after.
 
 Usage: python bench/stages.py [--events 200] [--pace 0.02] [--extra 0] [--burst 0]
                               [--runner-limit N] [--profile FILE] [--uvloop]
+                              [--count-ops]
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._opcount import OpCounter  # noqa: E402
 from events.bus import Bus  # noqa: E402
 from events.cloudevent import BATCH_MAX_EVENTS  # noqa: E402
 from events.deployments import read_result, save_deployment  # noqa: E402
@@ -249,9 +251,12 @@ async def single(bus: Bus, gateway: str, records: Records, args: argparse.Namesp
               f"p99 {pct(values, 0.99):7.2f}  max {max(values):7.2f}")
 
 
-async def burst(bus: Bus, gateway: str, records: Records, size: int, dev_pid: int) -> None:
+async def burst(bus: Bus, gateway: str, records: Records, size: int, dev_pid: int,
+                counter: OpCounter | None = None) -> None:
     ids = [uuid.uuid4().hex for _ in range(size)]
     futures = [records.expect(i) for i in ids]
+    if counter is not None:
+        await counter.start()
     cpu_before = tree_cpu(dev_pid)
     begin = time.time()
     async with aiohttp.ClientSession() as session:
@@ -261,6 +266,7 @@ async def burst(bus: Bus, gateway: str, records: Records, size: int, dev_pid: in
     posted = time.time() - begin
     runs = await asyncio.wait_for(asyncio.gather(*futures), 600)
     cpu_after = tree_cpu(dev_pid)
+    counts = await counter.stop() if counter is not None else None  # before reading results
     bodies = [float(await read_result(bus, run)) for run in runs]
     print(f"burst of {size}: POSTed in {posted:.2f} s; last body started {max(bodies) - begin:.2f} s "
           f"after the first POST; all {len(runs)} completed at "
@@ -268,6 +274,8 @@ async def burst(bus: Bus, gateway: str, records: Records, size: int, dev_pid: in
           "CPU per event (flowbus dev and its children): "
           + ", ".join(f"{kind} {1000 * (cpu_after.get(kind, 0) - cpu_before.get(kind, 0)) / size:.1f} ms"
                       for kind in CPU_KINDS))
+    if counts is not None:
+        print(OpCounter.report(counts, size))
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -297,7 +305,8 @@ async def main(args: argparse.Namespace) -> None:
                     if args.events:
                         await single(bus, dev.gateway, records, args, dev.proc.pid)
                     if args.burst:
-                        await burst(bus, dev.gateway, records, args.burst, dev.proc.pid)
+                        counter = OpCounter(dev.nats, dev.namespace) if args.count_ops else None
+                        await burst(bus, dev.gateway, records, args.burst, dev.proc.pid, counter)
                 finally:
                     watcher.cancel()
         except BaseException:
@@ -352,6 +361,9 @@ if __name__ == "__main__":
     parser.add_argument("--burst", type=int, default=0, help="then a burst of N (batched POSTs)")
     parser.add_argument("--runner-limit", type=int, default=None,
                         help="runs flowbus dev's runner executes at once (default: its own, 4)")
+    parser.add_argument("--count-ops", action="store_true",
+                        help="count the burst's NATS messages by kind (bench/_opcount.py; "
+                        "its CPU figures then include the counting)")
     parser.add_argument("--uvloop", action="store_true",
                         help="run flowbus dev on uvloop's event loop (runner workers keep asyncio)")
     parser.add_argument("--profile", metavar="FILE", help="sample flowbus dev with py-spy "

@@ -384,7 +384,7 @@ class Bus:
         """An object store of the layout (e.g. ``bus.layout.results``), bound once."""
         bound = self._bound.get(("objects", bucket))
         if not isinstance(bound, Objects):
-            bound = Objects(await self._js.object_store(bucket), bucket)
+            bound = Objects(await self._js.object_store(bucket), bucket, self.publish_raw_many)
             self._bound["objects", bucket] = bound
         return bound
 

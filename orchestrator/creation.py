@@ -24,8 +24,9 @@ from typing import Any
 from events import concurrency
 from events.bus import MSG_ID_HEADER, Bus
 from events.cloudevent import CloudEvent
-from events.errors import AlreadyExists, TransitionRejected, UpdateConflict
+from events.errors import AlreadyExists, PublishFailed, TransitionRejected, UpdateConflict
 from events.kv import KV
+from events.kv_window import KVWindow
 from events.records import Deployment, FlowRun, State
 from events.runs import Job, state_change_event
 from orchestrator.metrics import JOB_TIMES, Metrics
@@ -82,6 +83,7 @@ class RunCreator:
         # Runs this process stored without any concurrency limit (bounded): they hold no
         # slot, so the tracker need not look for one when they finish or live on.
         self._slotless: OrderedDict[str, None] = OrderedDict()
+        self._window: KVWindow | None = None
 
     def was_published(self, run: FlowRun) -> bool:
         return f"{run.id}:{run.run_count + 1}" in self._published
@@ -156,7 +158,7 @@ class RunCreator:
             durable_tasks=deployment.durable_tasks,
         )
         try:
-            revision = await self._runs.create(run.id, run.model_dump_json().encode())
+            revision = await self._create(run.id, run.model_dump_json().encode())
             if not limits:
                 self._slotless[run.id] = None
                 while len(self._slotless) > PUBLISHED_KEPT:
@@ -174,6 +176,30 @@ class RunCreator:
             run = await self.move(run, "Cancelled", "concurrency limit reached (CANCEL_NEW)")
         await self.finish(run, None if cancel else revision)
         return run
+
+    async def _create(self, key: str, value: bytes) -> int:
+        """KV ``create``: first as a compare-and-set on an empty key through the window
+        (sent with the other creations of the moment); a key with any history (a
+        record, or a deleted one's marker) takes KV ``create``, which tells them apart."""
+        window = self._window
+        if window is None:
+            window = await KVWindow.open(self._bus, self._runs.name)
+            if self._window is None:
+                self._window = window
+            else:  # another creation opened one meanwhile
+                await window.close()
+                window = self._window
+        try:
+            return await window.cas(key, value, 0)
+        except (UpdateConflict, PublishFailed):
+            # A key with history, or JetStream refused the window's write (a stream
+            # without a leader, say): KV ``create`` tells and raises its own errors.
+            return await self._runs.create(key, value)
+
+    async def close(self) -> None:
+        if self._window is not None:
+            window, self._window = self._window, None
+            await window.close()
 
     async def _existing(self, request: RunRequest, stored: bytes) -> FlowRun:
         run = FlowRun.model_validate_json(stored)

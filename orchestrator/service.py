@@ -109,6 +109,7 @@ class Orchestrator:
             finally:
                 await cancel_and_wait([follower, automations])
                 await self.automations.close()
+                await self.creator.close()
 
     async def _follow_deployments(self) -> None:
         """Keep the catalog current; a broken watch is re-opened (and the catalog re-read)."""

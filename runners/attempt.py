@@ -145,7 +145,7 @@ async def persist_outcome(bus: Bus, spec: RunSpec, outcome: Outcome) -> Outcome:
     if outcome.result is not None and outcome.state_name == "Completed":
         try:
             store = await bus.objects(bus.layout.results)
-            await store.put(spec.result_name, outcome.result)
+            await store.put_once(spec.result_name, outcome.result)
             result_ref = spec.result_name
         except FlowbusError as exc:
             emit_run_log(spec.flow_run_id, logging.WARNING, f"the result was not persisted: {exc}")

@@ -76,6 +76,8 @@ class Liveness:
                     held = self.held.get(change.key)
                     if held is None or change.value is None:
                         continue
+                    if self.records.written.get(change.key) == change.revision:
+                        continue  # this runner's own write: nothing to react to
                     try:
                         run = FlowRun.model_validate_json(change.value)
                     except ValidationError:

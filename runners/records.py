@@ -25,8 +25,15 @@ from typing import Any
 
 from events import attempts
 from events.bus import Bus, Delivery
-from events.errors import FlowbusError, NotFound, TransitionRejected, UpdateConflict
+from events.errors import (
+    FlowbusError,
+    NotFound,
+    PublishFailed,
+    TransitionRejected,
+    UpdateConflict,
+)
 from events.kv import KV, Objects
+from events.kv_window import KVWindow
 from events.logrecords import RUNNER_LOGGER, run_log_record
 from events.records import Deployment, FlowRun, utcnow
 from events.runs import state_change_event
@@ -64,9 +71,13 @@ class Recorder:
     """Writes and announces the records of one runner's runs."""
 
     def __init__(self, bus: Bus, kv: KV, runner_id: str, *, attempts: KV,
-                 results: Objects) -> None:
+                 results: Objects, window: KVWindow | None = None) -> None:
         self.bus = bus
         self.kv = kv
+        # The runs' compare-and-set writes, sent with the others of the same moment.
+        self.window = window
+        # The revision of each held run's record this runner last wrote itself.
+        self.written: dict[str, int] = {}
         self.runner_id = runner_id
         self.attempts = attempts
         self.results = results
@@ -87,7 +98,7 @@ class Recorder:
                 held.stop_for("lost")
                 return False
             try:
-                held.revision = await self.kv.cas(held.run.id, dump(new), held.revision)
+                held.revision = await self.cas(held.run.id, dump(new), held.revision)
             except UpdateConflict:
                 if not await self.refresh(held):
                     return False
@@ -98,13 +109,27 @@ class Recorder:
             return True
         return False
 
+    async def cas(self, key: str, value: bytes, revision: int) -> int:
+        """Compare-and-set a record (through the window when there is one)."""
+        if self.window is None:
+            written = await self.kv.cas(key, value, revision)
+        else:
+            try:
+                written = await self.window.cas(key, value, revision)
+            except PublishFailed:
+                # JetStream refused the window's write (a stream without a leader,
+                # say): once more through KV, which raises its own errors.
+                written = await self.kv.cas(key, value, revision)
+        self.written[key] = written
+        return written
+
     async def store_outcome(self, held: HeldRun, outcome: Outcome) -> Outcome | None:
         """Store an outcome the executing process did not (events.attempts); None if refused."""
         result_ref = None
         if outcome.result is not None and outcome.state_name == "Completed":
             name = result_name(held.run.id, held.attempt)
             try:
-                await self.results.put(name, outcome.result)
+                await self.results.put_once(name, outcome.result)
                 result_ref = name
             except FlowbusError as exc:
                 await self.log(held.run.id, logging.WARNING, f"the result was not persisted: {exc}")

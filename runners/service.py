@@ -30,6 +30,7 @@ from events.aio import cancel_and_wait
 from events.bus import Bus, Consumer, Delivery
 from events.errors import FlowbusError, TransitionRejected, UpdateConflict
 from events.kv import KV, Objects
+from events.kv_window import KVWindow
 from events.records import FlowRun, State, utcnow
 from events.runs import Job, parse_job
 from events.settings import NatsSettings
@@ -89,8 +90,9 @@ class Runner:
         self._kv = await self.bus.kv(layout.flow_runs)
         self._attempts = await self.bus.kv(layout.attempts)
         self._results = await self.bus.objects(layout.results)
+        window = await KVWindow.open(self.bus, layout.flow_runs)
         self._records = Recorder(self.bus, self._kv, self.settings.runner_id,
-                                 attempts=self._attempts, results=self._results)
+                                 attempts=self._attempts, results=self._results, window=window)
         registration = Registration(await self.bus.kv(layout.runners), self.settings,
                                     lambda: len(self._tasks), lambda: list(self._held))
         consumer = await self.bus.consumer(
@@ -99,6 +101,7 @@ class Runner:
             ack_wait=self.settings.ack_wait,
         )
         async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(window.close)
             await self.executor.start()
             stack.push_async_callback(self.executor.close)
             if self.settings.metrics_port is not None:
@@ -193,6 +196,7 @@ class Runner:
             return
         held = await self._claim(delivery, job)
         if held is None:
+            self.records.written.pop(job.flow_run_id, None)  # a takeover's writes
             return
         self._held[held.run.id] = held
         self.metrics.active.inc()
@@ -200,6 +204,7 @@ class Runner:
             await self._execute(held)
         finally:
             self._held.pop(held.run.id, None)
+            self.records.written.pop(held.run.id, None)
             self.metrics.active.dec()
 
     async def _claim(self, delivery: Delivery, job: Job) -> HeldRun | None:
@@ -280,7 +285,7 @@ class Runner:
         assert self._attempts is not None
         settled, steps = await attempts.take_over(self._attempts, run, reason, self._clock())
         for step in steps:
-            revision = await self.kv.cas(run.id, dump(step), revision)
+            revision = await self.records.cas(run.id, dump(step), revision)
             await self.records.announce(step)
             self.metrics.runs.labels(step.state.name, run.deployment_name or "").inc()
         if settled is not None and settled.kind == "outcome":
@@ -302,7 +307,7 @@ class Runner:
         # One compare-and-set stores Running with the attempt and runner id: Pending
         # is announced (_announce_claim), never stored on its own.
         _, running = claims.claimed(run, self.settings.runner_id, now, fenced)
-        revision = await self.kv.cas(run.id, dump(running), revision)
+        revision = await self.records.cas(run.id, dump(running), revision)
         self.metrics.start_latency.observe(
             max(0.0, (now - run.expected_start_time).total_seconds()))
         deployment = await self.records.deployment(run.deployment_name)
