@@ -121,6 +121,27 @@ class TaskRun:
         }
 
 
+def _construct(cls: type[Any], fields: dict[str, Any]) -> Any:
+    """A context built from `fields` without checks, as pydantic's ``model_construct``
+    builds Prefect's: fields not given take their defaults, or stay unset (reading one
+    raises `AttributeError`)."""
+    import dataclasses
+
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no fields {unknown}; its fields: {sorted(known)}")
+    context = object.__new__(cls)
+    for name, spec in known.items():
+        if name in fields:
+            object.__setattr__(context, name, fields[name])
+        elif spec.default is not dataclasses.MISSING:
+            object.__setattr__(context, name, spec.default)
+        elif spec.default_factory is not dataclasses.MISSING:
+            object.__setattr__(context, name, spec.default_factory())
+    return context
+
+
 @dataclass(slots=True, eq=False)
 class FlowRunContext:
     """What code inside a flow run can see: the flow, its run, its task runner."""
@@ -140,6 +161,11 @@ class FlowRunContext:
     def get(cls) -> FlowRunContext | None:
         return _flow_run_ctx.get()
 
+    @classmethod
+    def model_construct(cls, **fields: Any) -> FlowRunContext:
+        """A context from `fields`, unchecked (Prefect's pydantic ``model_construct``)."""
+        return _construct(cls, fields)  # type: ignore[no-any-return]
+
 
 @dataclass(slots=True, eq=False)
 class TaskRunContext:
@@ -154,6 +180,12 @@ class TaskRunContext:
     @classmethod
     def get(cls) -> TaskRunContext | None:
         return _task_run_ctx.get()
+
+    @classmethod
+    def model_construct(cls, **fields: Any) -> TaskRunContext:
+        """A context from `fields`, unchecked (Prefect's pydantic ``model_construct``):
+        ``TaskRunContext.model_construct(task=my_task)`` for a cache policy's key."""
+        return _construct(cls, fields)  # type: ignore[no-any-return]
 
 
 _flow_run_ctx: contextvars.ContextVar[FlowRunContext | None] = contextvars.ContextVar(
