@@ -142,6 +142,15 @@ def _construct(cls: type[Any], fields: dict[str, Any]) -> Any:
     return context
 
 
+def _result_store_of(owner: Any, flow: Any = None) -> Any:
+    from flowbus.results import ResultStore
+
+    storage = getattr(owner, "result_storage", None)
+    if storage is None and flow is not None:  # a task without its own storage uses its flow's
+        storage = getattr(flow, "result_storage", None)
+    return ResultStore(result_storage=storage, serializer=getattr(owner, "_serializer", None))
+
+
 @dataclass(slots=True, eq=False)
 class FlowRunContext:
     """What code inside a flow run can see: the flow, its run, its task runner."""
@@ -151,7 +160,6 @@ class FlowRunContext:
     task_runner: Any
     parameters: dict[str, Any]
     log_prints: bool
-    result_store: Any = None
     # Which assets the flow's task runs carry downstream (`flowbus.assets._context`).
     asset_tracking: Any = None
     observed_pauses: int = 0  # pause_flow_run / suspend_flow_run calls so far (their keys)
@@ -160,6 +168,12 @@ class FlowRunContext:
     @classmethod
     def get(cls) -> FlowRunContext | None:
         return _flow_run_ctx.get()
+
+    @property
+    def result_store(self) -> Any:
+        """The flow's `ResultStore` (its ``result_storage`` and ``result_serializer``),
+        as Prefect's ``FlowRunContext.result_store``."""
+        return _result_store_of(self.flow)
 
     @classmethod
     def model_construct(cls, **fields: Any) -> FlowRunContext:
@@ -180,6 +194,13 @@ class TaskRunContext:
     @classmethod
     def get(cls) -> TaskRunContext | None:
         return _task_run_ctx.get()
+
+    @property
+    def result_store(self) -> Any:
+        """The task's `ResultStore`: its ``result_storage`` (else its flow's) and its
+        ``result_serializer``, as Prefect's ``TaskRunContext.result_store``."""
+        flow_ctx = self.flow_run_context or _flow_run_ctx.get()
+        return _result_store_of(self.task, flow_ctx.flow if flow_ctx is not None else None)
 
     @classmethod
     def model_construct(cls, **fields: Any) -> TaskRunContext:

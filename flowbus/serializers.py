@@ -79,6 +79,7 @@ class _DefaultJSON:
     shapes only); it reads what either writes."""
 
     name = "json"
+    type = "json"  # Prefect's `Serializer.type`
 
     def dumps(self, value: Any) -> bytes:
         try:
@@ -100,6 +101,7 @@ class _DefaultPickle:
     without base64; it reads both."""
 
     name = "cloudpickle"
+    type = "pickle"
 
     def dumps(self, value: Any) -> bytes:
         import cloudpickle

@@ -128,14 +128,16 @@ class Task(Generic[P, R]):
         timeout_seconds = timeout_seconds or None  # 0 unsets it, as in Prefect
         _options_check.check_reserved_arguments(fn)
         self.fn = fn
-        functools.update_wrapper(self, fn)  # inspect.signature(obj) is the function's
+        # inspect.signature(obj) is the function's. A callable object's attributes (a
+        # flow's `fn`, `name`, ...) are not the task's: only a function's are copied.
+        functools.update_wrapper(self, fn, updated=functools.WRAPPER_UPDATES if inspect.isfunction(fn) or inspect.ismethod(fn) else ())
         self.name = name or fn.__name__
         self.description = description if description is not None else inspect.getdoc(fn)
         self.tags = set(tags or ())
         self._tags = tuple(sorted(self.tags))
         self.version = version
         self.task_key = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', self.name)}"
-        self.isasync = inspect.iscoroutinefunction(fn)
+        self.isasync = inspect.iscoroutinefunction(fn) or getattr(fn, "isasync", False) is True  # a flow too
         self.cache_policy = cache_policy if cache_policy is not _NOT_SET else None
         self.cache_key_fn = cache_key_fn
         self.cache_expiration = cache_expiration

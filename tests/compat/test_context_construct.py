@@ -38,7 +38,7 @@ def test_a_constructed_context_has_defaults_and_leaves_the_rest_unset() -> None:
     with pytest.raises(AttributeError):
         _ = context.task_run
     flow_context = FlowRunContext.model_construct(parameters={})
-    assert flow_context.result_store is None and flow_context.dynamic_keys == {}
+    assert flow_context.dynamic_keys == {} and flow_context.observed_pauses == 0
 
 
 def test_an_unknown_field_is_refused_naming_it() -> None:
