@@ -187,7 +187,7 @@ def get_result_store() -> ResultStore:
     task_ctx, flow_ctx = TaskRunContext.get(), FlowRunContext.get()
     if task_ctx is not None and getattr(task_ctx, "task", None) is not None:
         return task_ctx.result_store  # type: ignore[no-any-return]
-    return flow_ctx.result_store if flow_ctx is not None else ResultStore()  # type: ignore[no-any-return]
+    return flow_ctx.result_store if flow_ctx is not None else ResultStore()
 
 
 async def aget_default_result_storage() -> ResultStorage:
