@@ -90,7 +90,7 @@ def prefect_json_object_encoder(obj: Any) -> Any:
     if isinstance(obj, BaseException):
         return {"__exc_type__": to_qualified_name(type(obj)), "message": str(obj)}
     if isinstance(obj, io.IOBase):
-        placeholder = f"<IOStream placeholder: type={type(obj).__name__}, repr={obj!r} (content not read)>"
+        placeholder = f"<Prefect IOStream Placeholder: type={type(obj).__name__}, repr={obj!r} (original content not read)>"
         return {"__class__": to_qualified_name(type(obj)), "data": placeholder}
     from pydantic_core import to_jsonable_python
 
@@ -103,9 +103,13 @@ def prefect_json_object_decoder(result: dict[str, Any]) -> Any:
     """`json.loads(object_hook=...)` reading what `prefect_json_object_encoder` wrote.
 
     A ``__class__`` that does not import leaves the dict as is; an ``__exc_type__``
-    that is not an importable exception class raises `ValueError`.
+    that is not an importable exception class raises `ValueError`. flowbus's tagged
+    types (what the ``"json"`` serializer by name writes) are read too.
     """
     from flowbus.utilities.importtools import from_qualified_name
+
+    if len(result) == 2 and result.get(_TAG) in _DECODERS:
+        return _DECODERS[result[_TAG]](result["v"])
 
     if "__class__" in result:
         try:

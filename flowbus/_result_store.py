@@ -181,13 +181,30 @@ class ResultStore(StoreLocks):
             record = ResultRecord.deserialize_from_result_and_metadata(value, meta_bytes)
         else:
             content = self._read_bytes(target, key)
-            if content is None:
+            committed = self._transaction_record(key) if content is None and self.result_storage is None else None
+            if content is not None:
+                record = ResultRecord.deserialize(content, backup_serializer=self.serializer)
+            elif committed is not None:
+                record = committed
+            else:
                 raise ValueError(f"Result record {key!r} does not exist.")
-            record = ResultRecord.deserialize(content, backup_serializer=self.serializer)
         record.mark_persisted()
         if self.cache_result_in_memory:
             self.cache[key] = record
         return record
+
+    def _transaction_record(self, key: str) -> ResultRecord[Any] | None:
+        """What a transaction committed under `key` with a store like this one (no
+        ``result_storage``: the task cache's store, `flowbus.transactions`), as a record;
+        Prefect keeps both in its default result storage."""
+        from flowbus.results import decode_cache_record, default_cache_store
+
+        data = default_cache_store().read(key)
+        decoded = decode_cache_record(data) if data is not None else None
+        if decoded is None:
+            return None
+        serializer, payload = decoded
+        return self.create_result_record(serializer.loads(payload), key)
 
     async def aread(self, key: str, holder: str | None = None) -> ResultRecord[Any]:
         """`read` for async code."""

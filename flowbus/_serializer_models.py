@@ -14,16 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic._internal._model_construction import ModelMetaclass
 from pydantic_core import PydanticCustomError
 
-from flowbus._json_hooks import _decode, _encode
 from flowbus.exceptions import SerializationError
-from flowbus.serializers import (
-    _BY_NAME,
-    _TAGGED,
-    _TAGGED_DECODER,
-    _TYPES,
-    _import_path,
-    resolve_serializer,
-)
+from flowbus.serializers import _BY_NAME, _TYPES, _import_path, resolve_serializer, unwrap_pickle
 
 
 class _SerializerMeta(ModelMetaclass):
@@ -124,19 +116,22 @@ def _registered_class(kind: Any) -> type[Serializer]:
 class JSONSerializer(Serializer):
     """JSON with a few tagged types; the default.
 
-    Prefect's options are accepted: ``jsonlib`` (the module whose ``dumps`` / ``loads``
-    are used, e.g. ``"orjson"``), ``object_encoder`` / ``object_decoder`` (import paths
-    of the ``default`` / ``object_hook`` functions, None for none; by default
-    flowbus's, which write its tagged types and Prefect's object shapes and read
-    both), and ``dumps_kwargs`` / ``loads_kwargs``. A record written with other
-    options is read back with them only through the same serializer object: stored
-    records name the serializer ``"json"``.
+    Prefect's options, used as Prefect uses them: ``jsonlib`` (the module whose
+    ``dumps`` / ``loads`` are called, e.g. ``"orjson"``; ``loads`` is given text),
+    ``object_encoder`` / ``object_decoder`` (import paths of the ``default`` /
+    ``object_hook`` functions, None for none; by default
+    `prefect_json_object_encoder` / `prefect_json_object_decoder`, so objects are
+    written in Prefect's shapes, ``{"__class__": "uuid.UUID", "data": ...}``), and
+    ``dumps_kwargs`` / ``loads_kwargs``, passed through. The default decoder also
+    reads the tagged types the ``"json"`` serializer by name writes. A record written
+    with other options is read back with them only through the same serializer
+    object: stored records name the serializer ``"json"``.
     """
 
     type: Literal["json"] = "json"
     jsonlib: str = "json"
-    object_encoder: str | None = _TAGGED
-    object_decoder: str | None = _TAGGED_DECODER
+    object_encoder: str | None = "flowbus.serializers.prefect_json_object_encoder"
+    object_decoder: str | None = "flowbus.serializers.prefect_json_object_decoder"
     dumps_kwargs: dict[str, Any] = Field(default_factory=dict)
     loads_kwargs: dict[str, Any] = Field(default_factory=dict)
 
@@ -157,24 +152,14 @@ class JSONSerializer(Serializer):
     def _lib(self) -> Any:
         import importlib
 
-
         return importlib.import_module(self.jsonlib)
 
-    def _dumps_options(self) -> dict[str, Any]:
-        if self.object_encoder == _TAGGED:
-            return {"default": _encode, "separators": (",", ":")} | self.dumps_kwargs
-        encoder = _import_path(self.object_encoder, "object_encoder")
-        return ({} if encoder is None else {"default": encoder}) | self.dumps_kwargs
-
-    def _loads_options(self) -> dict[str, Any]:
-        if self.object_decoder == _TAGGED_DECODER:
-            return {"object_hook": _decode} | self.loads_kwargs
-        decoder = _import_path(self.object_decoder, "object_decoder")
-        return ({} if decoder is None else {"object_hook": decoder}) | self.loads_kwargs
-
     def dumps(self, value: Any) -> bytes:
+        options = dict(self.dumps_kwargs)
+        if self.object_encoder:
+            options["default"] = _import_path(self.object_encoder, "object_encoder")
         try:
-            out = self._lib().dumps(value, **self._dumps_options())
+            out = self._lib().dumps(value, **options)
         except ValueError as exc:  # e.g. circular references
             raise SerializationError(
                 f"A result of type {type(value).__qualname__} cannot be serialized as JSON: {exc}"
@@ -182,14 +167,19 @@ class JSONSerializer(Serializer):
         return out.encode() if isinstance(out, str) else out
 
     def loads(self, data: bytes) -> Any:
-        return self._lib().loads(data.decode() if self.jsonlib == "json" else data, **self._loads_options())
+        options = dict(self.loads_kwargs)
+        if self.object_decoder:
+            options["object_hook"] = _import_path(self.object_decoder, "object_decoder")
+        return self._lib().loads(data.decode(), **options)
 
 
 class PickleSerializer(Serializer):
     """cloudpickle: any Python object, readable only by Python (and only trusted data).
 
     ``picklelib``: the import path of another module with ``dumps`` / ``loads``
-    (e.g. ``"pickle"``). Stored records name it ``"cloudpickle"``.
+    (e.g. ``"pickle"``). As Prefect's, the pickle is written base64-encoded; `loads`
+    also reads the plain pickle the ``"cloudpickle"`` serializer by name writes.
+    Stored records name it ``"cloudpickle"``.
     """
 
     name: ClassVar[str] = "cloudpickle"
@@ -218,14 +208,14 @@ class PickleSerializer(Serializer):
 
     def dumps(self, value: Any) -> bytes:
         try:
-            return self._lib().dumps(value)  # type: ignore[no-any-return]
+            return base64.encodebytes(self._lib().dumps(value))
         except Exception as exc:
             raise SerializationError(
                 f"A result of type {type(value).__qualname__} cannot be pickled: {exc}"
             ) from exc
 
     def loads(self, data: bytes) -> Any:
-        return self._lib().loads(data)
+        return self._lib().loads(unwrap_pickle(data))
 
 
 class CompressedSerializer(Serializer):

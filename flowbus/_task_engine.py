@@ -388,18 +388,22 @@ def _task_result_state(
 
 def format_storage_key(template: str, parameters: dict[str, Any]) -> str:
     """A `result_storage_key` template filled in as Prefect does: ``{parameters[x]}``,
-    ``{flow_run.id}``, ``{task_run.name}``, ``{deployment.name}`` (and, as before,
-    a bare ``{x}`` for parameter `x`)."""
+    ``{flow_run.id}``, ``{task_run.name}``, ``{deployment.name}``, and the runtime
+    through the package, ``{flowbus.runtime.flow_run.flow_version}`` (``prefect.`` too);
+    as before, a bare ``{x}`` for parameter `x`."""
+    import flowbus
     from flowbus import runtime
 
     fields = {**parameters, "parameters": parameters, "flow_run": runtime.flow_run,
-              "task_run": runtime.task_run, "deployment": runtime.deployment}  # fmt: skip
+              "task_run": runtime.task_run, "deployment": runtime.deployment,
+              "flowbus": flowbus, "prefect": flowbus}  # fmt: skip
     try:
         return template.format(**fields)
     except (KeyError, IndexError, AttributeError) as exc:
         raise ParameterBindError(
             f"result_storage_key {template!r} refers to {exc}, which is neither a parameter "
-            f"(parameters: {sorted(parameters)}) nor parameters[...], flow_run, task_run or deployment"
+            f"(parameters: {sorted(parameters)}) nor parameters[...], flow_run, task_run, deployment "
+            "or flowbus.runtime"
         ) from None
 
 

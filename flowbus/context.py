@@ -121,6 +121,36 @@ class TaskRun:
         }
 
 
+def _construct(cls: type[Any], fields: dict[str, Any]) -> Any:
+    """A context built from `fields` without checks, as pydantic's ``model_construct``
+    builds Prefect's: fields not given take their defaults, or stay unset (reading one
+    raises `AttributeError`)."""
+    import dataclasses
+
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no fields {unknown}; its fields: {sorted(known)}")
+    context = object.__new__(cls)
+    for name, spec in known.items():
+        if name in fields:
+            object.__setattr__(context, name, fields[name])
+        elif spec.default is not dataclasses.MISSING:
+            object.__setattr__(context, name, spec.default)
+        elif spec.default_factory is not dataclasses.MISSING:
+            object.__setattr__(context, name, spec.default_factory())
+    return context
+
+
+def _result_store_of(owner: Any, flow: Any = None) -> Any:
+    from flowbus.results import ResultStore
+
+    storage = getattr(owner, "result_storage", None)
+    if storage is None and flow is not None:  # a task without its own storage uses its flow's
+        storage = getattr(flow, "result_storage", None)
+    return ResultStore(result_storage=storage, serializer=getattr(owner, "_serializer", None))
+
+
 @dataclass(slots=True, eq=False)
 class FlowRunContext:
     """What code inside a flow run can see: the flow, its run, its task runner."""
@@ -130,7 +160,6 @@ class FlowRunContext:
     task_runner: Any
     parameters: dict[str, Any]
     log_prints: bool
-    result_store: Any = None
     # Which assets the flow's task runs carry downstream (`flowbus.assets._context`).
     asset_tracking: Any = None
     observed_pauses: int = 0  # pause_flow_run / suspend_flow_run calls so far (their keys)
@@ -139,6 +168,17 @@ class FlowRunContext:
     @classmethod
     def get(cls) -> FlowRunContext | None:
         return _flow_run_ctx.get()
+
+    @property
+    def result_store(self) -> Any:
+        """The flow's `ResultStore` (its ``result_storage`` and ``result_serializer``),
+        as Prefect's ``FlowRunContext.result_store``."""
+        return _result_store_of(self.flow)
+
+    @classmethod
+    def model_construct(cls, **fields: Any) -> FlowRunContext:
+        """A context from `fields`, unchecked (Prefect's pydantic ``model_construct``)."""
+        return _construct(cls, fields)  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True, eq=False)
@@ -154,6 +194,19 @@ class TaskRunContext:
     @classmethod
     def get(cls) -> TaskRunContext | None:
         return _task_run_ctx.get()
+
+    @property
+    def result_store(self) -> Any:
+        """The task's `ResultStore`: its ``result_storage`` (else its flow's) and its
+        ``result_serializer``, as Prefect's ``TaskRunContext.result_store``."""
+        flow_ctx = self.flow_run_context or _flow_run_ctx.get()
+        return _result_store_of(self.task, flow_ctx.flow if flow_ctx is not None else None)
+
+    @classmethod
+    def model_construct(cls, **fields: Any) -> TaskRunContext:
+        """A context from `fields`, unchecked (Prefect's pydantic ``model_construct``):
+        ``TaskRunContext.model_construct(task=my_task)`` for a cache policy's key."""
+        return _construct(cls, fields)  # type: ignore[no-any-return]
 
 
 _flow_run_ctx: contextvars.ContextVar[FlowRunContext | None] = contextvars.ContextVar(

@@ -185,13 +185,9 @@ def get_result_store() -> ResultStore:
     from flowbus.context import FlowRunContext, TaskRunContext
 
     task_ctx, flow_ctx = TaskRunContext.get(), FlowRunContext.get()
-    owner = task_ctx.task if task_ctx is not None else (flow_ctx.flow if flow_ctx is not None else None)
-    if owner is None:
-        return ResultStore()
-    storage = getattr(owner, "result_storage", None)
-    if storage is None and flow_ctx is not None:  # a task without its own storage uses its flow's
-        storage = getattr(flow_ctx.flow, "result_storage", None)
-    return ResultStore(result_storage=storage, serializer=getattr(owner, "_serializer", None))
+    if task_ctx is not None and getattr(task_ctx, "task", None) is not None:
+        return task_ctx.result_store  # type: ignore[no-any-return]
+    return flow_ctx.result_store if flow_ctx is not None else ResultStore()
 
 
 async def aget_default_result_storage() -> ResultStorage:

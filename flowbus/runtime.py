@@ -43,6 +43,15 @@ class _FlowRunView:
         return run.flow_name if run else None
 
     @property
+    def flow_version(self) -> str | None:
+        """The running flow's ``version`` (None when it has none, or outside a flow run)."""
+        ctx = _flow_run_ctx.get()
+        if ctx is None:
+            task_ctx = _task_run_ctx.get()
+            ctx = task_ctx.flow_run_context if task_ctx is not None else None
+        return getattr(ctx.flow, "version", None) if ctx is not None else None
+
+    @property
     def parameters(self) -> dict[str, Any]:
         run = _flow_run()
         return dict(run.parameters) if run else {}

@@ -53,10 +53,13 @@ class SerializerLike(Protocol):
     def loads(self, data: bytes) -> Any: ...
 
 
-# The default hooks of JSON serializers, by import path: flowbus's tagged types and
-# Prefect's object shapes.
-_TAGGED = "flowbus._json_hooks._encode"
-_TAGGED_DECODER = "flowbus._json_hooks._decode"
+def unwrap_pickle(data: bytes) -> bytes:
+    """The pickle in `data`: `PickleSerializer` writes it base64-encoded (as Prefect's),
+    the ``"cloudpickle"`` serializer by name as it is. A pickle of protocol 2 or newer
+    starts with the byte 0x80, which base64 text never holds."""
+    import base64
+
+    return data if data[:1] == b"\x80" else base64.decodebytes(data)
 
 
 def _import_path(path: str | None, what: str) -> Any:
@@ -71,9 +74,12 @@ def _import_path(path: str | None, what: str) -> Any:
 
 
 class _DefaultJSON:
-    """The ``"json"`` serializer by name: `JSONSerializer()`'s behaviour without pydantic."""
+    """The ``"json"`` serializer by name, without pydantic: compact JSON with flowbus's
+    tagged types and Prefect's object shapes (`JSONSerializer()` writes Prefect's
+    shapes only); it reads what either writes."""
 
     name = "json"
+    type = "json"  # Prefect's `Serializer.type`
 
     def dumps(self, value: Any) -> bytes:
         try:
@@ -91,9 +97,11 @@ class _DefaultJSON:
 
 
 class _DefaultPickle:
-    """The ``"cloudpickle"`` serializer by name: `PickleSerializer()`'s behaviour."""
+    """The ``"cloudpickle"`` serializer by name: `PickleSerializer()`'s pickle, written
+    without base64; it reads both."""
 
     name = "cloudpickle"
+    type = "pickle"
 
     def dumps(self, value: Any) -> bytes:
         import cloudpickle
@@ -106,7 +114,7 @@ class _DefaultPickle:
     def loads(self, data: bytes) -> Any:
         import cloudpickle
 
-        return cloudpickle.loads(data)
+        return cloudpickle.loads(unwrap_pickle(data))
 
     def __repr__(self) -> str:
         return "PickleSerializer()"
@@ -172,4 +180,5 @@ __all__ = [
     "prefect_json_object_decoder",
     "prefect_json_object_encoder",
     "resolve_serializer",
+    "unwrap_pickle",
 ]

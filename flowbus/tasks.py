@@ -26,7 +26,7 @@ from flowbus import _engine, _options_check
 from flowbus._hooks import Hooks, alias
 from flowbus._params import CallShape, rewrap_method
 from flowbus._params import unwrap_method as _unwrap_method
-from flowbus.cache_policies import NONE, CacheKeyFnPolicy, CachePolicy, hash_objects
+from flowbus.cache_policies import DEFAULT, NONE, CacheKeyFnPolicy, CachePolicy, hash_objects
 from flowbus.futures import FlowbusFuture, FutureList
 from flowbus.results import ResultStorage
 from flowbus.serializers import resolve_serializer
@@ -128,15 +128,16 @@ class Task(Generic[P, R]):
         timeout_seconds = timeout_seconds or None  # 0 unsets it, as in Prefect
         _options_check.check_reserved_arguments(fn)
         self.fn = fn
-        functools.update_wrapper(self, fn)  # inspect.signature(obj) is the function's
+        # inspect.signature(obj) is the function's. A callable object's attributes (a
+        # flow's `fn`, `name`, ...) are not the task's: only a function's are copied.
+        functools.update_wrapper(self, fn, updated=functools.WRAPPER_UPDATES if inspect.isfunction(fn) or inspect.ismethod(fn) else ())
         self.name = name or fn.__name__
         self.description = description if description is not None else inspect.getdoc(fn)
         self.tags = set(tags or ())
         self._tags = tuple(sorted(self.tags))
         self.version = version
         self.task_key = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', self.name)}"
-        self.isasync = inspect.iscoroutinefunction(fn)
-        self.cache_policy = cache_policy if cache_policy is not _NOT_SET else None
+        self.isasync = inspect.iscoroutinefunction(fn) or getattr(fn, "isasync", False) is True  # a flow too
         self.cache_key_fn = cache_key_fn
         self.cache_expiration = cache_expiration
         self.task_run_name = _options_check.run_name(task_run_name, "task_run_name")
@@ -188,13 +189,27 @@ class Task(Generic[P, R]):
             policy = None
         else:
             policy = cache_policy
-        if persist_result is None:
-            persist_result = policy is not None or any(
+        self._user_persist_result = persist_result
+        persist = persist_result
+        if persist is None:
+            persist = policy is not None or any(
                 o is not None for o in (self.result_storage, self.result_storage_key, self.result_serializer)
             )
-        self.persist_result = persist_result
-        self._persist = persist_result
-        self._cache_policy = policy if persist_result else None
+        self._persist = persist
+        self._cache_policy = policy if persist else None
+        # The public attributes read as Prefect's do (its defaults: `DEFAULT`, and None
+        # for "not decided"); `_persist` / `_cache_policy` above decide what runs do.
+        self.persist_result = persist_result if persist_result is not None else (True if persist else None)
+        if self.cache_key_fn is not None:  # Prefect: the key function becomes the policy
+            cache_policy = policy
+        if persist_result is False:
+            self.cache_policy = None if cache_policy is None else NONE
+        elif cache_policy is _NOT_SET and self.result_storage_key is None:
+            self.cache_policy = DEFAULT
+        elif cache_policy is not NONE and self.result_storage_key:
+            self.cache_policy = None
+        else:
+            self.cache_policy = cache_policy
 
     def __get__(self, instance: Any, owner: type | None = None) -> Task[P, R]:
         """Used as a method, the task binds `self` (or the class, for a classmethod)

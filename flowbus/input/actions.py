@@ -2,8 +2,9 @@
 
 Each function is awaitable in async code and a plain call in sync code. The flow
 run defaults to the current one. Input lives on the flowbus server (the
-``<ns>-flow-run-input`` bucket): a process needs one (a runner's runs have it;
-elsewhere set ``FLOWBUS_NATS_URL``).
+``<ns>-flow-run-input`` bucket) when the process has one (a runner's runs, or
+``FLOWBUS_NATS_URL`` set); with none, in files under ``$FLOWBUS_HOME/run-input``,
+so a flow run in a script or a test reads back what it wrote.
 
 Example::
 
@@ -52,6 +53,34 @@ async def on_server_async(op: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
     return await remote.acall(op(remote.bus))  # type: ignore[no-any-return]
 
 
+def _connection() -> Any:
+    from flowbus import _remote
+
+    return _remote.connection()
+
+
+def _on_store(op: Callable[[Any], Coroutine[Any, Any, T]], local: Callable[[], T]) -> T:
+    """``op(bus)`` on the server's input bucket, or ``local()`` on the files under
+    ``FLOWBUS_HOME`` when the process has no server (`flowbus.input._local`)."""
+    remote = _connection()
+    if remote is None:
+        return local()
+    return remote.call(op(remote.bus))  # type: ignore[no-any-return]
+
+
+async def _on_store_async(op: Callable[[Any], Coroutine[Any, Any, T]], local: Callable[[], T]) -> T:
+    remote = _connection()
+    if remote is None:
+        return local()
+    return await remote.acall(op(remote.bus))  # type: ignore[no-any-return]
+
+
+def _local() -> Any:
+    from flowbus.input import _local
+
+    return _local
+
+
 def current_flow_run_id(flow_run_id: str | uuid.UUID | None) -> str:
     if flow_run_id is not None:
         return str(flow_run_id)
@@ -86,14 +115,15 @@ def _create_op(run_id: str, key: str, value: Any, sender: str | None) -> Callabl
 async def acreate_flow_run_input(key: str, value: Any, flow_run_id: str | uuid.UUID | None = None,
                                  sender: str | None = None) -> None:
     """Store ``value`` (JSON) under ``key`` for the flow run; an existing key is an error."""
-    await on_server_async(_create_op(current_flow_run_id(flow_run_id), key, value, sender))
+    run_id = current_flow_run_id(flow_run_id)
+    await _on_store_async(_create_op(run_id, key, value, sender), lambda: _local().create(run_id, key, value, sender))
 
 
 @dual(acreate_flow_run_input)
 def create_flow_run_input(key: str, value: Any, flow_run_id: str | uuid.UUID | None = None,
                           sender: str | None = None) -> None:
     """Store ``value`` (JSON) under ``key`` for the flow run; an existing key is an error."""
-    on_server(_create_op(current_flow_run_id(flow_run_id), key, value, sender))
+    create_sync(key, value, flow_run_id, sender)
 
 
 def _model_value(model_instance: Any) -> Any:
@@ -118,18 +148,22 @@ def create_flow_run_input_from_model(key: str, model_instance: Any,
 def create_sync(key: str, value: Any, flow_run_id: str | uuid.UUID | None = None,
                 sender: str | None = None) -> None:
     """`create_flow_run_input` from sync code, whatever the context."""
-    on_server(_create_op(current_flow_run_id(flow_run_id), key, value, sender))
+    run_id = current_flow_run_id(flow_run_id)
+    _on_store(_create_op(run_id, key, value, sender), lambda: _local().create(run_id, key, value, sender))
 
 
 def read_sync(key: str, flow_run_id: str | uuid.UUID | None = None) -> Any:
     """`read_flow_run_input` from sync code, whatever the context."""
-    stored = on_server(_read_op(current_flow_run_id(flow_run_id), key))
+    run_id = current_flow_run_id(flow_run_id)
+    stored = _on_store(_read_op(run_id, key), lambda: _local().read(run_id, key))
     return None if stored is None else stored.value
 
 
 def filter_sync(key_prefix: str, limit: int, exclude_keys: set[str], flow_run_id: str) -> list[Any]:
     """`filter_flow_run_input` from sync code, whatever the context."""
-    return on_server(_filter_op(flow_run_id, key_prefix, limit, set(exclude_keys)))
+    exclude = set(exclude_keys)
+    return _on_store(_filter_op(flow_run_id, key_prefix, limit, exclude),
+                     lambda: _local().filter_inputs(flow_run_id, key_prefix, limit, exclude))
 
 
 def _read_op(run_id: str, key: str) -> Callable[[Any], Coroutine[Any, Any, Any]]:
@@ -142,15 +176,15 @@ def _read_op(run_id: str, key: str) -> Callable[[Any], Coroutine[Any, Any, Any]]
 
 
 async def aread_flow_run_input(key: str, flow_run_id: str | uuid.UUID | None = None) -> Any:
-    stored = await on_server_async(_read_op(current_flow_run_id(flow_run_id), key))
+    run_id = current_flow_run_id(flow_run_id)
+    stored = await _on_store_async(_read_op(run_id, key), lambda: _local().read(run_id, key))
     return None if stored is None else stored.value
 
 
 @dual(aread_flow_run_input)
 def read_flow_run_input(key: str, flow_run_id: str | uuid.UUID | None = None) -> Any:
     """The value stored under ``key`` for the flow run (None if there is none)."""
-    stored = on_server(_read_op(current_flow_run_id(flow_run_id), key))
-    return None if stored is None else stored.value
+    return read_sync(key, flow_run_id)
 
 
 def _filter_op(run_id: str, prefix: str, limit: int, exclude: set[str]) -> Callable[[Any], Coroutine[Any, Any, Any]]:
@@ -164,8 +198,9 @@ def _filter_op(run_id: str, prefix: str, limit: int, exclude: set[str]) -> Calla
 
 async def afilter_flow_run_input(key_prefix: str, limit: int = 1, exclude_keys: set[str] | None = None,
                                  flow_run_id: str | uuid.UUID | None = None) -> list[Any]:
-    return await on_server_async(
-        _filter_op(current_flow_run_id(flow_run_id), key_prefix, limit, set(exclude_keys or ())))
+    run_id, exclude = current_flow_run_id(flow_run_id), set(exclude_keys or ())
+    return await _on_store_async(_filter_op(run_id, key_prefix, limit, exclude),
+                                 lambda: _local().filter_inputs(run_id, key_prefix, limit, exclude))
 
 
 @dual(afilter_flow_run_input)
@@ -173,8 +208,7 @@ def filter_flow_run_input(key_prefix: str, limit: int = 1, exclude_keys: set[str
                           flow_run_id: str | uuid.UUID | None = None) -> list[Any]:
     """The flow run's stored inputs whose key starts with ``key_prefix``, oldest first
     (``events.run_input.StoredInput``: ``key``, ``value``, ``sender``, ``created``)."""
-    return on_server(
-        _filter_op(current_flow_run_id(flow_run_id), key_prefix, limit, set(exclude_keys or ())))
+    return filter_sync(key_prefix, limit, set(exclude_keys or ()), current_flow_run_id(flow_run_id))
 
 
 def _delete_op(run_id: str, key: str) -> Callable[[Any], Coroutine[Any, Any, None]]:
@@ -187,13 +221,15 @@ def _delete_op(run_id: str, key: str) -> Callable[[Any], Coroutine[Any, Any, Non
 
 
 async def adelete_flow_run_input(key: str, flow_run_id: str | uuid.UUID | None = None) -> None:
-    await on_server_async(_delete_op(current_flow_run_id(flow_run_id), key))
+    run_id = current_flow_run_id(flow_run_id)
+    await _on_store_async(_delete_op(run_id, key), lambda: _local().delete(run_id, key))
 
 
 @dual(adelete_flow_run_input)
 def delete_flow_run_input(key: str, flow_run_id: str | uuid.UUID | None = None) -> None:
     """Delete the input ``key`` of the flow run."""
-    on_server(_delete_op(current_flow_run_id(flow_run_id), key))
+    run_id = current_flow_run_id(flow_run_id)
+    _on_store(_delete_op(run_id, key), lambda: _local().delete(run_id, key))
 
 
 __all__ = [

