@@ -24,12 +24,14 @@ def add(x: int, y: int) -> int:
 
 
 @task
-def marked(i: int, seconds: float = 0.0) -> int:
-    """Appends one line per execution of its body, so a test can count them."""
+def marked(i: int, seconds: float = 0.0, retaken_seconds: float | None = None) -> int:
+    """Appends one line per execution of its body, so a test can count them. It sleeps
+    ``seconds``; an execution after the first sleeps ``retaken_seconds`` if given."""
     marks = os.environ["MARKS_DIR"]
+    retaken = os.path.exists(os.path.join(marks, f"{i}.start"))
     with open(os.path.join(marks, f"{i}.start"), "a") as f:
         f.write(f"{os.getpid()}\\n")
-    time.sleep(seconds)
+    time.sleep(retaken_seconds if retaken and retaken_seconds is not None else seconds)
     with open(os.path.join(marks, f"{i}.end"), "a") as f:
         f.write(f"{os.getpid()}\\n")
     return i * i
