@@ -146,7 +146,8 @@ async def test_channels_are_set_from_stdin_and_listed(flowbus_env: dict[str, str
     saved = await run("channel", "set", "-f", "-", env=flowbus_env,
                       stdin='{"name": "oncall", "config": {"kind": "slack", "url": "https://hooks.example/x"}}')
     assert saved.returncode == 0 and "saved channel 'oncall' (slack)" in saved.stdout
-    assert re.search(r"oncall\s+│\s+slack", (await run("channel", "ls", env=flowbus_env)).stdout)
-    bad = await run("channel", "set", "-f", "-", env=flowbus_env,
-                    stdin='{"name": "x", "config": {"kind": "slack", "url": "javascript:alert(1)"}}')
+    # The program read its stdin above; the other answers come from the commands run here.
+    assert re.search(r"oncall\s+│\s+slack", (await run_here("channel", "ls", env=flowbus_env)).stdout)
+    bad = await flowbus_here("automation", "channel", "set", "-f", "-", env=flowbus_env,
+                             stdin='{"name": "x", "config": {"kind": "slack", "url": "javascript:alert(1)"}}')
     assert bad.returncode == 1 and "config.url" in bad.stderr
