@@ -7,7 +7,10 @@ order they are written. Two refinements:
 - ``tests/image/`` is one unit: its files share the images a session fixture builds,
   and two workers building them at once would build twice and collide in buildah.
 - Files that take minutes start first, so the other worker is not left idle at the end
-  while one of them runs alone. If the list goes stale only the balance suffers.
+  while one of them runs alone. Then come long files of a few tests: xdist hands out the
+  files with the most tests first, which would leave these for the end, where one of
+  them still running (or queued behind a worker's current file) idles the other worker.
+  If the lists go stale only the balance suffers.
 """
 
 from __future__ import annotations
@@ -19,7 +22,16 @@ from xdist.workermanage import WorkerController
 
 ONE_UNIT = ("tests/image/",)
 START_FIRST = ("tests/ui/", "tests/image/", "tests/chaos/", "tests/gateway/test_openapi.py",
-               "tests/background/test_worker_lifecycle.py", "tests/sources/test_amqp_sources.py")
+               "tests/background/test_worker_lifecycle.py", "tests/sources/test_amqp_sources.py",
+               # long files of a few tests (tens of seconds each on a loaded machine)
+               "tests/runners/test_runner_faults.py", "tests/state/test_two_runners.py",
+               "tests/runners/test_pauses.py", "tests/automations/test_cli.py",
+               "tests/runners/test_runner_dev.py", "tests/orchestrator/test_failover.py",
+               "tests/security/test_nats_permissions.py", "tests/security/test_schemathesis.py",
+               "tests/sdk/test_typing.py", "tests/runners/test_pauses_docs.py",
+               "tests/runners/test_pauses_api.py", "tests/state/test_task_tag_limits.py",
+               "tests/security/test_dev_gateway.py", "tests/state/test_cache_isolation.py",
+               "tests/test_end_to_end.py")
 
 
 def _file(nodeid: str) -> str:

@@ -61,13 +61,14 @@ async def test_create_ls_inspect_pause_resume_delete(flowbus_env: dict[str, str]
     [row] = [line for line in listed.stdout.splitlines() if stored.id in line]
     assert [c.strip() for c in row.strip("│ ").split("│")] == [
         stored.id, "page on failure", "enabled", "send-notification"], listed.stdout
-    inspected = await run("inspect", "page on failure", env=flowbus_env)
+    # The program ran above; the other commands' answers come from them run here.
+    inspected = await run_here("inspect", "page on failure", env=flowbus_env)
     assert json.loads(inspected.stdout)["actions"][0]["channel"] == "oncall"
-    assert (await run("pause", stored.id, env=flowbus_env)).returncode == 0
+    assert (await run_here("pause", stored.id, env=flowbus_env)).returncode == 0
     assert (await store.get_automation(bus, stored.id)).enabled is False
-    assert (await run("resume", "page on failure", env=flowbus_env)).returncode == 0
+    assert (await run_here("resume", "page on failure", env=flowbus_env)).returncode == 0
     assert (await store.get_automation(bus, stored.id)).enabled is True
-    deleted = await run("delete", stored.id, env=flowbus_env)
+    deleted = await run_here("delete", stored.id, env=flowbus_env)
     assert deleted.returncode == 0 and await store.list_automations(bus) == []
 
 
@@ -145,7 +146,8 @@ async def test_channels_are_set_from_stdin_and_listed(flowbus_env: dict[str, str
     saved = await run("channel", "set", "-f", "-", env=flowbus_env,
                       stdin='{"name": "oncall", "config": {"kind": "slack", "url": "https://hooks.example/x"}}')
     assert saved.returncode == 0 and "saved channel 'oncall' (slack)" in saved.stdout
-    assert re.search(r"oncall\s+│\s+slack", (await run("channel", "ls", env=flowbus_env)).stdout)
-    bad = await run("channel", "set", "-f", "-", env=flowbus_env,
-                    stdin='{"name": "x", "config": {"kind": "slack", "url": "javascript:alert(1)"}}')
+    # The program read its stdin above; the other answers come from the commands run here.
+    assert re.search(r"oncall\s+│\s+slack", (await run_here("channel", "ls", env=flowbus_env)).stdout)
+    bad = await flowbus_here("automation", "channel", "set", "-f", "-", env=flowbus_env,
+                             stdin='{"name": "x", "config": {"kind": "slack", "url": "javascript:alert(1)"}}')
     assert bad.returncode == 1 and "config.url" in bad.stderr

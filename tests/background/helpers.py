@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,12 +26,14 @@ def add(x: int, y: int) -> int:
 
 
 @task
-def marked(i: int, seconds: float = 0.0) -> int:
-    """Appends one line per execution of its body, so a test can count them."""
+def marked(i: int, seconds: float = 0.0, retaken_seconds: float | None = None) -> int:
+    """Appends one line per execution of its body, so a test can count them. It sleeps
+    ``seconds``; an execution after the first sleeps ``retaken_seconds`` if given."""
     marks = os.environ["MARKS_DIR"]
+    retaken = os.path.exists(os.path.join(marks, f"{i}.start"))
     with open(os.path.join(marks, f"{i}.start"), "a") as f:
         f.write(f"{os.getpid()}\\n")
-    time.sleep(seconds)
+    time.sleep(retaken_seconds if retaken and retaken_seconds is not None else seconds)
     with open(os.path.join(marks, f"{i}.end"), "a") as f:
         f.write(f"{os.getpid()}\\n")
     return i * i
@@ -171,19 +175,46 @@ def wait_ready(proc: subprocess.Popen[str], within: float = 60.0) -> None:
     line_matching(proc, "serving", within)
 
 
+class _Output:
+    """A process's output lines, read on a thread of their own. (A ``select`` on the pipe
+    missed a line the text reader had already buffered with the one before it: two lines
+    printed at once left the second unseen.) Reading also keeps the pipe from filling."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self.thread.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                self.lines.put(line)
+        except (OSError, ValueError):  # closed under the reader
+            pass
+        self.lines.put(None)
+
+
+_outputs: weakref.WeakKeyDictionary[subprocess.Popen[str], _Output] = weakref.WeakKeyDictionary()
+
+
 def line_matching(proc: subprocess.Popen[str], pattern: str, within: float = 60.0) -> str:
     """The first line of ``proc``'s output matching ``pattern`` (a regular expression),
     read within ``within`` seconds; fails if the process exits first."""
-    assert proc.stdout is not None
+    output = _outputs.get(proc)
+    if output is None:
+        output = _outputs[proc] = _Output(proc)
     deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            if re.search(pattern, line):
-                return line
-        if proc.poll() is not None and not ready:
-            raise AssertionError(f"task worker exited {proc.returncode}")
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = output.lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if line is None:
+            output.lines.put(None)  # a later call sees the end too
+            raise AssertionError(f"task worker exited {proc.wait(timeout=30)}")
+        if re.search(pattern, line):
+            return line
     raise AssertionError(f"no line of the task worker matching {pattern!r}")
 
 
@@ -195,5 +226,8 @@ def stop(proc: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-    if proc.stdout is not None:
+    output = _outputs.get(proc)
+    if output is not None:
+        output.thread.join(timeout=10)  # it ends at the end of the output
+    if proc.stdout is not None and (output is None or not output.thread.is_alive()):
         proc.stdout.close()

@@ -18,6 +18,7 @@ from events.bus import Bus
 from gateway.service import running
 from gateway.settings import GatewaySettings
 from tests.background.helpers import task_worker
+from tests.cli_here import flowbus_here, invoke_here
 
 
 async def test_task_runs_are_listed_and_read_through_the_api(
@@ -94,18 +95,19 @@ def test_the_command_line_lists_and_inspects_task_runs(
     with task_worker(tasks_root, worker_env, "bg_tasks:add"):
         future = bg_tasks.add.delay(2, 2)
         assert future.result(timeout=60) == 4
-    listed = _cli(worker_env, "task-run", "ls", "--json")
+    listed = _cli(worker_env, "task-run", "ls", "--json")  # the program itself, once
     assert listed.returncode == 0, listed.stderr
     assert [(r["id"], r["state"]["name"]) for r in json.loads(listed.stdout)] == [
         (future.task_run_id, "Completed")]
-    table = _cli(worker_env, "task-run", "ls", "--state", "Completed")
+    # The commands' answers; no process needed for them.
+    table = invoke_here("task-run", "ls", "--state", "Completed", env=worker_env)
     assert future.task_run_id[:8] in table.stdout and "bg_tasks.add" in table.stdout
-    inspected = _cli(worker_env, "task-run", "inspect", future.task_run_id)
+    inspected = invoke_here("task-run", "inspect", future.task_run_id, env=worker_env)
     assert base64.b64decode(json.loads(inspected.stdout)["result_value"]) == b"4"
-    assert _cli(worker_env, "task-run", "inspect", "../../x").returncode == 2
-    missing = _cli(worker_env, "task-run", "inspect", "nope")
+    assert invoke_here("task-run", "inspect", "../../x", env=worker_env).returncode == 2
+    missing = invoke_here("task-run", "inspect", "nope", env=worker_env)
     assert missing.returncode == 1 and "no task run 'nope'" in missing.stderr
-    assert _cli(worker_env, "task-run", "ls", "--state", "Bogus").returncode == 2
+    assert invoke_here("task-run", "ls", "--state", "Bogus", env=worker_env).returncode == 2
 
 
 async def test_one_runs_logs_are_read_through_the_api_and_the_command_line(
@@ -142,10 +144,10 @@ async def test_one_runs_logs_are_read_through_the_api_and_the_command_line(
     assert len(lines) == 3 and "INFO" in lines[0] and lines[0].endswith("chatty 2 says hello")
     assert "WARNING" in lines[1] and lines[1].endswith("chatty 2 is done")
     assert lines[2].endswith("Finished in state Completed()")
-    for bad in ("../../x", "a.b", "*", ">", "a" * 100, ""):
-        refused = await asyncio.to_thread(_cli, worker_env, "task-run", "logs", bad)
+    for bad in ("../../x", "a.b", "*", ">", "a" * 100, ""):  # the command's answers
+        refused = await flowbus_here("task-run", "logs", bad, env=worker_env)
         assert refused.returncode == 2 and "is not a task-run id" in refused.stderr, bad
-    missing = await asyncio.to_thread(_cli, worker_env, "task-run", "logs", "nope")
+    missing = await flowbus_here("task-run", "logs", "nope", env=worker_env)
     assert missing.returncode == 1 and "no task run 'nope'" in missing.stderr
 
 

@@ -84,7 +84,8 @@ def test_a_run_outlasting_the_drain_timeout_is_left_to_another_worker(
     marks = Path(worker_env["MARKS_DIR"])
     env = {**worker_env, "FLOWBUS_TASK_WORKER_DRAIN_TIMEOUT": "1"}
     with task_worker(tasks_root, env, "bg_tasks:marked") as worker:
-        future = bg_tasks.marked.delay(8, seconds=15.0)
+        # Long enough to outlast the drain; the other worker's execution need not wait.
+        future = bg_tasks.marked.delay(8, seconds=15.0, retaken_seconds=0.0)
         deadline = time.monotonic() + 60
         while not (marks / "8.start").exists() and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -16,7 +16,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from events.bus import Bus
-from tests.cli_here import invoke_here
+from tests.cli_here import flowbus_here, invoke_here
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,11 +65,12 @@ async def test_artifacts_made_by_a_flow_are_listed_and_inspected(env: dict[str, 
     listed = await asyncio.to_thread(flowbus, "artifact", "ls", "--key", "weekly", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     assert [a["data"] for a in json.loads(listed.stdout)] == ["# report 2", "# report 1"]
-    latest = await asyncio.to_thread(flowbus, "artifact", "inspect", "weekly", env=env)
+    # The other answers come from the commands run here (the program ran above).
+    latest = await flowbus_here("artifact", "inspect", "weekly", env=env)
     assert json.loads(latest.stdout)["data"] == "# report 2"
-    history = await asyncio.to_thread(flowbus, "artifact", "inspect", "weekly", "--history", env=env)
+    history = await flowbus_here("artifact", "inspect", "weekly", "--history", env=env)
     assert len(json.loads(history.stdout)) == 2
-    missing = await asyncio.to_thread(flowbus, "artifact", "inspect", "nothing-here", env=env)
+    missing = await flowbus_here("artifact", "inspect", "nothing-here", env=env)
     assert missing.returncode == 1 and "no artifact with key 'nothing-here'" in missing.stderr
 
 
@@ -94,7 +95,7 @@ async def test_concurrency_limits_are_created_listed_inspected_and_deleted(
 ) -> None:
     for args in (["db", "--limit", "2"], ["github", "--limit", "5", "--slot-decay-per-second", "1"],
                  ["gpu", "--limit", "1", "--tag"]):
-        made = await asyncio.to_thread(flowbus, "concurrency-limit", "create", *args, env=env)
+        made = await flowbus_here("concurrency-limit", "create", *args, env=env)
         assert made.returncode == 0, made.stderr
     await asyncio.to_thread(python, """
         from flowbus.concurrency.sync import concurrency
@@ -104,13 +105,13 @@ async def test_concurrency_limits_are_created_listed_inspected_and_deleted(
                                   "db"], capture_output=True, text=True, check=True).stdout
             assert json.loads(out)["active_slots"] == 1, out
     """, env)
-    listed = await asyncio.to_thread(flowbus, "concurrency-limit", "ls", "--json", env=env)
+    listed = await flowbus_here("concurrency-limit", "ls", "--json", env=env)
     limits = {limit["name"]: limit for limit in json.loads(listed.stdout)}
     assert set(limits) == {"db", "github", "task-tag-gpu"}
     assert limits["db"]["active_slots"] == 0 and limits["github"]["slot_decay_per_second"] == 1
-    gone = await asyncio.to_thread(flowbus, "concurrency-limit", "delete", "gpu", "--tag", env=env)
+    gone = await flowbus_here("concurrency-limit", "delete", "gpu", "--tag", env=env)
     assert gone.returncode == 0
-    again = await asyncio.to_thread(flowbus, "concurrency-limit", "delete", "gpu", "--tag", env=env)
+    again = await flowbus_here("concurrency-limit", "delete", "gpu", "--tag", env=env)
     assert again.returncode == 1 and "no concurrency limit named 'task-tag-gpu'" in again.stderr
 
 

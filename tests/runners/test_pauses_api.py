@@ -65,7 +65,10 @@ class Paused:
 @pytest.fixture
 async def paused(bus: Bus, nats_settings: NatsSettings, tmp_path: Path) -> AsyncIterator[Paused]:
     deployment = await deploy_checked(bus, "ask", ASKING, "ask", root=tmp_path / "code")
-    async with running(bus, nats_settings, runner_settings(limit=1, runner_id="solo")), \
+    # No runner fails here: a long worker lease keeps the paused run's worker on through
+    # a stall of this process's event loop on a loaded machine (a 1.5 s lease crashed it).
+    solo = runner_settings(limit=1, runner_id="solo", worker_lease=10.0, ack_wait=11.0)
+    async with running(bus, nats_settings, solo), \
             gateway_running(bus, GatewaySettings(port=0, admin_api_key=KEY)) as gw, \
             control_desk(bus):
         run_id = await schedule(bus, deployment)

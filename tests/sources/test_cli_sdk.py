@@ -57,18 +57,19 @@ async def test_cli_create_ls_inspect_pause_resume_delete(
     created = await run("source", "create", "-f", str(path), env=flowbus_env)
     assert created.returncode == 0, created.stderr
     assert "source orders created" in created.stdout
-    again = await run("source", "create", "-f", str(path), env=flowbus_env)
-    assert again.returncode == 1 and "already exists" in again.stderr
     listed = await run("source", "ls", env=flowbus_env)
     assert "orders" in listed.stdout and "nats-jetstream" in listed.stdout
-    inspected = await run("source", "inspect", "orders", env=flowbus_env)
+    # The program ran above; the other commands' answers come from them run here.
+    again = await flowbus_here("source", "create", "-f", str(path), env=flowbus_env)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    inspected = await flowbus_here("source", "inspect", "orders", env=flowbus_env)
     assert '"env": "SOURCE_SECRET_SHOP"' in inspected.stdout
-    assert (await run("source", "pause", "orders", env=flowbus_env)).returncode == 0
+    assert (await flowbus_here("source", "pause", "orders", env=flowbus_env)).returncode == 0
     assert (await (await SourceStore.open(bus)).require("orders")).paused
-    assert (await run("source", "resume", "orders", env=flowbus_env)).returncode == 0
+    assert (await flowbus_here("source", "resume", "orders", env=flowbus_env)).returncode == 0
     assert not (await (await SourceStore.open(bus)).require("orders")).paused
-    assert (await run("source", "delete", "orders", env=flowbus_env)).returncode == 0
-    missing = await run("source", "inspect", "orders", env=flowbus_env)
+    assert (await flowbus_here("source", "delete", "orders", env=flowbus_env)).returncode == 0
+    missing = await flowbus_here("source", "inspect", "orders", env=flowbus_env)
     assert missing.returncode == 1 and "no source named 'orders'" in missing.stderr
 
 
