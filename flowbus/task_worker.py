@@ -41,6 +41,7 @@ from events.records import utcnow
 from events.settings import NatsSettings
 from flowbus._body_thread import BodyThread
 from flowbus._drivers import drive_sync
+from flowbus._loop_sink import loop_sink
 from flowbus._task_engine import task_run_steps
 from flowbus.background import UPSTREAM_MARKER, TaskRunFuture
 from flowbus.context import TaskRun
@@ -395,11 +396,13 @@ async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
 
     _remote.install(nats)  # results and caches go to the server's stores
     os.environ.setdefault("FLOWBUS_NATS_URL", nats.nats_url[0])
-    _sink.configure_from_env()
     from flowbus.logging import setup_logging
 
     setup_logging()  # run loggers print and reach the sink (the logs stream), as in a flow
-    async with await Bus.connect(nats, name="flowbus-task-worker") as bus:
+    # Runs' events and log lines go out on this connection, from this loop (unless the
+    # process chose its sink before).
+    async with await Bus.connect(nats, name="flowbus-task-worker") as bus, \
+            loop_sink(bus) as own_sink:
         kv = await bus.kv(bus.layout.task_runs)
         worker = TaskWorker(bus, kv, list(tasks), settings)
         loop = asyncio.get_running_loop()
@@ -427,7 +430,10 @@ async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
         finally:
             if status is not None:
                 await status.cleanup()
-        _sink.flush_event_sink()
+        if own_sink is not None:
+            await own_sink.aflush()
+        else:
+            _sink.flush_event_sink()
         if worker.unfinished:
             # A body still running after the drain timeout cannot be stopped from here;
             # its run is taken over by another worker once its lease runs out.
