@@ -194,15 +194,22 @@ class TaskWorker:
         if lease.record.state.name == "Crashed":
             await delivery.ack()
             return
-        beat = asyncio.create_task(self._heartbeat(lease, delivery))
+        # The heartbeat task starts at the first beat: a run that ends sooner (most)
+        # costs a timer, not a task.
+        beats: list[asyncio.Task[None]] = []
+        first_beat = asyncio.get_running_loop().call_later(
+            self.heartbeat_interval, lambda: beats.append(
+                asyncio.create_task(self._heartbeat(lease, delivery))))
         flight = self.in_flight.setdefault(task.task_key, {})
         flight[job.task_run_id] = utcnow()
         try:
             name, message, result, error = await self._execute(task, job, lease)
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            first_beat.cancel()
+            for beat in beats:
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
             flight.pop(job.task_run_id, None)
             self.finished[task.task_key] = self.finished.get(task.task_key, 0) + 1
         serializer = getattr(task._serializer, "name", "custom")
@@ -269,14 +276,17 @@ class TaskWorker:
         return None
 
     async def _heartbeat(self, lease: _Lease, delivery: Any) -> None:
-        while not lease.lost:
-            await asyncio.sleep(self.heartbeat_interval)
+        """Refresh the lease now and every ``heartbeat_interval`` until it is lost."""
+        while True:
             try:
                 await delivery.in_progress()
                 refreshed = lease.record.model_copy(update={"updated": utcnow()})
                 await lease.write(self._records(), refreshed)
             except FlowbusError as exc:  # NATS away for a moment: the next beat tries again
                 log.warning("refreshing the lease of %s failed: %s", lease.record.id, exc)
+            if lease.lost:
+                break
+            await asyncio.sleep(self.heartbeat_interval)
         # The record changed under us: cancelled, or taken over by another worker.
         entry = await self.kv.get(lease.record.id)
         if entry is not None and contract.TaskRunRecord.decode(entry.value).state.name == "Cancelled":
