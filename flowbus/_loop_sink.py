@@ -6,8 +6,10 @@ would hand every batch from the body thread to a sink thread, from there to a se
 event loop with a second connection, and wait for the outcome across threads again.
 :class:`LoopSink` skips those hops: a body thread appends its events and log lines to
 a list and, when the publisher is idle, wakes it on the worker's loop, which publishes
-what has accumulated as one pipelined window on the worker's connection and waits
-for its acks; what arrives meanwhile goes in the next window. Windows go out one
+what has accumulated as one pipelined window on the worker's connection, asking
+an ack for the last event and the last log message only (a stream stores one
+connection's messages in order), and waits for those; what arrives meanwhile goes
+in the next window. Windows go out one
 after another, so every run's events and log lines are stored in the order they
 were emitted, and a run's events are written to the socket before its final record.
 
@@ -25,6 +27,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+from events.batches import publish_batches
 from events.bus import Bus
 from events.cloudevent import from_dict
 from events.errors import FlowbusError
@@ -139,18 +142,20 @@ class LoopSink:
                 messages.append(self.bus.event_message(from_dict(event)))
             except FlowbusError as exc:  # not an event the bus takes: this one is dropped
                 self._report(1, exc)
-        messages += log_messages(self.bus.layout, [item for is_event, item in batch if not is_event])
-        if not messages:
+        logs = log_messages(self.bus.layout, [item for is_event, item in batch if not is_event])
+        groups = [group for group in (messages, logs) if group]  # one stream each
+        if not groups:
             return
         try:
-            outcomes = await self.bus.publish_raw_each(messages)
+            outcomes = await publish_batches(self.bus, groups)
         except Exception as exc:  # NATS away: this window is lost, the next one tries again
-            self._report(len(messages), exc)
+            self._report(len(messages) + len(logs), exc)
             return
-        refused = [o for o in outcomes if isinstance(o, FlowbusError)]
-        self.published_count += len(outcomes) - len(refused)
-        if refused:
-            self._report(len(refused), refused[0])
+        for group, outcome in zip(groups, outcomes, strict=True):
+            if isinstance(outcome, FlowbusError):
+                self._report(len(group), outcome)
+            else:
+                self.published_count += len(group)
         count_states(events)
 
     def _report(self, count: int, exc: BaseException) -> None:
