@@ -9,9 +9,8 @@ a list and, when the publisher is idle, wakes it on the worker's loop, which pub
 what has accumulated as one pipelined window on the worker's connection, asking
 an ack for the last event and the last log message only (a stream stores one
 connection's messages in order), and waits for those; what arrives meanwhile goes
-in the next window. Windows go out one
-after another, so every run's events and log lines are stored in the order they
-were emitted, and a run's events are written to the socket before its final record.
+in the next window. Windows go out one after another, so every run's events and
+log lines are stored in the order they were emitted.
 
 Like :class:`~flowbus._sink.BufferedSink` it is bounded (a body thread waits while
 ``maxsize`` items are unpublished), a failed window is reported and dropped, and
@@ -125,6 +124,8 @@ class LoopSink:
                 continue
             try:
                 await self._publish(batch)
+            except Exception as exc:  # a bug here must not stop the publisher for good
+                self._report(len(batch), exc)
             finally:
                 with self._cond:
                     self._settled += len(batch)
@@ -202,8 +203,6 @@ class LoopSink:
                 self._loop.call_soon_threadsafe(self._wake)
             except RuntimeError:
                 pass
-
-
 
 
 @contextlib.asynccontextmanager
