@@ -8,7 +8,8 @@ would (no flow around it). Prints:
 - trivial task runs completed per second with both workers (many in flight), from the
   first ``delay`` to the last body's end, and how fast ``delay`` itself returns;
 - the CPU time spent per run of the burst by the calling process, the two workers and
-  nats-server (figures that a loaded machine disturbs less than rates do);
+  nats-server, and the system (kernel) part of the last two (figures that a loaded
+  machine disturbs less than rates do);
 - the load average before and after.
 
 ``--profile DIR`` also samples the calling process and both workers with py-spy (the
@@ -60,10 +61,11 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+def cpu_seconds(pid: int, system_only: bool = False) -> float:
+    """User + system (or only system) CPU time of process ``pid`` so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[12]) if system_only else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def start_worker(root: Path, env: dict[str, str], limit: int) -> subprocess.Popen[str]:
@@ -138,6 +140,8 @@ def run(tasks: Any, args: argparse.Namespace, pids: dict[str, list[int]]) -> Non
 
     def cpu() -> dict[str, float]:
         out = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+        out.update({f"{name} system": sum(cpu_seconds(p, system_only=True) for p in ps)
+                    for name, ps in pids.items()})
         out["caller"] = time.process_time()
         return out
 
@@ -169,9 +173,10 @@ def run(tasks: Any, args: argparse.Namespace, pids: dict[str, list[int]]) -> Non
           f"(all queued in {published - first:.2f} s, "
           f"{len(futures) / (published - first):.0f} delay calls/s)")
     per_run = {name: (cpu_after[name] - cpu_before[name]) * 1000 / len(futures)
-               for name in pids}
+               for name in cpu_after if name != "caller"}
     print(f"CPU per run of the burst: caller's delay {caller_cpu * 1000 / len(futures):.2f} ms, "
-          + ", ".join(f"{name} {ms:.2f} ms" for name, ms in per_run.items()))
+          + ", ".join(f"{name} {per_run[name]:.2f} ms (system {per_run[name + ' system']:.2f})"
+                      for name in pids))
     print(f"median of the burst's body ends after the first delay: "
           f"{statistics.median(ends) - first:.2f} s")
     if spies:

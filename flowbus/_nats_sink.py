@@ -21,6 +21,7 @@ from typing import Any
 from events.bus import Bus
 from events.cloudevent import from_dict
 from events.errors import FlowbusError
+from events.layout import Layout
 from events.settings import NatsSettings
 from flowbus._sink import BufferedSink
 from flowbus._sink_metrics import count_states
@@ -52,15 +53,7 @@ class NatsPublisher:
         count_states(batch)
 
     def publish_logs(self, batch: list[dict[str, Any]]) -> None:
-        by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for record in batch:
-            # A task run outside a flow (a background run) has a subject of its own.
-            by_run[record.get("flow_run_id") or record.get("task_run_id") or "none"].append(record)
-        messages = [
-            (self.bus.layout.logs_subject(run_id), json.dumps(records, default=str).encode(), None)
-            for run_id, records in by_run.items()
-        ]
-        self._call(self.bus.publish_raw_many(messages))
+        self._call(self.bus.publish_raw_many(log_messages(self.bus.layout, batch)))
 
     def close(self) -> None:
         if self._loop.is_closed():
@@ -71,6 +64,17 @@ class NatsPublisher:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
             self._loop.close()
+
+
+def log_messages(layout: Layout, batch: list[dict[str, Any]]
+                 ) -> list[tuple[str, bytes, dict[str, str] | None]]:
+    """The messages of a batch of log records: one JSON array per run, in order."""
+    by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in batch:
+        # A task run outside a flow (a background run) has a subject of its own.
+        by_run[record.get("flow_run_id") or record.get("task_run_id") or "none"].append(record)
+    return [(layout.logs_subject(run_id), json.dumps(records, default=str).encode(), None)
+            for run_id, records in by_run.items()]
 
 
 class NatsSink(BufferedSink):

@@ -41,6 +41,7 @@ from events.records import utcnow
 from events.settings import NatsSettings
 from flowbus._body_thread import BodyThread
 from flowbus._drivers import drive_sync
+from flowbus._loop_sink import loop_sink
 from flowbus._task_engine import task_run_steps
 from flowbus.background import UPSTREAM_MARKER, TaskRunFuture
 from flowbus.context import TaskRun
@@ -193,15 +194,22 @@ class TaskWorker:
         if lease.record.state.name == "Crashed":
             await delivery.ack()
             return
-        beat = asyncio.create_task(self._heartbeat(lease, delivery))
+        # The heartbeat task starts at the first beat: a run that ends sooner (most)
+        # costs a timer, not a task.
+        beats: list[asyncio.Task[None]] = []
+        first_beat = asyncio.get_running_loop().call_later(
+            self.heartbeat_interval, lambda: beats.append(
+                asyncio.create_task(self._heartbeat(lease, delivery))))
         flight = self.in_flight.setdefault(task.task_key, {})
         flight[job.task_run_id] = utcnow()
         try:
             name, message, result, error = await self._execute(task, job, lease)
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            first_beat.cancel()
+            for beat in beats:
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
             flight.pop(job.task_run_id, None)
             self.finished[task.task_key] = self.finished.get(task.task_key, 0) + 1
         serializer = getattr(task._serializer, "name", "custom")
@@ -268,14 +276,17 @@ class TaskWorker:
         return None
 
     async def _heartbeat(self, lease: _Lease, delivery: Any) -> None:
-        while not lease.lost:
-            await asyncio.sleep(self.heartbeat_interval)
+        """Refresh the lease now and every ``heartbeat_interval`` until it is lost."""
+        while True:
             try:
                 await delivery.in_progress()
                 refreshed = lease.record.model_copy(update={"updated": utcnow()})
                 await lease.write(self._records(), refreshed)
             except FlowbusError as exc:  # NATS away for a moment: the next beat tries again
                 log.warning("refreshing the lease of %s failed: %s", lease.record.id, exc)
+            if lease.lost:
+                break
+            await asyncio.sleep(self.heartbeat_interval)
         # The record changed under us: cancelled, or taken over by another worker.
         entry = await self.kv.get(lease.record.id)
         if entry is not None and contract.TaskRunRecord.decode(entry.value).state.name == "Cancelled":
@@ -395,11 +406,13 @@ async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
 
     _remote.install(nats)  # results and caches go to the server's stores
     os.environ.setdefault("FLOWBUS_NATS_URL", nats.nats_url[0])
-    _sink.configure_from_env()
     from flowbus.logging import setup_logging
 
     setup_logging()  # run loggers print and reach the sink (the logs stream), as in a flow
-    async with await Bus.connect(nats, name="flowbus-task-worker") as bus:
+    # Runs' events and log lines go out on this connection, from this loop (unless the
+    # process chose its sink before).
+    async with await Bus.connect(nats, name="flowbus-task-worker") as bus, \
+            loop_sink(bus) as own_sink:
         kv = await bus.kv(bus.layout.task_runs)
         worker = TaskWorker(bus, kv, list(tasks), settings)
         loop = asyncio.get_running_loop()
@@ -427,7 +440,10 @@ async def aserve(*tasks: Task[Any, Any], limit: int | None = None,
         finally:
             if status is not None:
                 await status.cleanup()
-        _sink.flush_event_sink()
+        if own_sink is not None:
+            await own_sink.aflush()
+        else:
+            _sink.flush_event_sink()
         if worker.unfinished:
             # A body still running after the drain timeout cannot be stopped from here;
             # its run is taken over by another worker once its lease runs out.
