@@ -6,10 +6,9 @@ would hand every batch from the body thread to a sink thread, from there to a se
 event loop with a second connection, and wait for the outcome across threads again.
 :class:`LoopSink` skips those hops: a body thread appends its events and log lines to
 a list and, when the publisher is idle, wakes it on the worker's loop, which publishes
-what has accumulated as one pipelined window on the worker's connection, asking
-an ack for the last event and the last log message only (a stream stores one
-connection's messages in order), and waits for those; what arrives meanwhile goes
-in the next window. Windows go out one after another, so every run's events and
+what has accumulated as one pipelined window on the worker's connection (every
+message acked, the acks read together), and waits for those; what arrives meanwhile
+goes in the next window. Windows go out one after another, so every run's events and
 log lines are stored in the order they were emitted.
 
 Like :class:`~flowbus._sink.BufferedSink` it is bounded (a body thread waits while
