@@ -130,11 +130,29 @@ class FlowRunContext:
     task_runner: Any
     parameters: dict[str, Any]
     log_prints: bool
-    result_store: Any = None
+    _result_store: Any = None
     # Which assets the flow's task runs carry downstream (`flowbus.assets._context`).
     asset_tracking: Any = None
     observed_pauses: int = 0  # pause_flow_run / suspend_flow_run calls so far (their keys)
     dynamic_keys: dict[str, int] = field(default_factory=dict)  # task_key -> calls so far
+
+    @property
+    def result_store(self) -> Any:
+        """The flow's `ResultStore` (Prefect's ``result_store``): its ``result_storage``
+        is the flow's storage resolved (a saved block named by slug, or the default
+        result storage), made when first read."""
+        if self._result_store is None:
+            from flowbus.results import ResultStore, resolve_result_store
+
+            self._result_store = ResultStore(
+                result_storage=resolve_result_store(getattr(self.flow, "result_storage", None)),
+                serializer=getattr(self.flow, "_serializer", None),
+            )
+        return self._result_store
+
+    @result_store.setter
+    def result_store(self, value: Any) -> None:
+        self._result_store = value
 
     @classmethod
     def get(cls) -> FlowRunContext | None:

@@ -17,10 +17,11 @@ import concurrent.futures as cf
 import contextvars
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from flowbus.futures import FlowbusFuture
+from flowbus._runner_api import mapped_calls, task_job
+from flowbus.futures import FlowbusFuture, FutureList
 from flowbus.states import State
 
 
@@ -39,27 +40,70 @@ class TaskJob(Protocol):
 
 
 class TaskRunner:
-    """Base class of task runners."""
+    """Base class of task runners.
+
+    ``submit(task, parameters, wait_for=None)`` and ``map(task, parameters)`` are
+    Prefect's interface, for a started runner (``with runner:``); the engine hands
+    the runner its prepared jobs through the same ``submit``.
+    """
+
+    _started: bool = False
 
     def duplicate(self) -> TaskRunner:
         raise NotImplementedError
 
-    def submit(self, job: TaskJob) -> FlowbusFuture[Any]:
+    def _submit_job(self, job: TaskJob) -> FlowbusFuture[Any]:
         raise NotImplementedError
 
+    def submit(
+        self, task: Any, parameters: dict[str, Any] | None = None, wait_for: Iterable[Any] | None = None,
+        dependencies: dict[str, set[Any]] | None = None,
+    ) -> FlowbusFuture[Any]:
+        """Run `task` with `parameters` (by name); returns its future at once.
+
+        ``dependencies`` (Prefect's task inputs) is accepted and not used: flowbus
+        finds a run's upstreams in its parameters and ``wait_for``.
+        """
+        if parameters is None and callable(getattr(task, "for_process", None)):
+            return self._submit_job(task)  # the engine's prepared job
+        if not self._started:
+            raise RuntimeError("Task runner is not started: use it as a context manager (`with runner:`)")
+        return self._submit_job(task_job(task, parameters or {}, wait_for))
+
+    def map(
+        self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None,
+    ) -> FutureList[Any]:
+        """One run of `task` per element of the iterable parameters (zipped), as
+        ``Task.map``; a future given as a parameter is waited for and its result mapped."""
+        if not self._started:
+            raise RuntimeError("Task runner is not started: use it as a context manager (`with runner:`)")
+        name = getattr(task, "name", repr(task))
+        calls = mapped_calls(name, dict(parameters), resolve_futures=True)
+        return FutureList(self.submit(task, call, wait_for) for call in calls)
+
     def __enter__(self) -> TaskRunner:
+        self._started = True
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None = None, *exc_info: object) -> None:
-        return None
+        self._started = False
+
+    def _key(self) -> tuple[Any, ...]:
+        return ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._key() == other._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._key()))
 
 
 class ThreadPoolTaskRunner(TaskRunner):
     """Runs submitted task runs in a pool of threads (the default runner).
 
-    `max_workers` defaults to ``FLOWBUS_TASK_RUNNER_MAX_WORKERS`` or
-    ``max(32, cpus + 4)``; a generous default because a task waiting on another
-    submitted task holds its thread.
+    `max_workers` defaults to ``FLOWBUS_TASK_RUNNER_MAX_WORKERS`` (Prefect's
+    ``PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS``) or ``max(32, cpus + 4)``; a
+    generous default because a task waiting on another submitted task holds its thread.
     """
 
     def __init__(self, max_workers: int | None = None) -> None:
@@ -72,11 +116,21 @@ class ThreadPoolTaskRunner(TaskRunner):
     def duplicate(self) -> ThreadPoolTaskRunner:
         return type(self)(self.max_workers)
 
+    def _key(self) -> tuple[Any, ...]:
+        return (self.max_workers,)
+
     def _workers(self) -> int:
+        from flowbus.settings import FLOWBUS_TASK_RUNNER_MAX_WORKERS
+
         if self.max_workers is not None:
             return self.max_workers
-        env = os.environ.get("FLOWBUS_TASK_RUNNER_MAX_WORKERS")
-        return int(env) if env else max(32, (os.cpu_count() or 1) + 4)
+        configured = FLOWBUS_TASK_RUNNER_MAX_WORKERS.value()
+        return int(configured) if configured else max(32, (os.cpu_count() or 1) + 4)
+
+    def __enter__(self) -> ThreadPoolTaskRunner:
+        super().__enter__()
+        self._get_executor()
+        return self
 
     def _get_executor(self) -> cf.ThreadPoolExecutor:
         executor = self._executor
@@ -89,12 +143,13 @@ class ThreadPoolTaskRunner(TaskRunner):
                 executor = self._executor
         return executor
 
-    def submit(self, job: TaskJob) -> FlowbusFuture[Any]:
+    def _submit_job(self, job: TaskJob) -> FlowbusFuture[Any]:
         # The run inherits the submitter's context (flow run, tags, log settings).
         ctx = contextvars.copy_context()
         return FlowbusFuture(self._get_executor().submit(ctx.run, job), job.task_run)
 
     def __exit__(self, exc_type: type[BaseException] | None = None, *exc_info: object) -> None:
+        super().__exit__(exc_type)
         if self._executor is not None:
             # After a timeout the run is over: do not hold its final state hostage to
             # submitted runs that are still going; they finish in the background.
@@ -113,7 +168,7 @@ class SequentialTaskRunner(TaskRunner):
     def duplicate(self) -> SequentialTaskRunner:
         return type(self)()
 
-    def submit(self, job: TaskJob) -> FlowbusFuture[Any]:
+    def _submit_job(self, job: TaskJob) -> FlowbusFuture[Any]:
         future: cf.Future[State[Any]] = cf.Future()
         try:
             future.set_result(job())
@@ -141,6 +196,8 @@ def _call_in_process(payload: bytes) -> bytes:
 class ProcessPoolTaskRunner(TaskRunner):
     """Runs submitted task runs in worker processes (spawned; work is sent with cloudpickle).
 
+    `max_workers` defaults to ``FLOWBUS_TASK_RUNNER_PROCESS_POOL_MAX_WORKERS`` (Prefect's
+    ``PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS``) or the number of CPUs.
     Upstream futures are resolved in the parent first, then the task, its inputs and
     its final state travel by cloudpickle. Logs and events of a task run in a worker
     go to that worker's sink (its stderr and ``FLOWBUS_EVENTS_FILE`` by default).
@@ -175,6 +232,22 @@ class ProcessPoolTaskRunner(TaskRunner):
     def duplicate(self) -> ProcessPoolTaskRunner:
         return type(self)(self.max_workers, self.initializer, self.initargs)
 
+    def _key(self) -> tuple[Any, ...]:
+        return (self.max_workers, self.initializer, self.initargs)
+
+    def _workers(self) -> int:
+        from flowbus.settings import FLOWBUS_TASK_RUNNER_PROCESS_POOL_MAX_WORKERS
+
+        if self.max_workers is not None:
+            return self.max_workers
+        configured = FLOWBUS_TASK_RUNNER_PROCESS_POOL_MAX_WORKERS.value()
+        return int(configured) if configured else (os.cpu_count() or 1)
+
+    def __enter__(self) -> ProcessPoolTaskRunner:
+        super().__enter__()
+        self._start()
+        return self
+
     def _start(self) -> tuple[cf.ProcessPoolExecutor, cf.ThreadPoolExecutor]:
         with self._lock:
             if self._processes is None or self._threads is None:
@@ -187,7 +260,7 @@ class ProcessPoolTaskRunner(TaskRunner):
 
                     init = (_initialize_worker, (cloudpickle.dumps((self.initializer, self.initargs)),))
                 self._processes = cf.ProcessPoolExecutor(
-                    self.max_workers,
+                    self._workers(),
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=init[0],
                     initargs=init[1],
@@ -195,7 +268,7 @@ class ProcessPoolTaskRunner(TaskRunner):
                 self._threads = cf.ThreadPoolExecutor(thread_name_prefix="flowbus-dispatch")
             return self._processes, self._threads
 
-    def submit(self, job: TaskJob) -> FlowbusFuture[Any]:
+    def _submit_job(self, job: TaskJob) -> FlowbusFuture[Any]:
         processes, threads = self._start()
         ctx = contextvars.copy_context()
 
@@ -212,6 +285,7 @@ class ProcessPoolTaskRunner(TaskRunner):
         return FlowbusFuture(threads.submit(dispatch), job.task_run)
 
     def __exit__(self, exc_type: type[BaseException] | None = None, *exc_info: object) -> None:
+        super().__exit__(exc_type)
         wait = exc_type is None or not issubclass(exc_type, TimeoutError)
         if self._threads is not None:
             self._threads.shutdown(wait=wait, cancel_futures=not wait)
@@ -221,8 +295,23 @@ class ProcessPoolTaskRunner(TaskRunner):
             self._processes = None
 
 
+class PrefectTaskRunner(TaskRunner):
+    """Prefect's runner that sends each submitted task to its task workers. Not built
+    here: flowbus's way is ``Task.delay`` / ``Task.apply_async`` with ``flowbus
+    task-worker`` (docs/sdk.md, "Background tasks"), whose futures are background
+    futures, not a flow's task runs. Making one says so."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError(
+            "PrefectTaskRunner is not built in flowbus: submit background tasks with "
+            "Task.delay(...) and run them with `flowbus task-worker`, or use "
+            "ThreadPoolTaskRunner / ProcessPoolTaskRunner for a flow's task runs"
+        )
+
+
 __all__ = [
     "ConcurrentTaskRunner",
+    "PrefectTaskRunner",
     "ProcessPoolTaskRunner",
     "SequentialTaskRunner",
     "TaskRunner",
