@@ -23,14 +23,15 @@ the optional `fsspec` package (and the package for its scheme, e.g. `s3fs`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import Field, PrivateAttr, field_validator
 
 from flowbus._dual import dual
-from flowbus.blocks.core import Block
+from flowbus.blocks.core import Block, _IgnoredDescriptor
 from flowbus.exceptions import ConfigurationError
 from flowbus.results import write_atomic
 
@@ -40,6 +41,16 @@ def _relative_key(key: str) -> str:
     if not str(key) or path.is_absolute() or ".." in path.parts:
         raise ValueError(f"storage key {key!r} must be a relative path without '..'")
     return str(path)
+
+
+class _KeyOrBlockDelete(_IgnoredDescriptor):
+    """``delete``: on an instance, delete a stored key (the result-store interface); on
+    the class, delete a saved block by name (``LocalFileSystem.delete("results")``)."""
+
+    def __get__(self, instance: Any, owner: type[Any]) -> Any:
+        if instance is None:
+            return functools.partial(Block.delete.__func__, owner)  # type: ignore[attr-defined]
+        return instance._delete_key
 
 
 @runtime_checkable
@@ -97,7 +108,7 @@ class LocalFileSystem(Block):
     basepath: str | None = Field(default=None, description="the directory files go under")
 
     def __init__(self, basepath: str | os.PathLike[str] | None = None, **data: Any) -> None:
-        super().__init__(basepath=basepath, **data)
+        super().__init__(basepath=basepath, **data)  # type: ignore[call-arg]
 
     @field_validator("basepath", mode="before")
     @classmethod
@@ -153,8 +164,10 @@ class LocalFileSystem(Block):
     def write(self, key: str, data: bytes) -> None:
         self._write_path(key, data)
 
-    def delete(self, key: str) -> None:
+    def _delete_key(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    delete: ClassVar[_KeyOrBlockDelete] = _KeyOrBlockDelete()
 
     def __repr__(self) -> str:
         return f"LocalFileSystem(basepath={self.basepath!r})"
@@ -179,7 +192,7 @@ class RemoteFileSystem(Block):
                 f"RemoteFileSystem basepath {basepath!r} needs a scheme, e.g. 's3://bucket/path'; "
                 "use LocalFileSystem for a local directory"
             )
-        super().__init__(basepath=basepath, settings=settings, **data)
+        super().__init__(basepath=basepath, settings=settings, **data)  # type: ignore[call-arg]
 
     @field_validator("basepath")
     @classmethod
@@ -229,7 +242,9 @@ class RemoteFileSystem(Block):
     def write(self, key: str, data: bytes) -> None:
         self.write_path(key, data)
 
-    def delete(self, key: str) -> None:
+    delete: ClassVar[_KeyOrBlockDelete] = _KeyOrBlockDelete()
+
+    def _delete_key(self, key: str) -> None:
         url = self._url(key)
         if self.filesystem.exists(url):
             self.filesystem.rm(url)

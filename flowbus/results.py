@@ -169,7 +169,7 @@ def _block_default() -> ResultStorage | None:
     slug = FLOWBUS_DEFAULT_RESULT_STORAGE_BLOCK.value()
     if not slug:
         return None
-    cache_key = (slug, str(FLOWBUS_LOCAL_STORAGE_PATH.value()))
+    cache_key = (slug, f"{flowbus_home()}|{FLOWBUS_LOCAL_STORAGE_PATH.value()}")
     store = _default_storages.get(cache_key)
     if store is None:
         block_type, sep, name = slug.partition("/")

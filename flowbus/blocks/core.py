@@ -69,10 +69,15 @@ def _secret_box() -> Any:
     return SecretBox(dev_box(flowbus_home()))
 
 
+class _IgnoredDescriptor:
+    """Base of descriptors a block class defines that pydantic must leave alone."""
+
+
 class Block(BaseModel):
     """Base class of saved configuration; subclass it with pydantic fields."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, ignored_types=(_DualClassMethod,))
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True,
+                              ignored_types=(_DualClassMethod, _IgnoredDescriptor))
 
     _block_type_slug: ClassVar[str | None] = None
     _secret_fields: ClassVar[tuple[str, ...]] = ()
