@@ -165,7 +165,7 @@ def test_runners_inside_flows_still_take_the_engines_jobs() -> None:
 
 
 def test_prefect_task_runner_says_it_is_not_built() -> None:
-    with pytest.raises(NotImplementedError, match="Task.delay"):
+    with pytest.raises(NotImplementedError, match=r"Task\.delay"):
         PrefectTaskRunner()
 
 
