@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextvars
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -104,6 +105,9 @@ class ThreadPoolTaskRunner(TaskRunner):
     `max_workers` defaults to ``FLOWBUS_TASK_RUNNER_MAX_WORKERS`` (Prefect's
     ``PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS``) or ``max(32, cpus + 4)``; a
     generous default because a task waiting on another submitted task holds its thread.
+    A task run that submits another while every worker is busy would wait for a free
+    worker forever (its own thread is one of them): that nested run gets a thread of
+    its own beyond `max_workers` instead, with one warning per runner.
     """
 
     def __init__(self, max_workers: int | None = None) -> None:
@@ -112,6 +116,10 @@ class ThreadPoolTaskRunner(TaskRunner):
         self.max_workers = max_workers
         self._executor: cf.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._worker_thread_ids: set[int] = set()  # threads running this runner's task runs
+        self._active_submission_count = 0
+        self._overflow: list[cf.Future[State[Any]]] = []
+        self._warned = False
 
     def duplicate(self) -> ThreadPoolTaskRunner:
         return type(self)(self.max_workers)
@@ -146,10 +154,57 @@ class ThreadPoolTaskRunner(TaskRunner):
     def _submit_job(self, job: TaskJob) -> FlowbusFuture[Any]:
         # The run inherits the submitter's context (flow run, tags, log settings).
         ctx = contextvars.copy_context()
-        return FlowbusFuture(self._get_executor().submit(ctx.run, job), job.task_run)
+        executor = self._get_executor()
+        with self._lock:
+            nested_when_full = (threading.get_ident() in self._worker_thread_ids
+                                and self._active_submission_count >= self._workers())  # fmt: skip
+            self._active_submission_count += 1
+        if not nested_when_full:
+            return FlowbusFuture(executor.submit(self._run, ctx, job), job.task_run)
+        self._warn_if_nested_submit_would_deadlock(job.task_run.name)
+        future: cf.Future[State[Any]] = cf.Future()
+        self._overflow.append(future)
+        threading.Thread(target=self._run_into, args=(future, ctx, job), daemon=True,
+                         name="flowbus-task-nested").start()  # fmt: skip
+        return FlowbusFuture(future, job.task_run)
+
+    def _run(self, ctx: contextvars.Context, job: TaskJob) -> State[Any]:
+        ident = threading.get_ident()
+        with self._lock:
+            self._worker_thread_ids.add(ident)
+        try:
+            return ctx.run(job)
+        finally:
+            with self._lock:
+                self._active_submission_count -= 1
+
+    def _run_into(self, future: cf.Future[State[Any]], ctx: contextvars.Context, job: TaskJob) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            state = self._run(ctx, job)
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(state)
+        finally:
+            with self._lock:
+                self._worker_thread_ids.discard(threading.get_ident())
+
+    def _warn_if_nested_submit_would_deadlock(self, name: object) -> None:
+        if self._warned:
+            return
+        self._warned = True
+        logging.getLogger("flowbus.task_runner.threadpool").warning(
+            "Task run %s was submitted from a task run while all %d workers of the thread pool "
+            "are busy; waiting for a free worker would deadlock, so it runs in a thread of its "
+            "own beyond max_workers (raise max_workers to avoid this)", name, self._workers())
 
     def __exit__(self, exc_type: type[BaseException] | None = None, *exc_info: object) -> None:
         super().__exit__(exc_type)
+        overflow, self._overflow = self._overflow, []
+        if overflow and not (exc_type is not None and issubclass(exc_type, TimeoutError)):
+            cf.wait(overflow)
         if self._executor is not None:
             # After a timeout the run is over: do not hold its final state hostage to
             # submitted runs that are still going; they finish in the background.

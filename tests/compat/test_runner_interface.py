@@ -6,6 +6,7 @@ and ``map(task, parameters)``, the pool-size settings, equality of duplicates,
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import uuid
 from typing import Any
 
@@ -174,3 +175,30 @@ def test_a_wrapped_future_is_a_future_with_its_ids() -> None:
     assert isinstance(ready, PrefectFuture)
     assert isinstance(ready.task_run_id, uuid.UUID) and isinstance(ready.wrapped_future, cf.Future)
     assert ready.result() == 5 and ready.state.is_completed()
+
+
+@pytest.mark.parametrize("max_workers", [1, 2, None])
+def test_nested_submits_on_a_full_pool_do_not_deadlock(max_workers: int | None) -> None:
+    @task
+    def countdown(n: int) -> int:
+        if n == 0:
+            return 0
+        return countdown.submit(n - 1).result()
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=max_workers))
+    def pipeline() -> int:
+        return countdown.submit(12).result()
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("flowbus.task_runner.threadpool")
+    logger.addHandler(handler)
+    try:
+        assert pipeline() == 0
+    finally:
+        logger.removeHandler(handler)
+    warnings = [r for r in records if "max_workers" in r.getMessage() and "deadlock" in r.getMessage()]
+    # Once per runner when the pool was full (12 nested runs need more than 1 or 2
+    # workers), none when it never was (the default pool has 32).
+    assert len(warnings) == (1 if max_workers else 0)
