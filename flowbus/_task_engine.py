@@ -36,6 +36,7 @@ from flowbus.context import (
     TaskRun,
     TaskRunContext,
     _flow_run_ctx,
+    _tags,
     _task_run_ctx,
     current_tags,
 )
@@ -444,17 +445,19 @@ class TaskJob:
             flow_ctx.parameters if flow_ctx else {},
             _log_prints.get(),
             upstream_assets,
+            current_tags(),
         )
 
 
 def _run_task_in_process(
     task: Any, task_run: TaskRun, parameters: dict[str, Any], flow_parameters: dict[str, Any], log_prints: bool,
-    upstream_assets: Any = None,
+    upstream_assets: Any = None, open_tags: tuple[str, ...] = (),
 ) -> State[Any]:
     setup_logging()
     _sink.configure_from_env()
     _log_prints.set(log_prints)
     _asset_hooks.inherited.set(upstream_assets)
+    _tags.set(open_tags)  # the submitter's `with tags(...)` blocks, as TagsContext shows them
     try:
         return drive_sync(task_run_steps(task, task_run, parameters, None, flow_parameters))
     finally:

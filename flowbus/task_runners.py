@@ -280,7 +280,7 @@ class ProcessPoolTaskRunner(TaskRunner):
         self.max_workers = max_workers
         self.initializer = initializer
         self.initargs = initargs
-        self._processes: cf.ProcessPoolExecutor | None = None
+        self._executor: cf.ProcessPoolExecutor | None = None
         self._threads: cf.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -305,7 +305,7 @@ class ProcessPoolTaskRunner(TaskRunner):
 
     def _start(self) -> tuple[cf.ProcessPoolExecutor, cf.ThreadPoolExecutor]:
         with self._lock:
-            if self._processes is None or self._threads is None:
+            if self._executor is None or self._threads is None:
                 import multiprocessing
 
                 # spawn, not fork: forking a process that runs threads can deadlock.
@@ -314,14 +314,14 @@ class ProcessPoolTaskRunner(TaskRunner):
                     import cloudpickle
 
                     init = (_initialize_worker, (cloudpickle.dumps((self.initializer, self.initargs)),))
-                self._processes = cf.ProcessPoolExecutor(
+                self._executor = cf.ProcessPoolExecutor(
                     self._workers(),
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=init[0],
                     initargs=init[1],
                 )
                 self._threads = cf.ThreadPoolExecutor(thread_name_prefix="flowbus-dispatch")
-            return self._processes, self._threads
+            return self._executor, self._threads
 
     def _submit_job(self, job: TaskJob) -> FlowbusFuture[Any]:
         processes, threads = self._start()
@@ -339,15 +339,26 @@ class ProcessPoolTaskRunner(TaskRunner):
 
         return FlowbusFuture(threads.submit(dispatch), job.task_run)
 
+    @property
+    def _max_workers(self) -> int:
+        return self._workers()
+
+    def cancel_all(self) -> None:
+        """Cancel the submitted runs that have not started and shut the pool down
+        without waiting (runs already in a worker process finish there)."""
+        self._shutdown(wait=False)
+
     def __exit__(self, exc_type: type[BaseException] | None = None, *exc_info: object) -> None:
         super().__exit__(exc_type)
-        wait = exc_type is None or not issubclass(exc_type, TimeoutError)
-        if self._threads is not None:
-            self._threads.shutdown(wait=wait, cancel_futures=not wait)
-            self._threads = None
-        if self._processes is not None:
-            self._processes.shutdown(wait=wait, cancel_futures=not wait)
-            self._processes = None
+        self._shutdown(wait=exc_type is None or not issubclass(exc_type, TimeoutError))
+
+    def _shutdown(self, wait: bool) -> None:
+        with self._lock:
+            threads, processes, self._threads, self._executor = self._threads, self._executor, None, None
+        if threads is not None:
+            threads.shutdown(wait=wait, cancel_futures=not wait)
+        if processes is not None:
+            processes.shutdown(wait=wait, cancel_futures=not wait)
 
 
 class PrefectTaskRunner(TaskRunner):

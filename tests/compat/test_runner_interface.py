@@ -151,10 +151,36 @@ def test_duplicates_are_equal_and_distinct() -> None:
     assert process.duplicate() == process and ProcessPoolTaskRunner(max_workers=2) != process
 
 
-def test_process_pool_runs_submitted_and_mapped_tasks() -> None:
-    with ProcessPoolTaskRunner(max_workers=1) as runner:
+def test_process_pool_runs_submitted_and_mapped_tasks_with_the_submitters_tags() -> None:
+    runner = ProcessPoolTaskRunner(max_workers=1)
+    with tags("tag1", "tag2"), runner:
+        assert runner._executor is not None and runner._executor._max_workers == 1
         assert runner.submit(pair, {"a": 1, "b": 2}).result() == (1, 2)
         assert [f.result() for f in runner.map(apair, {"a": [1, 2]})] == [(1, "b"), (2, "b")]
+        assert runner.submit(current_tags, {}).result() == {"tag1", "tag2"}
+        assert runner.map(acurrent_tags, {"a": [1]}).result() == [{"tag1", "tag2"}]
+    assert runner._executor is None  # shut down on exit
+
+
+@task
+def nap(seconds: float) -> str:
+    import time
+
+    time.sleep(seconds)
+    return "slept"
+
+
+def test_process_pool_cancel_all_shuts_the_pool_down_without_waiting() -> None:
+    with ProcessPoolTaskRunner(max_workers=1) as runner:
+        first = runner.submit(nap, {"seconds": 0.5})
+        queued = [runner.submit(nap, {"seconds": 0.5}) for _ in range(3)]
+        runner.cancel_all()
+        assert runner._executor is None
+        first.wait(120)
+        for future in queued:
+            future.wait(120)
+        # Runs already dispatched finish; what never reached a worker is cancelled.
+        assert any(f.wrapped_future.cancelled() or f.wrapped_future.exception() is not None for f in queued)
 
 
 def test_runners_inside_flows_still_take_the_engines_jobs() -> None:
