@@ -362,17 +362,57 @@ class ProcessPoolTaskRunner(TaskRunner):
 
 
 class PrefectTaskRunner(TaskRunner):
-    """Prefect's runner that sends each submitted task to its task workers. Not built
-    here: flowbus's way is ``Task.delay`` / ``Task.apply_async`` with ``flowbus
-    task-worker`` (docs/sdk.md, "Background tasks"), whose futures are background
-    futures, not a flow's task runs. Making one says so."""
+    """Prefect's runner that sends each submitted task to task workers: ``submit`` is
+    ``task.apply_async(kwargs=parameters, wait_for=...)``, a background task run that
+    a ``flowbus task-worker`` serving the task executes (it needs a server:
+    ``FLOWBUS_NATS_URL``), and returns its `flowbus.background.TaskRunFuture`.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError(
-            "PrefectTaskRunner is not built in flowbus: submit background tasks with "
-            "Task.delay(...) and run them with `flowbus task-worker`, or use "
-            "ThreadPoolTaskRunner / ProcessPoolTaskRunner for a flow's task runs"
+    Example::
+
+        with PrefectTaskRunner() as runner:
+            future = runner.submit(add, {"x": 1, "y": 2})
+            future.result(timeout=60)
+
+    It is not a flow's task runner (``@flow(task_runner=PrefectTaskRunner())`` is
+    refused when the flow submits a task): a flow's submitted runs are its own task
+    runs, background runs are not.
+    """
+
+    def duplicate(self) -> PrefectTaskRunner:
+        return type(self)()
+
+    def _submit_job(self, job: TaskJob) -> FlowbusFuture[Any]:
+        from flowbus.exceptions import ConfigurationError
+
+        raise ConfigurationError(
+            "PrefectTaskRunner cannot run a flow's submitted task runs in flowbus: use "
+            "ThreadPoolTaskRunner or ProcessPoolTaskRunner as the flow's task runner, and "
+            "Task.delay(...) (or PrefectTaskRunner().submit outside flows) for background tasks"
         )
+
+    def submit(
+        self, task: Any, parameters: dict[str, Any] | None = None, wait_for: Iterable[Any] | None = None,
+        dependencies: dict[str, set[Any]] | None = None,
+    ) -> Any:
+        """A background run of `task` with `parameters`; its `TaskRunFuture`."""
+        if parameters is None and callable(getattr(task, "for_process", None)):
+            return self._submit_job(task)
+        if not self._started:
+            raise RuntimeError("Task runner is not started: use it as a context manager (`with runner:`)")
+        from flowbus.tasks import Task
+
+        if not isinstance(task, Task):
+            raise TypeError(f"a task runner runs tasks (made with @task), got {task!r}")
+        if not isinstance(parameters or {}, dict):
+            raise TypeError(f"parameters must be a dict of the task's parameters by name, got {type(parameters).__name__}")
+        return task.apply_async(kwargs=dict(parameters or {}), wait_for=wait_for, dependencies=dependencies)
+
+    def map(self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None) -> Any:
+        """One background run per element of the iterable parameters; their futures."""
+        if not self._started:
+            raise RuntimeError("Task runner is not started: use it as a context manager (`with runner:`)")
+        calls = mapped_calls(getattr(task, "name", repr(task)), dict(parameters), resolve_futures=True)
+        return [self.submit(task, call, wait_for) for call in calls]
 
 
 __all__ = [

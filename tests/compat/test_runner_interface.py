@@ -21,7 +21,7 @@ from flowbus.settings import (
     temporary_settings,
 )
 from flowbus.states import Completed
-from flowbus.task_runners import PrefectTaskRunner, ProcessPoolTaskRunner, ThreadPoolTaskRunner
+from flowbus.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from flowbus.utilities.annotations import unmapped
 
 
@@ -189,11 +189,6 @@ def test_runners_inside_flows_still_take_the_engines_jobs() -> None:
         return [f.result() for f in pair.map([1, 2], unmapped("x"))]
 
     assert pipeline() == [(1, "x"), (2, "x")]
-
-
-def test_prefect_task_runner_says_it_is_not_built() -> None:
-    with pytest.raises(NotImplementedError, match=r"Task\.delay"):
-        PrefectTaskRunner()
 
 
 def test_a_wrapped_future_is_a_future_with_its_ids() -> None:
