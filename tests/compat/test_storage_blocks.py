@@ -207,3 +207,30 @@ def test_a_block_saved_here_is_result_storage_in_another_process(tmp_path: Path,
     assert (tmp_path / "shared" / "from-child").is_file()
     # And the value the child stored reads back here through the same block.
     assert LocalFileSystem.load(name).read("from-child") == b'"made in the child"'
+
+
+def test_a_transaction_reads_a_key_after_the_serializable_writer_holding_it(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from flowbus.locking.memory import MemoryLockManager
+    from flowbus.transactions import IsolationLevel, transaction
+
+    store = ResultStore(result_storage=LocalFileSystem(basepath=tmp_path), lock_manager=MemoryLockManager())
+    opened = threading.Event()
+
+    def write() -> None:
+        with transaction(key="contended", store=store, isolation_level=IsolationLevel.SERIALIZABLE) as txn:
+            opened.set()
+            time.sleep(0.3)  # the reader asks while the lock is held
+            txn.stage({"foo": "bar"})
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert opened.wait(60)
+        with transaction(key="contended", store=store) as txn:
+            record = txn.read()
+        assert record is not None and record.result == {"foo": "bar"}
+    finally:
+        writer.join(60)
