@@ -226,7 +226,7 @@ def _depends_on_itself(task_run: TaskRun, wait_for: Iterable[Any] | None) -> boo
     upstream: list[Any] = list(wait_for or ())
     for value in task_run.parameters.values():
         upstream.extend(value if isinstance(value, list | tuple | set) else (value,))
-    return any(isinstance(u, FlowbusFuture) and u.task_run_id == task_run.id for u in upstream)
+    return any(isinstance(u, FlowbusFuture) and u.task_run.id == task_run.id for u in upstream)
 
 
 def _wait_for_tag_slots(task_run: TaskRun) -> Steps[tuple[Held | None, BaseException | None]]:
