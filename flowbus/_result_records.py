@@ -53,7 +53,7 @@ class ResultRecordMetadata(BaseModel):
     expiration: _dt.datetime | None = Field(default=None, description="when the record stops being valid")
     serializer: Any = Field(default_factory=PickleSerializer, description="a serializer, or its name")
     prefect_version: str = Field(default_factory=_version, description="the flowbus version that wrote it")
-    storage_block_id: uuid.UUID | None = Field(default=None, description="kept for Prefect's shape; unused")
+    storage_block_id: uuid.UUID | None = Field(default=None, description="the saved storage block the value is in")
 
     @field_validator("serializer", mode="before")
     @classmethod

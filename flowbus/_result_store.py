@@ -53,6 +53,12 @@ def _local_root(storage: Any) -> Path | None:
     return None
 
 
+def _block_id(storage: Any) -> uuid.UUID | None:
+    """The id of the saved block `storage` is (None for an unsaved one)."""
+    block_id = getattr(storage, "_block_document_id", None)
+    return block_id if isinstance(block_id, uuid.UUID) else None
+
+
 class ResultStore(StoreLocks):
     """Prefect's ``ResultStore(...)``: where results go, how they are serialised, and the
     lock manager of ``SERIALIZABLE`` transactions on them.
@@ -117,7 +123,9 @@ class ResultStore(StoreLocks):
         """The key a record is stored under: for local files, its absolute path."""
         target = self._target()
         root = _local_root(target)
-        if root is None or os.path.isabs(key):
+        # A saved block keeps the key as given (it is read back through the block);
+        # an unsaved file system stores the file's absolute path, as Prefect does.
+        if root is None or os.path.isabs(key) or _block_id(target) is not None:
             return key
         path = getattr(target, "_path", None)
         return str(path(key).resolve()) if callable(path) else str(root / key)
@@ -131,7 +139,8 @@ class ResultStore(StoreLocks):
         from flowbus._result_records import ResultRecord, ResultRecordMetadata
 
         storage_key = self._storage_key(key or self.storage_key_fn())
-        metadata = ResultRecordMetadata(serializer=self.serializer, expiration=expiration, storage_key=storage_key)
+        metadata = ResultRecordMetadata(serializer=self.serializer, expiration=expiration, storage_key=storage_key,
+                                        storage_block_id=_block_id(self._target()))
         return ResultRecord(result=obj, metadata=metadata)
 
     def persist_result_record(self, result_record: ResultRecord[Any], holder: str | None = None) -> None:

@@ -36,6 +36,7 @@ from flowbus.context import (
     TaskRun,
     TaskRunContext,
     _flow_run_ctx,
+    _tags,
     _task_run_ctx,
     current_tags,
 )
@@ -227,7 +228,7 @@ def _depends_on_itself(task_run: TaskRun, wait_for: Iterable[Any] | None) -> boo
     upstream: list[Any] = list(wait_for or ())
     for value in task_run.parameters.values():
         upstream.extend(value if isinstance(value, list | tuple | set) else (value,))
-    return any(isinstance(u, FlowbusFuture) and u.task_run_id == task_run.id for u in upstream)
+    return any(isinstance(u, FlowbusFuture) and u.task_run.id == task_run.id for u in upstream)
 
 
 def _wait_for_tag_slots(task_run: TaskRun) -> Steps[tuple[Held | None, BaseException | None]]:
@@ -450,17 +451,19 @@ class TaskJob:
             flow_ctx.parameters if flow_ctx else {},
             _log_prints.get(),
             upstream_assets,
+            current_tags(),
         )
 
 
 def _run_task_in_process(
     task: Any, task_run: TaskRun, parameters: dict[str, Any], flow_parameters: dict[str, Any], log_prints: bool,
-    upstream_assets: Any = None,
+    upstream_assets: Any = None, open_tags: tuple[str, ...] = (),
 ) -> State[Any]:
     setup_logging()
     _sink.configure_from_env()
     _log_prints.set(log_prints)
     _asset_hooks.inherited.set(upstream_assets)
+    _tags.set(open_tags)  # the submitter's `with tags(...)` blocks, as TagsContext shows them
     try:
         return drive_sync(task_run_steps(task, task_run, parameters, None, flow_parameters))
     finally:

@@ -143,11 +143,13 @@ def _construct(cls: type[Any], fields: dict[str, Any]) -> Any:
 
 
 def _result_store_of(owner: Any, flow: Any = None) -> Any:
-    from flowbus.results import ResultStore
+    from flowbus.results import ResultStore, resolve_result_store
 
     storage = getattr(owner, "result_storage", None)
     if storage is None and flow is not None:  # a task without its own storage uses its flow's
         storage = getattr(flow, "result_storage", None)
+    if isinstance(storage, str):  # a saved block's slug, or a directory
+        storage = resolve_result_store(storage)
     return ResultStore(result_storage=storage, serializer=getattr(owner, "_serializer", None))
 
 
@@ -160,20 +162,33 @@ class FlowRunContext:
     task_runner: Any
     parameters: dict[str, Any]
     log_prints: bool
+    _result_store: Any = None
     # Which assets the flow's task runs carry downstream (`flowbus.assets._context`).
     asset_tracking: Any = None
     observed_pauses: int = 0  # pause_flow_run / suspend_flow_run calls so far (their keys)
     dynamic_keys: dict[str, int] = field(default_factory=dict)  # task_key -> calls so far
 
+    @property
+    def result_store(self) -> Any:
+        """The flow's `ResultStore` (Prefect's ``result_store``): its ``result_storage``
+        is the flow's storage resolved (a saved block named by slug, or the default
+        result storage), made when first read."""
+        if self._result_store is None:
+            from flowbus.results import ResultStore, resolve_result_store
+
+            self._result_store = ResultStore(
+                result_storage=resolve_result_store(getattr(self.flow, "result_storage", None)),
+                serializer=getattr(self.flow, "_serializer", None),
+            )
+        return self._result_store
+
+    @result_store.setter
+    def result_store(self, value: Any) -> None:
+        self._result_store = value
+
     @classmethod
     def get(cls) -> FlowRunContext | None:
         return _flow_run_ctx.get()
-
-    @property
-    def result_store(self) -> Any:
-        """The flow's `ResultStore` (its ``result_storage`` and ``result_serializer``),
-        as Prefect's ``FlowRunContext.result_store``."""
-        return _result_store_of(self.flow)
 
     @classmethod
     def model_construct(cls, **fields: Any) -> FlowRunContext:

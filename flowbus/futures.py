@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import concurrent.futures as cf
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -31,8 +32,15 @@ class FlowbusFuture(Generic[R]):
         self.task_run = task_run
 
     @property
-    def task_run_id(self) -> str:
-        return self.task_run.id  # type: ignore[no-any-return]
+    def task_run_id(self) -> uuid.UUID:
+        """The task run's id (a UUID, as Prefect's)."""
+        run_id = self.task_run.id
+        return run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
+
+    @property
+    def wrapped_future(self) -> cf.Future[State[R]]:
+        """The `concurrent.futures.Future` this future wraps."""
+        return self._future
 
     @property
     def state(self) -> State[R]:
@@ -65,6 +73,37 @@ class FlowbusFuture(Generic[R]):
 
     def __repr__(self) -> str:
         return f"FlowbusFuture(task_run={self.task_run.name!r}, state={self.state!r})"
+
+
+F = TypeVar("F")
+
+
+class _RunRef:
+    """The task run a `PrefectWrappedFuture` names: its id only."""
+
+    __slots__ = ("id", "name", "state")
+
+    def __init__(self, run_id: uuid.UUID) -> None:
+        self.id = run_id
+        self.name = str(run_id)
+        self.state: Any = None
+
+
+class PrefectWrappedFuture(FlowbusFuture[R], Generic[R, F]):
+    """Prefect's base class of futures that wrap another future: made from a task run
+    id and the wrapped future; a subclass gives ``wait``, ``result`` and ``state``.
+
+    Example::
+
+        class Ready(PrefectWrappedFuture[int, cf.Future[int]]):
+            def wait(self, timeout=None): ...
+            def result(self, timeout=None, raise_on_failure=True): return 42
+            @property
+            def state(self): return Completed(data=42)
+    """
+
+    def __init__(self, task_run_id: uuid.UUID, wrapped_future: F) -> None:
+        super().__init__(wrapped_future, _RunRef(task_run_id))  # type: ignore[arg-type]
 
 
 class FutureList(list[FlowbusFuture[R]]):
@@ -157,6 +196,7 @@ __all__ = [
     "PrefectDistributedFuture",
     "PrefectFuture",
     "PrefectFutureList",
+    "PrefectWrappedFuture",
     "as_completed",
     "resolve_futures_to_results",
     "resolve_futures_to_states",

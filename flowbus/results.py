@@ -146,33 +146,84 @@ def _server_store(which: int) -> ResultStorage | None:
     return stores[which]
 
 
-# The local default stores made so far, by directory (Prefect's cache of its default
-# storage blocks has this name; clearing it makes the next lookup build them anew).
-_default_storages: dict[Path, LocalResultStore] = {}
+# The default stores made so far, by (default storage block, local directory): Prefect's
+# cache of its default storage has this name; clearing it makes the next lookup build
+# them anew (so a block saved again under the same name is loaded again).
+_default_storages: dict[tuple[str, str], ResultStorage] = {}
 
 
-def _local_default() -> LocalResultStore:
+def _local_default() -> ResultStorage:
     from flowbus.settings import FLOWBUS_LOCAL_STORAGE_PATH
 
     root = Path(FLOWBUS_LOCAL_STORAGE_PATH.value())
-    store = _default_storages.get(root)
+    store = _default_storages.get(("", str(root)))
     if store is None:
-        store = _default_storages[root] = LocalResultStore(root)
+        store = _default_storages["", str(root)] = LocalResultStore(root)
     return store
 
 
+def _block_default() -> ResultStorage | None:
+    """The block named by ``FLOWBUS_DEFAULT_RESULT_STORAGE_BLOCK``, or None when unset."""
+    from flowbus.settings import FLOWBUS_DEFAULT_RESULT_STORAGE_BLOCK, FLOWBUS_LOCAL_STORAGE_PATH
+
+    slug = FLOWBUS_DEFAULT_RESULT_STORAGE_BLOCK.value()
+    if not slug:
+        return None
+    cache_key = (slug, f"{flowbus_home()}|{FLOWBUS_LOCAL_STORAGE_PATH.value()}")
+    store = _default_storages.get(cache_key)
+    if store is None:
+        block_type, sep, name = slug.partition("/")
+        if sep and name and "/" not in name and _storage_block_slug(slug) is None:
+            from flowbus.blocks.core import BlockNotFound
+
+            raise BlockNotFound(f"Unable to find block document named {name} for block type {block_type} "
+                                f"(named by {FLOWBUS_DEFAULT_RESULT_STORAGE_BLOCK.env}): no storage block "
+                                "type has that slug")
+        if _storage_block_slug(slug) is None:
+            raise ConfigurationError(
+                f"{FLOWBUS_DEFAULT_RESULT_STORAGE_BLOCK.env}={slug!r} must name a saved storage block "
+                "as '<block type>/<name>', e.g. 'local-file-system/results'")
+        store = _default_storages[cache_key] = load_storage_block(slug)
+    return store
+
+
+def _storage_block_slug(value: str) -> str | None:
+    """The block type of ``"<block type>/<name>"`` when it is a storage block type, else None."""
+    block_type, sep, name = value.partition("/")
+    if not sep or not name or "/" in name:
+        return None
+    import flowbus.filesystems  # noqa: F401  (registers the file system block types)
+    from flowbus.blocks.core import _registry
+
+    cls = _registry.get(block_type)
+    if cls is None or not (callable(getattr(cls, "read", None)) and callable(getattr(cls, "write", None))):
+        return None
+    return block_type
+
+
+def load_storage_block(slug: str) -> ResultStorage:
+    """The storage block saved as ``"<block type>/<name>"`` (e.g. ``local-file-system/results``)."""
+    from flowbus.blocks.core import Block
+
+    return Block.load(slug, _sync=True)  # type: ignore[no-any-return]
+
+
 def resolve_result_store(value: ResultStorage | str | os.PathLike[str] | None) -> ResultStorage:
-    """The store for a `result_storage` option: a store, a directory, or None (default)."""
+    """The store for a `result_storage` option: a store, a saved storage block's slug
+    (``"local-file-system/results"``), a directory, or None (the default)."""
     if value is None:
-        return _result_store or _server_store(1) or _local_default()
+        return _block_default() or _result_store or _server_store(1) or _local_default()
+    if isinstance(value, str) and _storage_block_slug(value) is not None:
+        return load_storage_block(value)
     if isinstance(value, str | os.PathLike):
         return LocalResultStore(value)
     return value
 
 
 def get_default_result_storage() -> ResultStorage:
-    """Where results go when a task or flow names no `result_storage`: the installed
-    store, the server's object store, else the ``FLOWBUS_LOCAL_STORAGE_PATH`` directory."""
+    """Where results go when a task or flow names no `result_storage`: the block named
+    by ``FLOWBUS_DEFAULT_RESULT_STORAGE_BLOCK``, else the installed store, the server's
+    object store, else the ``FLOWBUS_LOCAL_STORAGE_PATH`` directory."""
     return resolve_result_store(None)
 
 
@@ -255,6 +306,7 @@ __all__ = [
     "flowbus_home",
     "get_default_result_storage",
     "get_result_store",
+    "load_storage_block",
     "local_cache_dir",
     "resolve_result_store",
     "set_default_stores",

@@ -69,6 +69,21 @@ FLOWBUS_LOCAL_STORAGE_PATH = Setting(
 )
 
 
+FLOWBUS_TASK_RUNNER_PROCESS_POOL_MAX_WORKERS = Setting(
+    "FLOWBUS_TASK_RUNNER_PROCESS_POOL_MAX_WORKERS", "tasks.runner.process_pool_max_workers", None, int
+)
+# A saved storage block ("<block type slug>/<name>", e.g. "local-file-system/results")
+# used as result storage when a flow or task names none (flowbus.results).
+FLOWBUS_DEFAULT_RESULT_STORAGE_BLOCK = Setting(
+    "FLOWBUS_DEFAULT_RESULT_STORAGE_BLOCK", "results.default_storage_block", None
+)
+# Prefect's storage block for background task parameters: accepted and readable, but
+# flowbus sends a background task's parameters in its job on the server (docs/compat.md).
+FLOWBUS_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK = Setting(
+    "FLOWBUS_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK", "tasks.scheduling.default_storage_block", None
+)
+
+
 class UnsupportedSetting(Setting):
     """A Prefect setting flowbus has no use for: code naming it imports, but setting it
     is refused with a message saying why."""
@@ -81,31 +96,28 @@ class UnsupportedSetting(Setting):
         return None
 
 
-# Prefect's default-storage-block settings: flowbus's default result storage is a
-# directory (or the server's object store), never a block document.
-PREFECT_DEFAULT_RESULT_STORAGE_BLOCK = UnsupportedSetting(
-    "PREFECT_DEFAULT_RESULT_STORAGE_BLOCK",
-    "flowbus stores results without blocks; set FLOWBUS_LOCAL_STORAGE_PATH, or pass result_storage=",
-)
-PREFECT_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK = UnsupportedSetting(
-    "PREFECT_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK",
-    "background task parameters travel in the task's job on the server, not in a storage block",
-)
-
 # Prefect's names for the same settings.
 PREFECT_HOME = FLOWBUS_HOME
 PREFECT_API_URL = FLOWBUS_API_URL
 PREFECT_LOGGING_LEVEL = FLOWBUS_LOGGING_LEVEL
 PREFECT_LOCAL_STORAGE_PATH = FLOWBUS_LOCAL_STORAGE_PATH
+PREFECT_DEFAULT_RESULT_STORAGE_BLOCK = FLOWBUS_DEFAULT_RESULT_STORAGE_BLOCK
+PREFECT_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK = FLOWBUS_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK
+PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS = FLOWBUS_TASK_RUNNER_MAX_WORKERS
+PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS = FLOWBUS_TASK_RUNNER_PROCESS_POOL_MAX_WORKERS
 
 SETTINGS: tuple[Setting, ...] = (FLOWBUS_HOME, FLOWBUS_API_URL, FLOWBUS_NATS_URL, FLOWBUS_LOGGING_LEVEL,
                                  FLOWBUS_EVENTS_FILE, FLOWBUS_TASK_RUNNER_MAX_WORKERS,
-                                 FLOWBUS_LOCAL_STORAGE_PATH)  # fmt: skip
+                                 FLOWBUS_TASK_RUNNER_PROCESS_POOL_MAX_WORKERS, FLOWBUS_LOCAL_STORAGE_PATH,
+                                 FLOWBUS_DEFAULT_RESULT_STORAGE_BLOCK,
+                                 FLOWBUS_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK)  # fmt: skip
 _BY_NAME = {s.env: s for s in SETTINGS} | {s.path: s for s in SETTINGS} | {
     "PREFECT_HOME": FLOWBUS_HOME, "PREFECT_API_URL": FLOWBUS_API_URL, "PREFECT_LOGGING_LEVEL": FLOWBUS_LOGGING_LEVEL,
     "PREFECT_LOCAL_STORAGE_PATH": FLOWBUS_LOCAL_STORAGE_PATH,
-    "PREFECT_DEFAULT_RESULT_STORAGE_BLOCK": PREFECT_DEFAULT_RESULT_STORAGE_BLOCK,
-    "PREFECT_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK": PREFECT_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK,
+    "PREFECT_DEFAULT_RESULT_STORAGE_BLOCK": FLOWBUS_DEFAULT_RESULT_STORAGE_BLOCK,
+    "PREFECT_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK": FLOWBUS_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK,
+    "PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS": FLOWBUS_TASK_RUNNER_MAX_WORKERS,
+    "PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS": FLOWBUS_TASK_RUNNER_PROCESS_POOL_MAX_WORKERS,
 }  # fmt: skip
 _lock = threading.RLock()
 
@@ -182,17 +194,22 @@ def _apply(values: Mapping[str, str | None]) -> None:
 
 __all__ = [
     "FLOWBUS_API_URL",
+    "FLOWBUS_DEFAULT_RESULT_STORAGE_BLOCK",
     "FLOWBUS_EVENTS_FILE",
     "FLOWBUS_HOME",
     "FLOWBUS_LOCAL_STORAGE_PATH",
     "FLOWBUS_LOGGING_LEVEL",
     "FLOWBUS_NATS_URL",
     "FLOWBUS_TASK_RUNNER_MAX_WORKERS",
+    "FLOWBUS_TASK_RUNNER_PROCESS_POOL_MAX_WORKERS",
+    "FLOWBUS_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK",
     "PREFECT_API_URL",
     "PREFECT_DEFAULT_RESULT_STORAGE_BLOCK",
     "PREFECT_HOME",
     "PREFECT_LOCAL_STORAGE_PATH",
     "PREFECT_LOGGING_LEVEL",
+    "PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS",
+    "PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS",
     "PREFECT_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK",
     "Setting",
     "UnsupportedSetting",

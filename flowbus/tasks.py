@@ -26,11 +26,12 @@ from flowbus import _engine, _options_check
 from flowbus._hooks import Hooks, alias
 from flowbus._params import CallShape, rewrap_method
 from flowbus._params import unwrap_method as _unwrap_method
+from flowbus._runner_api import mapped_calls
 from flowbus.cache_policies import DEFAULT, NONE, CacheKeyFnPolicy, CachePolicy, hash_objects
 from flowbus.futures import FlowbusFuture, FutureList
 from flowbus.results import ResultStorage
 from flowbus.serializers import resolve_serializer
-from flowbus.utilities.annotations import BaseAnnotation, unmapped
+from flowbus.utilities.annotations import unmapped
 from flowbus.visualization import _tracker as _viz_tracker
 
 if TYPE_CHECKING:
@@ -348,39 +349,10 @@ class Task(Generic[P, R]):
         kwargs.pop("return_state", None)
         wait_for = kwargs.pop("wait_for", None)
         parameters = self._shape.bind(args, kwargs)
-        static: dict[str, Any] = {}
-        iterables: dict[str, list[Any]] = {}
-        for name, value in parameters.items():
-            if isinstance(value, unmapped):
-                static[name] = value.value
-            elif isinstance(value, BaseAnnotation):  # allow_failure([...]): map inside, keep the mark
-                inner = value.unwrap()
-                if isinstance(inner, unmapped):
-                    static[name] = value.rewrap(inner.value)
-                elif isinstance(inner, Iterable) and not isinstance(inner, str | bytes | dict | FlowbusFuture):
-                    iterables[name] = [value.rewrap(v) for v in inner]
-                else:
-                    static[name] = value
-            elif isinstance(value, Iterable) and not isinstance(value, str | bytes | dict | FlowbusFuture):
-                iterables[name] = list(value)
-            else:
-                static[name] = value
-        if not iterables:
-            raise ValueError(f"Task.map of {self.name!r} needs at least one iterable argument")
-        lengths = {name: len(v) for name, v in iterables.items()}
-        if len(set(lengths.values())) > 1:
-            raise ValueError(f"Task.map of {self.name!r} got iterables of different lengths: {lengths}")
-        count = next(iter(lengths.values()))
+        calls = mapped_calls(self.name, parameters)
         if _viz_tracker.get() is not None:  # Flow.visualize(): record each call
-            return [  # type: ignore[return-value]
-                self._record_for_viz({**static, **{n: v[i] for n, v in iterables.items()}}) for i in range(count)
-            ]
-        return FutureList(
-            _engine.submit_task(
-                self, {**static, **{n: v[i] for n, v in iterables.items()}}, wait_for
-            )
-            for i in range(count)
-        )
+            return [self._record_for_viz(call) for call in calls]  # type: ignore[return-value]
+        return FutureList(_engine.submit_task(self, call, wait_for) for call in calls)
 
     def __repr__(self) -> str:
         return f"Task(name={self.name!r})"

@@ -224,6 +224,11 @@ class Transaction:
     def _read(self) -> TransactionRecord | None:
         if self.key is None:
             return None
+        # A SERIALIZABLE writer holding the key's lock is read once it is done, as
+        # Prefect's ResultStore.read waits for the lock of another holder.
+        manager = getattr(self.store, "lock_manager", None)
+        if manager is not None and manager.is_locked(self.key) and not manager.is_lock_holder(self.key, self._holder):
+            manager.wait_for_lock(self.key)
         raw = _store(self.store).read(self.key)
         if raw is None:
             return None

@@ -200,7 +200,7 @@ def _upstream_assets(tracking: _Tracking, inputs: Any) -> frozenset[Asset]:
             continue
         seen.add(id(obj))
         if isinstance(obj, FlowbusFuture):
-            runs.add(obj.task_run_id)
+            runs.add(str(obj.task_run_id))
             continue
         if isinstance(obj, State):
             run_id = obj._run_ids_now()[1]

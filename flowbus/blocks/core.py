@@ -27,9 +27,10 @@ import re
 import uuid
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, SecretBytes, SecretStr
+from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretBytes, SecretStr
 
 from flowbus import _state
+from flowbus._dual import _DualClassMethod, dual, dual_classmethod
 from flowbus.exceptions import FlowbusError
 from flowbus.results import flowbus_home, server_connection
 
@@ -68,13 +69,22 @@ def _secret_box() -> Any:
     return SecretBox(dev_box(flowbus_home()))
 
 
+class _IgnoredDescriptor:
+    """Base of descriptors a block class defines that pydantic must leave alone."""
+
+
 class Block(BaseModel):
     """Base class of saved configuration; subclass it with pydantic fields."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True,
+                              ignored_types=(_DualClassMethod, _IgnoredDescriptor))
 
     _block_type_slug: ClassVar[str | None] = None
     _secret_fields: ClassVar[tuple[str, ...]] = ()
+    # Where this instance was saved or loaded from (Prefect's names); None while unsaved.
+    _block_document_id: uuid.UUID | None = PrivateAttr(default=None)
+    _block_document_name: str | None = PrivateAttr(default=None)
+    _is_anonymous: bool | None = PrivateAttr(default=None)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -95,10 +105,38 @@ class Block(BaseModel):
 
     # --- save / load ---------------------------------------------------------------
 
+    async def asave(self, name: str, overwrite: bool = False) -> uuid.UUID:
+        """`save` for async code (the write runs in a worker thread)."""
+        return await asyncio.to_thread(self._save_sync, name, False, overwrite)
+
+    @dual(asave)
     def save(self, name: str, overwrite: bool = False) -> uuid.UUID:
-        """Store this block as ``name``; an existing one needs ``overwrite=True``."""
+        """Store this block as ``name``; an existing one needs ``overwrite=True``.
+
+        Returns the block document's id (kept when overwritten), also set as
+        ``_block_document_id``. Awaitable in async code, like Prefect's.
+        """
+        return self._save_sync(name, False, overwrite)
+
+    async def _asave(self, name: str | None = None, is_anonymous: bool = False,
+                     overwrite: bool = False) -> uuid.UUID:
+        return await asyncio.to_thread(self._save_sync, name, is_anonymous, overwrite)
+
+    @dual(_asave)
+    def _save(self, name: str | None = None, is_anonymous: bool = False, overwrite: bool = False) -> uuid.UUID:
+        """Prefect's ``_save``: with ``is_anonymous=True`` and no name, the block is
+        stored under a generated ``anonymous-<uuid>`` name."""
+        return self._save_sync(name, is_anonymous, overwrite)
+
+    def _save_sync(self, name: str | None, is_anonymous: bool, overwrite: bool) -> uuid.UUID:
         from events.blocks import BlockDocument, block_key
 
+        if name is None:
+            if not is_anonymous:
+                raise ValueError("You're attempting to save a block document without a name. "
+                                 "Please either call `save` with a `name` or pass "
+                                 "`is_anonymous=True` to save an anonymous block.")
+            name = f"anonymous-{uuid.uuid4()}"
         _check_name(name)
         cls = type(self)
         slug = cls.get_block_type_slug()
@@ -107,7 +145,9 @@ class Block(BaseModel):
         existing = bucket.get(key)
         if existing is not None and not overwrite:
             raise BlockAlreadyExists(
-                f"a {slug} block named {name!r} already exists; pass overwrite=True to replace it")
+                f"a {slug} block named {name!r} already exists: you are attempting to save values "
+                "with a name that is already in use for this block type; pass overwrite=True to "
+                "replace it")
         secret = cls.secret_field_names()
         data: dict[str, Any] = {}
         box = _secret_box() if secret else None
@@ -129,10 +169,27 @@ class Block(BaseModel):
                 raise BlockAlreadyExists(f"a {slug} block named {name!r} already exists")
         else:
             bucket.put(key, document.model_dump_json().encode())
+        self._mark_saved(document.id, name, is_anonymous)
         return uuid.UUID(document.id)
 
+    def _mark_saved(self, document_id: str, name: str, is_anonymous: bool) -> None:
+        self._block_document_id = uuid.UUID(document_id)
+        self._block_document_name = name
+        self._is_anonymous = is_anonymous
+
     @classmethod
+    async def aload(cls: type[B], name: str) -> B:
+        """`load` for async code."""
+        return await asyncio.to_thread(cls._load_sync, name)
+
+    @dual_classmethod("aload")
     def load(cls: type[B], name: str) -> B:
+        """The block saved as ``name`` (on ``Block`` itself: ``"<type slug>/<name>"``).
+        Awaitable in async code, like Prefect's."""
+        return cls._load_sync(name)
+
+    @classmethod
+    def _load_sync(cls: type[B], name: str) -> B:
         """The block saved as ``name`` (on ``Block`` itself: ``"<type slug>/<name>"``)."""
         from events.blocks import BlockDocument, block_key
 
@@ -148,7 +205,7 @@ class Block(BaseModel):
         slug = block_cls.get_block_type_slug()
         raw = _state.bucket("blocks").get(block_key(slug, name))
         if raw is None:
-            raise BlockNotFound(f"no {slug} block named {name!r}")
+            raise BlockNotFound(f"Unable to find block document named {name} for block type {slug}")
         document = BlockDocument.model_validate_json(raw)
         values = dict(document.data)
         if document.secret_fields:
@@ -156,7 +213,9 @@ class Block(BaseModel):
             for field in document.secret_fields:
                 if field in values:
                     values[field] = json.loads(box.open(values[field]))
-        return block_cls.model_validate(values)  # type: ignore[return-value]
+        block = block_cls.model_validate(values)
+        block._mark_saved(document.id, name, name.startswith("anonymous-"))
+        return block  # type: ignore[return-value]
 
     @classmethod
     def delete(cls, name: str) -> bool:
@@ -165,13 +224,6 @@ class Block(BaseModel):
 
         _check_name(name)
         return _state.bucket("blocks").delete(block_key(cls.get_block_type_slug(), name))
-
-    async def asave(self, name: str, overwrite: bool = False) -> uuid.UUID:
-        return await asyncio.to_thread(self.save, name, overwrite)
-
-    @classmethod
-    async def aload(cls: type[B], name: str) -> B:
-        return await asyncio.to_thread(cls.load, name)
 
 
 def _reveal(value: Any) -> Any:

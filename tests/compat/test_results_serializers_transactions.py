@@ -40,7 +40,6 @@ from flowbus.serializers import (
     resolve_serializer,
 )
 from flowbus.settings import (
-    PREFECT_DEFAULT_RESULT_STORAGE_BLOCK,
     PREFECT_LOCAL_STORAGE_PATH,
     temporary_settings,
 )
@@ -174,14 +173,6 @@ def test_local_storage_path_moves_the_default_result_storage(tmp_path: Path) -> 
         assert get_default_result_storage().read("answer") is not None
         assert asyncio.run(aget_default_result_storage()).read("answer") is not None
     assert (tmp_path / "storage" / "answer").is_file()
-
-
-def test_storage_block_settings_import_but_are_refused() -> None:
-    with pytest.raises(ValueError, match="PREFECT_DEFAULT_RESULT_STORAGE_BLOCK is not supported"):
-        with temporary_settings({PREFECT_DEFAULT_RESULT_STORAGE_BLOCK: "local-file-system/x"}):
-            pass
-    with temporary_settings({PREFECT_DEFAULT_RESULT_STORAGE_BLOCK: None}):
-        assert PREFECT_DEFAULT_RESULT_STORAGE_BLOCK.value() is None
 
 
 def test_null_file_system_keeps_nothing() -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 
 import pytest
 
@@ -222,7 +223,7 @@ def test_future_exposes_task_run_id_state_and_result_timeout() -> None:
     @flow
     def f() -> None:
         fut = slow.submit()
-        assert isinstance(fut.task_run_id, str)
+        assert isinstance(fut.task_run_id, uuid.UUID)  # a UUID, as Prefect's
         with pytest.raises(TimeoutError):
             fut.result(timeout=0.01)
         assert fut.state.is_running() or fut.state.is_pending()
