@@ -47,6 +47,18 @@ class Call:
         return self.timeout_error(f"Run exceeded its timeout of {self.timeout} seconds")
 
 
+class Blocking:
+    """Ask the driver to call engine code that may block (waiting for a lock): inline
+    in a sync run; in a worker thread in an async run, so that the event loop keeps
+    running the other runs, one of which may hold what this call waits for."""
+
+    __slots__ = ("args", "fn")
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.fn = fn
+        self.args = args
+
+
 class Sleep:
     """Ask the driver to wait (a retry delay)."""
 
@@ -57,7 +69,7 @@ class Sleep:
 
 
 Outcome = tuple[bool, Any]
-Steps = Generator[Call | Sleep, Outcome, T]
+Steps = Generator[Call | Sleep | Blocking, Outcome, T]
 
 
 def drive_sync(steps: Steps[T]) -> T:
@@ -72,6 +84,8 @@ def drive_sync(steps: Steps[T]) -> T:
             if type(request) is Sleep:
                 time.sleep(request.seconds)
                 outcome = (True, None)
+            elif type(request) is Blocking:
+                outcome = (True, request.fn(*request.args))
             elif request.timeout is None:  # type: ignore[union-attr]
                 value = request.fn(*request.args, **request.kwargs)  # type: ignore[union-attr]
                 if inspect.isawaitable(value):
@@ -98,6 +112,8 @@ async def drive_async(steps: Steps[T]) -> T:
             if type(request) is Sleep:
                 await asyncio.sleep(request.seconds)
                 outcome = (True, None)
+            elif type(request) is Blocking:
+                outcome = (True, await asyncio.to_thread(request.fn, *request.args))
             elif request.timeout is None:  # type: ignore[union-attr]
                 value = request.fn(*request.args, **request.kwargs)  # type: ignore[union-attr]
                 if inspect.isawaitable(value):

@@ -15,7 +15,7 @@ from typing import Any
 
 from flowbus import _asset_hooks, _durable, _sink
 from flowbus._cache_lock import acquire as acquire_cache_lock
-from flowbus._drivers import Call, Sleep, Steps, drive_sync
+from flowbus._drivers import Blocking, Call, Sleep, Steps, drive_sync
 from flowbus._params import render_run_name
 from flowbus._run_support import (
     PENDING_PLACEHOLDER,
@@ -161,8 +161,7 @@ def _task_attempts(
     task_ctx.parameters = parameters
 
     tag_slots = None
-    lock = (_lock_cache_key(task, task_run, parameters, flow_ctx, flow_parameters)
-            if task._cache_policy is not None else None)
+    lock = yield from _serializable_lock(task, task_run, parameters, flow_ctx, flow_parameters)
     try:
         cache_key, cached = _check_cache(task, task_run, parameters, flow_ctx, flow_parameters)
         if cached is not None:
@@ -267,6 +266,26 @@ def _attempt_state(
         return Failed(message=f"Task run encountered an exception {type(value).__name__}: {value}", data=value), True
     final = _task_result_state(task, task_run, value, parameters, cache_key)
     return final, final.is_failed()
+
+
+def _serializable_lock(
+    task: Any,
+    task_run: TaskRun,
+    parameters: dict[str, Any],
+    flow_ctx: FlowRunContext | None,
+    flow_parameters: dict[str, Any] | None,
+) -> Steps[Any]:
+    """The held lock of the run's cache key under SERIALIZABLE isolation (else None).
+
+    Waiting for it must not stop an event loop whose other runs may hold it (async
+    runs gathered on one loop): the driver waits off the loop (`Blocking`).
+    """
+    if task._cache_policy is None or isolation_level(task._cache_policy) != "SERIALIZABLE":
+        return None
+    ok, lock = yield Blocking(_lock_cache_key, task, task_run, parameters, flow_ctx, flow_parameters)
+    if not ok:
+        raise lock
+    return lock
 
 
 def _lock_cache_key(

@@ -119,3 +119,27 @@ def test_a_cache_policy_takes_its_locks_from_a_lock_manager() -> None:
     assert odd.lock_manager == "/path/to/locks"
     with pytest.raises(TypeError, match="has no acquire_lock/release_lock"):
         task(cache_policy=odd)(slow.fn)(2)
+
+
+async def test_gathered_async_runs_of_one_serializable_key_take_turns_on_one_loop() -> None:
+    from flowbus import flow, task
+    from flowbus.cache_policies import INPUTS
+    from flowbus.transactions import IsolationLevel
+
+    ran: list[int] = []
+    policy = INPUTS.configure(isolation_level=IsolationLevel.SERIALIZABLE, lock_manager=MemoryLockManager())
+
+    @task(cache_policy=policy, persist_result=True)
+    async def slow(x: int) -> int:
+        ran.append(x)
+        await asyncio.sleep(0.2)  # the others wait for the key's lock meanwhile
+        return x + 1
+
+    @flow
+    async def gathered() -> list[str]:
+        states = await asyncio.gather(*(slow(7, return_state=True) for _ in range(3)))
+        return sorted(s.name for s in states)
+
+    # The lock used to be waited for on the event loop, which the holder needed: forever.
+    names = await asyncio.wait_for(gathered(), 60)
+    assert ran == [7] and names == ["Cached", "Cached", "Completed"]
