@@ -268,21 +268,16 @@ def _attempt_state(
     return final, final.is_failed()
 
 
-def _serializable_lock(
-    task: Any,
-    task_run: TaskRun,
-    parameters: dict[str, Any],
-    flow_ctx: FlowRunContext | None,
-    flow_parameters: dict[str, Any] | None,
-) -> Steps[Any]:
-    """The held lock of the run's cache key under SERIALIZABLE isolation (else None).
+def _serializable_lock(task: Any, *run: Any) -> Steps[Any]:
+    """`_lock_cache_key` (``run``: its other arguments) as an engine step: the held lock
+    of the run's cache key under SERIALIZABLE isolation, else None.
 
     Waiting for it must not stop an event loop whose other runs may hold it (async
     runs gathered on one loop): the driver waits off the loop (`Blocking`).
     """
     if task._cache_policy is None or isolation_level(task._cache_policy) != "SERIALIZABLE":
         return None
-    ok, lock = yield Blocking(_lock_cache_key, task, task_run, parameters, flow_ctx, flow_parameters)
+    ok, lock = yield Blocking(_lock_cache_key, task, *run)
     if not ok:
         raise lock
     return lock
