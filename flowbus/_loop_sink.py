@@ -209,7 +209,7 @@ async def loop_sink(bus: Bus) -> AsyncIterator[LoopSink | None]:
     """A :class:`LoopSink` on ``bus`` as the process's event sink while the block runs
     (then back to none chosen), unless a sink was chosen before: then that one stays
     and None is yielded."""
-    if _sink._configured:
+    if _sink.sink_chosen():
         yield None
         return
     sink = LoopSink(bus).start()
@@ -217,8 +217,7 @@ async def loop_sink(bus: Bus) -> AsyncIterator[LoopSink | None]:
     try:
         yield sink
     finally:
-        _sink.set_event_sink(None)
-        _sink._configured = False  # the next use reads the environment again
+        _sink.forget_event_sink()  # the next use reads the environment again
         await sink.aclose()
 
 

@@ -251,6 +251,19 @@ def set_event_sink(sink: EventSink | None) -> EventSink:
     return previous
 
 
+def sink_chosen() -> bool:
+    """Whether this process's sink is decided: installed, or read from the environment."""
+    return _configured
+
+
+def forget_event_sink() -> None:
+    """Back to no sink chosen: the null sink now, the environment read at the next use."""
+    global _configured
+    set_event_sink(None)
+    with _lock:
+        _configured = False
+
+
 def get_event_sink() -> EventSink:
     """The sink in use, configuring it from the environment on first use."""
     configure_from_env()

@@ -39,7 +39,7 @@ def prefect_test_harness(server_startup_timeout: int | None = 30) -> Iterator[No
     """
     saved = {name: os.environ.get(name) for name in _ISOLATED}
     with tempfile.TemporaryDirectory(prefix="flowbus-test-harness-") as home:
-        was_configured = _sink._configured
+        was_chosen = _sink.sink_chosen()
         previous_sink = _sink.set_event_sink(None)
         os.environ["FLOWBUS_HOME"] = home
         os.environ.pop("FLOWBUS_NATS_URL", None)
@@ -53,8 +53,10 @@ def prefect_test_harness(server_startup_timeout: int | None = 30) -> Iterator[No
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-            _sink.set_event_sink(previous_sink)
-            _sink._configured = was_configured
+            if was_chosen:
+                _sink.set_event_sink(previous_sink)
+            else:  # the null sink, and the environment read again at the next use
+                _sink.forget_event_sink()
 
 
 flowbus_test_harness = prefect_test_harness
