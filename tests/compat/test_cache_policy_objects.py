@@ -27,10 +27,12 @@ from flowbus.cache_policies import (
 
 
 def test_every_policy_class_builds_without_arguments_and_none_adds_nothing() -> None:
-    names = {cls.__name__ for cls in CachePolicy.__subclasses__()}
+    # flowbus's own policies: other tests in the process may define subclasses of their own
+    ours = [cls for cls in CachePolicy.__subclasses__() if cls.__module__ == CachePolicy.__module__]
+    names = {cls.__name__ for cls in ours}
     assert names == {"CacheKeyFnPolicy", "CompoundCachePolicy", "_None", "TaskSource", "FlowParameters",
                      "RunId", "Inputs"}  # fmt: skip
-    for cls in CachePolicy.__subclasses__():
+    for cls in ours:
         assert _None() + cls() == cls()
     with pytest.raises(NotImplementedError):
         CachePolicy().compute_key(None, None, None)
