@@ -142,13 +142,15 @@ def _construct(cls: type[Any], fields: dict[str, Any]) -> Any:
     return context
 
 
-def _result_store_of(owner: Any, flow: Any = None) -> Any:
+def _result_store_of(owner: Any, flow: Any = None, *, default: bool = False) -> Any:
+    """A `ResultStore` for ``owner``'s ``result_storage`` (a task's: else its flow's)
+    and serializer; a slug or directory is resolved, and no storage too if ``default``."""
     from flowbus.results import ResultStore, resolve_result_store
 
     storage = getattr(owner, "result_storage", None)
     if storage is None and flow is not None:  # a task without its own storage uses its flow's
         storage = getattr(flow, "result_storage", None)
-    if isinstance(storage, str):  # a saved block's slug, or a directory
+    if isinstance(storage, str) or (storage is None and default):
         storage = resolve_result_store(storage)
     return ResultStore(result_storage=storage, serializer=getattr(owner, "_serializer", None))
 
@@ -174,12 +176,7 @@ class FlowRunContext:
         is the flow's storage resolved (a saved block named by slug, or the default
         result storage), made when first read."""
         if self._result_store is None:
-            from flowbus.results import ResultStore, resolve_result_store
-
-            self._result_store = ResultStore(
-                result_storage=resolve_result_store(getattr(self.flow, "result_storage", None)),
-                serializer=getattr(self.flow, "_serializer", None),
-            )
+            self._result_store = _result_store_of(self.flow, default=True)
         return self._result_store
 
     @result_store.setter
