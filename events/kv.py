@@ -247,6 +247,11 @@ class KV:
 Publisher = Callable[[Sequence[tuple[str, bytes, dict[str, str] | None]]], Awaitable[Any]]
 
 
+def _chunk_subject(bucket: str, nuid: str) -> str:
+    """The subject of an object's chunks in JetStream's object-store layout."""
+    return f"$O.{bucket}.C.{nuid}"
+
+
 class Objects:
     """One object store (results, code bundles)."""
 
@@ -282,7 +287,7 @@ class Objects:
                 "options": {"max_chunk_size": OBJ_DEFAULT_CHUNK_SIZE}}
         meta = base64.urlsafe_b64encode(name.encode()).decode()
         rollup = {"Nats-Rollup": "sub"}
-        await self._publish([(f"$O.{bucket}.C.{nuid}", data, rollup),
+        await self._publish([(_chunk_subject(bucket, nuid), data, rollup),
                              (f"$O.{bucket}.M.{meta}", json.dumps(info).encode(), rollup)])
 
     async def get(self, name: str) -> bytes:
@@ -293,7 +298,7 @@ class Objects:
                 # One chunk: read it by subject, without the ephemeral consumer (one
                 # per read, the server's to create and expire) nats-py's get makes.
                 chunk = await self._store._js.get_last_msg(
-                    self._store._stream, f"$O.{self._store._name}.C.{info.nuid}")
+                    self._store._stream, _chunk_subject(self._store._name, info.nuid))
                 data = bytes(chunk.data or b"")
                 digest = "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
                 if digest.rstrip("=") == (info.digest or "").rstrip("="):
